@@ -1,0 +1,120 @@
+"""The one immutable node model shared by client, server and bootstrap server.
+
+A decoded payload is one of these nodes; a codec turns nodes into bytes and
+back. Values are Python values typed by the resource type:
+
+==================  ==========================================
+String, Corelnk     ``str``
+Integer, Unsigned   ``int``
+Float               ``float``
+Boolean             ``bool``
+Opaque              ``bytes``
+Time                ``datetime.datetime`` (timezone-aware, UTC)
+Objlnk              :class:`lwm2m.model.types.ObjectLink`
+None (executable)   not carried by nodes
+==================  ==========================================
+
+A value whose type is unknown (no model for it) is carried as ``bytes`` when
+it came in an opaque form, or as the most natural decoded type otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeAlias
+
+from lwm2m.model.path import Path
+from lwm2m.model.types import ObjectLink, ResourceType
+
+Value: TypeAlias = str | int | float | bool | bytes | datetime.datetime | ObjectLink
+
+
+def _freeze(items: Mapping[int, object] | Iterable[object], key: str) -> Mapping[int, object]:
+    if isinstance(items, Mapping):
+        return MappingProxyType(dict(sorted(items.items())))
+    result: dict[int, object] = {}
+    for item in items:
+        ident = getattr(item, key)
+        if ident in result:
+            raise ValueError(f"duplicate ID {ident}")
+        result[ident] = item
+    return MappingProxyType(dict(sorted(result.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceInstance:
+    id: int
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A single-instance resource (``value``) or a multiple one (``instances``).
+
+    ``type`` is the resource type when known (from the model or the format);
+    ``None`` means untyped.
+    """
+
+    id: int
+    value: Value | None = None
+    instances: Mapping[int, Value] | None = None
+    type: ResourceType | None = None
+
+    def __post_init__(self) -> None:
+        if (self.value is None) == (self.instances is None):
+            raise ValueError(
+                f"resource {self.id}: exactly one of value (single) or instances (multiple) is required"
+            )
+        if self.instances is not None and not isinstance(self.instances, MappingProxyType):
+            object.__setattr__(self, "instances", MappingProxyType(dict(sorted(self.instances.items()))))
+
+    @property
+    def is_multiple(self) -> bool:
+        return self.instances is not None
+
+    @classmethod
+    def single(cls, id: int, value: Value, type: ResourceType | None = None) -> Resource:
+        return cls(id, value=value, type=type)
+
+    @classmethod
+    def multiple(
+        cls, id: int, instances: Mapping[int, Value], type: ResourceType | None = None
+    ) -> Resource:
+        return cls(id, instances=dict(instances), type=type)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInstance:
+    id: int
+    resources: Mapping[int, Resource] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resources", _freeze(self.resources, "id"))
+
+    @classmethod
+    def of(cls, id: int, resources: Iterable[Resource]) -> ObjectInstance:
+        return cls(id, _freeze(resources, "id"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class LwM2MObject:
+    id: int
+    instances: Mapping[int, ObjectInstance] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "instances", _freeze(self.instances, "id"))
+
+    @classmethod
+    def of(cls, id: int, instances: Iterable[ObjectInstance]) -> LwM2MObject:
+        return cls(id, _freeze(instances, "id"))  # type: ignore[arg-type]
+
+
+Node: TypeAlias = LwM2MObject | ObjectInstance | Resource | ResourceInstance
+
+
+def node_kind(path: Path) -> str:
+    """``object``, ``instance``, ``resource`` or ``resource_instance``."""
+    return ("root", "object", "instance", "resource", "resource_instance")[path.depth]

@@ -1,0 +1,1 @@
+"""Credentials and certificate rules shared by the server, bootstrap server and client."""
