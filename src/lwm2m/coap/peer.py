@@ -1,0 +1,36 @@
+"""Who is at the other end of an exchange.
+
+Kept in its own tiny module so the security layer (DTLS) and the roles can
+import it without pulling in the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Address = tuple[str, int]
+"""``(host, port)``; IPv6 socket 4-tuples are cut to their first two items."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIdentity:
+    """What the DTLS handshake proved about the peer."""
+
+    psk_identity: bytes | None = None
+    certificate_der: bytes | None = None  # the peer's leaf certificate
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A remote endpoint: its transport address and, on DTLS, its proven identity."""
+
+    address: Address
+    identity: PeerIdentity | None = None
+
+
+def normalize_address(address: tuple[object, ...]) -> Address:
+    """Cut an IPv6 ``(host, port, flowinfo, scope_id)`` to ``(host, port)``."""
+    host, port = address[0], address[1]
+    if not isinstance(host, str) or not isinstance(port, int):
+        raise TypeError(f"not a socket address: {address!r}")
+    return (host, port)
