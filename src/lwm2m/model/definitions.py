@@ -36,7 +36,9 @@ class ObjectDef:
     description: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "resources", MappingProxyType(dict(sorted(self.resources.items()))))
+        object.__setattr__(
+            self, "resources", MappingProxyType(dict(sorted(self.resources.items())))
+        )
 
     @classmethod
     def build(
@@ -58,8 +60,15 @@ class ObjectDef:
                 raise ValueError(f"object {id}: duplicate resource ID {res.id}")
             by_id[res.id] = res
         return cls(
-            id, name, multiple, mandatory, by_id, version, lwm2m_version,
-            urn or f"urn:oma:lwm2m:{'oma' if id < 1024 else 'ext'}:{id}"
+            id,
+            name,
+            multiple,
+            mandatory,
+            by_id,
+            version,
+            lwm2m_version,
+            urn
+            or f"urn:oma:lwm2m:{'oma' if id < 1024 else 'ext'}:{id}"
             + ("" if version == "1.0" else f":{version}"),
             description,
         )

@@ -77,11 +77,15 @@ class Path:
         if len(parts) > 4:
             raise PathError(f"{text!r}: a path has at most 4 segments")
         ids: list[int] = []
-        for part in parts:
+        for (what, limit), part in zip(_LIMITS, parts, strict=False):
             if not part.isascii() or not part.isdigit():
                 raise PathError(f"{text!r}: segment {part!r} is not a decimal ID")
             if len(part) > 1 and part[0] == "0":
                 raise PathError(f"{text!r}: segment {part!r} has a leading zero")
+            # Checked before int() so that a huge digit string cannot hit
+            # Python's int-conversion limit (a ValueError, not a PathError).
+            if len(part) > len(str(limit)):
+                raise PathError(f"{text!r}: {what} ID {part} out of range 0-{limit}")
             ids.append(int(part))
         return cls.of(*ids)
 
@@ -91,6 +95,10 @@ class Path:
         segs = list(segments)
         if segs and segs[-1] == "":
             segs.pop()
+        for seg in segs:
+            # A Uri-Path option is one segment: "3/0" in one option is not /3/0.
+            if not isinstance(seg, str) or seg == "" or "/" in seg:
+                raise PathError(f"Uri-Path segment {seg!r} is not a decimal ID")
         return cls.parse("/" + "/".join(segs))
 
     def __str__(self) -> str:
