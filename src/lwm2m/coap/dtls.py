@@ -1,0 +1,35 @@
+"""DTLS 1.2 for CoAP: the security layers the endpoint plugs in.
+
+``Endpoint.create(..., security=DtlsServer(DtlsServerConfig(...)))`` for a
+server, ``DtlsClient(DtlsClientConfig(...))`` for a client. Both are sans-I/O
+objects implementing :class:`lwm2m.coap.security.SecurityLayer` over
+pyOpenSSL memory BIOs; see docs/security.md for the behaviour.
+"""
+
+from __future__ import annotations
+
+from lwm2m.coap.dtls_binding import has_psk_support
+from lwm2m.coap.dtls_client import DtlsClient, DtlsClientConfig
+from lwm2m.coap.dtls_server import CertificateLookup, DtlsServer, DtlsServerConfig, PskLookup
+from lwm2m.coap.security import (
+    HandshakeCompleted,
+    HandshakeFailed,
+    SecurityEvent,
+    SecurityLayer,
+    SessionClosed,
+)
+
+__all__ = [
+    "CertificateLookup",
+    "DtlsClient",
+    "DtlsClientConfig",
+    "DtlsServer",
+    "DtlsServerConfig",
+    "HandshakeCompleted",
+    "HandshakeFailed",
+    "PskLookup",
+    "SecurityEvent",
+    "SecurityLayer",
+    "SessionClosed",
+    "has_psk_support",
+]

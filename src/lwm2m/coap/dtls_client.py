@@ -1,0 +1,253 @@
+"""The DTLS 1.2 client side of the security layer.
+
+The first :meth:`DtlsClient.send` to an address starts a handshake and queues
+the plaintext until it completes. Sessions are remembered per address and
+offered again (abbreviated handshake) the next time.
+
+A server that restarted has forgotten our session and silently drops our
+records (it cannot even authenticate an alert to us). We notice that as
+silence: when data we sent has gone unanswered for ``silence_rehandshake_s``,
+the next send starts a new handshake. CoAP retransmissions thereby recover
+on their own. A received close_notify or fatal alert ends the session at once
+and the next send re-handshakes too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from OpenSSL import SSL, crypto
+
+from lwm2m.coap.dtls_binding import (
+    DTLS1_2_VERSION,
+    install_psk_client_callback,
+    verify_error_string,
+)
+from lwm2m.coap.dtls_session import (
+    ConnectionState,
+    DtlsLayerBase,
+    DtlsSession,
+    cipher_string,
+    error_text,
+)
+from lwm2m.coap.peer import Address, Peer
+from lwm2m.security.credentials import PskCredential, X509Credential, X509Expectation
+from lwm2m.security.x509 import certificate_matches_host, describe, has_names
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DtlsClientConfig:
+    """Our credential (PSK or certificate) and how to trust the server.
+
+    In certificate mode ``server_trust`` is required: direct trust
+    (``certificate_der``, the Security object's Server Public Key) or indirect
+    trust (``ca_pems`` + ``expected_names``), and then the certificate must
+    name ``server_host`` (the host of the server URI; defaults to the IP
+    address we send to).
+    """
+
+    psk: PskCredential | None = None
+    certificate: X509Credential | None = None
+    server_trust: X509Expectation | None = None
+    server_host: str | None = None
+    mtu: int = 1280
+    handshake_timeout_s: float = 60.0
+    idle_timeout_s: float | None = None
+    silence_rehandshake_s: float | None = 30.0
+    max_pending: int = 64
+
+    def __post_init__(self) -> None:
+        if (self.psk is None) == (self.certificate is None):
+            raise ValueError("a DTLS client needs exactly one of psk or certificate")
+        if self.certificate is not None and self.server_trust is None:
+            raise ValueError("certificate mode needs server_trust (direct or CA)")
+        if (
+            self.server_trust is not None
+            and self.server_trust.certificate_der is None
+            and not self.server_trust.ca_pems
+        ):
+            raise ValueError("server_trust needs certificate_der or ca_pems")
+        if not 256 <= self.mtu <= 65507:
+            raise ValueError("mtu must be 256-65507")
+        if self.max_pending < 1:
+            raise ValueError("max_pending must be positive")
+
+
+class DtlsClient(DtlsLayerBase):
+    """Client-side DTLS 1.2 implementing :class:`lwm2m.coap.security.SecurityLayer`."""
+
+    def __init__(self, config: DtlsClientConfig) -> None:
+        super().__init__(config.mtu, config.idle_timeout_s, config.handshake_timeout_s)
+        self.config = config
+        self._keepalive: list[object] = []
+        self._context = self._make_context()
+        self._saved_sessions: dict[Address, SSL.Session] = {}
+        self.full_handshakes = 0
+        self.resumed_handshakes = 0
+
+    def _make_context(self) -> SSL.Context:
+        cfg = self.config
+        ctx = SSL.Context(SSL.DTLS_CLIENT_METHOD)
+        ctx.set_min_proto_version(DTLS1_2_VERSION)
+        ctx.set_max_proto_version(DTLS1_2_VERSION)
+        ctx.set_options(SSL.OP_NO_QUERY_MTU | (SSL.OP_NO_RENEGOTIATION or 0))
+        ctx.set_cipher_list(
+            cipher_string(psk=cfg.psk is not None, certificate=cfg.certificate is not None)
+        )
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
+        if cfg.psk is not None:
+            psk = cfg.psk
+            self._keepalive.append(
+                install_psk_client_callback(ctx, lambda _c, _h: (psk.identity, psk.key))
+            )
+        if cfg.certificate is not None:
+            ctx.use_certificate(x509.load_pem_x509_certificate(cfg.certificate.cert_pem))
+            ctx.use_privatekey(load_pem_private_key(cfg.certificate.key_pem, password=None))  # type: ignore[arg-type]
+            ctx.check_privatekey()
+            for pem in cfg.certificate.chain_pems:
+                for cert in x509.load_pem_x509_certificates(pem):
+                    ctx.add_extra_chain_cert(cert)
+            trust = cfg.server_trust
+            store = ctx.get_cert_store()
+            if trust is not None and store is not None:
+                for pem in trust.ca_pems:
+                    for cert in x509.load_pem_x509_certificates(pem):
+                        store.add_cert(crypto.X509.from_cryptography(cert))
+            ctx.set_verify(SSL.VERIFY_PEER, self._verify)
+        return ctx
+
+    def _verify(
+        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
+    ) -> bool:
+        state = connection.get_app_data()
+        trust = self.config.server_trust
+        if not isinstance(state, ConnectionState) or trust is None:
+            return False
+        if depth > 0:
+            if not ok:
+                state.chain_failed = True
+                state.verify_error = verify_error_string(errno)
+            return True
+        leaf = cert.to_cryptography()
+        if trust.certificate_der is not None:
+            if leaf.public_bytes(Encoding.DER) == trust.certificate_der:
+                state.verify_error = None
+                return True
+            state.verify_error = "server certificate does not match the stored server certificate"
+            return False
+        if not ok or state.chain_failed:
+            reason = verify_error_string(errno) if not ok else state.verify_error
+            state.verify_error = f"server certificate rejected: {reason}"
+            return False
+        if not has_names(leaf, trust.expected_names):
+            state.verify_error = f"server certificate {describe(leaf)} lacks the expected names {list(trust.expected_names)}"
+            return False
+        host = state.expected_host or ""
+        if not certificate_matches_host(leaf, host):
+            state.verify_error = (
+                f"server certificate {describe(leaf)} does not name the server host {host!r}"
+            )
+            return False
+        return True
+
+    # ------------------------------------------------------------ SecurityLayer
+
+    def receive_datagram(
+        self, data: bytes, address: Address, now: float
+    ) -> list[tuple[bytes, Peer]]:
+        session = self._sessions.get(address)
+        if session is None:
+            return []
+        try:
+            session.connection.bio_write(data)
+        except SSL.Error:
+            return []
+        if not session.established:
+            self._advance_handshake(session, now)
+            return []
+        plaintexts = self._read_application(session, now)
+        if plaintexts:
+            session.last_received = now
+            session.unanswered_since = None
+        peer = Peer(address, session.identity)
+        return [(p, peer) for p in plaintexts]
+
+    def send(self, plaintext: bytes, address: Address, now: float) -> None:
+        session = self._sessions.get(address)
+        silence = self.config.silence_rehandshake_s
+        if (
+            session is not None
+            and session.established
+            and silence is not None
+            and session.unanswered_since is not None
+            and now - session.unanswered_since >= silence
+        ):
+            logger.info("DTLS: no answer from %s for %.1fs, handshaking again", address, silence)
+            self._close(session, "peer silent; starting a new handshake", notify_peer=False)
+            session = None
+        if session is None:
+            self._start(address, plaintext, now)
+            return
+        if not session.established:
+            if len(session.pending) >= self.config.max_pending:
+                logger.warning("DTLS: dropping data to %s: handshake queue full", address)
+                return
+            session.pending.append(plaintext)
+            return
+        self._write(session, plaintext, now)
+
+    def reset(self, address: Address) -> None:
+        """Forget the session with ``address`` (the next send re-handshakes, resuming if possible)."""
+        session = self._sessions.get(address)
+        if session is not None:
+            self._close(session, "reset by caller", notify_peer=False)
+
+    # ------------------------------------------------------------ internals
+
+    def _start(self, address: Address, first: bytes, now: float) -> None:
+        connection = SSL.Connection(self._context, None)
+        connection.set_connect_state()
+        connection.set_ciphertext_mtu(self.config.mtu)
+        state = ConnectionState(expected_host=self.config.server_host or address[0])
+        connection.set_app_data(state)
+        saved = self._saved_sessions.get(address)
+        if saved is not None:
+            connection.set_session(saved)
+        session = DtlsSession(connection=connection, address=address, created_at=now, state=state)
+        session.pending.append(first)
+        self._sessions[address] = session
+        self._advance_handshake(session, now)
+
+    def _write(self, session: DtlsSession, plaintext: bytes, now: float) -> None:
+        try:
+            session.connection.send(plaintext)
+        except SSL.Error as exc:
+            self._close(session, f"send failed: {error_text(exc)}", notify_peer=False)
+            return
+        if session.unanswered_since is None:
+            session.unanswered_since = now
+        self._flush(session)
+
+    def _on_established(self, session: DtlsSession, now: float) -> None:
+        if session.resumed:
+            self.resumed_handshakes += 1
+        else:
+            self.full_handshakes += 1
+        saved = session.connection.get_session()
+        if saved is not None:
+            self._saved_sessions[session.address] = saved
+        pending, session.pending = session.pending, []
+        for plaintext in pending:
+            if self._sessions.get(session.address) is not session:
+                break
+            self._write(session, plaintext, now)
+
+    def _on_dropped(self, session: DtlsSession) -> None:
+        if not session.established:
+            # A failed (or timed-out) handshake: do not offer that session again.
+            self._saved_sessions.pop(session.address, None)

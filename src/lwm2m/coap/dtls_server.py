@@ -1,0 +1,309 @@
+"""The DTLS 1.2 server side of the security layer.
+
+Stateless cookie exchange first (RFC 6347 4.2.1): a ClientHello from an
+address without a session goes to a throw-away ``Connection`` running
+``DTLSv1_listen``; the HelloVerifyRequest it writes is sent and the object is
+dropped. Only a ClientHello that comes back with a valid HMAC cookie (bound
+to the source address) creates a session, so spoofed floods cost no memory.
+Anything that is not an epoch-0 ClientHello from an unknown address (plain
+CoAP sent to the secure port, stale records after a restart) is dropped
+before OpenSSL sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from OpenSSL import SSL, crypto
+
+from lwm2m.coap.dtls_binding import (
+    DTLS1_2_VERSION,
+    install_psk_server_callback,
+    session_fingerprint,
+    verify_error_string,
+)
+from lwm2m.coap.dtls_records import is_client_hello
+from lwm2m.coap.dtls_session import (
+    ConnectionState,
+    DtlsLayerBase,
+    DtlsSession,
+    cipher_string,
+    error_text,
+)
+from lwm2m.coap.peer import Address, Peer, PeerIdentity
+
+logger = logging.getLogger(__name__)
+
+#: identity -> key, or None for an unknown identity (the handshake then fails).
+PskLookup = Callable[[bytes], bytes | None]
+#: leaf certificate DER -> directly trusted? (byte-exact match with a stored certificate)
+CertificateLookup = Callable[[bytes], bool]
+
+COOKIE_LEN = 16
+
+
+@dataclass(frozen=True, slots=True)
+class DtlsServerConfig:
+    """What the server accepts.
+
+    PSK: ``psk_lookup`` (the LwM2M server's security store). X.509: our
+    ``certificate_pem``/``private_key_pem`` (+ ``chain_pems``), and for client
+    certificates ``trusted_ca_pems`` (indirect trust) and/or
+    ``is_trusted_certificate`` (direct trust). The per-endpoint checks (CN =
+    ``ept:ep``, expected names) happen at Register with :mod:`lwm2m.security.x509`.
+    """
+
+    psk_lookup: PskLookup | None = None
+    certificate_pem: bytes | None = None
+    private_key_pem: bytes | None = None
+    chain_pems: tuple[bytes, ...] = ()
+    trusted_ca_pems: tuple[bytes, ...] = ()
+    is_trusted_certificate: CertificateLookup | None = None
+    require_client_certificate: bool = True
+    mtu: int = 1280
+    idle_timeout_s: float | None = 600.0
+    handshake_timeout_s: float = 60.0
+    max_half_open: int = 1000
+    max_sessions: int = 100_000
+    cookie_secret: bytes | None = None
+    session_id_context: bytes = b"lwm2m"
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        has_cert = self.certificate_pem is not None
+        if has_cert != (self.private_key_pem is not None):
+            raise ValueError("certificate_pem and private_key_pem go together")
+        if self.psk_lookup is None and not has_cert:
+            raise ValueError("a DTLS server needs psk_lookup or a certificate")
+        if not 256 <= self.mtu <= 65507:
+            raise ValueError("mtu must be 256-65507")
+        if self.max_half_open < 1 or self.max_sessions < 1:
+            raise ValueError("max_half_open and max_sessions must be positive")
+
+
+class DtlsServer(DtlsLayerBase):
+    """Server-side DTLS 1.2 implementing :class:`lwm2m.coap.security.SecurityLayer`."""
+
+    def __init__(self, config: DtlsServerConfig) -> None:
+        super().__init__(config.mtu, config.idle_timeout_s, config.handshake_timeout_s)
+        self.config = config
+        self._cookie_secret = config.cookie_secret or os.urandom(32)
+        self._keepalive: list[object] = []
+        #: master-secret fingerprint -> PSK identity, to name resumed PSK sessions
+        self._psk_sessions: OrderedDict[bytes, bytes] = OrderedDict()
+        self._context = self._make_context()
+        #: counters, for tests and the bench
+        self.hello_verify_sent = 0
+        self.dropped_datagrams = 0
+
+    # ------------------------------------------------------------ context
+
+    def _make_context(self) -> SSL.Context:
+        cfg = self.config
+        ctx = SSL.Context(SSL.DTLS_SERVER_METHOD)
+        ctx.set_min_proto_version(DTLS1_2_VERSION)
+        ctx.set_max_proto_version(DTLS1_2_VERSION)
+        ctx.set_options(
+            SSL.OP_NO_QUERY_MTU | (SSL.OP_COOKIE_EXCHANGE or 0) | (SSL.OP_NO_RENEGOTIATION or 0)
+        )
+        has_cert = cfg.certificate_pem is not None
+        ctx.set_cipher_list(cipher_string(psk=cfg.psk_lookup is not None, certificate=has_cert))
+        ctx.set_session_id(cfg.session_id_context)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        ctx.set_cookie_generate_callback(self._generate_cookie)
+        ctx.set_cookie_verify_callback(self._verify_cookie)
+        if cfg.psk_lookup is not None:
+            self._keepalive.append(install_psk_server_callback(ctx, self._psk))
+        if cfg.certificate_pem is not None and cfg.private_key_pem is not None:
+            ctx.use_certificate(x509.load_pem_x509_certificate(cfg.certificate_pem))
+            key = load_pem_private_key(cfg.private_key_pem, password=None)
+            ctx.use_privatekey(key)  # type: ignore[arg-type]
+            ctx.check_privatekey()
+            for pem in cfg.chain_pems:
+                for cert in x509.load_pem_x509_certificates(pem):
+                    ctx.add_extra_chain_cert(cert)
+            store = ctx.get_cert_store()
+            if store is not None:
+                for pem in cfg.trusted_ca_pems:
+                    for cert in x509.load_pem_x509_certificates(pem):
+                        store.add_cert(crypto.X509.from_cryptography(cert))
+            mode = SSL.VERIFY_PEER
+            if cfg.require_client_certificate:
+                mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+            ctx.set_verify(mode, self._verify)
+        return ctx
+
+    def _cookie_for(self, address: Address) -> bytes:
+        text = f"{address[0]}|{address[1]}".encode()
+        return hmac.new(self._cookie_secret, text, hashlib.sha256).digest()[:COOKIE_LEN]
+
+    def _generate_cookie(self, connection: SSL.Connection) -> bytes:
+        state = connection.get_app_data()
+        if not isinstance(state, ConnectionState) or state.address is None:
+            raise RuntimeError("cookie requested for a connection without an address")
+        return self._cookie_for(state.address)
+
+    def _verify_cookie(self, connection: SSL.Connection, cookie: bytes) -> bool:
+        state = connection.get_app_data()
+        if not isinstance(state, ConnectionState) or state.address is None:
+            return False
+        return hmac.compare_digest(cookie, self._cookie_for(state.address))
+
+    def _psk(self, connection: SSL.Connection, identity: bytes) -> bytes | None:
+        lookup = self.config.psk_lookup
+        key = lookup(identity) if lookup is not None else None
+        state = connection.get_app_data()
+        if isinstance(state, ConnectionState):
+            if key is None:
+                state.verify_error = f"unknown PSK identity {identity!r}"
+            else:
+                state.psk_identity = identity
+        return key
+
+    def _verify(
+        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
+    ) -> bool:
+        state = connection.get_app_data()
+        if not isinstance(state, ConnectionState):
+            return False
+        if depth > 0:
+            if not ok:
+                # Remember it; a directly trusted leaf may still be accepted at depth 0.
+                state.chain_failed = True
+                state.verify_error = verify_error_string(errno)
+            return True
+        leaf_der = cert.to_cryptography().public_bytes(Encoding.DER)
+        lookup = self.config.is_trusted_certificate
+        if lookup is not None and lookup(leaf_der):
+            state.verify_error = None
+            return True
+        if not ok or state.chain_failed:
+            if not ok:
+                state.verify_error = f"client certificate rejected: {verify_error_string(errno)}"
+            elif state.verify_error is not None:
+                state.verify_error = f"client certificate rejected: {state.verify_error}"
+            return False
+        return True
+
+    def _identity_of(self, session: DtlsSession) -> PeerIdentity:
+        identity = super()._identity_of(session)
+        fingerprint = session_fingerprint(session.connection)
+        if fingerprint is None:
+            return identity
+        if identity.psk_identity is not None:
+            self._psk_sessions[fingerprint] = identity.psk_identity
+            self._psk_sessions.move_to_end(fingerprint)
+            while len(self._psk_sessions) > self.config.max_sessions:
+                self._psk_sessions.popitem(last=False)
+        elif identity.certificate_der is None:
+            known = self._psk_sessions.get(fingerprint)
+            if known is not None:
+                identity = PeerIdentity(psk_identity=known)
+        return identity
+
+    # ------------------------------------------------------------ SecurityLayer
+
+    def receive_datagram(
+        self, data: bytes, address: Address, now: float
+    ) -> list[tuple[bytes, Peer]]:
+        session = self._sessions.get(address)
+        if session is not None and not (session.established and is_client_hello(data)):
+            return self._feed(session, data, now)
+        if not is_client_hello(data):
+            self.dropped_datagrams += 1
+            return []
+        self._accept_hello(data, address, now, replacing=session)
+        return []
+
+    def send(self, plaintext: bytes, address: Address, now: float) -> None:
+        session = self._sessions.get(address)
+        if session is None or not session.established:
+            # A server cannot start a handshake; the client must come back first.
+            logger.debug("dropping %d bytes to %s: no DTLS session", len(plaintext), address)
+            self.dropped_datagrams += 1
+            return
+        try:
+            session.connection.send(plaintext)
+        except SSL.Error as exc:
+            self._close(session, f"send failed: {error_text(exc)}", notify_peer=False)
+            return
+        self._flush(session)
+
+    # ------------------------------------------------------------ internals
+
+    def _feed(self, session: DtlsSession, data: bytes, now: float) -> list[tuple[bytes, Peer]]:
+        try:
+            session.connection.bio_write(data)
+        except SSL.Error:
+            return []
+        if not session.established:
+            if not self._advance_handshake(session, now):
+                return []
+            if not session.established:
+                return []
+        plaintexts = self._read_application(session, now)
+        if plaintexts:
+            session.last_received = now
+        peer = Peer(session.address, session.identity)
+        return [(p, peer) for p in plaintexts]
+
+    def _half_open(self) -> int:
+        return sum(1 for s in self._sessions.values() if not s.established)
+
+    def _accept_hello(
+        self, data: bytes, address: Address, now: float, replacing: DtlsSession | None
+    ) -> None:
+        """Run the stateless cookie exchange; start a session only on a valid cookie."""
+        connection = SSL.Connection(self._context, None)
+        connection.set_accept_state()
+        connection.set_ciphertext_mtu(self.config.mtu)
+        state = ConnectionState(address=address)
+        connection.set_app_data(state)
+        try:
+            connection.bio_write(data)
+            connection.DTLSv1_listen()
+        except SSL.WantReadError:
+            # No (valid) cookie: OpenSSL wrote a HelloVerifyRequest. No state kept.
+            hvr = _drain(connection)
+            if hvr:
+                self.hello_verify_sent += 1
+                self._outgoing.append((hvr, address))
+            return
+        except SSL.Error as exc:
+            logger.debug("bad ClientHello from %s: %s", address, error_text(exc))
+            self.dropped_datagrams += 1
+            return
+        if replacing is None and (
+            self._half_open() >= self.config.max_half_open
+            or len(self._sessions) >= self.config.max_sessions
+        ):
+            logger.warning("DTLS: refusing handshake from %s: too many sessions", address)
+            self.dropped_datagrams += 1
+            return
+        if replacing is not None:
+            # The client started over (e.g. it rebooted): the old session goes.
+            self._close(replacing, "replaced by a new handshake", notify_peer=False)
+        session = DtlsSession(connection=connection, address=address, created_at=now, state=state)
+        self._sessions[address] = session
+        self._advance_handshake(session, now)
+
+
+def _drain(connection: SSL.Connection) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = connection.bio_read(65536)
+        except SSL.WantReadError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,318 @@
+"""Machinery shared by the DTLS server and client layers.
+
+One :class:`DtlsSession` wraps one pyOpenSSL ``Connection`` on memory BIOs for
+one peer address. :class:`DtlsLayerBase` keeps the sessions, the outgoing
+datagram queue, the event queue and the timers; the server and client add
+how sessions start. Nothing here touches a socket or reads a clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
+
+from lwm2m.coap.dtls_binding import session_reused
+from lwm2m.coap.dtls_records import pack_datagrams
+from lwm2m.coap.peer import Address, Peer, PeerIdentity
+from lwm2m.coap.security import (
+    HandshakeCompleted,
+    HandshakeFailed,
+    SecurityEvent,
+    SessionClosed,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Largest application record we read back from OpenSSL in one go.
+MAX_PLAINTEXT = 16384
+
+#: Cipher suites offered, most preferred first. The two CCM_8 suites are the
+#: LwM2M mandatory ones (TS 7.1.2/7.1.3); OpenSSL keeps them (and plain PSK)
+#: behind security level 0.
+CIPHERS_PSK = (
+    "PSK-AES128-CCM8",
+    "ECDHE-PSK-AES128-CBC-SHA256",
+    "PSK-AES128-GCM-SHA256",
+    "PSK-AES256-GCM-SHA384",
+    "PSK-AES128-CCM",
+    "PSK-AES128-CBC-SHA256",
+)
+CIPHERS_CERTIFICATE = (
+    "ECDHE-ECDSA-AES128-CCM8",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-AES128-CCM",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+)
+
+
+def cipher_string(psk: bool, certificate: bool) -> bytes:
+    suites = (CIPHERS_PSK if psk else ()) + (CIPHERS_CERTIFICATE if certificate else ())
+    return (":".join(suites) + ":@SECLEVEL=0").encode("ascii")
+
+
+@dataclass(slots=True)
+class ConnectionState:
+    """Per-connection facts gathered by OpenSSL callbacks (``Connection`` app data)."""
+
+    psk_identity: bytes | None = None
+    verify_error: str | None = None
+    chain_failed: bool = False
+    expected_host: str | None = None
+    #: server side: the source address the cookie is bound to
+    address: Address | None = None
+
+
+@dataclass(slots=True, eq=False)
+class DtlsSession:
+    """One DTLS association with one peer address."""
+
+    connection: SSL.Connection
+    address: Address
+    created_at: float
+    state: ConnectionState
+    established: bool = False
+    resumed: bool = False
+    identity: PeerIdentity | None = None
+    last_received: float = 0.0
+    retransmit_at: float | None = None
+    #: client side: plaintext queued until the handshake completes
+    pending: list[bytes] = field(default_factory=list)
+    #: client side: when we first sent data that has not been answered by anything
+    unanswered_since: float | None = None
+
+
+def error_text(exc: BaseException) -> str:
+    """A one-line reason from an OpenSSL error (its innermost reason strings)."""
+    if isinstance(exc, SSL.Error) and exc.args and isinstance(exc.args[0], list):
+        reasons = [
+            str(item[2]) for item in exc.args[0] if isinstance(item, tuple) and len(item) == 3
+        ]
+        if reasons:
+            return "; ".join(reasons)
+    return str(exc) or type(exc).__name__
+
+
+class DtlsLayerBase:
+    """Sessions, queues and timers common to :class:`DtlsServer` and :class:`DtlsClient`."""
+
+    def __init__(self, mtu: int, idle_timeout_s: float | None, handshake_timeout_s: float) -> None:
+        self._mtu = mtu
+        self._idle_timeout_s = idle_timeout_s
+        self._handshake_timeout_s = handshake_timeout_s
+        self._sessions: dict[Address, DtlsSession] = {}
+        self._outgoing: list[tuple[bytes, Address]] = []
+        self._events: deque[SecurityEvent] = deque()
+
+    # ------------------------------------------------------------ SecurityLayer
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def next_event(self) -> SecurityEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        deadlines: list[float] = []
+        for session in self._sessions.values():
+            if session.retransmit_at is not None:
+                deadlines.append(session.retransmit_at)
+            if not session.established:
+                deadlines.append(session.created_at + self._handshake_timeout_s)
+            elif self._idle_timeout_s is not None:
+                deadlines.append(session.last_received + self._idle_timeout_s)
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        for session in list(self._sessions.values()):
+            if not session.established and now >= session.created_at + self._handshake_timeout_s:
+                self._fail(session, "handshake timed out", now)
+                continue
+            if (
+                session.established
+                and self._idle_timeout_s is not None
+                and now >= session.last_received + self._idle_timeout_s
+            ):
+                self._close(session, "idle timeout", notify_peer=True)
+                continue
+            if session.retransmit_at is not None and now >= session.retransmit_at:
+                try:
+                    session.connection.DTLSv1_handle_timeout()
+                except SSL.Error as exc:
+                    self._fail(session, f"handshake gave up: {error_text(exc)}", now)
+                    continue
+                self._flush(session)
+                self._arm(session, now)
+
+    # ------------------------------------------------------------ introspection
+
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def has_session(self, address: Address) -> bool:
+        """Is there a session (established or in progress) with ``address``?"""
+        return address in self._sessions
+
+    def is_established(self, address: Address) -> bool:
+        session = self._sessions.get(address)
+        return session is not None and session.established
+
+    def session_resumed(self, address: Address) -> bool | None:
+        """Was the session with ``address`` set up by an abbreviated handshake? None if none."""
+        session = self._sessions.get(address)
+        return session.resumed if session is not None and session.established else None
+
+    def peer_identity(self, address: Address) -> PeerIdentity | None:
+        session = self._sessions.get(address)
+        return session.identity if session is not None else None
+
+    # ------------------------------------------------------------ helpers
+
+    def _flush(self, session: DtlsSession) -> None:
+        """Move whatever OpenSSL wrote into the outgoing queue as datagrams."""
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = session.connection.bio_read(65536)
+            except SSL.WantReadError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if chunks:
+            for datagram in pack_datagrams(b"".join(chunks), self._mtu):
+                self._outgoing.append((datagram, session.address))
+
+    def _arm(self, session: DtlsSession, now: float) -> None:
+        if session.established:
+            session.retransmit_at = None
+            return
+        timeout = session.connection.DTLSv1_get_timeout()
+        session.retransmit_at = None if timeout is None else now + timeout
+
+    def _identity_of(self, session: DtlsSession) -> PeerIdentity:
+        cert = session.connection.get_peer_certificate(as_cryptography=True)
+        return PeerIdentity(
+            psk_identity=session.state.psk_identity,
+            certificate_der=cert.public_bytes(Encoding.DER) if cert is not None else None,
+        )
+
+    def _advance_handshake(self, session: DtlsSession, now: float) -> bool:
+        """Drive the handshake after new input; False if the session was dropped."""
+        try:
+            session.connection.do_handshake()
+        except SSL.WantReadError:
+            self._flush(session)
+            self._arm(session, now)
+            return True
+        except SSL.Error as exc:
+            reason = session.state.verify_error or error_text(exc)
+            self._fail(session, reason, now)
+            return False
+        session.established = True
+        session.resumed = session_reused(session.connection)
+        session.identity = self._identity_of(session)
+        session.last_received = now
+        self._flush(session)
+        self._arm(session, now)
+        logger.debug(
+            "DTLS session with %s established (%s)",
+            session.address,
+            "resumed" if session.resumed else "full handshake",
+        )
+        self._on_established(session, now)
+        self._events.append(
+            HandshakeCompleted(
+                address=session.address, peer=Peer(session.address, session.identity)
+            )
+        )
+        return True
+
+    def _read_application(self, session: DtlsSession, now: float) -> list[bytes]:
+        """Decrypt what the BIO holds; empty list and session dropped on alerts."""
+        plaintexts: list[bytes] = []
+        while True:
+            try:
+                data = session.connection.recv(MAX_PLAINTEXT)
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                self._close(session, "closed by peer", notify_peer=False)
+                break
+            except SSL.Error as exc:
+                self._close(
+                    session, f"fatal alert or record error: {error_text(exc)}", notify_peer=False
+                )
+                break
+            if data:
+                plaintexts.append(data)
+        # Reading can produce output too (a retransmitted final flight).
+        if self._sessions.get(session.address) is session:
+            self._flush(session)
+        return plaintexts
+
+    def _on_established(self, session: DtlsSession, now: float) -> None:
+        """Hook for subclasses (client: send queued plaintext, remember the session)."""
+
+    def _on_dropped(self, session: DtlsSession) -> None:
+        """Hook for subclasses when a session goes away."""
+
+    def _remove(self, session: DtlsSession) -> None:
+        if self._sessions.get(session.address) is session:
+            del self._sessions[session.address]
+        self._on_dropped(session)
+
+    def _fail(self, session: DtlsSession, reason: str, now: float) -> None:
+        # OpenSSL has written its alert (if any) into the BIO: send it.
+        self._flush(session)
+        self._remove(session)
+        logger.info("DTLS handshake with %s failed: %s", session.address, reason)
+        self._events.append(HandshakeFailed(address=session.address, reason=reason))
+
+    def _close(self, session: DtlsSession, reason: str, *, notify_peer: bool) -> None:
+        self._shutdown(session, send=notify_peer)
+        self._remove(session)
+        logger.debug("DTLS session with %s closed: %s", session.address, reason)
+        self._events.append(SessionClosed(address=session.address, reason=reason))
+
+    def _shutdown(self, session: DtlsSession, *, send: bool) -> None:
+        """Shut the connection down cleanly.
+
+        A connection freed without ``SSL_shutdown`` marks its session not
+        resumable; a clean shutdown keeps it in the cache for resumption.
+        """
+        with contextlib.suppress(SSL.Error):
+            session.connection.shutdown()
+        if send:
+            self._flush(session)
+        else:
+            self._discard_output(session)
+
+    @staticmethod
+    def _discard_output(session: DtlsSession) -> None:
+        while True:
+            try:
+                if not session.connection.bio_read(65536):
+                    break
+            except SSL.Error:
+                break
+
+    def close_all(self, notify_peers: bool = True) -> None:
+        """Shut down every session (close_notify to established peers)."""
+        for session in list(self._sessions.values()):
+            if session.established:
+                self._close(session, "layer closed", notify_peer=notify_peers)
+            else:
+                self._remove(session)
+
+
+VerifyCallback = Callable[[SSL.Connection, object, int, int, int], bool]
