@@ -37,6 +37,8 @@ UINT64_MAX = 2**64 - 1
 _NUM = r"[-+]?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
 _INTERVAL = re.compile(rf"({_NUM})\s*(?:\.\.|-|\u2013|to)\s*({_NUM})")
 _SINGLE = re.compile(_NUM)
+_INT_TEXT = re.compile(r"[-+]?[0-9]+")
+_HEX_TEXT = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 _TOKEN = re.compile(r"[A-Za-z0-9_.+/:-]+")
 _LENGTH_SUFFIX = re.compile(r"\s*(?:bytes?|octets?|B|characters?|chars?)\s*$")
 _LENGTH_TYPES = (ResourceType.STRING, ResourceType.OPAQUE, ResourceType.CORELNK)
@@ -78,7 +80,9 @@ def parse_range(text: str, type: ResourceType) -> ValueRange | None:
     text give ``None``: such resources are not range-checked.
     """
     body = text.strip()
-    if not body or type in (ResourceType.BOOLEAN, ResourceType.NONE, ResourceType.TIME):
+    if not body or len(body) > 1000:
+        return None
+    if type in (ResourceType.BOOLEAN, ResourceType.NONE, ResourceType.TIME):
         return None
     length = type in _LENGTH_TYPES
     suffix = _LENGTH_SUFFIX.search(body)
@@ -93,12 +97,12 @@ def parse_range(text: str, type: ResourceType) -> ValueRange | None:
         if not raw:
             return None
         if (m := _INTERVAL.fullmatch(raw)) is not None:
-            lo, hi = float(m.group(1)), float(m.group(2))
+            lo, hi = _number(m.group(1)), _number(m.group(2))
             if lo > hi:
                 return None
             intervals.append((lo, hi))
         elif _SINGLE.fullmatch(raw):
-            intervals.append((float(raw), float(raw)))
+            intervals.append((_number(raw), _number(raw)))
         elif type is ResourceType.STRING and _TOKEN.fullmatch(raw):
             choices.append(raw)
         else:
@@ -154,11 +158,11 @@ def check_type(rtype: ResourceType, value: object, what: str = "value") -> None:
         raise _type_error(what, rtype, value)
 
 
-def _measure(value: Value) -> int:
-    if isinstance(value, str):
-        return len(value.encode("utf-8"))
-    assert isinstance(value, bytes)
-    return len(value)
+def _number(text: str) -> float:
+    """An exact int for integer text (no float rounding of 64-bit bounds), else a float."""
+    if _INT_TEXT.fullmatch(text) and len(text) <= 40:
+        return int(text)
+    return float(text)
 
 
 def check_value(resource: ResourceDef, value: object) -> None:
@@ -178,12 +182,18 @@ def check_value(resource: ResourceDef, value: object) -> None:
         if value not in spec.choices:
             raise ValueError(f"{what}: {value!r} is not one of {spec.describe()}")
         return
-    if spec.length:
-        measured: float = _measure(value)  # type: ignore[arg-type]
-        label = f"length {int(measured)} bytes"
-    else:
-        measured = value  # type: ignore[assignment]
+    measured: float
+    if isinstance(value, str):
+        measured = len(value.encode("utf-8"))
+        label = f"length {measured} bytes"
+    elif isinstance(value, bytes):
+        measured = len(value)
+        label = f"length {measured} bytes"
+    elif isinstance(value, int | float):
+        measured = value
         label = repr(value)
+    else:  # pragma: no cover - parse_range gives no intervals for other types
+        return
     if not any(lo <= measured <= hi for lo, hi in spec.intervals):
         bound = "length" if spec.length else "value"
         raise ValueError(f"{what}: {label} outside the allowed {bound} {spec.describe()}")
@@ -204,10 +214,6 @@ def check_values(resource: ResourceDef, value: Value | Mapping[int, Value]) -> N
                 f"resource {resource.id} ({resource.name}) is single: expected one value"
             )
         check_value(resource, value)
-
-
-_INT_TEXT = re.compile(r"[-+]?[0-9]+")
-_HEX_TEXT = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 
 
 def _parse_int(text: str, rtype: ResourceType) -> int:
