@@ -1,0 +1,272 @@
+"""OMA LwM2M CBOR (Content-Format 11544, LwM2M TS Core 1.2, 7.4.7).
+
+Nested CBOR maps keyed by path IDs, always from the root:
+``{3: {0: {0: "Open Mobile Alliance", 7: {0: 1, 1: 5}}}}``. A key may also
+be an array of IDs standing for several levels at once (``{[3, 0]: {...}}``);
+we accept that on decode and write plain nesting. An empty map is an empty
+object, instance or multiple resource. Values: Integer/Unsigned as CBOR
+integers, Float as floats, Boolean, String/Corelnk as text, Opaque as bytes,
+Objlnk as text ``"3:0"``, Time as an integer of epoch seconds (tag 1 is
+accepted on decode). A ``null`` leaf only appears in path-only requests
+(Read-Composite), see :func:`decode_paths`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+
+from lwm2m.formats import cbor_strict
+from lwm2m.formats.errors import FormatError
+from lwm2m.formats.senml import Record
+from lwm2m.formats.tree import (
+    NODE_TYPES,
+    Leaf,
+    assemble,
+    empty_containers,
+    flatten,
+    group_composite,
+)
+from lwm2m.formats.values import (
+    check_value,
+    effective_type,
+    epoch_seconds,
+    from_epoch,
+    model_type,
+    parse_objlnk,
+)
+from lwm2m.model.nodes import Node, Value
+from lwm2m.model.path import Path, PathError
+from lwm2m.model.registry import ModelRegistry
+from lwm2m.model.types import ObjectLink, ResourceType
+
+_TIME_TAG = 1
+
+
+# --- encoding ----------------------------------------------------------------
+
+
+def _cbor_value(leaf: Leaf, model: ModelRegistry | None) -> object:
+    where = str(leaf.path)
+    rtype = effective_type(model, leaf.path, leaf.type, leaf.value)
+    value = check_value(leaf.value, rtype, where)
+    if rtype is ResourceType.TIME:
+        assert isinstance(value, datetime.datetime)
+        return epoch_seconds(value, where)
+    if rtype is ResourceType.OBJLNK:
+        assert isinstance(value, ObjectLink)
+        return str(value)
+    return value
+
+
+def _insert(tree: dict[int, object], path: Path, value: object) -> None:
+    node = tree
+    ids = path.ids
+    for ident in ids[:-1]:
+        child = node.setdefault(ident, {})
+        if not isinstance(child, dict):
+            raise FormatError(f"{path}: a value and a container at the same path")
+        node = child
+    if value is None:
+        node.setdefault(ids[-1], {})
+        return
+    if ids[-1] in node:
+        raise FormatError(f"{path}: duplicate value")
+    node[ids[-1]] = value
+
+
+def _tree(
+    leaves: Iterable[Leaf], empties: Iterable[Path], model: ModelRegistry | None
+) -> dict[int, object]:
+    tree: dict[int, object] = {}
+    for leaf in leaves:
+        _insert(tree, leaf.path, _cbor_value(leaf, model))
+    for empty in empties:
+        _insert(tree, empty, None)
+    return tree
+
+
+def encode(node: Node, path: Path, model: ModelRegistry | None = None) -> bytes:
+    leaves = list(flatten(node, path))
+    return cbor_strict.dumps(_tree(leaves, empty_containers(node, path), model))
+
+
+def encode_composite(
+    items: Mapping[Path, Node | Value] | Iterable[Record], model: ModelRegistry | None = None
+) -> bytes:
+    leaves: list[Leaf] = []
+    empties: list[Path] = []
+    if isinstance(items, Mapping):
+        for path, item in items.items():
+            if isinstance(item, NODE_TYPES):
+                leaves.extend(flatten(item, path))
+                empties.extend(empty_containers(item, path))
+            else:
+                leaves.append(Leaf(path, item))
+    else:
+        for rec in items:
+            if rec.time is not None:
+                raise FormatError(f"{rec.path}: LwM2M CBOR carries no timestamps")
+            if rec.value is None:
+                raise FormatError(f"{rec.path}: a record to encode needs a value")
+            leaves.append(Leaf(rec.path, rec.value))
+    for leaf in leaves:
+        if leaf.path.depth < 3:
+            raise FormatError(f"{leaf.path}: a plain value needs a resource path")
+    return cbor_strict.dumps(_tree(leaves, empties, model))
+
+
+def encode_paths(paths: Iterable[Path]) -> bytes:
+    """A path-only request: ``null`` at each requested path."""
+    tree: dict[int, object] = {}
+    for path in paths:
+        if path.is_root:
+            raise FormatError("LwM2M CBOR cannot name the root path")
+        node = tree
+        for ident in path.ids[:-1]:
+            child = node.setdefault(ident, {})
+            if not isinstance(child, dict):
+                raise FormatError(f"{path}: overlaps another requested path")
+            node = child
+        if path.ids[-1] in node:
+            raise FormatError(f"{path}: overlaps another requested path")
+        node[path.ids[-1]] = None
+    return cbor_strict.dumps(tree)
+
+
+# --- decoding ----------------------------------------------------------------
+
+
+def _key_ids(key: object, where: Path) -> tuple[int, ...]:
+    if isinstance(key, int) and not isinstance(key, bool):
+        ids: tuple[object, ...] = (key,)
+    elif isinstance(key, tuple) and key:
+        ids = key
+    else:
+        raise FormatError(f"{where}: map key {key!r} is not an ID or an array of IDs")
+    for ident in ids:
+        if isinstance(ident, bool) or not isinstance(ident, int) or not 0 <= ident <= 65535:
+            raise FormatError(f"{where}: map key {key!r} is not a valid ID")
+    return ids  # type: ignore[return-value]
+
+
+def _walk(
+    tree: object,
+    prefix: tuple[int, ...],
+    leaves: list[tuple[Path, object]],
+    empties: list[Path],
+) -> None:
+    where = Path.of(*prefix) if prefix else Path()
+    if not isinstance(tree, dict):
+        raise FormatError(f"{where}: expected a map")
+    if not tree and prefix:
+        empties.append(where)
+    for key, value in tree.items():
+        ids = prefix + _key_ids(key, where)
+        if len(ids) > 4:
+            raise FormatError(f"{where}: path deeper than a resource instance")
+        try:
+            path = Path.of(*ids)
+        except PathError as exc:
+            raise FormatError(f"{where}: {exc}") from None
+        if isinstance(value, dict):
+            if len(ids) == 4:
+                raise FormatError(f"{path}: a resource instance cannot hold a map")
+            _walk(value, ids, leaves, empties)
+        else:
+            if len(ids) < 3:
+                raise FormatError(f"{path}: a value must be at a resource or resource instance")
+            leaves.append((path, value))
+
+
+def _typed(raw: object, rtype: ResourceType | None, path: Path) -> Value:
+    where = str(path)
+    if isinstance(raw, list | tuple | dict) or raw is None:
+        raise FormatError(f"{where}: {type(raw).__name__} is not a resource value")
+    if rtype is None:
+        if isinstance(raw, bool | int | float | str | bytes | datetime.datetime):
+            return raw
+        raise FormatError(f"{where}: unsupported CBOR value {type(raw).__name__}")
+    if rtype is ResourceType.TIME:
+        if isinstance(raw, datetime.datetime):
+            return raw.astimezone(datetime.UTC)
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return from_epoch(raw, where)
+    elif isinstance(raw, datetime.datetime):
+        raise FormatError(f"{where}: a tagged time cannot be a {rtype.value}")
+    elif rtype is ResourceType.OBJLNK:
+        if isinstance(raw, str):
+            return parse_objlnk(raw, where)
+    elif rtype is ResourceType.FLOAT:
+        if isinstance(raw, float):
+            return raw
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return float(raw)
+    elif rtype in (ResourceType.STRING, ResourceType.CORELNK):
+        if isinstance(raw, str):
+            return raw
+    elif rtype is ResourceType.OPAQUE:
+        if isinstance(raw, bytes):
+            return raw
+    else:
+        return check_value(raw, rtype, where)
+    raise FormatError(f"{where}: {type(raw).__name__} is not a {rtype.value}")
+
+
+def _parse(data: bytes) -> tuple[list[tuple[Path, object]], list[Path]]:
+    tree = cbor_strict.loads(data, allowed_tags=(_TIME_TAG,))
+    leaves: list[tuple[Path, object]] = []
+    empties: list[Path] = []
+    _walk(tree, (), leaves, empties)
+    return leaves, empties
+
+
+def _typed_leaves(
+    data: bytes, model: ModelRegistry | None
+) -> tuple[list[tuple[Path, Value]], list[Path]]:
+    raw_leaves, empties = _parse(data)
+    return [(p, _typed(v, model_type(model, p), p)) for p, v in raw_leaves], empties
+
+
+def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
+    leaves, empties = _typed_leaves(data, model)
+    return assemble(leaves, path, model, empties)
+
+
+def decode_records(data: bytes, model: ModelRegistry | None = None) -> list[Record]:
+    leaves, _ = _typed_leaves(data, model)
+    return [Record(p, v) for p, v in leaves]
+
+
+def decode_composite(
+    data: bytes, model: ModelRegistry | None = None, paths: Iterable[Path] | None = None
+) -> dict[Path, Node]:
+    leaves, empties = _typed_leaves(data, model)
+    return group_composite(leaves, model, paths, empties)
+
+
+def decode_paths(data: bytes) -> list[Path]:
+    tree = cbor_strict.loads(data)
+    paths: list[Path] = []
+
+    def walk(node: object, prefix: tuple[int, ...]) -> None:
+        where = Path.of(*prefix) if prefix else Path()
+        if not isinstance(node, dict) or not node:
+            raise FormatError(f"{where}: expected a non-empty map")
+        for key, value in node.items():
+            ids = prefix + _key_ids(key, where)
+            if len(ids) > 4:
+                raise FormatError(f"{where}: path deeper than a resource instance")
+            try:
+                path = Path.of(*ids)
+            except PathError as exc:
+                raise FormatError(f"{where}: {exc}") from None
+            if value is None:
+                if path in paths:
+                    raise FormatError(f"{path}: duplicate path")
+                paths.append(path)
+            else:
+                walk(value, ids)
+
+    walk(tree, ())
+    return paths
