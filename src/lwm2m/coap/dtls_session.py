@@ -135,7 +135,7 @@ class DtlsLayerBase:
     def handle_timer(self, now: float) -> None:
         for session in list(self._sessions.values()):
             if not session.established and now >= session.created_at + self._handshake_timeout_s:
-                self._fail(session, "handshake timed out", now)
+                self._fail(session, "handshake timed out (no valid answer from the peer)", now)
                 continue
             if (
                 session.established
