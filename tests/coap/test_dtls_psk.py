@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from test_dtls_helpers import CLIENT_ADDR, PSK_ID, PSK_KEY, SERVER_ADDR, Link, psk_store
 
 from lwm2m.coap.dtls import (
     DtlsClient,
@@ -15,7 +16,6 @@ from lwm2m.coap.dtls import (
 from lwm2m.coap.dtls_records import ContentType, is_client_hello
 from lwm2m.coap.peer import PeerIdentity
 from lwm2m.security.credentials import PskCredential
-from test_dtls_helpers import CLIENT_ADDR, PSK_ID, PSK_KEY, SERVER_ADDR, Link, psk_store
 
 
 def make_link(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_dtls_helpers import CLIENT_ADDR, PSK_ID, PSK_KEY, SERVER_ADDR, Link, psk_store
 
 from lwm2m.coap.codec import encode
 from lwm2m.coap.codes import Code, MessageType
@@ -12,7 +13,6 @@ from lwm2m.coap.dtls_records import is_client_hello
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address
 from lwm2m.security.credentials import PskCredential
-from test_dtls_helpers import CLIENT_ADDR, PSK_ID, PSK_KEY, SERVER_ADDR, Link, psk_store
 
 
 def make_server(**options: object) -> DtlsServer:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from test_dtls_helpers import CLIENT_ADDR, PSK_ID, PSK_KEY, SERVER_ADDR, Link, psk_store
 
 from lwm2m.coap.dtls import DtlsClient, DtlsClientConfig, DtlsServer, DtlsServerConfig
 from lwm2m.coap.peer import PeerIdentity
 from lwm2m.security.certs import IssuedCertificate, make_ca, make_cert
 from lwm2m.security.credentials import PskCredential, X509Credential, X509Expectation
 from lwm2m.security.x509 import NameMismatch, check_registration_name
-from test_dtls_helpers import CLIENT_ADDR, PSK_ID, PSK_KEY, SERVER_ADDR, Link, psk_store
 
 
 @pytest.fixture(scope="module")
