@@ -1,0 +1,610 @@
+"""The asyncio CoAP endpoint every role uses: one UDP socket that serves and sends.
+
+A thin pump around :class:`~lwm2m.coap.engine.Engine`: datagrams from the
+socket (through the optional security layer) go into the engine, the
+engine's datagrams go out, its single timer becomes one ``loop.call_at``, and
+its events resolve futures or start handler tasks.  All protocol decisions
+live in the engine, so this module only deals with asyncio.
+
+A server must reach a device on the very port the device registered from
+(NAT bindings), hence one socket for both directions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from lwm2m.coap.codes import Code
+from lwm2m.coap.engine import Engine
+from lwm2m.coap.errors import (
+    CoapError,
+    EndpointClosed,
+    ObservationCancelled,
+    RequestTimeout,
+    SecureConnectionFailed,
+)
+from lwm2m.coap.events import (
+    ClientObservationEnded,
+    NotificationAcknowledged,
+    NotificationReceived,
+    RequestFailed,
+    RequestReceived,
+    ResponseReceived,
+    ServerObservationEnded,
+)
+from lwm2m.coap.message import Message
+from lwm2m.coap.params import TransmissionParameters
+from lwm2m.coap.peer import Address, Peer, PeerIdentity, normalize_address
+from lwm2m.coap.security import HandshakeCompleted, HandshakeFailed, SecurityLayer, SessionClosed
+
+__all__ = [
+    "Address",
+    "ClientObservation",
+    "Endpoint",
+    "Handler",
+    "IncomingRequest",
+    "Peer",
+    "PeerIdentity",
+    "ServerObservation",
+    "TransmissionParameters",
+]
+
+logger = logging.getLogger(__name__)
+
+_INTERNAL_ERROR = Message(Code.INTERNAL_SERVER_ERROR)
+_NOT_FOUND = Message(Code.NOT_FOUND)
+
+
+class IncomingRequest:
+    """A request for the handler: the (reassembled) message and who sent it."""
+
+    __slots__ = ("_endpoint", "_observation", "_request_id", "message", "peer")
+
+    def __init__(self, endpoint: Endpoint, request_id: int, message: Message, peer: Peer) -> None:
+        self._endpoint = endpoint
+        self._request_id = request_id
+        self._observation: ServerObservation | None = None
+        self.message = message
+        self.peer = peer
+
+    def start_observation(self, on_cancel: Callable[[], None] | None = None) -> ServerObservation:
+        """Turn this GET/FETCH with Observe=0 into an observation.
+
+        The response the handler returns then carries Observe (if it is 2.xx;
+        an error response ends the observation at once).  ``on_cancel`` runs
+        when the observation ends for any reason other than :meth:`ServerObservation.cancel`.
+        Raises ValueError for a request that is not an observe registration.
+        """
+        if self._observation is not None:
+            return self._observation
+        ep = self._endpoint
+        obs_id = ep._engine.start_observation(self._request_id, ep._loop.time())
+        self._observation = ServerObservation(ep, obs_id, self.peer, on_cancel)
+        ep._server_observations[obs_id] = self._observation
+        return self._observation
+
+    def __repr__(self) -> str:
+        return f"<IncomingRequest {self.message.code!s} {self.message.path_str} from {self.peer.address}>"
+
+
+class ServerObservation:
+    """An observation a peer holds on us; :meth:`notify` sends notifications."""
+
+    __slots__ = ("_deliveries", "_endpoint", "_id", "_on_cancel", "cancelled", "peer", "reason")
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        obs_id: int,
+        peer: Peer,
+        on_cancel: Callable[[], None] | None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._id = obs_id
+        self._on_cancel = on_cancel
+        self._deliveries: dict[int, asyncio.Future[None]] = {}
+        self.peer = peer
+        self.cancelled = False
+        self.reason = ""
+
+    async def notify(self, response: Message, *, confirmable: bool = False) -> None:
+        """Send a notification; a CON one returns once acknowledged.
+
+        A non-2.xx response is sent as the final notification and ends the
+        observation.  Raises :class:`ObservationCancelled` once the observation
+        is over (RST, deregistration, unacknowledged CON notification, cancel).
+        """
+        if self.cancelled:
+            raise ObservationCancelled(self.reason or "observation cancelled")
+        ep = self._endpoint
+        if ep._closed:
+            raise EndpointClosed("endpoint closed")
+        now = ep._loop.time()
+        try:
+            delivery = ep._engine.notify(self._id, response, now, confirmable=confirmable)
+        except KeyError:
+            raise ObservationCancelled(self.reason or "observation ended") from None
+        if response.code >= 96:
+            self._ended("ended with an error notification", call_back=False)
+            ep._pump(now)
+            return
+        if not confirmable:
+            ep._pump(now)
+            return
+        fut: asyncio.Future[None] = ep._loop.create_future()
+        self._deliveries[delivery] = fut
+        ep._pump(now)
+        try:
+            await fut
+        finally:
+            self._deliveries.pop(delivery, None)
+
+    def cancel(self) -> None:
+        """Stop notifying (nothing is sent; the client's entry ages out)."""
+        if self.cancelled:
+            return
+        ep = self._endpoint
+        ep._engine.cancel_observation(self._id)
+        self._ended("cancelled locally", call_back=False)
+
+    def _acknowledged(self, delivery: int) -> None:
+        fut = self._deliveries.get(delivery)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _ended(self, reason: str, *, call_back: bool = True) -> None:
+        if self.cancelled:
+            return
+        self.cancelled = True
+        self.reason = reason
+        self._endpoint._server_observations.pop(self._id, None)
+        for fut in self._deliveries.values():
+            if not fut.done():
+                fut.set_exception(ObservationCancelled(reason))
+        if call_back and self._on_cancel is not None:
+            try:
+                self._on_cancel()
+            except Exception:
+                logger.exception("observation on_cancel callback failed")
+
+
+_END = object()
+
+
+class ClientObservation:
+    """An observation we hold on a peer: ``await first()``, then ``async for`` notifications."""
+
+    def __init__(self, endpoint: Endpoint, request_id: int, timeout: float | None) -> None:
+        self._endpoint = endpoint
+        self.request_id = request_id
+        self._timeout = timeout
+        self._first: asyncio.Future[Message] = endpoint._loop.create_future()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._error: BaseException | None = None
+        self.active = True
+        self.reason = ""
+
+    async def first(self) -> Message:
+        """The response to the registering GET (raises RequestTimeout, ResetReceived, ...)."""
+        try:
+            if self._timeout is None:
+                return await asyncio.shield(self._first)
+            return await asyncio.wait_for(asyncio.shield(self._first), self._timeout)
+        except CoapError:
+            raise
+        except TimeoutError:
+            await self.cancel(active=False)
+            raise RequestTimeout(
+                f"no response to the observe request within {self._timeout} s"
+            ) from None
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                self._queue.put_nowait(_END)  # later iterators end too
+                if self._error is not None and not isinstance(
+                    self._error, EndpointClosed | ObservationCancelled
+                ):
+                    raise self._error
+                return
+            yield item
+
+    async def cancel(self, *, active: bool = True) -> None:
+        """End the observation: actively (GET with Observe=1) or passively (forget; RST next)."""
+        if not self.active:
+            return
+        ep = self._endpoint
+        self._end("cancelled")
+        if ep._closed:
+            return
+        ep._client_observations.pop(self.request_id, None)
+        now = ep._loop.time()
+        established = self._first.done() and not self._first.exception()
+        if not active or not established:
+            ep._engine.cancel_request(self.request_id)
+            ep._pump(now)
+            return
+        dereg_id = ep._engine.deregister_observation(self.request_id, now)
+        if dereg_id is None:
+            return
+        try:
+            await ep._await_response(dereg_id, None, now)
+        except CoapError as exc:
+            logger.debug("deregistration of observation %d failed: %s", self.request_id, exc)
+
+    def _response(self, msg: Message) -> None:
+        if not self._first.done():
+            self._first.set_result(msg)
+        if msg.observe is None or msg.code >= 96:
+            self._end("not established: the response carries no Observe")
+
+    def _failed(self, error: CoapError) -> None:
+        if not self._first.done():
+            self._first.set_exception(error)
+            self._first.exception()  # retrieved: first() may never be awaited
+        self._error = error
+        self._end(str(error))
+
+    def _notification(self, msg: Message) -> None:
+        if self.active:
+            self._queue.put_nowait(msg)
+
+    def _end(self, reason: str) -> None:
+        if not self.active:
+            return
+        self.active = False
+        self.reason = reason
+        if not self._first.done():
+            self._first.set_exception(ObservationCancelled(reason))
+            self._first.exception()
+        self._queue.put_nowait(_END)
+
+
+Handler = Callable[[IncomingRequest], Awaitable[Message]]
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self._endpoint._datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("socket error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._endpoint._connection_lost()
+
+
+class Endpoint:
+    """A CoAP endpoint on one UDP socket (optionally under a security layer)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        engine: Engine,
+        handler: Handler | None,
+        security: SecurityLayer | None,
+    ) -> None:
+        self._loop = loop
+        self._engine = engine
+        self._handler = handler
+        self._security = security
+        self._transport: asyncio.DatagramTransport | None = None
+        self._closed = False
+        self._lost: asyncio.Future[None] = loop.create_future()
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._client_observations: dict[int, ClientObservation] = {}
+        self._server_observations: dict[int, ServerObservation] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[Callable[[Peer], None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.local_address: Address = ("", 0)
+
+    @classmethod
+    async def create(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        handler: Handler | None = None,
+        security: SecurityLayer | None = None,
+        params: TransmissionParameters | None = None,
+        rng: random.Random | None = None,
+    ) -> Endpoint:
+        """Bind a UDP socket on (host, port) and start serving ``handler``."""
+        loop = asyncio.get_running_loop()
+        engine = Engine(params or TransmissionParameters(), rng=rng or random.Random())
+        endpoint = cls(loop, engine, handler, security)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(endpoint), local_addr=(host, port)
+        )
+        endpoint._transport = transport
+        endpoint.local_address = normalize_address(transport.get_extra_info("sockname"))
+        return endpoint
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ public API
+
+    async def request(
+        self, message: Message, address: Address, *, timeout: float | None = None
+    ) -> Message:
+        """Send a request and return the final response (4.xx/5.xx included).
+
+        Raises RequestTimeout, ResetReceived, SecureConnectionFailed,
+        RequestEntityTooLarge or EndpointClosed.  Cancelling the call frees
+        the exchange (retransmissions stop, a late response gets RST).
+        """
+        if self._closed:
+            raise EndpointClosed("endpoint closed")
+        address = normalize_address(address)
+        now = self._loop.time()
+        request_id = self._engine.send_request(message, address, now)
+        return await self._await_response(request_id, timeout, now)
+
+    async def _await_response(self, request_id: int, timeout: float | None, now: float) -> Message:
+        fut: asyncio.Future[Message] = self._loop.create_future()
+        self._pending[request_id] = fut
+        self._pump(now)
+        try:
+            if timeout is None:
+                return await fut
+            return await asyncio.wait_for(fut, timeout)
+        except CoapError:
+            raise
+        except TimeoutError:
+            raise RequestTimeout(f"no response within {timeout} s") from None
+        finally:
+            if self._pending.pop(request_id, None) is not None and not self._closed:
+                self._engine.cancel_request(request_id)
+                self._pump(self._loop.time())
+
+    def observe(
+        self, message: Message, address: Address, *, timeout: float | None = None
+    ) -> ClientObservation:
+        """Register an observation (GET/FETCH with Observe=0); see :class:`ClientObservation`."""
+        if self._closed:
+            raise EndpointClosed("endpoint closed")
+        address = normalize_address(address)
+        now = self._loop.time()
+        request_id = self._engine.send_request(message, address, now, observe=True)
+        observation = ClientObservation(self, request_id, timeout)
+        self._client_observations[request_id] = observation
+        self._pump(now)
+        return observation
+
+    def add_activity_listener(self, cb: Callable[[Peer], None]) -> None:
+        """Call ``cb(peer)`` on every valid CoAP datagram received (queue mode wake-ups)."""
+        self._listeners.append(cb)
+
+    def remove_activity_listener(self, cb: Callable[[Peer], None]) -> None:
+        self._listeners.remove(cb)
+
+    async def close(self) -> None:
+        """Stop serving; pending requests and observations fail with EndpointClosed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        error = EndpointClosed("endpoint closed")
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._pending.clear()
+        for client_obs in list(self._client_observations.values()):
+            client_obs._failed(error)
+        self._client_observations.clear()
+        for server_obs in list(self._server_observations.values()):
+            server_obs._ended("endpoint closed", call_back=False)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._transport is not None:
+            self._transport.close()
+            await self._lost
+
+    async def __aenter__(self) -> Endpoint:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ pump
+
+    def _connection_lost(self) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def _datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self._closed:
+            return
+        if len(addr) != 2:
+            addr = (addr[0], addr[1])
+        now = self._loop.time()
+        engine = self._engine
+        security = self._security
+        try:
+            if security is None:
+                if engine.receive_datagram(data, addr, now) and self._listeners:
+                    self._notify_activity(Peer(addr))
+            else:
+                for plaintext, peer in security.receive_datagram(data, addr, now):
+                    if (
+                        engine.receive_datagram(plaintext, peer.address, now, peer.identity)
+                        and self._listeners
+                    ):
+                        self._notify_activity(peer)
+        except Exception:
+            # Nothing a peer sends may stop the endpoint.
+            logger.exception("failed to process a datagram from %s", addr)
+        self._pump(now)
+
+    def _notify_activity(self, peer: Peer) -> None:
+        for cb in self._listeners:
+            try:
+                cb(peer)
+            except Exception:
+                logger.exception("activity listener failed")
+
+    def _pump(self, now: float) -> None:
+        """Dispatch engine (and security) events, send datagrams, re-arm the timer."""
+        engine = self._engine
+        security = self._security
+        while True:
+            event = engine.next_event()
+            if event is None:
+                break
+            self._dispatch(event)
+        if security is not None:
+            while (sec_event := security.next_event()) is not None:
+                self._security_event(sec_event)
+            while (event := engine.next_event()) is not None:
+                self._dispatch(event)
+        out = engine.datagrams_to_send(now)
+        transport = self._transport
+        if out and transport is not None and not self._closed:
+            if security is None:
+                sendto = transport.sendto
+                for data, address in out:
+                    sendto(data, address)
+            else:
+                for data, address in out:
+                    security.send(data, address, now)
+        if security is not None and transport is not None and not self._closed:
+            for data, address in security.datagrams_to_send():
+                transport.sendto(data, address)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        when = self._engine.get_timer()
+        security = self._security
+        if security is not None:
+            sec = security.get_timer()
+            if sec is not None and (when is None or sec < when):
+                when = sec
+        if when is None or self._closed:
+            return
+        current = self._timer_at
+        if current is not None and current <= when:
+            return  # an earlier (or equal) wake-up is already set; it re-arms
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._closed:
+            return
+        now = self._loop.time()
+        try:
+            self._engine.handle_timer(now)
+            if self._security is not None:
+                self._security.handle_timer(now)
+        except Exception:
+            logger.exception("timer processing failed")
+        self._pump(now)
+
+    def _dispatch(self, event: object) -> None:
+        if isinstance(event, RequestReceived):
+            self._start_handler(event)
+        elif isinstance(event, ResponseReceived):
+            fut = self._pending.pop(event.request_id, None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(event.response)
+            else:
+                client_obs = self._client_observations.get(event.request_id)
+                if client_obs is not None:
+                    client_obs._response(event.response)
+                    if not client_obs.active:
+                        del self._client_observations[event.request_id]
+        elif isinstance(event, RequestFailed):
+            fut = self._pending.pop(event.request_id, None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_exception(event.error)
+            else:
+                client_obs = self._client_observations.pop(event.request_id, None)
+                if client_obs is not None:
+                    client_obs._failed(event.error)
+        elif isinstance(event, NotificationReceived):
+            client_obs = self._client_observations.get(event.request_id)
+            if client_obs is not None:
+                client_obs._notification(event.message)
+        elif isinstance(event, ClientObservationEnded):
+            client_obs = self._client_observations.pop(event.request_id, None)
+            if client_obs is not None:
+                client_obs._end(event.reason)
+        elif isinstance(event, NotificationAcknowledged):
+            server_obs = self._server_observations.get(event.observation_id)
+            if server_obs is not None:
+                server_obs._acknowledged(event.delivery_id)
+        elif isinstance(event, ServerObservationEnded):
+            server_obs = self._server_observations.get(event.observation_id)
+            if server_obs is not None:
+                server_obs._ended(event.reason)
+
+    def _security_event(self, event: object) -> None:
+        if isinstance(event, HandshakeFailed):
+            logger.info("secure session with %s failed: %s", event.address, event.reason)
+            self._engine.fail_peer(
+                event.address,
+                SecureConnectionFailed(
+                    f"DTLS handshake with {event.address} failed: {event.reason}"
+                ),
+            )
+        elif isinstance(event, SessionClosed):
+            logger.debug("secure session with %s closed: %s", event.address, event.reason)
+        elif isinstance(event, HandshakeCompleted):
+            logger.debug("secure session with %s established", event.address)
+
+    # ------------------------------------------------------------------ handlers
+
+    def _start_handler(self, event: RequestReceived) -> None:
+        request = IncomingRequest(self, event.request_id, event.message, event.peer)
+        task = self._loop.create_task(self._serve(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, request: IncomingRequest) -> None:
+        handler = self._handler
+        if handler is None:
+            response = _NOT_FOUND
+        else:
+            try:
+                response = await handler(request)
+                if not isinstance(response, Message) or not response.is_response:
+                    raise TypeError(f"handler returned {response!r}, not a response Message")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("handler failed for %r", request)
+                response = _INTERNAL_ERROR
+        if self._closed:
+            return
+        now = self._loop.time()
+        self._engine.respond(request._request_id, response, now)
+        self._pump(now)

@@ -1,0 +1,1147 @@
+"""The sans-I/O CoAP engine: message layer, request/response, observe, block-wise.
+
+No sockets, no clock, no global randomness: the caller passes ``now`` (monotonic
+seconds) and a ``random.Random``, feeds datagrams in and takes datagrams out::
+
+    engine.receive_datagram(data, address, now)
+    while (event := engine.next_event()) is not None: ...
+    for data, address in engine.datagrams_to_send(now): sock.sendto(data, address)
+    timer = engine.get_timer()          # call handle_timer(now) then
+
+One engine serves and sends requests over the same transport, so a server
+reaches a device on the very address the device registered from.
+
+Layers, bottom up (RFC 7252 section 4, 5; RFC 7641; RFC 7959):
+
+* message layer: CON retransmission with exponential back-off, ACK/RST
+  matching by (peer, MID), duplicate detection by (peer, MID) with the cached
+  reply replayed, RST to pings, to malformed CONs and to unknown responses;
+* request/response: tokens, piggybacked and separate responses, NSTART;
+* observe, both sides; block-wise, both directions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+from collections import deque
+from collections.abc import Hashable
+from typing import Final
+
+from lwm2m.coap.blockwise import Assembly, ExpiringStore, slice_block, transfer_key
+from lwm2m.coap.codec import decode, encode_as, peek_header
+from lwm2m.coap.codes import Code, MessageType
+from lwm2m.coap.errors import (
+    CoapError,
+    MessageFormatError,
+    RequestEntityTooLarge,
+    RequestTimeout,
+    ResetReceived,
+)
+from lwm2m.coap.events import (
+    ClientObservationEnded,
+    Event,
+    NotificationAcknowledged,
+    NotificationReceived,
+    RequestFailed,
+    RequestReceived,
+    ResponseReceived,
+    ServerObservationEnded,
+)
+from lwm2m.coap.message import Block, Message
+from lwm2m.coap.observe import (
+    CON_NOTIFICATION_INTERVAL_S,
+    OBSERVE_DEREGISTER,
+    OBSERVE_REGISTER,
+    SEQUENCE_MODULUS,
+    is_fresh,
+)
+from lwm2m.coap.params import TransmissionParameters
+from lwm2m.coap.peer import Address, Peer, PeerIdentity
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger(__name__)
+
+_CON: Final = MessageType.CON
+_NON: Final = MessageType.NON
+_ACK: Final = MessageType.ACK
+_RST: Final = MessageType.RST
+_BLOCK_OPTIONS: Final = (23, 27)
+
+
+def _empty(mtype: MessageType, mid: int) -> bytes:
+    return bytes((0x40 | (mtype << 4), 0, mid >> 8, mid & 0xFF))
+
+
+class _Dedup:
+    """What we remember about one received CON/NON (peer, MID) for duplicate detection."""
+
+    __slots__ = ("expires", "key", "reply", "request", "token")
+
+    def __init__(self, key: tuple[Address, int], token: bytes, expires: float) -> None:
+        self.key = key
+        self.token = token
+        self.expires = expires
+        self.reply: bytes | None = None  # replayed to duplicates
+        self.request: _Incoming | None = None  # still being processed
+
+
+class _Incoming:
+    """A request we received and have not answered yet."""
+
+    __slots__ = (
+        "acked",
+        "address",
+        "answered",
+        "block1_echo",
+        "block2_key",
+        "deadline",
+        "dedup",
+        "id",
+        "message",
+        "mid",
+        "mtype",
+        "observation",
+        "token",
+    )
+
+    def __init__(
+        self,
+        request_id: int,
+        message: Message,
+        address: Address,
+        dedup: _Dedup | None,
+        deadline: float,
+    ) -> None:
+        self.id = request_id
+        self.message = message
+        self.address = address
+        self.mtype = message.type
+        self.mid = message.mid
+        self.token = message.token
+        self.dedup = dedup
+        self.deadline = deadline  # empty ACK due (CON only)
+        self.acked = False
+        self.answered = False
+        self.block1_echo: Block | None = None
+        self.block2_key: Hashable | None = None
+        self.observation: _ServerObservation | None = None
+
+
+class _Transmission:
+    """A CON message of ours awaiting ACK/RST, retransmitted with back-off."""
+
+    __slots__ = ("address", "data", "done", "mid", "owner", "retransmits", "timeout", "timer_at")
+
+    def __init__(
+        self,
+        address: Address,
+        mid: int,
+        data: bytes,
+        timeout: float,
+        now: float,
+        owner: _Outgoing | _ServerObservation | None,
+    ) -> None:
+        self.address = address
+        self.mid = mid
+        self.data = data
+        self.timeout = timeout
+        self.timer_at = now + timeout
+        self.retransmits = 0
+        self.owner = owner
+        self.done = False
+
+
+class _Outgoing:
+    """One logical request of ours (possibly several block exchanges, possibly observing)."""
+
+    __slots__ = (
+        "address",
+        "block1_active",
+        "block1_offset",
+        "block1_szx",
+        "block2_etag",
+        "body",
+        "done",
+        "first_observe",
+        "id",
+        "mtype",
+        "observe_seq",
+        "observe_time",
+        "observing",
+        "request",
+        "sub_token",
+        "timer_at",
+        "token",
+        "transmission",
+        "waiting_slot",
+    )
+
+    def __init__(self, request_id: int, request: Message, address: Address, token: bytes) -> None:
+        self.id = request_id
+        self.request = request
+        self.address = address
+        self.token = token  # the request's token; notifications come with it
+        self.sub_token = token  # token of the exchange in flight (block follow-ups get new ones)
+        self.mtype = _NON if request.type == _NON else _CON
+        self.transmission: _Transmission | None = None
+        self.timer_at: float | None = None  # waiting for a separate / NON response
+        self.block1_active = False
+        self.block1_offset = 0
+        self.block1_szx = 6
+        self.body: bytearray | None = None  # Block2 reassembly
+        self.block2_etag: tuple[bytes, ...] = ()
+        self.first_observe: int | None = None
+        self.observing = False  # registration acknowledged with Observe: notifications flow
+        self.observe_seq = 0
+        self.observe_time = 0.0
+        self.waiting_slot = False
+        self.done = False
+
+
+class _ServerObservation:
+    """An observation a peer holds on us (RFC 7641 server side)."""
+
+    __slots__ = (
+        "address",
+        "block2_key",
+        "deliveries",
+        "ended",
+        "id",
+        "in_flight",
+        "last_con",
+        "non_mids",
+        "registered",
+        "token",
+    )
+
+    def __init__(self, obs_id: int, address: Address, token: bytes, now: float) -> None:
+        self.id = obs_id
+        self.address = address
+        self.token = token
+        self.registered = False
+        self.ended = False
+        self.in_flight: _Transmission | None = None
+        self.deliveries: list[int] = []
+        self.last_con = now
+        self.non_mids: deque[int] = deque()
+        self.block2_key: Hashable | None = None
+
+
+_Timed = _Transmission | _Outgoing
+
+
+class Engine:
+    """A CoAP endpoint's protocol state; see the module docstring for the calling pattern."""
+
+    def __init__(
+        self,
+        params: TransmissionParameters | None = None,
+        *,
+        rng: random.Random,
+    ) -> None:
+        self.params = params or TransmissionParameters()
+        self._rng = rng
+        p = self.params
+        self._exchange_lifetime = p.exchange_lifetime_s
+        self._non_lifetime = p.non_lifetime_s
+        self._response_timeout = p.effective_response_timeout_s
+        self._separate_delay = p.separate_response_delay_s
+        self._block_lifetime = p.effective_block_lifetime_s
+        self._now = 0.0
+        self._out: list[tuple[bytes, Address]] = []
+        self._events: deque[Event] = deque()
+        self._mid = rng.randrange(0x10000)
+        self._next_id = 1
+        # message layer
+        self._dedup: dict[tuple[Address, int], _Dedup] = {}
+        self._dedup_order: deque[_Dedup] = deque()
+        self._by_mid: dict[tuple[Address, int], _Transmission] = {}
+        self._heap: list[tuple[float, int, _Timed]] = []
+        self._heap_seq = 0
+        # server side
+        self._incoming: dict[int, _Incoming] = {}
+        self._separate: deque[_Incoming] = deque()
+        self._observations: dict[int, _ServerObservation] = {}
+        self._obs_by_key: dict[tuple[Address, bytes], _ServerObservation] = {}
+        self._non_notifications: dict[tuple[Address, int], _ServerObservation] = {}
+        self._observe_seq = rng.randrange(SEQUENCE_MODULUS)
+        self._assemblies: ExpiringStore[Assembly] = ExpiringStore(p.max_block_transfers)
+        self._block2_cache: ExpiringStore[Message] = ExpiringStore(p.max_block_transfers)
+        self._next_sweep: float | None = None
+        # client side
+        self._requests: dict[int, _Outgoing] = {}
+        self._tokens: dict[tuple[Address, bytes], _Outgoing] = {}
+        self._active: dict[Address, int] = {}
+        self._waiting: dict[Address, deque[_Outgoing]] = {}
+
+    # ------------------------------------------------------------------ outputs
+
+    def next_event(self) -> Event | None:
+        events = self._events
+        return events.popleft() if events else None
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        out = self._out
+        if not out:
+            return out
+        self._out = []
+        return out
+
+    def get_timer(self) -> float | None:
+        """The earliest time :meth:`handle_timer` has work to do, or None."""
+        best: float | None = None
+        if self._heap:
+            best = self._heap[0][0]
+        if self._separate:
+            t = self._separate[0].deadline
+            if best is None or t < best:
+                best = t
+        if self._dedup_order:
+            t = self._dedup_order[0].expires
+            if best is None or t < best:
+                best = t
+        if self._next_sweep is not None and (best is None or self._next_sweep < best):
+            best = self._next_sweep
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, item = heapq.heappop(heap)
+            if item.timer_at != deadline:
+                continue  # rescheduled or finished since it was pushed
+            if isinstance(item, _Transmission):
+                self._retransmit(item, now)
+            else:
+                self._response_wait_expired(item)
+        separate = self._separate
+        while separate and separate[0].deadline <= now:
+            incoming = separate.popleft()
+            if not incoming.answered and not incoming.acked:
+                self._send_empty_ack(incoming)
+        self._expire_dedup(now)
+        if self._next_sweep is not None and self._next_sweep <= now:
+            self._assemblies.expire(now)
+            self._block2_cache.expire(now)
+            self._next_sweep = None
+            self._schedule_sweep(now)
+
+    # ------------------------------------------------------------------ input
+
+    def receive_datagram(
+        self,
+        data: bytes,
+        address: Address,
+        now: float,
+        identity: PeerIdentity | None = None,
+    ) -> bool:
+        """Process one datagram (one CoAP message); False if it was not valid CoAP."""
+        self._now = now
+        try:
+            msg = decode(data)
+        except MessageFormatError as exc:
+            header = peek_header(data)
+            if header is not None and header[0] == 1 and header[1] == _CON:
+                # RFC 7252 4.2: a CON we cannot process is rejected with RST.
+                self._out.append((_empty(_RST, header[2]), address))
+            logger.debug("dropping malformed datagram from %s: %s", address, exc)
+            return False
+        mtype = msg.type
+        code = int(msg.code)
+        if mtype <= _NON:  # CON or NON
+            if code == 0:
+                if mtype == _CON:  # ping
+                    self._out.append((_empty(_RST, msg.mid), address))
+                return True
+            key = (address, msg.mid)
+            entry = self._dedup.get(key)
+            if entry is not None and entry.token == msg.token and entry.expires > now:
+                self._duplicate(entry, mtype)
+                return True
+            entry = _Dedup(
+                key,
+                msg.token,
+                now + (self._exchange_lifetime if mtype == _CON else self._non_lifetime),
+            )
+            dedup = self._dedup
+            if key in dedup:
+                del dedup[key]
+            dedup[key] = entry
+            self._dedup_order.append(entry)
+            if len(self._dedup) > self.params.max_dedup_entries:
+                self._evict_dedup()
+            if code < 32:
+                self._on_request(msg, address, identity, entry, now)
+            elif 64 <= code < 192:
+                self._on_response(msg, address, entry, now)
+            elif mtype == _CON:
+                entry.reply = _empty(_RST, msg.mid)  # reserved code class
+                self._out.append((entry.reply, address))
+            return True
+        if mtype == _ACK:
+            if code == 0 or 64 <= code < 192:
+                self._on_ack(msg, address, now)
+            return True
+        # RST
+        if code == 0:
+            self._on_reset(msg, address)
+        return True
+
+    def _duplicate(self, entry: _Dedup, mtype: MessageType) -> None:
+        address = entry.key[0]
+        if entry.reply is not None:
+            if mtype == _CON:
+                self._out.append((entry.reply, address))
+            return
+        incoming = entry.request
+        if mtype == _CON and incoming is not None and not incoming.answered and not incoming.acked:
+            # The peer's ACK timer ran out while the handler is busy: ACK now,
+            # answer later as a separate response.
+            self._send_empty_ack(incoming)
+
+    # ------------------------------------------------------------------ message layer
+
+    def _next_mid(self) -> int:
+        self._mid = mid = (self._mid + 1) & 0xFFFF
+        return mid
+
+    def _transmit_con(
+        self,
+        address: Address,
+        mid: int,
+        data: bytes,
+        now: float,
+        owner: _Outgoing | _ServerObservation | None,
+    ) -> _Transmission:
+        p = self.params
+        timeout = p.ack_timeout_s * self._rng.uniform(1.0, p.ack_random_factor)
+        tx = _Transmission(address, mid, data, timeout, now, owner)
+        self._by_mid[(address, mid)] = tx
+        self._push_timer(tx)
+        self._out.append((data, address))
+        return tx
+
+    def _push_timer(self, item: _Timed) -> None:
+        assert item.timer_at is not None
+        self._heap_seq += 1
+        heapq.heappush(self._heap, (item.timer_at, self._heap_seq, item))
+
+    def _finish_transmission(self, tx: _Transmission) -> None:
+        tx.done = True
+        tx.timer_at = -1.0
+        if self._by_mid.get((tx.address, tx.mid)) is tx:
+            del self._by_mid[(tx.address, tx.mid)]
+
+    def _retransmit(self, tx: _Transmission, now: float) -> None:
+        if tx.done:
+            return
+        if tx.retransmits >= self.params.max_retransmit:
+            self._finish_transmission(tx)
+            owner = tx.owner
+            if isinstance(owner, _Outgoing):
+                self._fail(
+                    owner,
+                    RequestTimeout(
+                        f"no answer from {owner.address} after {tx.retransmits} retransmissions"
+                    ),
+                )
+            elif isinstance(owner, _ServerObservation):
+                self._end_server_observation(owner, "confirmable notification not acknowledged")
+            return
+        tx.retransmits += 1
+        tx.timeout *= 2
+        tx.timer_at = now + tx.timeout
+        self._push_timer(tx)
+        self._out.append((tx.data, tx.address))
+
+    def _send_empty_ack(self, incoming: _Incoming) -> None:
+        incoming.acked = True
+        data = _empty(_ACK, incoming.mid)
+        if incoming.dedup is not None:
+            incoming.dedup.reply = data
+        self._out.append((data, incoming.address))
+
+    def _on_ack(self, msg: Message, address: Address, now: float) -> None:
+        tx = self._by_mid.get((address, msg.mid))
+        if tx is None:
+            return  # duplicate or late ACK
+        owner = tx.owner
+        if isinstance(owner, _Outgoing):
+            if msg.code != 0 and msg.token != owner.sub_token:
+                return  # piggybacked response for another token: not ours
+            self._finish_transmission(tx)
+            owner.transmission = None
+            if msg.code == 0:
+                owner.timer_at = now + self._response_timeout  # separate response due
+                self._push_timer(owner)
+                return
+            if self._has_unknown_critical(msg):
+                self._fail(owner, ResetReceived("response carried an unrecognised critical option"))
+                return
+            self._handle_response(owner, msg, now)
+            return
+        self._finish_transmission(tx)
+        if isinstance(owner, _ServerObservation) and owner.in_flight is tx:
+            owner.in_flight = None
+            for delivery in owner.deliveries:
+                self._events.append(NotificationAcknowledged(owner.id, delivery))
+            owner.deliveries.clear()
+
+    def _on_reset(self, msg: Message, address: Address) -> None:
+        key = (address, msg.mid)
+        tx = self._by_mid.get(key)
+        if tx is not None:
+            self._finish_transmission(tx)
+            owner = tx.owner
+            if isinstance(owner, _Outgoing):
+                self._fail(owner, ResetReceived(f"{address} answered with RST"))
+            elif isinstance(owner, _ServerObservation):
+                self._end_server_observation(owner, "reset by the client")
+            return
+        obs = self._non_notifications.get(key)
+        if obs is not None:
+            self._end_server_observation(obs, "reset by the client")
+
+    def _expire_dedup(self, now: float) -> None:
+        order = self._dedup_order
+        dedup = self._dedup
+        while order and order[0].expires <= now:
+            entry = order.popleft()
+            if dedup.get(entry.key) is entry:
+                del dedup[entry.key]
+
+    def _evict_dedup(self) -> None:
+        order = self._dedup_order
+        dedup = self._dedup
+        while order and len(dedup) > self.params.max_dedup_entries:
+            entry = order.popleft()
+            if dedup.get(entry.key) is entry:
+                del dedup[entry.key]
+
+    @staticmethod
+    def _has_unknown_critical(msg: Message) -> bool:
+        return any(number & 1 for number, _ in msg.other_options)
+
+    # ------------------------------------------------------------------ server side
+
+    def _on_request(
+        self,
+        msg: Message,
+        address: Address,
+        identity: PeerIdentity | None,
+        entry: _Dedup,
+        now: float,
+    ) -> None:
+        mtype = msg.type
+        if msg.other_options and self._has_unknown_critical(msg):
+            if mtype == _CON:
+                bad_block = any(n in _BLOCK_OPTIONS for n, _ in msg.other_options)
+                code = Code.BAD_REQUEST if bad_block else Code.BAD_OPTION
+                self._reply_now(msg, address, entry, Message(code))
+            return  # NON: rejected silently (RFC 7252 5.4.1)
+        block1_echo: Block | None = None
+        if msg.observe is not None and msg.observe <= OBSERVE_DEREGISTER:
+            obs = self._obs_by_key.get((address, msg.token))
+            if obs is not None:
+                reason = "deregistered" if msg.observe == OBSERVE_DEREGISTER else "re-registered"
+                self._end_server_observation(obs, reason)
+        if msg.block1 is not None:
+            completed = self._on_block1(msg, address, entry, now)
+            if completed is None:
+                return
+            msg, block1_echo = completed
+        block2_key: Hashable | None = None
+        if msg.block2 is not None and msg.block2.num > 0:
+            block2_key = transfer_key(address, msg)
+            cached = self._block2_cache.get(block2_key, now)
+            if cached is not None:
+                self._reply_now(
+                    msg, address, entry, self._slice_response(cached, msg.block2, None, now)
+                )
+                return
+        request_id = self._next_id
+        self._next_id = request_id + 1
+        incoming = _Incoming(request_id, msg, address, entry, now + self._separate_delay)
+        incoming.block1_echo = block1_echo
+        incoming.block2_key = block2_key
+        entry.request = incoming
+        self._incoming[request_id] = incoming
+        if mtype == _CON:
+            separate = self._separate
+            while separate and separate[0].answered:
+                separate.popleft()
+            separate.append(incoming)
+        self._events.append(RequestReceived(request_id, msg, Peer(address, identity)))
+
+    def _reply_now(
+        self, request: Message, address: Address, entry: _Dedup, response: Message
+    ) -> None:
+        """Answer without involving the application (errors, 2.31, cached blocks)."""
+        if request.type == _CON:
+            data = encode_as(response, _ACK, request.mid, request.token)
+            entry.reply = data
+        else:
+            data = encode_as(response, _NON, self._next_mid(), request.token)
+        self._out.append((data, address))
+
+    def _on_block1(
+        self, msg: Message, address: Address, entry: _Dedup, now: float
+    ) -> tuple[Message, Block] | None:
+        """Feed one Block1 request; the whole request once its last block is in."""
+        block = msg.block1
+        assert block is not None
+        p = self.params
+        key = transfer_key(address, msg)
+        if block.num == 0:
+            if msg.size1 is not None and msg.size1 > p.max_body_size:
+                self._assemblies.pop(key)
+                self._reply_now(
+                    msg,
+                    address,
+                    entry,
+                    Message(Code.REQUEST_ENTITY_TOO_LARGE, size1=p.max_body_size),
+                )
+                return None
+            assembly = Assembly(block.szx)
+            self._assemblies.put(key, assembly, now + self._block_lifetime)
+            self._schedule_sweep(now)
+        else:
+            found = self._assemblies.get(key, now)
+            if found is None or block.offset != len(found.body):
+                self._reply_now(msg, address, entry, Message(Code.REQUEST_ENTITY_INCOMPLETE))
+                return None
+            assembly = found
+        if block.more and len(msg.payload) != block.size:
+            self._assemblies.pop(key)
+            self._reply_now(
+                msg, address, entry, Message(Code.BAD_REQUEST, payload=b"block size mismatch")
+            )
+            return None
+        assembly.body += msg.payload
+        if len(assembly.body) > p.max_body_size:
+            self._assemblies.pop(key)
+            self._reply_now(
+                msg, address, entry, Message(Code.REQUEST_ENTITY_TOO_LARGE, size1=p.max_body_size)
+            )
+            return None
+        if block.more:
+            szx = min(block.szx, p.block_szx)
+            if szx != block.szx:
+                # Ask for smaller blocks from now on (RFC 7959 2.5): the next NUM
+                # is counted in the new size; the bytes so far stay valid.
+                assembly.szx = szx
+            self._reply_now(
+                msg, address, entry, Message(Code.CONTINUE, block1=Block(block.num, True, szx))
+            )
+            return None
+        self._assemblies.pop(key)
+        whole = msg.with_(payload=bytes(assembly.body), block1=None, size1=None)
+        return whole, Block(block.num, False, block.szx)
+
+    def _schedule_sweep(self, now: float) -> None:
+        if self._next_sweep is None and (len(self._assemblies) or len(self._block2_cache)):
+            self._next_sweep = now + self._block_lifetime
+
+    def _slice_response(
+        self,
+        response: Message,
+        requested: Block | None,
+        cache_key: Hashable | None,
+        now: float,
+    ) -> Message:
+        """Cut a large response into the requested (or first) block, RFC 7959 2.2."""
+        szx = self.params.block_szx
+        num = 0
+        if requested is not None:
+            szx = min(szx, requested.szx)
+            num = requested.num
+        body = response.payload
+        if num == 0 and len(body) <= (1 << (szx + 4)) and requested is None:
+            return response
+        piece = slice_block(body, num, szx)
+        if piece is None:
+            return Message(Code.BAD_OPTION, payload=b"block number out of range")
+        chunk, more = piece
+        if more and cache_key is not None:
+            cached = response.with_(observe=None) if response.observe is not None else response
+            self._block2_cache.put(cache_key, cached, now + self._block_lifetime)
+            self._schedule_sweep(now)
+        return response.with_(
+            payload=chunk,
+            block2=Block(num, more, szx),
+            size2=len(body) if num == 0 else response.size2,
+        )
+
+    def respond(self, request_id: int, response: Message, now: float) -> None:
+        """Send the application's response to a :class:`RequestReceived`.
+
+        Type, message ID and token are the engine's business: a CON request
+        still un-acknowledged gets a piggybacked ACK, one already ACKed gets a
+        separate CON response, a NON request a NON response.  Unknown or
+        already answered ids are ignored (the exchange expired or was cut).
+        """
+        incoming = self._incoming.pop(request_id, None)
+        if incoming is None:
+            return
+        incoming.answered = True
+        dedup = incoming.dedup
+        if dedup is not None:
+            dedup.request = None
+        obs = incoming.observation
+        request = incoming.message
+        if obs is not None:
+            if response.code < 96 and not obs.ended:  # 2.xx: the observation is on
+                obs.registered = True
+                self._observe_seq = seq = (self._observe_seq + 1) % SEQUENCE_MODULUS
+                response = response.with_(observe=seq)
+                obs.block2_key = transfer_key(incoming.address, request)
+            else:
+                self._end_server_observation(obs, "registration answered with an error")
+        if incoming.block1_echo is not None:
+            response = response.with_(block1=incoming.block1_echo)
+        if response.code < 96 and (
+            request.block2 is not None or len(response.payload) > (1 << (self.params.block_szx + 4))
+        ):
+            key = incoming.block2_key
+            if key is None:
+                key = transfer_key(incoming.address, request)
+            response = self._slice_response(response, request.block2, key, now)
+        if incoming.mtype == _CON:
+            if not incoming.acked:
+                data = encode_as(response, _ACK, incoming.mid, incoming.token)
+                if dedup is not None:
+                    dedup.reply = data
+                self._out.append((data, incoming.address))
+                return
+            mid = self._next_mid()
+            data = encode_as(response, _CON, mid, incoming.token)
+            self._transmit_con(incoming.address, mid, data, now, None)
+            return
+        self._out.append(
+            (encode_as(response, _NON, self._next_mid(), incoming.token), incoming.address)
+        )
+
+    def start_observation(self, request_id: int, now: float) -> int:
+        """Make the pending GET/FETCH ``request_id`` (Observe=0) an observation; its id.
+
+        The response then carries Observe; later :meth:`notify` calls send
+        notifications.  Raises ValueError for anything but a pending Observe=0 request.
+        """
+        incoming = self._incoming.get(request_id)
+        if incoming is None:
+            raise ValueError(f"request {request_id} is not pending")
+        msg = incoming.message
+        if msg.observe != OBSERVE_REGISTER or msg.code not in (Code.GET, Code.FETCH):
+            raise ValueError("only a GET/FETCH with Observe=0 can start an observation")
+        if incoming.observation is not None:
+            return incoming.observation.id
+        obs_id = self._next_id
+        self._next_id = obs_id + 1
+        obs = _ServerObservation(obs_id, incoming.address, incoming.token, now)
+        incoming.observation = obs
+        self._observations[obs_id] = obs
+        self._obs_by_key[(incoming.address, incoming.token)] = obs
+        return obs_id
+
+    def notify(
+        self, observation_id: int, response: Message, now: float, *, confirmable: bool = False
+    ) -> int:
+        """Send a notification; returns a delivery id reported in NotificationAcknowledged (CON).
+
+        A non-2.xx response is sent without Observe and ends the observation
+        (RFC 7641 4.2).  A new CON notification replaces one still being
+        retransmitted, keeping its back-off (RFC 7641 4.5.2).  Raises KeyError
+        for an unknown or ended observation.
+        """
+        obs = self._observations[observation_id]
+        if obs.ended or not obs.registered:
+            raise KeyError(observation_id)
+        address = obs.address
+        if now - obs.last_con >= CON_NOTIFICATION_INTERVAL_S:
+            confirmable = True
+        ending = response.code >= 96
+        if ending:
+            response = response.with_(observe=None)
+        else:
+            self._observe_seq = seq = (self._observe_seq + 1) % SEQUENCE_MODULUS
+            response = response.with_(observe=seq)
+        if len(response.payload) > (1 << (self.params.block_szx + 4)):
+            response = self._slice_response(response, None, obs.block2_key, now)
+        self._next_id += 1
+        delivery = self._next_id
+        mid = self._next_mid()
+        if confirmable or obs.in_flight is not None:
+            data = encode_as(response, _CON, mid, obs.token)
+            previous = obs.in_flight
+            tx = self._transmit_con(address, mid, data, now, obs)
+            if previous is not None:
+                # Carry the back-off over so a dead client is still detected in time.
+                tx.retransmits = previous.retransmits
+                tx.timeout = previous.timeout
+                tx.timer_at = now + previous.timeout
+                self._push_timer(tx)
+                self._finish_transmission(previous)
+            obs.in_flight = tx
+            obs.last_con = now
+            obs.deliveries.append(delivery)
+        else:
+            self._out.append((encode_as(response, _NON, mid, obs.token), address))
+            key = (address, mid)
+            self._non_notifications[key] = obs
+            obs.non_mids.append(mid)
+            if len(obs.non_mids) > 16:
+                self._non_notifications.pop((address, obs.non_mids.popleft()), None)
+            self._events.append(NotificationAcknowledged(obs.id, delivery))
+        if ending:
+            self._end_server_observation(
+                obs, "ended with an error notification", keep_in_flight=True
+            )
+        return delivery
+
+    def cancel_observation(self, observation_id: int) -> None:
+        """Stop serving an observation (no message is sent; notifications just stop)."""
+        obs = self._observations.get(observation_id)
+        if obs is not None:
+            self._end_server_observation(obs, "cancelled locally", report=False)
+
+    def _end_server_observation(
+        self,
+        obs: _ServerObservation,
+        reason: str,
+        *,
+        report: bool = True,
+        keep_in_flight: bool = False,
+    ) -> None:
+        if obs.ended:
+            return
+        obs.ended = True
+        self._observations.pop(obs.id, None)
+        if self._obs_by_key.get((obs.address, obs.token)) is obs:
+            del self._obs_by_key[(obs.address, obs.token)]
+        for mid in obs.non_mids:
+            self._non_notifications.pop((obs.address, mid), None)
+        obs.non_mids.clear()
+        if obs.in_flight is not None and not keep_in_flight:
+            self._finish_transmission(obs.in_flight)
+            obs.in_flight = None
+        if report:
+            self._events.append(ServerObservationEnded(obs.id, reason))
+
+    # ------------------------------------------------------------------ client side
+
+    def send_request(
+        self, message: Message, address: Address, now: float, *, observe: bool = False
+    ) -> int:
+        """Start a request; returns its id for ResponseReceived / RequestFailed.
+
+        CON unless ``message.type`` is NON.  The token is drawn here unless the
+        message has one; MIDs are always ours.  Bodies larger than the block
+        size go out with Block1; Block2 responses are followed to the end.
+        ``observe=True`` registers (Observe=0) and keeps the token for notifications.
+        """
+        self._now = now
+        request_id = self._next_id
+        self._next_id = request_id + 1
+        token = message.token
+        if not token or (address, token) in self._tokens:
+            token = self._new_token(address)
+        if observe:
+            message = message.with_(observe=OBSERVE_REGISTER)
+        out = _Outgoing(request_id, message, address, token)
+        out.block1_szx = self.params.block_szx
+        if message.block1 is not None:
+            out.block1_szx = message.block1.szx
+        self._requests[request_id] = out
+        self._tokens[(address, token)] = out
+        if self._active.get(address, 0) >= self.params.nstart:
+            out.waiting_slot = True
+            self._waiting.setdefault(address, deque()).append(out)
+        else:
+            self._active[address] = self._active.get(address, 0) + 1
+            self._send_first(out, now)
+        return request_id
+
+    def _new_token(self, address: Address) -> bytes:
+        while True:
+            token = self._rng.getrandbits(64).to_bytes(8, "big")
+            if (address, token) not in self._tokens:
+                return token
+
+    def _send_first(self, out: _Outgoing, now: float) -> None:
+        msg = out.request
+        size = 1 << (out.block1_szx + 4)
+        if len(msg.payload) > size:
+            self._send_block1(out, now)
+        else:
+            self._send_sub(out, msg, now)
+
+    def _send_block1(self, out: _Outgoing, now: float) -> None:
+        msg = out.request
+        out.block1_active = True
+        size = 1 << (out.block1_szx + 4)
+        offset = out.block1_offset
+        chunk = msg.payload[offset : offset + size]
+        more = offset + size < len(msg.payload)
+        sub = msg.with_(
+            payload=chunk,
+            block1=Block(offset // size, more, out.block1_szx),
+            size1=len(msg.payload) if offset == 0 else None,
+        )
+        self._send_sub(out, sub, now)
+
+    def _send_sub(self, out: _Outgoing, sub: Message, now: float) -> None:
+        """Send one exchange of a logical request (the first, a block, a follow-up)."""
+        mid = self._next_mid()
+        data = encode_as(sub, out.mtype, mid, out.sub_token)
+        if out.mtype == _CON:
+            out.transmission = self._transmit_con(out.address, mid, data, now, out)
+        else:
+            self._out.append((data, out.address))
+            out.timer_at = now + self._response_timeout
+            self._push_timer(out)
+
+    def _new_sub_token(self, out: _Outgoing) -> None:
+        if out.sub_token != out.token:
+            self._tokens.pop((out.address, out.sub_token), None)
+        out.sub_token = self._new_token(out.address)
+        self._tokens[(out.address, out.sub_token)] = out
+
+    def _on_response(self, msg: Message, address: Address, entry: _Dedup, now: float) -> None:
+        """A CON/NON response: separate response or notification."""
+        out = self._tokens.get((address, msg.token))
+        if out is None or (self._has_unknown_critical(msg)):
+            # Nobody waits for it (e.g. an observation we forgot): reject.
+            entry.reply = _empty(_RST, msg.mid)
+            self._out.append((entry.reply, address))
+            return
+        if msg.type == _CON:
+            entry.reply = _empty(_ACK, msg.mid)
+            self._out.append((entry.reply, address))
+        if out.transmission is not None and msg.token == out.sub_token:
+            # The response overtook the ACK of our CON (RFC 7252 5.2.2).
+            self._finish_transmission(out.transmission)
+            out.transmission = None
+        self._handle_response(out, msg, now)
+
+    def _handle_response(self, out: _Outgoing, msg: Message, now: float) -> None:
+        if out.observing and msg.token == out.token:
+            self._on_notification(out, msg, now)
+            return
+        if msg.token != out.sub_token:
+            return  # a late answer to an earlier block exchange
+        out.timer_at = None
+        request = out.request
+        # Block1 in progress: 2.31 asks for the next block.
+        if msg.code == Code.CONTINUE and msg.block1 is not None and out.block1_active:
+            size = 1 << (out.block1_szx + 4)
+            out.block1_offset += size
+            out.block1_szx = min(out.block1_szx, msg.block1.szx)
+            if out.block1_offset >= len(request.payload):
+                self._fail(
+                    out, RequestEntityTooLarge("server asked for more blocks than the body has")
+                )
+                return
+            self._new_sub_token(out)
+            self._send_block1(out, now)
+            return
+        if out.first_observe is None and out.body is None and msg.observe is not None:
+            out.first_observe = msg.observe
+        block2 = msg.block2
+        if block2 is not None and msg.code < 96:
+            body = out.body
+            if body is None:
+                body = out.body = bytearray()
+                out.block2_etag = msg.etag
+            elif msg.etag != out.block2_etag:
+                # The representation changed mid-transfer: start over (RFC 7959 2.4).
+                body.clear()
+                out.block2_etag = msg.etag
+                if block2.num != 0:
+                    self._follow_block2(out, Block(0, False, block2.szx), now)
+                    return
+            if block2.offset != len(body):
+                self._fail(out, RequestTimeout(f"block {block2.num} does not continue the body"))
+                return
+            body += msg.payload
+            if len(body) > self.params.max_body_size:
+                self._fail(
+                    out,
+                    RequestEntityTooLarge(
+                        f"response body exceeds {self.params.max_body_size} bytes"
+                    ),
+                )
+                return
+            if block2.more:
+                self._follow_block2(out, Block(block2.num + 1, False, block2.szx), now)
+                return
+            msg = msg.with_(payload=bytes(body), block2=None, observe=out.first_observe)
+        self._complete(out, msg, now)
+
+    def _follow_block2(self, out: _Outgoing, block: Block, now: float) -> None:
+        request = out.request
+        follow = request.with_(
+            payload=b"",
+            block1=None,
+            size1=None,
+            observe=None,
+            block2=block,
+        )
+        self._new_sub_token(out)
+        self._send_sub(out, follow, now)
+
+    def _complete(self, out: _Outgoing, msg: Message, now: float) -> None:
+        """The final response of a logical request (after all blocks)."""
+        if out.id < 0:
+            self._forget(out)
+            self._complete_internal(out, msg)
+            return
+        self._release_slot(out, now)
+        if out.sub_token != out.token:
+            self._tokens.pop((out.address, out.sub_token), None)
+            out.sub_token = out.token
+        out.body = None
+        if out.request.observe == OBSERVE_REGISTER and msg.code < 96 and msg.observe is not None:
+            out.observing = True
+            out.observe_seq = msg.observe
+            out.observe_time = now
+            self._events.append(ResponseReceived(out.id, msg))
+            return
+        self._forget(out)
+        self._events.append(ResponseReceived(out.id, msg))
+
+    def _on_notification(self, out: _Outgoing, msg: Message, now: float) -> None:
+        if msg.code >= 96 or msg.observe is None:
+            self._forget(out)
+            self._events.append(NotificationReceived(out.id, msg))
+            reason = "server ended the observation" if msg.observe is None else f"error {msg.code}"
+            self._events.append(ClientObservationEnded(out.id, reason))
+            return
+        if not is_fresh(out.observe_seq, out.observe_time, msg.observe, now):
+            return  # reordered: older than what we already have
+        out.observe_seq = msg.observe
+        out.observe_time = now
+        if msg.block2 is not None and msg.block2.more:
+            # Large notification: fetch the rest with plain GETs (RFC 7959 2.6).
+            sub = _Outgoing(out.id, out.request.with_(observe=None), out.address, out.token)
+            sub.body = bytearray(msg.payload)
+            sub.block2_etag = msg.etag
+            sub.first_observe = msg.observe
+            sub.mtype = out.mtype
+            self._notification_fetch(out, sub, msg.block2, now)
+            return
+        self._events.append(NotificationReceived(out.id, msg))
+
+    def _notification_fetch(
+        self, parent: _Outgoing, sub: _Outgoing, block: Block, now: float
+    ) -> None:
+        # The follow-up GET runs as its own internal request whose completion is
+        # reported as a notification of the parent (see _complete_internal).
+        internal_id = -parent.id
+        old = self._requests.get(internal_id)
+        if old is not None:
+            self._forget(old)
+        sub.id = internal_id
+        self._requests[internal_id] = sub
+        sub.sub_token = self._new_token(sub.address)
+        self._tokens[(sub.address, sub.sub_token)] = sub
+        sub.request = sub.request.with_(observe=None)
+        self._active[sub.address] = self._active.get(sub.address, 0) + 1
+        self._follow_block2(sub, Block(block.num + 1, False, block.szx), now)
+
+    def _release_slot(self, out: _Outgoing, now: float) -> None:
+        if out.waiting_slot:
+            return
+        out.waiting_slot = True  # never release twice
+        address = out.address
+        active = self._active.get(address, 0) - 1
+        waiting = self._waiting.get(address)
+        while waiting:
+            nxt = waiting.popleft()
+            if nxt.done:
+                continue
+            nxt.waiting_slot = False
+            if not waiting:
+                del self._waiting[address]
+            self._active[address] = active + 1
+            self._send_first(nxt, now)
+            return
+        if waiting is not None:
+            del self._waiting[address]
+        if active > 0:
+            self._active[address] = active
+        else:
+            self._active.pop(address, None)
+
+    def _forget(self, out: _Outgoing) -> None:
+        """Drop every trace of a logical request (tokens, timers, retransmission)."""
+        if out.done:
+            return
+        out.done = True
+        if out.transmission is not None:
+            self._finish_transmission(out.transmission)
+            out.transmission = None
+        out.timer_at = None
+        if self._tokens.get((out.address, out.token)) is out:
+            del self._tokens[(out.address, out.token)]
+        if self._tokens.get((out.address, out.sub_token)) is out:
+            del self._tokens[(out.address, out.sub_token)]
+        if self._requests.get(out.id) is out:
+            del self._requests[out.id]
+        self._release_slot(out, self._now)
+
+    def _fail(self, out: _Outgoing, error: CoapError) -> None:
+        request_id = out.id
+        self._forget(out)
+        if request_id < 0:
+            return  # an internal notification fetch: just drop that notification
+        self._events.append(RequestFailed(request_id, error))
+
+    def _response_wait_expired(self, out: _Outgoing) -> None:
+        out.timer_at = None
+        self._fail(out, RequestTimeout(f"no response from {out.address}"))
+
+    def cancel_request(self, request_id: int) -> None:
+        """Forget a request or an observation passively: later answers get RST."""
+        out = self._requests.get(request_id)
+        if out is not None:
+            self._forget(out)
+        internal = self._requests.get(-request_id)
+        if internal is not None:
+            self._forget(internal)
+
+    def deregister_observation(self, request_id: int, now: float) -> int | None:
+        """Actively cancel an observation: GET with Observe=1 and the same token (RFC 7641 3.6).
+
+        Returns the id of that deregistration request, or None if there is no
+        such observation any more.
+        """
+        out = self._requests.get(request_id)
+        if out is None:
+            return None
+        token = out.token
+        request = out.request
+        address = out.address
+        self.cancel_request(request_id)
+        return self.send_request(
+            request.with_(observe=OBSERVE_DEREGISTER, token=token, payload=b"", block2=None),
+            address,
+            now,
+        )
+
+    def fail_peer(self, address: Address, error: CoapError) -> None:
+        """Fail every request to ``address`` now (e.g. its DTLS handshake failed)."""
+        for out in [o for o in self._requests.values() if o.address == address]:
+            self._fail(out, error)
+
+    def pending_requests(self) -> int:
+        """Logical requests in progress (for tests and metrics)."""
+        return len(self._requests)
+
+    def _complete_internal(self, out: _Outgoing, msg: Message) -> None:
+        parent = self._requests.get(-out.id)
+        if parent is not None and parent.observing:
+            self._events.append(NotificationReceived(parent.id, msg))
