@@ -20,7 +20,7 @@ import datetime
 import math
 from collections.abc import Mapping
 
-from lwm2m.formats.errors import FormatError
+from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.tree import check_node_path
 from lwm2m.formats.values import (
     check_value,
@@ -152,7 +152,7 @@ def node_to_json(node: Node, path: Path, model: ModelRegistry | None = None) -> 
         out = _instance_json(node, path, model)
         obj = None if model is None or path.object_id is None else model.object(path.object_id)
         if obj is not None:
-            out["name"] = obj.name
+            out = {**{k: out[k] for k in ("path", "kind", "id")}, "name": obj.name, **out}
         return out
     if isinstance(node, Resource):
         return _resource_json(node, path, model)
@@ -202,6 +202,7 @@ def _child_id(item: Mapping[str, object], path: Path) -> int:
     return ident
 
 
+@guard
 def json_to_node(raw: object, path: Path, model: ModelRegistry | None = None) -> Node:
     """The node at ``path`` from :func:`node_to_json`'s shape (or a bare value holder)."""
     if not isinstance(raw, dict):

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from lwm2m.formats.errors import FormatError
+from lwm2m.formats.errors import FormatError, guard
 from lwm2m.model.path import Path, PathError
 
 _ALNUM = string.ascii_letters + string.digits
@@ -61,6 +61,7 @@ class Link:
         return format_link(self)
 
 
+@guard
 def parse_links(text: str | bytes) -> list[Link]:
     """Parse a link-format document; raises :class:`FormatError` with the offset."""
     if isinstance(text, bytes | bytearray | memoryview):
@@ -220,6 +221,7 @@ def _parse_version(value: str | None, where: str) -> str:
     return value  # type: ignore[return-value]
 
 
+@guard
 def registration_objects(links: Sequence[Link]) -> RegisteredObjects:
     """Interpret a Register/Update payload (LwM2M TS Core 1.1, 6.2.1 and 5.3.1).
 

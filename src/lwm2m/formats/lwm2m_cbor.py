@@ -17,7 +17,7 @@ import datetime
 from collections.abc import Iterable, Mapping
 
 from lwm2m.formats import cbor_strict
-from lwm2m.formats.errors import FormatError
+from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.senml import Record
 from lwm2m.formats.tree import (
     NODE_TYPES,
@@ -228,16 +228,19 @@ def _typed_leaves(
     return [(p, _typed(v, model_type(model, p), p)) for p, v in raw_leaves], empties
 
 
+@guard
 def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     leaves, empties = _typed_leaves(data, model)
     return assemble(leaves, path, model, empties)
 
 
+@guard
 def decode_records(data: bytes, model: ModelRegistry | None = None) -> list[Record]:
     leaves, _ = _typed_leaves(data, model)
     return [Record(p, v) for p, v in leaves]
 
 
+@guard
 def decode_composite(
     data: bytes, model: ModelRegistry | None = None, paths: Iterable[Path] | None = None
 ) -> dict[Path, Node]:
@@ -245,6 +248,7 @@ def decode_composite(
     return group_composite(leaves, model, paths, empties)
 
 
+@guard
 def decode_paths(data: bytes) -> list[Path]:
     tree = cbor_strict.loads(data)
     paths: list[Path] = []

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from lwm2m.formats import jsonutil
-from lwm2m.formats.errors import FormatError
+from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.senml import Record
 from lwm2m.formats.tree import NODE_TYPES, Leaf, assemble, flatten
 from lwm2m.formats.values import (
@@ -148,6 +148,7 @@ def _typed(field: str, raw: object, rtype: ResourceType | None, where: str) -> V
     raise FormatError(f"{where}: field {field!r} cannot carry a {rtype.value} value")
 
 
+@guard
 def decode_records(
     data: bytes, model: ModelRegistry | None = None, path: Path | None = None
 ) -> list[Record]:
@@ -205,6 +206,7 @@ def decode_records(
     return records
 
 
+@guard
 def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     records = decode_records(data, model, path)
     return assemble(((r.path, r.value) for r in records if r.value is not None), path, model)

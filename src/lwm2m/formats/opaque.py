@@ -6,7 +6,7 @@ payload is the value itself, so any byte string is valid.
 
 from __future__ import annotations
 
-from lwm2m.formats.errors import FormatError
+from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.text import single_value
 from lwm2m.formats.values import check_value, effective_type, model_type, resource_def
 from lwm2m.model.nodes import Node, Resource, ResourceInstance
@@ -25,6 +25,7 @@ def encode(node: Node, path: Path, model: ModelRegistry | None = None) -> bytes:
     return result
 
 
+@guard
 def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     if path.depth < 3:
         raise FormatError(f"{path}: opaque carries only a resource or resource instance")

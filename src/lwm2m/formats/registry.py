@@ -29,7 +29,7 @@ from lwm2m.formats import (
     text,
     tlv,
 )
-from lwm2m.formats.errors import FormatError
+from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.media import ContentFormat
 from lwm2m.formats.senml import Record
 from lwm2m.formats.tree import NODE_TYPES, group_composite
@@ -127,6 +127,7 @@ def encode(
     return codec(fmt).encode(node, path, model)
 
 
+@guard
 def decode(data: bytes, path: Path, fmt: int, model: ModelRegistry | None = None) -> Node:
     """Decode the node at ``path``; only :class:`FormatError` escapes on bad input."""
     return codec(fmt).decode(bytes(data), path, model)
@@ -153,6 +154,7 @@ def encode_composite(
     return lwm2m_cbor.encode_composite(items, model)
 
 
+@guard
 def decode_records(data: bytes, fmt: int, model: ModelRegistry | None = None) -> list[Record]:
     """Flat values with full paths and (SenML, LwM2M JSON) times, in payload order."""
     cf = content_format(fmt)
@@ -162,6 +164,7 @@ def decode_records(data: bytes, fmt: int, model: ModelRegistry | None = None) ->
     return decoder(bytes(data), model)
 
 
+@guard
 def decode_values(data: bytes, fmt: int, model: ModelRegistry | None = None) -> dict[Path, Value]:
     """``{path: value}`` of a composite payload (duplicate paths rejected)."""
     result: dict[Path, Value] = {}
@@ -173,6 +176,7 @@ def decode_values(data: bytes, fmt: int, model: ModelRegistry | None = None) -> 
     return result
 
 
+@guard
 def decode_composite(
     data: bytes,
     fmt: int,
@@ -201,6 +205,7 @@ def encode_paths(paths: Iterable[Path], fmt: int) -> bytes:
     return lwm2m_cbor.encode_paths(paths)
 
 
+@guard
 def decode_paths(data: bytes, fmt: int) -> list[Path]:
     cf = _composite_codec(fmt)
     if cf is ContentFormat.SENML_JSON:

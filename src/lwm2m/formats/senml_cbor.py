@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from lwm2m.formats import cbor_strict, senml
-from lwm2m.formats.errors import FormatError
+from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.senml import CBOR_KEYS, CBOR_LABELS, Record
 from lwm2m.formats.tree import assemble
 from lwm2m.model.nodes import Node, Value
@@ -51,10 +51,12 @@ def encode(node: Node, path: Path, model: ModelRegistry | None = None) -> bytes:
     return _to_cbor(senml.node_records(node, path, model, binary=True))
 
 
+@guard
 def decode_records(data: bytes, model: ModelRegistry | None = None) -> list[Record]:
     return senml.decode_records(_from_cbor(data), model, binary=True)
 
 
+@guard
 def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     records = decode_records(data, model)
     return assemble(((r.path, r.value) for r in records if r.value is not None), path, model)
@@ -70,5 +72,6 @@ def encode_paths(paths: Iterable[Path]) -> bytes:
     return _to_cbor(senml.path_records(paths))
 
 
+@guard
 def decode_paths(data: bytes) -> list[Path]:
     return senml.decode_paths(_from_cbor(data), binary=True)

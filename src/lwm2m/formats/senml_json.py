@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from lwm2m.formats import jsonutil, senml
+from lwm2m.formats.errors import guard
 from lwm2m.formats.senml import Record
 from lwm2m.formats.tree import assemble
 from lwm2m.model.nodes import Node, Value
@@ -16,10 +17,12 @@ def encode(node: Node, path: Path, model: ModelRegistry | None = None) -> bytes:
     return jsonutil.dumps(senml.node_records(node, path, model, binary=False))
 
 
+@guard
 def decode_records(data: bytes, model: ModelRegistry | None = None) -> list[Record]:
     return senml.decode_records(jsonutil.loads(data), model, binary=False)
 
 
+@guard
 def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     records = decode_records(data, model)
     return assemble(((r.path, r.value) for r in records if r.value is not None), path, model)
@@ -35,5 +38,6 @@ def encode_paths(paths: Iterable[Path]) -> bytes:
     return jsonutil.dumps(senml.path_records(paths))
 
 
+@guard
 def decode_paths(data: bytes) -> list[Path]:
     return senml.decode_paths(jsonutil.loads(data), binary=False)

@@ -13,7 +13,7 @@ import binascii
 import math
 import re
 
-from lwm2m.formats.errors import FormatError
+from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.values import (
     INT64_MAX,
     INT64_MIN,
@@ -119,6 +119,7 @@ def encode(node: Node, path: Path, model: ModelRegistry | None = None) -> bytes:
     return value_to_text(value, rtype, str(path)).encode("utf-8")
 
 
+@guard
 def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     if path.depth < 3:
         raise FormatError(f"{path}: plain text carries only a resource or resource instance")

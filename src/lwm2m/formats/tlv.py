@@ -23,7 +23,7 @@ import math
 import struct
 from dataclasses import dataclass
 
-from lwm2m.formats.errors import FormatError
+from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.tree import check_node_path
 from lwm2m.formats.values import (
     check_value,
@@ -309,6 +309,7 @@ def _expect_one(entries: list[Tlv], path: Path) -> Tlv:
     return entries[0]
 
 
+@guard
 def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     data = bytes(data)
     if path.is_root:

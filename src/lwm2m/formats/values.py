@@ -18,10 +18,9 @@ from lwm2m.model.nodes import Value
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.model.types import ObjectLink, ResourceType
+from lwm2m.model.values import INT64_MAX, INT64_MIN, UINT64_MAX
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
-UINT64_MAX = 2**64 - 1
+__all__ = ["INT64_MAX", "INT64_MIN", "UINT64_MAX"]
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
