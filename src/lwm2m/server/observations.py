@@ -1,0 +1,180 @@
+"""Observations the server holds on its clients, and their notifications.
+
+An observation is recorded in the :class:`ObservationStore` with its
+registration and lives in memory as a :class:`ClientObservation` of the CoAP
+endpoint, whose notifications are decoded here and published as
+:class:`NotificationEvent`. Ending the registration (De-register, expiry,
+re-Register) cancels its observations passively: the record is dropped and
+the next notification is answered with RST.
+
+After a server restart the records are still in the store but no endpoint
+knows their tokens; the server re-establishes them the next time the client
+sends an Update (see :meth:`LwM2MServer.restore_observations`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lwm2m.coap.codes import MessageType
+from lwm2m.coap.errors import CoapError
+from lwm2m.coap.message import Message
+from lwm2m.formats.errors import FormatError
+from lwm2m.model.nodes import Node
+from lwm2m.model.path import Path
+from lwm2m.model.registry import ModelRegistry
+from lwm2m.server import content
+from lwm2m.server.events import EventBus, NotificationEvent
+from lwm2m.stores.base import ObservationStore
+from lwm2m.stores.records import ObservationRecord
+
+logger = logging.getLogger(__name__)
+
+
+class ClientObservationLike(Protocol):
+    """What :class:`lwm2m.coap.endpoint.ClientObservation` offers (structural)."""
+
+    def __aiter__(self) -> Any: ...
+
+    async def cancel(self, *, active: bool = True) -> None: ...
+
+
+@dataclass(slots=True)
+class _Live:
+    record: ObservationRecord
+    handle: ClientObservationLike
+    task: asyncio.Task[None] | None = None
+
+
+def decode_values(
+    record: ObservationRecord, message: Message, model: ModelRegistry | None
+) -> dict[Path, Node]:
+    """The values a notification (or the first Observe response) carries."""
+    if record.composite:
+        return content.decode_composite(
+            message.content_format, message.payload, record.paths, model
+        )
+    return {
+        record.path: content.decode(message.content_format, message.payload, record.path, model)
+    }
+
+
+class Observations:
+    def __init__(
+        self,
+        store: ObservationStore,
+        events: EventBus,
+        *,
+        model: ModelRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+        on_activity: Callable[[ObservationRecord], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.model = model
+        self.clock = clock
+        self.on_activity = on_activity
+        self._live: dict[str, _Live] = {}
+
+    def is_live(self, observation_id: str) -> bool:
+        return observation_id in self._live
+
+    async def add(self, record: ObservationRecord, handle: ClientObservationLike) -> None:
+        """Keep a newly established observation and start routing its notifications."""
+        old = self._live.pop(record.id, None)
+        if old is not None:
+            await self._stop(old, active=False)
+        await self.store.add(record)
+        live = _Live(record, handle)
+        self._live[record.id] = live
+        live.task = asyncio.get_running_loop().create_task(
+            self._pump(live), name=f"observation {record.endpoint} {record.id}"
+        )
+
+    async def _pump(self, live: _Live) -> None:
+        record = live.record
+        try:
+            async for message in live.handle:
+                assert isinstance(message, Message)
+                if self.on_activity is not None:
+                    self.on_activity(record)
+                if not int(message.code) or not (64 <= int(message.code) < 96):
+                    # A 4.xx/5.xx notification ends the observation (RFC 7641 3.2).
+                    logger.info(
+                        "observation %s on %s ended by the client (%s)",
+                        record.id,
+                        record.endpoint,
+                        message.code,
+                    )
+                    break
+                try:
+                    values = decode_values(record, message, self.model)
+                except FormatError as exc:
+                    logger.warning(
+                        "undecodable notification from %s for %s: %s",
+                        record.endpoint,
+                        record.id,
+                        exc,
+                    )
+                    continue
+                self.events.publish(
+                    NotificationEvent(
+                        record.endpoint,
+                        self.clock(),
+                        observation=record,
+                        values=values,
+                        content_format=message.content_format,
+                        sequence=message.observe,
+                        confirmable=message.type == MessageType.CON,
+                    )
+                )
+        except CoapError as exc:
+            logger.info("observation %s on %s ended: %s", record.id, record.endpoint, exc)
+        except asyncio.CancelledError:
+            raise
+        # Ended on the client's side (error notification, RST, stream closed).
+        if self._live.get(record.id) is live:
+            del self._live[record.id]
+            await self.store.remove(record.id)
+
+    async def cancel(self, observation_id: str, *, active: bool) -> ObservationRecord | None:
+        """Reactive (``active=True``: GET with Observe=1) or passive (forget; RST next) cancel."""
+        live = self._live.pop(observation_id, None)
+        record = await self.store.remove(observation_id)
+        if live is not None:
+            await self._stop(live, active=active)
+            return live.record
+        return record
+
+    async def drop_registration(self, registration_id: str) -> list[ObservationRecord]:
+        """The registration ended: forget its observations (passive cancel)."""
+        records = await self.store.remove_for_registration(registration_id)
+        for rec in records:
+            live = self._live.pop(rec.id, None)
+            if live is not None:
+                await self._stop(live, active=False)
+        for oid, live in list(self._live.items()):
+            if live.record.registration_id == registration_id:
+                del self._live[oid]
+                await self._stop(live, active=False)
+        return records
+
+    async def _stop(self, live: _Live, *, active: bool) -> None:
+        task = live.task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(CoapError, Exception):
+            await live.handle.cancel(active=active)
+
+    async def close(self) -> None:
+        for live in list(self._live.values()):
+            await self._stop(live, active=False)
+        self._live.clear()

@@ -1,0 +1,136 @@
+"""Queue mode (LwM2M 1.0 8.4 / 1.1 6.5): hold requests until a sleeping client shows up.
+
+A queue-mode client is awake right after it sent anything (Register, Update,
+a response, a notification) and is considered asleep once ``awake_time_s``
+passes without traffic (default 93 s, the CoAP MAX_TRANSMIT_WAIT the spec
+suggests). Requests made while it sleeps wait here, at most ``max_queued``
+per client (the rest fail fast with :class:`QueueFull`), and go out in order
+when it next shows up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lwm2m.server.errors import ClientNotFound, QueueFull, RequestTimeout
+from lwm2m.server.events import AwakeEvent, EventBus, SleepingEvent
+from lwm2m.stores.records import Registration
+
+DEFAULT_AWAKE_TIME_S = 93.0
+DEFAULT_MAX_QUEUED = 32
+
+
+@dataclass(slots=True)
+class _ClientState:
+    endpoint: str
+    awake: bool = True
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+    timer: asyncio.TimerHandle | None = None
+    gone: bool = False
+
+
+class QueueMode:
+    def __init__(
+        self,
+        events: EventBus,
+        *,
+        awake_time_s: float = DEFAULT_AWAKE_TIME_S,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.events = events
+        self.awake_time_s = awake_time_s
+        self.max_queued = max_queued
+        self.clock = clock
+        self._clients: dict[str, _ClientState] = {}
+
+    def is_awake(self, registration: Registration) -> bool:
+        if not registration.queue_mode:
+            return True
+        state = self._clients.get(registration.id)
+        # Unknown (e.g. loaded from the store after a restart): asleep until it shows up.
+        return state is not None and state.awake
+
+    def queued(self, registration_id: str) -> int:
+        state = self._clients.get(registration_id)
+        return 0 if state is None else state.waiting
+
+    def on_activity(self, registration: Registration) -> None:
+        """The client sent something: it is awake for another ``awake_time_s``."""
+        if not registration.queue_mode:
+            self.forget(registration.id)
+            return
+        state = self._clients.get(registration.id)
+        if state is None:
+            state = _ClientState(registration.endpoint, awake=False)
+            self._clients[registration.id] = state
+        if not state.awake:
+            state.awake = True
+            state.wake.set()
+            self.events.publish(AwakeEvent(registration.endpoint, self.clock(), registration.id))
+        if state.timer is not None:
+            state.timer.cancel()
+        loop = asyncio.get_running_loop()
+        state.timer = loop.call_later(self.awake_time_s, self._fall_asleep, registration.id)
+
+    def _fall_asleep(self, registration_id: str) -> None:
+        state = self._clients.get(registration_id)
+        if state is None or not state.awake:
+            return
+        state.awake = False
+        state.wake.clear()
+        state.timer = None
+        self.events.publish(SleepingEvent(state.endpoint, self.clock(), registration_id))
+
+    def sleep_now(self, registration_id: str) -> None:
+        """Consider the client asleep at once (it said so, or an operator did)."""
+        state = self._clients.get(registration_id)
+        if state is not None and state.timer is not None:
+            state.timer.cancel()
+        self._fall_asleep(registration_id)
+
+    async def wait_awake(self, registration: Registration, timeout: float | None) -> None:
+        """Return when the client is awake; raise when the queue is full or time runs out."""
+        if self.is_awake(registration):
+            return
+        state = self._clients.get(registration.id)
+        if state is None:
+            state = _ClientState(registration.endpoint, awake=False)
+            self._clients[registration.id] = state
+        if state.waiting >= self.max_queued:
+            raise QueueFull(
+                f"{self.max_queued} requests already wait for sleeping client {registration.endpoint!r}"
+            )
+        state.waiting += 1
+        try:
+            if timeout is None:
+                await state.wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(state.wake.wait(), timeout)
+                except TimeoutError:
+                    raise RequestTimeout(
+                        f"client {registration.endpoint!r} stayed asleep for {timeout} s"
+                    ) from None
+        finally:
+            state.waiting -= 1
+        if state.gone:
+            raise ClientNotFound(registration.endpoint)
+
+    def forget(self, registration_id: str) -> None:
+        """The registration ended: release waiters with :class:`ClientNotFound`."""
+        state = self._clients.pop(registration_id, None)
+        if state is None:
+            return
+        if state.timer is not None:
+            state.timer.cancel()
+        state.gone = True
+        state.wake.set()
+
+    def close(self) -> None:
+        for rid in list(self._clients):
+            self.forget(rid)

@@ -1,0 +1,313 @@
+"""The registration interface (``/rd``), per the seed change requests.
+
+Register ``POST /rd?ep=&ept=&lt=&sms=&lwm2m=&b=&Q`` answers 2.01 with
+``Location-Path: rd/<id>``; Update is ``POST`` (published LwM2M) or ``PUT``
+(seed 002 change 4) on ``/rd/<id>`` and answers 2.04; De-register is
+``DELETE /rd/<id>`` and answers 2.02. Bad parameters, a bad payload or a name
+that does not match the client's security identity answer 4.00 with a
+diagnostic payload; a name held by a live registration of another client
+answers 4.09 (seed 002 change 6).
+
+"Same client" means: the same DTLS identity (PSK identity, or certificate)
+when the request came over DTLS; the same IP address in NoSec mode (the port
+may change behind NAT). Such a client registering again replaces its old
+registration (seed 002 5.2.1), whose location then answers 4.04.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.message import Message
+from lwm2m.coap.peer import Peer, PeerIdentity
+from lwm2m.protocol.registration import (
+    RegistrationParamError,
+    parse_register_query,
+    parse_update_query,
+)
+from lwm2m.server.events import (
+    DeregistrationEvent,
+    EventBus,
+    RegistrationEvent,
+    UpdatedEvent,
+)
+from lwm2m.server.links import LinkFormatError, decode_links_payload
+from lwm2m.stores.base import RegistrationStore, SecurityStore
+from lwm2m.stores.records import ObjectLinks, Registration
+
+logger = logging.getLogger(__name__)
+
+#: Reason phrase of the seed's Table 23 (seed 000 change 5).
+X509_NAME_MISMATCH = "Endpoint Client Name does not match with CN field of X.509 Certificates"
+PSK_NAME_MISMATCH = "Endpoint Client Name does not match the PSK identity"
+
+#: Seconds a registration survives past its lifetime before it is removed:
+#: an Update sent right at the end of the lifetime must not race the sweep.
+DEFAULT_LIFETIME_GRACE_S = 15.0
+
+
+class RegistrationRejected(Exception):
+    """A Register/Update/De-register that is answered with an error code."""
+
+    def __init__(self, code: Code, diagnostic: str) -> None:
+        super().__init__(f"{code.dotted} {diagnostic}")
+        self.code = code
+        self.diagnostic = diagnostic
+
+    def to_response(self) -> Message:
+        return Message(
+            self.code,
+            payload=self.diagnostic.encode("utf-8"),
+            content_format=int(ContentFormat.TEXT),
+        )
+
+
+RemovedCallback = Callable[[Registration, str], Awaitable[None]]
+"""Called with (registration, reason) after a registration ended: ``deregistered``,
+``expired`` or ``replaced``. The server drops observations and queued requests."""
+
+
+def _bad(diagnostic: str) -> RegistrationRejected:
+    return RegistrationRejected(Code.BAD_REQUEST, diagnostic)
+
+
+def identity_key(peer_identity: PeerIdentity | None, address_host: str) -> tuple[str, bytes]:
+    """What makes two requests come from "the same client" (conflict rule)."""
+    if peer_identity is not None:
+        if peer_identity.certificate_der is not None:
+            return ("x509", peer_identity.certificate_der)
+        if peer_identity.psk_identity is not None:
+            return ("psk", peer_identity.psk_identity)
+    return ("ip", address_host.encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarConfig:
+    lifetime_grace_s: float = DEFAULT_LIFETIME_GRACE_S
+    #: Refuse NoSec Register for endpoints that have an entry in the security store.
+    require_security_when_known: bool = True
+
+
+class Registrar:
+    """Handles ``/rd`` requests against a registration store and publishes events."""
+
+    def __init__(
+        self,
+        registrations: RegistrationStore,
+        security: SecurityStore | None,
+        events: EventBus,
+        *,
+        config: RegistrarConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        on_removed: RemovedCallback | None = None,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.registrations = registrations
+        self.security = security
+        self.events = events
+        self.config = config or RegistrarConfig()
+        self.clock = clock
+        self.on_removed = on_removed
+        self._new_id = new_id or (lambda: secrets.token_hex(5))
+
+    # ------------------------------------------------------------------ dispatch
+    async def handle(self, message: Message, peer: Peer) -> Message:
+        """Answer one request whose Uri-Path starts with ``rd``."""
+        path = message.uri_path
+        try:
+            if len(path) == 1:
+                if message.code != Code.POST:
+                    raise RegistrationRejected(Code.METHOD_NOT_ALLOWED, "use POST /rd to register")
+                return await self.register(message, peer)
+            if len(path) == 2:
+                if message.code in (Code.POST, Code.PUT):
+                    return await self.update(path[1], message, peer)
+                if message.code == Code.DELETE:
+                    return await self.deregister(path[1], peer)
+                raise RegistrationRejected(
+                    Code.METHOD_NOT_ALLOWED, "use POST or PUT to update, DELETE to de-register"
+                )
+            raise RegistrationRejected(Code.NOT_FOUND, "no such registration resource")
+        except RegistrationRejected as exc:
+            return exc.to_response()
+
+    # ------------------------------------------------------------------ register
+    async def register(self, message: Message, peer: Peer) -> Message:
+        try:
+            params = parse_register_query(message.uri_query)
+        except RegistrationParamError as exc:
+            raise _bad(str(exc)) from None
+        links = self._links(message, required=True)
+        self._check_identity(params.endpoint, params.endpoint_type, peer)
+        now = self.clock()
+        existing = self.registrations.get_by_endpoint(params.endpoint)
+        if (
+            existing is not None
+            and existing.expires_at + self.config.lifetime_grace_s >= now
+            and identity_key(existing.identity, existing.address[0])
+            != identity_key(peer.identity, peer.address[0])
+        ):
+            raise RegistrationRejected(
+                Code.CONFLICT,
+                f"endpoint name {params.endpoint!r} is registered by another client",
+            )
+        registration = Registration(
+            id=self._unique_id(),
+            endpoint=params.endpoint,
+            address=peer.address,
+            lifetime_s=params.lifetime_s,
+            registered_at=now,
+            updated_at=now,
+            endpoint_type=params.endpoint_type,
+            lwm2m_version=params.lwm2m_version,
+            binding=params.binding,
+            queue_mode=params.queue_mode,
+            sms_number=params.sms_number,
+            links=links,
+            identity=peer.identity,
+        )
+        old, new = await self.registrations.add(registration)
+        if old is not None:
+            logger.info(
+                "deregistered %s (replaced by a new registration) id=%s", old.endpoint, old.id
+            )
+            self.events.publish(
+                DeregistrationEvent(old.endpoint, now, registration=old, replaced=True)
+            )
+            if self.on_removed is not None:
+                await self.on_removed(old, "replaced")
+        logger.info(
+            "registered %s id=%s from %s:%d lt=%d lwm2m=%s b=%s%s",
+            new.endpoint,
+            new.id,
+            new.address[0],
+            new.address[1],
+            new.lifetime_s,
+            new.lwm2m_version,
+            new.binding,
+            " (queue mode)" if new.queue_mode else "",
+        )
+        self.events.publish(RegistrationEvent(new.endpoint, now, registration=new, replaced=old))
+        return Message(Code.CREATED, location_path=("rd", new.id))
+
+    # ------------------------------------------------------------------ update
+    async def update(self, registration_id: str, message: Message, peer: Peer) -> Message:
+        current = self.registrations.get(registration_id)
+        if current is None:
+            raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
+        try:
+            params = parse_update_query(message.uri_query)
+        except RegistrationParamError as exc:
+            raise _bad(str(exc)) from None
+        if params.endpoint is not None and params.endpoint != current.endpoint:
+            raise _bad(f"ep={params.endpoint!r} is not the registered name")
+        if params.endpoint_type is not None and params.endpoint_type != current.endpoint_type:
+            raise _bad(f"ept={params.endpoint_type} is not the registered type")
+        if identity_key(current.identity, "") != identity_key(peer.identity, ""):
+            raise _bad("the update does not come from the registered client's security identity")
+        links = self._links(message, required=False) if message.payload else current.links
+        now = self.clock()
+        updated = replace(
+            current,
+            address=peer.address,
+            updated_at=now,
+            lifetime_s=params.lifetime_s if params.lifetime_s is not None else current.lifetime_s,
+            sms_number=params.sms_number if params.sms_number is not None else current.sms_number,
+            binding=params.binding if params.binding is not None else current.binding,
+            queue_mode=params.queue_mode if params.queue_mode is not None else current.queue_mode,
+            links=links,
+        )
+        old, new = await self.registrations.update(updated)
+        logger.info("updated %s id=%s lt=%d", new.endpoint, new.id, new.lifetime_s)
+        self.events.publish(UpdatedEvent(new.endpoint, now, previous=old, registration=new))
+        return Message(Code.CHANGED)
+
+    # ------------------------------------------------------------------ de-register
+    async def deregister(self, registration_id: str, peer: Peer) -> Message:
+        current = self.registrations.get(registration_id)
+        if current is None:
+            raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
+        if current.identity is not None and identity_key(current.identity, "") != identity_key(
+            peer.identity, ""
+        ):
+            raise _bad("the de-register does not come from the registered client's identity")
+        await self.remove(current, "deregistered")
+        return Message(Code.DELETED)
+
+    async def remove(self, registration: Registration, reason: str) -> Registration | None:
+        """End a registration (De-register, expiry, or an operator's request)."""
+        removed = await self.registrations.remove(registration.id)
+        if removed is None:
+            return None
+        logger.info("deregistered %s id=%s (%s)", removed.endpoint, removed.id, reason)
+        self.events.publish(
+            DeregistrationEvent(
+                removed.endpoint, self.clock(), registration=removed, expired=reason == "expired"
+            )
+        )
+        if self.on_removed is not None:
+            await self.on_removed(removed, reason)
+        return removed
+
+    async def expire(self) -> list[Registration]:
+        """Remove every registration past its lifetime plus the grace period."""
+        removed: list[Registration] = []
+        for reg in self.registrations.expired(self.clock(), self.config.lifetime_grace_s):
+            if await self.remove(reg, "expired") is not None:
+                removed.append(reg)
+        return removed
+
+    # ------------------------------------------------------------------ helpers
+    def _unique_id(self) -> str:
+        while True:
+            rid = self._new_id()
+            if self.registrations.get(rid) is None:
+                return rid
+
+    @staticmethod
+    def _links(message: Message, *, required: bool) -> ObjectLinks:
+        if message.content_format not in (None, int(ContentFormat.LINK_FORMAT)):
+            raise _bad(f"payload must be application/link-format, not {message.content_format}")
+        if required and not message.payload.strip():
+            raise _bad("missing payload: the objects and object instances (link-format)")
+        try:
+            return decode_links_payload(message.payload)
+        except LinkFormatError as exc:
+            raise _bad(f"payload is not valid link-format: {exc}") from None
+
+    def _check_identity(self, endpoint: str, ept: int | None, peer: Peer) -> None:
+        identity = peer.identity
+        entry = self.security.get(endpoint) if self.security is not None else None
+        if identity is None:
+            if entry is not None and self.config.require_security_when_known:
+                raise _bad(f"endpoint {endpoint!r} must register over a secure (DTLS) connection")
+            return
+        if identity.certificate_der is not None:
+            # Imported here: the X.509 stack (cryptography) is only needed with DTLS.
+            from lwm2m.security.x509 import CertificateError, check_registration_name
+
+            try:
+                check_registration_name(identity.certificate_der, ept, endpoint)
+            except CertificateError:
+                raise _bad(X509_NAME_MISMATCH) from None
+            if (
+                entry is not None
+                and entry.x509 is not None
+                and entry.x509.certificate_der is not None
+                and entry.x509.certificate_der != identity.certificate_der
+            ):
+                raise _bad(X509_NAME_MISMATCH)
+            return
+        if identity.psk_identity is not None:
+            bound = (
+                self.security.get_by_psk_identity(identity.psk_identity)
+                if self.security is not None
+                else None
+            )
+            if bound is None or bound.endpoint != endpoint:
+                raise _bad(PSK_NAME_MISMATCH)

@@ -1,0 +1,69 @@
+"""Stores shared by the LwM2M server and the bootstrap server.
+
+``open_stores("sqlite", data_dir)`` (the default of ``lwm2m server``),
+``open_stores("memory")`` or ``open_stores("redis://host:6379/0")`` return a
+:class:`Stores` bundle: registrations, observations, security entries and
+JSON documents (bootstrap configurations, session history).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lwm2m.stores.base import (
+    DocumentStore,
+    JsonDoc,
+    ObservationStore,
+    RegistrationStore,
+    SecurityConflict,
+    SecurityStore,
+    StoreError,
+    Stores,
+    UnknownRegistration,
+)
+from lwm2m.stores.memory import MemoryStores
+from lwm2m.stores.records import (
+    ObjectLinks,
+    ObservationRecord,
+    RecordError,
+    RegisteredObject,
+    Registration,
+)
+
+__all__ = [
+    "DocumentStore",
+    "JsonDoc",
+    "MemoryStores",
+    "ObjectLinks",
+    "ObservationRecord",
+    "ObservationStore",
+    "RecordError",
+    "RegisteredObject",
+    "Registration",
+    "RegistrationStore",
+    "SecurityConflict",
+    "SecurityStore",
+    "StoreError",
+    "Stores",
+    "UnknownRegistration",
+    "open_stores",
+]
+
+SQLITE_FILENAME = "lwm2m.sqlite3"
+
+
+async def open_stores(spec: str = "sqlite", data_dir: str | Path = "lwm2m-data") -> Stores:
+    """Open the stores named by ``--store``: ``memory``, ``sqlite`` or a ``redis://`` URL."""
+    if spec == "memory":
+        return MemoryStores()
+    if spec == "sqlite":
+        from lwm2m.stores.sqlite import SqliteStores
+
+        directory = Path(data_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        return await SqliteStores.open(directory / SQLITE_FILENAME)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from lwm2m.stores.redis import RedisStores
+
+        return await RedisStores.open(spec)
+    raise StoreError(f"unknown store {spec!r} (expected sqlite, memory or a redis:// URL)")

@@ -1,0 +1,169 @@
+"""Store interfaces shared by the LwM2M server and the bootstrap server.
+
+Every store keeps its working set in memory and, when persistent, writes
+through to a backend before the mutating coroutine returns: the server answers
+a Register only after ``await registrations.add(...)``, so an acknowledged
+registration is on disk (SQLite: WAL + fsync) when the client hears 2.01.
+
+Reads are synchronous (they hit the in-memory view): they sit on hot paths
+(every notification, every queued request) and the REST layer calls them from
+plain functions. Writes are coroutines so that a backend may do I/O.
+
+Mutations return ``(old, new)`` so that callers (events, logs) see both sides
+of a change without a second lookup.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from lwm2m.coap.peer import Address
+from lwm2m.security.credentials import SecurityEntry
+from lwm2m.stores.records import ObservationRecord, Registration
+
+JsonDoc = dict[str, Any]
+"""A JSON-serialisable document (what :class:`DocumentStore` keeps)."""
+
+
+class StoreError(Exception):
+    """A backend failure (disk full, Redis gone, corrupt row)."""
+
+
+class UnknownRegistration(StoreError, KeyError):
+    """An update for a registration the store does not hold."""
+
+
+@runtime_checkable
+class RegistrationStore(Protocol):
+    """Live registrations, indexed by id, endpoint name and source address."""
+
+    def get(self, registration_id: str) -> Registration | None: ...
+
+    def get_by_endpoint(self, endpoint: str) -> Registration | None: ...
+
+    def get_by_address(self, address: Address) -> Registration | None:
+        """The registration whose recorded source address is ``address`` (queue mode, /dp)."""
+        ...
+
+    def list(self) -> builtins.list[Registration]: ...
+
+    def __len__(self) -> int: ...
+
+    def expired(self, now: float, grace_s: float = 0.0) -> builtins.list[Registration]:
+        """Registrations whose ``expires_at + grace_s`` is before ``now`` (wall clock)."""
+        ...
+
+    async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
+        """Store a new registration; an existing one with the same endpoint name is
+        replaced and returned as ``old``."""
+        ...
+
+    async def update(self, registration: Registration) -> tuple[Registration, Registration]:
+        """Replace the registration with the same id; raises :class:`UnknownRegistration`."""
+        ...
+
+    async def remove(self, registration_id: str) -> Registration | None:
+        """Remove and return the registration, or None when unknown."""
+        ...
+
+
+@runtime_checkable
+class ObservationStore(Protocol):
+    """Observations held on clients, kept with (and dropped with) their registration."""
+
+    def get(self, observation_id: str) -> ObservationRecord | None: ...
+
+    def for_registration(self, registration_id: str) -> builtins.list[ObservationRecord]: ...
+
+    def list(self) -> builtins.list[ObservationRecord]: ...
+
+    async def add(self, record: ObservationRecord) -> ObservationRecord | None:
+        """Store an observation; returns the one it replaced (same id), if any."""
+        ...
+
+    async def remove(self, observation_id: str) -> ObservationRecord | None: ...
+
+    async def remove_for_registration(
+        self, registration_id: str
+    ) -> builtins.list[ObservationRecord]: ...
+
+
+@runtime_checkable
+class SecurityStore(Protocol):
+    """Credentials per endpoint; PSK identities are unique across entries."""
+
+    def get(self, endpoint: str) -> SecurityEntry | None: ...
+
+    def get_by_psk_identity(self, identity: bytes) -> SecurityEntry | None: ...
+
+    def list(self) -> builtins.list[SecurityEntry]: ...
+
+    async def put(self, entry: SecurityEntry) -> tuple[SecurityEntry | None, SecurityEntry]:
+        """Add or replace the entry of ``entry.endpoint``; raises :class:`SecurityConflict`
+        when its PSK identity belongs to another endpoint."""
+        ...
+
+    async def remove(self, endpoint: str) -> SecurityEntry | None: ...
+
+
+class SecurityConflict(StoreError, ValueError):
+    """A PSK identity already bound to another endpoint."""
+
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """Small JSON documents by (namespace, key), plus bounded append-only logs.
+
+    The bootstrap server keeps its per-endpoint configurations here
+    (``put("bootstrap-config", ep, doc)``) and its session history
+    (``append("bootstrap-history", doc, keep=1000)``).
+    """
+
+    async def get(self, namespace: str, key: str) -> JsonDoc | None: ...
+
+    async def put(self, namespace: str, key: str, doc: JsonDoc) -> JsonDoc | None:
+        """Store ``doc``; returns the previous document under that key."""
+        ...
+
+    async def delete(self, namespace: str, key: str) -> JsonDoc | None: ...
+
+    async def items(self, namespace: str) -> builtins.list[tuple[str, JsonDoc]]:
+        """Every (key, doc) of a namespace, keys sorted."""
+        ...
+
+    async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
+        """Append to a log, dropping the oldest entries beyond ``keep``."""
+        ...
+
+    async def tail(self, namespace: str, limit: int = 100) -> builtins.list[JsonDoc]:
+        """The newest ``limit`` log entries, oldest first."""
+        ...
+
+
+class Stores(Protocol):
+    """The bundle a server is built with (see :func:`lwm2m.stores.open_stores`)."""
+
+    @property
+    def registrations(self) -> RegistrationStore: ...
+
+    @property
+    def observations(self) -> ObservationStore: ...
+
+    @property
+    def security(self) -> SecurityStore: ...
+
+    @property
+    def documents(self) -> DocumentStore: ...
+
+    async def close(self) -> None: ...
+
+
+def check_json_doc(doc: Mapping[str, Any] | Sequence[Any]) -> None:
+    """Reject documents that a persistent backend could not round-trip."""
+    try:
+        json.dumps(doc, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"document is not JSON-serialisable: {exc}") from None
