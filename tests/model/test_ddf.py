@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lwm2m.model.ddf import (
     DdfError,
@@ -283,6 +285,13 @@ def test_other_encodings_and_bom() -> None:
     assert obj.id == 40000
 
 
+def test_unknown_or_wrong_encoding() -> None:
+    err = error_of(b'<?xml version="1.0" encoding="TF-8"?>\n<LWM2M/>')
+    assert err.line == 1 and "encoding" in err.message
+    err = error_of(b'<?xml version="1.0" encoding="UTF-16"?>\n<LWM2M/>')
+    assert "encoding" in err.message or "not well-formed" in err.message
+
+
 def test_defaults_for_optional_object_fields() -> None:
     data = (
         make_ddf()
@@ -395,3 +404,25 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert err.file.endswith("nope.xml") and "cannot read" in err.message
     with pytest.raises(DdfError, match="not a directory"):
         load_ddf_directory(tmp_path / "nope")
+
+
+# ------------------------------------------------------------------- fuzzing
+
+_VALID = make_ddf(item("0") + item("5700", name="Sensor Value", type="Float"))
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_load_or_raise_ddf_error(data: bytes) -> None:
+    try:
+        load_ddf_bytes(data, "fuzz.xml")
+    except DdfError as err:
+        assert err.file == "fuzz.xml" and err.line >= 0
+
+
+@given(st.integers(0, len(_VALID) - 1), st.integers(0, 20), st.binary(max_size=8))
+def test_mutated_ddf_loads_or_raises_ddf_error(start: int, cut: int, insert: bytes) -> None:
+    data = _VALID[:start] + insert + _VALID[start + cut :]
+    try:
+        load_ddf_bytes(data, "fuzz.xml", on_warning=lambda w: None)
+    except DdfError as err:
+        assert err.file == "fuzz.xml"

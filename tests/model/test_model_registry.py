@@ -187,3 +187,20 @@ def test_reusable_table_agrees_with_registry_ipso_files() -> None:
             shared = REUSABLE[rid]
             assert (shared.type, shared.operations) == (res.type, res.operations), rid
             assert " ".join(shared.name.split()) == " ".join(res.name.split()), rid
+
+
+def test_default_registry_with_model_dirs(tmp_path: Path) -> None:
+    (tmp_path / "3.xml").write_bytes((DDF_DIR / "3.xml").read_bytes())
+    reg = default_registry(None, tmp_path)
+    assert reg.versions(3) == ("1.1", "1.2")
+    assert reg.object(3).version == "1.2"  # type: ignore[union-attr]
+    (tmp_path / "bad.xml").write_bytes(b"<nope")
+    with pytest.raises(DdfError):
+        default_registry(tmp_path)
+
+
+def test_newest_tracks_out_of_order_adds() -> None:
+    reg = ModelRegistry([_obj(9, "1.2"), _obj(9, "1.0")])
+    assert reg.object(9).version == "1.2"  # type: ignore[union-attr]
+    reg.add(_obj(9, "1.1"))
+    assert reg.object(9).version == "1.2"  # type: ignore[union-attr]

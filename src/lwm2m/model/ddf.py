@@ -143,6 +143,9 @@ def _parse_xml(data: bytes, name: str) -> _Element:
     except expat.ExpatError as exc:
         reason = expat.ErrorString(exc.code) if exc.code is not None else str(exc)
         raise DdfError(name, exc.lineno, f"not well-formed XML: {reason}") from None
+    except (LookupError, UnicodeError) as exc:
+        # A declared encoding Python does not know, or bytes it cannot decode.
+        raise DdfError(name, parser.CurrentLineNumber, f"bad character encoding: {exc}") from None
     if not root:  # pragma: no cover - expat reports "no element found" first
         raise DdfError(name, 1, "no XML element found")
     return root[0]

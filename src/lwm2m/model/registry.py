@@ -36,11 +36,15 @@ class ModelRegistry:
 
     def __init__(self, objects: Iterable[ObjectDef] = ()) -> None:
         self._objects: dict[int, dict[str, ObjectDef]] = {}
+        # Newest version per ID: resource() is on every codec's hot path.
+        self._newest: dict[int, ObjectDef] = {}
         for obj in objects:
             self.add(obj)
 
     def add(self, obj: ObjectDef) -> None:
-        self._objects.setdefault(obj.id, {})[obj.version] = obj
+        versions = self._objects.setdefault(obj.id, {})
+        versions[obj.version] = obj
+        self._newest[obj.id] = versions[max(versions, key=version_key)]
 
     def add_all(self, objects: Iterable[ObjectDef]) -> None:
         for obj in objects:
@@ -48,12 +52,10 @@ class ModelRegistry:
 
     def object(self, object_id: int, version: str | None = None) -> ObjectDef | None:
         """The definition of ``object_id``: the newest, or exactly ``version``; ``None`` if unknown."""
+        if version is None:
+            return self._newest.get(object_id)
         versions = self._objects.get(object_id)
-        if not versions:
-            return None
-        if version is not None:
-            return versions.get(version)
-        return versions[max(versions, key=version_key)]
+        return None if versions is None else versions.get(version)
 
     def resolve(self, object_id: int, version: str | None = None) -> ObjectDef | None:
         """Best definition for what a client announced (``</3>;ver=1.1``).
@@ -127,10 +129,8 @@ class ModelRegistry:
 
     def __iter__(self) -> Iterator[ObjectDef]:
         """The newest definition of each object, by object ID."""
-        for object_id in sorted(self._objects):
-            obj = self.object(object_id)
-            if obj is not None:
-                yield obj
+        for object_id in sorted(self._newest):
+            yield self._newest[object_id]
 
     def __contains__(self, object_id: builtins.object) -> bool:
         return object_id in self._objects
@@ -140,6 +140,20 @@ class ModelRegistry:
         return len(self._objects)
 
 
-def default_registry() -> ModelRegistry:
-    """A new registry with the core objects (0-7) and the IPSO examples (3303, 3311)."""
-    return ModelRegistry(DEFAULT_OBJECTS)
+def default_registry(
+    *model_dirs: str | FsPath | None,
+    strict: bool = False,
+    on_warning: WarningHandler | None = None,
+) -> ModelRegistry:
+    """A new registry with the core objects (0-7) and the IPSO examples (3303, 3311).
+
+    Each of ``model_dirs`` (the ``--models DIR`` option; ``None`` entries are
+    skipped) is then loaded with :meth:`ModelRegistry.load_directory`, so DDF
+    files override our definitions of the same object version and add others.
+    Raises ``DdfError`` for a bad file.
+    """
+    registry = ModelRegistry(DEFAULT_OBJECTS)
+    for directory in model_dirs:
+        if directory is not None:
+            registry.load_directory(directory, strict=strict, on_warning=on_warning)
+    return registry

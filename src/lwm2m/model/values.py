@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -73,6 +74,7 @@ def _fmt_interval(lo: float, hi: float) -> str:
     return _fmt_num(lo) if lo == hi else f"{_fmt_num(lo)}..{_fmt_num(hi)}"
 
 
+@functools.lru_cache(maxsize=2048)
 def parse_range(text: str, type: ResourceType) -> ValueRange | None:
     """The constraint a RangeEnumeration text states, or ``None`` if it states none we know.
 
