@@ -31,7 +31,7 @@ from lwm2m.coap.peer import Address, Peer
 from lwm2m.formats.errors import FormatError
 from lwm2m.model.nodes import Node, Value
 from lwm2m.model.path import Path, PathError
-from lwm2m.model.registry import ModelRegistry
+from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.attributes import AttributeUpdate
 from lwm2m.protocol.errors import RemoteError
 from lwm2m.server import content
@@ -134,7 +134,7 @@ class LwM2MServer:
     ) -> None:
         self.config = config or ServerConfig()
         self.stores: Stores = stores if stores is not None else MemoryStores()
-        self.model = model
+        self.model = model if model is not None else default_registry()
         self.clock = clock
         self.events = EventBus()
         self.queue = QueueMode(
@@ -432,7 +432,7 @@ class LwM2MServer:
     ) -> ReadResponse:
         req = ReadRequest(_path(path), format)
         _, resp = await self._exchange(
-            endpoint, lambda r: req.to_message(r, self._accept(r, format)), timeout
+            endpoint, lambda r: req.to_message(r, self._accept(r, req.path, format)), timeout
         )
         return ReadResponse(self._decode(resp, req.path), resp.content_format, Code(resp.code))
 
@@ -464,7 +464,7 @@ class LwM2MServer:
         req = WriteRequest(p, node, replace, format)
 
         def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, "single")
+            fmt = format if format is not None else content.preferred_format(reg, p)
             return req.to_message(reg, fmt, content.encode(fmt, node, p, self.model))
 
         _, resp = await self._exchange(endpoint, build, timeout)
@@ -512,7 +512,7 @@ class LwM2MServer:
         req = CreateRequest(p, instance, format)
 
         def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, "single")
+            fmt = format if format is not None else content.preferred_format(reg, p)
             return req.to_message(reg, fmt, content.encode(fmt, instance, p, self.model))
 
         reg, resp = await self._exchange(endpoint, build, timeout)
@@ -544,7 +544,7 @@ class LwM2MServer:
         req = ReadCompositeRequest(tuple(_path(p) for p in paths), format)
 
         def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, "composite")
+            fmt = format if format is not None else content.preferred_format(reg, None)
             return req.to_message(reg, fmt, content.encode_paths(fmt, req.paths), fmt)
 
         _, resp = await self._exchange(endpoint, build, timeout)
@@ -568,7 +568,7 @@ class LwM2MServer:
         req = WriteCompositeRequest(items, format)
 
         def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, "composite")
+            fmt = format if format is not None else content.preferred_format(reg, None)
             return req.to_message(reg, fmt, content.encode_composite(fmt, items, self.model))
 
         _, resp = await self._exchange(endpoint, build, timeout)
@@ -590,7 +590,7 @@ class LwM2MServer:
             (p,),
             False,
             format,
-            lambda r: req.to_message(r, self._accept(r, format)),
+            lambda r: req.to_message(r, self._accept(r, req.path, format)),
             timeout,
         )
         return (
@@ -611,7 +611,7 @@ class LwM2MServer:
         req = ObserveCompositeRequest(ps, format)
 
         def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, "composite")
+            fmt = format if format is not None else content.preferred_format(reg, None)
             return req.to_message(reg, fmt, content.encode_paths(fmt, ps), fmt)
 
         record, first = await self._start_observation(endpoint, ps, True, format, build, timeout)
@@ -708,13 +708,13 @@ class LwM2MServer:
         return count
 
     # ================================================================== helpers
-    def _accept(self, reg: Registration, format: int | None) -> int | None:
+    def _accept(self, reg: Registration, path: Path, format: int | None) -> int | None:
         if format is not None:
             return format
         # 1.0 clients get no Accept (several reject it); they answer TLV or text.
         if reg.lwm2m_version == "1.0":
             return None
-        return content.preferred_format(reg, "single")
+        return content.preferred_format(reg, path)
 
     def _decode(self, resp: Message, path: Path) -> Node:
         try:

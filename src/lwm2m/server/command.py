@@ -1,0 +1,212 @@
+"""``lwm2m server``: the LwM2M server with its bootstrap server, REST API and web UI.
+
+Embedded bootstrap server hook: when not disabled with ``--no-bootstrap``
+and the module ``lwm2m.bootstrap.embedded`` exists, its
+``async start(args, stores) -> handle`` is awaited after the LwM2M server
+started; ``handle`` is passed to the web app as ``bootstrap`` and its
+``async stop()`` is awaited at shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED
+from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--coap-port", type=int, default=5683, help="CoAP (UDP) port")
+    parser.add_argument(
+        "--coaps-port", type=int, default=5684, help="CoAP over DTLS port (0 disables)"
+    )
+    parser.add_argument(
+        "--http-port", type=int, default=8080, help="REST API and web UI port (0 disables)"
+    )
+    parser.add_argument("--data", default="./lwm2m-data", help="data directory (SQLite store)")
+    parser.add_argument(
+        "--store", default="sqlite", help="sqlite (default), memory, or a redis://host:port/db URL"
+    )
+    parser.add_argument("--models", help="directory of extra object definitions (DDF XML)")
+    parser.add_argument("--security", help="JSON file of client credentials (PSK, X.509)")
+    parser.add_argument("--ca", help="PEM file of CAs trusted for client certificates")
+    parser.add_argument("--cert", help="server certificate (PEM) for DTLS with X.509")
+    parser.add_argument("--key", help="private key (PEM) of --cert")
+    parser.add_argument(
+        "--lifetime-grace",
+        type=float,
+        default=DEFAULT_LIFETIME_GRACE_S,
+        help="seconds a registration outlives its lifetime before removal",
+    )
+    parser.add_argument(
+        "--awake-time",
+        type=float,
+        default=DEFAULT_AWAKE_TIME_S,
+        help="seconds a queue-mode client stays awake after its last message",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=DEFAULT_MAX_QUEUED,
+        help="requests that may wait for one sleeping queue-mode client",
+    )
+    parser.add_argument("--no-bootstrap", action="store_true", help="no embedded bootstrap server")
+    parser.add_argument("--bootstrap-coap-port", type=int, default=5783)
+    parser.add_argument("--api-token", help="bearer token required by the REST API")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from lwm2m.coap.loop import install_best_event_loop
+
+        install_best_event_loop()
+    except ImportError:
+        pass
+    try:
+        return asyncio.run(_main(args))
+    except ConfigurationError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+class ConfigurationError(Exception):
+    """A bad command-line option or input file."""
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from lwm2m.model.registry import default_registry
+    from lwm2m.server.server import LwM2MServer, ServerConfig
+    from lwm2m.stores import StoreError, open_stores
+
+    model = default_registry()
+    if args.models:
+        try:
+            model.load_directory(args.models)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"--models {args.models}: {exc}") from None
+    try:
+        stores = await open_stores(args.store, args.data)
+    except StoreError as exc:
+        raise ConfigurationError(str(exc)) from None
+    try:
+        if args.security:
+            from lwm2m.security.credentials import SecurityConfigError, load_security_file
+
+            try:
+                entries = load_security_file(args.security)
+            except SecurityConfigError as exc:
+                raise ConfigurationError(str(exc)) from None
+            for entry in entries:
+                await stores.security.put(entry)
+        dtls = _dtls_config(args, stores) if args.coaps_port else None
+        server = LwM2MServer(
+            stores,
+            model=model,
+            config=ServerConfig(
+                host=args.host,
+                coap_port=args.coap_port,
+                coaps_port=args.coaps_port,
+                dtls=dtls,
+                lifetime_grace_s=args.lifetime_grace,
+                awake_time_s=args.awake_time,
+                max_queued=args.queue_size,
+            ),
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot bind: {exc}") from None
+        bootstrap = await _start_bootstrap(args, stores)
+        web_task = _start_web(args, server, bootstrap)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        if web_task is not None:
+            waiters.append(web_task)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        logger.info("stopping")
+        for task in waiters:
+            if not task.done():
+                task.cancel()
+        for task in waiters:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if bootstrap is not None:
+            with contextlib.suppress(Exception):
+                await bootstrap.stop()
+        await server.stop()
+        return 0
+    finally:
+        await stores.close()
+
+
+def _dtls_config(args: argparse.Namespace, stores: Any) -> Any:
+    """DTLS with PSK from the security store, and X.509 when --cert/--key are given."""
+    if bool(args.cert) != bool(args.key):
+        raise ConfigurationError("--cert and --key go together")
+    from lwm2m.coap.dtls import DtlsServerConfig
+
+    security = stores.security
+
+    def psk_lookup(identity: bytes) -> bytes | None:
+        entry = security.get_by_psk_identity(identity)
+        return None if entry is None or entry.psk is None else bytes(entry.psk.key)
+
+    def is_trusted(der: bytes) -> bool:
+        return any(e.x509 is not None and e.x509.certificate_der == der for e in security.list())
+
+    cas: tuple[bytes, ...] = (_read(args.ca, "--ca"),) if args.ca else ()
+    try:
+        return DtlsServerConfig(
+            psk_lookup=psk_lookup,
+            certificate_pem=_read(args.cert, "--cert") if args.cert else None,
+            private_key_pem=_read(args.key, "--key") if args.key else None,
+            trusted_ca_pems=cas,
+            is_trusted_certificate=is_trusted,
+            require_client_certificate=False,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"DTLS: {exc}") from None
+
+
+async def _start_bootstrap(args: argparse.Namespace, stores: Any) -> Any:
+    if args.no_bootstrap:
+        return None
+    try:
+        module = importlib.import_module("lwm2m.bootstrap.embedded")
+    except ImportError:
+        logger.info("no embedded bootstrap server available")
+        return None
+    return await module.start(args, stores)
+
+
+def _start_web(args: argparse.Namespace, server: Any, bootstrap: Any) -> asyncio.Task[None] | None:
+    if not args.http_port:
+        return None
+    try:
+        from lwm2m.web.app import create_app, serve
+    except ImportError as exc:
+        logger.warning("web UI unavailable: %s", exc)
+        return None
+    app = create_app(server, bootstrap, api_token=args.api_token)
+    return asyncio.ensure_future(serve(app, args.host, args.http_port))
