@@ -113,6 +113,9 @@ class UdpHarness(asyncio.DatagramProtocol):
         self.events: asyncio.Queue[SecurityEvent] = asyncio.Queue()
         self._timer: asyncio.TimerHandle | None = None
         self.on_plaintext: Callable[[bytes, Peer], None] | None = None
+        #: return True to lose an outgoing datagram (simulated packet loss)
+        self.drop_outgoing: Callable[[bytes], bool] = lambda _data: False
+        self.sent: list[bytes] = []
 
     @classmethod
     async def create(cls, layer: SecurityLayer) -> UdpHarness:
@@ -129,8 +132,7 @@ class UdpHarness(asyncio.DatagramProtocol):
         return (host, port)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         now = asyncio.get_running_loop().time()
@@ -148,7 +150,9 @@ class UdpHarness(asyncio.DatagramProtocol):
     def _service(self) -> None:
         assert self.transport is not None
         for data, address in self.layer.datagrams_to_send():
-            self.transport.sendto(data, address)
+            self.sent.append(data)
+            if not self.drop_outgoing(data):
+                self.transport.sendto(data, address)
         while (event := self.layer.next_event()) is not None:
             self.events.put_nowait(event)
         if self._timer is not None:
