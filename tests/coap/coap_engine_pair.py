@@ -69,7 +69,9 @@ class Pair:
         """Move the clock forward, firing every timer due on the way."""
         end = self.now + seconds
         while True:
-            timers = [t for t in (self.client.get_timer(), self.server.get_timer()) if t is not None]
+            timers = [
+                t for t in (self.client.get_timer(), self.server.get_timer()) if t is not None
+            ]
             nxt = min(timers, default=None)
             if nxt is None or nxt > end:
                 break

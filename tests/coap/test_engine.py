@@ -1,0 +1,497 @@
+"""Sans-I/O engine: two engines over an in-memory link with a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+from coap_engine_pair import CLIENT, SERVER, Pair
+
+from lwm2m.coap.codec import decode, encode
+from lwm2m.coap.codes import Code, MessageType
+from lwm2m.coap.engine import Engine
+from lwm2m.coap.errors import RequestEntityTooLarge, RequestTimeout, ResetReceived
+from lwm2m.coap.events import (
+    ClientObservationEnded,
+    NotificationAcknowledged,
+    NotificationReceived,
+    RequestFailed,
+    RequestReceived,
+    ResponseReceived,
+    ServerObservationEnded,
+)
+from lwm2m.coap.message import Block, Message
+from lwm2m.coap.params import TransmissionParameters
+
+GET = Message(Code.GET, uri_path=("x",))
+
+
+def content(payload: bytes = b"ok") -> Message:
+    return Message(Code.CONTENT, payload=payload)
+
+
+def responses(pair: Pair) -> list[Message]:
+    return [e.response for e in pair.client_events if isinstance(e, ResponseReceived)]
+
+
+def requests(pair: Pair) -> list[Message]:
+    return [e.message for e in pair.server_events if isinstance(e, RequestReceived)]
+
+
+def sent_by(pair: Pair, source: tuple[str, int]) -> list[Message]:
+    return [decode(data) for src, data in pair.wire if src == source]
+
+
+def test_piggybacked_response() -> None:
+    pair = Pair(handler=lambda ev: content(b"hello"))
+    rid = pair.request(GET)
+    [event] = pair.client_events
+    assert isinstance(event, ResponseReceived) and event.request_id == rid
+    assert event.response.type == MessageType.ACK and event.response.payload == b"hello"
+    request, ack = sent_by(pair, CLIENT)[0], sent_by(pair, SERVER)[0]
+    assert ack.mid == request.mid and ack.token == request.token and len(request.token) == 8
+    assert pair.client.pending_requests() == 0
+
+
+def test_retransmission_schedule_and_give_up() -> None:
+    params = TransmissionParameters()
+    pair = Pair(params=params, drop=lambda data, src, dst: True)
+    start = pair.now
+    times: list[float] = []
+    pair.client.send_request(GET, SERVER, pair.now)
+    pair.pump()
+    times.append(pair.now)
+    while (timer := pair.client.get_timer()) is not None:
+        pair.now = timer
+        pair.client.handle_timer(pair.now)
+        before = len(pair.wire)
+        pair.pump()
+        if len(pair.wire) > before:
+            times.append(pair.now)
+    transmissions = [d for s, d in pair.wire if s == CLIENT]
+    assert len(transmissions) == 1 + params.max_retransmit
+    assert len({decode(d).mid for d in transmissions}) == 1
+    # Gaps double from a first timeout drawn in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR].
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    first = gaps[0]
+    assert params.ack_timeout_s <= first <= params.ack_timeout_s * params.ack_random_factor
+    for k, gap in enumerate(gaps):
+        assert gap == pytest.approx(first * 2**k)
+    [failed] = pair.client_events
+    assert isinstance(failed, RequestFailed) and isinstance(failed.error, RequestTimeout)
+    # Gave up after the last timeout, within MAX_TRANSMIT_WAIT.
+    assert pair.now - start <= params.max_transmit_wait_s
+    assert pair.now - start == pytest.approx(first * (2 ** (params.max_retransmit + 1) - 1))
+    assert pair.client.pending_requests() == 0
+
+
+def test_timeouts_differ_between_engines() -> None:
+    draws = set()
+    for seed in range(5):
+        engine = Engine(rng=random.Random(seed))
+        engine.send_request(GET, SERVER, 0.0)
+        timer = engine.get_timer()
+        assert timer is not None and 2.0 <= timer <= 3.0
+        draws.add(timer)
+    assert len(draws) == 5
+
+
+def test_lost_ack_is_replayed_and_handler_runs_once() -> None:
+    dropped: list[bytes] = []
+
+    def drop(data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> bool:
+        if src == SERVER and not dropped:
+            dropped.append(data)
+            return True
+        return False
+
+    pair = Pair(handler=lambda ev: content(b"once"), drop=drop)
+    pair.request(GET)
+    assert not pair.client_events
+    pair.advance(3.1)
+    assert [r.payload for r in responses(pair)] == [b"once"]
+    assert len(requests(pair)) == 1
+    acks = [d for s, d in pair.wire if s == SERVER]
+    assert acks[0] == acks[1]  # the cached reply, byte for byte
+
+
+def test_separate_response() -> None:
+    pair = Pair(handler=lambda ev: None)
+    rid = pair.request(GET)
+    [received] = [e for e in pair.server_events if isinstance(e, RequestReceived)]
+    pair.advance(1.0)  # separate_response_delay_s
+    empty_ack = sent_by(pair, SERVER)[-1]
+    assert empty_ack.type == MessageType.ACK and empty_ack.code == Code.EMPTY
+    pair.advance(20.0)  # the client waits: no retransmission after the empty ACK
+    assert len(sent_by(pair, CLIENT)) == 1
+    pair.server.respond(received.request_id, content(b"late"), pair.now)
+    pair.pump()
+    separate = sent_by(pair, SERVER)[-1]
+    assert separate.type == MessageType.CON and separate.payload == b"late"
+    ack = sent_by(pair, CLIENT)[-1]
+    assert ack.type == MessageType.ACK and ack.mid == separate.mid and ack.code == Code.EMPTY
+    assert [
+        (e.request_id, e.response.payload)
+        for e in pair.client_events
+        if isinstance(e, ResponseReceived)
+    ] == [(rid, b"late")]
+    # A retransmitted separate response is ACKed again but not delivered twice.
+    pair.client.receive_datagram(encode(separate), SERVER, pair.now)
+    assert pair.client.datagrams_to_send(pair.now)[0][0] == encode(ack)
+    assert pair.client.next_event() is None
+
+
+def test_separate_response_times_out() -> None:
+    params = TransmissionParameters(response_timeout_s=30.0)
+    pair = Pair(params=params, handler=lambda ev: None)
+    pair.request(GET)
+    pair.advance(29.0)
+    assert not pair.client_events
+    pair.advance(2.0)
+    [failed] = pair.client_events
+    assert isinstance(failed, RequestFailed) and isinstance(failed.error, RequestTimeout)
+
+
+def test_duplicate_while_busy_gets_empty_ack() -> None:
+    engine = Engine(rng=random.Random(3))
+    request = encode(Message(Code.GET, MessageType.CON, 77, b"t"))
+    engine.receive_datagram(request, CLIENT, 0.0)
+    assert isinstance(engine.next_event(), RequestReceived)
+    engine.receive_datagram(request, CLIENT, 2.5)
+    [(data, _)] = engine.datagrams_to_send(2.5)
+    assert decode(data) == Message(Code.EMPTY, MessageType.ACK, 77)
+    assert engine.next_event() is None
+
+
+def test_rst_to_ping_and_malformed_con() -> None:
+    engine = Engine(rng=random.Random(3))
+    engine.receive_datagram(b"\x40\x00\x12\x34", CLIENT, 0.0)  # CON ping
+    engine.receive_datagram(b"\x40\x01\x43\x21\xf0", CLIENT, 0.0)  # CON, reserved delta 15
+    engine.receive_datagram(b"\x50\x01\x43\x22\xf0", CLIENT, 0.0)  # NON malformed: ignored
+    engine.receive_datagram(b"\x80\x01\x43\x23", CLIENT, 0.0)  # version 2: ignored
+    engine.receive_datagram(b"\x40", CLIENT, 0.0)  # no header: ignored
+    out = [decode(d) for d, _ in engine.datagrams_to_send(0.0)]
+    assert out == [
+        Message(Code.EMPTY, MessageType.RST, 0x1234),
+        Message(Code.EMPTY, MessageType.RST, 0x4321),
+    ]
+    assert engine.next_event() is None
+
+
+def test_rst_to_our_con_fails_request() -> None:
+    engine = Engine(rng=random.Random(3))
+    rid = engine.send_request(GET, SERVER, 0.0)
+    [(data, _)] = engine.datagrams_to_send(0.0)
+    mid = decode(data).mid
+    engine.receive_datagram(encode(Message(Code.EMPTY, MessageType.RST, mid)), SERVER, 0.1)
+    event = engine.next_event()
+    assert isinstance(event, RequestFailed) and event.request_id == rid
+    assert isinstance(event.error, ResetReceived)
+    assert engine.get_timer() is None or engine.pending_requests() == 0
+
+
+def test_unknown_critical_option() -> None:
+    pair = Pair(handler=lambda ev: content())
+    pair.request(Message(Code.GET, other_options=((2049, b"x"),)))
+    [response] = responses(pair)
+    assert response.code == Code.BAD_OPTION
+    assert not requests(pair)
+    pair.request(Message(Code.GET, other_options=((2048, b"x"),)))  # elective: ignored
+    assert responses(pair)[-1].code == Code.CONTENT
+    # NON with an unknown critical option is rejected silently.
+    engine = Engine(rng=random.Random(1))
+    engine.receive_datagram(
+        encode(Message(Code.GET, MessageType.NON, 5, other_options=((9, b""),))), CLIENT, 0
+    )
+    assert engine.datagrams_to_send(0) == [] and engine.next_event() is None
+
+
+def test_non_request_and_duplicate() -> None:
+    pair = Pair(handler=lambda ev: content(b"non"))
+    pair.request(Message(Code.GET, MessageType.NON))
+    [response] = responses(pair)
+    assert response.type == MessageType.NON and response.payload == b"non"
+    request = next(d for s, d in pair.wire if s == CLIENT)
+    pair.server.receive_datagram(request, CLIENT, pair.now)  # duplicate NON: ignored
+    assert pair.server.datagrams_to_send(pair.now) == [] and pair.server.next_event() is None
+
+
+def test_nstart_queues_second_request() -> None:
+    pair = Pair(handler=lambda ev: None)
+    first = pair.client.send_request(GET, SERVER, pair.now)
+    second = pair.client.send_request(Message(Code.GET, uri_path=("y",)), SERVER, pair.now)
+    pair.pump()
+    assert [m.uri_path for m in requests(pair)] == [("x",)]
+    pair.server.respond(pair.server_events[0].request_id, content(b"1"), pair.now)  # type: ignore[attr-defined]
+    pair.pump()
+    assert [m.uri_path for m in requests(pair)] == [("x",), ("y",)]
+    pair.server.respond(pair.server_events[1].request_id, content(b"2"), pair.now)  # type: ignore[attr-defined]
+    pair.pump()
+    assert [(e.request_id, e.response.payload) for e in pair.client_events] == [  # type: ignore[attr-defined]
+        (first, b"1"),
+        (second, b"2"),
+    ]
+
+
+def test_cancel_request_frees_state_and_rejects_late_answer() -> None:
+    pair = Pair(handler=lambda ev: None)
+    rid = pair.request(GET)
+    queued = pair.client.send_request(GET, SERVER, pair.now)
+    pair.client.cancel_request(rid)
+    pair.pump()
+    assert pair.client.pending_requests() == 1  # the queued one got the slot
+    [first, second] = [e for e in pair.server_events if isinstance(e, RequestReceived)]
+    pair.advance(1.0)
+    pair.server.respond(first.request_id, content(b"late"), pair.now)
+    pair.pump()
+    late = sent_by(pair, SERVER)[-1]
+    assert late.type == MessageType.CON
+    assert sent_by(pair, CLIENT)[-1] == Message(Code.EMPTY, MessageType.RST, late.mid)
+    assert not [
+        e for e in pair.client_events if isinstance(e, ResponseReceived) and e.request_id == rid
+    ]
+    pair.client.cancel_request(queued)
+    assert pair.client.pending_requests() == 0
+    del second
+
+
+# --- observe -----------------------------------------------------------------------
+
+
+def observe_pair() -> tuple[Pair, list[int]]:
+    observations: list[int] = []
+
+    def handler(ev: RequestReceived) -> Message:
+        if ev.message.observe == 0:
+            observations.append(pair.server.start_observation(ev.request_id, pair.now))
+        return content(b"v0")
+
+    pair = Pair(handler=handler)
+    return pair, observations
+
+
+def test_observe_notifications_and_ordering() -> None:
+    pair, observations = observe_pair()
+    rid = pair.request(GET, observe=True)
+    [first] = responses(pair)
+    assert first.observe is not None and first.payload == b"v0"
+    [obs] = observations
+    pair.server.notify(obs, content(b"v1"), pair.now)
+    pair.pump()
+    pair.server.notify(obs, content(b"v2"), pair.now, confirmable=True)
+    pair.pump()
+    got = [
+        (e.request_id, e.message.payload)
+        for e in pair.client_events
+        if isinstance(e, NotificationReceived)
+    ]
+    assert got == [(rid, b"v1"), (rid, b"v2")]
+    assert any(isinstance(e, NotificationAcknowledged) for e in pair.server_events)
+    # A reordered older notification is dropped ...
+    last = sent_by(pair, SERVER)[-1]
+    assert last.observe is not None
+    stale = last.with_(mid=(last.mid + 100) & 0xFFFF, observe=last.observe - 1, payload=b"old")
+    pair.client.receive_datagram(encode(stale), SERVER, pair.now)
+    assert pair.client.next_event() is None
+    # ... unless more than 128 s passed (RFC 7641 3.4).
+    pair.now += 129
+    stale2 = stale.with_(mid=(stale.mid + 1) & 0xFFFF)
+    pair.client.receive_datagram(encode(stale2), SERVER, pair.now)
+    event = pair.client.next_event()
+    assert isinstance(event, NotificationReceived) and event.message.payload == b"old"
+
+
+def test_observe_sequence_wraps() -> None:
+    from lwm2m.coap.observe import is_fresh
+
+    assert is_fresh(0xFFFFFF, 0.0, 1, 1.0)
+    assert not is_fresh(1, 0.0, 0xFFFFFF, 1.0)
+    assert is_fresh(5, 0.0, 6, 0.0)
+    assert not is_fresh(6, 0.0, 6, 0.0)
+
+
+def test_passive_cancel_answers_next_notification_with_rst() -> None:
+    pair, observations = observe_pair()
+    rid = pair.request(GET, observe=True)
+    pair.client.cancel_request(rid)
+    pair.server.notify(observations[0], content(b"v1"), pair.now)
+    pair.pump()
+    assert sent_by(pair, CLIENT)[-1].type == MessageType.RST
+    ended = [e for e in pair.server_events if isinstance(e, ServerObservationEnded)]
+    assert [e.reason for e in ended] == ["reset by the client"]
+    with pytest.raises(KeyError):
+        pair.server.notify(observations[0], content(), pair.now)
+
+
+def test_active_cancel_deregisters() -> None:
+    pair, _observations = observe_pair()
+    rid = pair.request(GET, observe=True)
+    dereg = pair.client.deregister_observation(rid, pair.now)
+    pair.pump()
+    assert requests(pair)[-1].observe == 1
+    assert requests(pair)[-1].token == requests(pair)[0].token
+    assert [e.reason for e in pair.server_events if isinstance(e, ServerObservationEnded)] == [
+        "deregistered"
+    ]
+    assert [e.request_id for e in pair.client_events if isinstance(e, ResponseReceived)] == [
+        rid,
+        dereg,
+    ]
+    assert pair.client.pending_requests() == 0
+
+
+def test_unacknowledged_con_notification_ends_observation() -> None:
+    blackhole = False
+    pair, observations = observe_pair()
+    pair.drop = lambda data, src, dst: blackhole
+    pair.request(GET, observe=True)
+    blackhole = True
+    pair.server.notify(observations[0], content(b"v1"), pair.now, confirmable=True)
+    pair.advance(100.0)
+    [ended] = [e for e in pair.server_events if isinstance(e, ServerObservationEnded)]
+    assert ended.reason == "confirmable notification not acknowledged"
+
+
+def test_error_notification_ends_both_sides() -> None:
+    pair, observations = observe_pair()
+    rid = pair.request(GET, observe=True)
+    pair.server.notify(observations[0], Message(Code.NOT_FOUND), pair.now)
+    pair.pump()
+    assert sent_by(pair, SERVER)[-1].observe is None
+    assert [type(e).__name__ for e in pair.client_events][-2:] == [
+        "NotificationReceived",
+        "ClientObservationEnded",
+    ]
+    assert (
+        isinstance(pair.client_events[-1], ClientObservationEnded)
+        and pair.client_events[-1].request_id == rid
+    )
+    assert pair.client.pending_requests() == 0
+
+
+def test_large_notification_is_fetched_blockwise() -> None:
+    pair, observations = observe_pair()
+    rid = pair.request(GET, observe=True)
+    body = bytes(range(256)) * 10
+    pair.server.notify(observations[0], content(body), pair.now)
+    pair.pump()
+    [note] = [e for e in pair.client_events if isinstance(e, NotificationReceived)]
+    assert note.request_id == rid and note.message.payload == body
+    follow_ups = [m for m in sent_by(pair, CLIENT) if m.code == Code.GET][1:]
+    assert [m.block2.num for m in follow_ups if m.block2] == [1, 2]
+    assert all(m.observe is None for m in follow_ups)
+    assert len(requests(pair)) == 1  # the blocks came from the server's cache
+
+
+# --- block-wise ----------------------------------------------------------------------
+
+
+def test_block2_response_is_reassembled() -> None:
+    body = bytes(range(256)) * 9  # 2304 bytes: 3 blocks of 1024
+    calls: list[Message] = []
+
+    def handler(ev: RequestReceived) -> Message:
+        calls.append(ev.message)
+        return Message(Code.CONTENT, payload=body, etag=(b"e1",))
+
+    pair = Pair(handler=handler)
+    pair.request(GET)
+    [response] = responses(pair)
+    assert response.payload == body and response.block2 is None
+    blocks = [m for m in sent_by(pair, SERVER)]
+    assert [m.block2 for m in blocks] == [Block(0, True, 6), Block(1, True, 6), Block(2, False, 6)]
+    assert blocks[0].size2 == len(body)
+    assert len(calls) == 1  # later blocks came from the cache
+
+
+def test_block2_small_blocks_requested_by_client() -> None:
+    body = b"x" * 100
+    pair = Pair(handler=lambda ev: content(body))
+    pair.request(Message(Code.GET, block2=Block(0, False, 1)))  # 32-byte blocks
+    [response] = responses(pair)
+    assert response.payload == body
+    assert len(sent_by(pair, SERVER)) == 4
+
+
+def test_block2_out_of_range() -> None:
+    pair = Pair(handler=lambda ev: content(b"short"))
+    pair.request(Message(Code.GET, block2=Block(5, False, 2)))
+    assert responses(pair)[0].code == Code.BAD_OPTION
+
+
+def test_block2_too_large_for_client() -> None:
+    pair = Pair(
+        params=TransmissionParameters(max_body_size=1500), handler=lambda ev: content(b"x" * 5000)
+    )
+    pair.request(GET)
+    [failed] = pair.client_events
+    assert isinstance(failed, RequestFailed) and isinstance(failed.error, RequestEntityTooLarge)
+
+
+def test_block1_request_is_reassembled() -> None:
+    body = bytes(range(256)) * 10
+    pair = Pair(handler=lambda ev: Message(Code.CHANGED))
+    pair.request(Message(Code.PUT, uri_path=("fw",), payload=body))
+    [request] = requests(pair)
+    assert request.payload == body and request.block1 is None
+    sent = sent_by(pair, CLIENT)
+    assert [m.block1 for m in sent] == [Block(0, True, 6), Block(1, True, 6), Block(2, False, 6)]
+    assert sent[0].size1 == len(body)
+    answers = sent_by(pair, SERVER)
+    assert [m.code for m in answers] == [Code.CONTINUE, Code.CONTINUE, Code.CHANGED]
+    assert answers[-1].block1 == Block(2, False, 6)
+    assert responses(pair)[0].code == Code.CHANGED
+
+
+def test_block1_server_asks_for_smaller_blocks() -> None:
+    body = b"y" * 3000
+    pair = Pair(handler=lambda ev: Message(Code.CHANGED))
+    pair.server = Engine(TransmissionParameters(block_szx=4), rng=random.Random(5))
+    pair.request(Message(Code.PUT, payload=body))
+    assert requests(pair)[0].payload == body
+    sizes = [len(m.payload) for m in sent_by(pair, CLIENT)]
+    assert sizes[0] == 1024 and set(sizes[1:-1]) == {256}
+
+
+def test_block1_too_large() -> None:
+    pair = Pair(handler=lambda ev: Message(Code.CHANGED))
+    pair.server = Engine(TransmissionParameters(max_body_size=2000), rng=random.Random(5))
+    pair.request(Message(Code.PUT, payload=b"z" * 5000))
+    [response] = responses(pair)
+    assert response.code == Code.REQUEST_ENTITY_TOO_LARGE and response.size1 == 2000
+    assert not requests(pair)
+
+
+def test_block1_out_of_order_and_expiry() -> None:
+    engine = Engine(TransmissionParameters(block_transfer_lifetime_s=60.0), rng=random.Random(3))
+
+    def put(mid: int, num: int, more: bool, now: float) -> Message:
+        msg = Message(Code.PUT, MessageType.CON, mid, b"k", b"a" * 16, block1=Block(num, more, 0))
+        engine.receive_datagram(encode(msg), CLIENT, now)
+        [(data, _)] = engine.datagrams_to_send(now)
+        return decode(data)
+
+    assert put(1, 1, True, 0.0).code == Code.REQUEST_ENTITY_INCOMPLETE  # no block 0 yet
+    assert put(2, 0, True, 0.0).code == Code.CONTINUE
+    assert put(3, 2, True, 0.0).code == Code.REQUEST_ENTITY_INCOMPLETE  # skipped block 1
+    assert put(4, 0, True, 1.0).code == Code.CONTINUE
+    engine.handle_timer(100.0)
+    assert put(5, 1, False, 100.0).code == Code.REQUEST_ENTITY_INCOMPLETE  # expired
+
+
+def test_reserved_block_szx_is_bad_request() -> None:
+    engine = Engine(rng=random.Random(3))
+    raw = encode(Message(Code.GET, MessageType.CON, 9, other_options=((23, b"\x07"),)))
+    engine.receive_datagram(raw, CLIENT, 0.0)
+    [(data, _)] = engine.datagrams_to_send(0.0)
+    assert decode(data).code == Code.BAD_REQUEST
+
+
+def test_dedup_bounded() -> None:
+    engine = Engine(TransmissionParameters(max_dedup_entries=10), rng=random.Random(3))
+    for mid in range(50):
+        engine.receive_datagram(encode(Message(Code.GET, MessageType.NON, mid)), CLIENT, 0.0)
+    assert len(engine._dedup) == 10
+    engine.handle_timer(1000.0)
+    assert len(engine._dedup) == 0
