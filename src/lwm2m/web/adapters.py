@@ -1,0 +1,468 @@
+"""The web layer's backend protocols over the real LwM2M server and bootstrap server.
+
+Here, and only here, the roles' records, responses, events and exceptions
+become the web layer's :mod:`lwm2m.web.backend` shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lwm2m.bootstrap.config import ConfigError
+from lwm2m.bootstrap.events import BootstrapEvent, FailureReason
+from lwm2m.coap.codes import Code
+from lwm2m.formats.errors import FormatError
+from lwm2m.formats.media import ContentFormat
+from lwm2m.model.nodes import Node, Value
+from lwm2m.model.path import Path
+from lwm2m.model.registry import ModelRegistry, default_registry
+from lwm2m.protocol.attributes import AttributeError_, AttributeUpdate
+from lwm2m.protocol.errors import RemoteError
+from lwm2m.security.credentials import SecurityEntry
+from lwm2m.server.errors import (
+    ClientNotFound,
+    ObservationNotFound,
+    QueueFull,
+    RequestTimeout,
+    ServerError,
+)
+from lwm2m.server.events import (
+    AwakeEvent,
+    DeregistrationEvent,
+    NotificationEvent,
+    RegistrationEvent,
+    SendEvent,
+    ServerEvent,
+    SleepingEvent,
+    UpdatedEvent,
+)
+from lwm2m.stores.base import SecurityConflict
+from lwm2m.stores.records import Registration
+from lwm2m.web.backend import (
+    ClientInfo,
+    DeviceError,
+    DeviceResponse,
+    DeviceTimeout,
+    InvalidInput,
+    JsonObject,
+    LinkInfo,
+    UnknownClient,
+    WebEvent,
+)
+from lwm2m.web.present import client_json, composite_json, node_json
+
+if TYPE_CHECKING:
+    from lwm2m.bootstrap.server import BootstrapServer
+    from lwm2m.server.server import LwM2MServer
+
+T = TypeVar("T")
+
+
+def _time(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+
+
+def _address(address: tuple[str, int]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def registration_links(reg: Registration) -> tuple[LinkInfo, ...]:
+    """``</3>;ver=1.1``, ``</3/0>`` ... from what the client announced."""
+    links: list[LinkInfo] = []
+    for obj in reg.links.objects:
+        if obj.version is not None or not obj.instances:
+            attrs: dict[str, str | None] = {} if obj.version is None else {"ver": obj.version}
+            links.append(LinkInfo(f"/{obj.id}", attrs))
+        links.extend(LinkInfo(f"/{obj.id}/{i}") for i in obj.instances)
+    return tuple(links)
+
+
+def client_info(reg: Registration, *, sleeping: bool = False) -> ClientInfo:
+    return ClientInfo(
+        endpoint=reg.endpoint,
+        registration_id=reg.id,
+        address=_address(reg.address),
+        lifetime_s=reg.lifetime_s,
+        lwm2m_version=reg.lwm2m_version,
+        binding=reg.binding,
+        queue_mode=reg.queue_mode,
+        registered_at=_time(reg.registered_at),
+        last_update=_time(reg.updated_at),
+        links=registration_links(reg),
+        endpoint_type=reg.endpoint_type,
+        sms_number=reg.sms_number,
+        root_path=reg.root_path,
+        secure=reg.secure,
+        sleeping=sleeping,
+    )
+
+
+def _code(code: Code | int) -> Code | None:
+    if isinstance(code, Code):
+        return code
+    with contextlib.suppress(ValueError):
+        return Code(code)
+    return None
+
+
+async def _call(endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run a server operation, turning its exceptions into the web layer's."""
+    try:
+        return await call()
+    except ClientNotFound:
+        raise UnknownClient(f"no registered client with endpoint {endpoint!r}") from None
+    except RequestTimeout as exc:
+        raise DeviceTimeout(str(exc) or f"no answer from {endpoint!r}") from None
+    except RemoteError as exc:
+        code = _code(exc.code)
+        if code is Code.EMPTY:
+            raise DeviceError(f"{endpoint!r} rejected the request (RST)") from None
+        label = str(code) if code is not None else str(exc.code)
+        detail = f": {exc.message}" if exc.message else ""
+        raise DeviceError(f"device answered {label}{detail}", code) from None
+    except QueueFull as exc:
+        raise DeviceError(f"request queue of sleeping client full: {exc}") from None
+    except ObservationNotFound as exc:
+        raise InvalidInput(str(exc)) from None
+    except ServerError as exc:
+        raise DeviceError(str(exc)) from None
+    except (FormatError, AttributeError_) as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+class ServerAdapter:
+    """:class:`lwm2m.web.backend.DeviceManager` over :class:`LwM2MServer`."""
+
+    def __init__(self, server: LwM2MServer) -> None:
+        self._server = server
+        self._model: ModelRegistry = (
+            server.model if server.model is not None else default_registry()
+        )
+
+    @property
+    def model(self) -> ModelRegistry:
+        return self._model
+
+    def _info(self, reg: Registration) -> ClientInfo:
+        sleeping = reg.queue_mode and not self._server.queue.is_awake(reg)
+        return client_info(reg, sleeping=sleeping)
+
+    def list_clients(self) -> Sequence[ClientInfo]:
+        return [self._info(r) for r in self._server.registrations()]
+
+    def get_client(self, endpoint: str) -> ClientInfo | None:
+        reg = self._server.get_registration(endpoint)
+        return None if reg is None else self._info(reg)
+
+    async def read(
+        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
+    ) -> DeviceResponse:
+        resp = await _call(
+            endpoint,
+            lambda: self._server.read(endpoint, path, format=_fmt(format), timeout=timeout),
+        )
+        return DeviceResponse(resp.code, node=resp.content)
+
+    async def discover(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
+        resp = await _call(endpoint, lambda: self._server.discover(endpoint, path, timeout=timeout))
+        links = tuple(LinkInfo(link.target, dict(link.params)) for link in resp.links)
+        return DeviceResponse(resp.code, links=links)
+
+    async def write(
+        self,
+        endpoint: str,
+        path: Path,
+        node: Node,
+        *,
+        replace: bool,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        resp = await _call(
+            endpoint,
+            lambda: self._server.write(
+                endpoint, path, node, replace=replace, format=_fmt(format), timeout=timeout
+            ),
+        )
+        return DeviceResponse(resp.code)
+
+    async def write_attributes(
+        self, endpoint: str, path: Path, attributes: AttributeUpdate, *, timeout: float
+    ) -> DeviceResponse:
+        resp = await _call(
+            endpoint,
+            lambda: self._server.write_attributes(endpoint, path, attributes, timeout=timeout),
+        )
+        return DeviceResponse(resp.code)
+
+    async def execute(
+        self, endpoint: str, path: Path, arguments: str | None, *, timeout: float
+    ) -> DeviceResponse:
+        resp = await _call(
+            endpoint, lambda: self._server.execute(endpoint, path, arguments, timeout=timeout)
+        )
+        return DeviceResponse(resp.code)
+
+    async def create(
+        self,
+        endpoint: str,
+        path: Path,
+        node: Node,
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        resp = await _call(
+            endpoint,
+            lambda: self._server.create(endpoint, path, node, format=_fmt(format), timeout=timeout),
+        )
+        location = None if resp.location is None else str(resp.location)
+        return DeviceResponse(resp.code, location=location)
+
+    async def delete(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
+        resp = await _call(endpoint, lambda: self._server.delete(endpoint, path, timeout=timeout))
+        return DeviceResponse(resp.code)
+
+    async def read_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[Path],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        resp = await _call(
+            endpoint,
+            lambda: self._server.read_composite(
+                endpoint, paths, format=_fmt(format), timeout=timeout
+            ),
+        )
+        found: dict[Path, Node | None] = {p: None for p in paths}
+        found.update(resp.values)
+        return DeviceResponse(resp.code, composite=found)
+
+    async def write_composite(
+        self,
+        endpoint: str,
+        values: Mapping[Path, Node],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        items: dict[Path | str, Node | Value] = dict(values.items())
+        resp = await _call(
+            endpoint,
+            lambda: self._server.write_composite(
+                endpoint, items, format=_fmt(format), timeout=timeout
+            ),
+        )
+        return DeviceResponse(resp.code)
+
+    async def observe(
+        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
+    ) -> DeviceResponse:
+        resp = await _call(
+            endpoint,
+            lambda: self._server.observe(endpoint, path, format=_fmt(format), timeout=timeout),
+        )
+        return DeviceResponse(resp.code, node=resp.content)
+
+    async def cancel_observation(
+        self, endpoint: str, path: Path, *, active: bool, timeout: float
+    ) -> int:
+        async def cancel_all() -> int:
+            count = 0
+            for record in self._server.observations_of(endpoint):
+                if path in record.paths:
+                    await self._server.cancel_observation(endpoint, record, active=active)
+                    count += 1
+            return count
+
+        return await _call(endpoint, cancel_all)
+
+    async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
+        subscription = self._server.events.subscribe(endpoint)
+        try:
+            async for event in subscription:
+                web_event = self.web_event(event)
+                if web_event is not None:
+                    yield web_event
+        finally:
+            subscription.close()
+
+    def web_event(self, event: ServerEvent) -> WebEvent | None:
+        """The SSE form of a server event (Leshan's event names and data shapes)."""
+        ep = event.endpoint
+        data: dict[str, Any]
+        match event:
+            case RegistrationEvent():
+                data = client_json(self._info(event.registration))
+            case UpdatedEvent():
+                data = {
+                    "registration": client_json(self._info(event.registration)),
+                    "previous": client_json(client_info(event.previous)),
+                }
+            case DeregistrationEvent():
+                data = client_json(client_info(event.registration))
+                data["expired"] = event.expired
+                data["replaced"] = event.replaced
+            case NotificationEvent():
+                record = event.observation
+                if record.composite:
+                    data = {
+                        "ep": ep,
+                        "kind": "composite",
+                        "paths": [str(p) for p in record.paths],
+                        "val": composite_json(dict(event.values), self._model),
+                    }
+                else:
+                    node = event.content
+                    data = {
+                        "ep": ep,
+                        "kind": "single",
+                        "res": str(record.path),
+                        "val": None if node is None else node_json(node, record.path, self._model),
+                    }
+            case SleepingEvent() | AwakeEvent():
+                data = {"ep": ep}
+            case SendEvent():
+                data = {"ep": ep, "val": composite_json(dict(event.values), self._model)}
+            case _:
+                return None
+        return WebEvent(event.type.name, ep, data)
+
+    # -- security store -------------------------------------------------------
+
+    def list_security(self) -> Sequence[SecurityEntry]:
+        return self._server.stores.security.list()
+
+    def get_security(self, endpoint: str) -> SecurityEntry | None:
+        return self._server.stores.security.get(endpoint)
+
+    async def put_security(self, entry: SecurityEntry) -> None:
+        try:
+            await self._server.stores.security.put(entry)
+        except SecurityConflict as exc:
+            raise InvalidInput(str(exc)) from None
+
+    async def delete_security(self, endpoint: str) -> bool:
+        return await self._server.stores.security.remove(endpoint) is not None
+
+    def counters(self) -> Mapping[str, float]:
+        counters = getattr(self._server, "counters", None)
+        if callable(counters):
+            result = counters()
+            if isinstance(result, Mapping):
+                return {str(k): float(v) for k, v in result.items()}
+        return {}
+
+
+def _fmt(format: ContentFormat | None) -> int | None:
+    return None if format is None else int(format)
+
+
+HIDDEN = "<hidden>"
+
+
+def _restore_hidden_keys(doc: dict[str, Any], stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Put back secrets the UI saw as ``<hidden>`` (listing redacts them) from the stored config."""
+    if stored is None:
+        return doc
+    pairs: list[tuple[Any, Any]] = [(doc.get("bootstrap_server"), stored.get("bootstrap_server"))]
+    new_servers, old_servers = doc.get("servers"), stored.get("servers")
+    if isinstance(new_servers, list) and isinstance(old_servers, list):
+        pairs += list(zip(new_servers, old_servers, strict=False))
+    for new, old in pairs:
+        if not isinstance(new, dict) or not isinstance(old, dict):
+            continue
+        new_sec, old_sec = new.get("security"), old.get("security")
+        if (
+            isinstance(new_sec, dict)
+            and isinstance(old_sec, dict)
+            and new_sec.get("key") == HIDDEN
+            and "key" in old_sec
+        ):
+            new_sec["key"] = old_sec["key"]
+    return doc
+
+
+class BootstrapAdapter:
+    """:class:`lwm2m.web.backend.BootstrapManager` over :class:`BootstrapServer`."""
+
+    def __init__(self, bootstrap: BootstrapServer) -> None:
+        self._bs = bootstrap
+
+    async def list_configs(self) -> Mapping[str, JsonObject]:
+        return {c.endpoint: c.to_json(redact=True) for c in self._bs.configs.list()}
+
+    async def get_config(self, endpoint: str) -> JsonObject | None:
+        config = self._bs.configs.get(endpoint)
+        return None if config is None else config.to_json(redact=True)
+
+    async def put_config(self, endpoint: str, config: JsonObject) -> JsonObject:
+        old = self._bs.configs.get(endpoint)
+        doc = _restore_hidden_keys(
+            json.loads(json.dumps(config)), None if old is None else old.to_json()
+        )
+        try:
+            stored = await self._bs.configs.put(endpoint, doc)
+        except ConfigError as exc:
+            raise InvalidInput(str(exc)) from None
+        return stored.to_json(redact=True)
+
+    async def delete_config(self, endpoint: str) -> bool:
+        return await self._bs.configs.delete(endpoint) is not None
+
+    async def sessions(self, endpoint: str | None) -> Sequence[JsonObject]:
+        return [r.to_json() for r in self._bs.sessions.list(endpoint)]
+
+    async def push(self, endpoint: str, address: tuple[str, int], *, timeout: float) -> JsonObject:
+        task = asyncio.ensure_future(self._bs.push(endpoint, address))
+        try:
+            record = await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            raise DeviceTimeout(
+                f"the bootstrap session with {endpoint!r} did not end within {timeout:g} s "
+                "(it continues; see /api/bootstrap/sessions)"
+            ) from None
+        if record.ok:
+            return record.to_json()
+        reason = record.failure
+        message = record.message or (reason.value if reason is not None else "failed")
+        if reason is FailureReason.TIMEOUT:
+            raise DeviceTimeout(message)
+        if reason is FailureReason.UNKNOWN_ENDPOINT:
+            raise UnknownClient(message)
+        if reason is FailureReason.BAD_REQUEST:
+            raise InvalidInput(message)
+        code = None
+        if record.code is not None:
+            with contextlib.suppress(ValueError):
+                code = Code.from_dotted(record.code)
+        raise DeviceError(message, code)
+
+    async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
+        stream = self._bs.events.stream()
+        try:
+            async for event in stream:
+                if endpoint is not None and event.endpoint != endpoint:
+                    continue
+                yield bootstrap_web_event(event)
+        finally:
+            stream.close()
+
+    def counters(self) -> Mapping[str, float]:
+        return {"sessions_running": float(len(self._bs.sessions.running()))}
+
+
+def bootstrap_web_event(event: BootstrapEvent) -> WebEvent:
+    """``BOOTSTRAP_STARTED``, ``BOOTSTRAP_REQUEST``, ... with the event's JSON plus ``ep``."""
+    data = event.to_json()
+    data["ep"] = event.endpoint
+    return WebEvent(f"BOOTSTRAP_{event.type.name}", event.endpoint, data)

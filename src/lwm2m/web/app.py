@@ -1,0 +1,309 @@
+"""The FastAPI application: REST API, event stream, metrics and the web UI.
+
+``create_app(server, bootstrap)`` is what the ``lwm2m server`` and
+``lwm2m bootstrap`` commands call; ``serve(app, host, port)`` runs it with
+uvicorn inside the already running asyncio loop (next to the CoAP
+endpoints) and returns once the HTTP server has shut down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from typing import TYPE_CHECKING, Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+
+import lwm2m
+from lwm2m.web.backend import BootstrapManager, DeviceManager
+from lwm2m.web.errors import STORE_ERRORS, ApiError, install_error_handlers
+from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource
+from lwm2m.web.metrics import CONTENT_TYPE, Metrics
+from lwm2m.web.routes_clients import build_clients_router, build_model_router
+from lwm2m.web.routes_stores import build_bootstrap_router, build_security_router
+from lwm2m.web.schemas import ServerInfo
+
+if TYPE_CHECKING:
+    from lwm2m.bootstrap.server import BootstrapServer
+    from lwm2m.server.server import LwM2MServer
+
+logger = logging.getLogger(__name__)
+
+_bearer = HTTPBearer(auto_error=False, description="Needed when the server runs with --api-token.")
+
+
+def check_bind(host: str, api_token: str | None) -> str | None:
+    """The warning to print when the API would be reachable from other hosts without a token."""
+    if api_token:
+        return None
+    if host in ("localhost", "ip6-localhost"):
+        return None
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return None
+    except ValueError:
+        pass
+    where = "all interfaces" if host in ("", "0.0.0.0", "::") else host
+    return (
+        f"the REST API and web UI listen on {where} without authentication: anyone who can "
+        "reach this port can read, write and execute on every registered device. "
+        "Use --api-token TOKEN, or --host 127.0.0.1."
+    )
+
+
+def _token_guard(api_token: str | None) -> Callable[..., Awaitable[None]]:
+    expected = api_token.encode() if api_token else None
+
+    async def guard(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        if expected is None:
+            return
+        given = credentials.credentials.encode() if credentials is not None else b""
+        if credentials is None or not hmac.compare_digest(given, expected):
+            raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
+
+    return guard
+
+
+def build_app(
+    devices: DeviceManager | None,
+    bootstrap: BootstrapManager | None,
+    *,
+    api_token: str | None = None,
+    keepalive_s: float = DEFAULT_KEEPALIVE_S,
+    count_events: bool = True,
+) -> FastAPI:
+    """The app over the web layer's backend protocols (tests give in-memory ones)."""
+    metrics = Metrics()
+    sources: list[EventSource] = []
+    if devices is not None:
+        sources.append(devices.events)
+    if bootstrap is not None:
+        sources.append(bootstrap.events)
+    hub = EventHub(sources, keepalive_s=keepalive_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        counters = (
+            [asyncio.create_task(_count_events(s, metrics)) for s in sources]
+            if count_events
+            else []
+        )
+        try:
+            yield
+        finally:
+            hub.close()
+            for task in counters:
+                task.cancel()
+            for task in counters:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    app = FastAPI(
+        title="lwm2m REST API",
+        version=lwm2m.__version__ if hasattr(lwm2m, "__version__") else "0.1.0",
+        description="Registered LwM2M clients, device operations, live events, security "
+        "store and bootstrap configurations. Paths and parameters follow Eclipse Leshan's "
+        "demo server; see docs/rest-api.md.",
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    guard = [Depends(_token_guard(api_token))]
+
+    @app.middleware("http")
+    async def count_http(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        metrics.http_requests.inc((f"{response.status_code // 100}xx",))
+        return response
+
+    @app.get(
+        "/api/server",
+        response_model=ServerInfo,
+        tags=["server"],
+        summary="What this process serves",
+        dependencies=guard,
+        responses=STORE_ERRORS,
+    )
+    async def server_info() -> dict[str, Any]:
+        return {
+            "version": app.version,
+            "lwm2mServer": devices is not None,
+            "bootstrapServer": bootstrap is not None,
+            "authRequired": api_token is not None,
+        }
+
+    @app.get(
+        "/api/event",
+        tags=["events"],
+        summary="Server-sent events",
+        description="text/event-stream of REGISTRATION, UPDATED, DEREGISTRATION, NOTIFICATION, "
+        "SLEEPING, AWAKE, SEND and BOOTSTRAP_* events with JSON data; `ep` limits it to one client.",
+        dependencies=guard,
+        response_class=StreamingResponse,
+        responses={
+            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            **STORE_ERRORS,
+        },
+    )
+    async def event_stream(
+        ep: str | None = Query(default=None, max_length=255),
+    ) -> StreamingResponse:
+        return StreamingResponse(
+            hub.stream(ep or None),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get(
+        "/metrics",
+        tags=["server"],
+        summary="Prometheus metrics",
+        dependencies=guard,
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            **STORE_ERRORS,
+        },
+    )
+    async def metrics_page() -> Response:
+        counters: dict[str, float] = {}
+        registrations = None
+        configs = None
+        if devices is not None:
+            registrations = len(devices.list_clients())
+            counters.update(devices.counters())
+        if bootstrap is not None:
+            configs = len(await bootstrap.list_configs())
+            counters.update({f"bootstrap_{k}": v for k, v in bootstrap.counters().items()})
+        text = metrics.render(
+            registrations=registrations, bootstrap_configs=configs, backend_counters=counters
+        )
+        return Response(text, media_type=CONTENT_TYPE)
+
+    if devices is not None:
+        app.include_router(build_clients_router(devices, metrics), dependencies=guard)
+        app.include_router(build_security_router(devices), dependencies=guard)
+        app.include_router(build_model_router(devices), dependencies=guard)
+    if bootstrap is not None:
+        app.include_router(build_bootstrap_router(bootstrap), dependencies=guard)
+
+    static = resources.files("lwm2m.web") / "static"
+    app.mount("/", StaticFiles(directory=str(static), html=True), name="ui")
+    return app
+
+
+async def _count_events(source: EventSource, metrics: Metrics) -> None:
+    events = source(None)
+    try:
+        async for event in events:
+            metrics.events.inc((event.kind,))
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+def create_app(
+    server: LwM2MServer | None,
+    bootstrap: BootstrapServer | None,
+    *,
+    api_token: str | None = None,
+) -> FastAPI:
+    """The app for a running LwM2M server and/or bootstrap server."""
+    from lwm2m.web.adapters import BootstrapAdapter, ServerAdapter
+
+    return build_app(
+        ServerAdapter(server) if server is not None else None,
+        BootstrapAdapter(bootstrap) if bootstrap is not None else None,
+        api_token=api_token,
+    )
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, ending event streams before it waits for connections to close."""
+
+    def __init__(self, config: uvicorn.Config, hub: EventHub | None) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._hub is not None:
+            self._hub.close()
+        await super().shutdown(sockets)
+
+    def install_signal_handlers(self) -> None:
+        # The embedding command owns signals (it stops the CoAP side too).
+        return
+
+
+class WebServer:
+    """A running HTTP server: ``await start()``, ``port``, ``await stop()``."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            ws="none",
+        )
+        self._server = _Uvicorn(config, getattr(app.state, "hub", None))
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises the start-up error (port in use ...)
+                raise RuntimeError("the HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        for server in self._server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        raise RuntimeError("the HTTP server is not listening")
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def serve(app: FastAPI, host: str, port: int) -> None:
+    """Serve until cancelled; on cancellation shut down cleanly, then re-raise."""
+    web = WebServer(app, host, port)
+    await web.start()
+    logger.info(
+        "web UI and REST API on http://%s:%d/", host if ":" not in host else f"[{host}]", web.port
+    )
+    try:
+        await web.wait()
+    except asyncio.CancelledError:
+        await web.stop()
+        raise

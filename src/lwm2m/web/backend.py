@@ -1,0 +1,232 @@
+"""What the web layer needs from the LwM2M server and the bootstrap server.
+
+The REST routes, the event stream and the metrics talk to these two
+protocols only, never to the roles' classes directly. :mod:`lwm2m.web.adapters`
+implements them over :class:`lwm2m.server.LwM2MServer` and
+:class:`lwm2m.bootstrap.BootstrapServer`; tests implement them in memory. That
+keeps one place where the roles' shapes meet the HTTP shapes, and lets the
+routes be tested without sockets.
+
+Failures cross this boundary as the typed errors below, so the routes map
+them to HTTP statuses in one place (:mod:`lwm2m.web.errors`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lwm2m.coap.codes import Code
+from lwm2m.formats.media import ContentFormat
+from lwm2m.model.nodes import Node
+from lwm2m.model.path import Path
+from lwm2m.model.registry import ModelRegistry
+from lwm2m.protocol.attributes import AttributeUpdate
+from lwm2m.security.credentials import SecurityEntry
+
+#: JSON-ready data (what ``json.dumps`` accepts).
+JsonObject = dict[str, Any]
+
+
+class BackendError(Exception):
+    """Base of the failures a backend reports to the web layer."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownClient(BackendError):
+    """No registration (or bootstrap configuration) for this endpoint: HTTP 404."""
+
+
+class InvalidInput(BackendError):
+    """The request (path, body, parameter) cannot be sent as asked: HTTP 400."""
+
+
+class DeviceTimeout(BackendError):
+    """The device did not answer in time (or did not wake up): HTTP 504."""
+
+
+class DeviceError(BackendError):
+    """The device answered with a CoAP error code, or the exchange failed: HTTP 502."""
+
+    def __init__(self, message: str, code: Code | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """One CoRE link of a registration or Discover answer: ``</3/0>;ver=1.1``."""
+
+    url: str
+    attributes: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """A registration as the web layer shows it."""
+
+    endpoint: str
+    registration_id: str
+    address: str  # "host:port"
+    lifetime_s: int
+    lwm2m_version: str
+    binding: str
+    queue_mode: bool
+    registered_at: datetime.datetime
+    last_update: datetime.datetime
+    links: tuple[LinkInfo, ...] = ()
+    endpoint_type: int | None = None
+    sms_number: str | None = None
+    root_path: str = "/"
+    secure: bool = False
+    sleeping: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceResponse:
+    """A device's successful answer (error codes arrive as :class:`DeviceError`)."""
+
+    code: Code
+    node: Node | None = None
+    #: Read-Composite answers: each requested path and what came back for it.
+    composite: Mapping[Path, Node | None] | None = None
+    #: Discover answers.
+    links: tuple[LinkInfo, ...] | None = None
+    #: Create answers: the new instance's path (Location-Path), when given.
+    location: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebEvent:
+    """One server-sent event: ``kind`` is the SSE event name (``REGISTRATION`` ...)."""
+
+    kind: str
+    endpoint: str | None
+    data: JsonObject
+
+
+class DeviceManager(Protocol):
+    """The LwM2M server seen from the REST API."""
+
+    @property
+    def model(self) -> ModelRegistry: ...
+
+    def list_clients(self) -> Sequence[ClientInfo]: ...
+
+    def get_client(self, endpoint: str) -> ClientInfo | None: ...
+
+    async def read(
+        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
+    ) -> DeviceResponse: ...
+
+    async def discover(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse: ...
+
+    async def write(
+        self,
+        endpoint: str,
+        path: Path,
+        node: Node,
+        *,
+        replace: bool,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse: ...
+
+    async def write_attributes(
+        self, endpoint: str, path: Path, attributes: AttributeUpdate, *, timeout: float
+    ) -> DeviceResponse: ...
+
+    async def execute(
+        self, endpoint: str, path: Path, arguments: str | None, *, timeout: float
+    ) -> DeviceResponse: ...
+
+    async def create(
+        self,
+        endpoint: str,
+        path: Path,
+        node: Node,
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse: ...
+
+    async def delete(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse: ...
+
+    async def read_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[Path],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse: ...
+
+    async def write_composite(
+        self,
+        endpoint: str,
+        values: Mapping[Path, Node],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse: ...
+
+    async def observe(
+        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
+    ) -> DeviceResponse: ...
+
+    async def cancel_observation(
+        self, endpoint: str, path: Path, *, active: bool, timeout: float
+    ) -> int: ...
+
+    def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
+        """Events until the iterator is closed (``aclose``) or the server stops."""
+        ...
+
+    # -- security store -------------------------------------------------------
+
+    def list_security(self) -> Sequence[SecurityEntry]: ...
+
+    def get_security(self, endpoint: str) -> SecurityEntry | None: ...
+
+    async def put_security(self, entry: SecurityEntry) -> None:
+        """Add or replace; raises :class:`InvalidInput` (e.g. PSK identity in use)."""
+        ...
+
+    async def delete_security(self, endpoint: str) -> bool: ...
+
+    def counters(self) -> Mapping[str, float]:
+        """Server-side counters for /metrics (e.g. ``dtls_handshakes_total``), may be empty."""
+        ...
+
+
+class BootstrapManager(Protocol):
+    """The bootstrap server seen from the REST API.
+
+    Configurations travel as JSON objects in the bootstrap server's own file
+    format (its parser validates them and reports :class:`InvalidInput`).
+    """
+
+    async def list_configs(self) -> Mapping[str, JsonObject]: ...
+
+    async def get_config(self, endpoint: str) -> JsonObject | None: ...
+
+    async def put_config(self, endpoint: str, config: JsonObject) -> JsonObject:
+        """Validate and store; returns the stored configuration as JSON."""
+        ...
+
+    async def delete_config(self, endpoint: str) -> bool: ...
+
+    async def sessions(self, endpoint: str | None) -> Sequence[JsonObject]: ...
+
+    async def push(self, endpoint: str, address: tuple[str, int], *, timeout: float) -> JsonObject:
+        """Server-initiated bootstrap; the session result, or DeviceError/DeviceTimeout."""
+        ...
+
+    def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]: ...
+
+    def counters(self) -> Mapping[str, float]: ...

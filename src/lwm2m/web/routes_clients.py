@@ -1,0 +1,541 @@
+"""``/api/clients``: registrations and device operations (Leshan's ClientServlet paths).
+
+``{path}`` is an LwM2M path without the leading slash (``3/0/1``). Every
+device operation takes ``timeout`` (seconds, default 5) and answers 200 with
+a :class:`DeviceResult` carrying the CoAP code, or an error (404 unknown
+client, 400 bad input, 502 device error, 504 timeout). A request to a
+sleeping queue-mode client waits in the server's queue until the client
+wakes up or ``timeout`` runs out (then 504).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote_plus
+
+from fastapi import APIRouter, Query, Request
+
+from lwm2m.model.nodes import Node
+from lwm2m.model.path import Path
+from lwm2m.protocol.attributes import AttributeError_, Attributes, parse_attribute_query
+from lwm2m.web.backend import (
+    BackendError,
+    DeviceError,
+    DeviceManager,
+    DeviceResponse,
+    DeviceTimeout,
+    InvalidInput,
+    LinkInfo,
+    UnknownClient,
+)
+from lwm2m.web.errors import DEVICE_ERRORS, STORE_ERRORS
+from lwm2m.web.metrics import Metrics
+from lwm2m.web.present import (
+    client_json,
+    node_from_json,
+    object_def_json,
+    parse_format,
+    parse_path,
+    parse_paths,
+    parse_timeout,
+    result_json,
+)
+from lwm2m.web.schemas import CancelResult, Client, DeviceResult, ObjectSpec
+
+#: the largest JSON body a device operation accepts
+MAX_BODY = 1 << 20
+
+TIMEOUT_Q = Query(
+    default=None, description="Seconds to wait for the device (default 5).", gt=0, le=600
+)
+FORMAT_Q = Query(
+    default=None,
+    description="Content format: TLV, JSON, SENML_JSON, SENML_CBOR, CBOR, TEXT, OPAQUE (or a number).",
+    max_length=40,
+)
+
+_JSON_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "description": 'A resource: {"value": ...}; a multiple resource: '
+                    '{"instances": {"0": ...}}; an instance: '
+                    '{"resources": [{"id": 1, "value": ...}]} (see docs/rest-api.md).',
+                    "type": "object",
+                }
+            }
+        },
+    }
+}
+
+_EXECUTE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "text/plain": {
+                "schema": {"type": "string", "description": "Execute arguments: 0='v',1"}
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"arguments": {"type": "string"}},
+                    "description": 'Execute: {"arguments": ...}; Create: the instance JSON.',
+                }
+            },
+        },
+    }
+}
+
+_COMPOSITE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": 'Path -> value JSON, e.g. {"/3/0/14": {"value": "+02"}}.',
+                    "additionalProperties": {"type": "object"},
+                }
+            }
+        },
+    }
+}
+
+
+def outcome(exc: BaseException | None) -> str:
+    if exc is None:
+        return "success"
+    if isinstance(exc, DeviceTimeout):
+        return "timeout"
+    if isinstance(exc, DeviceError):
+        return "device_error"
+    if isinstance(exc, UnknownClient):
+        return "unknown_client"
+    if isinstance(exc, InvalidInput):
+        return "invalid"
+    return "error"
+
+
+async def read_json(request: Request, *, required: bool = True) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInput(f"body larger than {MAX_BODY} bytes")
+    if not body.strip():
+        if required:
+            raise InvalidInput("a JSON body is required")
+        return None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("body is not valid JSON: nested too deeply") from None
+
+
+def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
+    router = APIRouter(prefix="/api/clients", tags=["clients"])
+
+    async def run(
+        operation: str,
+        endpoint: str,
+        call: Callable[[], Awaitable[DeviceResponse]],
+        path: Path | None,
+    ) -> dict[str, Any]:
+        if devices.get_client(endpoint) is None:
+            metrics.requests.inc((operation, "unknown_client"))
+            raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
+        try:
+            response = await call()
+        except BackendError as exc:
+            metrics.requests.inc((operation, outcome(exc)))
+            raise
+        metrics.requests.inc((operation, "success"))
+        return result_json(response, path, devices.model)
+
+    def known(endpoint: str) -> None:
+        if devices.get_client(endpoint) is None:
+            raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
+
+    @router.get(
+        "", response_model=list[Client], summary="List registered clients", responses=STORE_ERRORS
+    )
+    async def list_clients() -> list[dict[str, Any]]:
+        return [client_json(c) for c in sorted(devices.list_clients(), key=lambda c: c.endpoint)]
+
+    # Composite routes come before /{endpoint}/{path} so "composite" is not read as a path.
+    @router.get(
+        "/{endpoint}/composite",
+        response_model=DeviceResult,
+        summary="Read-Composite",
+        responses=DEVICE_ERRORS,
+    )
+    async def read_composite(
+        endpoint: str,
+        paths: str = Query(description="Comma-separated paths: /3/0/1,/3/0/2", max_length=4000),
+        format: str | None = FORMAT_Q,
+        nodeformat: str | None = Query(
+            default=None, description="Leshan's name for format.", max_length=40
+        ),
+        timeout: float | None = TIMEOUT_Q,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        path_list = parse_paths(paths)
+        fmt = parse_format(format or nodeformat)
+        t = parse_timeout(timeout)
+        return await run(
+            "read_composite",
+            endpoint,
+            lambda: devices.read_composite(endpoint, path_list, format=fmt, timeout=t),
+            None,
+        )
+
+    @router.put(
+        "/{endpoint}/composite",
+        response_model=DeviceResult,
+        summary="Write-Composite",
+        responses=DEVICE_ERRORS,
+        openapi_extra=_COMPOSITE_BODY,
+    )
+    async def write_composite(
+        request: Request,
+        endpoint: str,
+        format: str | None = FORMAT_Q,
+        nodeformat: str | None = Query(
+            default=None, description="Leshan's name for format.", max_length=40
+        ),
+        timeout: float | None = TIMEOUT_Q,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        fmt = parse_format(format or nodeformat)
+        t = parse_timeout(timeout)
+        data = await read_json(request)
+        if not isinstance(data, dict) or not data:
+            raise InvalidInput("body must be a non-empty JSON object of path -> value")
+        values: dict[Path, Node] = {}
+        for key, item in data.items():
+            path = parse_path(key)
+            if path.depth < 3:
+                raise InvalidInput(
+                    f"{path}: Write-Composite targets resources or resource instances"
+                )
+            values[path] = node_from_json(item, path, devices.model)
+        return await run(
+            "write_composite",
+            endpoint,
+            lambda: devices.write_composite(endpoint, values, format=fmt, timeout=t),
+            None,
+        )
+
+    @router.get(
+        "/{endpoint}",
+        response_model=Client,
+        summary="One registered client",
+        responses=STORE_ERRORS,
+    )
+    async def get_client(endpoint: str) -> dict[str, Any]:
+        info = devices.get_client(endpoint)
+        if info is None:
+            raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
+        return client_json(info)
+
+    @router.get(
+        "/{endpoint}/{path:path}/discover",
+        response_model=DeviceResult,
+        summary="Discover",
+        responses=DEVICE_ERRORS,
+    )
+    async def discover(
+        endpoint: str, path: str, timeout: float | None = TIMEOUT_Q
+    ) -> dict[str, Any]:
+        known(endpoint)
+        p = parse_path(path)
+        t = parse_timeout(timeout)
+        return await run("discover", endpoint, lambda: devices.discover(endpoint, p, timeout=t), p)
+
+    @router.put(
+        "/{endpoint}/{path:path}/attributes",
+        response_model=DeviceResult,
+        summary="Write-Attributes",
+        description="Query parameters pmin, pmax, gt, lt, st, epmin, epmax; "
+        "a parameter without a value (`?pmin`) removes the attribute.",
+        responses=DEVICE_ERRORS,
+    )
+    async def write_attributes(
+        request: Request,
+        endpoint: str,
+        path: str,
+        pmin: str | None = Query(default=None, max_length=20),
+        pmax: str | None = Query(default=None, max_length=20),
+        gt: str | None = Query(default=None, max_length=40),
+        lt: str | None = Query(default=None, max_length=40),
+        st: str | None = Query(default=None, max_length=40),
+        epmin: str | None = Query(default=None, max_length=20),
+        epmax: str | None = Query(default=None, max_length=20),
+        timeout: float | None = TIMEOUT_Q,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        p = parse_path(path)
+        t = parse_timeout(timeout)
+        items: list[str] = []
+        for part in request.url.query.split("&"):
+            if not part:
+                continue
+            key, has_value, value = part.partition("=")
+            if key == "timeout":
+                continue
+            key = unquote_plus(key)
+            value = unquote_plus(value)
+            items.append(f"{key}={value}" if has_value and value != "" else key)
+        try:
+            update = parse_attribute_query(items)
+            # Inconsistent values within this request (pmax < pmin ...) are refused here;
+            # the device checks them against the attributes it already holds.
+            Attributes(**dict(update.set)).validate()  # type: ignore[arg-type]
+        except AttributeError_ as exc:
+            raise InvalidInput(f"attributes: {exc}") from None
+        if update.is_empty():
+            raise InvalidInput(
+                "attributes: give at least one of pmin, pmax, gt, lt, st, epmin, epmax"
+            )
+        return await run(
+            "write_attributes",
+            endpoint,
+            lambda: devices.write_attributes(endpoint, p, update, timeout=t),
+            p,
+        )
+
+    @router.post(
+        "/{endpoint}/{path:path}/observe",
+        response_model=DeviceResult,
+        summary="Observe",
+        description="Starts an observation; notifications arrive as NOTIFICATION events on /api/event.",
+        responses=DEVICE_ERRORS,
+    )
+    async def observe(
+        endpoint: str, path: str, format: str | None = FORMAT_Q, timeout: float | None = TIMEOUT_Q
+    ) -> dict[str, Any]:
+        known(endpoint)
+        p = parse_path(path)
+        fmt = parse_format(format)
+        t = parse_timeout(timeout)
+        return await run(
+            "observe", endpoint, lambda: devices.observe(endpoint, p, format=fmt, timeout=t), p
+        )
+
+    @router.delete(
+        "/{endpoint}/{path:path}/observe",
+        response_model=CancelResult,
+        summary="Cancel observation",
+        description="active=true (default) sends a cancelling GET; false only forgets it (RST on next notification).",
+        responses=DEVICE_ERRORS,
+    )
+    async def cancel_observe(
+        endpoint: str,
+        path: str,
+        active: bool = Query(default=True),
+        timeout: float | None = TIMEOUT_Q,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        p = parse_path(path)
+        t = parse_timeout(timeout)
+        try:
+            count = await devices.cancel_observation(endpoint, p, active=active, timeout=t)
+        except BackendError as exc:
+            metrics.requests.inc(("cancel_observation", outcome(exc)))
+            raise
+        metrics.requests.inc(("cancel_observation", "success"))
+        return {"cancelled": count}
+
+    @router.get(
+        "/{endpoint}/{path:path}",
+        response_model=DeviceResult,
+        summary="Read",
+        responses=DEVICE_ERRORS,
+    )
+    async def read(
+        endpoint: str, path: str, format: str | None = FORMAT_Q, timeout: float | None = TIMEOUT_Q
+    ) -> dict[str, Any]:
+        known(endpoint)
+        p = parse_path(path)
+        fmt = parse_format(format)
+        t = parse_timeout(timeout)
+        return await run(
+            "read", endpoint, lambda: devices.read(endpoint, p, format=fmt, timeout=t), p
+        )
+
+    @router.put(
+        "/{endpoint}/{path:path}",
+        response_model=DeviceResult,
+        summary="Write",
+        description="replace=true (default) is a Write-Replace (PUT), false a partial update (POST).",
+        responses=DEVICE_ERRORS,
+        openapi_extra=_JSON_BODY,
+    )
+    async def write(
+        request: Request,
+        endpoint: str,
+        path: str,
+        replace: bool = Query(default=True),
+        format: str | None = FORMAT_Q,
+        timeout: float | None = TIMEOUT_Q,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        p = parse_path(path)
+        if p.depth < 2:
+            raise InvalidInput("Write targets an instance, a resource or a resource instance")
+        if not replace and p.depth != 2:
+            raise InvalidInput("replace=false (partial update) targets an object instance")
+        fmt = parse_format(format)
+        t = parse_timeout(timeout)
+        node = node_from_json(await read_json(request), p, devices.model)
+        return await run(
+            "write",
+            endpoint,
+            lambda: devices.write(endpoint, p, node, replace=replace, format=fmt, timeout=t),
+            p,
+        )
+
+    @router.post(
+        "/{endpoint}/{path:path}",
+        response_model=DeviceResult,
+        summary="Execute (resource) or Create (object)",
+        description='On /o/i/r: Execute, the body (text, or JSON {"arguments": ...}) is the argument list. '
+        "On /o: Create, the body is the new instance JSON (id defaults to 0).",
+        responses=DEVICE_ERRORS,
+        openapi_extra=_EXECUTE_BODY,
+    )
+    async def execute_or_create(
+        request: Request,
+        endpoint: str,
+        path: str,
+        format: str | None = FORMAT_Q,
+        timeout: float | None = TIMEOUT_Q,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        p = parse_path(path)
+        t = parse_timeout(timeout)
+        fmt = parse_format(format)
+        if p.is_resource:
+            args = await _execute_arguments(request)
+            return await run(
+                "execute", endpoint, lambda: devices.execute(endpoint, p, args, timeout=t), p
+            )
+        if p.is_object:
+            data = await read_json(request)
+            node = _instance_for_create(data, p, devices)
+            target = p
+            return await run(
+                "create",
+                endpoint,
+                lambda: devices.create(endpoint, target, node, format=fmt, timeout=t),
+                None,
+            )
+        raise InvalidInput("POST targets a resource (Execute) or an object (Create)")
+
+    @router.delete(
+        "/{endpoint}/{path:path}",
+        response_model=DeviceResult,
+        summary="Delete",
+        responses=DEVICE_ERRORS,
+    )
+    async def delete(endpoint: str, path: str, timeout: float | None = TIMEOUT_Q) -> dict[str, Any]:
+        known(endpoint)
+        p = parse_path(path)
+        if not p.is_instance:
+            raise InvalidInput("Delete targets an object instance (/o/i)")
+        t = parse_timeout(timeout)
+        return await run("delete", endpoint, lambda: devices.delete(endpoint, p, timeout=t), p)
+
+    return router
+
+
+async def _execute_arguments(request: Request) -> str | None:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInput(f"body larger than {MAX_BODY} bytes")
+    if not body.strip():
+        return None
+    ctype = request.headers.get("content-type", "")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("Execute arguments must be UTF-8 text") from None
+    if ctype.startswith("application/json"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidInput("body is not valid JSON: nested too deeply") from None
+        if data is None:
+            return None
+        if isinstance(data, str):
+            return data or None
+        if not isinstance(data, dict) or set(data) - {"arguments"}:
+            raise InvalidInput('Execute body must be {"arguments": "..."} or plain text')
+        args = data.get("arguments")
+        if args is not None and not isinstance(args, str):
+            raise InvalidInput("arguments must be a string")
+        return args or None
+    return text
+
+
+def _instance_for_create(data: Any, path: Path, devices: DeviceManager) -> Node:
+    """The new instance: ``{"id": 1, "resources": {...}}`` (``id`` defaults to 0)."""
+    if not isinstance(data, dict):
+        raise InvalidInput("Create body must be a JSON object (the new instance)")
+    ident = data.get("id", 0)
+    if not isinstance(ident, int) or isinstance(ident, bool) or not 0 <= ident <= 65534:
+        raise InvalidInput("Create: id must be an instance ID 0-65534")
+    assert path.object_id is not None
+    return node_from_json(data, Path(path.object_id, ident), devices.model)
+
+
+def announced_objects(links: tuple[LinkInfo, ...] | list[LinkInfo]) -> dict[int, str | None]:
+    """Object ID -> announced version (``</3>;ver=1.1``) from registration links."""
+    result: dict[int, str | None] = {}
+    for link in links:
+        parts = [p for p in link.url.split("/") if p]
+        if not parts or not parts[0].isascii() or not parts[0].isdigit():
+            continue
+        oid = int(parts[0])
+        version = link.attributes.get("ver")
+        if oid not in result or version is not None:
+            result[oid] = version if version is not None else result.get(oid)
+    return result
+
+
+def build_model_router(devices: DeviceManager) -> APIRouter:
+    router = APIRouter(prefix="/api/objectspecs", tags=["model"])
+
+    @router.get(
+        "",
+        response_model=list[ObjectSpec],
+        summary="Every object definition the server knows",
+        responses=STORE_ERRORS,
+    )
+    async def all_specs() -> list[dict[str, Any]]:
+        return [object_def_json(o) for o in devices.model]
+
+    @router.get(
+        "/{endpoint}",
+        response_model=list[ObjectSpec],
+        summary="Definitions of the objects a client announced (at its versions)",
+        responses=STORE_ERRORS,
+    )
+    async def client_specs(endpoint: str) -> list[dict[str, Any]]:
+        info = devices.get_client(endpoint)
+        if info is None:
+            raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
+        specs = []
+        for oid, version in sorted(announced_objects(info.links).items()):
+            obj = devices.model.resolve(oid, version)
+            if obj is not None:
+                specs.append(object_def_json(obj))
+        return specs
+
+    return router

@@ -1,0 +1,213 @@
+"""Security store (``/api/security/clients``, as in Leshan) and bootstrap (``/api/bootstrap``).
+
+Security entries use the ``--security`` file format and its parser, so the
+REST API accepts exactly what the file accepts. PSK keys are write-only:
+listing shows identities, never keys.
+
+Bootstrap configurations use the bootstrap server's ``--config`` format per
+endpoint (``GET/PUT/DELETE /api/bootstrap/{endpoint}``; ``POST`` is accepted
+too, as Leshan's bootstrap demo adds configurations with it).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from lwm2m.security.credentials import SecurityConfigError, parse_security_entries
+from lwm2m.web.backend import (
+    BootstrapManager,
+    DeviceManager,
+    InvalidInput,
+    UnknownClient,
+)
+from lwm2m.web.errors import DEVICE_ERRORS, STORE_ERRORS
+from lwm2m.web.present import parse_timeout, security_json
+from lwm2m.web.routes_clients import read_json
+from lwm2m.web.schemas import BootstrapSession, PushResult, SecurityBody, SecurityView
+
+_CONFIG_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "One client's bootstrap configuration (the --config file format, "
+                    "see lwm2m.bootstrap.config): servers, bootstrap_server, acl, delete ...",
+                }
+            }
+        },
+    }
+}
+
+
+def build_security_router(devices: DeviceManager) -> APIRouter:
+    router = APIRouter(prefix="/api/security", tags=["security"])
+
+    @router.get(
+        "/clients",
+        response_model=list[SecurityView],
+        summary="List security entries",
+        responses=STORE_ERRORS,
+    )
+    async def list_entries() -> list[dict[str, Any]]:
+        return [security_json(e) for e in sorted(devices.list_security(), key=lambda e: e.endpoint)]
+
+    @router.get(
+        "/clients/{endpoint}",
+        response_model=SecurityView,
+        summary="One security entry",
+        responses=STORE_ERRORS,
+    )
+    async def get_entry(endpoint: str) -> dict[str, Any]:
+        entry = devices.get_security(endpoint)
+        if entry is None:
+            raise UnknownClient(f"no security entry for endpoint {endpoint!r}")
+        return security_json(entry)
+
+    async def put(body: SecurityBody) -> dict[str, Any]:
+        doc = body.model_dump(exclude_none=True)
+        if "x509" in doc:
+            x = doc["x509"]
+            doc["x509"] = {k: v for k, v in x.items() if v not in (None, [], "")}
+        try:
+            (entry,) = parse_security_entries(json.dumps([doc]))
+        except SecurityConfigError as exc:
+            raise InvalidInput(str(exc).removeprefix("entry 0 ")) from None
+        await devices.put_security(entry)
+        return security_json(entry)
+
+    @router.put(
+        "/clients",
+        response_model=SecurityView,
+        summary="Add or replace a security entry (Leshan's PUT)",
+        responses=STORE_ERRORS,
+    )
+    async def put_entry(body: SecurityBody) -> dict[str, Any]:
+        return await put(body)
+
+    @router.post(
+        "/clients",
+        response_model=SecurityView,
+        summary="Add or replace a security entry",
+        responses=STORE_ERRORS,
+    )
+    async def post_entry(body: SecurityBody) -> dict[str, Any]:
+        return await put(body)
+
+    @router.delete(
+        "/clients/{endpoint}",
+        status_code=204,
+        summary="Remove a security entry",
+        responses=STORE_ERRORS,
+    )
+    async def delete_entry(endpoint: str) -> None:
+        if not await devices.delete_security(endpoint):
+            raise UnknownClient(f"no security entry for endpoint {endpoint!r}")
+
+    return router
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"address: {text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def build_bootstrap_router(bootstrap: BootstrapManager) -> APIRouter:
+    router = APIRouter(prefix="/api/bootstrap", tags=["bootstrap"])
+
+    @router.get(
+        "",
+        response_model=dict[str, dict[str, Any]],
+        summary="All bootstrap configurations by endpoint",
+        responses=STORE_ERRORS,
+    )
+    async def list_configs() -> dict[str, Any]:
+        return dict(await bootstrap.list_configs())
+
+    @router.get(
+        "/sessions",
+        response_model=list[BootstrapSession],
+        summary="Recent bootstrap sessions (newest last)",
+        responses=STORE_ERRORS,
+    )
+    async def sessions(ep: str | None = Query(default=None, max_length=255)) -> list[Any]:
+        return list(await bootstrap.sessions(ep))
+
+    @router.get(
+        "/{endpoint}",
+        response_model=dict[str, Any],
+        summary="One bootstrap configuration",
+        responses=STORE_ERRORS,
+    )
+    async def get_config(endpoint: str) -> dict[str, Any]:
+        config = await bootstrap.get_config(endpoint)
+        if config is None:
+            raise UnknownClient(f"no bootstrap configuration for endpoint {endpoint!r}")
+        return config
+
+    async def put(request: Request, endpoint: str) -> dict[str, Any]:
+        data = await read_json(request)
+        if not isinstance(data, dict):
+            raise InvalidInput("body must be a JSON object (one client's configuration)")
+        return await bootstrap.put_config(endpoint, data)
+
+    @router.put(
+        "/{endpoint}",
+        response_model=dict[str, Any],
+        summary="Add or replace a bootstrap configuration",
+        responses=STORE_ERRORS,
+        openapi_extra=_CONFIG_BODY,
+    )
+    async def put_config(request: Request, endpoint: str) -> dict[str, Any]:
+        return await put(request, endpoint)
+
+    @router.post(
+        "/{endpoint}",
+        response_model=dict[str, Any],
+        summary="Add or replace a bootstrap configuration (Leshan's POST)",
+        responses=STORE_ERRORS,
+        openapi_extra=_CONFIG_BODY,
+    )
+    async def post_config(request: Request, endpoint: str) -> dict[str, Any]:
+        return await put(request, endpoint)
+
+    @router.delete(
+        "/{endpoint}",
+        status_code=204,
+        summary="Remove a bootstrap configuration",
+        responses=STORE_ERRORS,
+    )
+    async def delete_config(endpoint: str) -> None:
+        if not await bootstrap.delete_config(endpoint):
+            raise UnknownClient(f"no bootstrap configuration for endpoint {endpoint!r}")
+
+    @router.post(
+        "/{endpoint}/push",
+        response_model=PushResult,
+        summary="Server-initiated bootstrap",
+        description="Runs a bootstrap session towards the client at `address`; 200 with the "
+        "session result, 502 (device error) or 504 (no answer) with the reason.",
+        responses=DEVICE_ERRORS,
+    )
+    async def push(
+        endpoint: str,
+        address: str = Query(description="HOST:PORT of the client", max_length=300),
+        timeout: float | None = Query(
+            default=None, gt=0, le=600, description="Seconds (default 30)."
+        ),
+    ) -> dict[str, Any]:
+        addr = _address(address)
+        t = 30.0 if timeout is None else parse_timeout(timeout)
+        if await bootstrap.get_config(endpoint) is None:
+            raise UnknownClient(f"no bootstrap configuration for endpoint {endpoint!r}")
+        return await bootstrap.push(endpoint, addr, timeout=t)
+
+    return router

@@ -1,0 +1,155 @@
+"""Pydantic models of the REST API: what ``/openapi.json`` documents.
+
+Field names follow Leshan's demo server where it has them (``endpoint``,
+``registrationId``, ``registrationDate``, ``lastUpdate``, ``lwM2mVersion``,
+``bindingMode``, ``objectLinks``, ``queuemode``, ``status``, ``content``) so
+scripts written against it keep working; the rest is ours and documented.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    """Every non-2xx answer of the API."""
+
+    message: str = Field(description="What went wrong, for a human.")
+    status: str | None = Field(
+        default=None, description="CoAP response name when the device answered, e.g. NOT_FOUND."
+    )
+    code: str | None = Field(default=None, description="CoAP response code, e.g. 4.04.")
+
+
+class Link(BaseModel):
+    url: str = Field(description="Link target, e.g. /3/0.")
+    attributes: dict[str, str | None] = Field(
+        default_factory=dict, description="Link parameters (ver, dim, pmin ...); null = no value."
+    )
+
+
+class Client(BaseModel):
+    """A registered LwM2M client."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    endpoint: str
+    endpointType: int | None = Field(default=None, description="ept registration parameter.")
+    registrationId: str
+    address: str = Field(description="host:port the client registered from.")
+    lifetime: int = Field(description="Registration lifetime in seconds.")
+    lwM2mVersion: str
+    bindingMode: str
+    queuemode: bool
+    sleeping: bool = Field(description="Queue-mode client currently not reachable.")
+    secure: bool = Field(description="Registered over DTLS.")
+    smsNumber: str | None = None
+    rootPath: str = "/"
+    registrationDate: datetime.datetime
+    lastUpdate: datetime.datetime
+    objectLinks: list[Link]
+
+
+class DeviceResult(BaseModel):
+    """A device's answer to an operation."""
+
+    status: str = Field(description="CoAP response name, e.g. CONTENT, CHANGED.")
+    code: str = Field(description="CoAP response code, e.g. 2.05.")
+    success: bool = True
+    valid: bool = True
+    failure: bool = False
+    content: Any | None = Field(
+        default=None, description="Read/Observe: the node as JSON (see docs/rest-api.md)."
+    )
+    compositeContent: dict[str, Any] | None = Field(
+        default=None, description="Read-Composite: node JSON by requested path (null = absent)."
+    )
+    objectLinks: list[Link] | None = Field(default=None, description="Discover: the links.")
+    location: str | None = Field(default=None, description="Create: the new instance's path.")
+
+
+class CancelResult(BaseModel):
+    cancelled: int = Field(description="How many observations were cancelled.")
+
+
+class ExecuteBody(BaseModel):
+    """Optional JSON body of Execute; a plain-text body is taken as the arguments too."""
+
+    arguments: str | None = Field(default=None, description="e.g. 0='v1',1")
+
+
+class PskBody(BaseModel):
+    identity: str = Field(min_length=1, max_length=128)
+    key: str = Field(description="Hex-encoded key.", pattern="^([0-9a-fA-F]{2}){1,64}$")
+
+
+class X509Body(BaseModel):
+    certificate: str | None = Field(default=None, description="PEM: direct trust.")
+    ca: list[str] = Field(default_factory=list, description="PEM CAs for this endpoint.")
+    names: list[str] = Field(default_factory=list, description="Required CN/SAN values.")
+
+
+class SecurityBody(BaseModel):
+    """A security store entry (the ``--security`` file format)."""
+
+    endpoint: str = Field(min_length=1, max_length=255)
+    psk: PskBody | None = None
+    x509: X509Body | None = None
+
+
+class SecurityView(BaseModel):
+    """A stored entry as returned: PSK keys are never echoed back."""
+
+    endpoint: str
+    psk: dict[str, str] | None = Field(
+        default=None, description="{'identity': ...}; the key is write-only."
+    )
+    x509: dict[str, Any] | None = None
+
+
+class BootstrapSession(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PushResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ServerInfo(BaseModel):
+    """What this process serves."""
+
+    name: str = "lwm2m"
+    version: str
+    lwm2mServer: bool
+    bootstrapServer: bool
+    authRequired: bool
+
+
+class ResourceSpec(BaseModel):
+    id: int
+    name: str
+    operations: str = Field(description="R, W, RW, E or empty.")
+    multiple: bool
+    mandatory: bool
+    type: str = Field(
+        description="String, Integer, Unsigned Integer, Float, Boolean, Opaque, Time, Objlnk, Corelnk, None."
+    )
+    range: str = ""
+    units: str = ""
+    description: str = ""
+    enumeration: list[str] = Field(default_factory=list)
+
+
+class ObjectSpec(BaseModel):
+    """An object definition from the server's model (core objects, DDF files)."""
+
+    id: int
+    name: str
+    version: str
+    multiple: bool
+    mandatory: bool
+    description: str = ""
+    resources: list[ResourceSpec]

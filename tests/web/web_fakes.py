@@ -1,0 +1,359 @@
+"""In-memory backends for the web layer: a device tree per client, a config store.
+
+They implement :class:`lwm2m.web.backend.DeviceManager` / ``BootstrapManager``
+the way the real adapters do (typed errors, events), so route, SSE and
+metrics behaviour is tested without CoAP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from lwm2m.coap.codes import Code
+from lwm2m.formats.media import ContentFormat
+from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Resource, ResourceInstance, Value
+from lwm2m.model.path import Path
+from lwm2m.model.registry import ModelRegistry, default_registry
+from lwm2m.protocol.attributes import AttributeUpdate
+from lwm2m.security.credentials import SecurityEntry
+from lwm2m.web.app import WebServer
+from lwm2m.web.backend import (
+    ClientInfo,
+    DeviceError,
+    DeviceResponse,
+    DeviceTimeout,
+    InvalidInput,
+    LinkInfo,
+    UnknownClient,
+    WebEvent,
+)
+
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+class EventFanout:
+    def __init__(self) -> None:
+        self._queues: list[tuple[str | None, asyncio.Queue[WebEvent | None]]] = []
+
+    def publish(self, event: WebEvent) -> None:
+        for ep, queue in self._queues:
+            if ep is None or ep == event.endpoint:
+                queue.put_nowait(event)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._queues)
+
+    def close(self) -> None:
+        for _, queue in self._queues:
+            queue.put_nowait(None)
+
+    async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
+        item: tuple[str | None, asyncio.Queue[WebEvent | None]] = (endpoint, asyncio.Queue())
+        self._queues.append(item)
+        try:
+            while True:
+                event = await item[1].get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._queues.remove(item)
+
+
+def client(endpoint: str, objects: Sequence[str] = ("/1/0", "/3/0", "/3303/0")) -> ClientInfo:
+    return ClientInfo(
+        endpoint=endpoint,
+        registration_id=f"reg-{endpoint}",
+        address="127.0.0.1:56830",
+        lifetime_s=300,
+        lwm2m_version="1.1",
+        binding="U",
+        queue_mode=False,
+        registered_at=T0,
+        last_update=T0,
+        links=tuple(LinkInfo(o) for o in objects),
+    )
+
+
+class FakeDevices:
+    """A device manager whose devices are dicts of resource path -> value."""
+
+    def __init__(self) -> None:
+        self._model = default_registry()
+        self.clients: dict[str, ClientInfo] = {}
+        self.values: dict[str, dict[Path, Value]] = {}
+        self.security: dict[str, SecurityEntry] = {}
+        self.bus = EventFanout()
+        self.calls: list[tuple[str, str, Any]] = []
+        self.observed: dict[str, set[Path]] = {}
+        self.timeout_endpoints: set[str] = set()
+
+    @property
+    def model(self) -> ModelRegistry:
+        return self._model
+
+    def add(self, endpoint: str, values: Mapping[str, Value]) -> None:
+        self.clients[endpoint] = client(endpoint)
+        self.values[endpoint] = {Path.parse(k): v for k, v in values.items()}
+        self.bus.publish(WebEvent("REGISTRATION", endpoint, {"endpoint": endpoint}))
+
+    def list_clients(self) -> Sequence[ClientInfo]:
+        return list(self.clients.values())
+
+    def get_client(self, endpoint: str) -> ClientInfo | None:
+        return self.clients.get(endpoint)
+
+    def _tree(self, endpoint: str) -> dict[Path, Value]:
+        if endpoint not in self.clients:
+            raise UnknownClient(f"no registered client {endpoint!r}")
+        if endpoint in self.timeout_endpoints:
+            raise DeviceTimeout(f"no answer from {endpoint!r}")
+        return self.values[endpoint]
+
+    def node(self, endpoint: str, path: Path) -> Node:
+        tree = self._tree(endpoint)
+        leaves = {p: v for p, v in tree.items() if p.startswith(path)}
+        if not leaves:
+            raise DeviceError("device answered 4.04 Not Found", Code.NOT_FOUND)
+
+        def resource(rpath: Path) -> Resource:
+            assert rpath.resource_id is not None
+            return Resource.single(rpath.resource_id, tree[rpath])
+
+        def instance(ipath: Path) -> ObjectInstance:
+            assert ipath.instance_id is not None
+            rids = sorted({p.resource_id for p in leaves if p.startswith(ipath)})
+            return ObjectInstance.of(ipath.instance_id, [resource(ipath.child(r)) for r in rids])  # type: ignore[arg-type]
+
+        if path.is_resource:
+            return resource(path)
+        if path.is_instance:
+            return instance(path)
+        if path.is_object:
+            assert path.object_id is not None
+            iids = sorted({p.instance_id for p in leaves})
+            return LwM2MObject.of(path.object_id, [instance(path.child(i)) for i in iids])  # type: ignore[arg-type]
+        raise DeviceError("device answered 4.00 Bad Request", Code.BAD_REQUEST)
+
+    async def read(
+        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
+    ) -> DeviceResponse:
+        self.calls.append(("read", endpoint, (path, format, timeout)))
+        return DeviceResponse(Code.CONTENT, node=self.node(endpoint, path))
+
+    async def discover(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
+        tree = self._tree(endpoint)
+        links = tuple(LinkInfo(str(p)) for p in sorted(tree) if p.startswith(path))
+        return DeviceResponse(Code.CONTENT, links=(LinkInfo(str(path), {"pmin": "10"}), *links))
+
+    def _store(self, endpoint: str, path: Path, node: Node) -> None:
+        tree = self._tree(endpoint)
+        if isinstance(node, Resource):
+            assert node.value is not None
+            tree[path] = node.value
+        elif isinstance(node, ResourceInstance):
+            tree[path] = node.value
+        elif isinstance(node, ObjectInstance):
+            for res in node.resources.values():
+                if res.value is not None:
+                    tree[path.child(res.id)] = res.value
+
+    async def write(
+        self,
+        endpoint: str,
+        path: Path,
+        node: Node,
+        *,
+        replace: bool,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        self.calls.append(("write", endpoint, (path, node, replace)))
+        self._tree(endpoint)
+        if path not in self.values[endpoint] and not path.is_instance:
+            raise DeviceError("device answered 4.04 Not Found", Code.NOT_FOUND)
+        self._store(endpoint, path, node)
+        if path in self.observed.get(endpoint, set()):
+            self.notify(endpoint, path)
+        return DeviceResponse(Code.CHANGED)
+
+    def notify(self, endpoint: str, path: Path) -> None:
+        from lwm2m.formats.jsonview import node_to_json
+
+        node = self.node(endpoint, path)
+        self.bus.publish(
+            WebEvent(
+                "NOTIFICATION",
+                endpoint,
+                {
+                    "ep": endpoint,
+                    "kind": "single",
+                    "res": str(path),
+                    "val": node_to_json(node, path, self._model),
+                },
+            )
+        )
+
+    async def write_attributes(
+        self, endpoint: str, path: Path, attributes: AttributeUpdate, *, timeout: float
+    ) -> DeviceResponse:
+        self._tree(endpoint)
+        self.calls.append(("write_attributes", endpoint, (path, attributes)))
+        return DeviceResponse(Code.CHANGED)
+
+    async def execute(
+        self, endpoint: str, path: Path, arguments: str | None, *, timeout: float
+    ) -> DeviceResponse:
+        self._tree(endpoint)
+        self.calls.append(("execute", endpoint, (path, arguments)))
+        return DeviceResponse(Code.CHANGED)
+
+    async def create(
+        self,
+        endpoint: str,
+        path: Path,
+        node: Node,
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        assert isinstance(node, ObjectInstance)
+        self.calls.append(("create", endpoint, (path, node)))
+        self._store(endpoint, path.child(node.id), node)
+        return DeviceResponse(Code.CREATED, location=str(path.child(node.id)))
+
+    async def delete(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
+        tree = self._tree(endpoint)
+        doomed = [p for p in tree if p.startswith(path)]
+        if not doomed:
+            raise DeviceError("device answered 4.04 Not Found", Code.NOT_FOUND)
+        for p in doomed:
+            del tree[p]
+        return DeviceResponse(Code.DELETED)
+
+    async def read_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[Path],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        tree = self._tree(endpoint)
+        found: dict[Path, Node | None] = {}
+        for p in paths:
+            found[p] = self.node(endpoint, p) if any(q.startswith(p) for q in tree) else None
+        return DeviceResponse(Code.CONTENT, composite=found)
+
+    async def write_composite(
+        self,
+        endpoint: str,
+        values: Mapping[Path, Node],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        for p, node in values.items():
+            self._store(endpoint, p, node)
+        return DeviceResponse(Code.CHANGED)
+
+    async def observe(
+        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
+    ) -> DeviceResponse:
+        node = self.node(endpoint, path)
+        self.observed.setdefault(endpoint, set()).add(path)
+        return DeviceResponse(Code.CONTENT, node=node)
+
+    async def cancel_observation(
+        self, endpoint: str, path: Path, *, active: bool, timeout: float
+    ) -> int:
+        self._tree(endpoint)
+        observed = self.observed.get(endpoint, set())
+        if path in observed:
+            observed.discard(path)
+            return 1
+        return 0
+
+    def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
+        return self.bus.events(endpoint)
+
+    def list_security(self) -> Sequence[SecurityEntry]:
+        return list(self.security.values())
+
+    def get_security(self, endpoint: str) -> SecurityEntry | None:
+        return self.security.get(endpoint)
+
+    async def put_security(self, entry: SecurityEntry) -> None:
+        if entry.psk is not None:
+            for other in self.security.values():
+                if (
+                    other.endpoint != entry.endpoint
+                    and other.psk
+                    and other.psk.identity == entry.psk.identity
+                ):
+                    raise InvalidInput(f"PSK identity already used by {other.endpoint!r}")
+        self.security[entry.endpoint] = entry
+
+    async def delete_security(self, endpoint: str) -> bool:
+        return self.security.pop(endpoint, None) is not None
+
+    def counters(self) -> Mapping[str, float]:
+        return {"dtls_handshakes_total": 3}
+
+
+class FakeBootstrap:
+    def __init__(self) -> None:
+        self.configs: dict[str, dict[str, Any]] = {}
+        self.history: list[dict[str, Any]] = []
+        self.bus = EventFanout()
+        self.push_result: dict[str, Any] | Exception = {"result": "finished"}
+
+    async def list_configs(self) -> Mapping[str, dict[str, Any]]:
+        return dict(self.configs)
+
+    async def get_config(self, endpoint: str) -> dict[str, Any] | None:
+        return self.configs.get(endpoint)
+
+    async def put_config(self, endpoint: str, config: dict[str, Any]) -> dict[str, Any]:
+        if "servers" not in config:
+            raise InvalidInput(f'clients["{endpoint}"]: missing key "servers"')
+        self.configs[endpoint] = config
+        return config
+
+    async def delete_config(self, endpoint: str) -> bool:
+        return self.configs.pop(endpoint, None) is not None
+
+    async def sessions(self, endpoint: str | None) -> Sequence[dict[str, Any]]:
+        return [s for s in self.history if endpoint is None or s.get("endpoint") == endpoint]
+
+    async def push(
+        self, endpoint: str, address: tuple[str, int], *, timeout: float
+    ) -> dict[str, Any]:
+        if isinstance(self.push_result, Exception):
+            raise self.push_result
+        result = {"endpoint": endpoint, "address": f"{address[0]}:{address[1]}", **self.push_result}
+        self.history.append(result)
+        self.bus.publish(WebEvent("BOOTSTRAP_FINISHED", endpoint, {"ep": endpoint}))
+        return result
+
+    def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
+        return self.bus.events(endpoint)
+
+    def counters(self) -> Mapping[str, float]:
+        return {"sessions_total": len(self.history)}
+
+
+@dataclass
+class Running:
+    devices: FakeDevices
+    bootstrap: FakeBootstrap
+    web: WebServer
+    http: httpx.AsyncClient
+    base_url: str
