@@ -118,6 +118,12 @@ def test_x509_from_files(tmp_path: FsPath) -> None:
     assert server.security.mode is SecurityMode.CERTIFICATE
     assert server.security.public_key_or_identity[:1] == b"\x30"  # DER SEQUENCE
     assert server.security.secret_key[:1] == b"\x30"
+    # The stored document carries the PEM, not the file names, and reparses alike.
+    raw = load_config_file(file)["dev-1"].to_json()
+    assert raw["servers"][0]["security"]["certificate"].startswith("-----BEGIN CERTIFICATE")
+    again = parse_config({"clients": {"dev-1": raw}})["dev-1"].servers[0]
+    assert again.security == server.security
+    assert doc["clients"]["dev-1"]["servers"][0]["security"]["server_certificate"] == "server.crt"
 
 
 def test_x509_pem_inline() -> None:

@@ -1,1 +1,47 @@
+"""The LwM2M Bootstrap Server (docs/bootstrap.md).
 
+``BootstrapServer`` (configs CRUD, session history, ``push``, events) is the
+API the ``lwm2m bootstrap`` command, the ``lwm2m server`` command and the
+REST layer use.
+"""
+
+from lwm2m.bootstrap.config import ClientConfig, ConfigError, load_config_file, parse_config
+from lwm2m.bootstrap.events import (
+    BootstrapEvent,
+    BootstrapRejected,
+    EventBus,
+    FailureReason,
+    Operation,
+    SessionAnswer,
+    SessionFailed,
+    SessionFinished,
+    SessionMode,
+    SessionRequest,
+    SessionStarted,
+)
+from lwm2m.bootstrap.history import SessionRecord, SessionStatus, Step
+from lwm2m.bootstrap.server import BootstrapServer, format_address, parse_address
+
+__all__ = [
+    "BootstrapEvent",
+    "BootstrapRejected",
+    "BootstrapServer",
+    "ClientConfig",
+    "ConfigError",
+    "EventBus",
+    "FailureReason",
+    "Operation",
+    "SessionAnswer",
+    "SessionFailed",
+    "SessionFinished",
+    "SessionMode",
+    "SessionRecord",
+    "SessionRequest",
+    "SessionStarted",
+    "SessionStatus",
+    "Step",
+    "format_address",
+    "load_config_file",
+    "parse_address",
+    "parse_config",
+]

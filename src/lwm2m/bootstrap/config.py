@@ -38,6 +38,7 @@ entries the next free Access Control instance IDs (from 0).
 
 from __future__ import annotations
 
+import copy
 import enum
 import hashlib
 import json
@@ -50,6 +51,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from lwm2m.model.path import Path, PathError
@@ -342,7 +344,7 @@ def _pem_or_file(value: Any, where: str, base_dir: FsPath | None) -> bytes:
         raise ConfigError(where, f"cannot read {str(path)!r}: {exc.strerror}") from None
 
 
-def _certificate_der(value: Any, where: str, base_dir: FsPath | None) -> bytes:
+def _certificate(value: Any, where: str, base_dir: FsPath | None) -> x509.Certificate:
     data = _pem_or_file(value, where, base_dir)
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
@@ -351,10 +353,10 @@ def _certificate_der(value: Any, where: str, base_dir: FsPath | None) -> bytes:
             cert = x509.load_der_x509_certificate(data)
     except ValueError:
         raise ConfigError(where, "not an X.509 certificate (PEM or DER)") from None
-    return cert.public_bytes(Encoding.DER)
+    return cert
 
 
-def _private_key_der(value: Any, where: str, base_dir: FsPath | None) -> bytes:
+def _private_key(value: Any, where: str, base_dir: FsPath | None) -> PrivateKeyTypes:
     data = _pem_or_file(value, where, base_dir)
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
@@ -363,9 +365,7 @@ def _private_key_der(value: Any, where: str, base_dir: FsPath | None) -> bytes:
             key = serialization.load_der_private_key(data, password=None)
     except (ValueError, TypeError):
         raise ConfigError(where, "not an unencrypted private key (PEM or DER)") from None
-    return key.private_bytes(
-        Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    return key
 
 
 # --------------------------------------------------------------------------- parsing
@@ -384,17 +384,29 @@ def parse_security(value: Any, where: str, base_dir: FsPath | None = None) -> Se
         identity = _str(obj["identity"], f"{where}.identity").encode("utf-8")
         if not 1 <= len(identity) <= MAX_PSK_IDENTITY_BYTES:
             raise ConfigError(f"{where}.identity", f"must be 1-{MAX_PSK_IDENTITY_BYTES} bytes")
-        key = _hex(obj["key"], f"{where}.key")
-        if not 1 <= len(key) <= MAX_PSK_KEY_BYTES:
+        psk = _hex(obj["key"], f"{where}.key")
+        if not 1 <= len(psk) <= MAX_PSK_KEY_BYTES:
             raise ConfigError(f"{where}.key", f"must be 1-{MAX_PSK_KEY_BYTES} bytes")
-        return SecurityConfig(SecurityMode.PSK, identity, key)
+        return SecurityConfig(SecurityMode.PSK, identity, psk)
     if mode == "x509":
         _keys(obj, where, ("mode", "certificate", "key", "server_certificate"), ())
+        cert = _certificate(obj["certificate"], f"{where}.certificate", base_dir)
+        key = _private_key(obj["key"], f"{where}.key", base_dir)
+        server_cert = _certificate(
+            obj["server_certificate"], f"{where}.server_certificate", base_dir
+        )
+        pkcs8 = serialization.PrivateFormat.PKCS8
+        no_encryption = serialization.NoEncryption()
+        # The stored document carries the PEM itself, not file names: it must
+        # reload anywhere (document store, REST round trip).
+        obj["certificate"] = cert.public_bytes(Encoding.PEM).decode("ascii")
+        obj["key"] = key.private_bytes(Encoding.PEM, pkcs8, no_encryption).decode("ascii")
+        obj["server_certificate"] = server_cert.public_bytes(Encoding.PEM).decode("ascii")
         return SecurityConfig(
             SecurityMode.CERTIFICATE,
-            _certificate_der(obj["certificate"], f"{where}.certificate", base_dir),
-            _private_key_der(obj["key"], f"{where}.key", base_dir),
-            _certificate_der(obj["server_certificate"], f"{where}.server_certificate", base_dir),
+            cert.public_bytes(Encoding.DER),
+            key.private_bytes(Encoding.DER, pkcs8, no_encryption),
+            server_cert.public_bytes(Encoding.DER),
         )
     raise ConfigError(f"{where}.mode", f"{mode!r} is not a security mode (nosec, psk or x509)")
 
@@ -558,7 +570,9 @@ def parse_client_config(
     where = where if where is not None else f"clients[{endpoint!r}]"
     if not isinstance(endpoint, str):
         raise ConfigError(where, "endpoint name must be a string")
-    obj = _object(value, where)
+    # Work on a copy: parsing normalises it (file references become PEM) and
+    # the copy becomes ``raw``; the caller's document is never modified.
+    obj = _object(copy.deepcopy(value), where)
     _keys(obj, where, (), _CLIENT_KEYS)
     ept: int | None = None
     if "ept" in obj and obj["ept"] is not None:
@@ -685,7 +699,7 @@ def parse_client_config(
         bootstrap_server=bs_account,
         acl=tuple(acl),
         content_format=content_format,
-        raw=json.loads(json.dumps(obj)),
+        raw=obj,
     )
 
 

@@ -1,0 +1,418 @@
+"""The LwM2M Bootstrap Server: client- and server-initiated bootstrap (seed 7.1, 5.1.2.3).
+
+Client initiated: ``POST /bs?ep=..&ept=..`` is answered 2.04 Changed when
+the endpoint has a configuration, then a session runs against the address
+the request came from. Unknown Endpoint Client Name and Type, a missing or
+malformed ``ep``: 4.00 Bad Request (seed 002 table 20). Server initiated:
+:meth:`BootstrapServer.push` runs the same session against a known address
+without any request, and :meth:`BootstrapServer.on_registration` does it
+when a client whose configuration changed registers to the co-located
+LwM2M Server.
+
+One session per endpoint at a time: a second Request Bootstrap (or push)
+while one runs is refused (4.00 / a failed result with reason ``busy``).
+Every session, and every refusal, is kept in :attr:`BootstrapServer.sessions`
+and published on :attr:`BootstrapServer.events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lwm2m.bootstrap.config import ClientConfig, ConfigError, ContentFormatChoice
+from lwm2m.bootstrap.events import (
+    BootstrapRejected,
+    EventBus,
+    FailureReason,
+    SessionMode,
+    SessionStarted,
+)
+from lwm2m.bootstrap.history import SessionHistory, SessionRecord, SessionStatus
+from lwm2m.bootstrap.session import DEFAULT_REQUEST_TIMEOUT_S, Requester, SessionRunner
+from lwm2m.bootstrap.store import ConfigStore
+from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.message import Message
+from lwm2m.coap.peer import Address, Peer
+from lwm2m.model.registry import ModelRegistry, default_registry
+from lwm2m.protocol.registration import (
+    BootstrapRequestParams,
+    RegistrationParamError,
+    parse_bootstrap_query,
+)
+from lwm2m.stores.base import DocumentStore
+
+if TYPE_CHECKING:
+    from lwm2m.coap.endpoint import Endpoint, IncomingRequest
+    from lwm2m.coap.security import SecurityLayer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COAP_PORT = 5783
+DEFAULT_COAPS_PORT = 5784
+
+#: pct values we can write in (legacy TLV 1542 is answered in 11542).
+_PCT_FORMATS = {
+    int(ContentFormat.LWM2M_TLV): int(ContentFormat.LWM2M_TLV),
+    int(ContentFormat.OMA_TLV_OLD): int(ContentFormat.LWM2M_TLV),
+    int(ContentFormat.SENML_JSON): int(ContentFormat.SENML_JSON),
+    int(ContentFormat.SENML_CBOR): int(ContentFormat.SENML_CBOR),
+}
+
+
+class IdentityCheck(Protocol):
+    """Does a DTLS-proven peer identity belong to this endpoint? (None on plain UDP)."""
+
+    def __call__(self, peer: Peer, params: BootstrapRequestParams) -> str | None:
+        """None when acceptable, else the reason for refusing."""
+        ...
+
+
+def format_address(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT`` or ``[v6]:PORT`` (the REST ``address`` parameter); raises ValueError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isascii() or not port_text.isdigit():
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write IPv6 addresses as [addr]:port")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: port out of range 1-65535")
+    return host, port
+
+
+def choose_content_format(config: ClientConfig, pct: int | None) -> int:
+    """The client's preferred format when we support it, else the configured one, else TLV."""
+    if pct is not None and pct in _PCT_FORMATS:
+        return _PCT_FORMATS[pct]
+    if config.content_format is not None:
+        return config.content_format.value
+    return ContentFormatChoice.TLV.value
+
+
+class BootstrapServer:
+    """Bootstrap configurations, sessions and their history; CoAP endpoints when started.
+
+    Public API (used by ``lwm2m bootstrap``, ``lwm2m server`` and the REST layer):
+
+    - :attr:`configs` (:class:`~lwm2m.bootstrap.store.ConfigStore`): validated CRUD;
+    - :attr:`sessions` (:class:`~lwm2m.bootstrap.history.SessionHistory`): running and past sessions;
+    - :attr:`events` (:class:`~lwm2m.bootstrap.events.EventBus`): typed session events;
+    - :meth:`push`: server-initiated bootstrap of an endpoint at an address;
+    - :meth:`on_registration` / :meth:`registration_listener`: the co-located server hook.
+    """
+
+    def __init__(
+        self,
+        *,
+        documents: DocumentStore | None = None,
+        model: ModelRegistry | None = None,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
+        history_limit: int = 1000,
+        identity_check: IdentityCheck | None = None,
+    ) -> None:
+        self.configs = ConfigStore(documents)
+        self.sessions = SessionHistory(documents, history_limit)
+        self.events = EventBus()
+        self.model = model if model is not None else default_registry()
+        self.request_timeout_s = request_timeout_s
+        self._clock = clock
+        self._identity_check = identity_check
+        self._active: dict[str, asyncio.Task[SessionRecord]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._endpoints: list[Endpoint] = []
+        self._push_endpoint: Requester | None = None
+        self.coap_address: Address | None = None
+        self.coaps_address: Address | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def load(self) -> list[ConfigError]:
+        """Read persisted configurations and history; returns configs that no longer validate."""
+        problems = await self.configs.load()
+        await self.sessions.load()
+        return problems
+
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        coap_port: int = DEFAULT_COAP_PORT,
+        *,
+        coaps_port: int = 0,
+        dtls: SecurityLayer | None = None,
+    ) -> None:
+        """Open the CoAP (and, with ``dtls``, CoAPs) endpoints; port 0 for CoAPs disables it."""
+        from lwm2m.coap.endpoint import Endpoint
+
+        holder: list[Endpoint] = []
+        plain = await Endpoint.create(host, coap_port, handler=self._handler(holder))
+        holder.append(plain)
+        self._endpoints.append(plain)
+        self._push_endpoint = plain
+        self.coap_address = plain.local_address
+        if dtls is not None and coaps_port != 0:
+            secure_holder: list[Endpoint] = []
+            secure = await Endpoint.create(
+                host, coaps_port, handler=self._handler(secure_holder), security=dtls
+            )
+            secure_holder.append(secure)
+            self._endpoints.append(secure)
+            self.coaps_address = secure.local_address
+        logger.info(
+            "bootstrap server on coap %s%s",
+            format_address(plain.local_address),
+            f", coaps {format_address(self.coaps_address)}" if self.coaps_address else "",
+        )
+
+    def attach(self, requester: Requester) -> Callable[[IncomingRequest], Awaitable[Message]]:
+        """Serve on an endpoint created elsewhere: returns its handler; pushes go through it."""
+        self._push_endpoint = requester
+        return self._handler_for(requester)
+
+    async def wait_idle(self) -> None:
+        """Wait until no session is running (tests, shutdown)."""
+        while self._active:
+            await asyncio.gather(*list(self._active.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for endpoint in self._endpoints:
+            await endpoint.close()
+        self._endpoints.clear()
+
+    # ------------------------------------------------------------------ Request Bootstrap
+
+    def _handler(self, holder: list[Endpoint]) -> Callable[[IncomingRequest], Awaitable[Message]]:
+        async def handle(request: IncomingRequest) -> Message:
+            return await self.handle_request(request.message, request.peer, holder[0])
+
+        return handle
+
+    def _handler_for(self, requester: Requester) -> Callable[[IncomingRequest], Awaitable[Message]]:
+        async def handle(request: IncomingRequest) -> Message:
+            return await self.handle_request(request.message, request.peer, requester)
+
+        return handle
+
+    async def handle_request(self, message: Message, peer: Peer, requester: Requester) -> Message:
+        """Answer one incoming CoAP request (only ``POST /bs`` is served)."""
+        if message.uri_path != ("bs",):
+            return Message(Code.NOT_FOUND)
+        if message.code != Code.POST:
+            return Message(Code.METHOD_NOT_ALLOWED)
+        address = format_address(peer.address)
+        try:
+            params = parse_bootstrap_query(message.uri_query)
+        except RegistrationParamError as exc:
+            ep = message.query().get("ep", "")
+            await self._reject(ep, address, FailureReason.BAD_REQUEST, str(exc))
+            return _bad_request(str(exc))
+        config = self.configs.get(params.endpoint)
+        if config is None or (
+            params.endpoint_type is not None
+            and config.endpoint_type is not None
+            and params.endpoint_type != config.endpoint_type
+        ):
+            reason = "Unknown Endpoint Client Name and Endpoint Client Type"
+            await self._reject(params.endpoint, address, FailureReason.UNKNOWN_ENDPOINT, reason)
+            return _bad_request(reason)
+        if self._identity_check is not None:
+            problem = self._identity_check(peer, params)
+            if problem is not None:
+                await self._reject(params.endpoint, address, FailureReason.BAD_REQUEST, problem)
+                return _bad_request(problem)
+        if params.endpoint in self._active:
+            reason = "a bootstrap session for this endpoint is already running"
+            await self._reject(params.endpoint, address, FailureReason.BUSY, reason)
+            return _bad_request(reason)
+        fmt = choose_content_format(config, params.preferred_content_format)
+        # The task starts after this handler returns, so the 2.04 goes out first.
+        self._start(config, peer.address, requester, SessionMode.CLIENT_INITIATED, fmt)
+        return Message(Code.CHANGED)
+
+    async def _reject(
+        self, endpoint: str, address: str, reason: FailureReason, message: str
+    ) -> SessionRecord:
+        now = self._clock()
+        record = SessionRecord(
+            id=_new_id(),
+            endpoint=endpoint,
+            mode=SessionMode.CLIENT_INITIATED,
+            address=address,
+            started_at=now,
+            status=SessionStatus.FAILED,
+            ended_at=now,
+            failure=reason,
+            message=message,
+        )
+        self.events.publish(BootstrapRejected(record.id, endpoint, now, address, reason, message))
+        await self.sessions.ended(record)
+        logger.info("bootstrap request from %s (%r) refused: %s", address, endpoint, message)
+        return record
+
+    # ------------------------------------------------------------------ sessions
+
+    def _start(
+        self,
+        config: ClientConfig,
+        address: Address,
+        requester: Requester,
+        mode: SessionMode,
+        content_format: int,
+    ) -> asyncio.Task[SessionRecord]:
+        now = self._clock()
+        record = SessionRecord(
+            id=_new_id(),
+            endpoint=config.endpoint,
+            mode=mode,
+            address=format_address(address),
+            started_at=now,
+            content_format=content_format,
+            config_fingerprint=config.fingerprint,
+        )
+        self.sessions.started(record)
+        self.events.publish(
+            SessionStarted(record.id, record.endpoint, now, mode, record.address, content_format)
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._run(record, config, address, requester), name=f"bootstrap {config.endpoint}"
+        )
+        self._active[config.endpoint] = task
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[SessionRecord]) -> None:
+            self._tasks.discard(t)
+            if self._active.get(config.endpoint) is t:
+                del self._active[config.endpoint]
+
+        task.add_done_callback(done)
+        return task
+
+    async def _run(
+        self, record: SessionRecord, config: ClientConfig, address: Address, requester: Requester
+    ) -> SessionRecord:
+        runner = SessionRunner(
+            requester,
+            publish=self.events.publish,
+            update=self.sessions.updated,
+            clock=self._clock,
+            model=self.model,
+            request_timeout_s=self.request_timeout_s,
+        )
+        try:
+            result = await runner.run(record, config, address)
+        except asyncio.CancelledError:
+            current = self.sessions.get(record.id) or record
+            now = self._clock()
+            result = replace(
+                current,
+                status=SessionStatus.FAILED,
+                ended_at=now,
+                failure=FailureReason.CANCELLED,
+                message="bootstrap server shut down",
+            )
+            await asyncio.shield(self.sessions.ended(result))
+            raise
+        if result.ok:
+            await self.configs.mark_applied(config.endpoint, config.fingerprint)
+        await self.sessions.ended(result)
+        return result
+
+    async def push(
+        self,
+        endpoint: str,
+        address: Address | str,
+        *,
+        content_format: int | None = None,
+    ) -> SessionRecord:
+        """Server-initiated bootstrap: run the whole sequence against ``address`` now.
+
+        Returns the ended record: ``ok`` when Bootstrap-Finish was accepted,
+        else ``failure`` says why (``unknown_endpoint``, ``busy``, ``timeout``
+        = no answer, ``error_response`` = the client refused with ``code``, ...).
+        """
+        addr = parse_address(address) if isinstance(address, str) else address
+        text = format_address(addr)
+        config = self.configs.get(endpoint)
+        if config is None:
+            return await self._reject_push(
+                endpoint,
+                text,
+                FailureReason.UNKNOWN_ENDPOINT,
+                "no bootstrap configuration for this endpoint",
+            )
+        if endpoint in self._active:
+            return await self._reject_push(
+                endpoint,
+                text,
+                FailureReason.BUSY,
+                "a bootstrap session for this endpoint is already running",
+            )
+        if self._push_endpoint is None:
+            return await self._reject_push(
+                endpoint, text, FailureReason.TRANSPORT, "the bootstrap server is not started"
+            )
+        fmt = content_format if content_format is not None else choose_content_format(config, None)
+        task = self._start(config, addr, self._push_endpoint, SessionMode.SERVER_INITIATED, fmt)
+        return await asyncio.shield(task)
+
+    async def _reject_push(
+        self, endpoint: str, address: str, reason: FailureReason, message: str
+    ) -> SessionRecord:
+        record = await self._reject(endpoint, address, reason, message)
+        record = replace(record, mode=SessionMode.SERVER_INITIATED)
+        return record
+
+    async def on_registration(self, endpoint: str, address: Address) -> SessionRecord | None:
+        """Co-located server hook: re-bootstrap a registering client whose config changed."""
+        if not self.configs.needs_bootstrap(endpoint) or endpoint in self._active:
+            return None
+        logger.info("configuration of %s changed: server-initiated bootstrap", endpoint)
+        return await self.push(endpoint, address)
+
+    def registration_listener(self) -> Callable[[Any], None]:
+        """A listener for the LwM2M server's events: acts on REGISTRATION events only.
+
+        Duck-typed (``event.type.value == "registration"``, ``event.registration.address``)
+        so the bootstrap package does not depend on the server package.
+        """
+
+        def listener(event: Any) -> None:
+            kind = getattr(getattr(event, "type", None), "value", None)
+            registration = getattr(event, "registration", None)
+            if kind != "registration" or registration is None:
+                return
+            endpoint = registration.endpoint
+            if not self.configs.needs_bootstrap(endpoint):
+                return
+            task = asyncio.get_running_loop().create_task(
+                self.on_registration(endpoint, registration.address)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return listener
+
+
+def _bad_request(reason: str) -> Message:
+    return Message(Code.BAD_REQUEST, payload=reason.encode("utf-8"), content_format=0)
+
+
+def _new_id() -> str:
+    return secrets.token_hex(8)

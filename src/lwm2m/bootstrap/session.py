@@ -1,0 +1,239 @@
+"""One bootstrap session: Delete, Write Security / Server / Access Control, Finish.
+
+The sequence is the same for both initiations (seed 5.1.2.3 and 7.1): the
+client-initiated one starts after the 2.04 answer to ``POST /bs``, the
+server-initiated one straight away. Every request waits for its answer
+before the next is sent (the Bootstrap Interface is ordered); the first
+failure ends the session and is recorded, no Bootstrap-Finish is sent then.
+
+The runner talks to a :class:`Requester` (what
+:class:`lwm2m.coap.endpoint.Endpoint` provides), so tests can drive it with
+a scripted fake and the server plugs in real UDP or DTLS endpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from lwm2m.bootstrap.config import ClientConfig
+from lwm2m.bootstrap.events import (
+    BootstrapEvent,
+    FailureReason,
+    Operation,
+    SessionAnswer,
+    SessionFailed,
+    SessionFinished,
+    SessionRequest,
+)
+from lwm2m.bootstrap.history import SessionRecord, SessionStatus, Step
+from lwm2m.bootstrap.provisioning import plan_writes
+from lwm2m.coap.codes import Code, MessageType
+from lwm2m.coap.errors import CoapError, RequestTimeout
+from lwm2m.coap.message import Message
+from lwm2m.coap.peer import Address
+from lwm2m.formats import registry as formats
+from lwm2m.formats.errors import FormatError
+from lwm2m.model.path import Path
+from lwm2m.model.registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
+
+
+class Requester(Protocol):
+    """The one thing a session needs from the CoAP layer (``Endpoint.request``)."""
+
+    async def request(
+        self, message: Message, address: Address, *, timeout: float | None = None
+    ) -> Message: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    operation: Operation
+    code: Code
+    path: Path | None  # None: /bs (Bootstrap-Finish)
+    payload: bytes = b""
+    content_format: int | None = None
+    expected: Code = Code.CHANGED
+
+    @property
+    def path_text(self) -> str:
+        return "/bs" if self.path is None else str(self.path)
+
+
+class SessionError(Exception):
+    """Ends a session; carries what the record says about the failure."""
+
+    def __init__(self, reason: FailureReason, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.code = code
+
+
+def build_operations(
+    config: ClientConfig, content_format: int, model: ModelRegistry | None
+) -> list[_Op]:
+    """The whole request sequence for ``config``; encoding errors surface here, before sending."""
+    ops: list[_Op] = []
+    for path in config.delete:
+        ops.append(_Op(Operation.DELETE, Code.DELETE, path, expected=Code.DELETED))
+    for write in plan_writes(config):
+        try:
+            payload = formats.encode(write.instance, write.path, content_format, model)
+        except FormatError as exc:
+            raise SessionError(
+                FailureReason.ENCODING, f"cannot encode {write.path}: {exc}"
+            ) from None
+        ops.append(_Op(Operation.WRITE, Code.PUT, write.path, payload, content_format))
+    ops.append(_Op(Operation.FINISH, Code.POST, None))
+    return ops
+
+
+def _request_message(op: _Op) -> Message:
+    segments = ("bs",) if op.path is None else op.path.segments()
+    return Message(
+        code=op.code,
+        type=MessageType.CON,
+        uri_path=segments,
+        payload=op.payload,
+        content_format=op.content_format if op.payload else None,
+    )
+
+
+def _diagnostic(response: Message) -> str:
+    if not response.payload or response.content_format not in (None, 0):
+        return ""
+    return response.payload[:200].decode("utf-8", errors="replace")
+
+
+def _dotted(code: Code | int) -> str:
+    return code.dotted if isinstance(code, Code) else f"{int(code) >> 5}.{int(code) & 31:02d}"
+
+
+class SessionRunner:
+    """Runs one session against one client address; reports through callbacks."""
+
+    def __init__(
+        self,
+        requester: Requester,
+        *,
+        publish: Callable[[BootstrapEvent], None],
+        update: Callable[[SessionRecord], None],
+        clock: Callable[[], float],
+        model: ModelRegistry | None = None,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    ) -> None:
+        self._requester = requester
+        self._publish = publish
+        self._update = update
+        self._clock = clock
+        self._model = model
+        self._timeout = request_timeout_s
+
+    async def run(
+        self, record: SessionRecord, config: ClientConfig, address: Address
+    ) -> SessionRecord:
+        """Send every operation; returns the ended record (FINISHED or FAILED)."""
+        assert record.content_format is not None
+        self._record = record
+        try:
+            ops = build_operations(config, record.content_format, self._model)
+            for index, op in enumerate(ops):
+                record = await self._send(record, index, op, address)
+        except SessionError as exc:
+            return self._fail(self._record, exc.reason, exc.message, exc.code)
+        now = self._clock()
+        record = replace(record, status=SessionStatus.FINISHED, ended_at=now)
+        self._publish(SessionFinished(record.id, record.endpoint, now))
+        logger.info("bootstrap of %s at %s finished", record.endpoint, record.address)
+        return record
+
+    def _fail(
+        self, record: SessionRecord, reason: FailureReason, message: str, code: str | None = None
+    ) -> SessionRecord:
+        now = self._clock()
+        record = replace(
+            record,
+            status=SessionStatus.FAILED,
+            ended_at=now,
+            failure=reason,
+            message=message,
+            code=code,
+        )
+        self._publish(SessionFailed(record.id, record.endpoint, now, reason, message, code))
+        logger.warning("bootstrap of %s at %s failed: %s", record.endpoint, record.address, message)
+        return record
+
+    def _note(self, record: SessionRecord) -> None:
+        self._record = record
+        self._update(record)
+
+    async def _send(
+        self, record: SessionRecord, index: int, op: _Op, address: Address
+    ) -> SessionRecord:
+        sent_at = self._clock()
+        step = Step(index, op.operation, op.path_text, sent_at, op.content_format, len(op.payload))
+        record = record.with_step(step)
+        self._note(record)
+        self._publish(
+            SessionRequest(
+                record.id,
+                record.endpoint,
+                sent_at,
+                index,
+                op.operation,
+                op.path_text,
+                op.content_format,
+                len(op.payload),
+            )
+        )
+        try:
+            response = await self._requester.request(
+                _request_message(op), address, timeout=self._timeout
+            )
+        except RequestTimeout:
+            self._note(record.with_step(replace(step, diagnostic="no answer")))
+            raise SessionError(
+                FailureReason.TIMEOUT,
+                f"{op.operation.value} {op.path_text}: no answer from the client",
+            ) from None
+        except CoapError as exc:
+            self._note(record.with_step(replace(step, diagnostic=str(exc))))
+            raise SessionError(
+                FailureReason.TRANSPORT, f"{op.operation.value} {op.path_text}: {exc}"
+            ) from None
+        answered_at = self._clock()
+        code = _dotted(response.code)
+        diagnostic = _diagnostic(response)
+        success = int(response.code) == int(op.expected)
+        record = record.with_step(
+            replace(step, code=code, answered_at=answered_at, diagnostic=diagnostic)
+        )
+        self._note(record)
+        self._publish(
+            SessionAnswer(
+                record.id,
+                record.endpoint,
+                answered_at,
+                index,
+                op.operation,
+                op.path_text,
+                code,
+                success,
+                diagnostic,
+            )
+        )
+        if not success:
+            detail = f" ({diagnostic})" if diagnostic else ""
+            raise SessionError(
+                FailureReason.ERROR_RESPONSE,
+                f"{op.operation.value} {op.path_text}: client answered {code}{detail}, expected {_dotted(op.expected)}",
+                code,
+            )
+        return record
