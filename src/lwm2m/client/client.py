@@ -1,0 +1,618 @@
+"""The LwM2M client: objects, one CoAP endpoint, registrations, observations.
+
+::
+
+    client = LwM2MClient(ClientConfig("dev-1", servers=(ServerConfig("coap://127.0.0.1:5683"),)))
+    client.add_instance(Temperature(0))
+    await client.start()
+    ...
+    await client.stop()          # de-registers
+
+Many clients can share one :class:`~lwm2m.model.registry.ModelRegistry` and
+one :class:`~lwm2m.client.scheduler.Scheduler` (the simulator runs thousands
+in one process that way); each has its own UDP socket.
+
+Seams for the client-side bootstrap (``lwm2m.client.bootstrap*``):
+
+* :attr:`LwM2MClient.bootstrap_request_handler` receives every request coming
+  from the bootstrap server's address (Bootstrap-Write/Delete/Discover/Finish);
+* :attr:`LwM2MClient.bootstrapper` is awaited when the client has no server
+  to register to, or registration keeps failing; it returns True once new
+  accounts are in the store, and the client then registers to them;
+* :meth:`LwM2MClient.restart_sessions`, :meth:`ObjectStore.create_instance`,
+  :meth:`ObjectStore.write_instance`, :meth:`ObjectStore.delete_instance`,
+  :meth:`ObservationManager.remove_server` and :meth:`LwM2MClient.save_state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from lwm2m.client import content, state
+from lwm2m.client.acl import AccessControl
+from lwm2m.client.config import MODE_NOSEC, MODE_PSK, ClientConfig, parse_server_uri
+from lwm2m.client.dispatcher import Hooks, RequestDispatcher
+from lwm2m.client.instance import Instance
+from lwm2m.client.links import registration_payload
+from lwm2m.client.observe import AttributeStore, Observation, ObservationManager
+from lwm2m.client.registration import RegistrationInfo, ServerSession, Transport
+from lwm2m.client.scheduler import Scheduler, Timer
+from lwm2m.client.store import (
+    ACCESS_CONTROL,
+    SECURITY,
+    SERVER,
+    ClientObject,
+    InstanceFactory,
+    ObjectStore,
+    ServerAccount,
+)
+from lwm2m.client.values import Stored
+from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.endpoint import Endpoint, IncomingRequest
+from lwm2m.coap.errors import CoapError, EndpointClosed, ObservationCancelled
+from lwm2m.coap.message import Message
+from lwm2m.coap.peer import Address, Peer
+from lwm2m.coap.security import SecurityLayer
+from lwm2m.model.nodes import Node
+from lwm2m.model.path import Path
+from lwm2m.model.registry import ModelRegistry, default_registry
+from lwm2m.protocol.errors import LwM2MError
+
+logger = logging.getLogger(__name__)
+
+BootstrapHandler = Callable[[IncomingRequest], Awaitable[Message]]
+Bootstrapper = Callable[["LwM2MClient"], Awaitable[bool]]
+
+
+@dataclass(slots=True)
+class ClientStats:
+    requests_served: int = 0
+    notifications_sent: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+
+
+class LwM2MClient:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        registry: ModelRegistry | None = None,
+        scheduler: Scheduler | None = None,
+        rng: random.Random | None = None,
+        core_objects: bool = True,
+    ) -> None:
+        self.config = config
+        self.registry = registry or default_registry()
+        self.scheduler = scheduler or Scheduler()
+        self.rng = rng or random.Random()
+        self.store = ObjectStore(self.registry)
+        self.acl = AccessControl(self.store)
+        self.attributes = AttributeStore()
+        self.stats = ClientStats()
+        self.observations = ObservationManager(
+            self.scheduler,
+            self.attributes,
+            self._send_notification,
+            self._sample,
+            self._pmin_pmax,
+            self._has_reader,
+        )
+        self.dispatcher = RequestDispatcher(
+            self.store,
+            self.acl,
+            self.attributes,
+            self.observations,
+            Hooks(
+                server_for=self._server_for,
+                changed=self.state_changed,
+                after_response=self.after_response,
+                default_format=lambda ssid: self.default_format,
+                pmin_pmax=self._pmin_pmax,
+            ),
+        )
+        self.sessions: dict[int, ServerSession] = {}
+        self.bootstrap_request_handler: BootstrapHandler | None = None
+        self.bootstrapper: Bootstrapper | None = None
+        self.bootstrapped = False
+        self.on_event: Callable[[LwM2MClient, str], None] | None = None
+        self._endpoints: dict[object, Endpoint] = {}
+        self._addresses: dict[Address, int] = {}
+        self._bootstrap_addresses: set[Address] = set()
+        self._running = False
+        self._factory: dict[str, object] | None = None
+        self._save_timer: Timer | None = None
+        self._bootstrapping: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+        # queue mode
+        self._sleeping = False
+        self._awake = asyncio.Event()
+        self._awake.set()
+        self._awake_timer: Timer | None = None
+        self.store.add_change_listener(self._value_changed)
+        self.store.add_structure_listener(self._structure_changed)
+        if core_objects:
+            from lwm2m.client.objects import install_core_objects
+
+            install_core_objects(self)
+        self.install_factory_configuration()
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def add_instance(self, instance: Instance, object_id: int | None = None) -> Instance:
+        return self.store.add_instance(instance, object_id)
+
+    def add_object(self, object_id: int, factory: InstanceFactory | None = None) -> ClientObject:
+        return self.store.add_object(object_id, factory)
+
+    def instance(self, object_id: int, instance_id: int = 0) -> Instance | None:
+        return self.store.instance(object_id, instance_id)
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.config.endpoint
+
+    @property
+    def default_format(self) -> int:
+        return (
+            ContentFormat.LWM2M_TLV
+            if self.config.lwm2m_version == "1.0"
+            else ContentFormat.SENML_CBOR
+        )
+
+    def install_factory_configuration(self) -> None:
+        """(Re)create Security/Server instances from the configured factory accounts."""
+        for oid in (SECURITY, SERVER, ACCESS_CONTROL):
+            self.store.add_object(oid)
+            for inst in self.store.instances(oid):
+                self.store.delete_instance(oid, inst.id)
+        for index, server in enumerate(self.config.servers):
+            self.store.create_instance(SECURITY, index, server.security_values())
+            if not server.bootstrap:
+                self.store.create_instance(SERVER, None, server.server_values())
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def start(self) -> None:
+        """Load the state file, open the socket and register to every server."""
+        if self._running:
+            return
+        if self._factory is None:
+            self._factory = state.snapshot(self.store)
+        if self.config.state_file:
+            saved = state.load(self.config.state_file)
+            if saved is not None:
+                self.bootstrapped = state.restore(self.store, saved)
+        self._running = True
+        await self._open_endpoint()
+        await self.restart_sessions()
+
+    async def _open_endpoint(self) -> None:
+        if "plain" not in self._endpoints:
+            self._endpoints["plain"] = await Endpoint.create(
+                self.config.local_host, self.config.local_port, handler=self._handle
+            )
+
+    @property
+    def local_address(self) -> Address | None:
+        ep = self._endpoints.get("plain")
+        return None if ep is None else ep.local_address
+
+    async def _endpoint_for(self, account: ServerAccount) -> Endpoint:
+        scheme, _, _ = parse_server_uri(account.uri)
+        if scheme == "coap" or account.security_mode == MODE_NOSEC:
+            await self._open_endpoint()
+            return self._endpoints["plain"]
+        key = ("dtls", account.security_instance)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            endpoint = await Endpoint.create(
+                self.config.local_host,
+                0,
+                handler=self._handle,
+                security=self._security_layer(account),
+            )
+            self._endpoints[key] = endpoint
+        return endpoint
+
+    def _security_layer(self, account: ServerAccount) -> SecurityLayer:
+        from lwm2m.coap.dtls import DtlsClient, DtlsClientConfig
+        from lwm2m.security.credentials import PskCredential
+
+        if account.security_mode == MODE_PSK:
+            psk = PskCredential(account.public_key_or_identity, account.secret_key)
+            return DtlsClient(DtlsClientConfig(psk=psk))
+        raise LwM2MError(f"security mode {account.security_mode} is not supported by this client")
+
+    async def _resolve(self, uri: str) -> Address:
+        _, host, port = parse_server_uri(uri)
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(f"cannot resolve {host}")
+        address = infos[0][4]
+        return (str(address[0]), int(address[1]))
+
+    async def restart_sessions(self) -> None:
+        """Stop every registration and register to the accounts the store holds now."""
+        for session in self.sessions.values():
+            session.stop()
+        self.sessions.clear()
+        self._addresses.clear()
+        self._bootstrap_addresses.clear()
+        bs = self.store.bootstrap_account()
+        if bs is not None:
+            try:
+                self._bootstrap_addresses.add(await self._resolve(bs.uri))
+            except OSError as exc:
+                logger.warning("cannot resolve bootstrap server %s: %s", bs.uri, exc)
+        accounts = self.store.server_accounts()
+        if not accounts:
+            if bs is not None:
+                self.start_bootstrap()
+            else:
+                logger.warning("%s: no server account to register to", self.endpoint_name)
+            return
+        for account in accounts:
+            try:
+                address = await self._resolve(account.uri)
+                endpoint = await self._endpoint_for(account)
+            except (OSError, LwM2MError) as exc:
+                logger.error("server %s unusable: %s", account.uri, exc)
+                continue
+            self._addresses[address] = account.short_server_id
+            session = ServerSession(
+                account,
+                Transport(address, self._requester(endpoint)),
+                self._registration_info,
+                lambda: registration_payload(self.store),
+                self.scheduler,
+                self.rng,
+                retry_initial_s=self.config.retry_initial_s,
+                retry_max_s=self.config.retry_max_s,
+                on_event=self._session_event,
+            )
+            self.sessions[account.short_server_id] = session
+            session.start()
+
+    def _requester(self, endpoint: Endpoint) -> Callable[[Message, Address], Awaitable[Message]]:
+        async def request(message: Message, address: Address) -> Message:
+            self._set_awake()
+            self.stats.messages_sent += 1
+            self.stats.bytes_sent += len(message.payload) + 16
+            response = await endpoint.request(
+                message, address, timeout=self.config.request_timeout_s
+            )
+            self.stats.messages_received += 1
+            self.stats.bytes_received += len(response.payload) + 16
+            self._touch()
+            return response
+
+        return request
+
+    def _registration_info(self) -> RegistrationInfo:
+        return RegistrationInfo(
+            self.config.endpoint,
+            self.config.endpoint_type,
+            self.config.lwm2m_version,
+            self.config.queue_mode,
+        )
+
+    def _session_event(self, session: ServerSession, what: str) -> None:
+        if (
+            what == "failed"
+            and session.failures >= self.config.bootstrap_after_failures
+            and self.store.bootstrap_account() is not None
+            and self.bootstrapper is not None
+        ):
+            logger.warning(
+                "%s: registration keeps failing, falling back to bootstrap", self.endpoint_name
+            )
+            self.start_bootstrap()
+        if self.on_event is not None:
+            self.on_event(self, what)
+
+    def start_bootstrap(self) -> None:
+        """Run the bootstrapper (client-initiated bootstrap) in the background."""
+        if self.bootstrapper is None:
+            logger.warning("%s: bootstrap needed but no bootstrapper installed", self.endpoint_name)
+            return
+        if self._bootstrapping is not None and not self._bootstrapping.done():
+            return
+        self._bootstrapping = asyncio.ensure_future(self._run_bootstrap())
+
+    async def _run_bootstrap(self) -> None:
+        assert self.bootstrapper is not None
+        for session in self.sessions.values():
+            session.stop()
+        try:
+            ok = await self.bootstrapper(self)
+        except Exception:
+            logger.exception("%s: bootstrap failed", self.endpoint_name)
+            ok = False
+        if ok:
+            self.bootstrapped = True
+            self.save_state()
+            self._bootstrapping = None
+            await self.restart_sessions()
+
+    async def stop(self, *, deregister: bool = True) -> None:
+        """De-register from every server (seed 5.2.3) and close the socket."""
+        if not self._running:
+            return
+        self._running = False
+        if deregister:
+            await asyncio.gather(
+                *(s.deregister() for s in self.sessions.values()), return_exceptions=True
+            )
+        for session in self.sessions.values():
+            session.stop()
+        self.observations.clear()
+        if self._bootstrapping is not None:
+            self._bootstrapping.cancel()
+        if self._awake_timer is not None:
+            self._awake_timer.cancel()
+        self._flush_state()
+        for endpoint in self._endpoints.values():
+            await endpoint.close()
+        self._endpoints.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def reboot(self) -> None:
+        """Device Reboot (3/0/4): drop every session and come back from the saved state."""
+        logger.info("%s: rebooting", self.endpoint_name)
+        await self.stop(deregister=False)
+        await self.start()
+
+    async def factory_reset(self) -> None:
+        """Device Factory Reset (3/0/5): de-register, forget everything, start from factory config."""
+        logger.info("%s: factory reset", self.endpoint_name)
+        await self.stop(deregister=True)
+        self.attributes = self.observations.attributes = self.dispatcher.attributes = (
+            AttributeStore()
+        )
+        if self.config.state_file:
+            state.remove(self.config.state_file)
+        if self._factory is not None:
+            keep = self._factory.get("objects", {})
+            assert isinstance(keep, dict)
+            for obj in self.store.objects():
+                wanted = keep.get(str(obj.id), {})
+                for inst in list(obj):
+                    if str(inst.id) not in wanted:
+                        self.store.delete_instance(obj.id, inst.id)
+            state.restore(self.store, self._factory)
+        self.bootstrapped = False
+        await self.start()
+
+    def after_response(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` once the current request has been answered (Reboot, Factory Reset)."""
+        self.spawn(action())
+
+    def spawn(self, coro: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- requests from servers ---------------------------------------------------------
+
+    def _server_for(self, peer: Peer) -> int | None:
+        ssid = self._addresses.get(peer.address)
+        if ssid is not None:
+            return ssid
+        if len(self._addresses) == 1 and peer.address[0] in ("127.0.0.1", "::1", "localhost"):
+            return next(iter(self._addresses.values()))
+        return None
+
+    async def _handle(self, request: IncomingRequest) -> Message:
+        self.stats.messages_received += 1
+        self.stats.bytes_received += len(request.message.payload) + 16
+        if self._sleeping:
+            await self._awake.wait()  # queue mode: served once awake again
+        self._touch()
+        if (
+            request.peer.address in self._bootstrap_addresses
+            and request.peer.address not in self._addresses
+        ):
+            if self.bootstrap_request_handler is None:
+                return Message(code=Code.UNAUTHORIZED, payload=b"no bootstrap in progress")
+            response = await self.bootstrap_request_handler(request)
+        else:
+            response = await self.dispatcher.handle(request)
+        self.stats.requests_served += 1
+        self.stats.messages_sent += 1
+        self.stats.bytes_sent += len(response.payload) + 16
+        return response
+
+    def expect_bootstrap_from(self, address: Address) -> None:
+        """Route requests from ``address`` to :attr:`bootstrap_request_handler`."""
+        self._bootstrap_addresses.add(address)
+
+    # -- changes -----------------------------------------------------------------------------
+
+    def _value_changed(self, path: Path) -> None:
+        self.observations.value_changed(path)
+        if path.object_id == SERVER and self._running:
+            self._server_object_changed()
+
+    def _server_object_changed(self) -> None:
+        accounts = {a.short_server_id: a for a in self.store.server_accounts()}
+        for ssid, session in self.sessions.items():
+            account = accounts.get(ssid)
+            if account is None:
+                continue
+            old = session.account
+            session.set_account(account)
+            if old.lifetime_s != account.lifetime_s or old.binding != account.binding:
+                session.request_update()
+
+    def _structure_changed(self, object_id: int) -> None:
+        if not self._running or object_id in (SECURITY, ACCESS_CONTROL):
+            return
+        for session in self.sessions.values():
+            if session.registered:
+                session.request_update()
+
+    def trigger_update(self, short_server_id: int | None = None) -> None:
+        """Send an Update now (to one server or all): Registration Update Trigger."""
+        for ssid, session in self.sessions.items():
+            if short_server_id is None or ssid == short_server_id:
+                session.request_update()
+
+    def state_changed(self) -> None:
+        """Persistent values changed: save the state file soon (coalesced)."""
+        if not self.config.state_file or self._save_timer is not None:
+            return
+        self._save_timer = self.scheduler.call_later(0.0, self._flush_state)
+
+    def _flush_state(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+        self._save_timer = None
+        if self.config.state_file:
+            self.save_state()
+
+    def save_state(self) -> None:
+        if self.config.state_file:
+            state.save(
+                self.config.state_file, state.snapshot(self.store, bootstrapped=self.bootstrapped)
+            )
+
+    # -- observations ------------------------------------------------------------------------
+
+    def _pmin_pmax(self, ssid: int) -> tuple[int, int | None]:
+        session = self.sessions.get(ssid)
+        if session is None:
+            return 0, None
+        return session.account.default_pmin_s, session.account.default_pmax_s
+
+    def _has_reader(self, path: Path) -> bool:
+        if path.depth < 3:
+            return False
+        inst = self.store.instance(path.object_id or 0, path.instance_id or 0)
+        if inst is None:
+            return False
+        res = inst._resources.get(path.resource_id or 0)
+        return res is not None and res.read_fn is not None
+
+    async def _sample(self, paths: tuple[Path, ...]) -> dict[Path, Stored]:
+        return await self.dispatcher.leaf_values(paths)
+
+    async def _send_notification(self, obs: Observation) -> dict[Path, Stored] | None:
+        handle = obs.handle
+        notify = getattr(handle, "notify", None)
+        if notify is None:
+            return None
+        attrs = self.observations.attributes_for(obs)
+        confirmable = bool(attrs.con) if attrs.con is not None else self.config.notify_confirmable
+        try:
+            if obs.composite:
+                nodes: dict[Path, Node] = {}
+                for path in obs.paths:
+                    try:
+                        nodes[path] = await self.dispatcher.read_node(path, None)
+                    except LwM2MError:
+                        continue
+                payload = content.encode_composite(nodes, obs.content_format, self.registry)
+            else:
+                node = await self.dispatcher.read_node(obs.paths[0], None)
+                payload = content.encode(node, obs.paths[0], obs.content_format, self.registry)
+            values = await self.dispatcher.leaf_values(obs.paths)
+        except LwM2MError as exc:
+            # The observed node is gone: final error notification ends the observation.
+            with contextlib.suppress(CoapError):
+                await notify(Message(code=exc.code), confirmable=confirmable)
+            return None
+        if self._sleeping:
+            self.wake()
+        try:
+            await notify(
+                Message(code=Code.CONTENT, payload=payload, content_format=obs.content_format),
+                confirmable=confirmable,
+            )
+        except (ObservationCancelled, EndpointClosed):
+            return None
+        self.stats.notifications_sent += 1
+        self.stats.messages_sent += 1
+        self.stats.bytes_sent += len(payload) + 16
+        return values
+
+    # -- Send (Information Reporting, 1.1) -----------------------------------------------
+
+    async def send(
+        self,
+        paths: Iterable[Path | str],
+        *,
+        short_server_id: int | None = None,
+        content_format: int = ContentFormat.SENML_CBOR,
+    ) -> Code | int:
+        """``POST /dp`` with the current values of ``paths``; returns the server's code."""
+        nodes: dict[Path, Node] = {}
+        for item in paths:
+            path = Path.parse(item) if isinstance(item, str) else item
+            nodes[path] = await self.dispatcher.read_node(path, None)
+        payload = content.encode_composite(nodes, content_format, self.registry)
+        targets = [
+            s
+            for ssid, s in self.sessions.items()
+            if short_server_id is None or ssid == short_server_id
+        ]
+        if not targets:
+            raise LwM2MError("no server to send to")
+        result: Code | int = Code.CHANGED
+        for session in targets:
+            message = Message(
+                code=Code.POST, uri_path=("dp",), content_format=content_format, payload=payload
+            )
+            response = await session.transport.request(message, session.transport.address)
+            result = Code.from_byte(response.code)
+        return result
+
+    # -- queue mode ----------------------------------------------------------------------
+
+    @property
+    def sleeping(self) -> bool:
+        return self._sleeping
+
+    def _touch(self) -> None:
+        if not self.config.queue_mode or not self._running:
+            return
+        if self._awake_timer is not None:
+            self._awake_timer.cancel()
+        self._awake_timer = self.scheduler.call_later(self.config.awake_time_s, self.sleep)
+
+    def _set_awake(self) -> None:
+        if self._sleeping:
+            self._sleeping = False
+            self._awake.set()
+            logger.info("%s: awake", self.endpoint_name)
+
+    def sleep(self) -> None:
+        """Queue mode: stop serving requests until the next Update (or :meth:`wake`)."""
+        if self._awake_timer is not None:
+            self._awake_timer.cancel()
+            self._awake_timer = None
+        if not self._sleeping:
+            self._sleeping = True
+            self._awake.clear()
+            logger.info("%s: sleeping", self.endpoint_name)
+
+    def wake(self) -> None:
+        """Leave queue-mode sleep: send an Update so the server delivers queued requests."""
+        if self._sleeping:
+            self._set_awake()
+            self.trigger_update()
+        self._touch()

@@ -1,0 +1,138 @@
+"""Client configuration: who the device is and its factory server accounts.
+
+The factory accounts become Security (0) and Server (1) instances at first
+start and again at factory reset; bootstrap (or a state file) may replace them.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+
+from lwm2m.protocol.endpoint_name import (
+    EndpointNameError,
+    parse_endpoint_type,
+    validate_endpoint_name,
+)
+from lwm2m.protocol.registration import SUPPORTED_LWM2M_VERSIONS
+
+#: Security Mode resource values (Security object, resource 2).
+MODE_PSK = 0
+MODE_RPK = 1
+MODE_CERTIFICATE = 2
+MODE_NOSEC = 3
+
+
+class ConfigError(ValueError):
+    """An invalid client configuration (bad URI, name, lifetime ...)."""
+
+
+def parse_server_uri(uri: str) -> tuple[str, str, int]:
+    """``coap://host:port`` -> (scheme, host, port); default ports 5683/5684."""
+    parsed = urllib.parse.urlsplit(uri)
+    scheme = parsed.scheme.lower()
+    if scheme not in ("coap", "coaps"):
+        raise ConfigError(f"{uri!r}: server URI must be coap:// or coaps://")
+    if not parsed.hostname:
+        raise ConfigError(f"{uri!r}: server URI has no host")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ConfigError(f"{uri!r}: invalid port") from None
+    return scheme, parsed.hostname, port or (5684 if scheme == "coaps" else 5683)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """One factory-configured account: an LwM2M server, or the bootstrap server."""
+
+    uri: str
+    short_server_id: int = 1
+    bootstrap: bool = False
+    lifetime_s: int = 300
+    binding: str = "U"
+    default_pmin_s: int = 0
+    default_pmax_s: int | None = None
+    notification_storing: bool = True
+    security_mode: int = MODE_NOSEC
+    psk_identity: bytes = b""
+    psk_key: bytes = b""
+    client_certificate: bytes = b""
+    server_public_key: bytes = b""
+    secret_key: bytes = b""
+
+    def __post_init__(self) -> None:
+        scheme, _, _ = parse_server_uri(self.uri)
+        if not self.bootstrap and not 1 <= self.short_server_id <= 65534:
+            raise ConfigError(f"short server ID {self.short_server_id} out of range 1-65534")
+        if self.lifetime_s <= 0:
+            raise ConfigError(f"lifetime {self.lifetime_s} must be positive")
+        if self.security_mode == MODE_PSK and not (self.psk_identity and self.psk_key):
+            raise ConfigError("PSK mode needs an identity and a key")
+        if scheme == "coaps" and self.security_mode == MODE_NOSEC:
+            raise ConfigError(f"{self.uri}: coaps:// needs PSK or certificate credentials")
+        if scheme == "coap" and self.security_mode != MODE_NOSEC:
+            raise ConfigError(f"{self.uri}: credentials need a coaps:// URI")
+
+    def security_values(self) -> dict[int, object]:
+        """Resources of the Security instance for this account."""
+        return {
+            0: self.uri,
+            1: self.bootstrap,
+            2: self.security_mode,
+            3: self.psk_identity if self.security_mode == MODE_PSK else self.client_certificate,
+            4: self.server_public_key,
+            5: self.psk_key if self.security_mode == MODE_PSK else self.secret_key,
+            10: self.short_server_id,
+            11: 0,
+        }
+
+    def server_values(self) -> dict[int, object]:
+        """Resources of the Server instance (none for the bootstrap account)."""
+        values: dict[int, object] = {
+            0: self.short_server_id,
+            1: self.lifetime_s,
+            2: self.default_pmin_s,
+            6: self.notification_storing,
+            7: self.binding,
+        }
+        if self.default_pmax_s is not None:
+            values[3] = self.default_pmax_s
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    endpoint: str
+    servers: tuple[ServerConfig, ...] = ()
+    endpoint_type: int | None = None
+    lwm2m_version: str = "1.1"
+    queue_mode: bool = False
+    awake_time_s: float = 93.0
+    notify_confirmable: bool = False
+    local_host: str = "0.0.0.0"
+    local_port: int = 0
+    state_file: str | None = None
+    request_timeout_s: float | None = None
+    retry_initial_s: float = 2.0
+    retry_max_s: float = 300.0
+    #: consecutive registration failures (per server) before falling back to bootstrap
+    bootstrap_after_failures: int = 3
+    manufacturer: str = "lwm2m-py"
+    model_number: str = "simulated"
+    serial_number: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            validate_endpoint_name(self.endpoint, self.endpoint_type)
+            if self.endpoint_type is not None:
+                parse_endpoint_type(str(self.endpoint_type))
+        except EndpointNameError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.lwm2m_version not in SUPPORTED_LWM2M_VERSIONS:
+            raise ConfigError(f"unsupported LwM2M version {self.lwm2m_version}")
+        ids = [s.short_server_id for s in self.servers if not s.bootstrap]
+        if len(ids) != len(set(ids)):
+            raise ConfigError("two servers share one short server ID")
+        if sum(1 for s in self.servers if s.bootstrap) > 1:
+            raise ConfigError("at most one bootstrap server")
