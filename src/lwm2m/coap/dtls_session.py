@@ -158,6 +158,9 @@ class DtlsLayerBase:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def established_addresses(self) -> list[Address]:
+        return [a for a, s in self._sessions.items() if s.established]
+
     def has_session(self, address: Address) -> bool:
         """Is there a session (established or in progress) with ``address``?"""
         return address in self._sessions
