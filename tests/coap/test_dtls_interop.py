@@ -66,7 +66,7 @@ async def psk_endpoint() -> AsyncIterator[tuple[Endpoint, DtlsServer]]:
 
 
 async def test_libcoap_psk_client(psk_endpoint: tuple[Endpoint, DtlsServer]) -> None:
-    endpoint, layer = psk_endpoint
+    endpoint, _layer = psk_endpoint
     host, port = endpoint.local_address
     rc, out, err = await run_client(
         "-m",
@@ -86,7 +86,7 @@ async def test_libcoap_psk_client_with_wrong_key_is_refused(
 ) -> None:
     endpoint, layer = psk_endpoint
     host, port = endpoint.local_address
-    rc, out, _err = await run_client(
+    _rc, out, _err = await run_client(
         "-m",
         "get",
         "-u",
