@@ -29,7 +29,7 @@ from lwm2m.coap.errors import RequestTimeout as CoapRequestTimeout
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
 from lwm2m.formats.errors import FormatError
-from lwm2m.model.nodes import Node, Value
+from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Value
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.attributes import AttributeUpdate
@@ -146,7 +146,7 @@ class LwM2MServer:
         self.observations = Observations(
             self.stores.observations,
             self.events,
-            model=model,
+            model=self.model,
             clock=clock,
             on_activity=self._observation_activity,
         )
@@ -502,18 +502,27 @@ class LwM2MServer:
         self,
         endpoint: str,
         path: PathLike,
-        instance: Node,
+        instance: ObjectInstance | LwM2MObject,
         *,
         format: int | None = None,
         timeout: float | None = None,
     ) -> CreateResponse:
         """Create ``instance`` (an ObjectInstance, or its resources) in object ``path``."""
         p = _path(path)
+        if not p.is_object:
+            raise ValueError(f"Create targets an object path, not {p}")
         req = CreateRequest(p, instance, format)
+        # The payload carries the instance (with its ID) inside the object.
+        assert p.object_id is not None
+        body: Node = (
+            LwM2MObject.of(p.object_id, [instance])
+            if isinstance(instance, ObjectInstance)
+            else instance
+        )
 
         def build(reg: Registration) -> Message:
             fmt = format if format is not None else content.preferred_format(reg, p)
-            return req.to_message(reg, fmt, content.encode(fmt, instance, p, self.model))
+            return req.to_message(reg, fmt, content.encode(fmt, body, p, self.model))
 
         reg, resp = await self._exchange(endpoint, build, timeout)
         location: Path | None = None
