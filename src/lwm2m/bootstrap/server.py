@@ -187,6 +187,24 @@ class BootstrapServer:
         while self._active:
             await asyncio.gather(*list(self._active.values()), return_exceptions=True)
 
+    async def stop(self) -> None:
+        """Alias of :meth:`close` (what ``lwm2m server`` calls on its embedded bootstrap server)."""
+        await self.close()
+
+    def follow_server(self, server: Any) -> None:
+        """Watch a co-located LwM2M server's events (``server.events.subscribe()``) and
+        re-bootstrap registering clients whose configuration changed."""
+        listener = self.registration_listener()
+
+        async def watch() -> None:
+            with server.events.subscribe() as subscription:
+                async for event in subscription:
+                    listener(event)
+
+        task = asyncio.get_running_loop().create_task(watch(), name="bootstrap registration hook")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -1,0 +1,119 @@
+"""``lwm2m bootstrap``: a standalone LwM2M Bootstrap Server (with REST API when ``--http-port``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from lwm2m.bootstrap.server import DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--coap-port", type=int, default=DEFAULT_COAP_PORT, help="CoAP (UDP) port")
+    parser.add_argument(
+        "--coaps-port",
+        type=int,
+        default=DEFAULT_COAPS_PORT,
+        help="CoAP over DTLS port (0 disables; needs --security PSK entries or --cert/--key)",
+    )
+    parser.add_argument("--http-port", type=int, default=0, help="REST API / web UI port (0: none)")
+    parser.add_argument("--config", help="bootstrap configurations (JSON; Leshan's store accepted)")
+    parser.add_argument(
+        "--data", help="data directory: configurations and session history survive restarts"
+    )
+    parser.add_argument(
+        "--store",
+        help="memory, sqlite or a redis:// URL (default: sqlite with --data, else memory)",
+    )
+    parser.add_argument("--security", help="JSON file of client credentials for DTLS (PSK, X.509)")
+    parser.add_argument("--cert", help="bootstrap server certificate (PEM) for DTLS with X.509")
+    parser.add_argument("--key", help="private key (PEM) of --cert")
+    parser.add_argument("--ca", help="PEM file of CAs trusted for client certificates")
+    parser.add_argument(
+        "--request-timeout", type=float, default=30.0, help="seconds to wait for each answer"
+    )
+    parser.add_argument("--api-token", help="bearer token required by the REST API")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lwm2m.bootstrap.embedded import BootstrapStartError
+
+    try:
+        return asyncio.run(_main(args))
+    except BootstrapStartError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from lwm2m.bootstrap.embedded import BootstrapStartError, read_option_file, start_embedded
+    from lwm2m.stores import StoreError, open_stores
+
+    spec = args.store or ("sqlite" if args.data else "memory")
+    try:
+        stores = await open_stores(spec, args.data or "lwm2m-data")
+    except StoreError as exc:
+        raise BootstrapStartError(str(exc)) from None
+    try:
+        if args.security:
+            from lwm2m.security.credentials import SecurityConfigError, load_security_file
+
+            try:
+                entries = load_security_file(args.security)
+            except SecurityConfigError as exc:
+                raise BootstrapStartError(str(exc)) from None
+            for entry in entries:
+                await stores.security.put(entry)
+        if bool(args.cert) != bool(args.key):
+            raise BootstrapStartError("--cert and --key go together")
+        ca = read_option_file(args.ca, "--ca")
+        bs = await start_embedded(
+            stores,
+            host=args.host,
+            coap_port=args.coap_port,
+            coaps_port=args.coaps_port,
+            config_file=args.config,
+            cert_pem=read_option_file(args.cert, "--cert"),
+            key_pem=read_option_file(args.key, "--key"),
+            ca_pems=(ca,) if ca else (),
+            request_timeout_s=args.request_timeout,
+        )
+        try:
+            await _serve(args, bs)
+        finally:
+            await bs.close()
+        return 0
+    finally:
+        await stores.close()
+
+
+async def _serve(args: argparse.Namespace, bs: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+    if args.http_port:
+        try:
+            from lwm2m.web.app import create_app, serve
+        except ImportError as exc:
+            logger.warning("REST API unavailable: %s", exc)
+        else:
+            app = create_app(None, bs, api_token=args.api_token)
+            waiters.append(asyncio.ensure_future(serve(app, args.host, args.http_port)))
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    logger.info("stopping")
+    for task in waiters:
+        if not task.done():
+            task.cancel()
+    for task in waiters:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,0 +1,173 @@
+"""Starting a Bootstrap Server: standalone (``lwm2m bootstrap``) or inside ``lwm2m server``.
+
+``lwm2m server`` imports this module and awaits :func:`start` with its parsed
+arguments and its stores; the returned :class:`BootstrapServer` is handed to
+the web app and stopped at shutdown. :func:`start_embedded` is the same with
+explicit parameters.
+
+DTLS (``coaps``): clients authenticate to the Bootstrap Server with the
+credentials of the security store (PSK identity/key, X.509). The Request
+Bootstrap of a DTLS peer must name the endpoint its credentials belong to
+(:func:`identity_checker`), so one device's key cannot fetch another's
+configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path as FsPath
+from typing import TYPE_CHECKING, Any
+
+from lwm2m.bootstrap.config import ConfigError, load_config_file
+from lwm2m.bootstrap.server import DEFAULT_COAP_PORT, BootstrapServer
+from lwm2m.coap.peer import Peer
+from lwm2m.protocol.registration import BootstrapRequestParams
+from lwm2m.stores.base import SecurityStore, Stores
+
+if TYPE_CHECKING:
+    from lwm2m.coap.security import SecurityLayer
+
+logger = logging.getLogger(__name__)
+
+
+class BootstrapStartError(Exception):
+    """A bad option or input file for the bootstrap server (the command exits with 2)."""
+
+
+def identity_checker(security: SecurityStore) -> Any:
+    """The DTLS identity rule: PSK identity / certificate must belong to the requesting ``ep``."""
+
+    def check(peer: Peer, params: BootstrapRequestParams) -> str | None:
+        identity = peer.identity
+        if identity is None:
+            return None
+        if identity.psk_identity is not None:
+            entry = security.get_by_psk_identity(identity.psk_identity)
+            if entry is None or entry.endpoint != params.endpoint:
+                return "PSK identity does not belong to this Endpoint Client Name"
+            return None
+        if identity.certificate_der is not None:
+            entry = security.get(params.endpoint)
+            if entry is not None and entry.x509 is not None and entry.x509.certificate_der:
+                if entry.x509.certificate_der == identity.certificate_der:
+                    return None
+                return "certificate does not match the one stored for this endpoint"
+            from lwm2m.security.x509 import CertificateError, check_registration_name
+
+            try:
+                check_registration_name(
+                    identity.certificate_der, params.endpoint_type, params.endpoint
+                )
+            except CertificateError as exc:
+                return str(exc)
+            return None
+        return None
+
+    return check
+
+
+def build_dtls(
+    security: SecurityStore,
+    *,
+    cert_pem: bytes | None = None,
+    key_pem: bytes | None = None,
+    ca_pems: tuple[bytes, ...] = (),
+) -> SecurityLayer:
+    """A DTLS server layer with PSK from ``security`` and X.509 when a certificate is given."""
+    from lwm2m.coap.dtls import DtlsServer, DtlsServerConfig
+
+    def psk_lookup(identity: bytes) -> bytes | None:
+        entry = security.get_by_psk_identity(identity)
+        return None if entry is None or entry.psk is None else bytes(entry.psk.key)
+
+    def is_trusted(der: bytes) -> bool:
+        return any(e.x509 is not None and e.x509.certificate_der == der for e in security.list())
+
+    try:
+        config = DtlsServerConfig(
+            psk_lookup=psk_lookup,
+            certificate_pem=cert_pem,
+            private_key_pem=key_pem,
+            trusted_ca_pems=ca_pems,
+            is_trusted_certificate=is_trusted,
+            require_client_certificate=False,
+        )
+    except ValueError as exc:
+        raise BootstrapStartError(f"DTLS: {exc}") from None
+    return DtlsServer(config)
+
+
+def read_option_file(path: str | None, what: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return FsPath(path).read_bytes()
+    except OSError as exc:
+        raise BootstrapStartError(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+async def start_embedded(
+    stores: Stores,
+    *,
+    host: str = "127.0.0.1",
+    coap_port: int = DEFAULT_COAP_PORT,
+    coaps_port: int = 0,
+    config_file: str | None = None,
+    cert_pem: bytes | None = None,
+    key_pem: bytes | None = None,
+    ca_pems: tuple[bytes, ...] = (),
+    request_timeout_s: float | None = None,
+    server: Any = None,
+) -> BootstrapServer:
+    """Load configurations and history, open the endpoints, follow ``server``'s registrations."""
+    kwargs: dict[str, Any] = {}
+    if request_timeout_s is not None:
+        kwargs["request_timeout_s"] = request_timeout_s
+    bs = BootstrapServer(
+        documents=stores.documents, identity_check=identity_checker(stores.security), **kwargs
+    )
+    for problem in await bs.load():
+        logger.warning("stored bootstrap configuration ignored: %s", problem)
+    if config_file:
+        try:
+            configs = load_config_file(config_file)
+        except ConfigError as exc:
+            raise BootstrapStartError(str(exc)) from None
+        await bs.configs.put_all(configs)
+        logger.info("%d bootstrap configuration(s) loaded from %s", len(configs), config_file)
+    dtls: SecurityLayer | None = None
+    if coaps_port:
+        has_psk = any(e.psk is not None for e in stores.security.list())
+        if has_psk or cert_pem is not None:
+            dtls = build_dtls(stores.security, cert_pem=cert_pem, key_pem=key_pem, ca_pems=ca_pems)
+        else:
+            logger.warning(
+                "coaps disabled: no PSK credentials in the security store and no --cert/--key"
+            )
+    try:
+        await bs.start(host, coap_port, coaps_port=coaps_port, dtls=dtls)
+    except OSError as exc:
+        await bs.close()
+        raise BootstrapStartError(f"cannot bind the bootstrap server: {exc}") from None
+    if server is not None:
+        bs.follow_server(server)
+    return bs
+
+
+async def start(args: argparse.Namespace, stores: Stores, server: Any = None) -> BootstrapServer:
+    """The hook of ``lwm2m server`` (reads the options it knows, defaults for the rest)."""
+    cert_pem = read_option_file(getattr(args, "cert", None), "--cert")
+    key_pem = read_option_file(getattr(args, "key", None), "--key")
+    ca = read_option_file(getattr(args, "ca", None), "--ca")
+    return await start_embedded(
+        stores,
+        host=getattr(args, "host", "127.0.0.1"),
+        coap_port=getattr(args, "bootstrap_coap_port", DEFAULT_COAP_PORT),
+        coaps_port=getattr(args, "bootstrap_coaps_port", 0) or 0,
+        config_file=getattr(args, "bootstrap_config", None),
+        cert_pem=cert_pem,
+        key_pem=key_pem,
+        ca_pems=(ca,) if ca else (),
+        server=server,
+    )

@@ -1,0 +1,73 @@
+"""``lwm2m bootstrap`` and the embedded start used by ``lwm2m server``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path as FsPath
+
+from conftest import RawPeer
+
+from lwm2m.bootstrap.embedded import start, start_embedded
+from lwm2m.coap.codes import Code
+from lwm2m.coap.message import Message
+from lwm2m.stores.memory import MemoryStores
+
+CONFIG = {
+    "clients": {"dev-1": {"servers": [{"short_server_id": 1, "uri": "coap://127.0.0.1:5683"}]}}
+}
+
+
+def test_bad_config_exits_2_with_the_field(tmp_path: FsPath) -> None:
+    file = tmp_path / "bs.json"
+    file.write_text(
+        json.dumps({"clients": {"dev-1": {"servers": [{"short_server_id": 0, "uri": "coap://h"}]}}})
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lwm2m",
+            "bootstrap",
+            "--coap-port",
+            "0",
+            "--coaps-port",
+            "0",
+            "--config",
+            str(file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "clients['dev-1'].servers[0].short_server_id: 0 out of range 1-65534" in proc.stderr
+
+
+async def test_embedded_start_serves_loaded_config(tmp_path: FsPath, raw_peer: RawPeer) -> None:
+    file = tmp_path / "bs.json"
+    file.write_text(json.dumps(CONFIG))
+    stores = MemoryStores()
+    bs = await start_embedded(stores, coap_port=0, config_file=str(file))
+    try:
+        assert bs.coap_address is not None and bs.coaps_address is None
+        response = await raw_peer.request(
+            Message(Code.POST, uri_path=("bs",), uri_query=("ep=dev-1",)), bs.coap_address
+        )
+        assert response.code == Code.CHANGED
+        # The configuration went to the document store (survives with SQLite/Redis).
+        assert await stores.documents.get("bootstrap-config", "dev-1") is not None
+    finally:
+        await bs.close()
+
+
+async def test_server_hook_reads_its_options() -> None:
+    stores = MemoryStores()
+    args = argparse.Namespace(host="127.0.0.1", bootstrap_coap_port=0, no_bootstrap=False)
+    bs = await start(args, stores)
+    try:
+        assert bs.coap_address is not None and bs.coap_address[1] != 0
+    finally:
+        await bs.stop()
