@@ -1,0 +1,243 @@
+"""``lwm2m client``: one interactive device, or ``--count N`` simulated devices."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from types import ModuleType
+
+from lwm2m.client.client import LwM2MClient
+from lwm2m.client.config import MODE_PSK, ClientConfig, ConfigError, ServerConfig
+from lwm2m.client.state import StateFileError
+from lwm2m.model.registry import ModelRegistry, default_registry
+
+logger = logging.getLogger(__name__)
+
+
+def _bootstrap_options() -> ModuleType | None:
+    """The bootstrap engineer's options (``--factory``, ``--smartcard``), when present."""
+    try:
+        return importlib.import_module("lwm2m.client.bootstrap_options")
+    except ModuleNotFoundError as exc:
+        if exc.name != "lwm2m.client.bootstrap_options":
+            raise
+        return None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", "-e", required=True, help="endpoint client name (ep)")
+    parser.add_argument(
+        "--server",
+        "-s",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="LwM2M server URI (coap://host:port or coaps://); repeat for several servers",
+    )
+    parser.add_argument(
+        "--lifetime",
+        "-l",
+        type=int,
+        default=300,
+        metavar="S",
+        help="registration lifetime in seconds (default 300)",
+    )
+    parser.add_argument(
+        "--ept",
+        type=int,
+        default=None,
+        metavar="N",
+        help="endpoint client name type (seed 6.2.1: 1 OUI-PC-SN, 2 URN, 65-255 vendor)",
+    )
+    parser.add_argument("--bootstrap", "-b", metavar="URI", help="bootstrap server URI")
+    parser.add_argument("--queue", "-q", action="store_true", help="queue mode (binding UQ)")
+    parser.add_argument(
+        "--awake-time",
+        type=float,
+        default=93.0,
+        metavar="S",
+        help="queue mode: seconds awake after the last exchange",
+    )
+    parser.add_argument("--models", metavar="DIR", help="directory of DDF files to load")
+    parser.add_argument("--state", metavar="FILE", help="state file (kept across restarts)")
+    parser.add_argument("--psk-identity", metavar="ID", help="PSK identity (coaps servers)")
+    parser.add_argument("--psk-key", metavar="HEX", help="PSK key in hex")
+    parser.add_argument(
+        "--lwm2m-version", default="1.1", choices=("1.0", "1.1"), help="LwM2M version to announce"
+    )
+    parser.add_argument(
+        "--con", action="store_true", help="send notifications as CON (default NON)"
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="local address to bind (default 0.0.0.0)")
+    parser.add_argument(
+        "--count",
+        "-n",
+        type=int,
+        default=1,
+        metavar="N",
+        help="simulate N devices (endpoint names get a numeric suffix)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        metavar="R",
+        help="--count: devices started per second (default 500)",
+    )
+    parser.add_argument("--no-console", action="store_true", help="do not read commands from stdin")
+    options = _bootstrap_options()
+    if options is not None:
+        # Hook for the client-side bootstrap (--factory FILE, --smartcard FILE).
+        options.add_arguments(parser)
+
+
+def build_config(args: argparse.Namespace) -> ClientConfig:
+    psk_identity = (args.psk_identity or "").encode()
+    try:
+        psk_key = bytes.fromhex(args.psk_key) if args.psk_key else b""
+    except ValueError:
+        raise ConfigError("--psk-key must be hexadecimal") from None
+    servers: list[ServerConfig] = []
+    binding = "UQ" if args.queue else "U"
+    for index, uri in enumerate(args.server):
+        secure = uri.lower().startswith("coaps://")
+        servers.append(
+            ServerConfig(
+                uri,
+                short_server_id=index + 1,
+                lifetime_s=args.lifetime,
+                binding=binding,
+                security_mode=MODE_PSK if secure else 3,
+                psk_identity=psk_identity if secure else b"",
+                psk_key=psk_key if secure else b"",
+            )
+        )
+    if args.bootstrap:
+        secure = args.bootstrap.lower().startswith("coaps://")
+        servers.append(
+            ServerConfig(
+                args.bootstrap,
+                short_server_id=0,
+                bootstrap=True,
+                security_mode=MODE_PSK if secure else 3,
+                psk_identity=psk_identity if secure else b"",
+                psk_key=psk_key if secure else b"",
+            )
+        )
+    return ClientConfig(
+        endpoint=args.endpoint,
+        servers=tuple(servers),
+        endpoint_type=args.ept,
+        lwm2m_version=args.lwm2m_version,
+        queue_mode=args.queue,
+        awake_time_s=args.awake_time,
+        notify_confirmable=args.con,
+        local_host=args.host,
+        state_file=args.state,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = build_config(args)
+    except ConfigError as exc:
+        print(f"lwm2m client: {exc}", file=sys.stderr)
+        return 2
+    options = _bootstrap_options()
+    if not config.servers and options is None:
+        print("lwm2m client: give --server or --bootstrap", file=sys.stderr)
+        return 2
+    if args.count < 1:
+        print("lwm2m client: --count must be at least 1", file=sys.stderr)
+        return 2
+    if args.count > 1 and args.state:
+        print("lwm2m client: --state is for a single device (not with --count)", file=sys.stderr)
+        return 2
+    registry = default_registry()
+    if args.models:
+        try:
+            registry.load_directory(args.models)
+        except Exception as exc:  # DdfError, OSError: reported, not a traceback
+            print(f"lwm2m client: --models: {exc}", file=sys.stderr)
+            return 2
+    try:
+        if args.count == 1:
+            return asyncio.run(_run_single(config, registry, args, options))
+        return asyncio.run(_run_many(config, registry, args, options))
+    except (StateFileError, ConfigError) as exc:
+        print(f"lwm2m client: {exc}", file=sys.stderr)
+        return 1
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def _apply_options(
+    client: LwM2MClient, args: argparse.Namespace, options: ModuleType | None
+) -> None:
+    if options is not None and hasattr(options, "apply"):
+        options.apply(client, args)
+
+
+async def _run_single(
+    config: ClientConfig,
+    registry: ModelRegistry,
+    args: argparse.Namespace,
+    options: ModuleType | None,
+) -> int:
+    from lwm2m.client.console import Console
+
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    client = LwM2MClient(config, registry=registry)
+    _apply_options(client, args, options)
+    await client.start()
+    console = Console(client, stop.set)
+    interactive = not args.no_console and console.attach()
+    if interactive and sys.stdin.isatty():
+        console.say(f"{config.endpoint}: type 'help' for commands")
+    try:
+        await stop.wait()
+    finally:
+        console.detach()
+        await client.stop()
+    return 0
+
+
+async def _run_many(
+    config: ClientConfig,
+    registry: ModelRegistry,
+    args: argparse.Namespace,
+    options: ModuleType | None,
+) -> int:
+    from lwm2m.client.simulator import Simulator, report_progress
+
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    simulator = Simulator(
+        config,
+        args.count,
+        registry=registry,
+        rate_per_s=args.rate,
+        customize=lambda c: _apply_options(c, args, options),
+    )
+    progress = asyncio.ensure_future(report_progress(simulator, stop))
+    starting = asyncio.ensure_future(simulator.start())
+    await stop.wait()
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    await progress
+    print("de-registering ...", file=sys.stderr)
+    await simulator.stop()
+    print(simulator.summary().line(), file=sys.stderr)
+    return 0

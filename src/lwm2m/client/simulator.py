@@ -1,0 +1,169 @@
+"""Many simulated devices in one process: ``lwm2m client --count N``.
+
+Every device is a full :class:`LwM2MClient` with its own UDP socket; they
+share the model registry and one timer heap, so an idle device costs no task.
+Devices start at a bounded rate (a server flooded with N simultaneous
+Registers helps nobody), and stop by de-registering, all at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from lwm2m.client.client import LwM2MClient
+from lwm2m.client.config import ClientConfig
+from lwm2m.client.registration import RegistrationState
+from lwm2m.client.scheduler import Scheduler
+from lwm2m.model.registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Summary:
+    devices: int = 0
+    started: int = 0
+    registered: int = 0
+    failed: int = 0
+    registrations: int = 0
+    updates: int = 0
+    requests_served: int = 0
+    notifications_sent: int = 0
+
+    def line(self) -> str:
+        return (
+            f"devices {self.started}/{self.devices}  registered {self.registered}  "
+            f"failed {self.failed}  updates {self.updates}  requests served {self.requests_served}  "
+            f"notifications {self.notifications_sent}"
+        )
+
+
+def device_endpoint(base: str, index: int, count: int) -> str:
+    """``base-00042``: a numeric suffix as wide as the largest index."""
+    width = len(str(count - 1))
+    return f"{base}-{index:0{width}d}"
+
+
+class Simulator:
+    def __init__(
+        self,
+        base: ClientConfig,
+        count: int,
+        *,
+        registry: ModelRegistry,
+        rate_per_s: float = 500.0,
+        customize: Callable[[LwM2MClient], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self.base = base
+        self.count = count
+        self.registry = registry
+        self.rate_per_s = rate_per_s
+        self.customize = customize
+        self.scheduler = Scheduler()
+        self.rng = random.Random(seed)
+        self.clients: list[LwM2MClient] = []
+        self._starting: asyncio.Task[None] | None = None
+
+    def make_client(self, index: int) -> LwM2MClient:
+        config = dataclasses.replace(
+            self.base,
+            endpoint=device_endpoint(self.base.endpoint, index, self.count),
+            state_file=None,
+            serial_number=f"SN{index:08d}",
+        )
+        client = LwM2MClient(
+            config,
+            registry=self.registry,
+            scheduler=self.scheduler,
+            rng=random.Random(self.rng.getrandbits(64)),
+        )
+        if self.customize is not None:
+            self.customize(client)
+        return client
+
+    async def start(self) -> None:
+        """Create and start every device, ``rate_per_s`` at most per second (in the background)."""
+        self._starting = asyncio.ensure_future(self._start_all())
+        await self._starting
+
+    async def _start_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        for index in range(self.count):
+            client = self.make_client(index)
+            self.clients.append(client)
+            try:
+                await client.start()
+            except OSError as exc:
+                logger.error("device %s cannot start: %s", client.endpoint_name, exc)
+                continue
+            due = begin + (index + 1) / self.rate_per_s
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    def summary(self) -> Summary:
+        result = Summary(devices=self.count, started=sum(1 for c in self.clients if c.running))
+        for client in self.clients:
+            sessions = list(client.sessions.values())
+            if sessions and all(s.registered for s in sessions):
+                result.registered += 1
+            elif any(s.state is RegistrationState.FAILED for s in sessions):
+                result.failed += 1
+            for s in sessions:
+                result.registrations += s.registrations
+                result.updates += s.updates
+            result.requests_served += client.stats.requests_served
+            result.notifications_sent += client.stats.notifications_sent
+        return result
+
+    async def stop(self) -> None:
+        """De-register every device (concurrently, bounded) and close their sockets."""
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
+        semaphore = asyncio.Semaphore(1000)
+
+        async def stop_one(client: LwM2MClient) -> None:
+            async with semaphore:
+                try:
+                    await client.stop()
+                except Exception:
+                    logger.exception("stopping %s failed", client.endpoint_name)
+
+        await asyncio.gather(*(stop_one(c) for c in self.clients))
+        self.scheduler.close()
+
+
+async def report_progress(
+    simulator: Simulator, stop: asyncio.Event, out: TextIO = sys.stderr, interval_s: float = 1.0
+) -> None:
+    """A live summary line (rewritten in place on a terminal, one line per 10 s otherwise)."""
+    tty = out.isatty()
+    last_plain = 0.0
+    while not stop.is_set():
+        line = simulator.summary().line()
+        if tty:
+            out.write("\r\x1b[K" + line)
+            out.flush()
+        elif time.monotonic() - last_plain >= 10.0:
+            out.write(line + "\n")
+            out.flush()
+            last_plain = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+    if tty:
+        out.write("\n")
