@@ -201,3 +201,53 @@ def test_application_records_fit_the_mtu() -> None:
     link.server_send(b"p" * 400)
     assert all(len(d) <= 512 for d in link.to_client)
     assert link.client_received[-1][0] == b"p" * 400
+
+
+def test_resumption_is_refused_once_the_identity_is_removed() -> None:
+    store = {PSK_ID: PSK_KEY}
+    link = make_link(store=store)
+    link.client_send(b"first")
+    del store[PSK_ID]  # the operator deletes the device's credentials
+    link.client.reset(SERVER_ADDR)
+    link.client_send(b"with a resumed session")
+    assert [p for p, _ in link.server_received] == [b"first"]
+    [failure] = link.failed(link.server_events)
+    assert failure.reason == "PSK identity b'dev-1-id' is no longer known"
+    assert not link.client.has_session(SERVER_ADDR)
+    # the client does not offer that session again: a full handshake, refused too
+    link.client_send(b"again")
+    assert [p for p, _ in link.server_received] == [b"first"]
+    assert "unknown PSK identity" in link.failed(link.server_events)[-1].reason
+
+
+def test_late_duplicate_of_the_client_hello_does_not_reset_the_session() -> None:
+    link = make_link()
+    link.client_send(b"first")
+    hellos = [d for d in link.to_server if is_client_hello(d)]
+    link.server.receive_datagram(hellos[-1], CLIENT_ADDR, link.now)  # the one with the cookie
+    assert link.server.is_established(CLIENT_ADDR)
+    assert not any(isinstance(e, SessionClosed) for e in link.server_events)
+    link.client_send(b"second")
+    assert link.server_received[-1][0] == b"second"
+
+
+def hello_with_cookie(link: Link, now: float) -> bytes:
+    """Run hello -> HelloVerifyRequest by hand; return the hello that carries the cookie."""
+    link.client.send(b"x", SERVER_ADDR, now)
+    [(hello, _)] = link.client.datagrams_to_send()
+    link.server.receive_datagram(hello, CLIENT_ADDR, now)
+    [(hvr, _)] = link.server.datagrams_to_send()
+    link.client.receive_datagram(hvr, SERVER_ADDR, now)
+    [(with_cookie, _)] = link.client.datagrams_to_send()
+    return with_cookie
+
+
+@pytest.mark.parametrize(("later", "accepted"), [(5.0, True), (11.0, True), (22.0, False)])
+def test_cookies_survive_one_secret_rotation(later: float, accepted: bool) -> None:
+    link = make_link(cookie_rotation_s=10.0)
+    hello = hello_with_cookie(link, 0.0)
+    # time passes (any datagram lets the server rotate its secret)
+    for t in (x for x in (11.0, 22.0) if x <= later):
+        link.server.receive_datagram(b"", CLIENT_ADDR, t)
+    link.server.receive_datagram(hello, CLIENT_ADDR, later)
+    assert link.server.has_session(CLIENT_ADDR) is accepted

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from lwm2m.coap.dtls_records import (
     RECORD_HEADER_LEN,
+    client_hello_random,
     is_client_hello,
     pack_datagrams,
     record_epoch,
@@ -56,3 +57,10 @@ def test_client_hello_detection() -> None:
     assert not is_client_hello(b"\x40\x01\x00\x01")  # plain CoAP
     assert record_epoch(record(23, b"", epoch=3)) == 3
     assert record_epoch(b"\x40\x01\x00\x01") is None
+
+
+def test_client_hello_random() -> None:
+    body = b"\x01" + bytes(11) + b"\xfe\xfd" + bytes(range(32)) + b"\x00"
+    assert client_hello_random(record(22, body)) == bytes(range(32))
+    assert client_hello_random(record(22, body[:20])) is None
+    assert client_hello_random(record(23, body)) is None

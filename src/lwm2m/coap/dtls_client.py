@@ -174,6 +174,7 @@ class DtlsClient(DtlsLayerBase):
         if plaintexts:
             session.last_received = now
             session.unanswered_since = None
+            session.received_data = True
         peer = Peer(address, session.identity)
         return [(p, peer) for p in plaintexts]
 
@@ -248,6 +249,7 @@ class DtlsClient(DtlsLayerBase):
             self._write(session, plaintext, now)
 
     def _on_dropped(self, session: DtlsSession) -> None:
-        if not session.established:
-            # A failed (or timed-out) handshake: do not offer that session again.
+        if not session.established or (session.resumed and not session.received_data):
+            # A failed handshake, or a resumption the server closed at once (it
+            # no longer accepts that session): do not offer that session again.
             self._saved_sessions.pop(session.address, None)

@@ -84,3 +84,15 @@ def is_client_hello(data: bytes) -> bool:
         and data[3:5] == b"\x00\x00"
         and data[RECORD_HEADER_LEN] == HandshakeType.CLIENT_HELLO
     )
+
+
+#: handshake header in DTLS: type(1) length(3) message_seq(2) fragment_offset(3) fragment_length(3)
+HANDSHAKE_HEADER_LEN = 12
+
+
+def client_hello_random(data: bytes) -> bytes | None:
+    """The 32-byte random of a ClientHello datagram (after client_version), or None."""
+    start = RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + 2
+    if not is_client_hello(data) or len(data) < start + 32:
+        return None
+    return data[start : start + 32]

@@ -18,7 +18,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
@@ -30,7 +30,7 @@ from lwm2m.coap.dtls_binding import (
     session_fingerprint,
     verify_error_string,
 )
-from lwm2m.coap.dtls_records import is_client_hello
+from lwm2m.coap.dtls_records import client_hello_random, is_client_hello
 from lwm2m.coap.dtls_session import (
     ConnectionState,
     DtlsLayerBase,
@@ -75,7 +75,7 @@ class DtlsServerConfig:
     max_sessions: int = 100_000
     cookie_secret: bytes | None = None
     session_id_context: bytes = b"lwm2m"
-    extra: dict[str, object] = field(default_factory=dict, compare=False)
+    cookie_rotation_s: float = 3600.0
 
     def __post_init__(self) -> None:
         has_cert = self.certificate_pem is not None
@@ -87,6 +87,8 @@ class DtlsServerConfig:
             raise ValueError("mtu must be 256-65507")
         if self.max_half_open < 1 or self.max_sessions < 1:
             raise ValueError("max_half_open and max_sessions must be positive")
+        if self.cookie_rotation_s <= 0:
+            raise ValueError("cookie_rotation_s must be positive")
 
 
 class DtlsServer(DtlsLayerBase):
@@ -95,7 +97,10 @@ class DtlsServer(DtlsLayerBase):
     def __init__(self, config: DtlsServerConfig) -> None:
         super().__init__(config.mtu, config.idle_timeout_s, config.handshake_timeout_s)
         self.config = config
-        self._cookie_secret = config.cookie_secret or os.urandom(32)
+        #: current and previous cookie secrets; a cookie made just before a
+        #: rotation stays valid for one more period
+        self._cookie_secrets = (config.cookie_secret or os.urandom(32), os.urandom(32))
+        self._cookie_rotated_at: float | None = None
         self._keepalive: list[object] = []
         #: master-secret fingerprint -> PSK identity, to name resumed PSK sessions
         self._psk_sessions: OrderedDict[bytes, bytes] = OrderedDict()
@@ -141,21 +146,32 @@ class DtlsServer(DtlsLayerBase):
             ctx.set_verify(mode, self._verify)
         return ctx
 
-    def _cookie_for(self, address: Address) -> bytes:
+    def _rotate_cookie_secret(self, now: float) -> None:
+        if self._cookie_rotated_at is None:
+            self._cookie_rotated_at = now
+        elif now - self._cookie_rotated_at >= self.config.cookie_rotation_s:
+            self._cookie_secrets = (os.urandom(32), self._cookie_secrets[0])
+            self._cookie_rotated_at = now
+
+    @staticmethod
+    def _cookie_for(secret: bytes, address: Address) -> bytes:
         text = f"{address[0]}|{address[1]}".encode()
-        return hmac.new(self._cookie_secret, text, hashlib.sha256).digest()[:COOKIE_LEN]
+        return hmac.new(secret, text, hashlib.sha256).digest()[:COOKIE_LEN]
 
     def _generate_cookie(self, connection: SSL.Connection) -> bytes:
         state = connection.get_app_data()
         if not isinstance(state, ConnectionState) or state.address is None:
             raise RuntimeError("cookie requested for a connection without an address")
-        return self._cookie_for(state.address)
+        return self._cookie_for(self._cookie_secrets[0], state.address)
 
     def _verify_cookie(self, connection: SSL.Connection, cookie: bytes) -> bool:
         state = connection.get_app_data()
         if not isinstance(state, ConnectionState) or state.address is None:
             return False
-        return hmac.compare_digest(cookie, self._cookie_for(state.address))
+        return any(
+            hmac.compare_digest(cookie, self._cookie_for(secret, state.address))
+            for secret in self._cookie_secrets
+        )
 
     def _psk(self, connection: SSL.Connection, identity: bytes) -> bytes | None:
         lookup = self.config.psk_lookup
@@ -209,15 +225,34 @@ class DtlsServer(DtlsLayerBase):
                 identity = PeerIdentity(psk_identity=known)
         return identity
 
+    def _rejection(self, session: DtlsSession) -> str | None:
+        """A resumed session skips the PSK callback: make sure the identity is still known."""
+        identity = session.identity
+        lookup = self.config.psk_lookup
+        if not session.resumed or identity is None:
+            return None
+        if identity.psk_identity is not None:
+            if lookup is None or lookup(identity.psk_identity) is None:
+                return f"PSK identity {identity.psk_identity!r} is no longer known"
+        elif identity.certificate_der is None:
+            return "resumed session of unknown identity"
+        return None
+
     # ------------------------------------------------------------ SecurityLayer
 
     def receive_datagram(
         self, data: bytes, address: Address, now: float
     ) -> list[tuple[bytes, Peer]]:
+        self._rotate_cookie_secret(now)
         session = self._sessions.get(address)
-        if session is not None and not (session.established and is_client_hello(data)):
+        hello = is_client_hello(data)
+        if session is not None and not (session.established and hello):
             return self._feed(session, data, now)
-        if not is_client_hello(data):
+        if not hello:
+            self.dropped_datagrams += 1
+            return []
+        if session is not None and client_hello_random(data) == session.hello_random:
+            # A late duplicate of the hello that set up this very session.
             self.dropped_datagrams += 1
             return []
         self._accept_hello(data, address, now, replacing=session)
@@ -252,6 +287,7 @@ class DtlsServer(DtlsLayerBase):
         plaintexts = self._read_application(session, now)
         if plaintexts:
             session.last_received = now
+            session.received_data = True
         peer = Peer(session.address, session.identity)
         return [(p, peer) for p in plaintexts]
 
@@ -292,6 +328,7 @@ class DtlsServer(DtlsLayerBase):
             # The client started over (e.g. it rebooted): the old session goes.
             self._close(replacing, "replaced by a new handshake", notify_peer=False)
         session = DtlsSession(connection=connection, address=address, created_at=now, state=state)
+        session.hello_random = client_hello_random(data)
         self._sessions[address] = session
         self._advance_handshake(session, now)
 

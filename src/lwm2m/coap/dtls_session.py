@@ -88,6 +88,10 @@ class DtlsSession:
     pending: list[bytes] = field(default_factory=list)
     #: client side: when we first sent data that has not been answered by anything
     unanswered_since: float | None = None
+    #: has any application data arrived in this session?
+    received_data: bool = False
+    #: server side: the ClientHello random that started this session
+    hello_random: bytes | None = None
 
 
 def error_text(exc: BaseException) -> str:
@@ -227,6 +231,13 @@ class DtlsLayerBase:
         session.last_received = now
         self._flush(session)
         self._arm(session, now)
+        rejection = self._rejection(session)
+        if rejection is not None:
+            self._shutdown(session, send=True)
+            self._remove(session)
+            logger.info("DTLS session with %s refused: %s", session.address, rejection)
+            self._events.append(HandshakeFailed(address=session.address, reason=rejection))
+            return False
         logger.debug(
             "DTLS session with %s established (%s)",
             session.address,
@@ -262,6 +273,10 @@ class DtlsLayerBase:
         if self._sessions.get(session.address) is session:
             self._flush(session)
         return plaintexts
+
+    def _rejection(self, session: DtlsSession) -> str | None:
+        """Hook: a reason to refuse a session OpenSSL accepted, or None."""
+        return None
 
     def _on_established(self, session: DtlsSession, now: float) -> None:
         """Hook for subclasses (client: send queued plaintext, remember the session)."""
