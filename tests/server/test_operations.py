@@ -174,7 +174,7 @@ async def test_composite_operations(server: LwM2MServer, client: Any) -> None:
 
 
 async def test_observe_notifications_and_cancel(server: LwM2MServer, client: Any) -> None:
-    fake, device = client
+    fake, _device = client
     with server.events.subscribe("dev") as events:
         resp = await server.observe("dev", "/3/0/9")
         assert isinstance(resp.content, Resource) and resp.content.value == 87
@@ -243,7 +243,7 @@ async def test_deregistration_drops_observations(server: LwM2MServer, client: An
 
 
 async def test_reregistration_clears_observations(server: LwM2MServer, client: Any) -> None:
-    fake, device = client
+    _fake, device = client
     await server.observe("dev", "/3/0/9")
     assert len(server.observations_of("dev")) == 1
     await device.register("dev", "lt=300")

@@ -1,0 +1,108 @@
+"""Queue mode: requests wait for a sleeping client and go out when it shows up."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from server_helpers import register_message
+
+from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.endpoint import Endpoint
+from lwm2m.coap.message import Message
+from lwm2m.server import (
+    AwakeEvent,
+    ClientNotFound,
+    LwM2MServer,
+    QueueFull,
+    ServerConfig,
+    SleepingEvent,
+)
+from lwm2m.stores.memory import MemoryStores
+
+
+class Answering:
+    def __init__(self) -> None:
+        self.seen: list[Message] = []
+
+    async def handle(self, request: Any) -> Message:
+        self.seen.append(request.message)
+        return Message(Code.CONTENT, payload=b"ACME", content_format=int(ContentFormat.TEXT))
+
+
+async def _next(events: Any, kind: type) -> Any:
+    while True:
+        event = await asyncio.wait_for(events.get(), 5)
+        if isinstance(event, kind):
+            return event
+
+
+async def test_request_waits_until_client_updates(server: LwM2MServer, make_device: Any) -> None:
+    client = Answering()
+    device = await make_device(client.handle)
+    await device.register("q", "b=UQ")
+    reg = server.get_registration("q")
+    assert reg is not None and reg.queue_mode
+    assert server.is_awake("q")
+    with server.events.subscribe("q") as events:
+        server.queue.sleep_now(reg.id)
+        assert isinstance(events.get_nowait(), SleepingEvent)
+        assert not server.is_awake("q")
+        read = asyncio.ensure_future(server.read("q", "/3/0/0"))
+        while server.queue.queued(reg.id) == 0:
+            await asyncio.sleep(0)  # yield until the read is parked in the queue
+        assert client.seen == []
+        assert (await device.update()).code == Code.CHANGED
+        response = await asyncio.wait_for(read, 5)
+        await _next(events, AwakeEvent)
+    assert response.content.value == "ACME"  # type: ignore[union-attr]
+    assert len(client.seen) == 1
+
+
+async def test_q_parameter_and_awake_time(clock: Any) -> None:
+    srv = LwM2MServer(
+        MemoryStores(), config=ServerConfig(coap_port=0, awake_time_s=0.05), clock=clock
+    )
+    await srv.start()
+    ep = await Endpoint.create("127.0.0.1", 0, handler=Answering().handle)
+    try:
+        with srv.events.subscribe() as events:
+            reply = await ep.request(
+                Message(Code.POST, uri_path=("rd",), uri_query=("ep=q2", "Q"), payload=b"</3/0>"),
+                srv.coap_address,
+                timeout=5,
+            )
+            assert reply.code == Code.CREATED
+            event = await _next(events, SleepingEvent)
+        assert event.endpoint == "q2" and not srv.is_awake("q2")
+    finally:
+        await ep.close()
+        await srv.stop()
+
+
+async def test_queue_is_bounded(clock: Any, raw: Any) -> None:
+    srv = LwM2MServer(MemoryStores(), config=ServerConfig(coap_port=0, max_queued=2), clock=clock)
+    await srv.start()
+    try:
+        await raw.request(register_message(("ep=full", "Q")), srv.coap_address)
+        reg = srv.get_registration("full")
+        assert reg is not None
+        srv.queue.sleep_now(reg.id)
+        waiting = [asyncio.ensure_future(srv.read("full", "/3/0")) for _ in range(2)]
+        while srv.queue.queued(reg.id) < 2:
+            await asyncio.sleep(0)
+        with pytest.raises(QueueFull):
+            await srv.read("full", "/3/0")
+        # De-registration releases the waiting requests.
+        await srv.deregister("full")
+        for task in waiting:
+            with pytest.raises(ClientNotFound):
+                await task
+    finally:
+        await srv.stop()
+
+
+async def test_non_queue_client_is_always_awake(server: LwM2MServer, raw: Any) -> None:
+    await raw.request(register_message(("ep=awake",)), server.coap_address)
+    assert server.is_awake("awake")
