@@ -22,6 +22,10 @@ class ResourceDef:
     description: str = ""
     enumeration: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, int) or isinstance(self.id, bool) or not 0 <= self.id <= 65535:
+            raise ValueError(f"resource ID {self.id!r} out of range 0-65535")
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectDef:
@@ -36,9 +40,19 @@ class ObjectDef:
     description: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.id, int) or isinstance(self.id, bool) or not 0 <= self.id <= 65535:
+            raise ValueError(f"object ID {self.id!r} out of range 0-65535")
+        for rid, res in self.resources.items():
+            if res.id != rid:
+                raise ValueError(f"object {self.id}: key {rid} holds resource {res.id}")
         object.__setattr__(
             self, "resources", MappingProxyType(dict(sorted(self.resources.items())))
         )
+
+    @property
+    def mandatory_resources(self) -> tuple[ResourceDef, ...]:
+        """The resources every instance must have."""
+        return tuple(r for r in self.resources.values() if r.mandatory)
 
     @classmethod
     def build(
