@@ -26,9 +26,7 @@ VALUES: dict[ResourceType, st.SearchStrategy[Value]] = {
     T.BOOLEAN: st.booleans(),
     T.OPAQUE: st.binary(max_size=40),
     T.TIME: _TIMES,
-    T.OBJLNK: st.builds(
-        ObjectLink, st.integers(0, 65535), st.integers(0, 65535)
-    ),
+    T.OBJLNK: st.builds(ObjectLink, st.integers(0, 65535), st.integers(0, 65535)),
 }
 
 OBJECT_ID = ALL_TYPES.id
@@ -63,9 +61,11 @@ def objects(draw: st.DrawFn) -> LwM2MObject:
 
 @st.composite
 def node_and_path(draw: st.DrawFn, *, single_value: bool = False) -> tuple[Node, Path]:
-    kinds = ["resource", "resource_instance"] if single_value else [
-        "object", "instance", "resource", "resource_instance"
-    ]
+    kinds = (
+        ["resource", "resource_instance"]
+        if single_value
+        else ["object", "instance", "resource", "resource_instance"]
+    )
     kind = draw(st.sampled_from(kinds))
     if kind == "object":
         return draw(objects()), Path(OBJECT_ID)

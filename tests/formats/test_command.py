@@ -55,7 +55,9 @@ def test_tlv_instance_from_hex(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0
     assert isinstance(doc, dict) and doc["name"] == "Device"
     resources = {r["id"]: r for r in doc["resources"]}
-    assert resources[0]["name"] == "Manufacturer" and resources[0]["value"] == "Open Mobile Alliance"
+    assert (
+        resources[0]["name"] == "Manufacturer" and resources[0]["value"] == "Open Mobile Alliance"
+    )
     assert resources[6]["instances"] == {"0": 1, "1": 5}
     assert resources[13]["value"] == "2013-05-02T10:40:15Z"
 
@@ -89,7 +91,15 @@ def test_link_format(capsys: pytest.CaptureFixture[str]) -> None:
 def test_models_directory(capsys: pytest.CaptureFixture[str], tmp_path: FsPath) -> None:
     (tmp_path / "32000.xml").write_text(DDF)
     rc, doc, err = _run(
-        capsys, "-f", "tlv", "-p", "/32000/0/1", "--models", str(tmp_path), "--hex", "C4 01 3FC00000"
+        capsys,
+        "-f",
+        "tlv",
+        "-p",
+        "/32000/0/1",
+        "--models",
+        str(tmp_path),
+        "--hex",
+        "C4 01 3FC00000",
     )
     assert rc == 0, err
     assert isinstance(doc, dict) and doc["name"] == "Reading" and doc["value"] == 1.5
@@ -102,11 +112,17 @@ def test_models_directory(capsys: pytest.CaptureFixture[str], tmp_path: FsPath) 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["-f", "tlv", "-p", "/3/0", "--hex", "C8 00 15 4F"], "error: byte 0: TLV value of 21 bytes"),
+        (
+            ["-f", "tlv", "-p", "/3/0", "--hex", "C8 00 15 4F"],
+            "error: byte 0: TLV value of 21 bytes",
+        ),
         (["-f", "tlv", "-p", "/3/x", "--hex", "00"], "error: '/3/x'"),
         (["-f", "tlv", "-p", "/3/0", "--hex", "zz"], "error: --hex: not a hexadecimal"),
         (["-f", "senml+json", "--hex", "5b7b7d5d"], "error: record 0"),
-        (["-f", "tlv", "--hex", "00"], "error: content format 11542 (LWM2M_TLV) cannot carry a composite"),
+        (
+            ["-f", "tlv", "--hex", "00"],
+            "error: content format 11542 (LWM2M_TLV) cannot carry a composite",
+        ),
         (["-f", "text", "-p", "/3/0/9", "/nonexistent/file"], "error: /nonexistent/file"),
         (["-f", "tlv", "-p", "/3/0", "--models", "/nonexistent/dir", "--hex", "00"], "error:"),
     ],

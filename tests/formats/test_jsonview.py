@@ -24,7 +24,9 @@ def test_instance_view_has_names_types_and_json_values() -> None:
         0,
         [
             Resource.single(5, b"\x00\x01", T.OPAQUE),
-            Resource.single(6, datetime.datetime(2013, 5, 2, 10, 40, 15, tzinfo=datetime.UTC), T.TIME),
+            Resource.single(
+                6, datetime.datetime(2013, 5, 2, 10, 40, 15, tzinfo=datetime.UTC), T.TIME
+            ),
             Resource.single(7, ObjectLink(3, 0), T.OBJLNK),
             Resource.multiple(11, {0: 1, 3: 2}, T.INTEGER),
         ],
@@ -34,7 +36,12 @@ def test_instance_view_has_names_types_and_json_values() -> None:
     resources = view["resources"]
     assert isinstance(resources, list)
     assert resources[0] == {
-        "path": "/10250/0/5", "kind": "resource", "id": 5, "name": "Opaque", "type": "Opaque", "value": "AAE="
+        "path": "/10250/0/5",
+        "kind": "resource",
+        "id": 5,
+        "name": "Opaque",
+        "type": "Opaque",
+        "value": "AAE=",
     }
     assert resources[1]["value"] == "2013-05-02T10:40:15Z"
     assert resources[2]["value"] == "3:0"
@@ -44,7 +51,13 @@ def test_instance_view_has_names_types_and_json_values() -> None:
 
 def test_unknown_resources_get_inferred_types() -> None:
     view = node_to_json(Resource.single(1, b"\x01"), Path(9999, 0, 1))
-    assert view == {"path": "/9999/0/1", "kind": "resource", "id": 1, "type": "Opaque", "value": "AQ=="}
+    assert view == {
+        "path": "/9999/0/1",
+        "kind": "resource",
+        "id": 1,
+        "type": "Opaque",
+        "value": "AQ==",
+    }
     # without a model, the JSON type decides (so bytes come back as a base64 string)
     assert json_to_node({"value": "AQ=="}, Path(9999, 0, 1)) == Resource.single(1, "AQ==")
     assert json_to_node({"value": "AQ==", "type": "Opaque"}, Path(9999, 0, 1)) == Resource(

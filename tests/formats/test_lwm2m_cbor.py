@@ -47,14 +47,18 @@ def test_typed_values() -> None:
         0,
         [
             Resource.single(5, b"\x01", T.OPAQUE),
-            Resource.single(6, datetime.datetime(2013, 5, 2, 10, 40, 15, tzinfo=datetime.UTC), T.TIME),
+            Resource.single(
+                6, datetime.datetime(2013, 5, 2, 10, 40, 15, tzinfo=datetime.UTC), T.TIME
+            ),
             Resource.single(7, ObjectLink(3, 1), T.OBJLNK),
             Resource.single(3, 1.5, T.FLOAT),
             Resource.single(4, False, T.BOOLEAN),
         ],
     )
     data = lwm2m_cbor.encode(node, Path(10250, 0), MODEL)
-    assert cbor2.loads(data) == {10250: {0: {3: 1.5, 4: False, 5: b"\x01", 6: 1367491215, 7: "3:1"}}}
+    assert cbor2.loads(data) == {
+        10250: {0: {3: 1.5, 4: False, 5: b"\x01", 6: 1367491215, 7: "3:1"}}
+    }
     assert lwm2m_cbor.decode(data, Path(10250, 0), MODEL) == node
     # a tag-1 time is accepted too
     tagged = bytes.fromhex("a1 19 280a a1 00 a1 06 c1 1a 5182428f")

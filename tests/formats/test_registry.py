@@ -14,7 +14,9 @@ from lwm2m.model.path import Path
 from lwm2m.model.types import ResourceType
 
 T = ResourceType
-NODE = ObjectInstance.of(0, [Resource.single(9, 80, T.INTEGER), Resource.multiple(6, {0: 1}, T.INTEGER)])
+NODE = ObjectInstance.of(
+    0, [Resource.single(9, 80, T.INTEGER), Resource.multiple(6, {0: 1}, T.INTEGER)]
+)
 
 
 def test_legacy_numbers_use_the_same_codecs() -> None:
@@ -81,7 +83,9 @@ def test_can_carry(fmt: int, kind: str, ok: bool) -> None:
         ("1.0", None, "root", None),
     ],
 )
-def test_preferred_format(version: str, announced: set[int] | None, kind: str, expected: CF | None) -> None:
+def test_preferred_format(
+    version: str, announced: set[int] | None, kind: str, expected: CF | None
+) -> None:
     if expected is None:
         with pytest.raises(FormatError):
             registry.preferred_format(version, announced, kind)
@@ -105,7 +109,10 @@ def test_composite_read_response_by_requested_paths(fmt: CF) -> None:
 
 
 def test_send_records_with_times() -> None:
-    records = [Record(Path(3303, 0, 5700), 20.5, 1700000000), Record(Path(3303, 0, 5700), 21.0, 1700000010)]
+    records = [
+        Record(Path(3303, 0, 5700), 20.5, 1700000000),
+        Record(Path(3303, 0, 5700), 21.0, 1700000010),
+    ]
     data = registry.encode_composite(records, CF.SENML_CBOR, MODEL)
     assert registry.decode_records(data, CF.SENML_CBOR, MODEL) == records
     with pytest.raises(FormatError, match="duplicate value"):

@@ -34,9 +34,7 @@ DEVICE_NODE = ObjectInstance.of(
         Resource.single(1, "Lightweight M2M Client", T.STRING),
         Resource.multiple(6, {0: 1, 1: 5}, T.INTEGER),
         Resource.single(9, 100, T.INTEGER),
-        Resource.single(
-            13, datetime.datetime(2013, 5, 2, 10, 40, 15, tzinfo=datetime.UTC), T.TIME
-        ),
+        Resource.single(13, datetime.datetime(2013, 5, 2, 10, 40, 15, tzinfo=datetime.UTC), T.TIME),
     ],
 )
 
@@ -183,7 +181,10 @@ def test_senml_json_malformed(records: object, message: str) -> None:
         (b"", "empty payload"),
         (bytes.fromhex("81a100642f332f"), "truncated"),  # text string cut short
         (cbor2.dumps([{0: "/3/0/9", 2: 1}]) + b"\x00", "trailing bytes"),
-        (bytes.fromhex("81a200662f332f302f39") + bytes.fromhex("c11a5182428f"), "tag 1 not allowed"),
+        (
+            bytes.fromhex("81a200662f332f302f39") + bytes.fromhex("c11a5182428f"),
+            "tag 1 not allowed",
+        ),
         (bytes.fromhex("81a300662f332f302f3902010202"), "Duplicate|duplicate"),
         (bytes.fromhex("81a200662f332f302f3902f7"), "simple value 23"),
         (bytes.fromhex("81a200662f332f302f3902ff"), "unexpected break"),
