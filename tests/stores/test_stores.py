@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -45,9 +49,61 @@ def reg(
     )
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server on a free port with a temporary directory."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    pytest.importorskip("redis")
+    directory = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.skip("redis-server did not start")
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def stores(request: Any, tmp_path: FsPath) -> AsyncIterator[Any]:
-    s = await open_stores(request.param, tmp_path)
+    spec = request.getfixturevalue("redis_url") if request.param == "redis" else request.param
+    s = await open_stores(spec, tmp_path)
     try:
         yield s
     finally:
@@ -157,3 +213,16 @@ async def test_sqlite_survives_reopen(tmp_path: FsPath) -> None:
 async def test_unknown_store_spec(tmp_path: FsPath) -> None:
     with pytest.raises(StoreError):
         await open_stores("mongodb://x", tmp_path)
+
+
+async def test_redis_survives_reopen(redis_url: str, tmp_path: FsPath) -> None:
+    s = await open_stores(redis_url, tmp_path)
+    await s.registrations.add(reg("a", "dev-a"))
+    await s.observations.add(ObservationRecord("t1", "a", "dev-a", (Path.parse("/3/0/9"),)))
+    await s.close()
+    s2 = await open_stores(redis_url, tmp_path)
+    try:
+        assert s2.registrations.get("a") == reg("a", "dev-a")
+        assert s2.observations.get("t1") is not None
+    finally:
+        await s2.close()

@@ -1,0 +1,222 @@
+"""Redis stores (``--store redis://host:port/db``): the in-memory stores plus write-through.
+
+Layout (all under a key prefix, ``lwm2m:`` by default): hashes
+``registrations`` (id -> JSON), ``observations`` (id -> JSON), ``security``
+(endpoint -> JSON), ``doc:<namespace>`` (key -> JSON) and lists
+``log:<namespace>``. Each mutation is one MULTI/EXEC transaction awaited
+before the coroutine returns. Durability is Redis's: run it with
+``appendonly yes`` and ``appendfsync always`` for the SQLite store's guarantee.
+
+The server keeps the working set in memory (loaded at open), so one LwM2M
+server process owns a prefix; several servers need several prefixes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lwm2m.security.credentials import SecurityEntry
+from lwm2m.stores.base import JsonDoc, StoreError, check_json_doc
+from lwm2m.stores.memory import (
+    MemoryObservationStore,
+    MemoryRegistrationStore,
+    MemorySecurityStore,
+)
+from lwm2m.stores.records import (
+    ObservationRecord,
+    RecordError,
+    Registration,
+    security_entry_from_dict,
+    security_entry_to_dict,
+)
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+
+
+class _Redis:
+    def __init__(self, client: Any, prefix: str, error: type[Exception]) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.error = error
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    async def run(self, *commands: tuple[str, ...]) -> list[Any]:
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            for command in commands:
+                pipe.execute_command(*command)
+            result: list[Any] = await pipe.execute()
+            return result
+        except (OSError, self.error) as exc:
+            raise StoreError(f"Redis: {exc}") from None
+
+
+class RedisRegistrationStore(MemoryRegistrationStore):
+    def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
+        super().__init__()
+        self._r = redis
+        for doc in docs.values():
+            try:
+                self._load(Registration.from_dict(json.loads(doc)))
+            except (RecordError, ValueError):
+                continue
+
+    async def _persist_add(self, reg: Registration, replaced: Registration | None) -> None:
+        key = self._r.key("registrations")
+        commands: list[tuple[str, ...]] = []
+        if replaced is not None:
+            commands.append(("HDEL", key, replaced.id))
+        commands.append(("HSET", key, reg.id, _dumps(reg.to_dict())))
+        await self._r.run(*commands)
+
+    async def _persist_update(self, reg: Registration) -> None:
+        await self._r.run(("HSET", self._r.key("registrations"), reg.id, _dumps(reg.to_dict())))
+
+    async def _persist_remove(self, reg: Registration) -> None:
+        await self._r.run(("HDEL", self._r.key("registrations"), reg.id))
+
+
+class RedisObservationStore(MemoryObservationStore):
+    def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
+        super().__init__()
+        self._r = redis
+        for doc in docs.values():
+            try:
+                self._put(ObservationRecord.from_dict(json.loads(doc)))
+            except (RecordError, ValueError):
+                continue
+
+    async def _persist_add(self, record: ObservationRecord) -> None:
+        await self._r.run(
+            ("HSET", self._r.key("observations"), record.id, _dumps(record.to_dict()))
+        )
+
+    async def _persist_remove(self, records: list[ObservationRecord]) -> None:
+        await self._r.run(("HDEL", self._r.key("observations"), *(r.id for r in records)))
+
+
+class RedisSecurityStore(MemorySecurityStore):
+    def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
+        super().__init__()
+        self._r = redis
+        for doc in docs.values():
+            try:
+                self._set(security_entry_from_dict(json.loads(doc)))
+            except (RecordError, ValueError):
+                continue
+
+    async def _persist_put(self, entry: SecurityEntry) -> None:
+        await self._r.run(
+            (
+                "HSET",
+                self._r.key("security"),
+                entry.endpoint,
+                _dumps(security_entry_to_dict(entry)),
+            )
+        )
+
+    async def _persist_remove(self, endpoint: str) -> None:
+        await self._r.run(("HDEL", self._r.key("security"), endpoint))
+
+
+def _load_doc(raw: Any) -> JsonDoc:
+    doc = json.loads(raw)
+    if not isinstance(doc, dict):
+        raise StoreError("stored document is not a JSON object")
+    return doc
+
+
+class RedisDocumentStore:
+    def __init__(self, redis: _Redis) -> None:
+        self._r = redis
+
+    async def get(self, namespace: str, key: str) -> JsonDoc | None:
+        (raw,) = await self._r.run(("HGET", self._r.key(f"doc:{namespace}"), key))
+        return None if raw is None else _load_doc(raw)
+
+    async def put(self, namespace: str, key: str, doc: JsonDoc) -> JsonDoc | None:
+        check_json_doc(doc)
+        name = self._r.key(f"doc:{namespace}")
+        old, _ = await self._r.run(("HGET", name, key), ("HSET", name, key, _dumps(doc)))
+        return None if old is None else _load_doc(old)
+
+    async def delete(self, namespace: str, key: str) -> JsonDoc | None:
+        name = self._r.key(f"doc:{namespace}")
+        old, _ = await self._r.run(("HGET", name, key), ("HDEL", name, key))
+        return None if old is None else _load_doc(old)
+
+    async def items(self, namespace: str) -> list[tuple[str, JsonDoc]]:
+        (raw,) = await self._r.run(("HGETALL", self._r.key(f"doc:{namespace}")))
+        items = {_text(k): _load_doc(v) for k, v in raw.items()}
+        return [(k, items[k]) for k in sorted(items)]
+
+    async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
+        check_json_doc(doc)
+        name = self._r.key(f"log:{namespace}")
+        await self._r.run(("RPUSH", name, _dumps(doc)), ("LTRIM", name, str(-max(1, keep)), "-1"))
+
+    async def tail(self, namespace: str, limit: int = 100) -> list[JsonDoc]:
+        if limit <= 0:
+            return []
+        (raw,) = await self._r.run(("LRANGE", self._r.key(f"log:{namespace}"), str(-limit), "-1"))
+        return [_load_doc(r) for r in raw]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class RedisStores:
+    def __init__(self, redis: _Redis, loaded: dict[str, dict[Any, Any]]) -> None:
+        self._redis = redis
+        self._registrations = RedisRegistrationStore(redis, loaded["registrations"])
+        self._observations = RedisObservationStore(redis, loaded["observations"])
+        self._security = RedisSecurityStore(redis, loaded["security"])
+        self._documents = RedisDocumentStore(redis)
+
+    @classmethod
+    async def open(cls, url: str, *, prefix: str = "lwm2m:") -> RedisStores:
+        try:  # redis-py is an optional dependency (pip install 'lwm2m[redis]')
+            import redis.asyncio as aioredis
+            from redis.exceptions import RedisError
+        except ImportError:
+            raise StoreError("the Redis store needs redis-py: pip install 'lwm2m[redis]'") from None
+        try:
+            client = aioredis.from_url(url)
+        except ValueError as exc:
+            raise StoreError(f"bad Redis URL {url!r}: {exc}") from None
+        redis = _Redis(client, prefix, RedisError)
+        try:
+            regs, obs, sec = await redis.run(
+                ("HGETALL", redis.key("registrations")),
+                ("HGETALL", redis.key("observations")),
+                ("HGETALL", redis.key("security")),
+            )
+        except StoreError:
+            await client.aclose()
+            raise
+        return cls(redis, {"registrations": regs, "observations": obs, "security": sec})
+
+    @property
+    def registrations(self) -> RedisRegistrationStore:
+        return self._registrations
+
+    @property
+    def observations(self) -> RedisObservationStore:
+        return self._observations
+
+    @property
+    def security(self) -> RedisSecurityStore:
+        return self._security
+
+    @property
+    def documents(self) -> RedisDocumentStore:
+        return self._documents
+
+    async def close(self) -> None:
+        await self._redis.client.aclose()
