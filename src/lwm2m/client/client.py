@@ -91,9 +91,9 @@ class LwM2MClient:
         core_objects: bool = True,
     ) -> None:
         self.config = config
-        self.registry = registry or default_registry()
-        self.scheduler = scheduler or Scheduler()
-        self.rng = rng or random.Random()
+        self.registry = registry if registry is not None else default_registry()
+        self.scheduler = scheduler if scheduler is not None else Scheduler()
+        self.rng = rng if rng is not None else random.Random()
         self.store = ObjectStore(self.registry)
         self.acl = AccessControl(self.store)
         self.attributes = AttributeStore()

@@ -226,10 +226,11 @@ class RequestDispatcher:
         if path.depth == 2:
             return await self.read_instance_node(inst)
         rid = path.resource_id or 0
+        known = inst.has_resource(rid) or inst.resource_def(rid) is not None
+        if known and not inst.operations(rid).readable:
+            raise MethodNotAllowed(f"{path} is not readable")
         if not inst.has_resource(rid):
             raise NotFound(f"{path} not found")
-        if not inst.operations(rid).readable:
-            raise MethodNotAllowed(f"{path} is not readable")
         value = await inst.read(rid)
         if path.depth == 3:
             return resource_node(inst, rid, value)

@@ -329,7 +329,8 @@ class ServerSession:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task = None
-        self.state = RegistrationState.IDLE
+        if self.state is not RegistrationState.DEREGISTERED:
+            self.state = RegistrationState.IDLE
 
     def disable(self, seconds: float) -> None:
         """Server Disable (1/x/4): stay away for the Disable Timeout, then register again."""
