@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path as FsPath
 
-from conftest import RawPeer
+from bs_rawpeer import RawPeer
 
 from lwm2m.bootstrap.embedded import start, start_embedded
 from lwm2m.coap.codes import Code

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import RawPeer
+from bs_rawpeer import RawPeer
 
 from lwm2m.bootstrap.config import parse_client_config
 from lwm2m.bootstrap.events import (
