@@ -251,3 +251,17 @@ def test_cookies_survive_one_secret_rotation(later: float, accepted: bool) -> No
         link.server.receive_datagram(b"", CLIENT_ADDR, t)
     link.server.receive_datagram(hello, CLIENT_ADDR, later)
     assert link.server.has_session(CLIENT_ADDR) is accepted
+
+
+def test_a_failing_psk_store_refuses_the_handshake_cleanly() -> None:
+    def broken(identity: bytes) -> bytes | None:
+        raise RuntimeError("database down")
+
+    link = Link(
+        client=DtlsClient(DtlsClientConfig(psk=PskCredential(PSK_ID, PSK_KEY))),
+        server=DtlsServer(DtlsServerConfig(psk_lookup=broken)),
+    )
+    link.client_send(b"x")
+    assert link.server_received == []
+    assert link.failed(link.server_events)
+    assert link.server.session_count() == 0

@@ -273,3 +273,25 @@ def test_certificate_flights_are_split_to_the_mtu(
     link.client_send(b"x")
     assert link.server_received
     assert max(len(d) for d in link.to_client) <= 300
+
+
+def test_a_failing_trust_lookup_refuses_the_handshake_cleanly(
+    ca: IssuedCertificate, server_cert: IssuedCertificate, device_cert: IssuedCertificate
+) -> None:
+    def broken_store(der: bytes) -> bool:
+        raise RuntimeError("store offline")
+
+    server = DtlsServer(
+        DtlsServerConfig(
+            certificate_pem=server_cert.cert_pem,
+            private_key_pem=server_cert.key_pem,
+            is_trusted_certificate=broken_store,
+        )
+    )
+    link = Link(
+        client=client_for(device_cert, X509Expectation(ca_pems=(ca.cert_pem,))), server=server
+    )
+    link.client_send(b"x")
+    [failure] = link.failed(link.server_events)
+    assert failure.reason == "client certificate rejected: store offline"
+    assert server.session_count() == 0

@@ -124,6 +124,18 @@ class DtlsClient(DtlsLayerBase):
     def _verify(
         self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
     ) -> bool:
+        """OpenSSL's verify callback; a failing check refuses the certificate, never raises."""
+        try:
+            return self._check_certificate(connection, cert, errno, depth, ok)
+        except Exception as exc:
+            state = connection.get_app_data()
+            if isinstance(state, ConnectionState):
+                state.verify_error = f"server certificate rejected: {exc}"
+            return False
+
+    def _check_certificate(
+        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
+    ) -> bool:
         state = connection.get_app_data()
         trust = self.config.server_trust
         if not isinstance(state, ConnectionState) or trust is None:

@@ -187,6 +187,18 @@ class DtlsServer(DtlsLayerBase):
     def _verify(
         self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
     ) -> bool:
+        """OpenSSL's verify callback; a failing check refuses the certificate, never raises."""
+        try:
+            return self._check_certificate(connection, cert, errno, depth, ok)
+        except Exception as exc:
+            state = connection.get_app_data()
+            if isinstance(state, ConnectionState):
+                state.verify_error = f"client certificate rejected: {exc}"
+            return False
+
+    def _check_certificate(
+        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
+    ) -> bool:
         state = connection.get_app_data()
         if not isinstance(state, ConnectionState):
             return False
@@ -313,7 +325,7 @@ class DtlsServer(DtlsLayerBase):
                 self.hello_verify_sent += 1
                 self._outgoing.append((hvr, address))
             return
-        except SSL.Error as exc:
+        except Exception as exc:
             logger.debug("bad ClientHello from %s: %s", address, error_text(exc))
             self.dropped_datagrams += 1
             return

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -221,7 +220,8 @@ class DtlsLayerBase:
             self._flush(session)
             self._arm(session, now)
             return True
-        except SSL.Error as exc:
+        except Exception as exc:
+            # SSL.Error, or an exception pyOpenSSL re-raises from one of our callbacks.
             reason = session.state.verify_error or error_text(exc)
             self._fail(session, reason, now)
             return False
@@ -262,7 +262,7 @@ class DtlsLayerBase:
             except SSL.ZeroReturnError:
                 self._close(session, "closed by peer", notify_peer=False)
                 break
-            except SSL.Error as exc:
+            except Exception as exc:
                 self._close(
                     session, f"fatal alert or record error: {error_text(exc)}", notify_peer=False
                 )
@@ -331,6 +331,3 @@ class DtlsLayerBase:
                 self._close(session, "layer closed", notify_peer=notify_peers)
             else:
                 self._remove(session)
-
-
-VerifyCallback = Callable[[SSL.Connection, object, int, int, int], bool]
