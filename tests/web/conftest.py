@@ -4,9 +4,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from web_fakes import FakeBootstrap, FakeDevices, Running
+from web_fakes import FakeBootstrap, FakeDevices, Live, Running
 
-from lwm2m.web.app import WebServer, build_app
+from lwm2m.bootstrap.server import BootstrapServer
+from lwm2m.client.client import LwM2MClient
+from lwm2m.client.config import ClientConfig
+from lwm2m.client.config import ServerConfig as ClientServer
+from lwm2m.server.server import LwM2MServer, ServerConfig
+from lwm2m.web.app import WebServer, build_app, create_app
 
 
 @pytest.fixture
@@ -38,3 +43,39 @@ async def running(devices: FakeDevices) -> AsyncIterator[Running]:
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         yield Running(devices, bootstrap, web, http, base)
     await web.stop()
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Live]:
+    """A real LwM2M server and bootstrap server behind the web app, no clients yet."""
+    server = LwM2MServer(
+        config=ServerConfig(host="127.0.0.1", coap_port=0, coaps_port=0, request_timeout_s=5)
+    )
+    await server.start()
+    bootstrap = BootstrapServer(request_timeout_s=0.5)
+    await bootstrap.start("127.0.0.1", 0)
+    app = create_app(server, bootstrap)
+    web = WebServer(app, "127.0.0.1", 0)
+    await web.start()
+    base = f"http://127.0.0.1:{web.port}"
+    clients: list[LwM2MClient] = []
+
+    async def add_client(endpoint: str) -> LwM2MClient:
+        host, port = server.coap_address
+        config = ClientConfig(
+            endpoint,
+            servers=(ClientServer(f"coap://{host}:{port}", lifetime_s=60),),
+            local_host="127.0.0.1",
+        )
+        device = LwM2MClient(config)
+        clients.append(device)
+        await device.start()
+        return device
+
+    async with httpx.AsyncClient(base_url=base, timeout=15) as http:
+        yield Live(server, bootstrap, web, http, base, add_client)
+    for device in clients:
+        await device.stop()
+    await web.stop()
+    await bootstrap.close()
+    await server.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -357,3 +357,47 @@ class Running:
     web: WebServer
     http: httpx.AsyncClient
     base_url: str
+
+
+class SseReader:
+    """Reads ``event:``/``data:`` blocks from an httpx streaming response."""
+
+    def __init__(self, lines: AsyncIterator[str]) -> None:
+        self._lines = lines
+        self.comments: list[str] = []
+
+    async def next(self) -> tuple[str, Any]:
+        import json
+
+        kind, data = "message", []
+        async for line in self._lines:
+            if line == "":
+                if data:
+                    return kind, json.loads("\n".join(data))
+                kind = "message"
+                continue
+            if line.startswith(":"):
+                self.comments.append(line[1:].strip())
+            elif line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+        raise EOFError("event stream ended")
+
+    async def wait_for(self, kind: str, **match: Any) -> Any:
+        """The next event of ``kind`` whose data has the ``match`` items (10 s at most)."""
+        async with asyncio.timeout(10):
+            while True:
+                got, data = await self.next()
+                if got == kind and all(data.get(k) == v for k, v in match.items()):
+                    return data
+
+
+@dataclass
+class Live:
+    server: Any
+    bootstrap: Any
+    web: WebServer
+    http: httpx.AsyncClient
+    base_url: str
+    add_client: Callable[[str], Awaitable[Any]]

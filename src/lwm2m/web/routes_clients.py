@@ -170,6 +170,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     @router.get(
         "/{endpoint}/composite",
         response_model=DeviceResult,
+        response_model_exclude_none=True,
         summary="Read-Composite",
         responses=DEVICE_ERRORS,
     )
@@ -196,6 +197,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     @router.put(
         "/{endpoint}/composite",
         response_model=DeviceResult,
+        response_model_exclude_none=True,
         summary="Write-Composite",
         responses=DEVICE_ERRORS,
         openapi_extra=_COMPOSITE_BODY,
@@ -245,6 +247,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     @router.get(
         "/{endpoint}/{path:path}/discover",
         response_model=DeviceResult,
+        response_model_exclude_none=True,
         summary="Discover",
         responses=DEVICE_ERRORS,
     )
@@ -259,6 +262,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     @router.put(
         "/{endpoint}/{path:path}/attributes",
         response_model=DeviceResult,
+        response_model_exclude_none=True,
         summary="Write-Attributes",
         description="Query parameters pmin, pmax, gt, lt, st, epmin, epmax; "
         "a parameter without a value (`?pmin`) removes the attribute.",
@@ -311,6 +315,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     @router.post(
         "/{endpoint}/{path:path}/observe",
         response_model=DeviceResult,
+        response_model_exclude_none=True,
         summary="Observe",
         description="Starts an observation; notifications arrive as NOTIFICATION events on /api/event.",
         responses=DEVICE_ERRORS,
@@ -353,6 +358,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     @router.get(
         "/{endpoint}/{path:path}",
         response_model=DeviceResult,
+        response_model_exclude_none=True,
         summary="Read",
         responses=DEVICE_ERRORS,
     )
@@ -370,6 +376,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     @router.put(
         "/{endpoint}/{path:path}",
         response_model=DeviceResult,
+        response_model_exclude_none=True,
         summary="Write",
         description="replace=true (default) is a Write-Replace (PUT), false a partial update (POST).",
         responses=DEVICE_ERRORS,
@@ -402,6 +409,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     @router.post(
         "/{endpoint}/{path:path}",
         response_model=DeviceResult,
+        response_model_exclude_none=True,
         summary="Execute (resource) or Create (object)",
         description='On /o/i/r: Execute, the body (text, or JSON {"arguments": ...}) is the argument list. '
         "On /o: Create, the body is the new instance JSON (id defaults to 0).",
@@ -439,6 +447,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     @router.delete(
         "/{endpoint}/{path:path}",
         response_model=DeviceResult,
+        response_model_exclude_none=True,
         summary="Delete",
         responses=DEVICE_ERRORS,
     )
