@@ -265,3 +265,36 @@ def test_a_failing_psk_store_refuses_the_handshake_cleanly() -> None:
     assert link.server_received == []
     assert link.failed(link.server_events)
     assert link.server.session_count() == 0
+
+
+def test_traffic_postpones_idle_expiry() -> None:
+    link = make_link(idle_timeout_s=10.0)
+    link.client_send(b"at 0")
+    link.now = 8.0
+    link.client_send(b"at 8")
+    link.advance(2.5)  # t = 10.5: 2.5 s after the last datagram
+    assert link.server.is_established(CLIENT_ADDR)
+    assert link.server.get_timer() == pytest.approx(18.0)
+    link.advance(8.0)  # t = 18.5
+    assert not link.server.has_session(CLIENT_ADDR)
+
+
+def test_many_sessions_expire_in_deadline_order() -> None:
+    server = DtlsServer(
+        DtlsServerConfig(psk_lookup=psk_store({PSK_ID: PSK_KEY}), idle_timeout_s=100.0)
+    )
+    addresses = [("127.0.0.1", 42000 + i) for i in range(30)]
+    for i, address in enumerate(addresses):
+        link = Link(
+            client=DtlsClient(DtlsClientConfig(psk=PskCredential(PSK_ID, PSK_KEY))),
+            server=server,
+            client_addr=address,
+            now=float(i),
+        )
+        link.client_send(b"x")
+    assert server.session_count() == 30
+    for i in range(30):
+        assert server.get_timer() == pytest.approx(100.0 + i)
+        server.handle_timer(100.0 + i)
+        assert server.session_count() == 29 - i
+        assert not server.has_session(addresses[i])

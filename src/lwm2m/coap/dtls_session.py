@@ -9,6 +9,7 @@ how sessions start. Nothing here touches a socket or reads a clock.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ class DtlsSession:
     unanswered_since: float | None = None
     #: has any application data arrived in this session?
     received_data: bool = False
+    #: earliest deadline this session has in the layer's timer heap
+    scheduled: float | None = None
     #: server side: the ClientHello random that started this session
     hello_random: bytes | None = None
 
@@ -114,6 +117,9 @@ class DtlsLayerBase:
         self._sessions: dict[Address, DtlsSession] = {}
         self._outgoing: list[tuple[bytes, Address]] = []
         self._events: deque[SecurityEvent] = deque()
+        #: (deadline, tie-breaker, session); entries of dropped sessions are skipped lazily
+        self._timers: list[tuple[float, int, DtlsSession]] = []
+        self._seq = 0
 
     # ------------------------------------------------------------ SecurityLayer
 
@@ -125,36 +131,81 @@ class DtlsLayerBase:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        deadlines: list[float] = []
-        for session in self._sessions.values():
-            if session.retransmit_at is not None:
-                deadlines.append(session.retransmit_at)
-            if not session.established:
-                deadlines.append(session.created_at + self._handshake_timeout_s)
-            elif self._idle_timeout_s is not None:
-                deadlines.append(session.last_received + self._idle_timeout_s)
-        return min(deadlines) if deadlines else None
+        heap = self._timers
+        while heap:
+            when, _seq, session = heap[0]
+            if self._sessions.get(session.address) is not session:
+                heapq.heappop(heap)  # the session is gone
+                continue
+            actual = self._deadline(session)
+            if actual is None:
+                heapq.heappop(heap)
+                session.scheduled = None
+                continue
+            if actual > when:
+                # Pushed back (e.g. the idle deadline moved with new traffic): re-file it.
+                self._seq += 1
+                heapq.heapreplace(heap, (actual, self._seq, session))
+                session.scheduled = actual
+                continue
+            return when
+        return None
 
     def handle_timer(self, now: float) -> None:
-        for session in list(self._sessions.values()):
-            if not session.established and now >= session.created_at + self._handshake_timeout_s:
-                self._fail(session, "handshake timed out (no valid answer from the peer)", now)
-                continue
-            if (
-                session.established
-                and self._idle_timeout_s is not None
-                and now >= session.last_received + self._idle_timeout_s
-            ):
-                self._close(session, "idle timeout", notify_peer=True)
-                continue
-            if session.retransmit_at is not None and now >= session.retransmit_at:
-                try:
-                    session.connection.DTLSv1_handle_timeout()
-                except SSL.Error as exc:
-                    self._fail(session, f"handshake gave up: {error_text(exc)}", now)
-                    continue
-                self._flush(session)
-                self._arm(session, now)
+        due: dict[int, DtlsSession] = {}
+        heap = self._timers
+        while heap and heap[0][0] <= now:
+            _when, _seq, session = heapq.heappop(heap)
+            if self._sessions.get(session.address) is session:
+                due[id(session)] = session
+        for session in due.values():
+            session.scheduled = None
+            self._expire(session, now)
+            if self._sessions.get(session.address) is session:
+                self._schedule(session)
+
+    def _expire(self, session: DtlsSession, now: float) -> None:
+        if not session.established and now >= session.created_at + self._handshake_timeout_s:
+            self._fail(session, "handshake timed out (no valid answer from the peer)", now)
+            return
+        if (
+            session.established
+            and self._idle_timeout_s is not None
+            and now >= session.last_received + self._idle_timeout_s
+        ):
+            self._close(session, "idle timeout", notify_peer=True)
+            return
+        if session.retransmit_at is not None and now >= session.retransmit_at:
+            try:
+                session.connection.DTLSv1_handle_timeout()
+            except SSL.Error as exc:
+                self._fail(session, f"handshake gave up: {error_text(exc)}", now)
+                return
+            self._flush(session)
+            self._arm(session, now)
+
+    def _deadline(self, session: DtlsSession) -> float | None:
+        """When this session next needs :meth:`handle_timer`, or None."""
+        if not session.established:
+            limit = session.created_at + self._handshake_timeout_s
+            retransmit = session.retransmit_at
+            return limit if retransmit is None else min(limit, retransmit)
+        if self._idle_timeout_s is not None:
+            return session.last_received + self._idle_timeout_s
+        return None
+
+    def _schedule(self, session: DtlsSession) -> None:
+        """File the session's next deadline in the timer heap (if earlier than the filed one).
+
+        Later moves (an idle deadline pushed back by traffic) are fixed up
+        lazily in :meth:`get_timer`, so a busy session costs nothing here.
+        """
+        deadline = self._deadline(session)
+        if deadline is None or (session.scheduled is not None and session.scheduled <= deadline):
+            return
+        self._seq += 1
+        heapq.heappush(self._timers, (deadline, self._seq, session))
+        session.scheduled = deadline
 
     # ------------------------------------------------------------ introspection
 
@@ -201,9 +252,10 @@ class DtlsLayerBase:
     def _arm(self, session: DtlsSession, now: float) -> None:
         if session.established:
             session.retransmit_at = None
-            return
-        timeout = session.connection.DTLSv1_get_timeout()
-        session.retransmit_at = None if timeout is None else now + timeout
+        else:
+            timeout = session.connection.DTLSv1_get_timeout()
+            session.retransmit_at = None if timeout is None else now + timeout
+        self._schedule(session)
 
     def _identity_of(self, session: DtlsSession) -> PeerIdentity:
         cert = session.connection.get_peer_certificate(as_cryptography=True)
