@@ -219,12 +219,11 @@ class FakeDevices:
         self,
         endpoint: str,
         path: Path,
-        node: Node,
+        node: ObjectInstance,
         *,
         format: ContentFormat | None,
         timeout: float,
     ) -> DeviceResponse:
-        assert isinstance(node, ObjectInstance)
         self.calls.append(("create", endpoint, (path, node)))
         self._store(endpoint, path.child(node.id), node)
         return DeviceResponse(Code.CREATED, location=str(path.child(node.id)))

@@ -18,7 +18,7 @@ from lwm2m.bootstrap.events import BootstrapEvent, FailureReason
 from lwm2m.coap.codes import Code
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.media import ContentFormat
-from lwm2m.model.nodes import Node, Value
+from lwm2m.model.nodes import Node, ObjectInstance, Value
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.attributes import AttributeError_, AttributeUpdate
@@ -213,7 +213,7 @@ class ServerAdapter:
         self,
         endpoint: str,
         path: Path,
-        node: Node,
+        node: ObjectInstance,
         *,
         format: ContentFormat | None,
         timeout: float,

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from lwm2m.coap.codes import Code
 from lwm2m.formats.media import ContentFormat
-from lwm2m.model.nodes import Node
+from lwm2m.model.nodes import Node, ObjectInstance
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.protocol.attributes import AttributeUpdate
@@ -149,7 +149,7 @@ class DeviceManager(Protocol):
         self,
         endpoint: str,
         path: Path,
-        node: Node,
+        node: ObjectInstance,
         *,
         format: ContentFormat | None,
         timeout: float,

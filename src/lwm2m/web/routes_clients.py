@@ -17,7 +17,7 @@ from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Query, Request
 
-from lwm2m.model.nodes import Node
+from lwm2m.model.nodes import Node, ObjectInstance
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import AttributeError_, Attributes, parse_attribute_query
 from lwm2m.web.backend import (
@@ -493,7 +493,7 @@ async def _execute_arguments(request: Request) -> str | None:
     return text
 
 
-def _instance_for_create(data: Any, path: Path, devices: DeviceManager) -> Node:
+def _instance_for_create(data: Any, path: Path, devices: DeviceManager) -> ObjectInstance:
     """The new instance: ``{"id": 1, "resources": {...}}`` (``id`` defaults to 0)."""
     if not isinstance(data, dict):
         raise InvalidInput("Create body must be a JSON object (the new instance)")
@@ -501,7 +501,9 @@ def _instance_for_create(data: Any, path: Path, devices: DeviceManager) -> Node:
     if not isinstance(ident, int) or isinstance(ident, bool) or not 0 <= ident <= 65534:
         raise InvalidInput("Create: id must be an instance ID 0-65534")
     assert path.object_id is not None
-    return node_from_json(data, Path(path.object_id, ident), devices.model)
+    node = node_from_json(data, Path(path.object_id, ident), devices.model)
+    assert isinstance(node, ObjectInstance)  # an instance path gives an instance node
+    return node
 
 
 def announced_objects(links: tuple[LinkInfo, ...] | list[LinkInfo]) -> dict[int, str | None]:
