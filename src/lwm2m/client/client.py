@@ -129,7 +129,7 @@ class LwM2MClient:
         self._bootstrap_addresses: set[Address] = set()
         self._running = False
         self._factory: dict[str, object] | None = None
-        self._save_timer: Timer | None = None
+        self._save_pending = False
         self._bootstrapping: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         # queue mode
@@ -368,8 +368,10 @@ class LwM2MClient:
         for endpoint in self._endpoints.values():
             await endpoint.close()
         self._endpoints.clear()
+        current = asyncio.current_task()
         for task in list(self._tasks):
-            task.cancel()
+            if task is not current:  # reboot/factory reset run as one of these tasks
+                task.cancel()
 
     async def reboot(self) -> None:
         """Device Reboot (3/0/4): drop every session and come back from the saved state."""
@@ -405,7 +407,14 @@ class LwM2MClient:
     def spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "%s: background task failed", self.endpoint_name, exc_info=task.exception()
+            )
 
     # -- requests from servers ---------------------------------------------------------
 
@@ -474,14 +483,13 @@ class LwM2MClient:
 
     def state_changed(self) -> None:
         """Persistent values changed: save the state file soon (coalesced)."""
-        if not self.config.state_file or self._save_timer is not None:
+        if not self.config.state_file or self._save_pending:
             return
-        self._save_timer = self.scheduler.call_later(0.0, self._flush_state)
+        self._save_pending = True
+        asyncio.get_running_loop().call_soon(self._flush_state)
 
     def _flush_state(self) -> None:
-        if self._save_timer is not None:
-            self._save_timer.cancel()
-        self._save_timer = None
+        self._save_pending = False
         if self.config.state_file:
             self.save_state()
 

@@ -1,0 +1,182 @@
+"""Notifications: pmin, pmax, gt, lt, st, inheritance, cancel, RST, CON/NON — on a manual clock."""
+
+from __future__ import annotations
+
+from conftest import Harness, MakeClient, until
+
+from lwm2m.client.observe import should_notify
+from lwm2m.coap.codes import Code, ContentFormat, MessageType
+from lwm2m.coap.message import Message
+from lwm2m.model.path import Path
+from lwm2m.protocol.attributes import Attributes
+
+CF = ContentFormat
+
+
+async def observe(h: Harness, *path: str, **opts: object) -> Message:
+    first = await h.server.request(
+        Message(Code.GET, uri_path=path, observe=0, **opts),
+        h.address,  # type: ignore[arg-type]
+    )
+    assert first.code == Code.CONTENT and first.observe is not None
+    return first
+
+
+async def write_attrs(h: Harness, path: tuple[str, ...], *query: str) -> None:
+    r = await h.server.request(Message(Code.PUT, uri_path=path, uri_query=query), h.address)
+    assert r.code == Code.CHANGED
+
+
+async def test_change_notifies_non_by_default(make_client: MakeClient) -> None:
+    h = await make_client()
+    first = await observe(h, "3", "0", "9")
+    assert first.payload == b"100"
+    h.client.instance(3, 0).set(9, 80)  # type: ignore[union-attr]
+    note = await h.server.next_notification()
+    assert note.type == MessageType.NON and note.payload == b"80" and note.token == first.token
+    assert note.observe is not None and note.observe > first.observe  # type: ignore[operator]
+    assert note.content_format == CF.TEXT
+
+
+async def test_pmin_delays_and_pmax_forces(make_client: MakeClient) -> None:
+    h = await make_client()
+    await write_attrs(h, ("3", "0", "9"), "pmin=10", "pmax=60")
+    await observe(h, "3", "0", "9")
+    device = h.client.instance(3, 0)
+    assert device is not None
+    h.scheduler.advance(5)
+    device.set(9, 90)
+    device.set(9, 91)
+    await until(lambda: not any(o.sending for o in h.client.observations.all()))
+    assert h.client.stats.notifications_sent == 0  # inside pmin
+    h.scheduler.advance(5)
+    note = await h.server.next_notification()
+    assert note.payload == b"91"  # the latest value, once, when pmin ends
+    h.scheduler.advance(59)
+    assert h.server.notifications.empty()
+    h.scheduler.advance(2)
+    note = await h.server.next_notification()
+    assert note.payload == b"91"  # pmax without change
+
+
+async def settled(h: Harness) -> int:
+    """Wait until no notification is being decided or sent; returns how many were sent."""
+    await until(lambda: not any(o.sending for o in h.client.observations.all()))
+    return h.client.stats.notifications_sent
+
+
+async def test_gt_lt_st_on_numeric_resource(make_client: MakeClient) -> None:
+    h = await make_client()
+    await write_attrs(h, ("3", "0", "9"), "gt=50", "lt=20")
+    await observe(h, "3", "0", "9")
+    device = h.client.instance(3, 0)
+    assert device is not None
+    device.set(9, 60)  # 100 -> 60: still above gt
+    assert await settled(h) == 0
+    device.set(9, 40)  # crosses gt
+    assert (await h.server.next_notification()).payload == b"40"
+    device.set(9, 30)  # between, no crossing
+    assert await settled(h) == 1
+    device.set(9, 10)  # crosses lt
+    assert (await h.server.next_notification()).payload == b"10"
+    await write_attrs(h, ("3", "0", "9"), "gt", "lt", "st=5")
+    device.set(9, 13)
+    assert await settled(h) == 2  # moved 3 < st
+    device.set(9, 16)
+    assert (await h.server.next_notification()).payload == b"16"  # moved 6 >= st
+
+
+async def test_attributes_inherit_from_object_level(make_client: MakeClient) -> None:
+    h = await make_client()
+    await write_attrs(h, ("3",), "pmin=30")
+    await write_attrs(h, ("3", "0"), "pmax=100")
+    attrs = h.client.attributes.effective(1, Path(3, 0, 9))
+    assert (attrs.pmin, attrs.pmax) == (30, 100)
+    await write_attrs(h, ("3", "0", "9"), "pmin=2")
+    assert h.client.attributes.effective(1, Path(3, 0, 9)).pmin == 2
+    await observe(h, "3", "0", "9")
+    h.client.instance(3, 0).set(9, 1)  # type: ignore[union-attr]
+    h.scheduler.advance(1)
+    await until(lambda: not any(o.sending for o in h.client.observations.all()))
+    assert h.client.stats.notifications_sent == 0
+    h.scheduler.advance(1)
+    assert (await h.server.next_notification()).payload == b"1"
+
+
+async def test_server_default_periods_apply(make_client: MakeClient) -> None:
+    h = await make_client()
+    r = await h.server.request(
+        Message(Code.PUT, uri_path=("1", "0", "3"), payload=b"20"), h.address
+    )
+    assert r.code == Code.CHANGED
+    await observe(h, "3", "0", "0")
+    h.scheduler.advance(20.5)
+    assert (await h.server.next_notification()).payload == b"lwm2m-py"
+
+
+async def test_instance_observation_and_cancel(make_client: MakeClient) -> None:
+    h = await make_client()
+    first = await observe(h, "6", "0", accept=CF.SENML_JSON)
+    assert first.content_format == CF.SENML_JSON
+    loc = h.client.instance(6, 0)
+    loc.move(1.5, 2.5)  # type: ignore[union-attr]
+    note = await h.server.next_notification()
+    assert note.content_format == CF.SENML_JSON and b"1.5" in note.payload
+    await until(lambda: not any(o.sending for o in h.client.observations.all()))
+    while not h.server.notifications.empty():  # one change may notify once per resource set
+        h.server.notifications.get_nowait()
+    # cancel with GET Observe=1 (same token)
+    assert len(h.client.observations) == 1
+    h.server.forget_token(first.token)
+    cancel = Message(Code.GET, uri_path=("6", "0"), observe=1, token=first.token)
+    from lwm2m.coap import codec
+
+    h.server.send(cancel.with_(mid=7), h.address)
+    await until(lambda: len(h.client.observations) == 0)
+    sent = h.client.stats.notifications_sent
+    loc.move(3.0, 4.0)  # type: ignore[union-attr]
+    await until(lambda: not any(o.sending for o in h.client.observations.all()))
+    assert h.client.stats.notifications_sent == sent
+    assert codec  # the cancel went out as an exact datagram
+
+
+async def test_rst_ends_observation(make_client: MakeClient) -> None:
+    h = await make_client(notify_confirmable=True)
+    h.server.auto_ack_notifications = False
+    await observe(h, "3", "0", "9")
+    h.client.instance(3, 0).set(9, 50)  # type: ignore[union-attr]
+    note = await h.server.next_notification()
+    assert note.type == MessageType.CON
+    h.server.send(Message(Code.EMPTY, MessageType.RST, note.mid), h.address)
+    await until(lambda: len(h.client.observations) == 0)
+
+
+async def test_con_attribute_makes_confirmable(make_client: MakeClient) -> None:
+    h = await make_client()
+    await write_attrs(h, ("3", "0", "9"), "con=1")
+    await observe(h, "3", "0", "9")
+    h.client.instance(3, 0).set(9, 42)  # type: ignore[union-attr]
+    note = await h.server.next_notification()
+    assert note.type == MessageType.CON and note.payload == b"42"
+
+
+async def test_deleted_instance_ends_observation(make_client: MakeClient) -> None:
+    h = await make_client()
+    h.client.store.create_instance(3303, 0, {5700: 1.0})
+    await observe(h, "3303", "0", "5700")
+    r = await h.server.request(Message(Code.DELETE, uri_path=("3303", "0")), h.address)
+    assert r.code == Code.DELETED
+    assert len(h.client.observations) == 0
+
+
+def test_should_notify_rules() -> None:
+    p = Path(3, 0, 9)
+    none = Attributes()
+    assert should_notify(none, {p: 1}, {p: 2})
+    assert not should_notify(none, {p: 1}, {p: 1})
+    assert should_notify(Attributes(st=1.0), {p: 1}, {p: 2})
+    assert not should_notify(Attributes(st=1.5), {p: 1}, {p: 2})
+    assert should_notify(Attributes(gt=1.5), {p: 1}, {p: 2})
+    assert not should_notify(Attributes(gt=5.0), {p: 1}, {p: 2})
+    assert should_notify(Attributes(lt=1.5), {p: 2}, {p: 1})
+    assert should_notify(Attributes(gt=5.0), {p: "a"}, {p: "b"})  # non-numeric: any change
