@@ -68,6 +68,7 @@ async def _play_client(
     *,
     fail_at: str | None = None,
     fail_code: Code = Code.BAD_REQUEST,
+    discover: bytes | None = None,
 ) -> list[Message]:
     """Answer every bootstrap request like a well-behaved client; returns what was received."""
     received: list[Message] = []
@@ -83,6 +84,11 @@ async def _play_client(
             peer.answer(msg, source, Code.DELETED)
         elif msg.code == Code.PUT:
             peer.answer(msg, source, Code.CHANGED)
+        elif msg.code == Code.GET:
+            if discover is None:
+                peer.answer(msg, source, Code.METHOD_NOT_ALLOWED)  # a 1.0 client
+            else:
+                peer.answer(msg, source, Code.CONTENT, discover, content_format=40)
         elif msg.code == Code.POST and msg.uri_path == ("bs",):
             peer.answer(msg, source, Code.CHANGED)
             return received
@@ -104,6 +110,7 @@ async def test_client_initiated_exact_sequence(bs: BootstrapServer, raw_peer: Ra
     assert ops == [
         (Code.DELETE, "/0", None),
         (Code.DELETE, "/1", None),
+        (Code.GET, "/0", None),
         (Code.PUT, "/0/0", 11542),
         (Code.PUT, "/0/1", 11542),
         (Code.PUT, "/1/0", 11542),
@@ -111,11 +118,12 @@ async def test_client_initiated_exact_sequence(bs: BootstrapServer, raw_peer: Ra
         (Code.POST, "/bs", None),
     ]
     assert all(m.type is MessageType.CON for m in received)
+    assert received[2].accept == 40
     model = default_registry()
-    bs_sec = formats.decode(received[2].payload, Path(0, 0), 11542, model)
-    dm_sec = formats.decode(received[3].payload, Path(0, 1), 11542, model)
-    server = formats.decode(received[4].payload, Path(1, 0), 11542, model)
-    acl = formats.decode(received[5].payload, Path(2, 0), 11542, model)
+    bs_sec = formats.decode(received[3].payload, Path(0, 0), 11542, model)
+    dm_sec = formats.decode(received[4].payload, Path(0, 1), 11542, model)
+    server = formats.decode(received[5].payload, Path(1, 0), 11542, model)
+    acl = formats.decode(received[6].payload, Path(2, 0), 11542, model)
     assert isinstance(bs_sec, ObjectInstance) and isinstance(dm_sec, ObjectInstance)
     assert isinstance(server, ObjectInstance) and isinstance(acl, ObjectInstance)
     assert (
@@ -136,6 +144,7 @@ async def test_client_initiated_exact_sequence(bs: BootstrapServer, raw_peer: Ra
     assert [s.code for s in record.steps] == [
         "2.02",
         "2.02",
+        "4.05",  # Bootstrap-Discover refused (a 1.0 client): tolerated
         "2.04",
         "2.04",
         "2.04",
@@ -144,7 +153,7 @@ async def test_client_initiated_exact_sequence(bs: BootstrapServer, raw_peer: Ra
     ]
     kinds = [type(e) for e in events]
     assert kinds[0] is SessionStarted and kinds[-1] is SessionFinished
-    assert kinds.count(SessionRequest) == kinds.count(SessionAnswer) == 7
+    assert kinds.count(SessionRequest) == kinds.count(SessionAnswer) == 8
     assert not bs.configs.needs_bootstrap(EP)
 
 
@@ -301,6 +310,34 @@ async def test_registration_hook_pushes_only_changed_configs(
     assert [m.path_str for m in received if m.code == Code.DELETE] == ["/0"]
     second = await hook
     assert second is not None and second.ok
+
+
+@pytest.mark.parametrize(
+    ("discover", "expected"),
+    [
+        # The client's bootstrap account is /0/3 and server 101 is /0/5: both replaced in place.
+        (
+            b'</>;lwm2m="1.1",</0/3>;uri="coap://bs",</0/5>;ssid=101;uri="coap://x"',
+            ["/0/3", "/0/5"],
+        ),
+        # Bootstrap account at /0/1 (where the config would put server 101): 101 moves to /0/2.
+        (b'</0/1>;uri="coap://bs"', ["/0/1", "/0/2"]),
+        # Nothing there: the configured IDs.
+        (b"</0>", ["/0/0", "/0/1"]),
+    ],
+)
+async def test_discover_places_security_instances(
+    bs: BootstrapServer, raw_peer: RawPeer, discover: bytes, expected: list[str]
+) -> None:
+    assert bs.coap_address is not None
+    await raw_peer.request(
+        Message(Code.POST, uri_path=("bs",), uri_query=(f"ep={EP}",)), bs.coap_address
+    )
+    received = await _play_client(raw_peer, bs.coap_address, discover=discover)
+    security_writes = [m.path_str for m in received if m.code == Code.PUT and m.uri_path[0] == "0"]
+    assert security_writes == expected
+    await bs.wait_idle()
+    assert bs.sessions.list(EP)[0].ok
 
 
 def test_parse_address() -> None:

@@ -11,6 +11,7 @@ File shape (``--config FILE``, REST API)::
       "dev-1": {
         "ept": 2,                                   # optional, seed 002 6.2.1
         "delete": ["/0", "/1"],                     # Bootstrap-Delete paths, in order
+        "discover": true,                           # Bootstrap-Discover /0 first (default)
         "content_format": "tlv",                    # optional: tlv, senml+json, senml+cbor
         "bootstrap_server": {                       # optional: the client's BS account
           "uri": "coaps://bs.example:5784", "security": {...},
@@ -198,6 +199,9 @@ class ClientConfig:
     bootstrap_server: BootstrapAccount | None = None
     acl: tuple[AclEntry, ...] = ()
     content_format: ContentFormatChoice | None = None
+    #: Bootstrap-Discover ``/0`` before writing, to place Security instances around
+    #: the client's own (its Bootstrap-Server account above all).
+    discover: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -560,7 +564,15 @@ def _claim(taken: set[int], ident: int, where: str, what: str) -> None:
     taken.add(ident)
 
 
-_CLIENT_KEYS = ("ept", "delete", "servers", "bootstrap_server", "acl", "content_format")
+_CLIENT_KEYS = (
+    "ept",
+    "delete",
+    "discover",
+    "servers",
+    "bootstrap_server",
+    "acl",
+    "content_format",
+)
 
 
 def parse_client_config(
@@ -589,6 +601,7 @@ def parse_client_config(
         raise ConfigError(where, f"bad endpoint name: {exc}") from None
 
     delete = _parse_delete(obj.get("delete", []), f"{where}.delete")
+    discover = _bool(obj.get("discover", True), f"{where}.discover")
 
     content_format: ContentFormatChoice | None = None
     if "content_format" in obj and obj["content_format"] is not None:
@@ -699,6 +712,7 @@ def parse_client_config(
         bootstrap_server=bs_account,
         acl=tuple(acl),
         content_format=content_format,
+        discover=discover,
         raw=obj,
     )
 

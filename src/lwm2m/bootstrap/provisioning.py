@@ -10,6 +10,7 @@ produce identical objects.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lwm2m.bootstrap.config import (
@@ -130,14 +131,64 @@ def access_control_instance(entry: AclEntry) -> ObjectInstance:
     return ObjectInstance.of(entry.acl_instance, resources)
 
 
-def plan_writes(config: ClientConfig) -> list[PlannedWrite]:
-    """Every Bootstrap-Write for ``config``, in the order they are sent."""
+def assign_security_instances(
+    config: ClientConfig, existing: Mapping[int, int | None]
+) -> dict[int, int]:
+    """Where each configured Security instance goes on a client that already has some.
+
+    ``existing`` is what Bootstrap-Discover of ``/0`` reported: instance ID ->
+    Short Server ID (None for the Bootstrap-Server account). The configured
+    bootstrap account replaces the client's one; a server account replaces the
+    client's instance with the same Short Server ID; otherwise the configured
+    ID is kept when free, else the lowest free ID is used. Returns configured
+    ID -> ID to write.
+    """
+    by_ssid = {ssid: iid for iid, ssid in existing.items() if ssid is not None}
+    client_bs = sorted(iid for iid, ssid in existing.items() if ssid is None)
+    claimed: set[int] = set()
+    mapping: dict[int, int] = {}
+    wanted: list[tuple[int, int | None]] = []
+    if config.bootstrap_server is not None:
+        wanted.append((config.bootstrap_server.security_instance, None))
+    wanted += [(s.security_instance, s.short_server_id) for s in config.servers]
+    # First the instances that replace one the client has, then the rest.
+    for configured, ssid in wanted:
+        target = client_bs[0] if ssid is None and client_bs else by_ssid.get(ssid) if ssid else None
+        if target is not None and target not in claimed:
+            mapping[configured] = target
+            claimed.add(target)
+    for configured, _ in wanted:
+        if configured in mapping:
+            continue
+        candidate = configured
+        while candidate in claimed or candidate in existing:
+            candidate += 1
+        mapping[configured] = candidate
+        claimed.add(candidate)
+    return mapping
+
+
+def _moved(inst: ObjectInstance, new_id: int) -> ObjectInstance:
+    return inst if inst.id == new_id else ObjectInstance(new_id, inst.resources)
+
+
+def plan_writes(
+    config: ClientConfig, security_ids: Mapping[int, int] | None = None
+) -> list[PlannedWrite]:
+    """Every Bootstrap-Write for ``config``, in the order they are sent.
+
+    ``security_ids`` (from :func:`assign_security_instances`) moves Security
+    instances to the IDs the client needs.
+    """
+    ids = security_ids or {}
     writes: list[PlannedWrite] = []
     if config.bootstrap_server is not None:
         inst = bootstrap_security_instance(config.bootstrap_server)
+        inst = _moved(inst, ids.get(inst.id, inst.id))
         writes.append(PlannedWrite(Path(SECURITY_OBJECT, inst.id), inst))
     for server in config.servers:
         inst = server_security_instance(server)
+        inst = _moved(inst, ids.get(inst.id, inst.id))
         writes.append(PlannedWrite(Path(SECURITY_OBJECT, inst.id), inst))
     for server in config.servers:
         inst = server_instance(server)

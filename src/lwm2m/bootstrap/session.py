@@ -14,7 +14,7 @@ a scripted fake and the server plugs in real UDP or DTLS endpoints.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -29,14 +29,15 @@ from lwm2m.bootstrap.events import (
     SessionRequest,
 )
 from lwm2m.bootstrap.history import SessionRecord, SessionStatus, Step
-from lwm2m.bootstrap.provisioning import plan_writes
-from lwm2m.coap.codes import Code, MessageType
+from lwm2m.bootstrap.provisioning import SECURITY_OBJECT, assign_security_instances, plan_writes
+from lwm2m.coap.codes import Code, ContentFormat, MessageType
 from lwm2m.coap.errors import CoapError, RequestTimeout
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address
 from lwm2m.formats import registry as formats
 from lwm2m.formats.errors import FormatError
-from lwm2m.model.path import Path
+from lwm2m.formats.link_format import parse_links
+from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class _Op:
     payload: bytes = b""
     content_format: int | None = None
     expected: Code = Code.CHANGED
+    accept: int | None = None
 
     @property
     def path_text(self) -> str:
@@ -76,14 +78,29 @@ class SessionError(Exception):
         self.code = code
 
 
-def build_operations(
-    config: ClientConfig, content_format: int, model: ModelRegistry | None
+def delete_operations(config: ClientConfig) -> list[_Op]:
+    return [_Op(Operation.DELETE, Code.DELETE, p, expected=Code.DELETED) for p in config.delete]
+
+
+def discover_operation() -> _Op:
+    return _Op(
+        Operation.DISCOVER,
+        Code.GET,
+        Path(SECURITY_OBJECT),
+        expected=Code.CONTENT,
+        accept=int(ContentFormat.LINK_FORMAT),
+    )
+
+
+def write_operations(
+    config: ClientConfig,
+    content_format: int,
+    model: ModelRegistry | None,
+    security_ids: Mapping[int, int] | None = None,
 ) -> list[_Op]:
-    """The whole request sequence for ``config``; encoding errors surface here, before sending."""
+    """Writes then Bootstrap-Finish; encoding errors surface here, before anything is sent."""
     ops: list[_Op] = []
-    for path in config.delete:
-        ops.append(_Op(Operation.DELETE, Code.DELETE, path, expected=Code.DELETED))
-    for write in plan_writes(config):
+    for write in plan_writes(config, security_ids):
         try:
             payload = formats.encode(write.instance, write.path, content_format, model)
         except FormatError as exc:
@@ -95,6 +112,22 @@ def build_operations(
     return ops
 
 
+def existing_security_instances(payload: bytes) -> dict[int, int | None]:
+    """Security instances in a Bootstrap-Discover answer: ID -> ``ssid`` (None: bootstrap account)."""
+    result: dict[int, int | None] = {}
+    for link in parse_links(payload):
+        try:
+            path = Path.parse(link.target)
+        except PathError:
+            continue
+        if path.object_id != SECURITY_OBJECT or path.instance_id is None or path.depth != 2:
+            continue
+        ssid_text = link.get("ssid")
+        ssid = int(ssid_text) if ssid_text is not None and ssid_text.isdigit() else None
+        result[path.instance_id] = ssid
+    return result
+
+
 def _request_message(op: _Op) -> Message:
     segments = ("bs",) if op.path is None else op.path.segments()
     return Message(
@@ -103,6 +136,7 @@ def _request_message(op: _Op) -> Message:
         uri_path=segments,
         payload=op.payload,
         content_format=op.content_format if op.payload else None,
+        accept=op.accept,
     )
 
 
@@ -141,11 +175,34 @@ class SessionRunner:
     ) -> SessionRecord:
         """Send every operation; returns the ended record (FINISHED or FAILED)."""
         assert record.content_format is not None
+        fmt = record.content_format
         self._record = record
+        index = 0
         try:
-            ops = build_operations(config, record.content_format, self._model)
-            for index, op in enumerate(ops):
-                record = await self._send(record, index, op, address)
+            # Encode everything once before sending anything: a config the
+            # format cannot carry fails without touching the client.
+            write_operations(config, fmt, self._model)
+            for op in delete_operations(config):
+                record, _ = await self._send(record, index, op, address)
+                index += 1
+            security_ids: dict[int, int] | None = None
+            if config.discover:
+                record, response = await self._send(
+                    record, index, discover_operation(), address, tolerate=True
+                )
+                index += 1
+                if response is not None:
+                    try:
+                        existing = existing_security_instances(response.payload)
+                    except FormatError as exc:
+                        logger.info(
+                            "%s: unusable Bootstrap-Discover answer: %s", record.endpoint, exc
+                        )
+                    else:
+                        security_ids = assign_security_instances(config, existing)
+            for op in write_operations(config, fmt, self._model, security_ids):
+                record, _ = await self._send(record, index, op, address)
+                index += 1
         except SessionError as exc:
             return self._fail(self._record, exc.reason, exc.message, exc.code)
         now = self._clock()
@@ -175,8 +232,15 @@ class SessionRunner:
         self._update(record)
 
     async def _send(
-        self, record: SessionRecord, index: int, op: _Op, address: Address
-    ) -> SessionRecord:
+        self,
+        record: SessionRecord,
+        index: int,
+        op: _Op,
+        address: Address,
+        *,
+        tolerate: bool = False,
+    ) -> tuple[SessionRecord, Message | None]:
+        """Send one operation; with ``tolerate`` an error answer is recorded, not fatal."""
         sent_at = self._clock()
         step = Step(index, op.operation, op.path_text, sent_at, op.content_format, len(op.payload))
         record = record.with_step(step)
@@ -229,6 +293,8 @@ class SessionRunner:
                 diagnostic,
             )
         )
+        if not success and tolerate:
+            return record, None
         if not success:
             detail = f" ({diagnostic})" if diagnostic else ""
             raise SessionError(
@@ -236,4 +302,4 @@ class SessionRunner:
                 f"{op.operation.value} {op.path_text}: client answered {code}{detail}, expected {_dotted(op.expected)}",
                 code,
             )
-        return record
+        return record, response
