@@ -32,7 +32,7 @@ from lwm2m.coap.errors import CoapError
 from lwm2m.coap.message import Message
 from lwm2m.formats import registry as formats
 from lwm2m.formats.errors import FormatError
-from lwm2m.formats.link_format import Link, format_links
+from lwm2m.formats.link_format import Link, format_param
 from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Resource, ResourceInstance
 from lwm2m.model.path import Path, PathError
 from lwm2m.protocol.errors import LwM2MError
@@ -442,7 +442,7 @@ class ClientBootstrap:
                         params.append(("ssid", str(ssid)))
                 links.append(Link(f"/{obj.id}/{inst.id}", tuple(params)))
         version = "1.0" if self.client.config.lwm2m_version == "1.0" else "1.1"
-        body = f'</>;lwm2m="{version}",' + format_links(links)
+        body = f'</>;lwm2m="{version}",' + ",".join(_discover_link(link) for link in links)
         return Message(
             Code.CONTENT,
             payload=body.encode("utf-8"),
@@ -476,6 +476,18 @@ class ClientBootstrap:
             client.after_response(reregister)
         logger.info("%s: Bootstrap-Finish accepted", self.client.endpoint_name)
         return Message(Code.CHANGED)
+
+
+def _discover_link(link: Link) -> str:
+    """``<target>;ssid=N;uri="..."``: the URI always quoted, as in the LwM2M examples."""
+    parts = [f"<{link.target}>"]
+    for name, value in link.params:
+        if name == "uri" and value is not None:
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            parts.append(f'uri="{escaped}"')
+        else:
+            parts.append(format_param(name, value))
+    return ";".join(parts)
 
 
 def _instance_value(store: ObjectStore, oid: int, iid: int, rid: int) -> Any:
