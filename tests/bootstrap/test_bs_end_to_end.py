@@ -300,3 +300,49 @@ async def test_lwm2m_server_cannot_touch_security_or_bootstrap(world: World) -> 
         await world.server.delete("dev-acl", "/0/0")
     security = client.store.instance(0, 0)
     assert security is not None and security.get(0) == world.server_uri
+
+
+async def test_client_initiated_over_dtls_psk(world: World) -> None:
+    from lwm2m.bootstrap.embedded import build_dtls, identity_checker
+    from lwm2m.client.config import MODE_PSK
+    from lwm2m.coap.dtls import has_psk_support
+    from lwm2m.security.credentials import PskCredential, SecurityEntry
+
+    if not has_psk_support():
+        pytest.skip("this OpenSSL build has no PSK")
+    stores = MemoryStores()
+    psk = PskCredential(b"dev-dtls-id", b"\x01\x02\x03\x04")
+    await stores.security.put(SecurityEntry("dev-dtls", psk=psk))
+    await stores.security.put(SecurityEntry("dev-thief", psk=PskCredential(b"thief", b"\x05")))
+    secure_bs = BootstrapServer(
+        request_timeout_s=5.0, identity_check=identity_checker(stores.security)
+    )
+    await secure_bs.configs.put("dev-dtls", world.config())
+    await secure_bs.configs.put("dev-thief", world.config())
+    await secure_bs.start("127.0.0.1", 0, coaps_port=0, dtls=build_dtls(stores.security))
+    try:
+        assert secure_bs.coaps_address is not None
+        uri = f"coaps://127.0.0.1:{secure_bs.coaps_address[1]}"
+
+        def client(ep: str, identity: bytes, key: bytes) -> LwM2MClient:
+            account = ServerConfig(
+                uri, bootstrap=True, security_mode=MODE_PSK, psk_identity=identity, psk_key=key
+            )
+            c = LwM2MClient(ClientConfig(ep, servers=(account,), local_host="127.0.0.1"))
+            world.clients.append(c)
+            return c
+
+        good = client("dev-dtls", psk.identity, psk.key)
+        install_bootstrap(good, BootstrapOptions(max_attempts=1, finish_timeout_s=TIMEOUT))
+        await world.next_event("dev-dtls", RegistrationEvent, good.start)
+        (record,) = secure_bs.sessions.list("dev-dtls")
+        assert record.ok
+        # Valid credentials of another device do not fetch dev-dtls's configuration.
+        thief = client("dev-dtls", b"thief", b"\x05")
+        cb = install_bootstrap(thief, BootstrapOptions(max_attempts=1))
+        done = _bootstrap_done(cb)
+        await thief.start()
+        await asyncio.wait_for(done.wait(), TIMEOUT)
+        assert cb.last_error is not None and "PSK identity does not belong" in cb.last_error
+    finally:
+        await secure_bs.close()

@@ -154,7 +154,10 @@ class BootstrapServer:
         coaps_port: int = 0,
         dtls: SecurityLayer | None = None,
     ) -> None:
-        """Open the CoAP (and, with ``dtls``, CoAPs) endpoints; port 0 for CoAPs disables it."""
+        """Open the CoAP endpoint, and the CoAPs one when ``dtls`` is given (port 0: any free port).
+
+        (The commands treat ``--coaps-port 0`` as "disabled" by passing no ``dtls``.)
+        """
         from lwm2m.coap.endpoint import Endpoint
 
         holder: list[Endpoint] = []
@@ -163,7 +166,7 @@ class BootstrapServer:
         self._endpoints.append(plain)
         self._push_endpoint = plain
         self.coap_address = plain.local_address
-        if dtls is not None and coaps_port != 0:
+        if dtls is not None:
             secure_holder: list[Endpoint] = []
             secure = await Endpoint.create(
                 host, coaps_port, handler=self._handler(secure_holder), security=dtls
