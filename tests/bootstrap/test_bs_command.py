@@ -71,3 +71,47 @@ async def test_server_hook_reads_its_options() -> None:
         assert bs.coap_address is not None and bs.coap_address[1] != 0
     finally:
         await bs.stop()
+
+
+async def test_command_serves_until_sigterm(tmp_path: FsPath, raw_peer: RawPeer) -> None:
+    import asyncio
+    import re
+    import signal
+
+    file = tmp_path / "bs.json"
+    file.write_text(json.dumps(CONFIG))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lwm2m",
+        "bootstrap",
+        "--coap-port",
+        "0",
+        "--coaps-port",
+        "0",
+        "--config",
+        str(file),
+        "--data",
+        str(tmp_path / "data"),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        port = None
+        while port is None:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            assert line, "the command ended before serving"
+            match = re.search(r"bootstrap server on coap 127\.0\.0\.1:(\d+)", line)
+            if match:
+                port = int(match.group(1))
+        response = await raw_peer.request(
+            Message(Code.POST, uri_path=("bs",), uri_query=("ep=unknown",)), ("127.0.0.1", port)
+        )
+        assert response.code == Code.BAD_REQUEST
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert (tmp_path / "data" / "lwm2m.sqlite3").exists()  # history and configs persisted
