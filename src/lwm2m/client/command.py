@@ -237,7 +237,8 @@ async def _run_many(
     with contextlib.suppress(asyncio.CancelledError):
         await starting
     await progress
+    print(simulator.summary().line(), file=sys.stderr)
     print("de-registering ...", file=sys.stderr)
     await simulator.stop()
-    print(simulator.summary().line(), file=sys.stderr)
+    print(f"de-registered {simulator.deregistered()} of {args.count} devices", file=sys.stderr)
     return 0

@@ -129,6 +129,15 @@ class Simulator:
             result.notifications_sent += client.stats.notifications_sent
         return result
 
+    def deregistered(self) -> int:
+        """Devices whose every server session ended with a De-register."""
+        return sum(
+            1
+            for c in self.clients
+            if c.sessions
+            and all(s.state is RegistrationState.DEREGISTERED for s in c.sessions.values())
+        )
+
     async def stop(self) -> None:
         """De-register every device (concurrently, bounded) and close their sockets."""
         if self._starting is not None and not self._starting.done():
