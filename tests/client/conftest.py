@@ -8,12 +8,12 @@ import pytest
 
 sys.path.insert(0, str(FsPath(__file__).parent))
 
-from rawserver import Address, RawServer  # noqa: E402
+from rawserver import Address, RawServer
 
-from lwm2m.client.client import LwM2MClient  # noqa: E402
-from lwm2m.client.config import ClientConfig, ServerConfig  # noqa: E402
-from lwm2m.client.scheduler import ManualScheduler  # noqa: E402
-from lwm2m.model.registry import ModelRegistry, default_registry  # noqa: E402
+from lwm2m.client.client import LwM2MClient
+from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.scheduler import ManualScheduler
+from lwm2m.model.registry import ModelRegistry, default_registry
 
 _REGISTRY = default_registry()
 
