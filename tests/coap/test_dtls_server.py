@@ -132,3 +132,47 @@ def test_corrupted_client_hello_is_rejected_quietly(tail: bytes) -> None:
     mangled = hello[:14] + tail
     server.receive_datagram(mangled, CLIENT_ADDR, 0.0)
     assert server.session_count() == 0
+
+
+def test_full_session_table_evicts_the_quietest_session() -> None:
+    server = make_server(max_sessions=3)
+    clients = {("127.0.0.1", 43000 + i): make_client() for i in range(4)}
+
+    def pump(now: float) -> None:
+        for _ in range(20):
+            moved = False
+            for address, client in clients.items():
+                for data, _ in client.datagrams_to_send():
+                    moved = True
+                    server.receive_datagram(data, address, now)
+            for data, address in server.datagrams_to_send():
+                moved = True
+                clients[address].receive_datagram(data, SERVER_ADDR, now)
+            if not moved:
+                return
+
+    for i, (address, client) in enumerate(clients.items()):
+        client.send(b"x", SERVER_ADDR, float(i))
+        pump(float(i))
+        assert server.is_established(address)
+    assert server.session_count() == 3
+    assert not server.has_session(("127.0.0.1", 43000))  # quiet since t=0: evicted
+    # the evicted client got a close_notify and will re-handshake on its next send
+    assert not clients[("127.0.0.1", 43000)].has_session(SERVER_ADDR)
+
+
+def test_half_open_count_follows_the_sessions() -> None:
+    server = make_server()
+    link = Link(client=make_client(), server=server)
+    link.client.send(b"x", SERVER_ADDR, 0.0)
+    for _ in range(2):  # hello, HVR, hello with cookie: handshake now in progress
+        for data, _ in link.client.datagrams_to_send():
+            server.receive_datagram(data, CLIENT_ADDR, 0.0)
+        for data, _ in server.datagrams_to_send():
+            link.client.receive_datagram(data, SERVER_ADDR, 0.0)
+    assert server.half_open_count() == 1
+    link.pump()
+    assert server.is_established(CLIENT_ADDR)
+    assert server.half_open_count() == 0
+    server.close_all()
+    assert server.half_open_count() == 0 and server.session_count() == 0

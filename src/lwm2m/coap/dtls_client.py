@@ -233,7 +233,7 @@ class DtlsClient(DtlsLayerBase):
             connection.set_session(saved)
         session = DtlsSession(connection=connection, address=address, created_at=now, state=state)
         session.pending.append(first)
-        self._sessions[address] = session
+        self._add(session)
         self._advance_handshake(session, now)
 
     def _write(self, session: DtlsSession, plaintext: bytes, now: float) -> None:

@@ -69,7 +69,9 @@ class DtlsServerConfig:
     is_trusted_certificate: CertificateLookup | None = None
     require_client_certificate: bool = True
     mtu: int = 1280
-    idle_timeout_s: float | None = 600.0
+    #: longer than the default registration lifetime (86400 s): the server must
+    #: still reach a quiet client over its session
+    idle_timeout_s: float | None = 2 * 86400.0
     handshake_timeout_s: float = 60.0
     max_half_open: int = 1000
     max_sessions: int = 100_000
@@ -303,8 +305,14 @@ class DtlsServer(DtlsLayerBase):
         peer = Peer(session.address, session.identity)
         return [(p, peer) for p in plaintexts]
 
-    def _half_open(self) -> int:
-        return sum(1 for s in self._sessions.values() if not s.established)
+    def _evict_least_recent(self) -> bool:
+        """Make room by closing the established session quiet for longest (a scan: rare)."""
+        established = [s for s in self._sessions.values() if s.established]
+        if not established:
+            return False
+        victim = min(established, key=lambda s: s.last_received)
+        self._close(victim, "evicted: session table full", notify_peer=True)
+        return True
 
     def _accept_hello(
         self, data: bytes, address: Address, now: float, replacing: DtlsSession | None
@@ -329,19 +337,22 @@ class DtlsServer(DtlsLayerBase):
             logger.debug("bad ClientHello from %s: %s", address, error_text(exc))
             self.dropped_datagrams += 1
             return
-        if replacing is None and (
-            self._half_open() >= self.config.max_half_open
-            or len(self._sessions) >= self.config.max_sessions
-        ):
-            logger.warning("DTLS: refusing handshake from %s: too many sessions", address)
+        if replacing is None and self._half_open_count >= self.config.max_half_open:
+            logger.warning(
+                "DTLS: refusing handshake from %s: too many handshakes in progress", address
+            )
             self.dropped_datagrams += 1
             return
         if replacing is not None:
             # The client started over (e.g. it rebooted): the old session goes.
             self._close(replacing, "replaced by a new handshake", notify_peer=False)
+        elif len(self._sessions) >= self.config.max_sessions and not self._evict_least_recent():
+            logger.warning("DTLS: refusing handshake from %s: session table full", address)
+            self.dropped_datagrams += 1
+            return
         session = DtlsSession(connection=connection, address=address, created_at=now, state=state)
         session.hello_random = client_hello_random(data)
-        self._sessions[address] = session
+        self._add(session)
         self._advance_handshake(session, now)
 
 

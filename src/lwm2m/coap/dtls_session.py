@@ -120,6 +120,8 @@ class DtlsLayerBase:
         #: (deadline, tie-breaker, session); entries of dropped sessions are skipped lazily
         self._timers: list[tuple[float, int, DtlsSession]] = []
         self._seq = 0
+        #: sessions whose handshake is still running
+        self._half_open_count = 0
 
     # ------------------------------------------------------------ SecurityLayer
 
@@ -212,6 +214,10 @@ class DtlsLayerBase:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def half_open_count(self) -> int:
+        """Handshakes in progress."""
+        return self._half_open_count
+
     def established_addresses(self) -> list[Address]:
         return [a for a, s in self._sessions.items() if s.established]
 
@@ -278,6 +284,7 @@ class DtlsLayerBase:
             self._fail(session, reason, now)
             return False
         session.established = True
+        self._half_open_count -= 1
         session.resumed = session_reused(session.connection)
         session.identity = self._identity_of(session)
         session.last_received = now
@@ -336,9 +343,16 @@ class DtlsLayerBase:
     def _on_dropped(self, session: DtlsSession) -> None:
         """Hook for subclasses when a session goes away."""
 
+    def _add(self, session: DtlsSession) -> None:
+        """Register a new (not yet established) session for its address."""
+        self._sessions[session.address] = session
+        self._half_open_count += 1
+
     def _remove(self, session: DtlsSession) -> None:
         if self._sessions.get(session.address) is session:
             del self._sessions[session.address]
+            if not session.established:
+                self._half_open_count -= 1
         self._on_dropped(session)
 
     def _fail(self, session: DtlsSession, reason: str, now: float) -> None:
