@@ -180,3 +180,73 @@ def test_should_notify_rules() -> None:
     assert not should_notify(Attributes(gt=5.0), {p: 1}, {p: 2})
     assert should_notify(Attributes(lt=1.5), {p: 2}, {p: 1})
     assert should_notify(Attributes(gt=5.0), {p: "a"}, {p: "b"})  # non-numeric: any change
+
+
+async def test_observe_composite(make_client: MakeClient, registry: object) -> None:
+    from lwm2m.formats import senml_cbor, senml_json
+
+    h = await make_client()
+    body = senml_json.encode_paths([Path(3, 0, 9), Path(6, 0, 0)])
+    first = await h.server.request(
+        Message(Code.FETCH, payload=body, content_format=CF.SENML_JSON, accept=CF.SENML_CBOR, observe=0),
+        h.address,
+    )
+    assert first.code == Code.CONTENT and first.observe is not None
+    assert first.content_format == CF.SENML_CBOR
+    h.client.instance(3, 0).set(9, 12)  # type: ignore[union-attr]
+    note = await h.server.next_notification()
+    values = {r.path: r.value for r in senml_cbor.decode_records(note.payload, registry)}  # type: ignore[arg-type]
+    assert values[Path(3, 0, 9)] == 12 and Path(6, 0, 0) in values
+
+
+async def test_epmax_samples_computed_values(make_client: MakeClient) -> None:
+    from lwm2m.client.instance import Instance, Res
+
+    readings = iter([1.0, 1.0, 5.0])
+
+    class Sensor(Instance, object_id=3303):
+        value = Res[float](5700)
+
+        @value.reader
+        def _sample(self) -> float:
+            return next(readings, 5.0)
+
+    h = await make_client()
+    h.client.add_instance(Sensor(0))
+    msg, addr = await h.server.next_request()  # Update for the new object
+    h.server.reply(msg, addr, Code.CHANGED)
+    await write_attrs(h, ("3303", "0", "5700"), "epmax=30")
+    first = await observe(h, "3303", "0", "5700")
+    assert first.payload == b"1.0"
+    h.scheduler.advance(30)  # samples 1.0: unchanged, nothing sent
+    assert await settled(h) == 0
+    h.scheduler.advance(30)  # samples 5.0: changed -> notification
+    note = await h.server.next_notification()
+    assert note.payload == b"5.0"
+
+
+async def test_server_disable_deregisters_for_timeout(make_client: MakeClient) -> None:
+    h = await make_client()
+    r = await h.server.request(Message(Code.PUT, uri_path=("1", "0", "5"), payload=b"100"), h.address)
+    assert r.code == Code.CHANGED
+    r = await h.server.request(Message(Code.POST, uri_path=("1", "0", "4")), h.address)
+    assert r.code == Code.CHANGED
+    msg, addr = await h.server.next_request()
+    assert msg.code == Code.DELETE
+    h.server.reply(msg, addr, Code.DELETED)
+    await until(lambda: h.client.sessions[1].state.value == "disabled")
+    h.scheduler.advance(99)
+    assert h.server.requests.empty()
+    h.scheduler.advance(2)
+    msg, addr = await h.server.next_request()
+    assert msg.uri_path == ("rd",)
+    h.server.reply(msg, addr, Code.CREATED, location_path=("rd", "back"))
+
+
+async def test_binding_change_sends_update(make_client: MakeClient) -> None:
+    h = await make_client()
+    r = await h.server.request(Message(Code.PUT, uri_path=("1", "0", "7"), payload=b"UQ"), h.address)
+    assert r.code == Code.CHANGED
+    msg, addr = await h.server.next_request()
+    assert msg.uri_query == ("b=U", "Q")
+    h.server.reply(msg, addr, Code.CHANGED)
