@@ -83,7 +83,15 @@ def test_certs_command_reuses_the_ca_and_keeps_files(
     assert (tmp_path / "server.pem").read_bytes() != first_server
 
 
-@pytest.mark.parametrize("args", [["--days", "0"], ["--ept", "256"], ["--endpoint", ""]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--days", "0"],
+        ["--ept", "256"],
+        ["--endpoint", ""],
+        ["--endpoint", "a:b", "--endpoint", "a_b"],
+    ],
+)
 def test_certs_command_rejects_bad_arguments(tmp_path: Path, args: list[str]) -> None:
     assert main(["certs", "--out", str(tmp_path), *args]) == 2
 

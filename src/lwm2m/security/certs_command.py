@@ -90,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     if any(not ep for ep in endpoints):
         print("lwm2m certs: --endpoint must not be empty", file=sys.stderr)
         return 2
+    stems = [_safe_filename(ep) for ep in endpoints]
+    if len(set(stems)) != len(stems):
+        print("lwm2m certs: two --endpoint values map to the same file name", file=sys.stderr)
+        return 2
     server_names: list[str] = args.server_name or list(DEFAULT_SERVER_NAMES)
     try:
         out.mkdir(parents=True, exist_ok=True)
