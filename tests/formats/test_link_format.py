@@ -128,11 +128,17 @@ def test_bootstrap_discover_answer() -> None:
         ("</3/0>;a*=utf-8''x", "extended"),
         ('</3/0>;a="\x01"', "control character"),
         (b"</\xff>", "invalid UTF-8"),
+        ('</a>;t="\\\x00"', "offset 9: control character"),
     ],
 )
 def test_malformed_links(text: str | bytes, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         parse_links(text)
+
+
+def test_control_characters_are_refused_when_writing() -> None:
+    with pytest.raises(FormatError, match="control character"):
+        format_links([Link("/a", (("t", "x\x00"),))])
 
 
 def test_empty_document() -> None:

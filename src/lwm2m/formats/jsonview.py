@@ -63,7 +63,7 @@ def value_to_json(value: Value) -> JSONValue:
     return value
 
 
-def value_from_json(raw: object, rtype: ResourceType | None, where: str) -> Value:
+def value_from_json(raw: object, rtype: ResourceType | None, where: object) -> Value:
     """A JSON value as ``rtype`` (inferred from the JSON type when ``None``)."""
     if rtype is None:
         if isinstance(raw, bool | int | float | str):

@@ -130,7 +130,12 @@ def _quoted(text: str, pos: int) -> tuple[str, int]:
         if ch == "\\":
             if pos + 1 >= end:
                 break
-            out.append(text[pos + 1])
+            escaped = text[pos + 1]
+            if (escaped < " " and escaped != "\t") or escaped == "\x7f":
+                raise FormatError(
+                    f"link format offset {pos + 1}: control character in quoted string"
+                )
+            out.append(escaped)
             pos += 2
             continue
         if (ch < " " and ch != "\t") or ch == "\x7f":
@@ -149,6 +154,8 @@ def format_param(name: str, value: str | None) -> str:
         raise FormatError(f"invalid link parameter name {name!r}")
     if value is None:
         return name
+    if any((ch < " " and ch != "\t") or ch == "\x7f" for ch in value):
+        raise FormatError(f"link parameter {name}: control character in value")
     if name in ALWAYS_QUOTED or not value or not set(value) <= PTOKEN_CHARS:
         return f"{name}={_quote(value)}"
     return f"{name}={value}"
@@ -203,7 +210,7 @@ class RegisteredObjects:
         return result
 
 
-def _parse_ct(value: str | None, where: str) -> list[int]:
+def _parse_ct(value: str | None, where: object) -> list[int]:
     if value is None or not value:
         raise FormatError(f"{where}: ct needs a value")
     result = []
@@ -214,7 +221,7 @@ def _parse_ct(value: str | None, where: str) -> list[int]:
     return result
 
 
-def _parse_version(value: str | None, where: str) -> str:
+def _parse_version(value: str | None, where: object) -> str:
     parts = (value or "").split(".")
     if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
         raise FormatError(f"{where}: ver {value!r} is not MAJOR.MINOR")

@@ -28,8 +28,9 @@ from lwm2m.formats.tree import (
     group_composite,
 )
 from lwm2m.formats.values import (
+    At,
     check_value,
-    effective_type,
+    effective_type_at,
     epoch_seconds,
     from_epoch,
     model_type,
@@ -47,8 +48,8 @@ _TIME_TAG = 1
 
 
 def _cbor_value(leaf: Leaf, model: ModelRegistry | None) -> object:
-    where = str(leaf.path)
-    rtype = effective_type(model, leaf.path, leaf.type, leaf.value)
+    where = At(leaf.ids)
+    rtype = effective_type_at(model, leaf.ids, leaf.type, leaf.value)
     value = check_value(leaf.value, rtype, where)
     if rtype is ResourceType.TIME:
         assert isinstance(value, datetime.datetime)
@@ -59,19 +60,18 @@ def _cbor_value(leaf: Leaf, model: ModelRegistry | None) -> object:
     return value
 
 
-def _insert(tree: dict[int, object], path: Path, value: object) -> None:
+def _insert(tree: dict[int, object], ids: tuple[int, ...], value: object) -> None:
     node = tree
-    ids = path.ids
     for ident in ids[:-1]:
         child = node.setdefault(ident, {})
         if not isinstance(child, dict):
-            raise FormatError(f"{path}: a value and a container at the same path")
+            raise FormatError(f"{At(ids)}: a value and a container at the same path")
         node = child
     if value is None:
         node.setdefault(ids[-1], {})
         return
     if ids[-1] in node:
-        raise FormatError(f"{path}: duplicate value")
+        raise FormatError(f"{At(ids)}: duplicate value")
     node[ids[-1]] = value
 
 
@@ -80,9 +80,9 @@ def _tree(
 ) -> dict[int, object]:
     tree: dict[int, object] = {}
     for leaf in leaves:
-        _insert(tree, leaf.path, _cbor_value(leaf, model))
+        _insert(tree, leaf.ids, _cbor_value(leaf, model))
     for empty in empties:
-        _insert(tree, empty, None)
+        _insert(tree, empty.ids, None)
     return tree
 
 
@@ -102,17 +102,17 @@ def encode_composite(
                 leaves.extend(flatten(item, path))
                 empties.extend(empty_containers(item, path))
             else:
-                leaves.append(Leaf(path, item))
+                leaves.append(Leaf(path.ids, item))
     else:
         for rec in items:
             if rec.time is not None:
                 raise FormatError(f"{rec.path}: LwM2M CBOR carries no timestamps")
             if rec.value is None:
                 raise FormatError(f"{rec.path}: a record to encode needs a value")
-            leaves.append(Leaf(rec.path, rec.value))
+            leaves.append(Leaf(rec.path.ids, rec.value))
     for leaf in leaves:
-        if leaf.path.depth < 3:
-            raise FormatError(f"{leaf.path}: a plain value needs a resource path")
+        if len(leaf.ids) < 3:
+            raise FormatError(f"{At(leaf.ids)}: a plain value needs a resource path")
     return cbor_strict.dumps(_tree(leaves, empties, model))
 
 

@@ -20,12 +20,14 @@ from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.senml import Record
 from lwm2m.formats.tree import NODE_TYPES, Leaf, assemble, flatten
 from lwm2m.formats.values import (
+    At,
     check_value,
-    effective_type,
+    effective_type_at,
     epoch_seconds,
     from_epoch,
     model_type,
     parse_objlnk,
+    parse_path,
 )
 from lwm2m.model.nodes import Node, Value
 from lwm2m.model.path import Path, PathError
@@ -37,7 +39,7 @@ _TOP = frozenset({"bn", "bt", "e"})
 _ENTRY = frozenset({"n", "t", *_FIELDS})
 
 
-def _value_field(value: Value, rtype: ResourceType, where: str) -> tuple[str, object]:
+def _value_field(value: Value, rtype: ResourceType, where: object) -> tuple[str, object]:
     value = check_value(value, rtype, where)
     if rtype in (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER):
         return "v", value
@@ -61,8 +63,8 @@ def _value_field(value: Value, rtype: ResourceType, where: str) -> tuple[str, ob
 
 
 def _entry(leaf: Leaf, name: str | None, model: ModelRegistry | None) -> dict[str, object]:
-    rtype = effective_type(model, leaf.path, leaf.type, leaf.value)
-    field, raw = _value_field(leaf.value, rtype, str(leaf.path))
+    rtype = effective_type_at(model, leaf.ids, leaf.type, leaf.value)
+    field, raw = _value_field(leaf.value, rtype, At(leaf.ids))
     entry: dict[str, object] = {} if name is None else {"n": name}
     entry[field] = raw
     return entry
@@ -70,12 +72,10 @@ def _entry(leaf: Leaf, name: str | None, model: ModelRegistry | None) -> dict[st
 
 def encode(node: Node, path: Path, model: ModelRegistry | None = None) -> bytes:
     leaves = list(flatten(node, path))
-    if len(leaves) == 1 and leaves[0].path == path:
+    depth = path.depth
+    if len(leaves) == 1 and len(leaves[0].ids) == depth:
         return jsonutil.dumps({"bn": str(path), "e": [_entry(leaves[0], None, model)]})
-    entries = [
-        _entry(leaf, "/".join(str(i) for i in leaf.path.ids[path.depth :]), model)
-        for leaf in leaves
-    ]
+    entries = [_entry(leaf, "/".join(map(str, leaf.ids[depth:])), model) for leaf in leaves]
     return jsonutil.dumps({"bn": str(path) + "/", "e": entries})
 
 
@@ -88,27 +88,27 @@ def encode_composite(
         for path in sorted(items):
             item = items[path]
             if isinstance(item, NODE_TYPES):
-                entries.extend(_entry(leaf, str(leaf.path), model) for leaf in flatten(item, path))
+                entries.extend(_entry(leaf, leaf.name, model) for leaf in flatten(item, path))
             else:
-                entries.append(_entry(Leaf(path, item), str(path), model))
+                entries.append(_entry(Leaf(path.ids, item), str(path), model))
     else:
         for rec in items:
             if rec.value is None:
                 raise FormatError(f"{rec.path}: a record to encode needs a value")
-            entry = _entry(Leaf(rec.path, rec.value), str(rec.path), model)
+            entry = _entry(Leaf(rec.path.ids, rec.value), str(rec.path), model)
             if rec.time is not None:
                 entry["t"] = rec.time
             entries.append(entry)
     return jsonutil.dumps({"e": entries})
 
 
-def _number(value: object, where: str) -> int | float:
+def _number(value: object, where: object) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FormatError(f"{where}: expected a number, got {type(value).__name__}")
     return value
 
 
-def _typed(field: str, raw: object, rtype: ResourceType | None, where: str) -> Value:
+def _typed(field: str, raw: object, rtype: ResourceType | None, where: object) -> Value:
     if field == "v":
         number = _number(raw, where)
         if rtype is None:
@@ -189,7 +189,7 @@ def decode_records(
         else:
             raise FormatError(f"{where}: relative name {name!r} without 'bn'")
         try:
-            entry_path = Path.parse(full)
+            entry_path = parse_path(full)
         except PathError as exc:
             raise FormatError(f"{where}: {exc}") from None
         if not full.startswith("/"):

@@ -24,13 +24,16 @@ from lwm2m.formats.errors import FormatError
 from lwm2m.formats.tree import NODE_TYPES, Leaf, flatten
 from lwm2m.formats.values import (
     UINT64_MAX,
+    At,
     check_value,
     effective_type,
+    effective_type_at,
     epoch_seconds,
     from_epoch,
     infer_type,
-    model_type,
     parse_objlnk,
+    parse_path,
+    type_at,
 )
 from lwm2m.model.nodes import Node, Value
 from lwm2m.model.path import Path, PathError
@@ -69,13 +72,13 @@ class RawRecord:
     index: int
 
 
-def _number(value: object, where: str) -> Number:
+def _number(value: object, where: object) -> Number:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FormatError(f"{where}: expected a number, got {type(value).__name__}")
     return value
 
 
-def _time(value: object, where: str) -> Number:
+def _time(value: object, where: object) -> Number:
     number = _number(value, where)
     if isinstance(number, float) and not math.isfinite(number):
         raise FormatError(f"{where}: time must be finite")
@@ -121,7 +124,7 @@ def resolve(items: object, *, binary: bool, values_required: bool) -> list[RawRe
         if not full.startswith("/"):
             raise FormatError(f"{where}: name {full!r} is not an absolute LwM2M path")
         try:
-            path = Path.parse(full)
+            path = parse_path(full)
         except PathError as exc:
             raise FormatError(f"{where}: {exc}") from None
         time: Number | None = None
@@ -147,7 +150,7 @@ def resolve(items: object, *, binary: bool, values_required: bool) -> list[RawRe
     return result
 
 
-def _b64url(raw: object, where: str) -> bytes:
+def _b64url(raw: object, where: object) -> bytes:
     if not isinstance(raw, str):
         raise FormatError(f"{where}: vd must be a base64url string")
     _check_b64url_chars(raw, where)
@@ -160,16 +163,25 @@ def _b64url(raw: object, where: str) -> bytes:
         raise FormatError(f"{where}: vd is not valid base64url") from None
 
 
-def _check_b64url_chars(text: str, where: str) -> None:
+def _check_b64url_chars(text: str, where: object) -> None:
     allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     if not set(text.rstrip("=")) <= allowed:
         raise FormatError(f"{where}: vd is not valid base64url")
 
 
+@dataclass(frozen=True, slots=True)
+class _RecordAt:
+    index: int
+    path: Path
+
+    def __str__(self) -> str:
+        return f"record {self.index} ({self.path})"
+
+
 def typed_value(raw: RawRecord, model: ModelRegistry | None) -> Value:
     """The record's value converted to the model's type for its path."""
-    where = f"record {raw.index} ({raw.path})"
-    rtype = model_type(model, raw.path) if raw.path.depth >= 3 else None
+    where = _RecordAt(raw.index, raw.path)
+    rtype = type_at(model, raw.path.ids)
     field, value = raw.field, raw.raw
     if field == "v":
         number = _number(value, where)
@@ -234,7 +246,7 @@ def decode_paths(items: object, *, binary: bool) -> list[Path]:
 
 
 def value_field(
-    value: Value, rtype: ResourceType, where: str, *, binary: bool
+    value: Value, rtype: ResourceType, where: object, *, binary: bool
 ) -> tuple[str, object]:
     value = check_value(value, rtype, where)
     if rtype in (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER):
@@ -260,23 +272,20 @@ def value_field(
     return "vs", value  # String, Corelnk
 
 
-def _relative(path: Path, base: Path) -> str:
-    return "/".join(str(i) for i in path.ids[base.depth :])
-
-
 def node_records(
     node: Node, path: Path, model: ModelRegistry | None, *, binary: bool
 ) -> list[dict[str, object]]:
     """Records for one node: ``bn`` is the node's path, names are relative to it."""
     leaves = list(flatten(node, path))
     records: list[dict[str, object]] = []
-    leaf_node = len(leaves) == 1 and leaves[0].path == path
+    depth = path.depth
+    leaf_node = len(leaves) == 1 and len(leaves[0].ids) == depth
     for leaf in leaves:
         record: dict[str, object] = {}
         if not records:
             record["bn"] = str(path) if leaf_node else str(path).rstrip("/") + "/"
         if not leaf_node:
-            record["n"] = _relative(leaf.path, path)
+            record["n"] = "/".join(map(str, leaf.ids[depth:]))
         field, value = _leaf_field(leaf, model, binary=binary)
         record[field] = value
         records.append(record)
@@ -284,8 +293,8 @@ def node_records(
 
 
 def _leaf_field(leaf: Leaf, model: ModelRegistry | None, *, binary: bool) -> tuple[str, object]:
-    rtype = effective_type(model, leaf.path, leaf.type, leaf.value)
-    return value_field(leaf.value, rtype, str(leaf.path), binary=binary)
+    rtype = effective_type_at(model, leaf.ids, leaf.type, leaf.value)
+    return value_field(leaf.value, rtype, At(leaf.ids), binary=binary)
 
 
 def composite_records(
@@ -306,7 +315,7 @@ def composite_records(
             if isinstance(item, NODE_TYPES):
                 for leaf in flatten(item, path):
                     field, value = _leaf_field(leaf, model, binary=binary)
-                    records.append({"n": str(leaf.path), field: value})
+                    records.append({"n": leaf.name, field: value})
             else:
                 records.append(_value_record(path, item, None, model, binary=binary))
         return records

@@ -53,7 +53,7 @@ def single_value(node: Node, path: Path, fmt_name: str) -> tuple[Value, Resource
     )
 
 
-def value_to_text(value: Value, rtype: ResourceType, where: str) -> str:
+def value_to_text(value: Value, rtype: ResourceType, where: object) -> str:
     value = check_value(value, rtype, where)
     if rtype in (ResourceType.STRING, ResourceType.CORELNK):
         assert isinstance(value, str)
@@ -73,7 +73,7 @@ def value_to_text(value: Value, rtype: ResourceType, where: str) -> str:
     return str(value)  # Integer, Unsigned Integer, Objlnk
 
 
-def text_to_value(text: str, rtype: ResourceType | None, where: str) -> Value:
+def text_to_value(text: str, rtype: ResourceType | None, where: object) -> Value:
     if rtype is None or rtype in (ResourceType.STRING, ResourceType.CORELNK):
         return text
     if rtype is ResourceType.INTEGER or rtype is ResourceType.TIME:

@@ -26,11 +26,13 @@ from dataclasses import dataclass
 from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.tree import check_node_path
 from lwm2m.formats.values import (
+    At,
     check_value,
-    effective_type,
+    effective_type_at,
     epoch_seconds,
     from_epoch,
     model_type,
+    rdef_at,
     resource_def,
 )
 from lwm2m.model.nodes import (
@@ -117,7 +119,7 @@ def _unsigned(value: int) -> bytes:
     raise FormatError(f"unsigned integer {value} does not fit 8 bytes")
 
 
-def encode_value(value: Value, rtype: ResourceType, where: str) -> bytes:
+def encode_value(value: Value, rtype: ResourceType, where: object) -> bytes:
     value = check_value(value, rtype, where)
     if rtype in (ResourceType.STRING, ResourceType.CORELNK):
         assert isinstance(value, str)
@@ -150,7 +152,7 @@ def encode_value(value: Value, rtype: ResourceType, where: str) -> bytes:
     return struct.pack(">HH", value.object_id, value.instance_id)
 
 
-def decode_value(raw: bytes, rtype: ResourceType | None, where: str) -> Value:
+def decode_value(raw: bytes, rtype: ResourceType | None, where: object) -> Value:
     size = len(raw)
     if rtype is None or rtype is ResourceType.OPAQUE:
         return raw
@@ -212,95 +214,102 @@ def _entry(kind: TlvKind, ident: int, value: bytes) -> bytes:
     return bytes((type_byte,)) + id_bytes + len_bytes + value
 
 
-def _encode_resource(res: Resource, path: Path, model: ModelRegistry | None) -> bytes:
+def _encode_resource(res: Resource, ids: tuple[int, ...], model: ModelRegistry | None) -> bytes:
     if res.instances is None:
         assert res.value is not None
-        rtype = effective_type(model, path, res.type, res.value)
-        return _entry(TlvKind.RESOURCE, res.id, encode_value(res.value, rtype, str(path)))
+        rtype = effective_type_at(model, ids, res.type, res.value)
+        return _entry(TlvKind.RESOURCE, res.id, encode_value(res.value, rtype, At(ids)))
     parts = []
     for ri, value in res.instances.items():
-        rtype = effective_type(model, path, res.type, value)
-        raw = encode_value(value, rtype, f"{path}/{ri}")
+        rtype = effective_type_at(model, ids, res.type, value)
+        raw = encode_value(value, rtype, At((*ids, ri)))
         parts.append(_entry(TlvKind.RESOURCE_INSTANCE, ri, raw))
     return _entry(TlvKind.MULTIPLE_RESOURCE, res.id, b"".join(parts))
 
 
-def _encode_instance_body(inst: ObjectInstance, path: Path, model: ModelRegistry | None) -> bytes:
+def _encode_instance_body(
+    inst: ObjectInstance, ids: tuple[int, ...], model: ModelRegistry | None
+) -> bytes:
     return b"".join(
-        _encode_resource(res, path.child(rid), model) for rid, res in inst.resources.items()
+        _encode_resource(res, (*ids, rid), model) for rid, res in inst.resources.items()
     )
 
 
 def encode(node: Node, path: Path, model: ModelRegistry | None = None) -> bytes:
     """TLV for ``node`` at ``path``; an object instance is sent as its resources."""
     check_node_path(node, path)
+    ids = path.ids
     if isinstance(node, LwM2MObject):
         return b"".join(
-            _entry(
-                TlvKind.OBJECT_INSTANCE,
-                iid,
-                _encode_instance_body(inst, path.child(iid), model),
-            )
+            _entry(TlvKind.OBJECT_INSTANCE, iid, _encode_instance_body(inst, (*ids, iid), model))
             for iid, inst in node.instances.items()
         )
     if isinstance(node, ObjectInstance):
-        return _encode_instance_body(node, path, model)
+        return _encode_instance_body(node, ids, model)
     if isinstance(node, Resource):
-        return _encode_resource(node, path, model)
-    rtype = effective_type(model, path, None, node.value)
-    return _entry(TlvKind.RESOURCE_INSTANCE, node.id, encode_value(node.value, rtype, str(path)))
+        return _encode_resource(node, ids, model)
+    rtype = effective_type_at(model, ids, None, node.value)
+    return _entry(TlvKind.RESOURCE_INSTANCE, node.id, encode_value(node.value, rtype, path))
 
 
 # --- decoding ----------------------------------------------------------------
 
 
-def _value(data: bytes, tlv: Tlv, rtype: ResourceType | None, where: str) -> Value:
-    return decode_value(data[tlv.start : tlv.end], rtype, f"{where} (byte {tlv.offset})")
+def _value(data: bytes, tlv: Tlv, rtype: ResourceType | None, where: At) -> Value:
+    try:
+        return decode_value(data[tlv.start : tlv.end], rtype, where)
+    except FormatError as exc:
+        raise FormatError(f"{exc} (byte {tlv.offset})") from None
 
 
-def _decode_resource(data: bytes, tlv: Tlv, path: Path, model: ModelRegistry | None) -> Resource:
-    rdef = resource_def(model, path)
-    rtype = model_type(model, path)
+def _decode_resource(
+    data: bytes, tlv: Tlv, ids: tuple[int, ...], model: ModelRegistry | None
+) -> Resource:
+    rdef = rdef_at(model, ids)
+    rtype = None if rdef is None or rdef.type is ResourceType.NONE else rdef.type
     if tlv.kind is TlvKind.RESOURCE:
         if rdef is not None and rdef.multiple:
-            raise FormatError(f"{path} (byte {tlv.offset}): model says multiple, TLV is single")
-        return Resource(tlv.id, value=_value(data, tlv, rtype, str(path)), type=rtype)
+            raise FormatError(f"{At(ids)} (byte {tlv.offset}): model says multiple, TLV is single")
+        return Resource(tlv.id, value=_value(data, tlv, rtype, At(ids)), type=rtype)
     if tlv.kind is TlvKind.MULTIPLE_RESOURCE:
         children = parse(data, tlv.start, tlv.end)
-        return _multiple(data, children, path, rdef is not None and not rdef.multiple, rtype)
-    raise FormatError(f"{path} (byte {tlv.offset}): expected a resource, got {tlv.kind.name}")
+        return _multiple(data, children, ids, rdef is not None and not rdef.multiple, rtype)
+    raise FormatError(f"{At(ids)} (byte {tlv.offset}): expected a resource, got {tlv.kind.name}")
 
 
 def _multiple(
-    data: bytes, children: list[Tlv], path: Path, single: bool, rtype: ResourceType | None
+    data: bytes,
+    children: list[Tlv],
+    ids: tuple[int, ...],
+    single: bool,
+    rtype: ResourceType | None,
 ) -> Resource:
     if single:
-        raise FormatError(f"{path}: model says single-instance, TLV is multiple")
+        raise FormatError(f"{At(ids)}: model says single-instance, TLV is multiple")
     instances: dict[int, Value] = {}
     for child in children:
         if child.kind is not TlvKind.RESOURCE_INSTANCE:
             raise FormatError(
-                f"{path} (byte {child.offset}): expected a resource instance, got {child.kind.name}"
+                f"{At(ids)} (byte {child.offset}): expected a resource instance, "
+                f"got {child.kind.name}"
             )
         if child.id in instances:
             raise FormatError(
-                f"{path} (byte {child.offset}): duplicate resource instance {child.id}"
+                f"{At(ids)} (byte {child.offset}): duplicate resource instance {child.id}"
             )
-        instances[child.id] = _value(data, child, rtype, f"{path}/{child.id}")
-    assert path.resource_id is not None
-    return Resource(path.resource_id, instances=instances, type=rtype)
+        instances[child.id] = _value(data, child, rtype, At((*ids, child.id)))
+    return Resource(ids[2], instances=instances, type=rtype)
 
 
 def _decode_instance_body(
-    data: bytes, entries: list[Tlv], path: Path, model: ModelRegistry | None
+    data: bytes, entries: list[Tlv], ids: tuple[int, ...], model: ModelRegistry | None
 ) -> ObjectInstance:
     resources: dict[int, Resource] = {}
     for tlv in entries:
         if tlv.id in resources:
-            raise FormatError(f"{path} (byte {tlv.offset}): duplicate resource {tlv.id}")
-        resources[tlv.id] = _decode_resource(data, tlv, path.child(tlv.id), model)
-    assert path.instance_id is not None
-    return ObjectInstance(path.instance_id, resources)
+            raise FormatError(f"{At(ids)} (byte {tlv.offset}): duplicate resource {tlv.id}")
+        resources[tlv.id] = _decode_resource(data, tlv, (*ids, tlv.id), model)
+    return ObjectInstance(ids[1], resources)
 
 
 def _expect_one(entries: list[Tlv], path: Path) -> Tlv:
@@ -315,6 +324,7 @@ def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     if path.is_root:
         raise FormatError("TLV cannot carry the root path")
     entries = parse(data)
+    ids = path.ids
     if path.depth == 1:
         instances: dict[int, ObjectInstance] = {}
         for tlv in entries:
@@ -323,7 +333,7 @@ def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
             if tlv.id in instances:
                 raise FormatError(f"{path} (byte {tlv.offset}): duplicate object instance {tlv.id}")
             inner = parse(data, tlv.start, tlv.end)
-            instances[tlv.id] = _decode_instance_body(data, inner, path.child(tlv.id), model)
+            instances[tlv.id] = _decode_instance_body(data, inner, (*ids, tlv.id), model)
         assert path.object_id is not None
         return LwM2MObject(path.object_id, instances)
     if path.depth == 2:
@@ -333,20 +343,20 @@ def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
             if wrapper.id != path.instance_id:
                 raise FormatError(f"{path} (byte 0): object instance {wrapper.id} not requested")
             entries = parse(data, wrapper.start, wrapper.end)
-        return _decode_instance_body(data, entries, path, model)
+        return _decode_instance_body(data, entries, ids, model)
     if path.depth == 3:
         if entries and all(t.kind is TlvKind.RESOURCE_INSTANCE for t in entries):
             rdef = resource_def(model, path)
             return _multiple(
-                data, entries, path, rdef is not None and not rdef.multiple, model_type(model, path)
+                data, entries, ids, rdef is not None and not rdef.multiple, model_type(model, path)
             )
         tlv = _expect_one(entries, path)
         if tlv.id != path.resource_id:
             raise FormatError(f"{path} (byte 0): resource {tlv.id} not requested")
-        return _decode_resource(data, tlv, path, model)
+        return _decode_resource(data, tlv, ids, model)
     tlv = _expect_one(entries, path)
     if tlv.kind is not TlvKind.RESOURCE_INSTANCE:
         raise FormatError(f"{path} (byte 0): expected a resource instance, got {tlv.kind.name}")
     if tlv.id != path.resource_instance_id:
         raise FormatError(f"{path} (byte 0): resource instance {tlv.id} not requested")
-    return ResourceInstance(tlv.id, _value(data, tlv, model_type(model, path), str(path)))
+    return ResourceInstance(tlv.id, _value(data, tlv, model_type(model, path), At(ids)))

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from lwm2m.formats.errors import FormatError
-from lwm2m.formats.values import model_type, resource_def
+from lwm2m.formats.values import At, rdef_at, type_at
 from lwm2m.model.nodes import (
     LwM2MObject,
     Node,
@@ -31,11 +31,23 @@ NODE_TYPES = (LwM2MObject, ObjectInstance, Resource, ResourceInstance)
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
-    """One value at a resource (depth 3) or resource instance (depth 4) path."""
+    """One value at a resource (depth 3) or resource instance (depth 4) path.
 
-    path: Path
+    The path is kept as an ID tuple: building a validated :class:`Path` per
+    value would cost more than encoding it.
+    """
+
+    ids: tuple[int, ...]
     value: Value
     type: ResourceType | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path.of(*self.ids)
+
+    @property
+    def name(self) -> str:
+        return "/" + "/".join(map(str, self.ids))
 
 
 def check_node_path(node: Node, path: Path) -> None:
@@ -64,25 +76,25 @@ def check_node_path(node: Node, path: Path) -> None:
 def flatten(node: Node, path: Path) -> Iterator[Leaf]:
     """Leaf entries of ``node`` (which lives at ``path``), in ID order."""
     check_node_path(node, path)
-    yield from _flatten(node, path)
+    yield from _flatten(node, path.ids)
 
 
-def _flatten(node: Node, path: Path) -> Iterator[Leaf]:
+def _flatten(node: Node, ids: tuple[int, ...]) -> Iterator[Leaf]:
     if isinstance(node, LwM2MObject):
         for inst in node.instances.values():
-            yield from _flatten(inst, path.child(inst.id))
+            yield from _flatten(inst, (*ids, inst.id))
     elif isinstance(node, ObjectInstance):
         for res in node.resources.values():
-            yield from _flatten(res, path.child(res.id))
+            yield from _flatten(res, (*ids, res.id))
     elif isinstance(node, Resource):
         if node.instances is None:
             assert node.value is not None
-            yield Leaf(path, node.value, node.type)
+            yield Leaf(ids, node.value, node.type)
         else:
             for ri, value in node.instances.items():
-                yield Leaf(path.child(ri), value, node.type)
+                yield Leaf((*ids, ri), value, node.type)
     else:
-        yield Leaf(path, node.value, None)
+        yield Leaf(ids, node.value, None)
 
 
 def empty_containers(node: Node, path: Path) -> Iterator[Path]:
@@ -113,26 +125,30 @@ def assemble(
     """The node at ``path`` built from leaf values (already typed) and empty containers."""
     if path.is_root:
         raise FormatError("a single node cannot be decoded at the root path; use a composite")
-    values: dict[Path, Value] = {}
+    prefix = path.ids
+    depth = len(prefix)
+    values: dict[tuple[int, ...], Value] = {}
     for leaf_path, value in leaves:
-        if leaf_path.depth < 3:
+        ids = leaf_path.ids
+        if len(ids) < 3:
             raise FormatError(f"{leaf_path}: a value must be at a resource or resource instance")
-        if not leaf_path.startswith(path):
+        if ids[:depth] != prefix:
             raise FormatError(f"{leaf_path}: outside the requested path {path}")
-        if leaf_path in values:
+        if ids in values:
             raise FormatError(f"{leaf_path}: duplicate value")
-        values[leaf_path] = value
-    containers: set[Path] = set()
+        values[ids] = value
+    containers: set[tuple[int, ...]] = set()
     for empty in empties:
-        if not empty.startswith(path) and not path.startswith(empty):
+        eids = empty.ids
+        if eids[:depth] != prefix and prefix[: len(eids)] != eids:
             raise FormatError(f"{empty}: outside the requested path {path}")
-        if empty.depth >= path.depth:
-            containers.add(empty)
+        if len(eids) >= depth:
+            containers.add(eids)
     builder = _Builder(model)
-    for leaf_path, value in values.items():
-        builder.add(leaf_path, value)
-    for empty in containers:
-        builder.touch(empty)
+    for ids, value in values.items():
+        builder.add(ids, value)
+    for eids in containers:
+        builder.touch(eids)
     return builder.node_at(path)
 
 
@@ -143,94 +159,86 @@ class _Builder:
 
     def __init__(self, model: ModelRegistry | None) -> None:
         self.model = model
-        # object -> instance -> resource -> ("single", value) | ("multiple", {ri: value})
+        # object -> instance -> resource -> (multiple?, value | {ri: value})
         self.tree: dict[int, dict[int, dict[int, tuple[bool, object]]]] = {}
 
-    def touch(self, path: Path) -> None:
-        o, i, r, _ = path.ids_with_gaps
-        assert o is not None
-        insts = self.tree.setdefault(o, {})
-        if i is None:
+    def touch(self, ids: tuple[int, ...]) -> None:
+        insts = self.tree.setdefault(ids[0], {})
+        if len(ids) == 1:
             return
-        res = insts.setdefault(i, {})
-        if r is None:
+        res = insts.setdefault(ids[1], {})
+        if len(ids) == 2:
             return
-        self._resource(res, path, multiple=True)
+        self._resource(res, ids[:3], multiple=True)
 
     def _resource(
-        self, res: dict[int, tuple[bool, object]], path: Path, *, multiple: bool
+        self, res: dict[int, tuple[bool, object]], ids: tuple[int, ...], *, multiple: bool
     ) -> tuple[bool, object]:
-        r = path.resource_id
-        assert r is not None
+        r = ids[2]
         entry = res.get(r)
         if entry is None:
-            rdef = resource_def(self.model, path)
+            rdef = rdef_at(self.model, ids)
             if rdef is not None and rdef.multiple != multiple:
                 kind = "multiple" if rdef.multiple else "single"
-                raise FormatError(f"{path}: the model says this resource is {kind}-instance")
+                raise FormatError(f"{At(ids)}: the model says this resource is {kind}-instance")
             entry = (multiple, {} if multiple else None)
             res[r] = entry
         elif entry[0] != multiple or not multiple:
-            raise FormatError(f"{path.parent if path.depth == 4 else path}: conflicting values")
+            raise FormatError(f"{At(ids)}: conflicting values")
         return entry
 
-    def add(self, path: Path, value: Value) -> None:
-        o, i, r, ri = path.ids_with_gaps
-        assert o is not None and i is not None and r is not None
-        res = self.tree.setdefault(o, {}).setdefault(i, {})
-        resource_path = Path(o, i, r)
-        if ri is None:
-            self._resource(res, resource_path, multiple=False)
-            res[r] = (False, value)
+    def add(self, ids: tuple[int, ...], value: Value) -> None:
+        res = self.tree.setdefault(ids[0], {}).setdefault(ids[1], {})
+        if len(ids) == 3:
+            self._resource(res, ids, multiple=False)
+            res[ids[2]] = (False, value)
         else:
-            entry = self._resource(res, resource_path, multiple=True)
+            entry = self._resource(res, ids[:3], multiple=True)
             instances = entry[1]
             assert isinstance(instances, dict)
-            instances[ri] = value
+            instances[ids[3]] = value
 
-    def _build_resource(self, path: Path, entry: tuple[bool, object]) -> Resource:
-        rid = path.resource_id
-        assert rid is not None
-        rtype = model_type(self.model, path)
+    def _build_resource(self, ids: tuple[int, ...], entry: tuple[bool, object]) -> Resource:
+        rtype = type_at(self.model, ids)
         multiple, payload = entry
         if multiple:
             assert isinstance(payload, dict)
-            return Resource(rid, instances=payload, type=rtype)
-        return Resource(rid, value=payload, type=rtype)  # type: ignore[arg-type]
+            return Resource(ids[2], instances=payload, type=rtype)
+        return Resource(ids[2], value=payload, type=rtype)  # type: ignore[arg-type]
 
-    def _build_instance(self, path: Path, res: dict[int, tuple[bool, object]]) -> ObjectInstance:
-        iid = path.instance_id
-        assert iid is not None
-        resources = {r: self._build_resource(path.child(r), e) for r, e in res.items()}
-        return ObjectInstance(iid, resources)
+    def _build_instance(
+        self, ids: tuple[int, ...], res: dict[int, tuple[bool, object]]
+    ) -> ObjectInstance:
+        resources = {r: self._build_resource((*ids, r), e) for r, e in res.items()}
+        return ObjectInstance(ids[1], resources)
 
     def node_at(self, path: Path) -> Node:
-        o, i, r, ri = path.ids_with_gaps
-        assert o is not None
+        ids = path.ids
+        o = ids[0]
         insts = self.tree.get(o, {})
-        if i is None:
+        if len(ids) == 1:
             return LwM2MObject(
-                o, {iid: self._build_instance(path.child(iid), res) for iid, res in insts.items()}
+                o, {iid: self._build_instance((o, iid), res) for iid, res in insts.items()}
             )
-        res = insts.get(i, {})
-        if r is None:
-            return self._build_instance(path, res)
+        res = insts.get(ids[1], {})
+        if len(ids) == 2:
+            return self._build_instance(ids, res)
+        r = ids[2]
         entry = res.get(r)
-        if ri is None:
+        if len(ids) == 3:
             if entry is None:
-                rdef = resource_def(self.model, path)
+                rdef = rdef_at(self.model, ids)
                 if rdef is not None and rdef.multiple:
-                    return Resource(r, instances={}, type=model_type(self.model, path))
+                    return Resource(r, instances={}, type=type_at(self.model, ids))
                 raise FormatError(f"{path}: no value in the payload")
-            return self._build_resource(path, entry)
+            return self._build_resource(ids, entry)
         if entry is None:
             raise FormatError(f"{path}: no value in the payload")
         multiple, payload = entry
         assert multiple and isinstance(payload, dict)
-        if ri not in payload:
+        if ids[3] not in payload:
             raise FormatError(f"{path}: no value in the payload")
-        value = payload[ri]
-        return ResourceInstance(ri, value)
+        return ResourceInstance(ids[3], payload[ids[3]])
 
 
 def group_composite(

@@ -10,7 +10,9 @@ misread.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
+from dataclasses import dataclass
 
 from lwm2m.formats.errors import FormatError
 from lwm2m.model.definitions import ResourceDef
@@ -23,6 +25,61 @@ from lwm2m.model.values import INT64_MAX, INT64_MIN, UINT64_MAX
 __all__ = ["INT64_MAX", "INT64_MIN", "UINT64_MAX"]
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class At:
+    """A path for error messages, formatted only when a message is built.
+
+    Hot encode/decode loops carry ID tuples rather than :class:`Path` objects
+    (whose validation costs more than the codec work); this prints like one.
+    """
+
+    ids: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return "/" + "/".join(map(str, self.ids))
+
+
+def rdef_at(model: ModelRegistry | None, ids: tuple[int, ...]) -> ResourceDef | None:
+    """The definition of the resource at (or above) the ID path ``ids``."""
+    if model is None or len(ids) < 3:
+        return None
+    return model.resource(ids[0], ids[2])
+
+
+def type_at(model: ModelRegistry | None, ids: tuple[int, ...]) -> ResourceType | None:
+    """The model's type for the resource at ``ids`` (``None`` when unknown or ``NONE``)."""
+    if model is None or len(ids) < 3:
+        return None
+    rdef = model.resource(ids[0], ids[2])
+    if rdef is None or rdef.type is ResourceType.NONE:
+        return None
+    return rdef.type
+
+
+def effective_type_at(
+    model: ModelRegistry | None,
+    ids: tuple[int, ...],
+    node_type: ResourceType | None,
+    value: object,
+) -> ResourceType:
+    """The type used to encode ``value`` at ``ids``: model, then node, then inferred."""
+    rtype = type_at(model, ids)
+    if rtype is not None:
+        return rtype
+    if node_type is not None and node_type is not ResourceType.NONE:
+        return node_type
+    return infer_type(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_path(text: str) -> Path:
+    """``Path.parse`` with a cache: notifications and Send repeat the same names.
+
+    Raises ``PathError`` like ``Path.parse`` (errors are not cached).
+    """
+    return Path.parse(text)
 
 
 def resource_def(model: ModelRegistry | None, path: Path) -> ResourceDef | None:
@@ -71,7 +128,7 @@ def effective_type(
     return infer_type(value)
 
 
-def epoch_seconds(value: datetime.datetime, where: str) -> int:
+def epoch_seconds(value: datetime.datetime, where: object) -> int:
     """Whole seconds since the epoch (LwM2M Time has one-second resolution)."""
     if value.tzinfo is None:
         raise FormatError(f"{where}: Time value {value!r} has no time zone")
@@ -79,7 +136,7 @@ def epoch_seconds(value: datetime.datetime, where: str) -> int:
     return delta.days * 86400 + delta.seconds
 
 
-def from_epoch(seconds: int | float, where: str) -> datetime.datetime:
+def from_epoch(seconds: int | float, where: object) -> datetime.datetime:
     """A UTC datetime from epoch seconds; out-of-range values are a FormatError."""
     if isinstance(seconds, float) and not math.isfinite(seconds):
         raise FormatError(f"{where}: Time value {seconds} is not finite")
@@ -89,7 +146,7 @@ def from_epoch(seconds: int | float, where: str) -> datetime.datetime:
         raise FormatError(f"{where}: Time value {seconds} out of range") from None
 
 
-def check_value(value: object, rtype: ResourceType, where: str) -> Value:
+def check_value(value: object, rtype: ResourceType, where: object) -> Value:
     """Validate (and lightly normalise) a value about to be encoded as ``rtype``.
 
     Normalisation is limited to lossless cases: an int for a Float, a
@@ -144,7 +201,7 @@ def check_value(value: object, rtype: ResourceType, where: str) -> Value:
     raise FormatError(f"{where}: {type(value).__name__} value {value!r} is not a {rtype.value}")
 
 
-def parse_objlnk(text: str, where: str) -> ObjectLink:
+def parse_objlnk(text: str, where: object) -> ObjectLink:
     try:
         return ObjectLink.parse(text)
     except ValueError as exc:
