@@ -126,6 +126,9 @@ async def main(args: argparse.Namespace) -> int:
     print(f"registered at the end   {summary.registered}")
     print(f"failed                  {summary.failed}")
     print(f"registrations / updates {summary.registrations} / {summary.updates}")
+    # The server answers 4.04 to an Update of a registration it expired; the
+    # device then registers again. So extra registrations = devices the server lost.
+    print(f"re-registrations        {summary.registrations - args.count} (devices the server lost)")
     print(f"worst update lateness   {lateness:.1f} s after it was due")
     print(
         f"peak RSS                {peak:.0f} MB ({peak * 1024 / max(1, args.count):.1f} KB/device)"

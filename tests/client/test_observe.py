@@ -188,7 +188,9 @@ async def test_observe_composite(make_client: MakeClient, registry: object) -> N
     h = await make_client()
     body = senml_json.encode_paths([Path(3, 0, 9), Path(6, 0, 0)])
     first = await h.server.request(
-        Message(Code.FETCH, payload=body, content_format=CF.SENML_JSON, accept=CF.SENML_CBOR, observe=0),
+        Message(
+            Code.FETCH, payload=body, content_format=CF.SENML_JSON, accept=CF.SENML_CBOR, observe=0
+        ),
         h.address,
     )
     assert first.code == Code.CONTENT and first.observe is not None
@@ -227,7 +229,9 @@ async def test_epmax_samples_computed_values(make_client: MakeClient) -> None:
 
 async def test_server_disable_deregisters_for_timeout(make_client: MakeClient) -> None:
     h = await make_client()
-    r = await h.server.request(Message(Code.PUT, uri_path=("1", "0", "5"), payload=b"100"), h.address)
+    r = await h.server.request(
+        Message(Code.PUT, uri_path=("1", "0", "5"), payload=b"100"), h.address
+    )
     assert r.code == Code.CHANGED
     r = await h.server.request(Message(Code.POST, uri_path=("1", "0", "4")), h.address)
     assert r.code == Code.CHANGED
@@ -245,8 +249,23 @@ async def test_server_disable_deregisters_for_timeout(make_client: MakeClient) -
 
 async def test_binding_change_sends_update(make_client: MakeClient) -> None:
     h = await make_client()
-    r = await h.server.request(Message(Code.PUT, uri_path=("1", "0", "7"), payload=b"UQ"), h.address)
+    r = await h.server.request(
+        Message(Code.PUT, uri_path=("1", "0", "7"), payload=b"UQ"), h.address
+    )
     assert r.code == Code.CHANGED
     msg, addr = await h.server.next_request()
     assert msg.uri_query == ("b=U", "Q")
     h.server.reply(msg, addr, Code.CHANGED)
+
+
+async def test_new_registration_drops_observations(make_client: MakeClient) -> None:
+    h = await make_client()
+    await observe(h, "3", "0", "9")
+    assert len(h.client.observations) == 1
+    h.client.trigger_update()
+    msg, addr = await h.server.next_request()
+    h.server.reply(msg, addr, Code.NOT_FOUND)  # server lost us: Register again
+    await h.server.accept_registration("again")
+    await until(lambda: h.client.sessions[1].location == ("rd", "again"))
+    assert len(h.client.observations) == 0
+    assert h.client.attributes is not None

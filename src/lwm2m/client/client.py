@@ -311,6 +311,9 @@ class LwM2MClient:
         )
 
     def _session_event(self, session: ServerSession, what: str) -> None:
+        if what == "registered":
+            # A new registration starts without observations (the server forgot them).
+            self.observations.cancel_server(session.short_server_id)
         if (
             what == "failed"
             and session.failures >= self.config.bootstrap_after_failures

@@ -71,6 +71,15 @@ class AttributeStore:
             result = Attributes(pmax=default_pmax).inherit(result)
         return result
 
+    def cancel_server(self, ssid: int) -> None:
+        """End every observation of a server but keep its attributes (it registered anew)."""
+        for key in [k for k in self._observations if k[0] == ssid]:
+            obs = self._observations.pop(key)
+            self._close(obs)
+            cancel = getattr(obs.handle, "cancel", None)
+            if callable(cancel):
+                cancel()
+
     def remove_server(self, ssid: int) -> None:
         for key in [k for k in self._attrs if k[0] == ssid]:
             del self._attrs[key]
@@ -193,6 +202,15 @@ class ObservationManager:
         if obs is not None:
             self._close(obs)
         return obs
+
+    def cancel_server(self, ssid: int) -> None:
+        """End every observation of a server but keep its attributes (it registered anew)."""
+        for key in [k for k in self._observations if k[0] == ssid]:
+            obs = self._observations.pop(key)
+            self._close(obs)
+            cancel = getattr(obs.handle, "cancel", None)
+            if callable(cancel):
+                cancel()
 
     def remove_server(self, ssid: int) -> None:
         """Forget every observation (and attribute) of a server (deregistration, seed D.1.2)."""
