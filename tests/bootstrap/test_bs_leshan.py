@@ -117,3 +117,36 @@ def test_server_without_security_is_refused() -> None:
     store = _broken(["servers", "1"], {"shortId": 5})
     with pytest.raises(ConfigError, match="Short Server ID 5 has no security entry"):
         import_leshan_store(store)
+
+
+def test_x509_import_converts_der_arrays() -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    data = FsPath(__file__).parent / "data"
+    cert = x509.load_pem_x509_certificate((data / "device.crt").read_bytes())
+    key = serialization.load_pem_private_key((data / "device.key").read_bytes(), None)
+    cert_der = cert.public_bytes(serialization.Encoding.DER)
+    key_der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    server_der = x509.load_pem_x509_certificate((data / "server.crt").read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    signed = [b - 256 if b > 127 else b for b in cert_der]  # Java's signed bytes
+    store = _broken(
+        ["security", "1"],
+        {
+            "uri": "coaps://localhost:5684",
+            "securityMode": "X509",
+            "publicKeyOrId": signed,
+            "secretKey": list(key_der),
+            "serverPublicKey": server_der.hex(),
+            "serverId": 123,
+        },
+    )
+    (server,) = import_leshan_store(store)["dev-1"].servers
+    assert server.security.mode is SecurityMode.CERTIFICATE
+    assert server.security.public_key_or_identity == cert_der
+    assert server.security.secret_key == key_der
+    assert server.security.server_public_key == server_der

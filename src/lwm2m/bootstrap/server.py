@@ -422,6 +422,11 @@ class BootstrapServer:
             endpoint = registration.endpoint
             if not self.configs.needs_bootstrap(endpoint):
                 return
+            if getattr(registration, "identity", None) is not None:
+                # Registered over DTLS: our plain endpoint cannot reach that socket, and
+                # the bootstrap server does not start DTLS handshakes as a client.
+                logger.info("%s changed configuration not pushed: registered over DTLS", endpoint)
+                return
             task = asyncio.get_running_loop().create_task(
                 self.on_registration(endpoint, registration.address)
             )

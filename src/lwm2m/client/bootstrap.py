@@ -185,6 +185,10 @@ class ClientBootstrap:
         """The client's ``bootstrapper``: Request Bootstrap until a Bootstrap-Finish succeeds."""
         attempts = 0
         delay = self.options.retry_initial_s
+        account = client.store.bootstrap_account()
+        if account is not None and account.client_hold_off_s > 0:
+            # Security resource 11: wait before a Client Initiated Bootstrap.
+            await asyncio.sleep(account.client_hold_off_s)
         while self.options.max_attempts is None or attempts < self.options.max_attempts:
             attempts += 1
             if await self._attempt(client):
