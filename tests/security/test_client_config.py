@@ -10,6 +10,8 @@ from lwm2m.security.certs import IssuedCertificate, make_ca, make_cert
 from lwm2m.security.client_config import dtls_client_config, server_trust
 from lwm2m.security.credentials import PskCredential, SecurityConfigError, X509Expectation
 
+Pki = tuple[IssuedCertificate, IssuedCertificate, IssuedCertificate]
+
 SERVER = ("127.0.0.1", 5684)
 CLIENT = ("127.0.0.1", 40000)
 
@@ -30,12 +32,12 @@ def handshake(client: DtlsClient, server: DtlsServer) -> bool:
 
 
 @pytest.fixture(scope="module")
-def pki() -> tuple[IssuedCertificate, IssuedCertificate, IssuedCertificate]:
+def pki() -> Pki:
     ca = make_ca()
     return ca, make_cert(ca, "srv", ["lwm2m.example.test"]), make_cert(ca, "1:dev-1")
 
 
-def cert_server(pki: tuple[IssuedCertificate, IssuedCertificate, IssuedCertificate]) -> DtlsServer:
+def cert_server(pki: Pki) -> DtlsServer:
     ca, srv, _ = pki
     return DtlsServer(
         DtlsServerConfig(
@@ -58,9 +60,7 @@ def test_psk_mode() -> None:
 
 
 @pytest.mark.parametrize("usage", [None, 1, 3])
-def test_certificate_mode_direct_trust(
-    pki: tuple[IssuedCertificate, ...], usage: int | None
-) -> None:
+def test_certificate_mode_direct_trust(pki: Pki, usage: int | None) -> None:
     _, srv, dev = pki
     config = dtls_client_config(
         2, dev.der, srv.der, der_key(dev), "127.0.0.1", certificate_usage=usage
@@ -70,9 +70,7 @@ def test_certificate_mode_direct_trust(
 
 
 @pytest.mark.parametrize("usage", [None, 0, 2])
-def test_certificate_mode_indirect_trust(
-    pki: tuple[IssuedCertificate, ...], usage: int | None
-) -> None:
+def test_certificate_mode_indirect_trust(pki: Pki, usage: int | None) -> None:
     ca, _, dev = pki
     good = dtls_client_config(
         2, dev.der, ca.der, der_key(dev), "lwm2m.example.test", certificate_usage=usage
@@ -85,7 +83,7 @@ def test_certificate_mode_indirect_trust(
     assert not handshake(DtlsClient(wrong_host), cert_server(pki))
 
 
-def test_pem_is_accepted_too(pki: tuple[IssuedCertificate, ...]) -> None:
+def test_pem_is_accepted_too(pki: Pki) -> None:
     ca, _, dev = pki
     config = dtls_client_config(2, dev.cert_pem, ca.cert_pem, dev.key_pem, "lwm2m.example.test")
     assert handshake(DtlsClient(config), cert_server(pki))
@@ -108,11 +106,13 @@ def test_unusable_instances(
     assert str(info.value).startswith(message)
 
 
-def test_bad_secret_key_and_usage(pki: tuple[IssuedCertificate, ...]) -> None:
+def test_bad_secret_key_and_usage(pki: Pki) -> None:
     ca, _, dev = pki
     with pytest.raises(SecurityConfigError, match="Secret Key is not an unencrypted private key"):
         dtls_client_config(2, dev.der, ca.der, b"\x30\x03junk", "h")
-    with pytest.raises(SecurityConfigError, match=r"Server Public Key is not an X\.509 certificate"):
+    with pytest.raises(
+        SecurityConfigError, match=r"Server Public Key is not an X\.509 certificate"
+    ):
         dtls_client_config(2, dev.der, b"", der_key(dev), "h")
     with pytest.raises(SecurityConfigError, match="Certificate Usage 7 is not 0-3"):
         server_trust(ca.der, 7)
