@@ -71,15 +71,6 @@ class AttributeStore:
             result = Attributes(pmax=default_pmax).inherit(result)
         return result
 
-    def cancel_server(self, ssid: int) -> None:
-        """End every observation of a server but keep its attributes (it registered anew)."""
-        for key in [k for k in self._observations if k[0] == ssid]:
-            obs = self._observations.pop(key)
-            self._close(obs)
-            cancel = getattr(obs.handle, "cancel", None)
-            if callable(cancel):
-                cancel()
-
     def remove_server(self, ssid: int) -> None:
         for key in [k for k in self._attrs if k[0] == ssid]:
             del self._attrs[key]
