@@ -10,6 +10,7 @@ from bs_rawpeer import RawPeer, open_raw_peer
 from lwm2m.client.bootstrap import ClientBootstrap, check_bootstrap_result, install_bootstrap
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.observe import Observation
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.formats import registry as formats
@@ -151,6 +152,9 @@ async def test_delete_security_unbootstraps_exactly(bench: Bench) -> None:
     store.create_instance(2, 10, {0: 3, 1: 0, 2: {101: R | W | D, 102: R | W}, 3: 101})  # shared
     store.create_instance(2, 11, {0: 5, 1: 0, 2: {101: R}, 3: 101})  # only 101
     store.create_instance(2, 12, {0: 6, 1: 0, 2: {102: R}, 3: 102})  # not 101's
+    for ssid in (101, 102):
+        obs = Observation(ssid, (Path(3, 0, 13),), bytes([ssid]), 0, False, handle=None)
+        bench.client.observations.add(obs, {})
     response = await bench.send(Message(Code.DELETE, uri_path=("0", "0")))  # server 101
     assert response.code == Code.DELETED
     shared = store.instance(2, 10)
@@ -161,6 +165,7 @@ async def test_delete_security_unbootstraps_exactly(bench: Bench) -> None:
     assert other is not None and other.get(2) == {102: R} and other.get(3) == 102
     assert store.server_instance(101) is None  # rule 4
     assert store.server_instance(102) is not None
+    assert [o.ssid for o in bench.client.observations.all()] == [102]  # rule 3
     (plan,) = bench.handler.unbootstrapped
     assert plan.short_server_id == 101
     finish = await bench.send(Message(Code.POST, uri_path=("bs",)))

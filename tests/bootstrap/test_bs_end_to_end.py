@@ -234,7 +234,10 @@ async def test_re_bootstrap_replaces_a_deleted_server(world: World) -> None:
     client = world.client("dev-re", servers=(ServerConfig(world.server_uri, short_server_id=101),))
     install_bootstrap(client)
     await world.next_event("dev-re", RegistrationEvent, client.start)
-    client.store.create_instance(2, 5, {0: 3, 1: 0, 2: {101: 15}, 3: 101})
+    client.store.create_instance(2, 5, {0: 6, 1: 0, 2: {101: 15}, 3: 101})
+    assert client.store.instance(6, 0) is not None
+    await world.server.observe("dev-re", "/3/0/13")
+    assert [o.ssid for o in client.observations.all()] == [101]
     await world.bs.configs.put("dev-re", world.config(ssid=102, delete=["/0/0", "/1"]))
     assert client.local_address is not None
     with world.server.events.subscribe("dev-re") as sub:
@@ -245,7 +248,10 @@ async def test_re_bootstrap_replaces_a_deleted_server(world: World) -> None:
             seen.append(await asyncio.wait_for(sub.get(), TIMEOUT))
     assert any(isinstance(e, DeregistrationEvent) for e in seen)  # D.1.2 rule 5
     assert [a.short_server_id for a in client.store.server_accounts()] == [102]
-    assert client.store.instance(2, 5) is None  # D.1.2 rule 1: only 101 could access /3/0
+    assert client.store.instance(2, 5) is None  # D.1.2 rule 1: only 101 could access /6/0,
+    assert client.store.instance(6, 0) is None  # so it is deleted with its ACL instance
+    assert client.observations.all() == []  # rule 3
+    assert client.store.instance(3, 0) is not None
     assert client.store.bootstrap_account() is not None
 
 
