@@ -176,3 +176,45 @@ def test_half_open_count_follows_the_sessions() -> None:
     assert server.half_open_count() == 0
     server.close_all()
     assert server.half_open_count() == 0 and server.session_count() == 0
+
+
+def test_new_client_hello_replaces_a_stuck_half_open_handshake() -> None:
+    server = make_server()
+    stuck = make_client()
+    stuck.send(b"x", SERVER_ADDR, 0.0)
+    for _ in range(2):  # hello, HVR, hello with cookie: then the device reboots
+        for data, _ in stuck.datagrams_to_send():
+            server.receive_datagram(data, CLIENT_ADDR, 0.0)
+        for data, _ in server.datagrams_to_send():
+            stuck.receive_datagram(data, SERVER_ADDR, 0.0)
+    server.datagrams_to_send()
+    assert server.half_open_count() == 1
+    link = Link(client=make_client(), server=server, now=1.0)
+    link.client_send(b"after reboot")
+    assert link.server_received[-1][0] == b"after reboot"
+    assert [e.reason for e in link.failed(link.server_events)] == ["replaced by a new handshake"]
+    assert server.half_open_count() == 0 and server.session_count() == 1
+
+
+def test_retransmitted_client_hello_during_the_handshake_keeps_the_handshake() -> None:
+    server = make_server()
+    client = make_client()
+    link = Link(client=client, server=server)
+    client.send(b"x", SERVER_ADDR, 0.0)
+    [(hello, _)] = client.datagrams_to_send()
+    server.receive_datagram(hello, CLIENT_ADDR, 0.0)
+    [(hvr, _)] = server.datagrams_to_send()
+    client.receive_datagram(hvr, SERVER_ADDR, 0.0)
+    [(with_cookie, _)] = client.datagrams_to_send()
+    server.receive_datagram(with_cookie, CLIENT_ADDR, 0.0)
+    flight = server.datagrams_to_send()
+    # a duplicate of the hello (same random) goes to the running handshake,
+    # it neither replaces it nor costs a HelloVerifyRequest
+    server.receive_datagram(with_cookie, CLIENT_ADDR, 0.0)
+    assert server.session_count() == 1 and server.half_open_count() == 1
+    assert server.hello_verify_sent == 1
+    for data, _ in flight:
+        client.receive_datagram(data, SERVER_ADDR, 0.0)
+    link.pump()
+    assert server.is_established(CLIENT_ADDR)
+    assert link.server_received[-1][0] == b"x"

@@ -39,6 +39,7 @@ from lwm2m.coap.dtls_session import (
     error_text,
 )
 from lwm2m.coap.peer import Address, Peer, PeerIdentity
+from lwm2m.coap.security import HandshakeFailed
 
 logger = logging.getLogger(__name__)
 
@@ -259,16 +260,20 @@ class DtlsServer(DtlsLayerBase):
     ) -> list[tuple[bytes, Peer]]:
         self._rotate_cookie_secret(now)
         session = self._sessions.get(address)
-        hello = is_client_hello(data)
-        if session is not None and not (session.established and hello):
-            return self._feed(session, data, now)
-        if not hello:
+        if not is_client_hello(data):
+            if session is not None:
+                return self._feed(session, data, now)
             self.dropped_datagrams += 1
             return []
         if session is not None and client_hello_random(data) == session.hello_random:
+            if not session.established:
+                # The client retransmitting its hello: OpenSSL resends its flight.
+                return self._feed(session, data, now)
             # A late duplicate of the hello that set up this very session.
             self.dropped_datagrams += 1
             return []
+        # A new handshake: statelessly, and it replaces an existing session
+        # (established or half-open) only once its cookie checks out.
         self._accept_hello(data, address, now, replacing=session)
         return []
 
@@ -343,9 +348,14 @@ class DtlsServer(DtlsLayerBase):
             )
             self.dropped_datagrams += 1
             return
-        if replacing is not None:
+        if replacing is not None and replacing.established:
             # The client started over (e.g. it rebooted): the old session goes.
             self._close(replacing, "replaced by a new handshake", notify_peer=False)
+        elif replacing is not None:
+            self._remove(replacing)
+            self._events.append(
+                HandshakeFailed(address=address, reason="replaced by a new handshake")
+            )
         elif len(self._sessions) >= self.config.max_sessions and not self._evict_least_recent():
             logger.warning("DTLS: refusing handshake from %s: session table full", address)
             self.dropped_datagrams += 1
