@@ -158,3 +158,15 @@ async def test_two_servers_both_registered(make_client: MakeClient, server: RawS
         await until(lambda: all(s.registered for s in h.client.sessions.values()))
     finally:
         other.close()
+
+
+async def test_no_lifetime_resource_no_lt_parameter(make_client: MakeClient, server: RawServer) -> None:
+    h = await make_client()
+    await h.client.stop(deregister=False)
+    server_instance = h.client.instance(1, 0)
+    assert server_instance is not None
+    server_instance.unset(1)
+    await h.client.start()
+    msg, _ = await server.accept_registration()
+    assert not any(q.startswith("lt=") for q in msg.uri_query)
+    assert h.client.sessions[1].lifetime_s == 86400  # the default it then assumes

@@ -178,6 +178,9 @@ class ServerSession:
             queue_mode=info.queue_mode or "Q" in self.account.binding,
         )
         query = list(params.to_query())
+        if self.account.lifetime_s is None:
+            # seed Table 3: no Lifetime resource -> the parameter MUST NOT be sent
+            query = [q for q in query if not q.startswith("lt=")]
         if not any(q.startswith("lwm2m=") for q in query):
             query.insert(2 if info.endpoint_type is None else 3, f"lwm2m={info.lwm2m_version}")
         payload = self._payload()
