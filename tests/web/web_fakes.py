@@ -40,6 +40,9 @@ T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 class EventFanout:
     def __init__(self) -> None:
         self._queues: list[tuple[str | None, asyncio.Queue[WebEvent | None]]] = []
+        #: set each time a subscriber goes away (tests await it)
+        self.unsubscribed = asyncio.Event()
+        self.subscribed = asyncio.Event()
 
     def publish(self, event: WebEvent) -> None:
         for ep, queue in self._queues:
@@ -57,6 +60,7 @@ class EventFanout:
     async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
         item: tuple[str | None, asyncio.Queue[WebEvent | None]] = (endpoint, asyncio.Queue())
         self._queues.append(item)
+        self.subscribed.set()
         try:
             while True:
                 event = await item[1].get()
@@ -65,6 +69,7 @@ class EventFanout:
                 yield event
         finally:
             self._queues.remove(item)
+            self.unsubscribed.set()
 
 
 def client(endpoint: str, objects: Sequence[str] = ("/1/0", "/3/0", "/3303/0")) -> ClientInfo:
@@ -364,6 +369,13 @@ class SseReader:
     def __init__(self, lines: AsyncIterator[str]) -> None:
         self._lines = lines
         self.comments: list[str] = []
+
+    async def next_comment(self) -> str:
+        async for line in self._lines:
+            if line.startswith(":"):
+                self.comments.append(line[1:].strip())
+                return line[1:].strip()
+        raise EOFError("event stream ended")
 
     async def next(self) -> tuple[str, Any]:
         import json

@@ -17,7 +17,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from lwm2m.coap.codes import Code
 from lwm2m.web.backend import (
@@ -94,14 +96,29 @@ def install_error_handlers(app: FastAPI) -> None:
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
         return error_response(400, "; ".join(problems) or "invalid request")
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         response = error_response(exc.status_code, str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods; list them all.
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
         return response
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(BackendError, on_backend_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts for this request's path (for ``Allow``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if not isinstance(route, Route | APIRoute):
+            continue
+        match, _ = route.matches({**request.scope, "method": "GET", "type": "http"})
+        if match is not Match.NONE and route.methods:
+            methods |= set(route.methods)
+    return sorted(methods)

@@ -111,6 +111,10 @@ def build_security_router(devices: DeviceManager) -> APIRouter:
     return router
 
 
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+ADDRESS_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]/]+):" + _PORT + "$"
+
+
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
@@ -199,7 +203,11 @@ def build_bootstrap_router(bootstrap: BootstrapManager) -> APIRouter:
     )
     async def push(
         endpoint: str,
-        address: str = Query(description="HOST:PORT of the client", max_length=300),
+        address: str = Query(
+            description="HOST:PORT of the client ([v6]:port for IPv6)",
+            max_length=300,
+            pattern=ADDRESS_PATTERN,
+        ),
         timeout: float | None = Query(
             default=None, gt=0, le=600, description="Seconds (default 30)."
         ),

@@ -9,7 +9,7 @@ scripts written against it keep working; the rest is ours and documented.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,7 +89,9 @@ class PskBody(BaseModel):
 class X509Body(BaseModel):
     certificate: str | None = Field(default=None, description="PEM: direct trust.")
     ca: list[str] = Field(default_factory=list, description="PEM CAs for this endpoint.")
-    names: list[str] = Field(default_factory=list, description="Required CN/SAN values.")
+    names: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Required CN/SAN values."
+    )
 
 
 class SecurityBody(BaseModel):
