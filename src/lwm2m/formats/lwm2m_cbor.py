@@ -33,11 +33,18 @@ from lwm2m.formats.values import (
     effective_type_at,
     epoch_seconds,
     from_epoch,
-    model_type,
     parse_objlnk,
+    type_at,
 )
 from lwm2m.model.nodes import Node, Value
-from lwm2m.model.path import Path, PathError
+from lwm2m.model.path import (
+    MAX_INSTANCE_ID,
+    MAX_OBJECT_ID,
+    MAX_RESOURCE_ID,
+    MAX_RESOURCE_INSTANCE_ID,
+    Path,
+    PathError,
+)
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.model.types import ObjectLink, ResourceType
 
@@ -137,7 +144,7 @@ def encode_paths(paths: Iterable[Path]) -> bytes:
 # --- decoding ----------------------------------------------------------------
 
 
-def _key_ids(key: object, where: Path) -> tuple[int, ...]:
+def _key_ids(key: object, where: object) -> tuple[int, ...]:
     if isinstance(key, int) and not isinstance(key, bool):
         ids: tuple[object, ...] = (key,)
     elif isinstance(key, tuple) and key:
@@ -150,37 +157,39 @@ def _key_ids(key: object, where: Path) -> tuple[int, ...]:
     return ids  # type: ignore[return-value]
 
 
+#: highest ID at each depth (object, instance, resource, resource instance)
+_LIMITS = (MAX_OBJECT_ID, MAX_INSTANCE_ID, MAX_RESOURCE_ID, MAX_RESOURCE_INSTANCE_ID)
+
+
 def _walk(
     tree: object,
     prefix: tuple[int, ...],
-    leaves: list[tuple[Path, object]],
-    empties: list[Path],
+    leaves: list[tuple[tuple[int, ...], object]],
+    empties: list[tuple[int, ...]],
 ) -> None:
-    where = Path.of(*prefix) if prefix else Path()
+    """Collect leaf values and empty containers as ID tuples (no Path per value)."""
     if not isinstance(tree, dict):
-        raise FormatError(f"{where}: expected a map")
+        raise FormatError(f"{At(prefix)}: expected a map")
     if not tree and prefix:
-        empties.append(where)
+        empties.append(prefix)
     for key, value in tree.items():
-        ids = prefix + _key_ids(key, where)
+        ids = prefix + _key_ids(key, At(prefix))
         if len(ids) > 4:
-            raise FormatError(f"{where}: path deeper than a resource instance")
-        try:
-            path = Path.of(*ids)
-        except PathError as exc:
-            raise FormatError(f"{where}: {exc}") from None
+            raise FormatError(f"{At(prefix)}: path deeper than a resource instance")
+        for depth in range(len(prefix), len(ids)):
+            if ids[depth] > _LIMITS[depth]:
+                raise FormatError(f"{At(ids)}: ID {ids[depth]} out of range 0-{_LIMITS[depth]}")
         if isinstance(value, dict):
             if len(ids) == 4:
-                raise FormatError(f"{path}: a resource instance cannot hold a map")
+                raise FormatError(f"{At(ids)}: a resource instance cannot hold a map")
             _walk(value, ids, leaves, empties)
         else:
             if len(ids) < 3:
-                raise FormatError(f"{path}: a value must be at a resource or resource instance")
-            leaves.append((path, value))
+                raise FormatError(f"{At(ids)}: a value must be at a resource or resource instance")
+            leaves.append((ids, value))
 
 
-def _typed(raw: object, rtype: ResourceType | None, path: Path) -> Value:
-    where = str(path)
+def _typed(raw: object, rtype: ResourceType | None, where: At) -> Value:
     if isinstance(raw, list | tuple | dict) or raw is None:
         raise FormatError(f"{where}: {type(raw).__name__} is not a resource value")
     if rtype is None:
@@ -213,31 +222,26 @@ def _typed(raw: object, rtype: ResourceType | None, path: Path) -> Value:
     raise FormatError(f"{where}: {type(raw).__name__} is not a {rtype.value}")
 
 
-def _parse(data: bytes) -> tuple[list[tuple[Path, object]], list[Path]]:
-    tree = cbor_strict.loads(data, allowed_tags=(_TIME_TAG,))
-    leaves: list[tuple[Path, object]] = []
-    empties: list[Path] = []
-    _walk(tree, (), leaves, empties)
-    return leaves, empties
-
-
 def _typed_leaves(
     data: bytes, model: ModelRegistry | None
-) -> tuple[list[tuple[Path, Value]], list[Path]]:
-    raw_leaves, empties = _parse(data)
-    return [(p, _typed(v, model_type(model, p), p)) for p, v in raw_leaves], empties
+) -> tuple[list[tuple[tuple[int, ...], Value]], list[tuple[int, ...]]]:
+    tree = cbor_strict.loads(data, allowed_tags=(_TIME_TAG,))
+    raw_leaves: list[tuple[tuple[int, ...], object]] = []
+    empties: list[tuple[int, ...]] = []
+    _walk(tree, (), raw_leaves, empties)
+    return [(ids, _typed(v, type_at(model, ids), At(ids))) for ids, v in raw_leaves], empties
 
 
 @guard
 def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     leaves, empties = _typed_leaves(data, model)
-    return assemble(leaves, path, model, empties)
+    return assemble(leaves, path, model, [Path.of(*e) for e in empties])
 
 
 @guard
 def decode_records(data: bytes, model: ModelRegistry | None = None) -> list[Record]:
     leaves, _ = _typed_leaves(data, model)
-    return [Record(p, v) for p, v in leaves]
+    return [Record(Path.of(*ids), v) for ids, v in leaves]
 
 
 @guard
@@ -245,7 +249,9 @@ def decode_composite(
     data: bytes, model: ModelRegistry | None = None, paths: Iterable[Path] | None = None
 ) -> dict[Path, Node]:
     leaves, empties = _typed_leaves(data, model)
-    return group_composite(leaves, model, paths, empties)
+    return group_composite(
+        [(Path.of(*ids), v) for ids, v in leaves], model, paths, [Path.of(*e) for e in empties]
+    )
 
 
 @guard

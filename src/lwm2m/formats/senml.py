@@ -138,9 +138,7 @@ def resolve(items: object, *, binary: bool, values_required: bool) -> list[RawRe
         raw: object = record[field] if field is not None else None
         if field is None and values_required:
             raise FormatError(f"{where}: {full} has no value")
-        if field is None and base_value is not None and values_required:
-            raw, field = base_value, "v"
-        elif field == "v" and base_value is not None:
+        if field == "v" and base_value is not None:
             raw = _number(raw, f"{where} v") + base_value
         if field == "vd" and not binary:
             raw = _b64url(raw, where)

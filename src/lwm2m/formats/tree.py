@@ -117,25 +117,29 @@ def empty_containers(node: Node, path: Path) -> Iterator[Path]:
 
 
 def assemble(
-    leaves: Iterable[tuple[Path, Value]],
+    leaves: Iterable[tuple[Path | tuple[int, ...], Value]],
     path: Path,
     model: ModelRegistry | None,
     empties: Iterable[Path] = (),
 ) -> Node:
-    """The node at ``path`` built from leaf values (already typed) and empty containers."""
+    """The node at ``path`` built from leaf values (already typed) and empty containers.
+
+    Leaves are keyed by :class:`Path` or, on hot paths, by an already
+    validated ID tuple.
+    """
     if path.is_root:
         raise FormatError("a single node cannot be decoded at the root path; use a composite")
     prefix = path.ids
     depth = len(prefix)
     values: dict[tuple[int, ...], Value] = {}
-    for leaf_path, value in leaves:
-        ids = leaf_path.ids
+    for key, value in leaves:
+        ids = key if isinstance(key, tuple) else key.ids
         if len(ids) < 3:
-            raise FormatError(f"{leaf_path}: a value must be at a resource or resource instance")
+            raise FormatError(f"{At(ids)}: a value must be at a resource or resource instance")
         if ids[:depth] != prefix:
-            raise FormatError(f"{leaf_path}: outside the requested path {path}")
+            raise FormatError(f"{At(ids)}: outside the requested path {path}")
         if ids in values:
-            raise FormatError(f"{leaf_path}: duplicate value")
+            raise FormatError(f"{At(ids)}: duplicate value")
         values[ids] = value
     containers: set[tuple[int, ...]] = set()
     for empty in empties:
