@@ -144,3 +144,34 @@ def test_execute_arguments() -> None:
     for bad in ("a", "0=x", "0='x", "0,0", "12", "0,", "0;1"):
         with pytest.raises(BadRequest):
             check_arguments(bad)
+
+
+async def test_decorated_functions_api(make_client: MakeClient) -> None:
+    h = await make_client()
+    client = h.client
+    calls: list[object] = []
+
+    @client.reader("/3303/0/5700")
+    async def temperature() -> float:
+        return 19.5
+
+    @client.writer("/3303/0/5750")
+    def application_type(value: str) -> None:
+        calls.append(value)
+
+    @client.executor("/3303/0/5605")
+    def reset(args: str) -> None:
+        calls.append(("reset", args))
+
+    ask = h.server.request
+    assert (
+        await ask(Message(Code.GET, uri_path=("3303", "0", "5700")), h.address)
+    ).payload == b"19.5"
+    r = await ask(Message(Code.PUT, uri_path=("3303", "0", "5750"), payload=b"room"), h.address)
+    assert r.code == Code.CHANGED
+    r = await ask(Message(Code.POST, uri_path=("3303", "0", "5605"), payload=b"1"), h.address)
+    assert r.code == Code.CHANGED
+    assert calls == ["room", ("reset", "1")]
+    assert client.instance(3303, 0).get(5750) == "room"  # type: ignore[union-attr]
+    with pytest.raises(ValueError):
+        client.reader("/3303/0")(lambda: 1.0)

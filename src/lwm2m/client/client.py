@@ -33,6 +33,7 @@ import random
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from lwm2m.client import content, state
 from lwm2m.client.acl import AccessControl
@@ -66,6 +67,7 @@ from lwm2m.protocol.errors import LwM2MError
 
 logger = logging.getLogger(__name__)
 
+F = TypeVar("F", bound=Callable[..., Any])
 BootstrapHandler = Callable[[IncomingRequest], Awaitable[Message]]
 Bootstrapper = Callable[["LwM2MClient"], Awaitable[bool]]
 
@@ -155,6 +157,48 @@ class LwM2MClient:
 
     def instance(self, object_id: int, instance_id: int = 0) -> Instance | None:
         return self.store.instance(object_id, instance_id)
+
+    def _resource_target(self, path: Path | str) -> tuple[Instance, int]:
+        p = Path.parse(path) if isinstance(path, str) else path
+        if p.depth != 3:
+            raise ValueError(f"{p} is not a resource path /o/i/r")
+        inst = self.store.instance(p.object_id or 0, p.instance_id or 0)
+        if inst is None:
+            inst = self.store.create_instance(p.object_id or 0, p.instance_id or 0)
+        return inst, p.resource_id or 0
+
+    def reader(self, path: Path | str) -> Callable[[F], F]:
+        """Decorator: ``@client.reader("/3303/0/5700") def temperature() -> float``.
+
+        The instance is created (empty, typed by the model) when it does not exist yet.
+        """
+
+        def register(fn: F) -> F:
+            inst, rid = self._resource_target(path)
+            inst.add_reader(rid, fn)
+            return fn
+
+        return register
+
+    def writer(self, path: Path | str) -> Callable[[F], F]:
+        """Decorator: ``@client.writer("/3311/0/5851") def dim(value: int) -> None``."""
+
+        def register(fn: F) -> F:
+            inst, rid = self._resource_target(path)
+            inst.add_writer(rid, fn)
+            return fn
+
+        return register
+
+    def executor(self, path: Path | str) -> Callable[[F], F]:
+        """Decorator: ``@client.executor("/3311/0/5605") async def reset(args: str) -> None``."""
+
+        def register(fn: F) -> F:
+            inst, rid = self._resource_target(path)
+            inst.add_executor(rid, fn)
+            return fn
+
+        return register
 
     @property
     def endpoint_name(self) -> str:
@@ -514,10 +558,7 @@ class LwM2MClient:
         if path.depth < 3:
             return False
         inst = self.store.instance(path.object_id or 0, path.instance_id or 0)
-        if inst is None:
-            return False
-        res = inst._resources.get(path.resource_id or 0)
-        return res is not None and res.read_fn is not None
+        return inst is not None and inst.has_reader(path.resource_id or 0)
 
     async def _sample(self, paths: tuple[Path, ...]) -> dict[Path, Stored]:
         return await self.dispatcher.leaf_values(paths)

@@ -122,7 +122,7 @@ def execute(resource_id: int) -> Callable[[Callable[..., Any]], Callable[..., An
 class Instance:
     """One object instance: stored values plus the class's readers, writers and executes."""
 
-    __slots__ = ("_owner", "_values", "id")
+    __slots__ = ("_fns", "_owner", "_values", "id")
 
     object_id: ClassVar[int | None] = None
     _resources: ClassVar[dict[int, Res[Any]]] = {}
@@ -148,6 +148,7 @@ class Instance:
         self.id = instance_id
         self._owner: ClientObject | None = None
         self._values: dict[int, Stored] = {}
+        self._fns: dict[tuple[str, int], Callable[..., Any]] | None = None
         for res in self._resources.values():
             if res.default is not None:
                 self._values[res.id] = res.default  # typed when attached to its object
@@ -192,7 +193,7 @@ class Instance:
         rdef = self.resource_def(resource_id)
         if rdef is not None:
             return rdef.operations
-        if resource_id in self._executors:
+        if resource_id in self._executors or self._fn("e", resource_id) is not None:
             return Operations.E
         res = self._resources.get(resource_id)
         if res is not None and res.operations is not None:
@@ -240,6 +241,37 @@ class Instance:
             path = self.path if resource_id is None else self.path.child(resource_id)
             self._owner.changed(path)
 
+    # -- handlers given as plain functions (decorated functions API) -------------------
+
+    def add_reader(self, resource_id: int, fn: Callable[[], Any]) -> None:
+        """``fn()`` (sync or async) computes the value on every Read."""
+        self._set_fn("r", resource_id, fn)
+
+    def add_writer(self, resource_id: int, fn: Callable[[Any], Any]) -> None:
+        """``fn(value)`` (sync or async) sees a server's typed value before it is stored."""
+        self._set_fn("w", resource_id, fn)
+
+    def add_executor(self, resource_id: int, fn: Callable[[str], Any]) -> None:
+        """``fn(arguments)`` (sync or async) runs on Execute."""
+        self._set_fn("e", resource_id, fn)
+
+    def _set_fn(self, kind: str, resource_id: int, fn: Callable[..., Any]) -> None:
+        if self._fns is None:
+            self._fns = {}
+        self._fns[(kind, resource_id)] = fn
+        if self._owner is not None:
+            self._owner.changed(self.path.child(resource_id))
+
+    def _fn(self, kind: str, resource_id: int) -> Callable[..., Any] | None:
+        return None if self._fns is None else self._fns.get((kind, resource_id))
+
+    def has_reader(self, resource_id: int) -> bool:
+        """Whether the value is computed on read (observations then sample it, epmin/epmax)."""
+        res = self._resources.get(resource_id)
+        return (res is not None and res.read_fn is not None) or self._fn(
+            "r", resource_id
+        ) is not None
+
     # -- what the request dispatcher calls --------------------------------------------
 
     def resource_ids(self) -> list[int]:
@@ -249,19 +281,24 @@ class Instance:
             if res.read_fn is not None:
                 ids.add(rid)
         ids.update(self._executors)
+        if self._fns is not None:
+            ids.update(rid for kind, rid in self._fns if kind in ("r", "e"))
         return sorted(ids)
 
     def has_resource(self, resource_id: int) -> bool:
         if resource_id in self._values or resource_id in self._executors:
             return True
-        res = self._resources.get(resource_id)
-        return res is not None and res.read_fn is not None
+        if self._fn("e", resource_id) is not None:
+            return True
+        return self.has_reader(resource_id)
 
     async def read(self, resource_id: int) -> Stored:
         """The current value; raises NotFound for an absent or executable resource."""
         res = self._resources.get(resource_id)
-        if res is not None and res.read_fn is not None:
-            value = await _maybe_await(res.read_fn(self))
+        fn = self._fn("r", resource_id)
+        class_fn = res.read_fn if res is not None else None
+        if fn is not None or class_fn is not None:
+            value = await _maybe_await(fn() if fn is not None else class_fn(self))  # type: ignore[misc]
             typed = self.typed(resource_id, value)
             if self._values.get(resource_id) != typed:
                 self._values[resource_id] = typed
@@ -281,7 +318,10 @@ class Instance:
             if isinstance(current, dict):
                 typed = dict(sorted({**current, **typed}.items()))
         res = self._resources.get(resource_id)
-        if res is not None and res.write_fn is not None:
+        fn = self._fn("w", resource_id)
+        if fn is not None:
+            await _maybe_await(fn(typed))
+        elif res is not None and res.write_fn is not None:
             await _maybe_await(res.write_fn(self, typed))
         changed = self._values.get(resource_id) != typed
         self._values[resource_id] = typed
@@ -297,6 +337,10 @@ class Instance:
         self._changed(resource_id)
 
     async def execute(self, resource_id: int, arguments: str) -> None:
+        fn = self._fn("e", resource_id)
+        if fn is not None:
+            await _maybe_await(fn(arguments))
+            return
         name = self._executors.get(resource_id)
         if name is None:
             if self.has_resource(resource_id) or self.resource_def(resource_id) is not None:
