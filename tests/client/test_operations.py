@@ -262,3 +262,15 @@ async def test_bad_paths(make_client: MakeClient, segment: str) -> None:
     h = await make_client()
     r = await h.server.request(get("3", segment), h.address)
     assert r.code == Code.BAD_REQUEST
+
+
+async def test_requests_from_strangers_are_refused(make_client: MakeClient) -> None:
+    from rawserver import RawServer
+
+    h = await make_client()
+    stranger = await RawServer().start()
+    try:
+        r = await stranger.request(get("3", "0", "0"), h.address)
+        assert r.code == Code.UNAUTHORIZED
+    finally:
+        stranger.close()

@@ -466,12 +466,8 @@ class LwM2MClient:
     # -- requests from servers ---------------------------------------------------------
 
     def _server_for(self, peer: Peer) -> int | None:
-        ssid = self._addresses.get(peer.address)
-        if ssid is not None:
-            return ssid
-        if len(self._addresses) == 1 and peer.address[0] in ("127.0.0.1", "::1", "localhost"):
-            return next(iter(self._addresses.values()))
-        return None
+        # Only the address a server account resolved to may act as that server.
+        return self._addresses.get(peer.address)
 
     async def _handle(self, request: IncomingRequest) -> Message:
         self.stats.messages_received += 1
