@@ -7,6 +7,7 @@ not readable or a regular file the client simply runs on (service mode).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import shlex
 import sys
@@ -17,6 +18,7 @@ from lwm2m.client.client import LwM2MClient
 from lwm2m.client.objects.location import Location
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.text import text_to_value
+from lwm2m.model.nodes import Value
 from lwm2m.model.path import Path, PathError
 from lwm2m.protocol.errors import LwM2MError
 
@@ -32,6 +34,17 @@ HELP = """commands:
   reboot | factory-reset    like the Device object executes
   quit                      de-register and exit
   help                      this text"""
+
+
+def show_value(value: Value) -> str:
+    """Values as a person reads them: times in ISO 8601, opaque in hex, strings quoted."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, bytes):
+        return "0x" + value.hex() if value else "(empty)"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
 
 
 class Console:
@@ -125,7 +138,10 @@ class Console:
             rid = path.resource_id or 0
             value = text_to_value(args[1], inst.resource_type(rid), str(path))
             inst.set(rid, value)
-            self.say(f"{path} = {inst.get(rid)!r}")
+            stored = inst.get(rid)
+            self.say(
+                f"{path} = {show_value(stored) if stored is not None and not isinstance(stored, dict) else stored}"
+            )
         elif command == "update":
             client.trigger_update(int(args[0]) if args else None)
             self.say("update requested")
@@ -173,9 +189,10 @@ class Console:
         def fmt_res(prefix: str, res: Resource) -> None:
             if res.instances is not None:
                 for ri, v in res.instances.items():
-                    self.say(f"{prefix}/{res.id}/{ri} = {v!r}")
+                    self.say(f"{prefix}/{res.id}/{ri} = {show_value(v)}")
             else:
-                self.say(f"{prefix}/{res.id} = {res.value!r}")
+                assert res.value is not None
+                self.say(f"{prefix}/{res.id} = {show_value(res.value)}")
 
         if isinstance(node, LwM2MObject):
             for inst in node.instances.values():
@@ -187,4 +204,4 @@ class Console:
         elif isinstance(node, Resource):
             fmt_res(str(path.parent), node)
         elif isinstance(node, ResourceInstance):
-            self.say(f"{path} = {node.value!r}")
+            self.say(f"{path} = {show_value(node.value)}")
