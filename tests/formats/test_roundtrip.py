@@ -13,9 +13,9 @@ from strategies import node_and_path
 from lwm2m.formats import registry
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.media import ContentFormat as CF
-from lwm2m.model.nodes import Node, Resource
+from lwm2m.model.nodes import Node, ObjectInstance, Resource
 from lwm2m.model.path import Path
-from lwm2m.model.types import ResourceType
+from lwm2m.model.types import ObjectLink, ResourceType
 
 STRUCTURED = [CF.LWM2M_TLV, CF.LWM2M_JSON, CF.SENML_JSON, CF.SENML_CBOR, CF.LWM2M_CBOR]
 ALL_NODE_FORMATS = [*STRUCTURED, CF.TEXT, CF.OCTET_STREAM]
@@ -136,3 +136,64 @@ def test_mutated_payloads_decode_or_format_error(
         registry.decode(bytes(encoded), path, fmt, MODEL)
     with contextlib.suppress(FormatError):
         registry.decode_composite(bytes(encoded), fmt, MODEL)
+
+
+_untyped_values = (
+    st.text(max_size=10)
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans()
+    | st.binary(max_size=10)
+    | st.builds(ObjectLink, st.integers(0, 65535), st.integers(0, 65535))
+)
+
+
+@st.composite
+def _untyped_instance(
+    draw: st.DrawFn, opaque_as_text: bool = False, objlnk_as_text: bool = False
+) -> ObjectInstance:
+    values = _untyped_values.filter(
+        lambda v: (
+            not (opaque_as_text and isinstance(v, bytes))
+            and not (objlnk_as_text and isinstance(v, ObjectLink))
+        )
+    )
+    rids = draw(st.sets(st.integers(0, 65535), max_size=5))
+    resources = []
+    for rid in sorted(rids):
+        if draw(st.booleans()):
+            resources.append(Resource.single(rid, draw(values)))
+        else:
+            instances = draw(st.dictionaries(st.integers(0, 65534), values, min_size=1, max_size=3))
+            resources.append(Resource.multiple(rid, instances))
+    return ObjectInstance.of(draw(st.integers(0, 65534)), resources)
+
+
+@pytest.mark.parametrize(
+    "fmt", [CF.SENML_JSON, CF.SENML_CBOR, CF.LWM2M_CBOR, CF.LWM2M_JSON], ids=lambda f: f.name
+)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_untyped_round_trip_without_a_model(fmt: CF, data: st.DataObject) -> None:
+    """Objects nobody has a model for keep their natural types.
+
+    Except where the format has no field for the type: LwM2M JSON carries
+    Opaque as a string, LwM2M CBOR carries Objlnk as a string.
+    """
+    inst = data.draw(
+        _untyped_instance(opaque_as_text=fmt is CF.LWM2M_JSON, objlnk_as_text=fmt is CF.LWM2M_CBOR)
+    )
+    path = Path(40000, inst.id)
+    assert registry.decode(registry.encode(inst, path, fmt), path, fmt) == inst
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inst=_untyped_instance())
+def test_untyped_tlv_values_come_back_as_bytes(inst: ObjectInstance) -> None:
+    path = Path(40000, inst.id)
+    decoded = registry.decode(registry.encode(inst, path, CF.LWM2M_TLV), path, CF.LWM2M_TLV)
+    assert isinstance(decoded, ObjectInstance)
+    assert decoded.resources.keys() == inst.resources.keys()
+    for res in decoded.resources.values():
+        values = [res.value] if res.instances is None else list(res.instances.values())
+        assert all(isinstance(v, bytes) for v in values)
