@@ -60,12 +60,13 @@ async def live() -> AsyncIterator[Live]:
     base = f"http://127.0.0.1:{web.port}"
     clients: list[LwM2MClient] = []
 
-    async def add_client(endpoint: str) -> LwM2MClient:
+    async def add_client(endpoint: str, *, queue_mode: bool = False) -> LwM2MClient:
         host, port = server.coap_address
         config = ClientConfig(
             endpoint,
             servers=(ClientServer(f"coap://{host}:{port}", lifetime_s=60),),
             local_host="127.0.0.1",
+            queue_mode=queue_mode,
         )
         device = LwM2MClient(config)
         clients.append(device)

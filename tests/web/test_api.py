@@ -299,3 +299,15 @@ async def test_ui_and_docs_are_served(running: Running) -> None:
     schema = (await running.http.get("/openapi.json")).json()
     assert "/api/clients/{endpoint}/{path}" in schema["paths"]
     assert "Client" in schema["components"]["schemas"]
+
+
+async def test_composite_observe_and_cancel(running: Running) -> None:
+    url = "/api/clients/dev-1/composite/observe?paths=/3/0/9,/3303/0/5700"
+    resp = await running.http.post(url)
+    assert resp.status_code == 200
+    assert resp.json()["compositeContent"]["/3303/0/5700"]["value"] == 21.5
+    assert (await running.http.delete(url)).json() == {"cancelled": 1}
+    assert (await running.http.delete(url)).json() == {"cancelled": 0}
+    assert (
+        await running.http.post("/api/clients/dev-1/composite/observe?paths=x")
+    ).status_code == 400

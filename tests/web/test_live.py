@@ -73,16 +73,25 @@ async def test_device_errors_and_bad_input(live: Live) -> None:
     assert {"url": "/3/0/9", "attributes": {}} in links
 
 
-async def test_composite_read_on_real_client(live: Live) -> None:
+async def test_composite_read_and_observe_on_real_client(live: Live) -> None:
     async with live.http.stream("GET", "/api/event") as stream:
         events = SseReader(stream.aiter_lines())
-        await live.add_client("dev-comp")
+        device = await live.add_client("dev-comp")
         await events.wait_for("REGISTRATION", endpoint="dev-comp")
-    resp = await live.http.get("/api/clients/dev-comp/composite?paths=/3/0/0,/3/0/9")
-    assert resp.status_code == 200, resp.text
-    content = resp.json()["compositeContent"]
-    assert content["/3/0/0"]["value"] == "lwm2m-py"
-    assert isinstance(content["/3/0/9"]["value"], int)
+        resp = await live.http.get("/api/clients/dev-comp/composite?paths=/3/0/0,/3/0/9")
+        assert resp.status_code == 200, resp.text
+        content = resp.json()["compositeContent"]
+        assert content["/3/0/0"]["value"] == "lwm2m-py"
+        assert isinstance(content["/3/0/9"]["value"], int)
+
+        url = "/api/clients/dev-comp/composite/observe?paths=/3/0/9,/3/0/14"
+        resp = await live.http.post(url)
+        assert resp.status_code == 200, resp.text
+        device.instance(3).set(9, 33)
+        note = await events.wait_for("NOTIFICATION", ep="dev-comp", kind="composite")
+        assert note["paths"] == ["/3/0/9", "/3/0/14"]
+        assert note["val"]["/3/0/9"]["value"] == 33
+        assert (await live.http.delete(url)).json() == {"cancelled": 1}
 
 
 async def test_deregistration_event_and_404(live: Live) -> None:
@@ -152,3 +161,33 @@ async def _dead_udp_port() -> int:
     port = int(transport.get_extra_info("sockname")[1])
     transport.close()
     return port
+
+
+async def test_sleeping_client_queues_requests_until_it_wakes(live: Live) -> None:
+    async with live.http.stream("GET", "/api/event?ep=dev-q") as stream:
+        events = SseReader(stream.aiter_lines())
+        device = await live.add_client("dev-q", queue_mode=True)
+        await events.wait_for("REGISTRATION", endpoint="dev-q")
+        reg = live.server.get_registration("dev-q")
+        device.sleep()
+        live.server.queue.sleep_now(reg.id)
+        await events.wait_for("SLEEPING", ep="dev-q")
+        info = (await live.http.get("/api/clients/dev-q")).json()
+        assert info["queuemode"] is True and info["sleeping"] is True
+
+        # Not awake within the timeout: 504 saying why.
+        resp = await live.http.get("/api/clients/dev-q/3/0/9?timeout=0.3")
+        assert resp.status_code == 504
+        assert "asleep" in resp.json()["message"]
+
+        # A request waits in the queue and goes out when the client wakes up.
+        pending = asyncio.create_task(live.http.get("/api/clients/dev-q/3/0/9?timeout=10"))
+        async with asyncio.timeout(10):
+            while live.server.queue.queued(reg.id) == 0:
+                await asyncio.sleep(0)
+        device.instance(3).set(9, 12)
+        device.wake()
+        await events.wait_for("AWAKE", ep="dev-q")
+        resp = await pending
+        assert resp.status_code == 200
+        assert resp.json()["content"]["value"] == 12

@@ -98,6 +98,7 @@ class FakeDevices:
         self.bus = EventFanout()
         self.calls: list[tuple[str, str, Any]] = []
         self.observed: dict[str, set[Path]] = {}
+        self.composite_observed: dict[str, list[frozenset[Path]]] = {}
         self.timeout_endpoints: set[str] = set()
 
     @property
@@ -285,6 +286,28 @@ class FakeDevices:
             return 1
         return 0
 
+    async def observe_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[Path],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        response = await self.read_composite(endpoint, paths, format=format, timeout=timeout)
+        self.composite_observed.setdefault(endpoint, []).append(frozenset(paths))
+        return response
+
+    async def cancel_composite_observation(
+        self, endpoint: str, paths: Sequence[Path], *, active: bool, timeout: float
+    ) -> int:
+        self._tree(endpoint)
+        observed = self.composite_observed.get(endpoint, [])
+        key = frozenset(paths)
+        count = observed.count(key)
+        self.composite_observed[endpoint] = [k for k in observed if k != key]
+        return count
+
     def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
         return self.bus.events(endpoint)
 
@@ -395,12 +418,12 @@ class SseReader:
                 data.append(line[5:].lstrip())
         raise EOFError("event stream ended")
 
-    async def wait_for(self, kind: str, **match: Any) -> Any:
-        """The next event of ``kind`` whose data has the ``match`` items (10 s at most)."""
+    async def wait_for(self, event: str, **match: Any) -> Any:
+        """The next ``event`` whose data has the ``match`` items (10 s at most)."""
         async with asyncio.timeout(10):
             while True:
                 got, data = await self.next()
-                if got == kind and all(data.get(k) == v for k, v in match.items()):
+                if got == event and all(data.get(k) == v for k, v in match.items()):
                     return data
 
 
@@ -411,4 +434,4 @@ class Live:
     web: WebServer
     http: httpx.AsyncClient
     base_url: str
-    add_client: Callable[[str], Awaitable[Any]]
+    add_client: Callable[..., Awaitable[Any]]

@@ -149,6 +149,20 @@ class ServerAdapter:
     def model(self) -> ModelRegistry:
         return self._model
 
+    async def _call(self, endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
+        """:func:`_call`, saying so when a queue-mode client never woke up."""
+        reg = self._server.get_registration(endpoint)
+        asleep = reg is not None and reg.queue_mode and not self._server.queue.is_awake(reg)
+        try:
+            return await _call(endpoint, call)
+        except DeviceTimeout as exc:
+            if asleep:
+                raise DeviceTimeout(
+                    f"{endpoint!r} is asleep (queue mode) and did not wake up in time; "
+                    "the queued request was dropped"
+                ) from None
+            raise exc from None
+
     def _info(self, reg: Registration) -> ClientInfo:
         sleeping = reg.queue_mode and not self._server.queue.is_awake(reg)
         return client_info(reg, sleeping=sleeping)
@@ -163,14 +177,16 @@ class ServerAdapter:
     async def read(
         self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
     ) -> DeviceResponse:
-        resp = await _call(
+        resp = await self._call(
             endpoint,
             lambda: self._server.read(endpoint, path, format=_fmt(format), timeout=timeout),
         )
         return DeviceResponse(resp.code, node=resp.content)
 
     async def discover(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
-        resp = await _call(endpoint, lambda: self._server.discover(endpoint, path, timeout=timeout))
+        resp = await self._call(
+            endpoint, lambda: self._server.discover(endpoint, path, timeout=timeout)
+        )
         links = tuple(LinkInfo(link.target, dict(link.params)) for link in resp.links)
         return DeviceResponse(resp.code, links=links)
 
@@ -184,7 +200,7 @@ class ServerAdapter:
         format: ContentFormat | None,
         timeout: float,
     ) -> DeviceResponse:
-        resp = await _call(
+        resp = await self._call(
             endpoint,
             lambda: self._server.write(
                 endpoint, path, node, replace=replace, format=_fmt(format), timeout=timeout
@@ -195,7 +211,7 @@ class ServerAdapter:
     async def write_attributes(
         self, endpoint: str, path: Path, attributes: AttributeUpdate, *, timeout: float
     ) -> DeviceResponse:
-        resp = await _call(
+        resp = await self._call(
             endpoint,
             lambda: self._server.write_attributes(endpoint, path, attributes, timeout=timeout),
         )
@@ -204,7 +220,7 @@ class ServerAdapter:
     async def execute(
         self, endpoint: str, path: Path, arguments: str | None, *, timeout: float
     ) -> DeviceResponse:
-        resp = await _call(
+        resp = await self._call(
             endpoint, lambda: self._server.execute(endpoint, path, arguments, timeout=timeout)
         )
         return DeviceResponse(resp.code)
@@ -218,7 +234,7 @@ class ServerAdapter:
         format: ContentFormat | None,
         timeout: float,
     ) -> DeviceResponse:
-        resp = await _call(
+        resp = await self._call(
             endpoint,
             lambda: self._server.create(endpoint, path, node, format=_fmt(format), timeout=timeout),
         )
@@ -226,7 +242,9 @@ class ServerAdapter:
         return DeviceResponse(resp.code, location=location)
 
     async def delete(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
-        resp = await _call(endpoint, lambda: self._server.delete(endpoint, path, timeout=timeout))
+        resp = await self._call(
+            endpoint, lambda: self._server.delete(endpoint, path, timeout=timeout)
+        )
         return DeviceResponse(resp.code)
 
     async def read_composite(
@@ -237,7 +255,7 @@ class ServerAdapter:
         format: ContentFormat | None,
         timeout: float,
     ) -> DeviceResponse:
-        resp = await _call(
+        resp = await self._call(
             endpoint,
             lambda: self._server.read_composite(
                 endpoint, paths, format=_fmt(format), timeout=timeout
@@ -256,7 +274,7 @@ class ServerAdapter:
         timeout: float,
     ) -> DeviceResponse:
         items: dict[Path | str, Node | Value] = dict(values.items())
-        resp = await _call(
+        resp = await self._call(
             endpoint,
             lambda: self._server.write_composite(
                 endpoint, items, format=_fmt(format), timeout=timeout
@@ -267,7 +285,7 @@ class ServerAdapter:
     async def observe(
         self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
     ) -> DeviceResponse:
-        resp = await _call(
+        resp = await self._call(
             endpoint,
             lambda: self._server.observe(endpoint, path, format=_fmt(format), timeout=timeout),
         )
@@ -279,12 +297,45 @@ class ServerAdapter:
         async def cancel_all() -> int:
             count = 0
             for record in self._server.observations_of(endpoint):
-                if path in record.paths:
+                if not record.composite and record.path == path:
                     await self._server.cancel_observation(endpoint, record, active=active)
                     count += 1
             return count
 
-        return await _call(endpoint, cancel_all)
+        return await self._call(endpoint, cancel_all)
+
+    async def observe_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[Path],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse:
+        resp = await self._call(
+            endpoint,
+            lambda: self._server.observe_composite(
+                endpoint, paths, format=_fmt(format), timeout=timeout
+            ),
+        )
+        found: dict[Path, Node | None] = {p: None for p in paths}
+        found.update(resp.values)
+        return DeviceResponse(Code.CONTENT, composite=found)
+
+    async def cancel_composite_observation(
+        self, endpoint: str, paths: Sequence[Path], *, active: bool, timeout: float
+    ) -> int:
+        wanted = set(paths)
+
+        async def cancel_all() -> int:
+            count = 0
+            for record in self._server.observations_of(endpoint):
+                if record.composite and set(record.paths) == wanted:
+                    await self._server.cancel_observation(endpoint, record, active=active)
+                    count += 1
+            return count
+
+        return await self._call(endpoint, cancel_all)
 
     async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
         subscription = self._server.events.subscribe(endpoint)
@@ -459,6 +510,19 @@ class BootstrapAdapter:
 
     def counters(self) -> Mapping[str, float]:
         return {"sessions_running": float(len(self._bs.sessions.running()))}
+
+
+def unwrap_bootstrap(obj: object) -> BootstrapServer:
+    """The :class:`BootstrapServer` itself, or the one a start-up handle holds."""
+    from lwm2m.bootstrap.server import BootstrapServer
+
+    if isinstance(obj, BootstrapServer):
+        return obj
+    for name in ("bootstrap", "server"):
+        inner = getattr(obj, name, None)
+        if isinstance(inner, BootstrapServer):
+            return inner
+    raise TypeError(f"not a BootstrapServer (nor a handle holding one): {type(obj).__name__}")
 
 
 def bootstrap_web_event(event: BootstrapEvent) -> WebEvent:

@@ -183,6 +183,21 @@ class DeviceManager(Protocol):
         self, endpoint: str, path: Path, *, active: bool, timeout: float
     ) -> int: ...
 
+    async def observe_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[Path],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> DeviceResponse: ...
+
+    async def cancel_composite_observation(
+        self, endpoint: str, paths: Sequence[Path], *, active: bool, timeout: float
+    ) -> int:
+        """Cancel the composite observations of exactly these paths; returns how many."""
+        ...
+
     def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
         """Events until the iterator is closed (``aclose``) or the server stops."""
         ...

@@ -232,6 +232,59 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
             None,
         )
 
+    @router.post(
+        "/{endpoint}/composite/observe",
+        response_model=DeviceResult,
+        response_model_exclude_none=True,
+        summary="Observe-Composite",
+        description="Notifications arrive as NOTIFICATION events with kind=composite.",
+        responses=DEVICE_ERRORS,
+    )
+    async def observe_composite(
+        endpoint: str,
+        paths: str = Query(description="Comma-separated paths: /3/0/1,/3/0/2", max_length=4000),
+        format: str | None = FORMAT_Q,
+        nodeformat: str | None = Query(
+            default=None, description="Leshan's name for format.", max_length=40
+        ),
+        timeout: float | None = TIMEOUT_Q,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        path_list = parse_paths(paths)
+        fmt = parse_format(format or nodeformat)
+        t = parse_timeout(timeout)
+        return await run(
+            "observe_composite",
+            endpoint,
+            lambda: devices.observe_composite(endpoint, path_list, format=fmt, timeout=t),
+            None,
+        )
+
+    @router.delete(
+        "/{endpoint}/composite/observe",
+        response_model=CancelResult,
+        summary="Cancel a composite observation",
+        responses=DEVICE_ERRORS,
+    )
+    async def cancel_observe_composite(
+        endpoint: str,
+        paths: str = Query(description="The observed paths, comma-separated", max_length=4000),
+        active: bool = Query(default=True),
+        timeout: float | None = TIMEOUT_Q,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        path_list = parse_paths(paths)
+        t = parse_timeout(timeout)
+        try:
+            count = await devices.cancel_composite_observation(
+                endpoint, path_list, active=active, timeout=t
+            )
+        except BackendError as exc:
+            metrics.requests.inc(("cancel_observation", outcome(exc)))
+            raise
+        metrics.requests.inc(("cancel_observation", "success"))
+        return {"cancelled": count}
+
     @router.get(
         "/{endpoint}",
         response_model=Client,
