@@ -68,3 +68,60 @@ async def test_psk_register_and_read(registry: ModelRegistry) -> None:
     finally:
         await client.stop()
         await server.close()
+
+
+@pytest.mark.parametrize("trust", ["direct", "ca"])
+async def test_certificate_mode_register(registry: ModelRegistry, trust: str) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from lwm2m.client.config import MODE_CERTIFICATE
+    from lwm2m.security.certs import make_ca, make_cert
+
+    ca = make_ca()
+    server_cert = make_cert(ca, "lwm2m server", ["127.0.0.1"])
+    device = make_cert(ca, "dev-x509")
+    seen: asyncio.Queue[IncomingRequest] = asyncio.Queue()
+
+    async def handle(request: IncomingRequest) -> Message:
+        seen.put_nowait(request)
+        return (
+            Message(Code.CREATED, location_path=("rd", "x"))
+            if request.message.code == Code.POST
+            else Message(Code.DELETED)
+        )
+
+    layer = DtlsServer(
+        DtlsServerConfig(
+            certificate_pem=server_cert.cert_pem,
+            private_key_pem=server_cert.key_pem,
+            trusted_ca_pems=(ca.cert_pem,),
+        )
+    )
+    server = await Endpoint.create("127.0.0.1", 0, handler=handle, security=layer)
+    host, port = server.local_address
+    client = LwM2MClient(
+        ClientConfig(
+            "dev-x509",
+            servers=(
+                ServerConfig(
+                    f"coaps://{host}:{port}",
+                    security_mode=MODE_CERTIFICATE,
+                    client_certificate=device.der,
+                    secret_key=device.key.private_bytes(
+                        Encoding.DER, PrivateFormat.PKCS8, NoEncryption()
+                    ),
+                    server_public_key=server_cert.der if trust == "direct" else ca.der,
+                ),
+            ),
+            local_host="127.0.0.1",
+        ),
+        registry=registry,
+    )
+    try:
+        await client.start()
+        register = await asyncio.wait_for(seen.get(), 15)
+        assert register.peer.identity is not None
+        assert register.peer.identity.certificate_der == device.der
+    finally:
+        await client.stop()
+        await server.close()

@@ -37,7 +37,13 @@ from typing import Any, TypeVar
 
 from lwm2m.client import content, state
 from lwm2m.client.acl import AccessControl
-from lwm2m.client.config import MODE_NOSEC, MODE_PSK, ClientConfig, parse_server_uri
+from lwm2m.client.config import (
+    MODE_CERTIFICATE,
+    MODE_NOSEC,
+    MODE_PSK,
+    ClientConfig,
+    parse_server_uri,
+)
 from lwm2m.client.dispatcher import Hooks, RequestDispatcher
 from lwm2m.client.instance import Instance
 from lwm2m.client.links import registration_payload
@@ -278,6 +284,11 @@ class LwM2MClient:
         if account.security_mode == MODE_PSK:
             psk = PskCredential(account.public_key_or_identity, account.secret_key)
             return DtlsClient(DtlsClientConfig(psk=psk))
+        if account.security_mode == MODE_CERTIFICATE:
+            from lwm2m.client.x509 import certificate_config
+
+            _, host, _ = parse_server_uri(account.uri)
+            return DtlsClient(certificate_config(account, host))
         raise LwM2MError(f"security mode {account.security_mode} is not supported by this client")
 
     async def _resolve(self, uri: str) -> Address:
