@@ -224,6 +224,7 @@ async def test_registration_hook_pushes_changed_config(world: World) -> None:
     stream.close()
     (record,) = world.bs.sessions.list("dev-hook")
     assert record.ok and record.mode is SessionMode.SERVER_INITIATED, record
+    assert record.content_format == 112  # the client registered as LwM2M 1.1
     acl = client.store.instance(2, 0)
     assert acl is not None and acl.get(2) == {101: 1}
     assert not world.bs.configs.needs_bootstrap("dev-hook")

@@ -93,12 +93,22 @@ def parse_address(text: str) -> Address:
     return host, port
 
 
-def choose_content_format(config: ClientConfig, pct: int | None) -> int:
-    """The client's preferred format when we support it, else the configured one, else TLV."""
+def choose_content_format(
+    config: ClientConfig, pct: int | None, lwm2m_version: str | None = None
+) -> int:
+    """The format of the Bootstrap-Writes.
+
+    The client's ``pct`` when we support it; else the configured format; else,
+    when the client's LwM2M version is known (it registered to the co-located
+    server), SenML CBOR for 1.1+ and TLV for 1.0; else TLV, which every 1.0 and
+    1.1 client reads.
+    """
     if pct is not None and pct in _PCT_FORMATS:
         return _PCT_FORMATS[pct]
     if config.content_format is not None:
         return config.content_format.value
+    if lwm2m_version is not None and not lwm2m_version.startswith("1.0"):
+        return int(ContentFormat.SENML_CBOR)
     return ContentFormatChoice.TLV.value
 
 
@@ -400,12 +410,16 @@ class BootstrapServer:
         record = replace(record, mode=SessionMode.SERVER_INITIATED)
         return record
 
-    async def on_registration(self, endpoint: str, address: Address) -> SessionRecord | None:
+    async def on_registration(
+        self, endpoint: str, address: Address, lwm2m_version: str | None = None
+    ) -> SessionRecord | None:
         """Co-located server hook: re-bootstrap a registering client whose config changed."""
-        if not self.configs.needs_bootstrap(endpoint) or endpoint in self._active:
+        config = self.configs.get(endpoint)
+        if config is None or not self.configs.needs_bootstrap(endpoint) or endpoint in self._active:
             return None
         logger.info("configuration of %s changed: server-initiated bootstrap", endpoint)
-        return await self.push(endpoint, address)
+        fmt = choose_content_format(config, None, lwm2m_version)
+        return await self.push(endpoint, address, content_format=fmt)
 
     def registration_listener(self) -> Callable[[Any], None]:
         """A listener for the LwM2M server's events: acts on REGISTRATION events only.
@@ -427,8 +441,11 @@ class BootstrapServer:
                 # the bootstrap server does not start DTLS handshakes as a client.
                 logger.info("%s changed configuration not pushed: registered over DTLS", endpoint)
                 return
+            version = getattr(registration, "lwm2m_version", None)
             task = asyncio.get_running_loop().create_task(
-                self.on_registration(endpoint, registration.address)
+                self.on_registration(
+                    endpoint, registration.address, version if isinstance(version, str) else None
+                )
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
