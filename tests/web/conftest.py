@@ -22,6 +22,7 @@ def devices() -> FakeDevices:
         {
             "/3/0/0": "Open Mobile Alliance",
             "/3/0/1": "Lightweight M2M Client",
+            "/3/0/7": 3800,
             "/3/0/9": 87,
             "/3/0/14": "+01",
             "/3303/0/5700": 21.5,

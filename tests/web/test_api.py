@@ -311,3 +311,52 @@ async def test_composite_observe_and_cancel(running: Running) -> None:
     assert (
         await running.http.post("/api/clients/dev-1/composite/observe?paths=x")
     ).status_code == 400
+
+
+async def test_leshan_node_json_is_accepted(running: Running) -> None:
+    """Bodies in Leshan's demo-server shape work unchanged."""
+    tree = running.devices.values["dev-1"]
+    single = {"id": 14, "kind": "singleResource", "type": "string", "value": "+04"}
+    assert (await running.http.put("/api/clients/dev-1/3/0/14", json=single)).status_code == 200
+    assert tree[Path.parse("/3/0/14")] == "+04"
+    # Integers travel as strings in Leshan's JSON.
+    lifetime = {"id": 1, "kind": "singleResource", "type": "integer", "value": "600"}
+    assert (await running.http.put("/api/clients/dev-1/1/0/1", json=lifetime)).status_code == 200
+    assert tree[Path.parse("/1/0/1")] == 600
+    instance = {
+        "id": 0,
+        "kind": "instance",
+        "resources": [{"id": 1, "kind": "singleResource", "type": "integer", "value": "90"}],
+    }
+    resp = await running.http.put("/api/clients/dev-1/1/0?replace=false", json=instance)
+    assert resp.status_code == 200
+    assert tree[Path.parse("/1/0/1")] == 90
+    # Opaque as hex.
+    tree[Path.parse("/5/0/0")] = b""
+    package = {"id": 0, "kind": "singleResource", "type": "opaque", "value": "00ff10"}
+    assert (await running.http.put("/api/clients/dev-1/5/0/0", json=package)).status_code == 200
+    assert tree[Path.parse("/5/0/0")] == b"\x00\xff\x10"
+    bad = {"id": 1, "kind": "singleResource", "type": "integer", "value": "ten"}
+    resp = await running.http.put("/api/clients/dev-1/1/0/1", json=bad)
+    assert resp.status_code == 400 and "not an integer" in resp.json()["message"]
+
+
+async def test_leshan_multi_resource_and_create(running: Running) -> None:
+    multi = {
+        "id": 7,
+        "kind": "multiResource",
+        "type": "integer",
+        "values": {"0": "3800", "1": "5000"},
+    }
+    resp = await running.http.put("/api/clients/dev-1/3/0/7", json=multi)
+    _, _, (_path, node, _replace) = running.devices.calls[-1]
+    assert resp.status_code == 200
+    assert isinstance(node, Resource) and dict(node.instances or {}) == {0: 3800, 1: 5000}
+    create = {
+        "id": 2,
+        "kind": "instance",
+        "resources": [{"id": 5700, "kind": "singleResource", "type": "float", "value": "4.5"}],
+    }
+    resp = await running.http.post("/api/clients/dev-1/3303", json=create)
+    assert resp.status_code == 200 and resp.json()["location"] == "/3303/2"
+    assert running.devices.values["dev-1"][Path.parse("/3303/2/5700")] == 4.5
