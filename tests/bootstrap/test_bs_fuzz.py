@@ -1,0 +1,121 @@
+"""Garbage in: every parser raises its one error type, nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lwm2m.bootstrap.config import ConfigError, parse_config
+from lwm2m.bootstrap.leshan import convert_leshan_store, import_leshan_store
+from lwm2m.bootstrap.session import existing_security_instances
+from lwm2m.client.smartcard import SmartcardError, decode_image, encode_image
+from lwm2m.formats.errors import FormatError
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+KEYS = st.sampled_from(
+    [
+        "servers",
+        "short_server_id",
+        "uri",
+        "security",
+        "mode",
+        "identity",
+        "key",
+        "delete",
+        "acl",
+        "rights",
+        "owner",
+        "object",
+        "instance",
+        "bootstrap_server",
+        "ept",
+        "lifetime",
+        "binding",
+        "content_format",
+        "discover",
+        "toDelete",
+        "securityMode",
+        "serverId",
+        "shortId",
+        "acls",
+        "objectId",
+        "objectInstanceId",
+        "publicKeyOrId",
+        "secretKey",
+    ]
+)
+shaped = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 70000)
+    | st.sampled_from(["coap://h", "nosec", "psk", "/0", "RW", "00ff", "U"]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(KEYS | st.sampled_from(["0", "1", "101"]), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), shaped | json_values, max_size=3))
+def test_parse_config_only_raises_config_error(clients: dict[str, Any]) -> None:
+    with contextlib.suppress(ConfigError):
+        parse_config({"clients": clients})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), shaped, max_size=3))
+def test_leshan_import_only_raises_config_error(store: dict[str, Any]) -> None:
+    try:
+        convert_leshan_store(store)
+        import_leshan_store(store)
+    except ConfigError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_decode_image_only_raises_smartcard_error(data: bytes) -> None:
+    with contextlib.suppress(SmartcardError):
+        decode_image(b"LWSC" + data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 200), st.integers(0, 255))
+def test_any_single_byte_flip_is_detected(position: int, mask: int) -> None:
+    from lwm2m.bootstrap.config import parse_client_config
+    from lwm2m.bootstrap.provisioning import plan_writes
+
+    image = bytearray(
+        encode_image(
+            plan_writes(
+                parse_client_config("d", {"servers": [{"short_server_id": 1, "uri": "coap://h"}]})
+            )
+        )
+    )
+    position %= len(image)
+    if mask == 0:
+        return
+    image[position] ^= mask
+    try:
+        decode_image(bytes(image))
+    except SmartcardError:
+        return
+    raise AssertionError(f"flip at {position} not detected")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_discover_answer_parsing(data: bytes) -> None:
+    with contextlib.suppress(FormatError):
+        existing_security_instances(data)
