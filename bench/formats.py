@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import statistics
 import timeit
@@ -101,8 +102,8 @@ def bench(name: str, node: Node, path: Path, repeat: int) -> None:
     for fmt in FORMATS:
         payload = registry.encode(node, path, fmt, MODEL)
         assert registry.decode(payload, path, fmt, MODEL) == node
-        enc = _median_rate(lambda fmt=fmt: registry.encode(node, path, fmt, MODEL), repeat)
-        dec = _median_rate(lambda fmt=fmt, p=payload: registry.decode(p, path, fmt, MODEL), repeat)
+        enc = _median_rate(functools.partial(registry.encode, node, path, fmt, MODEL), repeat)
+        dec = _median_rate(functools.partial(registry.decode, payload, path, fmt, MODEL), repeat)
         raw_name, raw_enc_f, raw_dec_f = _baseline(fmt, node, path, payload)
         raw_enc = _median_rate(raw_enc_f, repeat)
         raw_dec = _median_rate(raw_dec_f, repeat)

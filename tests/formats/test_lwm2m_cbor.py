@@ -10,7 +10,14 @@ from format_models import MODEL
 
 from lwm2m.formats import lwm2m_cbor
 from lwm2m.formats.errors import FormatError
-from lwm2m.model.nodes import LwM2MObject, ObjectInstance, Resource, ResourceInstance
+from lwm2m.model.nodes import (
+    LwM2MObject,
+    Node,
+    ObjectInstance,
+    Resource,
+    ResourceInstance,
+    Value,
+)
 from lwm2m.model.path import Path
 from lwm2m.model.types import ObjectLink, ResourceType
 
@@ -78,9 +85,12 @@ def test_resource_instance_and_composite() -> None:
     ri = ResourceInstance(2, "x")
     data = lwm2m_cbor.encode(ri, Path(10250, 0, 10, 2), MODEL)
     assert lwm2m_cbor.decode(data, Path(10250, 0, 10, 2), MODEL) == ri
-    composite = lwm2m_cbor.encode_composite(
-        {Path(3, 0, 9): 80, Path(3303, 0, 5700): 20.5, Path(3303, 1): ObjectInstance(1)}, MODEL
-    )
+    items: dict[Path, Node | Value] = {
+        Path(3, 0, 9): 80,
+        Path(3303, 0, 5700): 20.5,
+        Path(3303, 1): ObjectInstance(1),
+    }
+    composite = lwm2m_cbor.encode_composite(items, MODEL)
     assert cbor2.loads(composite) == {3: {0: {9: 80}}, 3303: {0: {5700: 20.5}, 1: {}}}
     nodes = lwm2m_cbor.decode_composite(composite, MODEL)
     assert nodes == {

@@ -12,7 +12,7 @@ from format_models import MODEL
 from lwm2m.formats import senml_cbor, senml_json
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.senml import Record
-from lwm2m.model.nodes import ObjectInstance, Resource, ResourceInstance
+from lwm2m.model.nodes import Node, ObjectInstance, Resource, ResourceInstance, Value
 from lwm2m.model.path import Path
 from lwm2m.model.types import ObjectLink, ResourceType
 
@@ -116,7 +116,7 @@ def test_timestamped_records_round_trip_for_send() -> None:
 
 
 def test_composite_mapping_with_nodes_and_values() -> None:
-    items = {
+    items: dict[Path, Node | Value] = {
         Path(3, 0, 0): Resource.single(0, "OMA", T.STRING),
         Path(3303, 0, 5700): 21.5,
         Path(3, 0, 6, 1): ResourceInstance(1, 5),
