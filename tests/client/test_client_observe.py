@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Harness, MakeClient, until
+from client_harness import Harness, MakeClient, until
 
 from lwm2m.client.observe import should_notify
 from lwm2m.coap.codes import Code, ContentFormat, MessageType

@@ -9,8 +9,8 @@ import signal
 import sys
 
 import pytest
-from conftest import MakeClient, until
-from rawserver import RawServer
+from client_harness import MakeClient, until
+from client_rawserver import RawServer
 
 from lwm2m.client.command import add_arguments, build_config, run
 from lwm2m.client.config import ConfigError

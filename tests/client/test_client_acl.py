@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import MakeClient, until
-from rawserver import RawServer
+from client_harness import MakeClient, until
+from client_rawserver import RawServer
 
 from lwm2m.client.acl import FULL, AccessControl, Permission
 from lwm2m.client.config import ServerConfig

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import MakeClient, until
-from rawserver import RawServer
+from client_harness import MakeClient, until
+from client_rawserver import RawServer
 
 from lwm2m.client.config import ServerConfig
 from lwm2m.client.registration import RegistrationState, update_delay
@@ -160,7 +160,9 @@ async def test_two_servers_both_registered(make_client: MakeClient, server: RawS
         other.close()
 
 
-async def test_no_lifetime_resource_no_lt_parameter(make_client: MakeClient, server: RawServer) -> None:
+async def test_no_lifetime_resource_no_lt_parameter(
+    make_client: MakeClient, server: RawServer
+) -> None:
     h = await make_client()
     await h.client.stop(deregister=False)
     server_instance = h.client.instance(1, 0)

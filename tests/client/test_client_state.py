@@ -7,8 +7,8 @@ import json
 from pathlib import Path as FsPath
 
 import pytest
-from conftest import MakeClient, until
-from rawserver import RawServer
+from client_harness import MakeClient, until
+from client_rawserver import RawServer
 
 from lwm2m.client import state
 from lwm2m.client.client import LwM2MClient

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MakeClient
+from client_harness import MakeClient
 
 from lwm2m.client.instance import Instance, Res, execute
 from lwm2m.coap.codes import Code, ContentFormat
@@ -265,7 +265,7 @@ async def test_bad_paths(make_client: MakeClient, segment: str) -> None:
 
 
 async def test_requests_from_strangers_are_refused(make_client: MakeClient) -> None:
-    from rawserver import RawServer
+    from client_rawserver import RawServer
 
     h = await make_client()
     stranger = await RawServer().start()

@@ -6,7 +6,7 @@ import asyncio
 import datetime
 
 import pytest
-from conftest import MakeClient, until
+from client_harness import MakeClient, until
 
 from lwm2m.client.instance import Instance, Res, check_arguments, execute
 from lwm2m.client.store import ObjectStore
