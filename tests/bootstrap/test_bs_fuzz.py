@@ -119,3 +119,49 @@ def test_any_single_byte_flip_is_detected(position: int, mask: int) -> None:
 def test_discover_answer_parsing(data: bytes) -> None:
     with contextlib.suppress(FormatError):
         existing_security_instances(data)
+
+
+class _Request:
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        self.peer = None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["PUT", "DELETE", "GET"]),
+    st.lists(st.sampled_from(["0", "1", "2", "3", "0x", "", "65535", "5", "bs"]), max_size=4),
+    st.binary(max_size=80),
+    st.sampled_from([None, 0, 40, 42, 110, 112, 11542, 11543, 11544, 1]),
+)
+def test_client_bootstrap_handler_never_crashes(
+    method: str, segments: list[str], payload: bytes, fmt: int | None
+) -> None:
+    import asyncio
+
+    from lwm2m.client.bootstrap import ClientBootstrap
+    from lwm2m.client.client import LwM2MClient
+    from lwm2m.client.config import ClientConfig, ServerConfig
+    from lwm2m.coap.codes import Code
+    from lwm2m.coap.message import Message
+
+    async def run() -> None:
+        client = LwM2MClient(
+            ClientConfig(
+                "dev-f",
+                servers=(
+                    ServerConfig("coap://127.0.0.1:9", short_server_id=101),
+                    ServerConfig("coap://127.0.0.1:5783", bootstrap=True),
+                ),
+            )
+        )
+        handler = ClientBootstrap(client)
+        message = Message(
+            Code[method], uri_path=tuple(segments), payload=payload, content_format=fmt
+        )
+        response = await handler.handle(_Request(message))  # type: ignore[arg-type]
+        assert response.is_response
+        for task in list(client._tasks):
+            task.cancel()
+
+    asyncio.run(run())
