@@ -352,6 +352,8 @@ async def test_leshan_multi_resource_and_create(running: Running) -> None:
     _, _, (_path, node, _replace) = running.devices.calls[-1]
     assert resp.status_code == 200
     assert isinstance(node, Resource) and dict(node.instances or {}) == {0: 3800, 1: 5000}
+    read = (await running.http.get("/api/clients/dev-1/3/0/7")).json()["content"]
+    assert read["instances"] == {"0": 3800, "1": 5000}
     create = {
         "id": 2,
         "kind": "instance",

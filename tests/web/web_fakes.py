@@ -131,11 +131,14 @@ class FakeDevices:
 
         def resource(rpath: Path) -> Resource:
             assert rpath.resource_id is not None
-            return Resource.single(rpath.resource_id, tree[rpath])
+            if rpath in tree:
+                return Resource.single(rpath.resource_id, tree[rpath])
+            items = {p.resource_instance_id: v for p, v in tree.items() if p.parent == rpath}
+            return Resource.multiple(rpath.resource_id, items)  # type: ignore[arg-type]
 
         def instance(ipath: Path) -> ObjectInstance:
             assert ipath.instance_id is not None
-            rids = sorted({p.resource_id for p in leaves if p.startswith(ipath)})
+            rids = sorted({p.resource_id for p in leaves if p.startswith(ipath)})  # type: ignore[type-var]
             return ObjectInstance.of(ipath.instance_id, [resource(ipath.child(r)) for r in rids])  # type: ignore[arg-type]
 
         if path.is_resource:
@@ -162,8 +165,14 @@ class FakeDevices:
     def _store(self, endpoint: str, path: Path, node: Node) -> None:
         tree = self._tree(endpoint)
         if isinstance(node, Resource):
-            assert node.value is not None
-            tree[path] = node.value
+            for p in [p for p in tree if p.startswith(path)]:
+                del tree[p]
+            if node.instances is not None:
+                for ri, value in node.instances.items():
+                    tree[path.child(ri)] = value
+            else:
+                assert node.value is not None
+                tree[path] = node.value
         elif isinstance(node, ResourceInstance):
             tree[path] = node.value
         elif isinstance(node, ObjectInstance):
