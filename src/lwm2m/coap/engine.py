@@ -258,6 +258,8 @@ class Engine:
         # message layer
         self._dedup: dict[tuple[Address, int], _Dedup] = {}
         self._dedup_order: deque[_Dedup] = deque()
+        self._max_dedup = p.max_dedup_entries
+        self._peers: dict[Address, Peer] = {}  # plain-UDP Peer objects, reused
         self._by_mid: dict[tuple[Address, int], _Transmission] = {}
         self._heap: list[tuple[float, int, _Timed]] = []
         self._heap_seq = 0
@@ -372,7 +374,7 @@ class Engine:
                 del dedup[key]
             dedup[key] = entry
             self._dedup_order.append(entry)
-            if len(self._dedup) > self.params.max_dedup_entries:
+            if len(dedup) > self._max_dedup:
                 self._evict_dedup()
             if code < 32:
                 self._on_request(msg, address, identity, entry, now)
@@ -575,7 +577,15 @@ class Engine:
             while separate and separate[0].answered:
                 separate.popleft()
             separate.append(incoming)
-        self._events.append(RequestReceived(request_id, msg, Peer(address, identity)))
+        if identity is None:
+            peer = self._peers.get(address)
+            if peer is None:
+                if len(self._peers) >= 4096:
+                    self._peers.clear()
+                peer = self._peers[address] = Peer(address)
+        else:
+            peer = Peer(address, identity)
+        self._events.append(RequestReceived(request_id, msg, peer))
 
     def _reply_now(
         self, request: Message, address: Address, entry: _Dedup, response: Message
