@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from format_models import MODEL
+from format_strategies import node_and_path
 from fuzz_targets import TARGETS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import node_and_path
 
 from lwm2m.formats import registry
 from lwm2m.formats.media import ContentFormat as CF

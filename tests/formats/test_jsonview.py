@@ -7,8 +7,8 @@ import json
 
 import pytest
 from format_models import MODEL
+from format_strategies import node_and_path
 from hypothesis import given, settings
-from strategies import node_and_path
 
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.jsonview import json_to_node, node_to_json, value_from_json, value_to_json

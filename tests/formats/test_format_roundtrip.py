@@ -6,9 +6,9 @@ import contextlib
 
 import pytest
 from format_models import MODEL
+from format_strategies import node_and_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import node_and_path
 
 from lwm2m.formats import registry
 from lwm2m.formats.errors import FormatError
