@@ -33,7 +33,7 @@ PAYLOAD = b"hello world"
 # --------------------------------------------------------------------- servers
 
 
-def _serve_lwm2m(use_uvloop: bool, conn: Connection) -> None:
+def _serve_lwm2m(use_uvloop: bool, eager: bool, conn: Connection) -> None:
     from lwm2m.coap.codes import Code
     from lwm2m.coap.endpoint import Endpoint, IncomingRequest
     from lwm2m.coap.loop import new_event_loop
@@ -45,7 +45,7 @@ def _serve_lwm2m(use_uvloop: bool, conn: Connection) -> None:
         return response
 
     async def main() -> None:
-        endpoint = await Endpoint.create("127.0.0.1", 0, handler=handler)
+        endpoint = await Endpoint.create("127.0.0.1", 0, handler=handler, eager_handlers=eager)
         conn.send(endpoint.local_address[1])
         await asyncio.Event().wait()
 
@@ -224,23 +224,30 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument(
         "--no-uvloop", dest="uvloop", action="store_const", const="none", help="asyncio loop only"
     )
+    parser.add_argument(
+        "--no-eager",
+        dest="eager",
+        action="store_false",
+        help="run our handlers in a Task each (the Python 3.11 default) instead of eagerly",
+    )
     parser.set_defaults(uvloop="both")
     opts = parser.parse_args(argv)
 
     print(
-        f"CoAP CON GET -> 2.05 '{PAYLOAD.decode()}'; {opts.window} in flight; {os.cpu_count()} CPUs",
+        f"CoAP CON GET -> 2.05 '{PAYLOAD.decode()}'; {opts.window} in flight; "
+        f"{os.cpu_count()} CPUs; eager handlers: {opts.eager}",
         flush=True,
     )
     ours: dict[str, float] = {}
     if opts.uvloop in ("both", "none"):
-        ours["asyncio"] = _run("lwm2m.coap (asyncio)", _serve_lwm2m, (False,), opts)
+        ours["asyncio"] = _run("lwm2m.coap (asyncio)", _serve_lwm2m, (False, opts.eager), opts)
     if opts.uvloop in ("both", "only"):
         try:
             import uvloop  # noqa: F401
         except ImportError:
             print("uvloop is not installed: skipping the uvloop run", file=sys.stderr)
         else:
-            ours["uvloop"] = _run("lwm2m.coap (uvloop)", _serve_lwm2m, (True,), opts)
+            ours["uvloop"] = _run("lwm2m.coap (uvloop)", _serve_lwm2m, (True, opts.eager), opts)
     theirs = _run("aiocoap (asyncio)", _serve_aiocoap, (_free_port(),), opts)
     for kind, rate in ours.items():
         print(f"ratio lwm2m({kind})/aiocoap: {rate / theirs:.2f}")
