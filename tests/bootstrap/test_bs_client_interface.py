@@ -209,3 +209,41 @@ def test_check_bootstrap_result_rules() -> None:
     store.create_instance(0, 7, {0: "coap://bs", 1: True})
     store.create_instance(0, 8, {0: "coap://bs2", 1: True})
     assert "2 Bootstrap-Server accounts" in check_bootstrap_result(store)
+
+
+async def test_bootstrap_account_timeout_purges_the_account() -> None:
+    import asyncio
+
+    from lwm2m.client.scheduler import ManualScheduler
+
+    scheduler = ManualScheduler()
+    client = LwM2MClient(
+        ClientConfig(
+            "dev-t",
+            servers=(
+                ServerConfig("coap://127.0.0.1:9", short_server_id=101),
+                ServerConfig("coap://127.0.0.1:5783", bootstrap=True),
+            ),
+        ),
+        scheduler=scheduler,
+    )
+    bs_instance = next(i for i in client.store.instances(0) if i.get(1) is True)
+    bs_instance.set(12, 60)
+    handler = ClientBootstrap(client)
+    handler._finish = (
+        asyncio.get_running_loop().create_future()
+    )  # as during a client-initiated bootstrap
+    response = await handler.handle(_Req(Message(Code.POST, uri_path=("bs",))))  # type: ignore[arg-type]
+    assert response.code == Code.CHANGED
+    scheduler.advance(59)
+    assert client.store.bootstrap_account() is not None
+    scheduler.advance(2)
+    assert client.store.bootstrap_account() is None
+    refused = await handler.handle(_Req(Message(Code.DELETE, uri_path=("1",))))  # type: ignore[arg-type]
+    assert refused.code == Code.UNAUTHORIZED
+    assert client.store.instances(1) != []
+
+
+class _Req:
+    def __init__(self, message: Message) -> None:
+        self.message = message

@@ -40,6 +40,7 @@ from lwm2m.protocol.registration import BootstrapRequestParams
 
 if TYPE_CHECKING:
     from lwm2m.client.client import LwM2MClient
+    from lwm2m.client.scheduler import Timer
     from lwm2m.client.store import ObjectStore
     from lwm2m.coap.endpoint import IncomingRequest
 
@@ -166,6 +167,7 @@ class ClientBootstrap:
         self.last_error: str | None = None
         self.finished_count = 0
         self.unbootstrapped: list[UnbootstrapPlan] = []
+        self._account_timer: Timer | None = None
 
     def install(self) -> ClientBootstrap:
         self.client.bootstrap_request_handler = self.handle
@@ -251,6 +253,9 @@ class ClientBootstrap:
     async def handle(self, request: IncomingRequest) -> Message:
         """Serve one request of the Bootstrap-Server account."""
         message = request.message
+        if self.client.store.bootstrap_account() is None:
+            # The account was purged (Bootstrap-Server Account Timeout): nobody may bootstrap.
+            return _error(Code.UNAUTHORIZED, "no Bootstrap-Server account")
         try:
             if message.uri_path == ("bs",):
                 if message.code != Code.POST:
@@ -453,6 +458,26 @@ class ClientBootstrap:
             content_format=int(ContentFormat.LINK_FORMAT),
         )
 
+    def _arm_account_timeout(self) -> None:
+        """Security resource 12: purge the Bootstrap-Server account that long after Finish."""
+        if self._account_timer is not None:
+            self._account_timer.cancel()
+            self._account_timer = None
+        timeout = _account_timeout(self.client.store)
+        if timeout > 0:
+            self._account_timer = self.client.scheduler.call_later(timeout, self._purge_account)
+
+    def _purge_account(self) -> None:
+        self._account_timer = None
+        store = self.client.store
+        for sec in store.instances(SECURITY):
+            if sec.get(1) is True:
+                store.delete_instance(SECURITY, sec.id)
+        self.client.state_changed()
+        logger.info(
+            "%s: Bootstrap-Server account timed out and was purged", self.client.endpoint_name
+        )
+
     def _finish_request(self, message: Message) -> Message:
         """Bootstrap-Finish: validate, then register to the new accounts."""
         if message.payload or message.uri_query:
@@ -466,6 +491,7 @@ class ClientBootstrap:
             return _error(Code.NOT_ACCEPTABLE, self.last_error)
         self.finished_count += 1
         self.last_error = None
+        self._arm_account_timeout()
         waiting = self._finish
         if waiting is not None and not waiting.done():
             waiting.set_result(None)  # the bootstrapper re-registers
@@ -480,6 +506,14 @@ class ClientBootstrap:
             client.after_response(reregister)
         logger.info("%s: Bootstrap-Finish accepted", self.client.endpoint_name)
         return Message(Code.CHANGED)
+
+
+def _account_timeout(store: ObjectStore) -> int:
+    for sec in store.instances(SECURITY):
+        value = sec.get(12)
+        if sec.get(1) is True and isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
 
 
 def _discover_link(link: Link) -> str:
