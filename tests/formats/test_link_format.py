@@ -47,6 +47,13 @@ def test_register_payload_with_alternate_root_and_ct_list() -> None:
         registration_objects(parse_links('</lwm2m>;rt="oma.lwm2m",</1/0>'))
 
 
+def test_root_link_without_rt_and_comma_separated_ct() -> None:
+    reg = registration_objects(parse_links('</>;ct="110,112";hb,</1/0>,</3/0>'))
+    assert reg.content_formats == {110, 112}
+    assert reg.root_params == (("ct", "110,112"), ("hb", None))
+    assert reg.paths() == [Path(1, 0), Path(3, 0)]
+
+
 def test_lwm2m_1_0_register_payload_without_root_link() -> None:
     reg = registration_objects(parse_links("</1/0>,</3/0>,</5>"))
     assert reg.root_path == "/"

@@ -214,7 +214,8 @@ def _parse_ct(value: str | None, where: object) -> list[int]:
     if value is None or not value:
         raise FormatError(f"{where}: ct needs a value")
     result = []
-    for part in value.split(" "):
+    # RFC 7252 lists several formats space separated in quotes; some clients use commas
+    for part in value.replace(",", " ").split(" "):
         if not part.isascii() or not part.isdigit() or int(part) > 65535:
             raise FormatError(f"{where}: ct {value!r} is not a list of content formats")
         result.append(int(part))
@@ -232,9 +233,10 @@ def _parse_version(value: str | None, where: object) -> str:
 def registration_objects(links: Sequence[Link]) -> RegisteredObjects:
     """Interpret a Register/Update payload (LwM2M TS Core 1.1, 6.2.1 and 5.3.1).
 
-    The link with ``rt="oma.lwm2m"`` gives the alternate root path and the
-    supported content formats (``ct=110`` or ``ct="60 110"``); other links are
-    ``</o>`` or ``</o/i>`` under that root, with ``ver=`` on object links.
+    The link with ``rt="oma.lwm2m"`` (or, without one, a plain ``</>`` link)
+    gives the alternate root path and the supported content formats
+    (``ct=110`` or ``ct="60 110"``); other links are ``</o>`` or ``</o/i>``
+    under that root, with ``ver=`` on object links.
     """
     root = "/"
     content_formats: list[int] = []
@@ -245,13 +247,17 @@ def registration_objects(links: Sequence[Link]) -> RegisteredObjects:
         if "oma.lwm2m" in rts:
             if root_index >= 0:
                 raise FormatError(f'link {index}: more than one rt="oma.lwm2m" link')
-            root = link.target or "/"
-            if not root.startswith("/"):
-                raise FormatError(f"link {index}: root path {root!r} must start with '/'")
-            root_params = link.params
             root_index = index
-            for value in link.get_all("ct"):
-                content_formats.extend(_parse_ct(value, f"link {index}"))
+    if root_index < 0:
+        root_index = next((i for i, link in enumerate(links) if link.target == "/"), -1)
+    if root_index >= 0:
+        link = links[root_index]
+        root = link.target or "/"
+        if not root.startswith("/"):
+            raise FormatError(f"link {root_index}: root path {root!r} must start with '/'")
+        root_params = link.params
+        for value in link.get_all("ct"):
+            content_formats.extend(_parse_ct(value, f"link {root_index}"))
     prefix = root.rstrip("/")
     instances: dict[int, list[int]] = {}
     versions: dict[int, str] = {}
