@@ -247,3 +247,69 @@ async def test_bootstrap_account_timeout_purges_the_account() -> None:
 class _Req:
     def __init__(self, message: Message) -> None:
         self.message = message
+
+
+def test_factory_and_smartcard_keep_a_bootstrap_option_account(tmp_path: object) -> None:
+    import argparse
+    import json
+    from pathlib import Path as FsPath
+
+    from lwm2m.client import bootstrap_options
+
+    assert isinstance(tmp_path, FsPath)
+    bs_uri = "coap://127.0.0.1:5783"
+    client = LwM2MClient(ClientConfig("dev-k", servers=(ServerConfig(bs_uri, bootstrap=True),)))
+    factory = tmp_path / "f.json"
+    factory.write_text(
+        json.dumps(
+            {"servers": [{"short_server_id": 3, "uri": "coap://h:1", "security_instance": 0}]}
+        )
+    )
+    bootstrap_options.apply(
+        client, argparse.Namespace(factory=str(factory), smartcard=None, smartcard_reader=None)
+    )
+    bs = client.store.bootstrap_account()
+    assert bs is not None and bs.uri == bs_uri and bs.security_instance == 1  # moved off /0/0
+    assert [a.short_server_id for a in client.store.server_accounts()] == [3]
+    assert client.bootstrap_request_handler is not None and client.bootstrapper is not None
+    # A factory file with its own bootstrap account wins.
+    factory.write_text(
+        json.dumps(
+            {
+                "servers": [{"short_server_id": 3, "uri": "coap://h:1"}],
+                "bootstrap_server": {"uri": "coap://other:5783"},
+            }
+        )
+    )
+    bootstrap_options.apply(
+        client, argparse.Namespace(factory=str(factory), smartcard=None, smartcard_reader=None)
+    )
+    bs = client.store.bootstrap_account()
+    assert bs is not None and bs.uri == "coap://other:5783"
+    assert len([i for i in client.store.instances(0) if i.get(1) is True]) == 1
+
+
+def test_bad_factory_file_is_a_config_error(tmp_path: object) -> None:
+    import argparse
+    from pathlib import Path as FsPath
+
+    from lwm2m.client import bootstrap_options
+    from lwm2m.client.config import ConfigError
+
+    assert isinstance(tmp_path, FsPath)
+    client = LwM2MClient(ClientConfig("dev-k"))
+    bad = tmp_path / "f.json"
+    bad.write_text('{"servers": [{"short_server_id": 3}]}')
+    with pytest.raises(
+        ConfigError, match=r"--factory: .*f\.json: factory\.servers\[0\]: missing key 'uri'"
+    ):
+        bootstrap_options.apply(
+            client, argparse.Namespace(factory=str(bad), smartcard=None, smartcard_reader=None)
+        )
+    with pytest.raises(ConfigError, match=r"--smartcard-reader: .*pyscard|no smartcard reader"):
+        bootstrap_options.apply(
+            client,
+            argparse.Namespace(
+                factory=None, smartcard=None, smartcard_reader="", smartcard_file=0x6F4C
+            ),
+        )
