@@ -69,7 +69,8 @@ async def test_identity_checker() -> None:
     await security.put(SecurityEntry("dev-2", x509=X509Expectation(certificate_der=b"\x30\x01")))
     check = identity_checker(security)
     params = BootstrapRequestParams("dev-1")
-    assert check(Peer(("h", 1)), params) is None  # plain UDP
+    assert check(Peer(("h", 1)), params) is not None  # dev-1 has credentials: DTLS only
+    assert check(Peer(("h", 1)), BootstrapRequestParams("dev-9")) is None  # plain UDP
     assert check(Peer(("h", 1), PeerIdentity(psk_identity=b"id-1")), params) is None
     assert check(Peer(("h", 1), PeerIdentity(psk_identity=b"other")), params) is not None
     other = BootstrapRequestParams("dev-2")

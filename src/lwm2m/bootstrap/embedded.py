@@ -9,7 +9,7 @@ DTLS (``coaps``): clients authenticate to the Bootstrap Server with the
 credentials of the security store (PSK identity/key, X.509). The Request
 Bootstrap of a DTLS peer must name the endpoint its credentials belong to
 (:func:`identity_checker`), so one device's key cannot fetch another's
-configuration.
+configuration, and an endpoint that has credentials must use them (no plain CoAP).
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def identity_checker(security: SecurityStore) -> Any:
     def check(peer: Peer, params: BootstrapRequestParams) -> str | None:
         identity = peer.identity
         if identity is None:
+            # Like the LwM2M server: an endpoint with credentials must use them.
+            if security.get(params.endpoint) is not None:
+                return "this endpoint has credentials: bootstrap over DTLS"
             return None
         if identity.psk_identity is not None:
             entry = security.get_by_psk_identity(identity.psk_identity)
