@@ -71,6 +71,8 @@ async def test_identity_checker() -> None:
     params = BootstrapRequestParams("dev-1")
     assert check(Peer(("h", 1)), params) is not None  # dev-1 has credentials: DTLS only
     assert check(Peer(("h", 1)), BootstrapRequestParams("dev-9")) is None  # plain UDP
+    # Without a CoAPs endpoint, plain CoAP is the only way in: allowed.
+    assert identity_checker(security, require_dtls=False)(Peer(("h", 1)), params) is None
     assert check(Peer(("h", 1), PeerIdentity(psk_identity=b"id-1")), params) is None
     assert check(Peer(("h", 1), PeerIdentity(psk_identity=b"other")), params) is not None
     other = BootstrapRequestParams("dev-2")

@@ -35,14 +35,18 @@ class BootstrapStartError(Exception):
     """A bad option or input file for the bootstrap server (the command exits with 2)."""
 
 
-def identity_checker(security: SecurityStore) -> Any:
-    """The DTLS identity rule: PSK identity / certificate must belong to the requesting ``ep``."""
+def identity_checker(security: SecurityStore, *, require_dtls: bool = True) -> Any:
+    """The DTLS identity rule: PSK identity / certificate must belong to the requesting ``ep``.
+
+    With ``require_dtls`` (the server has a CoAPs endpoint), an endpoint that has
+    credentials may not bootstrap over plain CoAP.
+    """
 
     def check(peer: Peer, params: BootstrapRequestParams) -> str | None:
         identity = peer.identity
         if identity is None:
             # Like the LwM2M server: an endpoint with credentials must use them.
-            if security.get(params.endpoint) is not None:
+            if require_dtls and security.get(params.endpoint) is not None:
                 return "this endpoint has credentials: bootstrap over DTLS"
             return None
         if identity.psk_identity is not None:
@@ -127,18 +131,6 @@ async def start_embedded(
     kwargs: dict[str, Any] = {}
     if request_timeout_s is not None:
         kwargs["request_timeout_s"] = request_timeout_s
-    bs = BootstrapServer(
-        documents=stores.documents, identity_check=identity_checker(stores.security), **kwargs
-    )
-    for problem in await bs.load():
-        logger.warning("stored bootstrap configuration ignored: %s", problem)
-    if config_file:
-        try:
-            configs = load_config_file(config_file)
-        except ConfigError as exc:
-            raise BootstrapStartError(str(exc)) from None
-        await bs.configs.put_all(configs)
-        logger.info("%d bootstrap configuration(s) loaded from %s", len(configs), config_file)
     dtls: SecurityLayer | None = None
     if coaps_port:
         has_psk = any(e.psk is not None for e in stores.security.list())
@@ -148,6 +140,17 @@ async def start_embedded(
             logger.warning(
                 "coaps disabled: no PSK credentials in the security store and no --cert/--key"
             )
+    checker = identity_checker(stores.security, require_dtls=dtls is not None)
+    bs = BootstrapServer(documents=stores.documents, identity_check=checker, **kwargs)
+    for problem in await bs.load():
+        logger.warning("stored bootstrap configuration ignored: %s", problem)
+    if config_file:
+        try:
+            configs = load_config_file(config_file)
+        except ConfigError as exc:
+            raise BootstrapStartError(str(exc)) from None
+        await bs.configs.put_all(configs)
+        logger.info("%d bootstrap configuration(s) loaded from %s", len(configs), config_file)
     try:
         await bs.start(host, coap_port, coaps_port=coaps_port, dtls=dtls)
     except OSError as exc:
