@@ -274,3 +274,21 @@ async def test_requests_from_strangers_are_refused(make_client: MakeClient) -> N
         assert r.code == Code.UNAUTHORIZED
     finally:
         stranger.close()
+
+
+async def test_connectivity_statistics_start_stop(make_client: MakeClient) -> None:
+    h = await make_client()
+    ask = h.server.request
+    assert (await ask(Message(Code.POST, uri_path=("7", "0", "6")), h.address)).code == Code.CHANGED
+    big = b"x" * 3000
+    for _ in range(2):  # traffic while collecting: 3 kB in each Write
+        await ask(Message(Code.PUT, uri_path=("3", "0", "15"), payload=big), h.address)
+    rx = await ask(Message(Code.GET, uri_path=("7", "0", "3")), h.address)
+    assert int(rx.payload) >= 5  # kB received
+    assert (await ask(Message(Code.POST, uri_path=("7", "0", "7")), h.address)).code == Code.CHANGED
+    await ask(Message(Code.PUT, uri_path=("3", "0", "15"), payload=big), h.address)
+    after = await ask(Message(Code.GET, uri_path=("7", "0", "3")), h.address)
+    assert int(after.payload) == int(
+        (await ask(Message(Code.GET, uri_path=("7", "0", "3")), h.address)).payload
+    )
+    assert int(after.payload) < 9  # the Write after Stop is not counted

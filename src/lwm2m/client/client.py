@@ -122,9 +122,7 @@ class LwM2MClient:
             Hooks(
                 server_for=self._server_for,
                 changed=self.state_changed,
-                after_response=self.after_response,
                 default_format=lambda ssid: self.default_format,
-                pmin_pmax=self._pmin_pmax,
             ),
         )
         self.sessions: dict[int, ServerSession] = {}

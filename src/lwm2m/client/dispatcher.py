@@ -15,7 +15,7 @@ iPATCH Write-Composite; DELETE Delete.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,11 +61,9 @@ class Request(Protocol):
 class Hooks:
     """What the dispatcher tells the client about."""
 
-    server_for: Callable[[Peer], int | None]
+    server_for: Callable[[Peer], int | None]  # Short Server ID of a peer, None: a stranger
     changed: Callable[[], None]  # persistent state changed (save it)
-    after_response: Callable[[Callable[[], Awaitable[None]]], None]  # run once answered
     default_format: Callable[[int], int]  # ssid -> multi-value format
-    pmin_pmax: Callable[[int], tuple[int, int | None]]
 
 
 def _response(

@@ -34,7 +34,7 @@ class ConnectivityMonitoring(Instance, object_id=4):
 class ConnectivityStatistics(Instance, object_id=7):
     """Counts what the client sent and received while collecting (Start/Stop executes)."""
 
-    __slots__ = ("_base", "client", "collecting")
+    __slots__ = ("_base", "_frozen", "client", "collecting")
 
     tx_data = Res[int](2)
     rx_data = Res[int](3)
@@ -47,6 +47,7 @@ class ConnectivityStatistics(Instance, object_id=7):
         self.client = client
         self.collecting = False
         self._base = (0, 0, 0)
+        self._frozen = (0, 0, 0)
 
     def _counters(self) -> tuple[int, int, int]:
         s = self.client.stats
@@ -54,7 +55,7 @@ class ConnectivityStatistics(Instance, object_id=7):
 
     def _delta(self) -> tuple[int, int, int]:
         if not self.collecting:
-            return (0, 0, 0)
+            return self._frozen  # Stop keeps the figures of the last collection
         now = self._counters()
         return now[0] - self._base[0], now[1] - self._base[1], now[2] - self._base[2]
 
@@ -73,9 +74,13 @@ class ConnectivityStatistics(Instance, object_id=7):
 
     @execute(6)
     def start(self, args: str) -> None:
+        """Reset the counters and collect (LwM2M 1.0 E.8)."""
         self._base = self._counters()
+        self._frozen = (0, 0, 0)
         self.collecting = True
 
     @execute(7)
     def stop(self, args: str) -> None:
+        if self.collecting:
+            self._frozen = self._delta()
         self.collecting = False
