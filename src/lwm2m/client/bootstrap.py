@@ -338,22 +338,18 @@ class ClientBootstrap:
                     continue  # kept by / and /0
                 targets.append((obj.id, inst.id))
         # Unbootstrapping first: it needs the ACLs and Server instances as they are.
-        removed_ssids = sorted(
-            {
-                ssid
-                for oid, iid in targets
-                if oid == SECURITY
-                and isinstance(ssid := _instance_value(store, SECURITY, iid, 10), int)
-                and ssid
-                not in self._remaining_ssids(
-                    store, excluding={iid for o, iid in targets if o == SECURITY}
-                )
-            }
-        )
+        # A server is removed when its last Security instance goes.
+        deleted_security = {iid for oid, iid in targets if oid == SECURITY}
+        remaining = self._remaining_ssids(store, excluding=deleted_security)
+        removed_ssids: set[int] = set()
+        for iid in deleted_security:
+            ssid = _instance_value(store, SECURITY, iid, 10)
+            if isinstance(ssid, int) and not isinstance(ssid, bool) and ssid not in remaining:
+                removed_ssids.add(ssid)
         for oid, iid in targets:
             if oid == SECURITY and store.instance(oid, iid) is not None:
                 store.delete_instance(oid, iid)
-        for ssid in removed_ssids:
+        for ssid in sorted(removed_ssids):
             self._unbootstrap(ssid)
         for oid, iid in targets:
             if store.instance(oid, iid) is not None:
