@@ -69,6 +69,7 @@ _NON: Final = MessageType.NON
 _ACK: Final = MessageType.ACK
 _RST: Final = MessageType.RST
 _BLOCK_OPTIONS: Final = (23, 27)
+_REQUEST_TAG: Final = 292
 
 
 def _empty(mtype: MessageType, mid: int) -> bytes:
@@ -559,7 +560,9 @@ class Engine:
         block2_key: Hashable | None = None
         if msg.block2 is not None and msg.block2.num > 0:
             block2_key = transfer_key(address, msg)
-            cached = self._block2_cache.get(block2_key, now)
+            cached = self._block2_cache.get((block2_key, msg.token), now)
+            if cached is None:
+                cached = self._block2_cache.get(block2_key, now)
             if cached is not None:
                 self._reply_now(
                     msg, address, entry, self._slice_response(cached, msg.block2, None, now)
@@ -662,6 +665,7 @@ class Engine:
         requested: Block | None,
         cache_key: Hashable | None,
         now: float,
+        token: bytes | None = None,
     ) -> Message:
         """Cut a large response into the requested (or first) block, RFC 7959 2.2."""
         szx = self.params.block_szx
@@ -678,7 +682,12 @@ class Engine:
         chunk, more = piece
         if more and cache_key is not None:
             cached = response.with_(observe=None) if response.observe is not None else response
-            self._block2_cache.put(cache_key, cached, now + self._block_lifetime)
+            expires = now + self._block_lifetime
+            self._block2_cache.put(cache_key, cached, expires)
+            if token is not None:
+                # Our client keeps the token across follow-ups; this keeps two
+                # concurrent transfers of one resource from mixing.
+                self._block2_cache.put((cache_key, token), cached, expires)
             self._schedule_sweep(now)
         return response.with_(
             payload=chunk,
@@ -719,7 +728,7 @@ class Engine:
             key = incoming.block2_key
             if key is None:
                 key = transfer_key(incoming.address, request)
-            response = self._slice_response(response, request.block2, key, now)
+            response = self._slice_response(response, request.block2, key, now, incoming.token)
         if incoming.mtype == _CON:
             if not incoming.acked:
                 data = encode_as(response, _ACK, incoming.mid, incoming.token)
@@ -885,6 +894,10 @@ class Engine:
         msg = out.request
         size = 1 << (out.block1_szx + 4)
         if len(msg.payload) > size:
+            if not any(number == _REQUEST_TAG for number, _ in msg.other_options):
+                # Keeps concurrent transfers to one resource apart (RFC 9175 3).
+                tag = self._rng.getrandbits(32).to_bytes(4, "big")
+                out.request = msg.with_(other_options=(*msg.other_options, (_REQUEST_TAG, tag)))
             self._send_block1(out, now)
         else:
             self._send_sub(out, msg, now)
@@ -931,11 +944,16 @@ class Engine:
         if msg.type == _CON:
             entry.reply = _empty(_ACK, msg.mid)
             self._out.append((entry.reply, address))
-        if out.transmission is not None and msg.token == out.sub_token:
-            # The response overtook the ACK of our CON (RFC 7252 5.2.2).
+        self._handle_response(out, msg, now)
+
+    def _accept(self, out: _Outgoing) -> None:
+        """The response belongs to the exchange in flight: stop retransmitting it.
+
+        (A separate response may overtake the ACK of our CON, RFC 7252 5.2.2.)
+        """
+        if out.transmission is not None:
             self._finish_transmission(out.transmission)
             out.transmission = None
-        self._handle_response(out, msg, now)
 
     def _handle_response(self, out: _Outgoing, msg: Message, now: float) -> None:
         if out.observing and msg.token == out.token:
@@ -943,8 +961,18 @@ class Engine:
             return
         if msg.token != out.sub_token:
             return  # a late answer to an earlier block exchange
-        out.timer_at = None
         request = out.request
+        block2 = msg.block2
+        if (
+            block2 is not None
+            and out.body is not None
+            and msg.code < 96
+            and msg.etag == out.block2_etag
+            and block2.offset != len(out.body)
+        ):
+            return  # a late answer to an earlier Block2 follow-up (same token)
+        self._accept(out)
+        out.timer_at = None
         # Block1 in progress: 2.31 asks for the next block.
         if msg.code == Code.CONTINUE and msg.block1 is not None and out.block1_active:
             size = 1 << (out.block1_szx + 4)
@@ -960,8 +988,8 @@ class Engine:
             return
         if out.first_observe is None and out.body is None and msg.observe is not None:
             out.first_observe = msg.observe
-        block2 = msg.block2
-        if block2 is not None and msg.code < 96:
+        explicit = request.block2 is not None and request.block2.num > 0
+        if block2 is not None and msg.code < 96 and not explicit:
             body = out.body
             if body is None:
                 body = out.body = bytearray()
@@ -974,7 +1002,7 @@ class Engine:
                     self._follow_block2(out, Block(0, False, block2.szx), now)
                     return
             if block2.offset != len(body):
-                self._fail(out, RequestTimeout(f"block {block2.num} does not continue the body"))
+                self._fail(out, ResetReceived(f"block {block2.num} does not continue the body"))
                 return
             body += msg.payload
             if len(body) > self.params.max_body_size:
@@ -1000,7 +1028,11 @@ class Engine:
             observe=None,
             block2=block,
         )
-        self._new_sub_token(out)
+        if request.observe is not None:
+            self._new_sub_token(out)  # the registration token keeps carrying notifications
+        elif out.sub_token != out.token:
+            self._tokens.pop((out.address, out.sub_token), None)
+            out.sub_token = out.token  # same token: the server can tell concurrent transfers apart
         self._send_sub(out, follow, now)
 
     def _complete(self, out: _Outgoing, msg: Message, now: float) -> None:

@@ -1,0 +1,370 @@
+"""The asyncio endpoint over real UDP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import cast
+
+import pytest
+
+from lwm2m.coap.codec import decode, encode
+from lwm2m.coap.codes import Code, MessageType
+from lwm2m.coap.endpoint import Endpoint, IncomingRequest, ServerObservation
+from lwm2m.coap.errors import EndpointClosed, ObservationCancelled, RequestTimeout, ResetReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.params import TransmissionParameters
+from lwm2m.coap.peer import Address, Peer
+
+SEEDS = [1, 2]
+FAST = TransmissionParameters(ack_timeout_s=0.05, separate_response_delay_s=0.02)
+
+
+class RawPeer(asyncio.DatagramProtocol):
+    """A lock-step UDP peer: records what it gets, sends exact bytes."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.received.put_nowait((data, addr))
+
+    @property
+    def address(self) -> Address:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return (host, port)
+
+    def send(self, data: bytes, address: Address) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, address)
+
+    async def next(self) -> tuple[Message, Address]:
+        data, addr = await asyncio.wait_for(self.received.get(), 5)
+        return decode(data), addr
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[RawPeer]:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(RawPeer, local_addr=("127.0.0.1", 0))
+    yield proto
+    transport.close()
+
+
+async def echo(request: IncomingRequest) -> Message:
+    msg = request.message
+    if msg.uri_path == ("boom",):
+        raise RuntimeError("handler bug")
+    if msg.uri_path == ("big",):
+        return Message(Code.CONTENT, payload=bytes(range(256)) * 20)
+    if msg.uri_path == ("slow",):
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return Message(Code.CONTENT, payload=b"slow")
+    return Message(
+        Code.CHANGED if msg.payload else Code.CONTENT, payload=b"got %d" % len(msg.payload)
+    )
+
+
+@pytest.fixture(params=[True, False], ids=["eager", "task"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Endpoint, Endpoint]]:
+    server = await Endpoint.create(handler=echo, eager_handlers=request.param)
+    client = await Endpoint.create()
+    yield client, server
+    await client.close()
+    await server.close()
+
+
+async def test_methods_round_trip(pair: tuple[Endpoint, Endpoint]) -> None:
+    client, server = pair
+    for code in (Code.GET, Code.PUT, Code.POST, Code.DELETE):
+        response = await client.request(
+            Message(code, uri_path=("r",), payload=b"abc"), server.local_address
+        )
+        assert response.payload == b"got 3"
+    response = await client.request(Message(Code.GET, uri_path=("slow",)), server.local_address)
+    assert response.payload == b"slow"
+    assert client.engine.pending_requests() == 0
+
+
+async def test_handler_exception_becomes_500(pair: tuple[Endpoint, Endpoint]) -> None:
+    client, server = pair
+    response = await client.request(Message(Code.GET, uri_path=("boom",)), server.local_address)
+    assert response.code == Code.INTERNAL_SERVER_ERROR
+    # and the endpoint keeps serving
+    response = await client.request(Message(Code.GET, uri_path=("ok",)), server.local_address)
+    assert response.code == Code.CONTENT
+
+
+async def test_bad_handler_results() -> None:
+    async def wrong(request: IncomingRequest) -> Message:
+        return Message(Code.GET)  # a request code is no response
+
+    async with await Endpoint.create(handler=wrong) as server, await Endpoint.create() as client:
+        response = await client.request(Message(Code.GET), server.local_address)
+        assert response.code == Code.INTERNAL_SERVER_ERROR
+        response = await client.request(Message(Code.GET), client.local_address)  # no handler
+        assert response.code == Code.NOT_FOUND
+
+
+async def test_blockwise_both_ways(pair: tuple[Endpoint, Endpoint]) -> None:
+    client, server = pair
+    response = await client.request(Message(Code.GET, uri_path=("big",)), server.local_address)
+    assert response.payload == bytes(range(256)) * 20
+    response = await client.request(Message(Code.PUT, payload=b"x" * 5000), server.local_address)
+    assert response.payload == b"got 5000"
+
+
+async def test_malformed_datagrams_do_not_stop_the_endpoint(
+    pair: tuple[Endpoint, Endpoint], raw: RawPeer
+) -> None:
+    client, server = pair
+    raw.send(b"\x40\x01\xbe\xef\xf1", server.local_address)  # CON, reserved option delta
+    reply, _ = await raw.next()
+    assert reply == Message(Code.EMPTY, MessageType.RST, 0xBEEF)
+    for junk in (b"", b"\xff", b"\x40", b"\x4f\x01\x00\x00", bytes(range(256))):
+        raw.send(junk, server.local_address)
+    response = await client.request(Message(Code.GET), server.local_address)
+    assert response.code == Code.CONTENT
+
+
+async def test_timeout_and_cancellation_free_state(raw: RawPeer) -> None:
+    async with await Endpoint.create() as client:
+        with pytest.raises(RequestTimeout):
+            await client.request(Message(Code.GET), raw.address, timeout=0.1)
+        assert client.engine.pending_requests() == 0
+        task = asyncio.create_task(client.request(Message(Code.GET), raw.address))
+        await raw.next()  # the request is on the wire
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert client.engine.pending_requests() == 0
+
+
+async def test_retransmissions_exhausted(raw: RawPeer) -> None:
+    params = TransmissionParameters(ack_timeout_s=0.01, max_retransmit=2)
+    async with await Endpoint.create(params=params) as client:
+        with pytest.raises(RequestTimeout):
+            await client.request(Message(Code.GET), raw.address)
+    mids = set()
+    while not raw.received.empty():
+        msg, _ = await raw.next()
+        mids.add(msg.mid)
+    assert len(mids) == 1
+
+
+async def test_reset_received(raw: RawPeer) -> None:
+    async with await Endpoint.create() as client:
+        task = asyncio.create_task(client.request(Message(Code.GET), raw.address))
+        request, addr = await raw.next()
+        raw.send(encode(Message(Code.EMPTY, MessageType.RST, request.mid)), addr)
+        with pytest.raises(ResetReceived):
+            await task
+
+
+async def test_close_fails_pending(raw: RawPeer) -> None:
+    client = await Endpoint.create()
+    task = asyncio.create_task(client.request(Message(Code.GET), raw.address))
+    await raw.next()
+    await client.close()
+    with pytest.raises(EndpointClosed):
+        await task
+    with pytest.raises(EndpointClosed):
+        await client.request(Message(Code.GET), raw.address)
+
+
+async def test_separate_response_over_udp() -> None:
+    release = asyncio.Event()
+
+    async def slow(request: IncomingRequest) -> Message:
+        await release.wait()
+        return Message(Code.CONTENT, payload=b"finally")
+
+    async with (
+        await Endpoint.create(handler=slow, params=FAST) as server,
+        await Endpoint.create(params=FAST) as client,
+    ):
+        seen: list[Peer] = []
+        client.add_activity_listener(seen.append)
+        task = asyncio.create_task(client.request(Message(Code.GET), server.local_address))
+        while not seen:  # the empty ACK arrives first
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        release.set()
+        response = await task
+        assert response.payload == b"finally" and response.type == MessageType.CON
+        assert seen[0].address == server.local_address
+
+
+async def test_observe_over_udp() -> None:
+    observations: list[ServerObservation] = []
+    cancelled = asyncio.Event()
+
+    async def handler(request: IncomingRequest) -> Message:
+        if request.message.observe == 0:
+            observations.append(request.start_observation(on_cancel=cancelled.set))
+        return Message(Code.CONTENT, payload=b"0")
+
+    async with await Endpoint.create(handler=handler) as server, await Endpoint.create() as client:
+        obs = client.observe(Message(Code.GET, uri_path=("3", "0", "9")), server.local_address)
+        first = await obs.first()
+        assert first.payload == b"0" and first.observe is not None
+        [server_obs] = observations
+        await server_obs.notify(Message(Code.CONTENT, payload=b"1"), confirmable=True)
+        await server_obs.notify(Message(Code.CONTENT, payload=b"2" * 3000))
+        received = []
+        async for note in obs:
+            received.append(note.payload)
+            if len(received) == 2:
+                break
+        assert received == [b"1", b"2" * 3000]
+        await obs.cancel()  # active: GET with Observe=1
+        await asyncio.wait_for(cancelled.wait(), 5)
+        assert server_obs.cancelled and server_obs.reason == "deregistered"
+        with pytest.raises(ObservationCancelled):
+            await server_obs.notify(Message(Code.CONTENT, payload=b"3"))
+
+
+async def test_passive_cancel_resets_next_notification() -> None:
+    observations: list[ServerObservation] = []
+
+    async def handler(request: IncomingRequest) -> Message:
+        observations.append(request.start_observation())
+        return Message(Code.CONTENT)
+
+    async with await Endpoint.create(handler=handler) as server, await Endpoint.create() as client:
+        obs = client.observe(Message(Code.GET), server.local_address)
+        await obs.first()
+        await obs.cancel(active=False)
+        with pytest.raises(ObservationCancelled):
+            await observations[0].notify(Message(Code.CONTENT, payload=b"x"), confirmable=True)
+        assert [n async for n in obs] == []
+
+
+async def test_observation_not_established() -> None:
+    async def plain(request: IncomingRequest) -> Message:
+        return Message(Code.CONTENT, payload=b"no observe")
+
+    async with await Endpoint.create(handler=plain) as server, await Endpoint.create() as client:
+        obs = client.observe(Message(Code.GET), server.local_address)
+        first = await obs.first()
+        assert first.observe is None
+        assert [n async for n in obs] == []
+
+
+# --- a lossy relay ------------------------------------------------------------------
+
+
+class LossyRelay:
+    """Forwards datagrams between one client and a server, dropping and duplicating some.
+
+    Decisions come from a seeded Random, so a run is reproducible.
+    """
+
+    def __init__(self, target: Address, rng: random.Random, drop: float, duplicate: float) -> None:
+        self.target = target
+        self.rng = rng
+        self.drop = drop
+        self.duplicate = duplicate
+        self.client: Address | None = None
+        self.front: asyncio.DatagramTransport | None = None
+        self.back: asyncio.DatagramTransport | None = None
+        self.stats: Counter[str] = Counter()
+
+    async def start(self) -> Address:
+        loop = asyncio.get_running_loop()
+        relay = self
+
+        class Front(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Address) -> None:
+                relay.client = addr
+                assert relay.back is not None
+                relay._forward(relay.back, data, relay.target)
+
+        class Back(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Address) -> None:
+                if relay.client is not None:
+                    assert relay.front is not None
+                    relay._forward(relay.front, data, relay.client)
+
+        self.front, _ = await loop.create_datagram_endpoint(Front, local_addr=("127.0.0.1", 0))
+        self.back, _ = await loop.create_datagram_endpoint(Back, local_addr=("127.0.0.1", 0))
+        host, port = self.front.get_extra_info("sockname")[:2]
+        return (host, port)
+
+    def _forward(self, transport: asyncio.DatagramTransport, data: bytes, to: Address) -> None:
+        roll = self.rng.random()
+        if roll < self.drop:
+            self.stats["dropped"] += 1
+            return
+        transport.sendto(data, to)
+        if roll > 1 - self.duplicate:
+            self.stats["duplicated"] += 1
+            transport.sendto(data, to)
+
+    def close(self) -> None:
+        for transport in (self.front, self.back):
+            if transport is not None:
+                transport.close()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_lossy_link_completes_each_request_exactly_once(seed: int) -> None:
+    calls: Counter[bytes] = Counter()
+
+    async def handler(request: IncomingRequest) -> Message:
+        calls[request.message.payload] += 1
+        if request.message.uri_path == ("big",):
+            return Message(Code.CONTENT, payload=request.message.payload * 300)
+        return Message(Code.CHANGED, payload=request.message.payload)
+
+    params = TransmissionParameters(
+        ack_timeout_s=0.02, max_retransmit=8, separate_response_delay_s=0.01
+    )
+    async with (
+        await Endpoint.create(handler=handler, params=params) as server,
+        await Endpoint.create(
+            params=TransmissionParameters(ack_timeout_s=0.02, max_retransmit=8, nstart=4)
+        ) as client,
+    ):
+        relay = LossyRelay(server.local_address, random.Random(seed), drop=0.2, duplicate=0.2)
+        address = await relay.start()
+        try:
+            bodies = [b"req-%03d" % i for i in range(40)]
+
+            async def one(body: bytes) -> None:
+                path = ("big",) if body.endswith(b"7") else ("small",)
+                response = await client.request(
+                    Message(Code.POST, uri_path=path, payload=body), address
+                )
+                expected = body * 300 if path == ("big",) else body
+                assert response.payload == expected
+
+            await asyncio.wait_for(asyncio.gather(*(one(b) for b in bodies)), 30)
+        finally:
+            relay.close()
+        assert relay.stats["dropped"] > 0 and relay.stats["duplicated"] > 0
+        # Every request reached the handler exactly once (duplicates and
+        # retransmissions were absorbed by deduplication).
+        assert set(calls) == set(bodies)
+        assert set(calls.values()) == {1}
+
+
+async def test_activity_listener_and_ipv4_only_traffic(pair: tuple[Endpoint, Endpoint]) -> None:
+    client, server = pair
+    peers: list[Peer] = []
+    listener: Callable[[Peer], None] = peers.append
+    server.add_activity_listener(listener)
+    await client.request(Message(Code.GET), server.local_address)
+    assert [p.address for p in peers] == [client.local_address]
+    assert peers[0].identity is None
+    server.remove_activity_listener(listener)
+    assert socket.inet_aton(server.local_address[0])
