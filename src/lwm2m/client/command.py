@@ -13,7 +13,9 @@ from types import ModuleType
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import MODE_PSK, ClientConfig, ConfigError, ServerConfig
+from lwm2m.client.generic import add_generic_objects
 from lwm2m.client.state import StateFileError
+from lwm2m.model.definitions import ObjectDef
 from lwm2m.model.registry import ModelRegistry, default_registry
 
 logger = logging.getLogger(__name__)
@@ -159,12 +161,14 @@ def run(args: argparse.Namespace) -> int:
         print("lwm2m client: --state is for a single device (not with --count)", file=sys.stderr)
         return 2
     registry = default_registry()
+    model_objects: list[ObjectDef] = []
     if args.models:
         try:
-            registry.load_directory(args.models)
+            model_objects = registry.load_directory(args.models)
         except Exception as exc:  # DdfError, OSError: reported, not a traceback
             print(f"lwm2m client: --models: {exc}", file=sys.stderr)
             return 2
+    args.model_objects = model_objects
     try:
         if args.count == 1:
             return asyncio.run(_run_single(config, registry, args, options))
@@ -184,6 +188,8 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 def _apply_options(
     client: LwM2MClient, args: argparse.Namespace, options: ModuleType | None
 ) -> None:
+    # Objects of --models DIR are served with default values (instance 0).
+    add_generic_objects(client.store, getattr(args, "model_objects", ()))
     if options is not None and hasattr(options, "apply"):
         options.apply(client, args)
 

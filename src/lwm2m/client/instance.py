@@ -26,6 +26,7 @@ stored values that the model types.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
@@ -37,6 +38,8 @@ from lwm2m.protocol.errors import BadRequest, MethodNotAllowed, NotFound
 
 if TYPE_CHECKING:
     from lwm2m.client.store import ClientObject
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 InstanceT = TypeVar("InstanceT", bound="Instance")
@@ -343,7 +346,14 @@ class Instance:
             return
         name = self._executors.get(resource_id)
         if name is None:
-            if self.has_resource(resource_id) or self.resource_def(resource_id) is not None:
+            rdef = self.resource_def(resource_id)
+            if rdef is not None and rdef.operations.executable:
+                # A model-only executable resource (DDF object without code): accept it.
+                logger.info(
+                    "%s/%d executed (%r), no handler installed", self.path, resource_id, arguments
+                )
+                return
+            if self.has_resource(resource_id) or rdef is not None:
                 raise MethodNotAllowed(f"{self.path}/{resource_id} is not executable")
             raise NotFound(f"{self.path}/{resource_id} not found")
         await _maybe_await(getattr(self, name)(arguments))
