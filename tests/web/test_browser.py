@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
-from web_fakes import Live
+from web_fakes import FakeDevices, Live
+
+from lwm2m.web.app import WebServer, build_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -117,3 +119,25 @@ async def test_observe_and_see_it_change(page: Page, live: Live) -> None:
     chart = page.locator('.res-row[data-path="/3/0/9"] svg.chart')
     await expect(chart).to_be_visible()
     await expect(chart).to_contain_text("3 values")
+
+
+async def test_token_is_asked_once_and_kept(page: Page) -> None:
+    devices = FakeDevices()
+    devices.add("dev-token", {"/3/0/9": 5})
+    app = build_app(devices, None, api_token="tok-123", keepalive_s=0.5)
+    web = WebServer(app, "127.0.0.1", 0)
+    await web.start()
+    try:
+        await page.goto(f"http://127.0.0.1:{web.port}/")
+        prompt = page.locator('dialog input[type="password"]')
+        await expect(prompt).to_be_visible()
+        await prompt.fill("tok-123")
+        await page.click('dialog button[type="submit"]')
+        await expect(page.locator('tr[data-endpoint="dev-token"]')).to_be_visible()
+        await expect(page.locator("#live")).to_have_text("live")
+        assert await page.evaluate("sessionStorage.getItem('lwm2m.token')") == "tok-123"
+        await page.reload()
+        await expect(page.locator('tr[data-endpoint="dev-token"]')).to_be_visible()
+        await expect(page.locator("dialog[open]")).to_have_count(0)
+    finally:
+        await web.stop()

@@ -89,7 +89,7 @@ function modal(title, body, { submit = "OK", collect = () => true, danger = fals
     dialog.replaceChildren(form);
     dialog.addEventListener("cancel", () => resolve(null), { once: true });
     dialog.showModal();
-    const first = form.querySelector("input, select, textarea");
+    const first = form.querySelector("input:not([readonly]):not([type=checkbox]), select, textarea");
     if (first) first.focus();
   });
 }
@@ -269,7 +269,7 @@ function renderClientView(endpoint) {
   const series = new Map(); // path -> Series
   const observed = new Set();
   const cells = new Map(); // path -> {value, chart, observeBtn}
-  const log = h("ol", { class: "mini-log" });
+  const log = h("ol", { class: "mini-log", "data-empty": "Reads, writes and notifications appear here." });
   const header = h("div", { class: "client-head" });
   const tree = h("div", { class: "tree" });
 
@@ -283,6 +283,8 @@ function renderClientView(endpoint) {
     }
     if (cell) {
       cell.value.textContent = formatValue(value, spec);
+      cell.value.classList.remove("unread");
+      if (cell.unit) cell.unit.hidden = false;
       cell.value.classList.remove("flash");
       void cell.value.offsetWidth;
       cell.value.classList.add("flash");
@@ -463,7 +465,9 @@ function renderClientView(endpoint) {
 
   function resourceRow(oid, iid, r) {
     const path = `/${oid}/${iid}/${r.id}`;
-    const valueEl = h("span", { class: "value", dataset: { path } }, formatValue(values.get(path), r));
+    const known = values.has(path);
+    const valueEl = h("span", { class: known ? "value" : "value unread", dataset: { path } }, known ? formatValue(values.get(path), r) : "");
+    const unitEl = r.units ? h("span", { class: "value-unit", hidden: !known }, r.units) : null;
     const chart = h("div", { class: "chart-box", hidden: true });
     const ops = h("div", { class: "ops" });
     let observeBtn = null;
@@ -474,7 +478,7 @@ function renderClientView(endpoint) {
     }
     if (r.operations.includes("W")) ops.appendChild(opButton("Write", `Write ${path}`, () => write(path, r), { dataset: { op: "write", path } }));
     if (r.operations === "E") ops.appendChild(opButton("Execute", `Execute ${path}`, () => execute(path, r), { class: "btn small op exec", dataset: { op: "execute", path } }));
-    cells.set(path, { value: valueEl, chart, observeBtn });
+    cells.set(path, { value: valueEl, unit: unitEl, chart, observeBtn });
     return h(
       "div",
       { class: "res-row", dataset: { path } },
@@ -485,7 +489,7 @@ function renderClientView(endpoint) {
         h("div", { class: "res-name", title: `${r.description}${r.mandatory ? " (mandatory)" : ""}` }, r.name),
         h("div", { class: "res-meta" }, h("span", { class: "tag" }, r.type === "None" ? "Executable" : r.type), r.multiple ? h("span", { class: "tag" }, "multiple") : null, h("span", { class: "tag ops-tag" }, r.operations || "–"), r.units ? h("span", { class: "unit" }, r.units) : null),
       ),
-      h("div", { class: "res-value" }, valueEl, chart),
+      h("div", { class: "res-value" }, valueEl, unitEl, chart),
       ops,
     );
   }
