@@ -64,6 +64,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "senml+json": _node_target(CF.SENML_JSON),
     "senml+cbor": _node_target(CF.SENML_CBOR),
     "cbor": _node_target(CF.LWM2M_CBOR),
+    "plain-cbor": _node_target(CF.CBOR),
     "link": link_target,
 }
 

@@ -18,7 +18,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.types import ObjectLink, ResourceType
 
 STRUCTURED = [CF.LWM2M_TLV, CF.LWM2M_JSON, CF.SENML_JSON, CF.SENML_CBOR, CF.LWM2M_CBOR]
-ALL_NODE_FORMATS = [*STRUCTURED, CF.TEXT, CF.OCTET_STREAM]
+ALL_NODE_FORMATS = [*STRUCTURED, CF.TEXT, CF.OCTET_STREAM, CF.CBOR]
 _settings = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -57,7 +57,9 @@ def test_structured_round_trip(fmt: CF, data: tuple[Node, Path]) -> None:
         assert decoded == node
 
 
-@pytest.mark.parametrize("fmt", [CF.TEXT, CF.LWM2M_TLV, CF.SENML_CBOR], ids=lambda f: f.name)
+@pytest.mark.parametrize(
+    "fmt", [CF.TEXT, CF.CBOR, CF.LWM2M_TLV, CF.SENML_CBOR], ids=lambda f: f.name
+)
 @_settings
 @given(data=node_and_path(single_value=True))
 def test_single_value_round_trip(fmt: CF, data: tuple[Node, Path]) -> None:

@@ -20,6 +20,7 @@ _FORMATS = {
     "senml+json": CF.SENML_JSON,
     "senml+cbor": CF.SENML_CBOR,
     "cbor": CF.LWM2M_CBOR,
+    "plain-cbor": CF.CBOR,
 }
 
 
@@ -37,7 +38,7 @@ def corpus_entry(draw: st.DrawFn, name: str) -> bytes:
             )
         )
     elif draw(st.booleans()):
-        node, path = draw(node_and_path(single_value=name in ("text", "opaque")))
+        node, path = draw(node_and_path(single_value=name in ("text", "opaque", "plain-cbor")))
         try:
             base = registry.encode(node, path, _FORMATS[name], MODEL)
         except ValueError:

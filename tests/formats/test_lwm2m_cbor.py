@@ -63,13 +63,13 @@ def test_typed_values() -> None:
         ],
     )
     data = lwm2m_cbor.encode(node, Path(10250, 0), MODEL)
-    assert cbor2.loads(data) == {
-        10250: {0: {3: 1.5, 4: False, 5: b"\x01", 6: 1367491215, 7: "3:1"}}
-    }
+    time = node.resources[6].value
+    assert cbor2.loads(data) == {10250: {0: {3: 1.5, 4: False, 5: b"\x01", 6: time, 7: "3:1"}}}
+    assert bytes.fromhex("06 c1 1a 5182428f") in data  # 6: 1(1367491215), a tagged epoch time
     assert lwm2m_cbor.decode(data, Path(10250, 0), MODEL) == node
-    # a tag-1 time is accepted too
-    tagged = bytes.fromhex("a1 19 280a a1 00 a1 06 c1 1a 5182428f")
-    assert lwm2m_cbor.decode(tagged, Path(10250, 0, 6), MODEL) == node.resources[6]
+    # an untagged integer time is accepted too
+    untagged = bytes.fromhex("a1 19 280a a1 00 a1 06 1a 5182428f")
+    assert lwm2m_cbor.decode(untagged, Path(10250, 0, 6), MODEL) == node.resources[6]
 
 
 def test_empty_containers_survive() -> None:

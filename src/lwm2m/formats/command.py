@@ -25,7 +25,17 @@ from lwm2m.formats.media import ContentFormat
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry
 
-FORMAT_NAMES = ("text", "opaque", "tlv", "json", "senml+json", "senml+cbor", "cbor", "link")
+FORMAT_NAMES = (
+    "text",
+    "opaque",
+    "tlv",
+    "json",
+    "senml+json",
+    "senml+cbor",
+    "cbor",
+    "plain-cbor",
+    "link",
+)
 
 
 def _format(text: str) -> ContentFormat:

@@ -6,8 +6,8 @@ be an array of IDs standing for several levels at once (``{[3, 0]: {...}}``);
 we accept that on decode and write plain nesting. An empty map is an empty
 object, instance or multiple resource. Values: Integer/Unsigned as CBOR
 integers, Float as floats, Boolean, String/Corelnk as text, Opaque as bytes,
-Objlnk as text ``"3:0"``, Time as an integer of epoch seconds (tag 1 is
-accepted on decode). A ``null`` leaf only appears in path-only requests
+Objlnk as text ``"3:0"``, Time as epoch seconds with CBOR tag 1 (as in the
+plain CBOR format; an untagged integer is accepted on decode). A ``null`` leaf only appears in path-only requests
 (Read-Composite), see :func:`decode_paths`.
 """
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping
+
+import cbor2
 
 from lwm2m.formats import cbor_strict
 from lwm2m.formats.errors import FormatError, guard
@@ -48,23 +50,27 @@ from lwm2m.model.path import (
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.model.types import ObjectLink, ResourceType
 
-_TIME_TAG = 1
+TIME_TAG = 1
 
 
 # --- encoding ----------------------------------------------------------------
 
 
-def _cbor_value(leaf: Leaf, model: ModelRegistry | None) -> object:
-    where = At(leaf.ids)
-    rtype = effective_type_at(model, leaf.ids, leaf.type, leaf.value)
-    value = check_value(leaf.value, rtype, where)
+def to_cbor_value(value: Value, rtype: ResourceType, where: object) -> object:
+    """A value as the CBOR item LwM2M CBOR and plain CBOR (60) use for ``rtype``."""
+    value = check_value(value, rtype, where)
     if rtype is ResourceType.TIME:
         assert isinstance(value, datetime.datetime)
-        return epoch_seconds(value, where)
+        return cbor2.CBORTag(TIME_TAG, epoch_seconds(value, where))
     if rtype is ResourceType.OBJLNK:
         assert isinstance(value, ObjectLink)
         return str(value)
     return value
+
+
+def _cbor_value(leaf: Leaf, model: ModelRegistry | None) -> object:
+    rtype = effective_type_at(model, leaf.ids, leaf.type, leaf.value)
+    return to_cbor_value(leaf.value, rtype, At(leaf.ids))
 
 
 def _insert(tree: dict[int, object], ids: tuple[int, ...], value: object) -> None:
@@ -189,7 +195,8 @@ def _walk(
             leaves.append((ids, value))
 
 
-def _typed(raw: object, rtype: ResourceType | None, where: At) -> Value:
+def from_cbor_value(raw: object, rtype: ResourceType | None, where: object) -> Value:
+    """A decoded CBOR item as a value of ``rtype`` (its natural type when ``None``)."""
     if isinstance(raw, list | tuple | dict) or raw is None:
         raise FormatError(f"{where}: {type(raw).__name__} is not a resource value")
     if rtype is None:
@@ -225,11 +232,13 @@ def _typed(raw: object, rtype: ResourceType | None, where: At) -> Value:
 def _typed_leaves(
     data: bytes, model: ModelRegistry | None
 ) -> tuple[list[tuple[tuple[int, ...], Value]], list[tuple[int, ...]]]:
-    tree = cbor_strict.loads(data, allowed_tags=(_TIME_TAG,))
+    tree = cbor_strict.loads(data, allowed_tags=(TIME_TAG,))
     raw_leaves: list[tuple[tuple[int, ...], object]] = []
     empties: list[tuple[int, ...]] = []
     _walk(tree, (), raw_leaves, empties)
-    return [(ids, _typed(v, type_at(model, ids), At(ids))) for ids, v in raw_leaves], empties
+    return [
+        (ids, from_cbor_value(v, type_at(model, ids), At(ids))) for ids, v in raw_leaves
+    ], empties
 
 
 @guard

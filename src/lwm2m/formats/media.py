@@ -14,6 +14,7 @@ class ContentFormat(enum.IntEnum):
     TEXT = 0
     LINK_FORMAT = 40
     OCTET_STREAM = 42
+    CBOR = 60
     SENML_JSON = 110
     SENML_CBOR = 112
     LWM2M_TLV = 11542
@@ -60,6 +61,7 @@ _MEDIA_TYPES = {
     ContentFormat.TEXT: "text/plain;charset=utf-8",
     ContentFormat.LINK_FORMAT: "application/link-format",
     ContentFormat.OCTET_STREAM: "application/octet-stream",
+    ContentFormat.CBOR: "application/cbor",
     ContentFormat.SENML_JSON: "application/senml+json",
     ContentFormat.SENML_CBOR: "application/senml+cbor",
     ContentFormat.LWM2M_TLV: "application/vnd.oma.lwm2m+tlv",
@@ -79,4 +81,5 @@ SHORT_NAMES: dict[str, ContentFormat] = {
     "tlv": ContentFormat.LWM2M_TLV,
     "json": ContentFormat.LWM2M_JSON,
     "cbor": ContentFormat.LWM2M_CBOR,
+    "plain-cbor": ContentFormat.CBOR,
 }

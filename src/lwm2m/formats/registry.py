@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from lwm2m.formats import (
+    cbor,
     lwm2m_cbor,
     lwm2m_json,
     opaque,
@@ -58,6 +59,7 @@ CODECS: dict[ContentFormat, Codec] = {
     ContentFormat.OCTET_STREAM: Codec(
         ContentFormat.OCTET_STREAM, opaque.encode, opaque.decode, True
     ),
+    ContentFormat.CBOR: Codec(ContentFormat.CBOR, cbor.encode, cbor.decode, True),
     ContentFormat.LWM2M_TLV: Codec(ContentFormat.LWM2M_TLV, tlv.encode, tlv.decode),
     ContentFormat.LWM2M_JSON: Codec(ContentFormat.LWM2M_JSON, lwm2m_json.encode, lwm2m_json.decode),
     ContentFormat.SENML_JSON: Codec(
