@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import httpx
 from web_fakes import Running
 
 from lwm2m.model.nodes import ObjectInstance, Resource
@@ -362,3 +363,23 @@ async def test_leshan_multi_resource_and_create(running: Running) -> None:
     resp = await running.http.post("/api/clients/dev-1/3303", json=create)
     assert resp.status_code == 200 and resp.json()["location"] == "/3303/2"
     assert running.devices.values["dev-1"][Path.parse("/3303/2/5700")] == 4.5
+
+
+async def test_bootstrap_only_app_has_no_client_routes() -> None:
+    from web_fakes import FakeBootstrap
+
+    from lwm2m.web.app import WebServer, build_app
+
+    web = WebServer(build_app(None, FakeBootstrap()), "127.0.0.1", 0)
+    await web.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web.port}") as http:
+            info = (await http.get("/api/server")).json()
+            assert info["lwm2mServer"] is False and info["bootstrapServer"] is True
+            assert (await http.get("/api/clients")).status_code == 404
+            assert (await http.get("/api/bootstrap")).json() == {}
+            metrics = (await http.get("/metrics")).text
+            assert "lwm2m_registrations" not in metrics
+            assert "lwm2m_bootstrap_configs 0" in metrics
+    finally:
+        await web.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 from web_fakes import Running, SseReader
@@ -77,3 +78,34 @@ async def test_server_shutdown_ends_open_streams(running: Running) -> None:
             except (EOFError, httpx.RemoteProtocolError, httpx.ReadError):
                 pass
         await asyncio.wait_for(stopping, 10)
+
+
+async def test_serve_runs_until_cancelled_then_closes_the_port() -> None:
+    from web_fakes import FakeDevices
+
+    from lwm2m.web.app import build_app, serve
+
+    ports: asyncio.Queue[int] = asyncio.Queue()
+    task = asyncio.create_task(
+        serve(build_app(FakeDevices(), None), "127.0.0.1", 0, ready=ports.put_nowait)
+    )
+    port = await asyncio.wait_for(ports.get(), 10)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        assert (await http.get("/api/clients")).json() == []
+        async with http.stream("GET", "/api/event") as stream:
+            events = SseReader(stream.aiter_lines())
+            await events.next_comment()
+            task.cancel()
+            with contextlib.suppress(EOFError, httpx.RemoteProtocolError, httpx.ReadError):
+                async with asyncio.timeout(10):
+                    await events.next()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert task.cancelled()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        try:
+            await http.get("/api/clients")
+        except httpx.ConnectError:
+            pass
+        else:
+            raise AssertionError("still listening after serve() was cancelled")

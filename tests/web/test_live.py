@@ -46,9 +46,17 @@ async def test_client_appears_and_reads_writes_observes(live: Live) -> None:
         cancel = await live.http.delete("/api/clients/dev-live/3/0/9/observe")
         assert cancel.json() == {"cancelled": 1}
 
+        # Send (POST /dp) from the device shows up as a SEND event.
+        await device.send(["/3/0/9", "/3/0/14"])
+        sent = await events.wait_for("SEND", ep="dev-live")
+        assert sent["val"]["/3/0/9"]["value"] == 55
+        assert sent["val"]["/3/0/14"]["value"] == "+03"
+
         metrics = (await live.http.get("/metrics")).text
         assert "lwm2m_registrations 1" in metrics
         assert 'lwm2m_requests_total{operation="observe",result="success"} 1' in metrics
+        assert "lwm2m_notifications_total 1" in metrics
+        assert 'lwm2m_events_total{kind="SEND"} 1' in metrics
 
 
 async def test_device_errors_and_bad_input(live: Live) -> None:

@@ -14,7 +14,7 @@ import hmac
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -252,9 +252,11 @@ class _Uvicorn(uvicorn.Server):
             self._hub.close()
         await super().shutdown(sockets)
 
-    def install_signal_handlers(self) -> None:
-        # The embedding command owns signals (it stops the CoAP side too).
-        return
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The embedding command owns SIGINT/SIGTERM (it stops the CoAP side too, then
+        # cancels serve()); uvicorn must not replace its handlers.
+        yield
 
 
 class WebServer:
@@ -300,10 +302,17 @@ class WebServer:
                 await self._task
 
 
-async def serve(app: FastAPI, host: str, port: int) -> None:
-    """Serve until cancelled; on cancellation shut down cleanly, then re-raise."""
+async def serve(
+    app: FastAPI, host: str, port: int, *, ready: Callable[[int], None] | None = None
+) -> None:
+    """Serve until cancelled; on cancellation shut down cleanly, then re-raise.
+
+    ``ready`` is called with the bound port once the server listens (port 0 picks one).
+    """
     web = WebServer(app, host, port)
     await web.start()
+    if ready is not None:
+        ready(web.port)
     logger.info(
         "web UI and REST API on http://%s:%d/", host if ":" not in host else f"[{host}]", web.port
     )

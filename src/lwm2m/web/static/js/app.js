@@ -52,6 +52,19 @@ function ago(iso) {
   return `${Math.floor(s / 86400)}d ago`;
 }
 
+// Coalesces bursts (thousands of simulated clients updating) into one render per frame.
+function perFrame(fn) {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      fn();
+    });
+  };
+}
+
 function timeOfDay(date = new Date()) {
   return date.toLocaleTimeString([], { hour12: false });
 }
@@ -242,7 +255,7 @@ function renderClientsView() {
       h("div", { class: "card flush" }, table, empty),
     ),
   );
-  state.onChange = () => rows();
+  state.onChange = perFrame(rows);
   rows();
   loadClients().catch((err) => toast(errorText(err), "error"));
   const timer = setInterval(rows, 15000); // refresh the "x ago" columns
@@ -736,7 +749,7 @@ function renderEventsView() {
       h("div", { class: "card flush" }, list),
     ),
   );
-  state.onChange = () => draw();
+  state.onChange = perFrame(draw);
   draw();
   return () => {};
 }
