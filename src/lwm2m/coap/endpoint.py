@@ -495,39 +495,60 @@ class Endpoint:
     def _pump(self, now: float) -> None:
         """Dispatch engine (and security) events, send datagrams, re-arm the timer."""
         engine = self._engine
-        security = self._security
+        if self._security is not None:
+            self._pump_secure(now)
+            return
         while True:
             event = engine.next_event()
             if event is None:
                 break
             self._dispatch(event)
-        if security is not None:
-            while (sec_event := security.next_event()) is not None:
-                self._security_event(sec_event)
-            while (event := engine.next_event()) is not None:
-                self._dispatch(event)
         out = engine.datagrams_to_send(now)
         transport = self._transport
         if out and transport is not None and not self._closed:
-            if security is None:
-                sock = self._sock
-                for data, address in out:
-                    # Straight to the socket: the transport's sendto costs more
-                    # per call; it only takes over when the kernel pushes back.
-                    if sock is not None:
-                        try:
-                            sock.sendto(data, address)
-                            continue
-                        except (BlockingIOError, InterruptedError):
-                            pass
-                        except OSError as exc:
-                            logger.debug("sendto %s failed: %s", address, exc)
-                            continue
-                    transport.sendto(data, address)
-            else:
+            sock = self._sock
+            for data, address in out:
+                # Straight to the socket: the transport's sendto costs more per
+                # call; it only takes over when the kernel pushes back.
+                if sock is not None:
+                    try:
+                        sock.sendto(data, address)
+                        continue
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    except OSError as exc:
+                        logger.debug("sendto %s failed: %s", address, exc)
+                        continue
+                transport.sendto(data, address)
+        self._arm_timer()
+
+    def _pump_secure(self, now: float) -> None:
+        """Like :meth:`_pump`, with the layer in between.
+
+        Handing plaintext to the layer can itself produce events (a refused
+        handshake fails at once), so engine and layer are drained in turn
+        until neither has anything left.
+        """
+        engine = self._engine
+        security = self._security
+        assert security is not None
+        for _ in range(100):
+            moved = False
+            while (event := engine.next_event()) is not None:
+                moved = True
+                self._dispatch(event)
+            while (sec_event := security.next_event()) is not None:
+                moved = True
+                self._security_event(sec_event)
+            out = engine.datagrams_to_send(now)
+            if out and not self._closed:
+                moved = True
                 for data, address in out:
                     security.send(data, address, now)
-        if security is not None and transport is not None and not self._closed:
+            if not moved:
+                break
+        transport = self._transport
+        if transport is not None and not self._closed:
             for data, address in security.datagrams_to_send():
                 transport.sendto(data, address)
         self._arm_timer()
