@@ -51,7 +51,9 @@ async def test_libcoap_register_update_deregister(server: LwM2MServer) -> None:
     assert ack_code(await coap_client("-m", "post", f"{base}/{location}")) == "2.04"
     assert server.get_registration("libcoap").lifetime_s == 120  # type: ignore[union-attr]
     # Another address wants the same name: 4.09.
-    out = await coap_client("-a", "127.0.0.2", "-m", "post", "-e", "</1/0>", f"{base}/rd?ep=libcoap")
+    out = await coap_client(
+        "-a", "127.0.0.2", "-m", "post", "-e", "</1/0>", f"{base}/rd?ep=libcoap"
+    )
     assert ack_code(out) == "4.09"
     assert ack_code(await coap_client("-m", "post", "-e", "</1/0>", f"{base}/rd?lt=60")) == "4.00"
     assert ack_code(await coap_client("-m", "delete", f"{base}/{location}")) == "2.02"

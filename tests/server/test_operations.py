@@ -130,7 +130,7 @@ async def test_read_errors(server: LwM2MServer, client: Any) -> None:
 async def test_discover(server: LwM2MServer, client: Any) -> None:
     resp = await server.discover("dev", "/3/0")
     assert [link.target for link in resp.links] == ["/3/0", "/3/0/0", "/3/0/9"]
-    assert resp.links[2].param("pmin") == "10"
+    assert resp.links[2].get("pmin") == "10"
 
 
 async def test_write_execute_create_delete(server: LwM2MServer, client: Any) -> None:

@@ -134,6 +134,9 @@ async def _main(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigurationError(f"cannot bind: {exc}") from None
         bootstrap = await _start_bootstrap(args, stores)
+        if bootstrap is not None and hasattr(bootstrap, "follow_server"):
+            # Registering clients whose bootstrap configuration changed get re-bootstrapped.
+            bootstrap.follow_server(server)
         web_task = _start_web(args, server, bootstrap)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -43,7 +43,7 @@ from lwm2m.server.errors import (
     ServerError,
 )
 from lwm2m.server.events import EventBus, SendEvent, UpdatedEvent
-from lwm2m.server.links import LinkFormatError, parse_link_format
+from lwm2m.server.links import LinkFormatError, parse_discover
 from lwm2m.server.observations import Observations, decode_values
 from lwm2m.server.operations import (
     CreateRequest,
@@ -442,11 +442,10 @@ class LwM2MServer:
         req = DiscoverRequest(_path(path))
         _, resp = await self._exchange(endpoint, req.to_message, timeout)
         try:
-            text = resp.payload.decode("utf-8")
-            links = tuple(parse_link_format(text))
-        except (UnicodeDecodeError, LinkFormatError) as exc:
+            links = parse_discover(resp.payload)
+        except LinkFormatError as exc:
             raise InvalidResponse(f"Discover answer is not link-format: {exc}") from None
-        return DiscoverResponse(links, text, Code(resp.code))
+        return DiscoverResponse(links, resp.payload.decode("utf-8"), Code(resp.code))
 
     async def write(
         self,
