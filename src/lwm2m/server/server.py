@@ -42,7 +42,7 @@ from lwm2m.server.errors import (
     RequestTimeout,
     ServerError,
 )
-from lwm2m.server.events import EventBus, SendEvent, UpdatedEvent
+from lwm2m.server.events import EventBus, SendEvent
 from lwm2m.server.links import LinkFormatError, parse_discover
 from lwm2m.server.observations import Observations, decode_values
 from lwm2m.server.operations import (
@@ -165,7 +165,6 @@ class LwM2MServer:
         self._coaps: ServerEndpoint | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expiry_task: asyncio.Task[None] | None = None
-        self._events_task: asyncio.Task[None] | None = None
         self._started = False
 
     # ================================================================== lifecycle
@@ -204,7 +203,6 @@ class LwM2MServer:
         self._started = True
         loop = asyncio.get_running_loop()
         self._expiry_task = loop.create_task(self._expiry_loop(), name="lwm2m expiry")
-        self._events_task = loop.create_task(self._watch_updates(), name="lwm2m update watcher")
         logger.info(
             "LwM2M server listening on coap://%s:%d%s (%d registrations restored)",
             *self.coap_address,
@@ -219,10 +217,10 @@ class LwM2MServer:
         if not self._started:
             return
         self._started = False
-        for task in (self._expiry_task, self._events_task, *self._tasks):
+        for task in (self._expiry_task, *self._tasks):
             if task is not None:
                 task.cancel()
-        for task in (self._expiry_task, self._events_task, *self._tasks):
+        for task in (self._expiry_task, *self._tasks):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -288,6 +286,8 @@ class LwM2MServer:
                 reg = self.stores.registrations.get_by_address(peer.address)
                 if reg is not None:
                     self.queue.on_activity(reg)
+                    if response.code == Code.CHANGED and self._has_dormant_observations(reg):
+                        self._spawn(self.restore_observations(reg))
             return response
         if path == ("dp",):
             return await self._handle_send(message, peer)
@@ -344,17 +344,21 @@ class LwM2MServer:
             except Exception:
                 logger.exception("registration expiry sweep failed")
 
-    async def _watch_updates(self) -> None:
-        """Re-establish stored observations that no endpoint knows (after a restart)."""
-        with self.events.subscribe() as sub:
-            async for event in sub:
-                if isinstance(event, UpdatedEvent):
-                    self._spawn(self.restore_observations(event.registration))
+    def _has_dormant_observations(self, reg: Registration) -> bool:
+        return any(
+            not self.observations.is_live(rec.id)
+            for rec in self.stores.observations.for_registration(reg.id)
+        )
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def wait_background(self) -> None:
+        """Wait for background work started so far (observations being restored)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def restore_observations(self, registration: Registration) -> int:
         """Observe again every stored observation of this client that is not live."""
