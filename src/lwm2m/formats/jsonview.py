@@ -25,9 +25,7 @@ from lwm2m.formats.tree import check_node_path
 from lwm2m.formats.values import (
     check_value,
     effective_type,
-    epoch_seconds,
     from_epoch,
-    infer_type,
     model_type,
     parse_objlnk,
     resource_def,
@@ -271,8 +269,6 @@ def composite_to_json(
 
 __all__ = [
     "composite_to_json",
-    "epoch_seconds",
-    "infer_type",
     "json_to_node",
     "node_to_json",
     "value_from_json",

@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.tree import NODE_TYPES, Leaf, flatten
 from lwm2m.formats.values import (
-    UINT64_MAX,
     At,
     check_value,
     effective_type,
     effective_type_at,
     epoch_seconds,
     from_epoch,
-    infer_type,
     parse_objlnk,
     parse_path,
     type_at,
@@ -349,12 +347,10 @@ def path_records(paths: Iterable[Path]) -> list[dict[str, object]]:
 __all__ = [
     "CBOR_KEYS",
     "CBOR_LABELS",
-    "UINT64_MAX",
     "Record",
     "composite_records",
     "decode_paths",
     "decode_records",
-    "infer_type",
     "node_records",
     "path_records",
 ]

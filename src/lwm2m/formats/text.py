@@ -29,7 +29,7 @@ from lwm2m.formats.values import (
 from lwm2m.model.nodes import Node, Resource, ResourceInstance, Value
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
-from lwm2m.model.types import ObjectLink, ResourceType
+from lwm2m.model.types import ResourceType
 
 _INT = re.compile(r"-?[0-9]+")
 _UINT = re.compile(r"[0-9]+")
@@ -138,4 +138,4 @@ def decode(data: bytes, path: Path, model: ModelRegistry | None = None) -> Node:
     return Resource(path.resource_id, value=value, type=rtype)
 
 
-__all__ = ["ObjectLink", "decode", "encode", "text_to_value", "value_to_text"]
+__all__ = ["decode", "encode", "single_value", "text_to_value", "value_to_text"]

@@ -20,9 +20,9 @@ from lwm2m.model.nodes import Value
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.model.types import ObjectLink, ResourceType
-from lwm2m.model.values import INT64_MAX, INT64_MIN, UINT64_MAX
-
-__all__ = ["INT64_MAX", "INT64_MIN", "UINT64_MAX"]
+from lwm2m.model.values import INT64_MAX as INT64_MAX
+from lwm2m.model.values import INT64_MIN as INT64_MIN
+from lwm2m.model.values import UINT64_MAX as UINT64_MAX
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
