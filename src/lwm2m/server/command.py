@@ -2,7 +2,7 @@
 
 Embedded bootstrap server hook: when not disabled with ``--no-bootstrap``
 and the module ``lwm2m.bootstrap.embedded`` exists, its
-``async start(args, stores) -> handle`` is awaited after the LwM2M server
+``async start(args, stores, server) -> handle`` is awaited after the LwM2M server
 started; ``handle`` is passed to the web app as ``bootstrap`` and its
 ``async stop()`` is awaited at shutdown.
 """
@@ -61,7 +61,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests that may wait for one sleeping queue-mode client",
     )
     parser.add_argument("--no-bootstrap", action="store_true", help="no embedded bootstrap server")
-    parser.add_argument("--bootstrap-coap-port", type=int, default=5783)
+    parser.add_argument(
+        "--bootstrap-coap-port", type=int, default=5783, help="embedded bootstrap server, CoAP"
+    )
+    parser.add_argument(
+        "--bootstrap-coaps-port",
+        type=int,
+        default=5784,
+        help="embedded bootstrap server, CoAP over DTLS (0 disables)",
+    )
+    parser.add_argument("--bootstrap-config", help="bootstrap configurations file (JSON)")
     parser.add_argument("--api-token", help="bearer token required by the REST API")
 
 
@@ -133,7 +142,11 @@ async def _main(args: argparse.Namespace) -> int:
             await server.start()
         except OSError as exc:
             raise ConfigurationError(f"cannot bind: {exc}") from None
-        bootstrap = await _start_bootstrap(args, stores)
+        try:
+            bootstrap = await _start_bootstrap(args, stores, server)
+        except Exception:
+            await server.stop()
+            raise
         if bootstrap is not None and hasattr(bootstrap, "follow_server"):
             # Registering clients whose bootstrap configuration changed get re-bootstrapped.
             bootstrap.follow_server(server)
@@ -192,7 +205,7 @@ def _dtls_config(args: argparse.Namespace, stores: Any) -> Any:
         raise ConfigurationError(f"DTLS: {exc}") from None
 
 
-async def _start_bootstrap(args: argparse.Namespace, stores: Any) -> Any:
+async def _start_bootstrap(args: argparse.Namespace, stores: Any, server: Any) -> Any:
     if args.no_bootstrap:
         return None
     try:
@@ -200,7 +213,15 @@ async def _start_bootstrap(args: argparse.Namespace, stores: Any) -> Any:
     except ImportError:
         logger.info("no embedded bootstrap server available")
         return None
-    return await module.start(args, stores)
+    start_error: type[Exception] = getattr(module, "BootstrapStartError", ValueError)
+    try:
+        return await module.start(args, stores, server)
+    except start_error as exc:
+        raise ConfigurationError(f"bootstrap server: {exc}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"bootstrap server cannot bind: {exc}") from None
+    except ValueError as exc:
+        raise ConfigurationError(f"bootstrap server: {exc}") from None
 
 
 def _start_web(args: argparse.Namespace, server: Any, bootstrap: Any) -> asyncio.Task[None] | None:
