@@ -1,0 +1,62 @@
+"""``lwm2m server`` as a process: binds, logs one line per registration event, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+from pathlib import Path as FsPath
+
+from server_helpers import RawPeer, register_message
+
+from lwm2m.coap.codes import Code
+from lwm2m.coap.message import Message
+
+
+async def _line(stream: asyncio.StreamReader, pattern: str) -> re.Match[str]:
+    while True:
+        raw = await asyncio.wait_for(stream.readline(), 20)
+        assert raw, "the server exited"
+        match = re.search(pattern, raw.decode())
+        if match:
+            return match
+
+
+async def test_server_command_lifecycle(tmp_path: FsPath) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lwm2m",
+        "server",
+        "--coap-port",
+        "0",
+        "--coaps-port",
+        "0",
+        "--http-port",
+        "0",
+        "--no-bootstrap",
+        "--data",
+        str(tmp_path / "data"),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    peer = await RawPeer.create()
+    try:
+        port = int((await _line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1))
+        reply = await peer.request(register_message(("ep=cmd-dev",)), ("127.0.0.1", port))
+        assert reply.code == Code.CREATED
+        await _line(proc.stderr, r"registered cmd-dev ")
+        reply = await peer.request(
+            Message(Code.DELETE, uri_path=reply.location_path), ("127.0.0.1", port)
+        )
+        assert reply.code == Code.DELETED
+        await _line(proc.stderr, r"deregistered cmd-dev ")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        assert (tmp_path / "data" / "lwm2m.sqlite3").exists()
+    finally:
+        peer.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
