@@ -266,10 +266,14 @@ async def test_observation_not_established() -> None:
 class LossyRelay:
     """Forwards datagrams between one client and a server, dropping and duplicating some.
 
-    Decisions come from a seeded Random, so a run is reproducible.
+    Decisions come from a seeded Random.  After ``budget`` faults the link
+    turns perfect, so a run always ends however unlucky the draws are.
     """
 
-    def __init__(self, target: Address, rng: random.Random, drop: float, duplicate: float) -> None:
+    def __init__(
+        self, target: Address, rng: random.Random, drop: float, duplicate: float, budget: int = 60
+    ) -> None:
+        self.budget = budget
         self.target = target
         self.rng = rng
         self.drop = drop
@@ -302,6 +306,8 @@ class LossyRelay:
 
     def _forward(self, transport: asyncio.DatagramTransport, data: bytes, to: Address) -> None:
         roll = self.rng.random()
+        if self.stats["dropped"] + self.stats["duplicated"] >= self.budget:
+            roll = 0.5
         if roll < self.drop:
             self.stats["dropped"] += 1
             return
