@@ -374,3 +374,11 @@ async def test_activity_listener_and_ipv4_only_traffic(pair: tuple[Endpoint, End
     assert peers[0].identity is None
     server.remove_activity_listener(listener)
     assert socket.inet_aton(server.local_address[0])
+
+
+async def test_request_by_host_name(pair: tuple[Endpoint, Endpoint]) -> None:
+    client, server = pair
+    response = await client.request(Message(Code.GET), ("localhost", server.local_address[1]))
+    assert response.code == Code.CONTENT
+    with pytest.raises(ValueError, match="numeric"):
+        client.observe(Message(Code.GET), ("localhost", server.local_address[1]))

@@ -13,6 +13,7 @@ A server must reach a device on the very port the device registered from
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import socket
@@ -175,6 +176,14 @@ class ServerObservation:
 
 
 _END = object()
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class ClientObservation:
@@ -380,9 +389,21 @@ class Endpoint:
         if self._closed:
             raise EndpointClosed("endpoint closed")
         address = normalize_address(address)
+        if not _is_ip_literal(address[0]):
+            address = await self._resolve(address)
         now = self._loop.time()
         request_id = self._engine.send_request(message, address, now)
         return await self._await_response(request_id, timeout, now)
+
+    async def _resolve(self, address: Address) -> Address:
+        """A host name to the numeric address responses will come from."""
+        family = self._sock.family if self._sock is not None else socket.AF_UNSPEC
+        infos = await self._loop.getaddrinfo(
+            address[0], address[1], family=family, type=socket.SOCK_DGRAM
+        )
+        if not infos:
+            raise OSError(f"cannot resolve {address[0]!r}")
+        return normalize_address(infos[0][4])
 
     async def _await_response(self, request_id: int, timeout: float | None, now: float) -> Message:
         fut: asyncio.Future[Message] = self._loop.create_future()
@@ -404,10 +425,15 @@ class Endpoint:
     def observe(
         self, message: Message, address: Address, *, timeout: float | None = None
     ) -> ClientObservation:
-        """Register an observation (GET/FETCH with Observe=0); see :class:`ClientObservation`."""
+        """Register an observation (GET/FETCH with Observe=0); see :class:`ClientObservation`.
+
+        ``address`` must be numeric (this call does not wait for name resolution).
+        """
         if self._closed:
             raise EndpointClosed("endpoint closed")
         address = normalize_address(address)
+        if not _is_ip_literal(address[0]):
+            raise ValueError(f"observe() needs a numeric address, not {address[0]!r}")
         now = self._loop.time()
         request_id = self._engine.send_request(message, address, now, observe=True)
         observation = ClientObservation(self, request_id, timeout)
