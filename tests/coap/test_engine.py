@@ -495,3 +495,78 @@ def test_dedup_bounded() -> None:
     assert len(engine._dedup) == 10
     engine.handle_timer(1000.0)
     assert len(engine._dedup) == 0
+
+
+def test_block1_and_block2_in_one_exchange() -> None:
+    pair = Pair(handler=lambda ev: content(ev.message.payload[::-1] * 2))
+    body = bytes(range(256)) * 6
+    pair.request(Message(Code.FETCH, payload=body))
+    [request] = requests(pair)
+    assert request.payload == body
+    [response] = responses(pair)
+    assert response.payload == body[::-1] * 2
+
+
+def test_announced_size1_too_large() -> None:
+    engine = Engine(TransmissionParameters(max_body_size=100), rng=random.Random(3))
+    first = Message(
+        Code.PUT, MessageType.CON, 1, b"k", b"a" * 16, block1=Block(0, True, 0), size1=5000
+    )
+    engine.receive_datagram(encode(first), CLIENT, 0.0)
+    [(data, _)] = engine.datagrams_to_send(0.0)
+    assert decode(data).code == Code.REQUEST_ENTITY_TOO_LARGE and decode(data).size1 == 100
+
+
+def test_non_request_without_answer_times_out() -> None:
+    pair = Pair(params=TransmissionParameters(response_timeout_s=5.0), handler=lambda ev: None)
+    pair.request(Message(Code.GET, MessageType.NON))
+    pair.advance(6.0)
+    [failed] = pair.client_events
+    assert isinstance(failed, RequestFailed) and isinstance(failed.error, RequestTimeout)
+    assert len(sent_by(pair, CLIENT)) == 1  # NON is never retransmitted
+
+
+def test_fail_peer() -> None:
+    engine = Engine(rng=random.Random(3))
+    first = engine.send_request(GET, SERVER, 0.0)
+    queued = engine.send_request(GET, SERVER, 0.0)
+    other = engine.send_request(GET, CLIENT, 0.0)
+    engine.fail_peer(SERVER, ResetReceived("gone"))
+    failed = []
+    while (event := engine.next_event()) is not None:
+        assert isinstance(event, RequestFailed)
+        failed.append(event.request_id)
+    assert sorted(failed) == [first, queued]
+    assert engine.pending_requests() == 1 and other
+
+
+def test_notify_before_registration_answered() -> None:
+    engine = Engine(rng=random.Random(3))
+    engine.receive_datagram(
+        encode(Message(Code.GET, MessageType.CON, 1, b"t", observe=0)), CLIENT, 0.0
+    )
+    event = engine.next_event()
+    assert isinstance(event, RequestReceived)
+    obs = engine.start_observation(event.request_id, 0.0)
+    with pytest.raises(ValueError, match="before the response"):
+        engine.notify(obs, content(), 0.0)
+    with pytest.raises(ValueError, match="Observe=0"):
+        engine.receive_datagram(encode(Message(Code.GET, MessageType.CON, 2, b"u")), CLIENT, 0.0)
+        plain = engine.next_event()
+        assert isinstance(plain, RequestReceived)
+        engine.start_observation(plain.request_id, 0.0)
+
+
+def test_reregistration_replaces_observation() -> None:
+    pair, observations = observe_pair()
+    pair.request(Message(Code.GET, token=b"tok"), observe=True)
+    pair.request(Message(Code.GET, token=b"tok2"), observe=True)
+    engine = pair.server
+    # The same client registers again with the first token: the old entry ends.
+    msg = Message(Code.GET, MessageType.CON, 999, b"tok", observe=0)
+    engine.receive_datagram(encode(msg), CLIENT, pair.now)
+    pair.pump()
+    ended = [e for e in pair.server_events if isinstance(e, ServerObservationEnded)]
+    assert [e.reason for e in ended] == ["re-registered"] and ended[
+        0
+    ].observation_id == observations[0]

@@ -119,7 +119,8 @@ class ServerObservation:
 
         A non-2.xx response is sent as the final notification and ends the
         observation.  Raises :class:`ObservationCancelled` once the observation
-        is over (RST, deregistration, unacknowledged CON notification, cancel).
+        is over (RST, deregistration, unacknowledged CON notification, cancel),
+        ValueError when called before the handler's response to the registration.
         """
         if self.cancelled:
             raise ObservationCancelled(self.reason or "observation cancelled")
@@ -509,7 +510,10 @@ class Endpoint:
         except Exception:
             # Nothing a peer sends may stop the endpoint.
             logger.exception("failed to process a datagram from %s", addr)
-        self._pump(now)
+        try:
+            self._pump(now)
+        except Exception:
+            logger.exception("failed to dispatch after a datagram from %s", addr)
 
     def _notify_activity(self, peer: Peer) -> None:
         for cb in self._listeners:

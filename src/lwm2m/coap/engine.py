@@ -774,11 +774,14 @@ class Engine:
         A non-2.xx response is sent without Observe and ends the observation
         (RFC 7641 4.2).  A new CON notification replaces one still being
         retransmitted, keeping its back-off (RFC 7641 4.5.2).  Raises KeyError
-        for an unknown or ended observation.
+        for an unknown or ended observation, ValueError before the registration
+        was answered.
         """
         obs = self._observations[observation_id]
-        if obs.ended or not obs.registered:
+        if obs.ended:
             raise KeyError(observation_id)
+        if not obs.registered:
+            raise ValueError("notify() before the response to the registration was sent")
         address = obs.address
         if now - obs.last_con >= CON_NOTIFICATION_INTERVAL_S:
             confirmable = True
