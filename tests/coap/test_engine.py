@@ -570,3 +570,12 @@ def test_reregistration_replaces_observation() -> None:
     assert [e.reason for e in ended] == ["re-registered"] and ended[
         0
     ].observation_id == observations[0]
+
+
+def test_dedup_memory_bounded_when_mids_wrap() -> None:
+    engine = Engine(TransmissionParameters(max_dedup_entries=100), rng=random.Random(3))
+    for i in range(2000):  # one peer cycling through 50 MIDs with fresh tokens
+        msg = Message(Code.GET, MessageType.NON, i % 50, i.to_bytes(4, "big"))
+        engine.receive_datagram(encode(msg), CLIENT, 0.0)
+    assert len(engine._dedup) == 50
+    assert len(engine._dedup_order) <= 200

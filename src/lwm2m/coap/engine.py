@@ -375,7 +375,7 @@ class Engine:
                 del dedup[key]
             dedup[key] = entry
             self._dedup_order.append(entry)
-            if len(dedup) > self._max_dedup:
+            if len(dedup) > self._max_dedup or len(self._dedup_order) > 2 * self._max_dedup:
                 self._evict_dedup()
             if code < 32:
                 self._on_request(msg, address, identity, entry, now)
@@ -518,8 +518,12 @@ class Engine:
                 del dedup[entry.key]
 
     def _evict_dedup(self) -> None:
-        order = self._dedup_order
         dedup = self._dedup
+        if len(self._dedup_order) > 2 * self._max_dedup:
+            # Entries replaced under the same (peer, MID) linger in the queue:
+            # drop them so memory stays proportional to what is remembered.
+            self._dedup_order = deque(e for e in self._dedup_order if dedup.get(e.key) is e)
+        order = self._dedup_order
         while order and len(dedup) > self.params.max_dedup_entries:
             entry = order.popleft()
             if dedup.get(entry.key) is entry:
