@@ -60,3 +60,46 @@ async def test_server_command_lifecycle(tmp_path: FsPath) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_acknowledged_registration_survives_kill(tmp_path: FsPath) -> None:
+    from lwm2m.stores import open_stores
+
+    data = tmp_path / "data"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lwm2m",
+        "server",
+        "--coap-port",
+        "0",
+        "--coaps-port",
+        "0",
+        "--http-port",
+        "0",
+        "--no-bootstrap",
+        "--data",
+        str(data),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    peer = await RawPeer.create()
+    try:
+        port = int((await _line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1))
+        address = peer.address
+        reply = await peer.request(register_message(("ep=durable", "lt=600")), ("127.0.0.1", port))
+        assert reply.code == Code.CREATED
+        proc.kill()  # no clean shutdown: only what was committed exists
+        await proc.wait()
+    finally:
+        peer.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    stores = await open_stores("sqlite", data)
+    try:
+        reg = stores.registrations.get_by_endpoint("durable")
+        assert reg is not None and reg.id == reply.location_path[1]
+        assert reg.address == address
+    finally:
+        await stores.close()

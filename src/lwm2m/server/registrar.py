@@ -37,7 +37,7 @@ from lwm2m.server.events import (
     UpdatedEvent,
 )
 from lwm2m.server.links import LinkFormatError, decode_links_payload
-from lwm2m.stores.base import RegistrationStore, SecurityStore
+from lwm2m.stores.base import RegistrationStore, SecurityStore, StoreError
 from lwm2m.stores.records import ObjectLinks, Registration
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,11 @@ class Registrar:
             raise RegistrationRejected(Code.NOT_FOUND, "no such registration resource")
         except RegistrationRejected as exc:
             return exc.to_response()
+        except StoreError as exc:
+            logger.error("registration store failure: %s", exc)
+            return RegistrationRejected(
+                Code.INTERNAL_SERVER_ERROR, "the registration could not be stored"
+            ).to_response()
 
     # ------------------------------------------------------------------ register
     async def register(self, message: Message, peer: Peer) -> Message:

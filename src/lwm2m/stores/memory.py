@@ -64,7 +64,14 @@ class MemoryRegistrationStore:
         if old is not None:
             self._drop(old)
         self._index(registration)
-        await self._persist_add(registration, old)
+        try:
+            await self._persist_add(registration, old)
+        except Exception:
+            # Not durable, so not acknowledged: the memory view goes back too.
+            self._drop(registration)
+            if old is not None:
+                self._index(old)
+            raise
         return old, registration
 
     async def update(self, registration: Registration) -> tuple[Registration, Registration]:
@@ -73,7 +80,12 @@ class MemoryRegistrationStore:
             raise UnknownRegistration(registration.id)
         self._drop(old)
         self._index(registration)
-        await self._persist_update(registration)
+        try:
+            await self._persist_update(registration)
+        except Exception:
+            self._drop(registration)
+            self._index(old)
+            raise
         return old, registration
 
     async def remove(self, registration_id: str) -> Registration | None:
@@ -81,7 +93,11 @@ class MemoryRegistrationStore:
         if old is None:
             return None
         self._drop(old)
-        await self._persist_remove(old)
+        try:
+            await self._persist_remove(old)
+        except Exception:
+            self._index(old)
+            raise
         return old
 
     # -- indexing
