@@ -181,12 +181,17 @@ class LwM2MServer:
         if self.config.dtls is not None:
             from lwm2m.coap.dtls import DtlsServer
 
-            self._coaps = await Endpoint.create(
-                self.config.host,
-                self.config.coaps_port,
-                handler=self._handle_secure,
-                security=DtlsServer(self.config.dtls),
-            )
+            try:
+                self._coaps = await Endpoint.create(
+                    self.config.host,
+                    self.config.coaps_port,
+                    handler=self._handle_secure,
+                    security=DtlsServer(self.config.dtls),
+                )
+            except BaseException:
+                await self._coap.close()
+                self._coap = None
+                raise
             self._coaps.add_activity_listener(self._activity)
         await self._after_start()
 
