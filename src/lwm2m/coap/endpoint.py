@@ -18,6 +18,7 @@ import logging
 import random
 import socket
 import sys
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
@@ -177,6 +178,7 @@ class ServerObservation:
 
 
 _END = object()
+_COROUTINE = types.CoroutineType
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -684,7 +686,7 @@ class Endpoint:
         # iteration per request; one that does suspend continues in a Task.
         try:
             awaitable = handler(request)
-            if not isinstance(awaitable, Coroutine):
+            if type(awaitable) is not _COROUTINE and not isinstance(awaitable, Coroutine):
                 self._spawn(self._finish(request, awaitable))
                 return
             try:
@@ -706,6 +708,8 @@ class Endpoint:
 
     @staticmethod
     def _checked(response: object) -> Message:
+        if type(response) is Message and 64 <= response.code < 192:
+            return response
         if not isinstance(response, Message) or not response.is_response:
             raise TypeError(f"handler returned {response!r}, not a response Message")
         return response

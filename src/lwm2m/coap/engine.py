@@ -251,6 +251,7 @@ class Engine:
         self._response_timeout = p.effective_response_timeout_s
         self._separate_delay = p.separate_response_delay_s
         self._block_lifetime = p.effective_block_lifetime_s
+        self._block_size = 1 << (p.block_szx + 4)
         self._now = 0.0
         self._out: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
@@ -727,7 +728,7 @@ class Engine:
         if incoming.block1_echo is not None:
             response = response.with_(block1=incoming.block1_echo)
         if response.code < 96 and (
-            request.block2 is not None or len(response.payload) > (1 << (self.params.block_szx + 4))
+            request.block2 is not None or len(response.payload) > self._block_size
         ):
             key = incoming.block2_key
             if key is None:
@@ -795,7 +796,7 @@ class Engine:
         else:
             self._observe_seq = seq = (self._observe_seq + 1) % SEQUENCE_MODULUS
             response = response.with_(observe=seq)
-        if len(response.payload) > (1 << (self.params.block_szx + 4)):
+        if len(response.payload) > self._block_size:
             response = self._slice_response(response, None, obs.block2_key, now)
         self._next_id += 1
         delivery = self._next_id
