@@ -579,3 +579,29 @@ def test_dedup_memory_bounded_when_mids_wrap() -> None:
         engine.receive_datagram(encode(msg), CLIENT, 0.0)
     assert len(engine._dedup) == 50
     assert len(engine._dedup_order) <= 200
+
+
+def test_wrong_block_in_piggybacked_answer_fails_the_request() -> None:
+    engine = Engine(rng=random.Random(3))
+    rid = engine.send_request(GET, SERVER, 0.0)
+    [(data, _)] = engine.datagrams_to_send(0.0)
+    request = decode(data)
+    first = Message(
+        Code.CONTENT,
+        MessageType.ACK,
+        request.mid,
+        request.token,
+        b"a" * 16,
+        block2=Block(0, True, 0),
+    )
+    engine.receive_datagram(encode(first), SERVER, 0.1)
+    [(data, _)] = engine.datagrams_to_send(0.1)
+    follow = decode(data)
+    assert follow.block2 == Block(1, False, 0)
+    wrong = Message(
+        Code.CONTENT, MessageType.ACK, follow.mid, follow.token, b"b" * 16, block2=Block(3, True, 0)
+    )
+    engine.receive_datagram(encode(wrong), SERVER, 0.2)
+    event = engine.next_event()
+    assert isinstance(event, RequestFailed) and event.request_id == rid
+    assert engine.pending_requests() == 0

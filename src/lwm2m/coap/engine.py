@@ -978,6 +978,9 @@ class Engine:
             and msg.etag == out.block2_etag
             and block2.offset != len(out.body)
         ):
+            if out.transmission is None and out.timer_at is None:
+                # Nothing else is coming: the answer to our exchange was the wrong block.
+                self._fail(out, ResetReceived(f"server sent block {block2.num} out of order"))
             return  # a late answer to an earlier Block2 follow-up (same token)
         self._accept(out)
         out.timer_at = None
