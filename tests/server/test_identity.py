@@ -138,3 +138,22 @@ async def test_register_over_real_dtls_psk(clock: FakeClock) -> None:
     finally:
         await client.close()
         await srv.stop()
+
+
+async def test_known_endpoints_only(clock: FakeClock) -> None:
+    stores = MemoryStores()
+    await stores.security.put(SecurityEntry("listed", psk=PskCredential(b"l-id", b"\x01" * 16)))
+    srv = LwM2MServer(
+        stores, config=ServerConfig(coap_port=0, known_endpoints_only=True), clock=clock
+    )
+    await srv.start()
+    try:
+        reply = await srv.handle(FakeRequest(register_message(("ep=stranger",)), peer()))
+        assert reply.code == Code.BAD_REQUEST
+        assert reply.payload == b"Unknown Endpoint Client Name"
+        reply = await srv.handle(
+            FakeRequest(register_message(("ep=listed",)), peer(psk_identity=b"l-id"))
+        )
+        assert reply.code == Code.CREATED
+    finally:
+        await srv.stop()

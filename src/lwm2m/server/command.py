@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_QUEUED,
         help="requests that may wait for one sleeping queue-mode client",
     )
+    parser.add_argument(
+        "--known-endpoints-only",
+        action="store_true",
+        help="accept Register only from endpoints in the security store (else 4.00)",
+    )
     parser.add_argument("--no-bootstrap", action="store_true", help="no embedded bootstrap server")
     parser.add_argument(
         "--bootstrap-coap-port", type=int, default=5783, help="embedded bootstrap server, CoAP"
@@ -136,6 +141,7 @@ async def _main(args: argparse.Namespace) -> int:
                 lifetime_grace_s=args.lifetime_grace,
                 awake_time_s=args.awake_time,
                 max_queued=args.queue_size,
+                known_endpoints_only=args.known_endpoints_only,
             ),
         )
         try:

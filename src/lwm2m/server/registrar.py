@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 #: Reason phrase of the seed's Table 23 (seed 000 change 5).
 X509_NAME_MISMATCH = "Endpoint Client Name does not match with CN field of X.509 Certificates"
 PSK_NAME_MISMATCH = "Endpoint Client Name does not match the PSK identity"
+UNKNOWN_ENDPOINT = "Unknown Endpoint Client Name"
 
 #: Seconds a registration survives past its lifetime before it is removed:
 #: an Update sent right at the end of the lifetime must not race the sweep.
@@ -91,6 +92,9 @@ class RegistrarConfig:
     lifetime_grace_s: float = DEFAULT_LIFETIME_GRACE_S
     #: Refuse NoSec Register for endpoints that have an entry in the security store.
     require_security_when_known: bool = True
+    #: Accept only endpoints that have an entry in the security store; others get
+    #: 4.00 "Unknown Endpoint Client Name" (seed 000 Table 23).
+    known_endpoints_only: bool = False
 
 
 class Registrar:
@@ -288,6 +292,8 @@ class Registrar:
     def _check_identity(self, endpoint: str, ept: int | None, peer: Peer) -> None:
         identity = peer.identity
         entry = self.security.get(endpoint) if self.security is not None else None
+        if entry is None and self.config.known_endpoints_only:
+            raise _bad(UNKNOWN_ENDPOINT)
         if identity is None:
             if entry is not None and self.config.require_security_when_known:
                 raise _bad(f"endpoint {endpoint!r} must register over a secure (DTLS) connection")

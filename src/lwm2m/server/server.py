@@ -115,6 +115,8 @@ class ServerConfig:
     #: Default per-request timeout; None leaves it to CoAP retransmission (~93 s).
     request_timeout_s: float | None = None
     require_security_when_known: bool = True
+    #: Only endpoints with an entry in the security store may register.
+    known_endpoints_only: bool = False
 
 
 def _path(p: PathLike) -> Path:
@@ -157,6 +159,7 @@ class LwM2MServer:
             config=RegistrarConfig(
                 lifetime_grace_s=self.config.lifetime_grace_s,
                 require_security_when_known=self.config.require_security_when_known,
+                known_endpoints_only=self.config.known_endpoints_only,
             ),
             clock=clock,
             on_removed=self._registration_removed,
