@@ -479,7 +479,8 @@ function renderClientView(endpoint) {
   function resourceRow(oid, iid, r) {
     const path = `/${oid}/${iid}/${r.id}`;
     const known = values.has(path);
-    const valueEl = h("span", { class: known ? "value" : "value unread", dataset: { path } }, known ? formatValue(values.get(path), r) : "");
+    const readable = r.operations.includes("R");
+    const valueEl = h("span", { class: known || !readable ? "value" : "value unread", dataset: { path } }, known ? formatValue(values.get(path), r) : "");
     const unitEl = r.units ? h("span", { class: "value-unit", hidden: !known }, r.units) : null;
     const chart = h("div", { class: "chart-box", hidden: true });
     const ops = h("div", { class: "ops" });
@@ -614,8 +615,10 @@ function renderClientView(endpoint) {
     if (ep !== endpoint) return;
     if (kind === "NOTIFICATION") {
       if (data.kind === "single" && data.val) {
-        for (const [p, v] of Object.entries(leaves(data.val))) setValue(p, v);
-        logLine(`Notification ${data.res}`, "note");
+        const got = Object.entries(leaves(data.val));
+        for (const [p, v] of got) setValue(p, v);
+        const shown = got.length === 1 ? ` = ${formatValue(got[0][1], specFor(got[0][0]))}` : "";
+        logLine(`Notification ${data.res}${shown}`, "note");
       } else if (data.kind === "composite" && data.val) {
         for (const node of Object.values(data.val)) for (const [p, v] of Object.entries(leaves(node))) setValue(p, v);
         logLine("Composite notification", "note");
