@@ -605,7 +605,7 @@ class LwM2MServer:
         """Observe a path; notifications arrive as :class:`NotificationEvent` on :attr:`events`."""
         p = _path(path)
         req = ObserveRequest(p, format)
-        record, first = await self._start_observation(
+        record, first, content_format = await self._start_observation(
             endpoint,
             (p,),
             False,
@@ -613,11 +613,7 @@ class LwM2MServer:
             lambda r: req.to_message(r, self._accept(r, req.path, format)),
             timeout,
         )
-        return (
-            ObserveResponse(record, first[p], None, Code.CONTENT)
-            if p in first
-            else ObserveResponse(record, _empty_node(p), None)
-        )
+        return ObserveResponse(record, first[p], content_format)
 
     async def observe_composite(
         self,
@@ -634,8 +630,10 @@ class LwM2MServer:
             fmt = format if format is not None else content.preferred_format(reg, None)
             return req.to_message(reg, fmt, content.encode_paths(fmt, ps), fmt)
 
-        record, first = await self._start_observation(endpoint, ps, True, format, build, timeout)
-        return ObserveCompositeResponse(record, first)
+        record, first, content_format = await self._start_observation(
+            endpoint, ps, True, format, build, timeout
+        )
+        return ObserveCompositeResponse(record, first, content_format)
 
     async def _start_observation(
         self,
@@ -645,7 +643,7 @@ class LwM2MServer:
         format: int | None,
         build: Callable[[Registration], Message],
         timeout: float | None,
-    ) -> tuple[ObservationRecord, dict[Path, Node]]:
+    ) -> tuple[ObservationRecord, dict[Path, Node], int | None]:
         timeout = self.config.request_timeout_s if timeout is None else timeout
         reg = self._registration(endpoint)
         token = secrets.token_bytes(8)
@@ -696,7 +694,7 @@ class LwM2MServer:
             await _quiet_cancel(handle, active=False)
             raise ClientNotFound(endpoint)
         await self.observations.add(record, handle)
-        return record, values
+        return record, values, first.content_format
 
     async def cancel_observation(
         self,
@@ -779,16 +777,6 @@ def _as_node(path: Path, value: Node | Value) -> Node:
         assert path.resource_instance_id is not None
         return ResourceInstance(path.resource_instance_id, value)
     raise ValueError(f"a plain value can only be written to a resource path, not {path}")
-
-
-def _empty_node(path: Path) -> Node:
-    from lwm2m.model.nodes import LwM2MObject, ObjectInstance
-
-    if path.is_object:
-        assert path.object_id is not None
-        return LwM2MObject(path.object_id)
-    assert path.instance_id is not None
-    return ObjectInstance(path.instance_id)
 
 
 def _attribute_update(values: Mapping[str, int | float | None]) -> AttributeUpdate:
