@@ -106,3 +106,21 @@ async def test_queue_is_bounded(clock: Any, raw: Any) -> None:
 async def test_non_queue_client_is_always_awake(server: LwM2MServer, raw: Any) -> None:
     await raw.request(register_message(("ep=awake",)), server.coap_address)
     assert server.is_awake("awake")
+
+
+async def test_leaving_queue_mode_releases_waiting_requests(
+    server: LwM2MServer, make_device: Any
+) -> None:
+    client = Answering()
+    device = await make_device(client.handle)
+    await device.register("leaving", "Q")
+    reg = server.get_registration("leaving")
+    assert reg is not None
+    server.queue.sleep_now(reg.id)
+    read = asyncio.ensure_future(server.read("leaving", "/3/0/0"))
+    while server.queue.queued(reg.id) == 0:
+        await asyncio.sleep(0)
+    assert (await device.update("b=U")).code == Code.CHANGED
+    response = await asyncio.wait_for(read, 5)
+    assert response.content.value == "ACME"  # type: ignore[union-attr]
+    assert server.is_awake("leaving")

@@ -62,7 +62,8 @@ class QueueMode:
     def on_activity(self, registration: Registration) -> None:
         """The client sent something: it is awake for another ``awake_time_s``."""
         if not registration.queue_mode:
-            self.forget(registration.id)
+            # Left queue mode (Update without Q): waiting requests may go now.
+            self.forget(registration.id, gone=False)
             return
         state = self._clients.get(registration.id)
         if state is None:
@@ -121,14 +122,15 @@ class QueueMode:
         if state.gone:
             raise ClientNotFound(registration.endpoint)
 
-    def forget(self, registration_id: str) -> None:
-        """The registration ended: release waiters with :class:`ClientNotFound`."""
+    def forget(self, registration_id: str, *, gone: bool = True) -> None:
+        """Drop the client's state; waiters are released (with :class:`ClientNotFound`
+        when the registration is ``gone``)."""
         state = self._clients.pop(registration_id, None)
         if state is None:
             return
         if state.timer is not None:
             state.timer.cancel()
-        state.gone = True
+        state.gone = gone
         state.wake.set()
 
     def close(self) -> None:
