@@ -7,6 +7,8 @@ import random
 
 import pytest
 from coap_engine_pair import CLIENT, SERVER, Pair
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lwm2m.coap.codec import decode, encode
 from lwm2m.coap.codes import Code, MessageType
@@ -605,3 +607,33 @@ def test_wrong_block_in_piggybacked_answer_fails_the_request() -> None:
     event = engine.next_event()
     assert isinstance(event, RequestFailed) and event.request_id == rid
     assert engine.pending_requests() == 0
+
+
+_valid = [
+    encode(Message(Code.GET, MessageType.CON, 1, b"t", uri_path=("a",), observe=0)),
+    encode(Message(Code.PUT, MessageType.CON, 2, b"u", b"x" * 16, block1=Block(0, True, 0))),
+    encode(Message(Code.CONTENT, MessageType.ACK, 3, b"v", b"y", block2=Block(1, True, 0))),
+    encode(Message(Code.CONTENT, MessageType.NON, 4, b"w", observe=5)),
+    encode(Message(Code.EMPTY, MessageType.RST, 5)),
+]
+
+
+@given(st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(_valid)), max_size=30), st.data())
+@settings(max_examples=200)
+def test_engine_survives_arbitrary_datagrams(datagrams: list[bytes], data: st.DataObject) -> None:
+    engine = Engine(rng=random.Random(0))
+    engine.send_request(GET, SERVER, 0.0)
+    now = 0.0
+    for raw in datagrams:
+        flip = data.draw(st.integers(min_value=0, max_value=max(0, len(raw) - 1)))
+        if raw and data.draw(st.booleans()):
+            raw = raw[:flip] + bytes((raw[flip] ^ 0x5A,)) + raw[flip + 1 :]
+        engine.receive_datagram(raw, SERVER, now)
+        while (event := engine.next_event()) is not None:
+            if isinstance(event, RequestReceived):
+                engine.respond(event.request_id, content(b"z" * 40), now)
+        engine.datagrams_to_send(now)
+        now += 1.0
+        timer = engine.get_timer()
+        if timer is not None and timer <= now:
+            engine.handle_timer(now)
