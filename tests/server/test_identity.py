@@ -121,8 +121,12 @@ async def test_register_over_real_dtls_psk(clock: FakeClock) -> None:
         clock=clock,
     )
     await srv.start()
+
+    async def answer(request: Any) -> Message:
+        return Message(Code.CONTENT, payload=b"secret", content_format=0)
+
     client = await Endpoint.create(
-        "127.0.0.1", 0, security=DtlsClient(DtlsClientConfig(psk=credential))
+        "127.0.0.1", 0, handler=answer, security=DtlsClient(DtlsClientConfig(psk=credential))
     )
     try:
         assert srv.coaps_address is not None
@@ -133,6 +137,9 @@ async def test_register_over_real_dtls_psk(clock: FakeClock) -> None:
         reg = srv.get_registration("dtls-dev")
         assert reg is not None and reg.identity is not None
         assert reg.identity.psk_identity == b"dtls-id"
+        # Requests to a DTLS registration go over DTLS.
+        resp = await srv.read("dtls-dev", "/3/0/0", timeout=10)
+        assert resp.content.value == "secret"  # type: ignore[union-attr]
         reply = await client.request(register_message(("ep=other",)), srv.coaps_address, timeout=10)
         assert reply.code == Code.BAD_REQUEST
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from server_helpers import FakeClock, RawPeer, register_message
 
@@ -248,3 +250,22 @@ async def test_wrong_method_and_unknown_paths(server: LwM2MServer, raw: RawPeer)
     assert reply.code == Code.METHOD_NOT_ALLOWED
     reply = await raw.request(Message(Code.GET, uri_path=("nothing",)), server.coap_address)
     assert reply.code == Code.NOT_FOUND
+
+
+async def test_expiry_sweep_runs_by_itself(clock: FakeClock, raw: RawPeer) -> None:
+    from lwm2m.server import ServerConfig
+    from lwm2m.stores.memory import MemoryStores
+
+    srv = LwM2MServer(
+        MemoryStores(), config=ServerConfig(coap_port=0, expiry_interval_s=0.01), clock=clock
+    )
+    await srv.start()
+    try:
+        await raw.request(register_message(("ep=sweep", "lt=10")), srv.coap_address)
+        with srv.events.subscribe("sweep") as events:
+            clock.advance(10 + srv.config.lifetime_grace_s + 1)
+            event = await asyncio.wait_for(events.get(), 5)
+        assert isinstance(event, DeregistrationEvent) and event.expired
+        assert srv.get_registration("sweep") is None
+    finally:
+        await srv.stop()
