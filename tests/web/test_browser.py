@@ -141,3 +141,15 @@ async def test_token_is_asked_once_and_kept(page: Page) -> None:
         await expect(page.locator("dialog[open]")).to_have_count(0)
     finally:
         await web.stop()
+
+
+async def test_set_notification_attributes(page: Page, live: Live) -> None:
+    await live.add_client("dev-ui-6")
+    await open_client(page, live, "dev-ui-6")
+    await page.click('button[data-op="attributes"][data-path="/3/0/9"]')
+    await expect(page.locator("dialog")).to_contain_text("No attributes set")
+    await page.locator("dialog label:has-text('pmax') input").fill("30")
+    await page.click('dialog button[type="submit"]')
+    await expect(page.locator(".mini-log")).to_contain_text("Write-Attributes /3/0/9 → CHANGED")
+    links = (await live.http.get("/api/clients/dev-ui-6/3/0/9/discover")).json()["objectLinks"]
+    assert {"url": "/3/0/9", "attributes": {"pmax": "30"}} in links

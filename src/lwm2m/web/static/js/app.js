@@ -325,8 +325,15 @@ function renderClientView(endpoint) {
     return obj ? obj.resources.find((r) => r.id === rid) : undefined;
   }
 
+  const rawBoxes = new Map(); // object id without a model -> <pre> of its last values
+
   function showResult(result) {
-    for (const [p, v] of Object.entries(leaves(result.content))) setValue(p, v);
+    const got = Object.entries(leaves(result.content));
+    for (const [p, v] of got) setValue(p, v);
+    for (const [oid, box] of rawBoxes) {
+      const mine = got.filter(([p]) => p.split("/")[1] === String(oid));
+      if (mine.length) box.textContent = mine.map(([p, v]) => `${p}  ${formatValue(v)}`).join("\n");
+    }
   }
 
   function logLine(text, kind = "info") {
@@ -489,6 +496,7 @@ function renderClientView(endpoint) {
       ops.appendChild(opButton("Read", `Read ${path}`, () => read(path), { dataset: { op: "read", path } }));
       observeBtn = opButton("Observe", `Observe ${path}`, () => toggleObserve(path, observeBtn), { "aria-pressed": "false", class: "btn small op toggle", dataset: { op: "observe", path } });
       ops.appendChild(observeBtn);
+      ops.appendChild(opButton("⚙", `Notification attributes of ${path}`, () => writeAttributes(path), { class: "btn small op icon", "aria-label": `Attributes of ${path}`, dataset: { op: "attributes", path } }));
     }
     if (r.operations.includes("W")) ops.appendChild(opButton("Write", `Write ${path}`, () => write(path, r), { dataset: { op: "write", path } }));
     if (r.operations === "E") ops.appendChild(opButton("Execute", `Execute ${path}`, () => execute(path, r), { class: "btn small op exec", dataset: { op: "execute", path } }));
@@ -513,8 +521,43 @@ function renderClientView(endpoint) {
       "div",
       { class: "card object" },
       h("div", { class: "object-head" }, h("h3", {}, `Object ${oid}`, h("span", { class: "muted small" }, " · no model")), h("div", { class: "ops" }, opButton("Read", `Read /${oid}`, () => read(`/${oid}`)))),
-      h("div", { class: "raw" }, ...instances.map((iid) => h("div", { class: "mono" }, `/${oid}/${iid}`))),
+      h("div", { class: "raw" }, ...instances.map((iid) => h("div", { class: "mono" }, `/${oid}/${iid}`)), rawBox(oid)),
     );
+  }
+
+  function rawBox(oid) {
+    const box = h("pre", { class: "raw-values mono" });
+    rawBoxes.set(oid, box);
+    return box;
+  }
+
+  async function writeAttributes(path) {
+    const names = ["pmin", "pmax", "gt", "lt", "st"];
+    const inputs = Object.fromEntries(names.map((n) => [n, h("input", { type: "number", step: n.startsWith("p") ? "1" : "any", min: n.startsWith("p") ? "0" : undefined, class: "value-input", placeholder: "unchanged" })]));
+    const current = h("p", { class: "muted small" }, "Reading current attributes…");
+    api("GET", clientUrl(endpoint, path, "discover"))
+      .then((result) => {
+        const link = (result.objectLinks || []).find((l) => l.url === path);
+        const attrs = link ? Object.entries(link.attributes).filter(([k]) => names.includes(k) || k.startsWith("ep")) : [];
+        current.textContent = attrs.length ? `Current: ${attrs.map(([k, v]) => `${k}=${v}`).join(", ")}` : "No attributes set on this path.";
+      })
+      .catch((err) => (current.textContent = `Discover failed: ${errorText(err)}`));
+    const query = await modal(
+      `Notification attributes of ${path}`,
+      h("div", {}, current, h("div", { class: "attr-grid" }, ...names.map((n) => h("label", { class: "field" }, h("span", {}, n), inputs[n]))), h("p", { class: "muted small" }, "Empty fields are left as they are.")),
+      {
+        submit: "Set",
+        collect: () => {
+          const q = {};
+          for (const n of names) if (inputs[n].value !== "") q[n] = inputs[n].value;
+          if (!Object.keys(q).length) throw new Error("set at least one attribute");
+          return q;
+        },
+      },
+    );
+    if (!query) return;
+    const result = await op(`Write-Attributes ${path}`, () => api("PUT", clientUrl(endpoint, path, "attributes"), { query }));
+    if (result) toast(`Attributes of ${path} set`, "ok");
   }
 
   function renderTree(client) {
