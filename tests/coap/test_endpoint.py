@@ -382,3 +382,18 @@ async def test_request_by_host_name(pair: tuple[Endpoint, Endpoint]) -> None:
     assert response.code == Code.CONTENT
     with pytest.raises(ValueError, match="numeric"):
         client.observe(Message(Code.GET), ("localhost", server.local_address[1]))
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 support in this Python build")
+async def test_ipv6_loopback() -> None:
+    async def who(request: IncomingRequest) -> Message:
+        return Message(Code.CONTENT, payload=repr(request.peer.address).encode())
+
+    try:
+        server = await Endpoint.create("::1", 0, handler=who)
+    except OSError as exc:  # pragma: no cover - host without ::1
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    async with server, await Endpoint.create("::1", 0) as client:
+        response = await client.request(Message(Code.GET), server.local_address)
+        assert response.payload == repr(client.local_address).encode()
+        assert len(client.local_address) == 2
