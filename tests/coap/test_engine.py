@@ -401,6 +401,7 @@ def test_block2_response_is_reassembled() -> None:
     pair.request(GET)
     [response] = responses(pair)
     assert response.payload == body and response.block2 is None
+    assert response.token == sent_by(pair, CLIENT)[0].token  # the request's token
     blocks = [m for m in sent_by(pair, SERVER)]
     assert [m.block2 for m in blocks] == [Block(0, True, 6), Block(1, True, 6), Block(2, False, 6)]
     assert blocks[0].size2 == len(body)
@@ -637,3 +638,22 @@ def test_engine_survives_arbitrary_datagrams(datagrams: list[bytes], data: st.Da
         timer = engine.get_timer()
         if timer is not None and timer <= now:
             engine.handle_timer(now)
+
+
+def test_large_observe_registration_answer_keeps_the_token() -> None:
+    observations: list[int] = []
+
+    def handler(ev: RequestReceived) -> Message:
+        if ev.message.observe == 0:
+            observations.append(pair.server.start_observation(ev.request_id, pair.now))
+        return content(b"q" * 3000)
+
+    pair = Pair(handler=handler)
+    rid = pair.request(Message(Code.GET, token=b"obs-tok"), observe=True)
+    [response] = responses(pair)
+    assert response.token == b"obs-tok" and response.observe is not None
+    assert len(response.payload) == 3000
+    pair.server.notify(observations[0], content(b"small"), pair.now)
+    pair.pump()
+    [note] = [e for e in pair.client_events if isinstance(e, NotificationReceived)]
+    assert note.request_id == rid and note.message.payload == b"small"

@@ -1027,7 +1027,9 @@ class Engine:
             if block2.more:
                 self._follow_block2(out, Block(block2.num + 1, False, block2.szx), now)
                 return
-            msg = msg.with_(payload=bytes(body), block2=None, observe=out.first_observe)
+            msg = msg.with_(
+                payload=bytes(body), block2=None, observe=out.first_observe, token=out.token
+            )
         self._complete(out, msg, now)
 
     def _follow_block2(self, out: _Outgoing, block: Block, now: float) -> None:
