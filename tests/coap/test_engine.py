@@ -657,3 +657,31 @@ def test_large_observe_registration_answer_keeps_the_token() -> None:
     pair.pump()
     [note] = [e for e in pair.client_events if isinstance(e, NotificationReceived)]
     assert note.request_id == rid and note.message.payload == b"small"
+
+
+def test_block1_memory_budget_across_transfers() -> None:
+    params = TransmissionParameters(max_block_memory=200_000, max_body_size=150_000)
+    engine = Engine(params, rng=random.Random(3))
+    mid = 0
+
+    def block(path: str, num: int) -> Message:
+        nonlocal mid
+        mid += 1
+        msg = Message(
+            Code.PUT,
+            MessageType.CON,
+            mid,
+            b"k",
+            b"a" * 1024,
+            uri_path=(path,),
+            block1=Block(num, True, 6),
+        )
+        engine.receive_datagram(encode(msg), CLIENT, 0.0)
+        [(data, _)] = engine.datagrams_to_send(0.0)
+        return decode(data)
+
+    for num in range(100):
+        assert block("a", num).code == Code.CONTINUE
+    codes = [block("b", num).code for num in range(100)]
+    assert Code.SERVICE_UNAVAILABLE in codes  # a + b would exceed 200 000 bytes
+    assert block("a", 100).code == Code.CONTINUE  # the first transfer goes on

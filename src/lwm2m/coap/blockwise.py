@@ -75,6 +75,9 @@ class ExpiringStore(Generic[V]):
         item = self._items.pop(key, None)
         return None if item is None else item[1]
 
+    def values(self) -> list[V]:
+        return [value for _, value in self._items.values()]
+
     def expire(self, now: float) -> None:
         for key in [k for k, (exp, _) in self._items.items() if exp <= now]:
             del self._items[key]

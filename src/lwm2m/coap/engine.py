@@ -639,6 +639,16 @@ class Engine:
                 msg, address, entry, Message(Code.BAD_REQUEST, payload=b"block size mismatch")
             )
             return None
+        if (
+            len(assembly.body) >= 65536
+            and sum(len(a.body) for a in self._assemblies.values()) + len(msg.payload)
+            > p.max_block_memory
+        ):
+            # All reassemblies together may not exceed the budget, however many
+            # transfers peers open: refuse this one for now.
+            self._assemblies.pop(key)
+            self._reply_now(msg, address, entry, Message(Code.SERVICE_UNAVAILABLE, max_age=10))
+            return None
         assembly.body += msg.payload
         if len(assembly.body) > p.max_body_size:
             self._assemblies.pop(key)

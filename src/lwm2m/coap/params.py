@@ -33,6 +33,8 @@ class TransmissionParameters:
     """Largest body reassembled from blocks, either way (4.13 / RequestEntityTooLarge beyond)."""
     max_block_transfers: int = 256
     """Concurrent incomplete Block1 reassemblies and cached Block2 bodies, each."""
+    max_block_memory: int = 64 * 1024 * 1024
+    """Bytes all incomplete Block1 reassemblies may hold together (5.03 beyond)."""
     block_transfer_lifetime_s: float | None = None
     """Incomplete transfers and Block2 caches expire after this; None = EXCHANGE_LIFETIME."""
     max_dedup_entries: int = 100_000
