@@ -383,3 +383,18 @@ async def test_bootstrap_only_app_has_no_client_routes() -> None:
             assert "lwm2m_bootstrap_configs 0" in metrics
     finally:
         await web.stop()
+
+
+async def test_oversized_bodies_are_refused(running: Running) -> None:
+    big = b'{"value": "' + b"x" * (1 << 20) + b'"}'
+    resp = await running.http.put(
+        "/api/clients/dev-1/3/0/14", content=big, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 400 and "larger than" in resp.json()["message"]
+
+    async def chunks():  # no Content-Length: the limit applies while streaming
+        for _ in range(40):
+            yield b"x" * 50_000
+
+    resp = await running.http.post("/api/clients/dev-1/3/0/4", content=chunks())
+    assert resp.status_code == 400 and "larger than" in resp.json()["message"]

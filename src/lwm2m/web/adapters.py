@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from lwm2m.server.server import LwM2MServer
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def _time(seconds: float) -> datetime.datetime:
@@ -475,6 +477,8 @@ class BootstrapAdapter:
 
     async def push(self, endpoint: str, address: tuple[str, int], *, timeout: float) -> JsonObject:
         task = asyncio.ensure_future(self._bs.push(endpoint, address))
+        # The session may outlive this request (timeout): its outcome lands in the history.
+        task.add_done_callback(_retrieve)
         try:
             record = await asyncio.wait_for(asyncio.shield(task), timeout)
         except TimeoutError:
@@ -510,6 +514,11 @@ class BootstrapAdapter:
 
     def counters(self) -> Mapping[str, float]:
         return {"sessions_running": float(len(self._bs.sessions.running()))}
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("bootstrap push failed: %r", task.exception())
 
 
 def unwrap_bootstrap(obj: object) -> BootstrapServer:

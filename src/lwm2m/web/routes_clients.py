@@ -120,10 +120,23 @@ def outcome(exc: BaseException | None) -> str:
     return "error"
 
 
-async def read_json(request: Request, *, required: bool = True) -> Any:
-    body = await request.body()
-    if len(body) > MAX_BODY:
+async def read_body(request: Request) -> bytes:
+    """The request body, refusing more than :data:`MAX_BODY` bytes without buffering them."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
         raise InvalidInput(f"body larger than {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise InvalidInput(f"body larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, *, required: bool = True) -> Any:
+    body = await read_body(request)
     if not body.strip():
         if required:
             raise InvalidInput("a JSON body is required")
@@ -516,9 +529,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
 
 
 async def _execute_arguments(request: Request) -> str | None:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise InvalidInput(f"body larger than {MAX_BODY} bytes")
+    body = await read_body(request)
     if not body.strip():
         return None
     ctype = request.headers.get("content-type", "")
