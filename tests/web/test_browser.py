@@ -153,3 +153,14 @@ async def test_set_notification_attributes(page: Page, live: Live) -> None:
     await expect(page.locator(".mini-log")).to_contain_text("Write-Attributes /3/0/9 → CHANGED")
     links = (await live.http.get("/api/clients/dev-ui-6/3/0/9/discover")).json()["objectLinks"]
     assert {"url": "/3/0/9", "attributes": {"pmax": "30"}} in links
+
+
+async def test_interactive_docs_render_without_internet(page: Page, live: Live) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    await page.goto(f"{live.base_url}/docs")
+    await expect(page.locator(".swagger-ui .information-container")).to_contain_text(
+        "lwm2m REST API"
+    )
+    await expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert all(url.startswith(live.base_url) for url in requested), requested

@@ -16,11 +16,13 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from importlib import resources
+from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
@@ -117,7 +119,10 @@ def build_app(
         "store and bootstrap configurations. Paths and parameters follow Eclipse Leshan's "
         "demo server; see docs/rest-api.md.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    _install_docs(app)
     app.state.hub = hub
     app.state.metrics = metrics
     install_error_handlers(app)
@@ -206,6 +211,49 @@ def build_app(
     static = resources.files("lwm2m.web") / "static"
     app.mount("/", StaticFiles(directory=str(static), html=True), name="ui")
     return app
+
+
+def _docs_assets() -> FsPath | None:
+    """Swagger UI and ReDoc files shipped by the ``fastapi-offline`` package, if installed."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    assets = FsPath(fastapi_offline.__file__).parent / "static"
+    return assets if (assets / "swagger-ui-bundle.js").is_file() else None
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` served from local files: the host may be offline."""
+    assets = _docs_assets()
+    title = f"{app.title} - docs"
+    openapi_url = app.openapi_url or "/openapi.json"
+    if assets is not None:
+        app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        if assets is None:  # FastAPI's page, loading Swagger UI from a CDN
+            return get_swagger_ui_html(openapi_url=openapi_url, title=title)
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=title,
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc_ui() -> HTMLResponse:
+        if assets is None:
+            return get_redoc_html(openapi_url=openapi_url, title=title)
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=title,
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 async def _count_events(source: EventSource, metrics: Metrics) -> None:
