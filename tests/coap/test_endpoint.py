@@ -397,3 +397,18 @@ async def test_ipv6_loopback() -> None:
         response = await client.request(Message(Code.GET), server.local_address)
         assert response.payload == repr(client.local_address).encode()
         assert len(client.local_address) == 2
+
+
+async def test_active_cancel_towards_a_silent_peer_is_bounded() -> None:
+    async def handler(request: IncomingRequest) -> Message:
+        request.start_observation()
+        return Message(Code.CONTENT)
+
+    server = await Endpoint.create(handler=handler)
+    async with await Endpoint.create() as client:
+        obs = client.observe(Message(Code.GET), server.local_address)
+        await obs.first()
+        await server.close()  # the peer goes away
+        await obs.cancel(timeout=0.1)  # returns after the timeout, without raising
+        assert not obs.active
+        assert client.engine.pending_requests() == 0

@@ -231,8 +231,12 @@ class ClientObservation:
                 return
             yield item
 
-    async def cancel(self, *, active: bool = True) -> None:
-        """End the observation: actively (GET with Observe=1) or passively (forget; RST next)."""
+    async def cancel(self, *, active: bool = True, timeout: float | None = None) -> None:
+        """End the observation: actively (GET with Observe=1) or passively (forget; RST next).
+
+        ``timeout`` bounds the wait for the answer to the deregistration (which
+        never raises: the observation is gone locally either way).
+        """
         if not self.active:
             return
         ep = self._endpoint
@@ -250,7 +254,7 @@ class ClientObservation:
         if dereg_id is None:
             return
         try:
-            await ep._await_response(dereg_id, None, now)
+            await ep._await_response(dereg_id, timeout, now)
         except CoapError as exc:
             logger.debug("deregistration of observation %d failed: %s", self.request_id, exc)
 
