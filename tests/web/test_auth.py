@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from web_fakes import FakeBootstrap, FakeDevices
+from web_fakes import FakeBootstrap, FakeDevices, Running
 
 from lwm2m.web.app import WebServer, build_app, check_bind
 
@@ -76,3 +76,24 @@ def test_open_bind_without_token_warns(host: str) -> None:
     warning = check_bind(host, None)
     assert warning is not None and "--api-token" in warning
     assert check_bind(host, "token") is None
+
+
+async def test_cross_origin_writes_are_refused(running: Running) -> None:
+    url = "/api/clients/dev-1/3/0/4"
+    evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    resp = await running.http.post(url, content="", headers=evil)
+    assert resp.status_code == 403
+    assert resp.json()["message"] == "cross-origin request refused"
+    assert not any(c[0] == "execute" for c in running.devices.calls)
+    assert (
+        await running.http.put(
+            "/api/clients/dev-1/3/0/14", json={"value": "x"}, headers={"Origin": "null"}
+        )
+    ).status_code == 403
+    # Same origin (the UI itself) and no Origin at all (curl, scripts) are fine; reads too.
+    host = running.base_url.removeprefix("http://")
+    assert (await running.http.post(url, headers={"Origin": f"http://{host}"})).status_code == 200
+    assert (await running.http.post(url)).status_code == 200
+    assert (
+        await running.http.get("/api/clients", headers={"Origin": "http://evil.example"})
+    ).status_code == 200

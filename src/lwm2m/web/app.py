@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -28,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 
 import lwm2m
 from lwm2m.web.backend import BootstrapManager, DeviceManager
-from lwm2m.web.errors import STORE_ERRORS, ApiError, install_error_handlers
+from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_error_handlers
 from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource
 from lwm2m.web.metrics import CONTENT_TYPE, Metrics
 from lwm2m.web.routes_clients import build_clients_router, build_model_router
@@ -42,6 +43,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="Needed when the server runs with --api-token.")
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def same_origin(request: Request) -> bool:
+    """No ``Origin`` header (not a browser), or one naming this very host and port."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = request.headers.get("host")
+    if origin == "null" or host is None:
+        return False
+    parsed = urlsplit(origin)
+    return parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower()
 
 
 def check_bind(host: str, api_token: str | None) -> str | None:
@@ -128,6 +144,17 @@ def build_app(
     install_error_handlers(app)
     # Without a token, no security requirement is declared (the OpenAPI document stays honest).
     guard = [Depends(_token_guard(api_token))] if api_token else []
+
+    @app.middleware("http")
+    async def same_origin_writes(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # A web page elsewhere must not drive devices through a browser that can reach
+        # this API (a text/plain POST needs no CORS preflight): refuse unsafe requests
+        # a browser marked as coming from another origin. curl and scripts send no Origin.
+        if request.method not in SAFE_METHODS and not same_origin(request):
+            return error_response(403, "cross-origin request refused")
+        return await call_next(request)
 
     @app.middleware("http")
     async def count_http(
