@@ -55,8 +55,8 @@ def _serve_lwm2m(use_uvloop: bool, eager: bool, conn: Connection) -> None:
 
 
 def _serve_aiocoap(port: int, conn: Connection) -> None:
-    import aiocoap
-    import aiocoap.resource as resource
+    import aiocoap  # type: ignore[import-untyped]
+    import aiocoap.resource as resource  # type: ignore[import-untyped]
 
     class Bench(resource.Resource):  # type: ignore[misc]
         async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
