@@ -97,3 +97,15 @@ async def test_cross_origin_writes_are_refused(running: Running) -> None:
     assert (
         await running.http.get("/api/clients", headers={"Origin": "http://evil.example"})
     ).status_code == 200
+
+
+async def test_host_names_need_a_token(running: Running, secured: httpx.AsyncClient) -> None:
+    rebound = {"Host": "attacker.example:8080"}
+    resp = await running.http.get("/api/clients", headers=rebound)
+    assert resp.status_code == 403 and "--api-token" in resp.json()["message"]
+    assert (await running.http.get("/", headers=rebound)).status_code == 403
+    for host in ("localhost:8080", "127.0.0.1", "[::1]:8080", "dev.localhost"):
+        assert (await running.http.get("/api/clients", headers={"Host": host})).status_code == 200
+    # With a token the name does not matter: the token is what protects the API.
+    auth = {"Authorization": f"Bearer {TOKEN}", **rebound}
+    assert (await secured.get("/api/clients", headers=auth)).status_code == 200

@@ -14,7 +14,7 @@ import hmac
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any
@@ -60,6 +60,21 @@ def same_origin(request: Request) -> bool:
     return parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower()
 
 
+def trusted_host(request: Request, extra: Collection[str] = ()) -> bool:
+    """The ``Host`` header names an IP address, localhost, or a host listed in ``extra``."""
+    header = request.headers.get("host")
+    if header is None:
+        return True  # HTTP/1.0 without Host: not a browser
+    name = urlsplit(f"//{header}").hostname or ""
+    if name == "localhost" or name.endswith(".localhost") or name in extra:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def check_bind(host: str, api_token: str | None) -> str | None:
     """The warning to print when the API would be reachable from other hosts without a token."""
     if api_token:
@@ -101,8 +116,14 @@ def build_app(
     api_token: str | None = None,
     keepalive_s: float = DEFAULT_KEEPALIVE_S,
     count_events: bool = True,
+    trusted_hosts: Collection[str] = (),
 ) -> FastAPI:
-    """The app over the web layer's backend protocols (tests give in-memory ones)."""
+    """The app over the web layer's backend protocols (tests give in-memory ones).
+
+    Without ``api_token``, requests must name this server by IP address or
+    ``localhost`` (or one of ``trusted_hosts``) in their ``Host`` header, which
+    defeats DNS rebinding against an unauthenticated API.
+    """
     metrics = Metrics()
     sources: list[EventSource] = []
     if devices is not None:
@@ -154,6 +175,12 @@ def build_app(
         # a browser marked as coming from another origin. curl and scripts send no Origin.
         if request.method not in SAFE_METHODS and not same_origin(request):
             return error_response(403, "cross-origin request refused")
+        if api_token is None and not trusted_host(request, trusted_hosts):
+            # DNS rebinding: a name the attacker controls, pointed at this address.
+            return error_response(
+                403,
+                "host name not trusted without --api-token: use an IP address or localhost",
+            )
         return await call_next(request)
 
     @app.middleware("http")
@@ -300,6 +327,7 @@ def create_app(
     bootstrap: BootstrapServer | object | None,
     *,
     api_token: str | None = None,
+    trusted_hosts: Collection[str] = (),
 ) -> FastAPI:
     """The app for a running LwM2M server and/or bootstrap server.
 
@@ -312,6 +340,7 @@ def create_app(
         ServerAdapter(server) if server is not None else None,
         BootstrapAdapter(unwrap_bootstrap(bootstrap)) if bootstrap is not None else None,
         api_token=api_token,
+        trusted_hosts=trusted_hosts,
     )
 
 
