@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
@@ -27,7 +27,6 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-import lwm2m
 from lwm2m.web.backend import BootstrapManager, DeviceManager
 from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_error_handlers
 from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource
@@ -94,19 +93,24 @@ def check_bind(host: str, api_token: str | None) -> str | None:
     )
 
 
-def _token_guard(api_token: str | None) -> Callable[..., Awaitable[None]]:
-    expected = api_token.encode() if api_token else None
+def _token_guard(api_token: str) -> Callable[..., Awaitable[None]]:
+    expected = api_token.encode()
 
     async def guard(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
-        if expected is None:
-            return
         given = credentials.credentials.encode() if credentials is not None else b""
         if credentials is None or not hmac.compare_digest(given, expected):
             raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
 
     return guard
+
+
+def _version() -> str:
+    try:
+        return metadata.version("lwm2m")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def build_app(
@@ -151,7 +155,7 @@ def build_app(
 
     app = FastAPI(
         title="lwm2m REST API",
-        version=lwm2m.__version__ if hasattr(lwm2m, "__version__") else "0.1.0",
+        version=_version(),
         description="Registered LwM2M clients, device operations, live events, security "
         "store and bootstrap configurations. Paths and parameters follow Eclipse Leshan's "
         "demo server; see docs/rest-api.md.",
