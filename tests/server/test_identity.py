@@ -164,3 +164,50 @@ async def test_known_endpoints_only(clock: FakeClock) -> None:
         assert reply.code == Code.CREATED
     finally:
         await srv.stop()
+
+
+async def test_x509_entry_direct_and_indirect_trust() -> None:
+    """An endpoint's X.509 entry narrows trust: its certificate, or its CA + names, in validity."""
+    import datetime
+
+    from lwm2m.security.credentials import X509Expectation
+
+    ca = make_ca()
+    other_ca = make_ca("other CA")
+    pinned = make_cert(ca, "direct")
+    stores = MemoryStores()
+    await stores.security.put(
+        SecurityEntry("direct", x509=X509Expectation(certificate_der=pinned.der))
+    )
+    await stores.security.put(
+        SecurityEntry(
+            "indirect", x509=X509Expectation(ca_pems=(ca.cert_pem,), expected_names=("indirect",))
+        )
+    )
+    srv = LwM2MServer(stores, config=ServerConfig(coap_port=0))
+    await srv.start()
+    try:
+
+        async def register(ep: str, der: bytes) -> Message:
+            return await srv.handle(
+                FakeRequest(register_message((f"ep={ep}",)), peer(certificate_der=der))
+            )
+
+        assert (await register("direct", pinned.der)).code == Code.CREATED
+        # Same CN, same CA, but not the stored certificate: direct trust refuses it.
+        reply = await register("direct", make_cert(ca, "direct").der)
+        assert reply.code == Code.BAD_REQUEST
+        assert b"does not match the stored client certificate" in reply.payload
+
+        assert (await register("indirect", make_cert(ca, "indirect").der)).code == Code.CREATED
+        reply = await register("indirect", make_cert(other_ca, "indirect").der)
+        assert reply.code == Code.BAD_REQUEST
+        assert b"not trusted" in reply.payload
+        past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
+        expired = make_cert(
+            ca, "indirect", not_before=past, not_after=past + datetime.timedelta(days=1)
+        )
+        reply = await register("indirect", expired.der)
+        assert reply.code == Code.BAD_REQUEST
+    finally:
+        await srv.stop()

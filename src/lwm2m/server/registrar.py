@@ -16,11 +16,13 @@ registration (seed 002 5.2.1), whose location then answers 4.04.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.message import Message
@@ -39,6 +41,9 @@ from lwm2m.server.events import (
 from lwm2m.server.links import LinkFormatError, decode_links_payload
 from lwm2m.stores.base import RegistrationStore, SecurityStore, StoreError
 from lwm2m.stores.records import ObjectLinks, Registration
+
+if TYPE_CHECKING:
+    from lwm2m.security.credentials import X509Expectation
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +294,35 @@ class Registrar:
         except LinkFormatError as exc:
             raise _bad(f"payload is not valid link-format: {exc}") from None
 
+    def _check_certificate_expectation(self, der: bytes, expectation: X509Expectation) -> None:
+        """The endpoint's own X.509 entry (seed 000 change 4): direct or indirect trust.
+
+        The handshake already proved the chain against the server-wide CAs; an entry
+        narrows that to one certificate (direct trust) or to its own CAs and expected
+        Subject/SubjectAltName names (indirect trust), checked at ``now``.
+        """
+        from lwm2m.security.x509 import (
+            CertificateError,
+            has_names,
+            load_certificate,
+            verify_client_certificate,
+        )
+
+        if expectation.certificate_der is None and not expectation.ca_pems:
+            if expectation.expected_names and not has_names(
+                load_certificate(der), expectation.expected_names
+            ):
+                raise _bad(
+                    "client certificate lacks the expected names "
+                    f"{list(expectation.expected_names)}"
+                )
+            return
+        now = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC)
+        try:
+            verify_client_certificate(der, expectation, now)
+        except CertificateError as exc:
+            raise _bad(f"client certificate not trusted for this endpoint: {exc}") from None
+
     def _check_identity(self, endpoint: str, ept: int | None, peer: Peer) -> None:
         identity = peer.identity
         entry = self.security.get(endpoint) if self.security is not None else None
@@ -306,13 +340,8 @@ class Registrar:
                 check_registration_name(identity.certificate_der, ept, endpoint)
             except CertificateError:
                 raise _bad(X509_NAME_MISMATCH) from None
-            if (
-                entry is not None
-                and entry.x509 is not None
-                and entry.x509.certificate_der is not None
-                and entry.x509.certificate_der != identity.certificate_der
-            ):
-                raise _bad(X509_NAME_MISMATCH)
+            if entry is not None and entry.x509 is not None:
+                self._check_certificate_expectation(identity.certificate_der, entry.x509)
             return
         if identity.psk_identity is not None:
             bound = (
