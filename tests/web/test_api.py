@@ -398,3 +398,18 @@ async def test_oversized_bodies_are_refused(running: Running) -> None:
 
     resp = await running.http.post("/api/clients/dev-1/3/0/4", content=chunks())
     assert resp.status_code == 400 and "larger than" in resp.json()["message"]
+
+
+async def test_leshan_security_shapes(running: Running) -> None:
+    v1 = {"endpoint": "les-1", "x509": True}
+    assert (await running.http.put("/api/security/clients", json=v1)).status_code == 200
+    assert running.devices.security["les-1"].x509 is not None
+    v2 = {
+        "endpoint": "les-2",
+        "tls": {"mode": "psk", "details": {"identity": "les-2", "key": "0102"}},
+    }
+    resp = await running.http.put("/api/security/clients", json=v2)
+    assert resp.status_code == 200 and resp.json()["psk"] == {"identity": "les-2"}
+    assert running.devices.security["les-2"].psk.key == b"\x01\x02"
+    rpk = {"endpoint": "les-3", "tls": {"mode": "rpk", "details": {}}}
+    assert (await running.http.put("/api/security/clients", json=rpk)).status_code == 400

@@ -70,9 +70,24 @@ def build_security_router(devices: DeviceManager) -> APIRouter:
 
     async def put(body: SecurityBody) -> dict[str, Any]:
         doc = body.model_dump(exclude_none=True)
-        if "x509" in doc:
-            x = doc["x509"]
-            doc["x509"] = {k: v for k, v in x.items() if v not in (None, [], "")}
+        tls = doc.pop("tls", None)
+        if tls is not None:
+            if "psk" in doc or "x509" in doc:
+                raise InvalidInput("give either 'tls' (Leshan) or 'psk'/'x509', not both")
+            mode = str(tls["mode"]).lower()
+            if mode == "psk":
+                doc["psk"] = tls["details"]
+            elif mode == "x509":
+                doc["x509"] = {}
+            else:
+                raise InvalidInput(f"tls.mode {tls['mode']!r} is not supported (psk, x509)")
+        x509 = doc.get("x509")
+        if x509 is True:  # Leshan 1.x: "x509": true, trust by the server's CAs
+            doc["x509"] = {}
+        elif x509 is False:
+            del doc["x509"]
+        elif isinstance(x509, dict):
+            doc["x509"] = {k: v for k, v in x509.items() if v not in (None, [], "")}
         try:
             (entry,) = parse_security_entries(json.dumps([doc]))
         except SecurityConfigError as exc:

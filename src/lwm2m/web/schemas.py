@@ -94,12 +94,23 @@ class X509Body(BaseModel):
     )
 
 
+class LeshanTls(BaseModel):
+    """Leshan 2.x's ``{"mode": "psk", "details": {"identity": ..., "key": ...}}``."""
+
+    mode: str = Field(description="psk or x509 (rpk is not supported).", max_length=10)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 class SecurityBody(BaseModel):
-    """A security store entry (the ``--security`` file format)."""
+    """A security store entry (the ``--security`` file format).
+
+    Leshan's shapes are accepted too: ``"x509": true`` and ``"tls": {...}``.
+    """
 
     endpoint: str = Field(min_length=1, max_length=255)
     psk: PskBody | None = None
-    x509: X509Body | None = None
+    x509: X509Body | bool | None = None
+    tls: LeshanTls | None = None
 
 
 class SecurityView(BaseModel):
