@@ -15,7 +15,10 @@ from collections.abc import Sequence
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "server": ("lwm2m.server.command", "run an LwM2M server (with bootstrap server, REST API and web UI)"),
+    "server": (
+        "lwm2m.server.command",
+        "run an LwM2M server (with bootstrap server, REST API and web UI)",
+    ),
     "bootstrap": ("lwm2m.bootstrap.command", "run a standalone LwM2M bootstrap server"),
     "client": ("lwm2m.client.command", "run an LwM2M client, or many simulated devices"),
     "decode": ("lwm2m.formats.command", "decode an LwM2M payload and print it as JSON"),
