@@ -142,6 +142,8 @@ async def test_register_over_real_dtls_psk(clock: FakeClock) -> None:
         assert resp.content.value == "secret"  # type: ignore[union-attr]
         reply = await client.request(register_message(("ep=other",)), srv.coaps_address, timeout=10)
         assert reply.code == Code.BAD_REQUEST
+        assert srv.counters()["dtls_handshakes_total"] == 1
+        assert srv.counters()["dtls_handshake_failures_total"] == 0
     finally:
         await client.close()
         await srv.stop()

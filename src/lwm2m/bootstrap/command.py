@@ -103,10 +103,13 @@ async def _serve(args: argparse.Namespace, bs: Any) -> None:
     waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
     if args.http_port:
         try:
-            from lwm2m.web.app import create_app, serve
+            from lwm2m.web.app import check_bind, create_app, serve
         except ImportError as exc:
             logger.warning("REST API unavailable: %s", exc)
         else:
+            warning = check_bind(args.host, args.api_token)
+            if warning:
+                logger.warning("%s", warning)
             app = create_app(None, bs, api_token=args.api_token)
             waiters.append(asyncio.ensure_future(serve(app, args.host, args.http_port)))
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

@@ -320,6 +320,9 @@ class Endpoint:
         self._engine = engine
         self._handler = handler
         self._security = security
+        #: Security-layer outcomes, for metrics (always 0 on plain UDP).
+        self.handshakes_completed = 0
+        self.handshakes_failed = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._closed = False
         self._lost: asyncio.Future[None] = loop.create_future()
@@ -662,6 +665,7 @@ class Endpoint:
 
     def _security_event(self, event: object) -> None:
         if isinstance(event, HandshakeFailed):
+            self.handshakes_failed += 1
             logger.info("secure session with %s failed: %s", event.address, event.reason)
             self._engine.fail_peer(
                 event.address,
@@ -672,6 +676,7 @@ class Endpoint:
         elif isinstance(event, SessionClosed):
             logger.debug("secure session with %s closed: %s", event.address, event.reason)
         elif isinstance(event, HandshakeCompleted):
+            self.handshakes_completed += 1
             logger.debug("secure session with %s established", event.address)
 
     # ------------------------------------------------------------------ handlers

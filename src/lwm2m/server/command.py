@@ -234,9 +234,12 @@ def _start_web(args: argparse.Namespace, server: Any, bootstrap: Any) -> asyncio
     if not args.http_port:
         return None
     try:
-        from lwm2m.web.app import create_app, serve
+        from lwm2m.web.app import check_bind, create_app, serve
     except ImportError as exc:
         logger.warning("web UI unavailable: %s", exc)
         return None
+    warning = check_bind(args.host, args.api_token)
+    if warning:
+        logger.warning("%s", warning)
     app = create_app(server, bootstrap, api_token=args.api_token)
     return asyncio.ensure_future(serve(app, args.host, args.http_port))

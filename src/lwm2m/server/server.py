@@ -170,6 +170,14 @@ class LwM2MServer:
         self._expiry_task: asyncio.Task[None] | None = None
         self._started = False
 
+    def counters(self) -> dict[str, float]:
+        """Monotonic counters for /metrics (Prometheus ``_total`` names)."""
+        secure = self._coaps
+        return {
+            "dtls_handshakes_total": float(secure.handshakes_completed if secure else 0),
+            "dtls_handshake_failures_total": float(secure.handshakes_failed if secure else 0),
+        }
+
     # ================================================================== lifecycle
     async def start(self) -> None:
         """Bind the endpoints and start the lifetime sweep."""
