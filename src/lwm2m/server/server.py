@@ -84,6 +84,8 @@ class ServerEndpoint(Protocol):
     """The part of :class:`lwm2m.coap.endpoint.Endpoint` the server uses."""
 
     local_address: Address
+    handshakes_completed: int
+    handshakes_failed: int
 
     async def request(
         self, message: Message, address: Address, *, timeout: float | None = None
