@@ -109,3 +109,30 @@ async def test_serve_runs_until_cancelled_then_closes_the_port() -> None:
             pass
         else:
             raise AssertionError("still listening after serve() was cancelled")
+
+
+async def test_cancelled_stream_leaves_no_pending_task() -> None:
+    """A stream cancelled while it waits (the HTTP client left) cancels its queue read."""
+    from collections.abc import AsyncIterator
+
+    from lwm2m.web.events import EventHub
+
+    async def silent(endpoint: str | None) -> AsyncIterator[WebEvent]:
+        await asyncio.Event().wait()
+        yield WebEvent("NEVER", None, {})
+
+    hub = EventHub([silent], keepalive_s=60)
+    stream = hub.stream(None)
+    assert (await anext(stream)).startswith(b"retry:")
+    waiting = asyncio.create_task(anext(stream))
+    await asyncio.sleep(0)  # let it reach its wait
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await stream.aclose()
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert [t for t in others if not t.done()] == []
+    assert hub.open_streams == 0

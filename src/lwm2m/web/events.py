@@ -57,6 +57,9 @@ class EventHub:
         pumps = [asyncio.create_task(self._pump(it, queue)) for it in iterators]
         closing = asyncio.create_task(self._closing.wait())
         self.open_streams += 1
+        # Kept outside the loop so that a stream cancelled while waiting (the HTTP
+        # client went away) cancels its pending get instead of leaking the task.
+        getter: asyncio.Task[WebEvent] | None = None
         try:
             # Sent at once so the client sees the stream open before any event.
             yield b"retry: 3000\n: connected\n\n"
@@ -76,6 +79,8 @@ class EventHub:
                 yield b": keep-alive\n\n"
         finally:
             self.open_streams -= 1
+            if getter is not None and not getter.done():
+                getter.cancel()
             closing.cancel()
             for task in pumps:
                 task.cancel()
