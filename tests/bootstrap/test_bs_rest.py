@@ -32,7 +32,7 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, BootstrapServer]]:
     await bs.start("127.0.0.1", 0)
     app = create_app(None, bs)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
     ) as http:
         yield http, bs
     await bs.close()

@@ -61,6 +61,7 @@ from lwm2m.protocol.endpoint_name import (
     parse_endpoint_type,
     validate_endpoint_name,
 )
+from lwm2m.security.credentials import json_type_name
 
 MAX_SHORT_SERVER_ID = 65534  # 0 is reserved (seed 002 table 12), 65535 means "no server"
 MAX_PSK_IDENTITY_BYTES = 128
@@ -225,23 +226,9 @@ class ClientConfig:
 # --------------------------------------------------------------------------- helpers
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
 def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ConfigError(where, f"must be an object, got {_type_name(value)}")
+        raise ConfigError(where, f"must be an object, got {json_type_name(value)}")
     return value
 
 
@@ -259,7 +246,7 @@ def _keys(
 
 def _int(value: Any, where: str, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(where, f"must be an integer, got {_type_name(value)}")
+        raise ConfigError(where, f"must be an integer, got {json_type_name(value)}")
     if not low <= value <= high:
         raise ConfigError(where, f"{value} out of range {low}-{high}")
     return value
@@ -267,13 +254,13 @@ def _int(value: Any, where: str, low: int, high: int) -> int:
 
 def _str(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise ConfigError(where, f"must be a string, got {_type_name(value)}")
+        raise ConfigError(where, f"must be a string, got {json_type_name(value)}")
     return value
 
 
 def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(where, f"must be true or false, got {_type_name(value)}")
+        raise ConfigError(where, f"must be true or false, got {json_type_name(value)}")
     return value
 
 
@@ -534,7 +521,7 @@ def _parse_acl(value: Any, where: str) -> dict[str, Any]:
 
 def _parse_delete(value: Any, where: str) -> tuple[Path, ...]:
     if not isinstance(value, list):
-        raise ConfigError(where, f"must be an array of paths, got {_type_name(value)}")
+        raise ConfigError(where, f"must be an array of paths, got {json_type_name(value)}")
     paths: list[Path] = []
     for i, item in enumerate(value):
         text = _str(item, f"{where}[{i}]")
@@ -590,7 +577,7 @@ def parse_client_config(
     if "ept" in obj and obj["ept"] is not None:
         raw_ept = obj["ept"]
         if not isinstance(raw_ept, int) or isinstance(raw_ept, bool):
-            raise ConfigError(f"{where}.ept", f"must be an integer, got {_type_name(raw_ept)}")
+            raise ConfigError(f"{where}.ept", f"must be an integer, got {json_type_name(raw_ept)}")
         try:
             ept = parse_endpoint_type(str(raw_ept))
         except EndpointNameError as exc:
@@ -626,7 +613,9 @@ def parse_client_config(
 
     raw_servers = obj.get("servers", [])
     if not isinstance(raw_servers, list):
-        raise ConfigError(f"{where}.servers", f"must be an array, got {_type_name(raw_servers)}")
+        raise ConfigError(
+            f"{where}.servers", f"must be an array, got {json_type_name(raw_servers)}"
+        )
     parsed = [
         _parse_server(item, f"{where}.servers[{i}]", base_dir) for i, item in enumerate(raw_servers)
     ]
@@ -665,7 +654,7 @@ def parse_client_config(
 
     raw_acl = obj.get("acl", [])
     if not isinstance(raw_acl, list):
-        raise ConfigError(f"{where}.acl", f"must be an array, got {_type_name(raw_acl)}")
+        raise ConfigError(f"{where}.acl", f"must be an array, got {json_type_name(raw_acl)}")
     acl_items = [_parse_acl(item, f"{where}.acl[{i}]") for i, item in enumerate(raw_acl)]
     acl_ids: set[int] = set()
     targets: dict[tuple[int, int], int] = {}

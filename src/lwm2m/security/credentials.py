@@ -120,7 +120,7 @@ def parse_security_entries(text: str) -> list[SecurityEntry]:
         raise SecurityConfigError("not valid JSON: nested too deeply") from None
     if not isinstance(data, list):
         raise SecurityConfigError(
-            f"top level must be a JSON array of entries, got {_json_type(data)}"
+            f"top level must be a JSON array of entries, got {json_type_name(data)}"
         )
     entries: list[SecurityEntry] = []
     endpoints: set[str] = set()
@@ -153,7 +153,8 @@ def load_security_file(path: str | Path) -> list[SecurityEntry]:
         raise SecurityConfigError(f"{path}: {exc}") from None
 
 
-def _json_type(value: Any) -> str:
+def json_type_name(value: Any) -> str:
+    """How an error message names the JSON type of ``value`` ("a string", "an array", ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -179,13 +180,13 @@ def _check_keys(obj: dict[str, Any], where: str, required: set[str], optional: s
 
 def _string(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise SecurityConfigError(f"{where}: must be a string, got {_json_type(value)}")
+        raise SecurityConfigError(f"{where}: must be a string, got {json_type_name(value)}")
     return value
 
 
 def _parse_entry(item: Any, where: str) -> SecurityEntry:
     if not isinstance(item, dict):
-        raise SecurityConfigError(f"{where}: must be an object, got {_json_type(item)}")
+        raise SecurityConfigError(f"{where}: must be an object, got {json_type_name(item)}")
     _check_keys(item, where, {"endpoint"}, {"psk", "x509"})
     endpoint = _string(item["endpoint"], f"{where}: endpoint")
     if not endpoint or len(endpoint.encode("utf-8")) > 255:
@@ -200,7 +201,7 @@ def _parse_entry(item: Any, where: str) -> SecurityEntry:
 
 def _parse_psk(value: Any, where: str) -> PskCredential:
     if not isinstance(value, dict):
-        raise SecurityConfigError(f"{where}: must be an object, got {_json_type(value)}")
+        raise SecurityConfigError(f"{where}: must be an object, got {json_type_name(value)}")
     _check_keys(value, where, {"identity", "key"}, set())
     identity = _string(value["identity"], f"{where}.identity").encode("utf-8")
     if not 1 <= len(identity) <= MAX_PSK_IDENTITY_LEN:
@@ -224,7 +225,7 @@ def _parse_pem_certificate(value: Any, where: str) -> x509.Certificate:
 
 def _parse_x509(value: Any, where: str) -> X509Expectation:
     if not isinstance(value, dict):
-        raise SecurityConfigError(f"{where}: must be an object, got {_json_type(value)}")
+        raise SecurityConfigError(f"{where}: must be an object, got {json_type_name(value)}")
     _check_keys(value, where, set(), {"certificate", "ca", "names"})
     certificate_der: bytes | None = None
     if "certificate" in value:
@@ -235,7 +236,7 @@ def _parse_x509(value: Any, where: str) -> X509Expectation:
         cas = value["ca"]
         if not isinstance(cas, list):
             raise SecurityConfigError(
-                f"{where}.ca: must be an array of PEM strings, got {_json_type(cas)}"
+                f"{where}.ca: must be an array of PEM strings, got {json_type_name(cas)}"
             )
         for i, item in enumerate(cas):
             ca_pems.append(
@@ -246,7 +247,7 @@ def _parse_x509(value: Any, where: str) -> X509Expectation:
         raw_names = value["names"]
         if not isinstance(raw_names, list):
             raise SecurityConfigError(
-                f"{where}.names: must be an array of strings, got {_json_type(raw_names)}"
+                f"{where}.names: must be an array of strings, got {json_type_name(raw_names)}"
             )
         for i, item in enumerate(raw_names):
             name = _string(item, f"{where}.names[{i}]")
