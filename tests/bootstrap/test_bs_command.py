@@ -46,6 +46,46 @@ def test_bad_config_exits_2_with_the_field(tmp_path: FsPath) -> None:
     assert "clients['dev-1'].servers[0].short_server_id: 0 out of range 1-65534" in proc.stderr
 
 
+def test_bad_models_directory_exits_2_with_file_and_line(tmp_path: FsPath) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "broken.xml").write_text("<LWM2M><Object><ObjectID>x</ObjectID>")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lwm2m",
+            "bootstrap",
+            "--coap-port",
+            "0",
+            "--coaps-port",
+            "0",
+            "--models",
+            str(models),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--models" in proc.stderr and "broken.xml" in proc.stderr
+
+
+async def test_embedded_start_uses_the_servers_model(tmp_path: FsPath) -> None:
+    from lwm2m.model.registry import ModelRegistry
+
+    class FakeServer:
+        model = ModelRegistry()
+
+        def add_registration_listener(self, *_: object) -> None: ...
+
+    bs = await start_embedded(MemoryStores(), coap_port=0, model=FakeServer.model)
+    try:
+        assert bs.model is FakeServer.model
+    finally:
+        await bs.close()
+
+
 async def test_embedded_start_serves_loaded_config(tmp_path: FsPath, raw_peer: RawPeer) -> None:
     file = tmp_path / "bs.json"
     file.write_text(json.dumps(CONFIG))

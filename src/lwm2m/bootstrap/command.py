@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--request-timeout", type=float, default=30.0, help="seconds to wait for each answer"
     )
     parser.add_argument("--api-token", help="bearer token required by the REST API")
+    parser.add_argument("--models", help="directory of extra object definitions (DDF XML)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _main(args: argparse.Namespace) -> int:
     from lwm2m.bootstrap.embedded import BootstrapStartError, read_option_file, start_embedded
+    from lwm2m.model.registry import default_registry
     from lwm2m.stores import StoreError, open_stores
 
     spec = args.store or ("sqlite" if args.data else "memory")
@@ -74,6 +76,12 @@ async def _main(args: argparse.Namespace) -> int:
         if bool(args.cert) != bool(args.key):
             raise BootstrapStartError("--cert and --key go together")
         ca = read_option_file(args.ca, "--ca")
+        model = default_registry()
+        if args.models:
+            try:
+                model.load_directory(args.models)
+            except (OSError, ValueError) as exc:
+                raise BootstrapStartError(f"--models {args.models}: {exc}") from None
         bs = await start_embedded(
             stores,
             host=args.host,
@@ -84,6 +92,7 @@ async def _main(args: argparse.Namespace) -> int:
             key_pem=read_option_file(args.key, "--key"),
             ca_pems=(ca,) if ca else (),
             request_timeout_s=args.request_timeout,
+            model=model,
         )
         try:
             await _serve(args, bs)

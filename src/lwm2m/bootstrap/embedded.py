@@ -27,6 +27,7 @@ from lwm2m.stores.base import SecurityStore, Stores
 
 if TYPE_CHECKING:
     from lwm2m.coap.security import SecurityLayer
+    from lwm2m.model.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ async def start_embedded(
     ca_pems: tuple[bytes, ...] = (),
     request_timeout_s: float | None = None,
     server: Any = None,
+    model: ModelRegistry | None = None,
 ) -> BootstrapServer:
     """Load configurations and history, open the endpoints, follow ``server``'s registrations."""
     kwargs: dict[str, Any] = {}
@@ -141,7 +143,9 @@ async def start_embedded(
                 "coaps disabled: no PSK credentials in the security store and no --cert/--key"
             )
     checker = identity_checker(stores.security, require_dtls=dtls is not None)
-    bs = BootstrapServer(documents=stores.documents, identity_check=checker, **kwargs)
+    if model is None and server is not None:
+        model = getattr(server, "model", None)
+    bs = BootstrapServer(documents=stores.documents, identity_check=checker, model=model, **kwargs)
     for problem in await bs.load():
         logger.warning("stored bootstrap configuration ignored: %s", problem)
     if config_file:
