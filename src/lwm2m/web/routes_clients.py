@@ -55,6 +55,8 @@ FORMAT_Q = Query(
     description="Content format: TLV, JSON, SENML_JSON, SENML_CBOR, CBOR, TEXT, OPAQUE (or a number).",
     max_length=40,
 )
+NODEFORMAT_Q = Query(default=None, description="Leshan's name for format.", max_length=40)
+PATHS_Q = Query(description="Comma-separated paths: /3/0/1,/3/0/2", max_length=4000)
 
 _JSON_BODY: dict[str, Any] = {
     "requestBody": {
@@ -189,11 +191,9 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     )
     async def read_composite(
         endpoint: str,
-        paths: str = Query(description="Comma-separated paths: /3/0/1,/3/0/2", max_length=4000),
+        paths: str = PATHS_Q,
         format: str | None = FORMAT_Q,
-        nodeformat: str | None = Query(
-            default=None, description="Leshan's name for format.", max_length=40
-        ),
+        nodeformat: str | None = NODEFORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
         known(endpoint)
@@ -219,9 +219,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         request: Request,
         endpoint: str,
         format: str | None = FORMAT_Q,
-        nodeformat: str | None = Query(
-            default=None, description="Leshan's name for format.", max_length=40
-        ),
+        nodeformat: str | None = NODEFORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
         known(endpoint)
@@ -255,11 +253,9 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     )
     async def observe_composite(
         endpoint: str,
-        paths: str = Query(description="Comma-separated paths: /3/0/1,/3/0/2", max_length=4000),
+        paths: str = PATHS_Q,
         format: str | None = FORMAT_Q,
-        nodeformat: str | None = Query(
-            default=None, description="Leshan's name for format.", max_length=40
-        ),
+        nodeformat: str | None = NODEFORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
         known(endpoint)
