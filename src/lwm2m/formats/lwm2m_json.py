@@ -24,8 +24,9 @@ from lwm2m.formats.values import (
     check_value,
     effective_type_at,
     epoch_seconds,
-    from_epoch,
+    json_number,
     model_type,
+    number_as,
     parse_objlnk,
     parse_path,
 )
@@ -102,27 +103,11 @@ def encode_composite(
     return jsonutil.dumps({"e": entries})
 
 
-def _number(value: object, where: object) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FormatError(f"{where}: expected a number, got {type(value).__name__}")
-    return value
-
-
 def _typed(field: str, raw: object, rtype: ResourceType | None, where: object) -> Value:
     if field == "v":
-        number = _number(raw, where)
-        if rtype is None:
-            return number
-        if rtype is ResourceType.FLOAT:
-            return float(number)
-        if rtype in (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER, ResourceType.TIME):
-            if isinstance(number, float):
-                if not number.is_integer():
-                    raise FormatError(f"{where}: {rtype.value} value {number} is not integral")
-                number = int(number)
-            if rtype is ResourceType.TIME:
-                return from_epoch(number, where)
-            return check_value(number, rtype, where)
+        typed = number_as(raw, rtype, where)
+        if typed is not None:
+            return typed
     elif field == "sv":
         if not isinstance(raw, str):
             raise FormatError(f"{where}: sv must be a string")
@@ -167,7 +152,7 @@ def decode_records(
         raise FormatError("LwM2M JSON: 'bn' must be a string")
     bt = doc.get("bt")
     if bt is not None:
-        bt = _number(bt, "bt")
+        bt = json_number(bt, "bt")
     records: list[Record] = []
     for index, entry in enumerate(entries):
         where = f"e[{index}]"
@@ -201,7 +186,7 @@ def decode_records(
         value = _typed(fields[0], entry[fields[0]], rtype, f"{where} ({entry_path})")
         time: int | float | None = None
         if "t" in entry or bt is not None:
-            time = _number(entry.get("t", 0), f"{where} t") + (bt or 0)
+            time = json_number(entry.get("t", 0), f"{where} t") + (bt or 0)
         records.append(Record(entry_path, value, time))
     return records
 

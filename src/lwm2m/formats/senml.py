@@ -28,7 +28,8 @@ from lwm2m.formats.values import (
     effective_type,
     effective_type_at,
     epoch_seconds,
-    from_epoch,
+    json_number,
+    number_as,
     parse_objlnk,
     parse_path,
     type_at,
@@ -70,14 +71,8 @@ class RawRecord:
     index: int
 
 
-def _number(value: object, where: object) -> Number:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FormatError(f"{where}: expected a number, got {type(value).__name__}")
-    return value
-
-
 def _time(value: object, where: object) -> Number:
-    number = _number(value, where)
+    number = json_number(value, where)
     if isinstance(number, float) and not math.isfinite(number):
         raise FormatError(f"{where}: time must be finite")
     return number
@@ -114,7 +109,7 @@ def resolve(items: object, *, binary: bool, values_required: bool) -> list[RawRe
         if "bt" in record:
             base_time = _time(record["bt"], f"{where} bt")
         if "bv" in record:
-            base_value = _number(record["bv"], f"{where} bv")
+            base_value = json_number(record["bv"], f"{where} bv")
         name = record.get("n", "")
         if not isinstance(name, str):
             raise FormatError(f"{where}: n must be a string")
@@ -137,7 +132,7 @@ def resolve(items: object, *, binary: bool, values_required: bool) -> list[RawRe
         if field is None and values_required:
             raise FormatError(f"{where}: {full} has no value")
         if field == "v" and base_value is not None:
-            raw = _number(raw, f"{where} v") + base_value
+            raw = json_number(raw, f"{where} v") + base_value
         if field == "vd" and not binary:
             raw = _b64url(raw, where)
         elif field == "vd" and not isinstance(raw, bytes):
@@ -180,19 +175,9 @@ def typed_value(raw: RawRecord, model: ModelRegistry | None) -> Value:
     rtype = type_at(model, raw.path.ids)
     field, value = raw.field, raw.raw
     if field == "v":
-        number = _number(value, where)
-        if rtype is None:
-            return number
-        if rtype is ResourceType.FLOAT:
-            return float(number)
-        if rtype in (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER, ResourceType.TIME):
-            if isinstance(number, float):
-                if not number.is_integer():
-                    raise FormatError(f"{where}: {rtype.value} value {number} is not integral")
-                number = int(number)
-            if rtype is ResourceType.TIME:
-                return from_epoch(number, where)
-            return check_value(number, rtype, where)
+        typed = number_as(value, rtype, where)
+        if typed is not None:
+            return typed
     elif field == "vs":
         if not isinstance(value, str):
             raise FormatError(f"{where}: vs must be a string")

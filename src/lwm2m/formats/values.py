@@ -146,6 +146,35 @@ def from_epoch(seconds: int | float, where: object) -> datetime.datetime:
         raise FormatError(f"{where}: Time value {seconds} out of range") from None
 
 
+def json_number(value: object, where: object) -> int | float:
+    """A JSON/CBOR number (booleans are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FormatError(f"{where}: expected a number, got {type(value).__name__}")
+    return value
+
+
+def number_as(raw: object, rtype: ResourceType | None, where: object) -> Value | None:
+    """A numeric field (LwM2M JSON ``v``, SenML ``v``) typed by the model.
+
+    Returns None when ``rtype`` is not numeric, leaving the caller to report
+    the type mismatch in its own words.
+    """
+    number = json_number(raw, where)
+    if rtype is None:
+        return number
+    if rtype is ResourceType.FLOAT:
+        return float(number)
+    if rtype in (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER, ResourceType.TIME):
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise FormatError(f"{where}: {rtype.value} value {number} is not integral")
+            number = int(number)
+        if rtype is ResourceType.TIME:
+            return from_epoch(number, where)
+        return check_value(number, rtype, where)
+    return None
+
+
 def check_value(value: object, rtype: ResourceType, where: object) -> Value:
     """Validate (and lightly normalise) a value about to be encoded as ``rtype``.
 
