@@ -208,8 +208,8 @@ class ClientBootstrap:
             logger.warning("%s: cannot bootstrap: %s", client.endpoint_name, self.last_error)
             return False
         try:
-            address = await client._resolve(account.uri)
-            endpoint = await client._endpoint_for(account)
+            address = await client.resolve(account.uri)
+            endpoint = await client.endpoint_for(account)
         except (OSError, LwM2MError, ClientConfigError) as exc:
             self.last_error = f"bootstrap server {account.uri} unusable: {exc}"
             logger.warning("%s: %s", client.endpoint_name, self.last_error)

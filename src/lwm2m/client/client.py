@@ -258,7 +258,8 @@ class LwM2MClient:
         ep = self._endpoints.get("plain")
         return None if ep is None else ep.local_address
 
-    async def _endpoint_for(self, account: ServerAccount) -> Endpoint:
+    async def endpoint_for(self, account: ServerAccount) -> Endpoint:
+        """The socket that talks to ``account``: the plain one, or a DTLS one per Security instance."""
         scheme, _, _ = parse_server_uri(account.uri)
         if scheme == "coap" or account.security_mode == MODE_NOSEC:
             await self._open_endpoint()
@@ -289,7 +290,8 @@ class LwM2MClient:
             return DtlsClient(certificate_config(account, host))
         raise LwM2MError(f"security mode {account.security_mode} is not supported by this client")
 
-    async def _resolve(self, uri: str) -> Address:
+    async def resolve(self, uri: str) -> Address:
+        """The UDP address of a server URI (IPv4: the client's sockets are IPv4)."""
         _, host, port = parse_server_uri(uri)
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
@@ -308,7 +310,7 @@ class LwM2MClient:
         bs = self.store.bootstrap_account()
         if bs is not None:
             try:
-                self._bootstrap_addresses.add(await self._resolve(bs.uri))
+                self._bootstrap_addresses.add(await self.resolve(bs.uri))
             except OSError as exc:
                 logger.warning("cannot resolve bootstrap server %s: %s", bs.uri, exc)
         accounts = self.store.server_accounts()
@@ -320,8 +322,8 @@ class LwM2MClient:
             return
         for account in accounts:
             try:
-                address = await self._resolve(account.uri)
-                endpoint = await self._endpoint_for(account)
+                address = await self.resolve(account.uri)
+                endpoint = await self.endpoint_for(account)
             except (OSError, LwM2MError) as exc:
                 logger.error("server %s unusable: %s", account.uri, exc)
                 continue

@@ -221,7 +221,7 @@ class FirmwareUpdate(Instance, object_id=5):
         if endpoint is None:
             raise FirmwareError(Result.CONNECTION_LOST, "client is not running")
         try:
-            address = await self.client._resolve(f"coap://{parts.netloc}")
+            address = await self.client.resolve(f"coap://{parts.netloc}")
         except (OSError, ValueError) as exc:
             raise FirmwareError(Result.INVALID_URI, str(exc)) from None
         segments = tuple(urllib.parse.unquote(s) for s in parts.path.split("/") if s)
