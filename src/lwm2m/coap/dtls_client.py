@@ -18,21 +18,12 @@ import logging
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
-from OpenSSL import SSL, crypto
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
 
-from lwm2m.coap.dtls_binding import (
-    DTLS1_2_VERSION,
-    install_psk_client_callback,
-    verify_error_string,
-)
-from lwm2m.coap.dtls_session import (
-    ConnectionState,
-    DtlsLayerBase,
-    DtlsSession,
-    cipher_string,
-    error_text,
-)
+from lwm2m.coap.dtls_binding import install_psk_client_callback, verify_error_string
+from lwm2m.coap.dtls_context import new_context, trust_ca_pems, use_own_certificate
+from lwm2m.coap.dtls_session import ConnectionState, DtlsLayerBase, DtlsSession
 from lwm2m.coap.peer import Address, Peer
 from lwm2m.security.credentials import PskCredential, X509Credential, X509Expectation
 from lwm2m.security.x509 import certificate_matches_host, describe, has_names
@@ -81,6 +72,8 @@ class DtlsClientConfig:
 class DtlsClient(DtlsLayerBase):
     """Client-side DTLS 1.2 implementing :class:`lwm2m.coap.security.SecurityLayer`."""
 
+    _peer_role = "server"
+
     def __init__(self, config: DtlsClientConfig) -> None:
         super().__init__(config.mtu, config.idle_timeout_s, config.handshake_timeout_s)
         self.config = config
@@ -92,12 +85,8 @@ class DtlsClient(DtlsLayerBase):
 
     def _make_context(self) -> SSL.Context:
         cfg = self.config
-        ctx = SSL.Context(SSL.DTLS_CLIENT_METHOD)
-        ctx.set_min_proto_version(DTLS1_2_VERSION)
-        ctx.set_max_proto_version(DTLS1_2_VERSION)
-        ctx.set_options(SSL.OP_NO_QUERY_MTU | (SSL.OP_NO_RENEGOTIATION or 0))
-        ctx.set_cipher_list(
-            cipher_string(psk=cfg.psk is not None, certificate=cfg.certificate is not None)
+        ctx = new_context(
+            SSL.DTLS_CLIENT_METHOD, psk=cfg.psk is not None, certificate=cfg.certificate is not None
         )
         ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
         if cfg.psk is not None:
@@ -106,46 +95,19 @@ class DtlsClient(DtlsLayerBase):
                 install_psk_client_callback(ctx, lambda _c, _h: (psk.identity, psk.key))
             )
         if cfg.certificate is not None:
-            ctx.use_certificate(x509.load_pem_x509_certificate(cfg.certificate.cert_pem))
-            ctx.use_privatekey(load_pem_private_key(cfg.certificate.key_pem, password=None))  # type: ignore[arg-type]
-            ctx.check_privatekey()
-            for pem in cfg.certificate.chain_pems:
-                for cert in x509.load_pem_x509_certificates(pem):
-                    ctx.add_extra_chain_cert(cert)
-            trust = cfg.server_trust
-            store = ctx.get_cert_store()
-            if trust is not None and store is not None:
-                for pem in trust.ca_pems:
-                    for cert in x509.load_pem_x509_certificates(pem):
-                        store.add_cert(crypto.X509.from_cryptography(cert))
+            own = cfg.certificate
+            use_own_certificate(ctx, own.cert_pem, own.key_pem, own.chain_pems)
+            if cfg.server_trust is not None:
+                trust_ca_pems(ctx, cfg.server_trust.ca_pems)
             ctx.set_verify(SSL.VERIFY_PEER, self._verify)
         return ctx
 
-    def _verify(
-        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
+    def _check_leaf(
+        self, state: ConnectionState, leaf: x509.Certificate, errno: int, ok: int
     ) -> bool:
-        """OpenSSL's verify callback; a failing check refuses the certificate, never raises."""
-        try:
-            return self._check_certificate(connection, cert, errno, depth, ok)
-        except Exception as exc:
-            state = connection.get_app_data()
-            if isinstance(state, ConnectionState):
-                state.verify_error = f"server certificate rejected: {exc}"
-            return False
-
-    def _check_certificate(
-        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
-    ) -> bool:
-        state = connection.get_app_data()
         trust = self.config.server_trust
-        if not isinstance(state, ConnectionState) or trust is None:
+        if trust is None:
             return False
-        if depth > 0:
-            if not ok:
-                state.chain_failed = True
-                state.verify_error = verify_error_string(errno)
-            return True
-        leaf = cert.to_cryptography()
         if trust.certificate_der is not None:
             if leaf.public_bytes(Encoding.DER) == trust.certificate_der:
                 state.verify_error = None
@@ -173,22 +135,12 @@ class DtlsClient(DtlsLayerBase):
         self, data: bytes, address: Address, now: float
     ) -> list[tuple[bytes, Peer]]:
         session = self._sessions.get(address)
-        if session is None:
-            return []
-        try:
-            session.connection.bio_write(data)
-        except SSL.Error:
+        if session is None or not self._write_records(session, data):
             return []
         if not session.established:
             self._advance_handshake(session, now)
             return []
-        plaintexts = self._read_application(session, now)
-        if plaintexts:
-            session.last_received = now
-            session.unanswered_since = None
-            session.received_data = True
-        peer = Peer(address, session.identity)
-        return [(p, peer) for p in plaintexts]
+        return self._deliver(session, now)
 
     def send(self, plaintext: bytes, address: Address, now: float) -> None:
         session = self._sessions.get(address)
@@ -237,14 +189,8 @@ class DtlsClient(DtlsLayerBase):
         self._advance_handshake(session, now)
 
     def _write(self, session: DtlsSession, plaintext: bytes, now: float) -> None:
-        try:
-            session.connection.send(plaintext)
-        except SSL.Error as exc:
-            self._close(session, f"send failed: {error_text(exc)}", notify_peer=False)
-            return
-        if session.unanswered_since is None:
+        if self._send_application(session, plaintext) and session.unanswered_since is None:
             session.unanswered_since = now
-        self._flush(session)
 
     def _on_established(self, session: DtlsSession, now: float) -> None:
         if session.resumed:

@@ -21,22 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
-from OpenSSL import SSL, crypto
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
 
 from lwm2m.coap.dtls_binding import (
-    DTLS1_2_VERSION,
     install_psk_server_callback,
     session_fingerprint,
     verify_error_string,
 )
+from lwm2m.coap.dtls_context import new_context, trust_ca_pems, use_own_certificate
 from lwm2m.coap.dtls_records import client_hello_random, is_client_hello
 from lwm2m.coap.dtls_session import (
     ConnectionState,
     DtlsLayerBase,
     DtlsSession,
-    cipher_string,
+    drain,
     error_text,
+    state_of,
 )
 from lwm2m.coap.peer import Address, Peer, PeerIdentity
 from lwm2m.coap.security import HandshakeFailed
@@ -97,6 +98,8 @@ class DtlsServerConfig:
 class DtlsServer(DtlsLayerBase):
     """Server-side DTLS 1.2 implementing :class:`lwm2m.coap.security.SecurityLayer`."""
 
+    _peer_role = "client"
+
     def __init__(self, config: DtlsServerConfig) -> None:
         super().__init__(config.mtu, config.idle_timeout_s, config.handshake_timeout_s)
         self.config = config
@@ -116,14 +119,12 @@ class DtlsServer(DtlsLayerBase):
 
     def _make_context(self) -> SSL.Context:
         cfg = self.config
-        ctx = SSL.Context(SSL.DTLS_SERVER_METHOD)
-        ctx.set_min_proto_version(DTLS1_2_VERSION)
-        ctx.set_max_proto_version(DTLS1_2_VERSION)
-        ctx.set_options(
-            SSL.OP_NO_QUERY_MTU | (SSL.OP_COOKIE_EXCHANGE or 0) | (SSL.OP_NO_RENEGOTIATION or 0)
+        ctx = new_context(
+            SSL.DTLS_SERVER_METHOD,
+            psk=cfg.psk_lookup is not None,
+            certificate=cfg.certificate_pem is not None,
+            options=SSL.OP_COOKIE_EXCHANGE or 0,
         )
-        has_cert = cfg.certificate_pem is not None
-        ctx.set_cipher_list(cipher_string(psk=cfg.psk_lookup is not None, certificate=has_cert))
         ctx.set_session_id(cfg.session_id_context)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
         ctx.set_cookie_generate_callback(self._generate_cookie)
@@ -131,18 +132,8 @@ class DtlsServer(DtlsLayerBase):
         if cfg.psk_lookup is not None:
             self._keepalive.append(install_psk_server_callback(ctx, self._psk))
         if cfg.certificate_pem is not None and cfg.private_key_pem is not None:
-            ctx.use_certificate(x509.load_pem_x509_certificate(cfg.certificate_pem))
-            key = load_pem_private_key(cfg.private_key_pem, password=None)
-            ctx.use_privatekey(key)  # type: ignore[arg-type]
-            ctx.check_privatekey()
-            for pem in cfg.chain_pems:
-                for cert in x509.load_pem_x509_certificates(pem):
-                    ctx.add_extra_chain_cert(cert)
-            store = ctx.get_cert_store()
-            if store is not None:
-                for pem in cfg.trusted_ca_pems:
-                    for cert in x509.load_pem_x509_certificates(pem):
-                        store.add_cert(crypto.X509.from_cryptography(cert))
+            use_own_certificate(ctx, cfg.certificate_pem, cfg.private_key_pem, cfg.chain_pems)
+            trust_ca_pems(ctx, cfg.trusted_ca_pems)
             mode = SSL.VERIFY_PEER
             if cfg.require_client_certificate:
                 mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
@@ -162,14 +153,14 @@ class DtlsServer(DtlsLayerBase):
         return hmac.new(secret, text, hashlib.sha256).digest()[:COOKIE_LEN]
 
     def _generate_cookie(self, connection: SSL.Connection) -> bytes:
-        state = connection.get_app_data()
-        if not isinstance(state, ConnectionState) or state.address is None:
+        state = state_of(connection)
+        if state is None or state.address is None:
             raise RuntimeError("cookie requested for a connection without an address")
         return self._cookie_for(self._cookie_secrets[0], state.address)
 
     def _verify_cookie(self, connection: SSL.Connection, cookie: bytes) -> bool:
-        state = connection.get_app_data()
-        if not isinstance(state, ConnectionState) or state.address is None:
+        state = state_of(connection)
+        if state is None or state.address is None:
             return False
         return any(
             hmac.compare_digest(cookie, self._cookie_for(secret, state.address))
@@ -179,41 +170,19 @@ class DtlsServer(DtlsLayerBase):
     def _psk(self, connection: SSL.Connection, identity: bytes) -> bytes | None:
         lookup = self.config.psk_lookup
         key = lookup(identity) if lookup is not None else None
-        state = connection.get_app_data()
-        if isinstance(state, ConnectionState):
+        state = state_of(connection)
+        if state is not None:
             if key is None:
                 state.verify_error = f"unknown PSK identity {identity!r}"
             else:
                 state.psk_identity = identity
         return key
 
-    def _verify(
-        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
+    def _check_leaf(
+        self, state: ConnectionState, leaf: x509.Certificate, errno: int, ok: int
     ) -> bool:
-        """OpenSSL's verify callback; a failing check refuses the certificate, never raises."""
-        try:
-            return self._check_certificate(connection, cert, errno, depth, ok)
-        except Exception as exc:
-            state = connection.get_app_data()
-            if isinstance(state, ConnectionState):
-                state.verify_error = f"client certificate rejected: {exc}"
-            return False
-
-    def _check_certificate(
-        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
-    ) -> bool:
-        state = connection.get_app_data()
-        if not isinstance(state, ConnectionState):
-            return False
-        if depth > 0:
-            if not ok:
-                # Remember it; a directly trusted leaf may still be accepted at depth 0.
-                state.chain_failed = True
-                state.verify_error = verify_error_string(errno)
-            return True
-        leaf_der = cert.to_cryptography().public_bytes(Encoding.DER)
         lookup = self.config.is_trusted_certificate
-        if lookup is not None and lookup(leaf_der):
+        if lookup is not None and lookup(leaf.public_bytes(Encoding.DER)):
             state.verify_error = None
             return True
         if not ok or state.chain_failed:
@@ -284,31 +253,19 @@ class DtlsServer(DtlsLayerBase):
             logger.debug("dropping %d bytes to %s: no DTLS session", len(plaintext), address)
             self.dropped_datagrams += 1
             return
-        try:
-            session.connection.send(plaintext)
-        except SSL.Error as exc:
-            self._close(session, f"send failed: {error_text(exc)}", notify_peer=False)
-            return
-        self._flush(session)
+        self._send_application(session, plaintext)
 
     # ------------------------------------------------------------ internals
 
     def _feed(self, session: DtlsSession, data: bytes, now: float) -> list[tuple[bytes, Peer]]:
-        try:
-            session.connection.bio_write(data)
-        except SSL.Error:
+        if not self._write_records(session, data):
             return []
         if not session.established:
             if not self._advance_handshake(session, now):
                 return []
             if not session.established:
                 return []
-        plaintexts = self._read_application(session, now)
-        if plaintexts:
-            session.last_received = now
-            session.received_data = True
-        peer = Peer(session.address, session.identity)
-        return [(p, peer) for p in plaintexts]
+        return self._deliver(session, now)
 
     def _evict_least_recent(self) -> bool:
         """Make room by closing the established session quiet for longest (a scan: rare)."""
@@ -333,7 +290,7 @@ class DtlsServer(DtlsLayerBase):
             connection.DTLSv1_listen()
         except SSL.WantReadError:
             # No (valid) cookie: OpenSSL wrote a HelloVerifyRequest. No state kept.
-            hvr = _drain(connection)
+            hvr = drain(connection)
             if hvr:
                 self.hello_verify_sent += 1
                 self._outgoing.append((hvr, address))
@@ -364,16 +321,3 @@ class DtlsServer(DtlsLayerBase):
         session.hello_random = client_hello_random(data)
         self._add(session)
         self._advance_handshake(session, now)
-
-
-def _drain(connection: SSL.Connection) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = connection.bio_read(65536)
-        except SSL.WantReadError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -13,11 +13,13 @@ import heapq
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
-from lwm2m.coap.dtls_binding import session_reused
+from lwm2m.coap.dtls_binding import session_reused, verify_error_string
 from lwm2m.coap.dtls_records import pack_datagrams
 from lwm2m.coap.peer import Address, Peer, PeerIdentity
 from lwm2m.coap.security import (
@@ -31,32 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: Largest application record we read back from OpenSSL in one go.
 MAX_PLAINTEXT = 16384
-
-#: Cipher suites offered, most preferred first. The two CCM_8 suites are the
-#: LwM2M mandatory ones (TS 7.1.2/7.1.3); OpenSSL keeps them (and plain PSK)
-#: behind security level 0.
-CIPHERS_PSK = (
-    "PSK-AES128-CCM8",
-    "ECDHE-PSK-AES128-CBC-SHA256",
-    "PSK-AES128-GCM-SHA256",
-    "PSK-AES256-GCM-SHA384",
-    "PSK-AES128-CCM",
-    "PSK-AES128-CBC-SHA256",
-)
-CIPHERS_CERTIFICATE = (
-    "ECDHE-ECDSA-AES128-CCM8",
-    "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-AES128-CCM",
-    "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "ECDHE-ECDSA-AES128-SHA256",
-    "ECDHE-RSA-AES128-GCM-SHA256",
-)
-
-
-def cipher_string(psk: bool, certificate: bool) -> bytes:
-    suites = (CIPHERS_PSK if psk else ()) + (CIPHERS_CERTIFICATE if certificate else ())
-    return (":".join(suites) + ":@SECLEVEL=0").encode("ascii")
 
 
 @dataclass(slots=True)
@@ -96,6 +72,26 @@ class DtlsSession:
     hello_random: bytes | None = None
 
 
+def state_of(connection: SSL.Connection) -> ConnectionState | None:
+    """The :class:`ConnectionState` a layer attached to ``connection``, if any."""
+    state = connection.get_app_data()
+    return state if isinstance(state, ConnectionState) else None
+
+
+def drain(connection: SSL.Connection) -> bytes:
+    """Everything OpenSSL has written to the connection's outgoing memory BIO."""
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = connection.bio_read(65536)
+        except SSL.WantReadError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def error_text(exc: BaseException) -> str:
     """A one-line reason from an OpenSSL error (its innermost reason strings)."""
     if isinstance(exc, SSL.Error) and exc.args and isinstance(exc.args[0], list):
@@ -109,6 +105,9 @@ def error_text(exc: BaseException) -> str:
 
 class DtlsLayerBase:
     """Sessions, queues and timers common to :class:`DtlsServer` and :class:`DtlsClient`."""
+
+    #: who is at the other end, for certificate error messages
+    _peer_role: ClassVar[str] = "peer"
 
     def __init__(self, mtu: int, idle_timeout_s: float | None, handshake_timeout_s: float) -> None:
         self._mtu = mtu
@@ -209,6 +208,40 @@ class DtlsLayerBase:
         heapq.heappush(self._timers, (deadline, self._seq, session))
         session.scheduled = deadline
 
+    # ------------------------------------------------------------ certificates
+
+    def _verify(
+        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
+    ) -> bool:
+        """OpenSSL's verify callback; a failing check refuses the certificate, never raises."""
+        try:
+            return self._check_certificate(connection, cert, errno, depth, ok)
+        except Exception as exc:
+            state = state_of(connection)
+            if state is not None:
+                state.verify_error = f"{self._peer_role} certificate rejected: {exc}"
+            return False
+
+    def _check_certificate(
+        self, connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
+    ) -> bool:
+        state = state_of(connection)
+        if state is None:
+            return False
+        if depth > 0:
+            if not ok:
+                # Remember it; a directly trusted leaf may still be accepted at depth 0.
+                state.chain_failed = True
+                state.verify_error = verify_error_string(errno)
+            return True
+        return self._check_leaf(state, cert.to_cryptography(), errno, ok)
+
+    def _check_leaf(
+        self, state: ConnectionState, leaf: x509.Certificate, errno: int, ok: int
+    ) -> bool:
+        """Hook: accept the peer's end-entity certificate? (``ok``: OpenSSL's chain verdict)."""
+        return False
+
     # ------------------------------------------------------------ introspection
 
     def session_count(self) -> int:
@@ -242,18 +275,39 @@ class DtlsLayerBase:
 
     def _flush(self, session: DtlsSession) -> None:
         """Move whatever OpenSSL wrote into the outgoing queue as datagrams."""
-        chunks: list[bytes] = []
-        while True:
-            try:
-                chunk = session.connection.bio_read(65536)
-            except SSL.WantReadError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        if chunks:
-            for datagram in pack_datagrams(b"".join(chunks), self._mtu):
+        written = drain(session.connection)
+        if written:
+            for datagram in pack_datagrams(written, self._mtu):
                 self._outgoing.append((datagram, session.address))
+
+    @staticmethod
+    def _write_records(session: DtlsSession, data: bytes) -> bool:
+        """Hand a received datagram to OpenSSL; False if it refused it."""
+        try:
+            session.connection.bio_write(data)
+        except SSL.Error:
+            return False
+        return True
+
+    def _deliver(self, session: DtlsSession, now: float) -> list[tuple[bytes, Peer]]:
+        """The application data the session holds, attributed to its peer."""
+        plaintexts = self._read_application(session, now)
+        if plaintexts:
+            session.last_received = now
+            session.unanswered_since = None
+            session.received_data = True
+        peer = Peer(session.address, session.identity)
+        return [(p, peer) for p in plaintexts]
+
+    def _send_application(self, session: DtlsSession, plaintext: bytes) -> bool:
+        """Encrypt and queue ``plaintext``; on failure the session is closed and False."""
+        try:
+            session.connection.send(plaintext)
+        except SSL.Error as exc:
+            self._close(session, f"send failed: {error_text(exc)}", notify_peer=False)
+            return False
+        self._flush(session)
+        return True
 
     def _arm(self, session: DtlsSession, now: float) -> None:
         if session.established:
