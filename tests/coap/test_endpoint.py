@@ -13,7 +13,7 @@ import pytest
 
 from lwm2m.coap.codec import decode, encode
 from lwm2m.coap.codes import Code, MessageType
-from lwm2m.coap.endpoint import Endpoint, IncomingRequest, ServerObservation
+from lwm2m.coap.endpoint import ClientObservation, Endpoint, IncomingRequest, ServerObservation
 from lwm2m.coap.errors import EndpointClosed, ObservationCancelled, RequestTimeout, ResetReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.params import TransmissionParameters
@@ -412,3 +412,141 @@ async def test_active_cancel_towards_a_silent_peer_is_bounded() -> None:
         await obs.cancel(timeout=0.1)  # returns after the timeout, without raising
         assert not obs.active
         assert client.engine.pending_requests() == 0
+
+
+# --------------------------------------------------------------------------- orphan notifications
+
+
+def _notification(
+    mid: int, token: bytes, seq: int, payload: bytes, mtype: MessageType = MessageType.CON
+) -> bytes:
+    return encode(Message(Code.CONTENT, mtype, mid, token, payload, observe=seq))
+
+
+async def test_unknown_token_is_reset_unless_the_handler_claims_it(raw: RawPeer) -> None:
+    async with await Endpoint.create() as ep:
+        # No handler: RST, as always.
+        raw.send(_notification(1, b"\x01" * 8, 5, b"a"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.RST, 1)
+
+        seen: list[tuple[Message, Peer]] = []
+
+        def claim(message: Message, peer: Peer) -> bool:
+            seen.append((message, peer))
+            return message.token == b"\x02" * 8
+
+        ep.set_orphan_notification_handler(claim)
+        raw.send(_notification(2, b"\x01" * 8, 6, b"b"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.RST, 2)  # refused
+        raw.send(_notification(3, b"\x02" * 8, 7, b"c"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.code, reply.mid) == (MessageType.ACK, Code.EMPTY, 3)
+        assert [(m.payload, p.address) for m, p in seen] == [
+            (b"b", raw.address),
+            (b"c", raw.address),
+        ]
+        # A retransmission of the claimed CON gets the same ACK from the
+        # duplicate cache; the handler is not asked twice.
+        raw.send(_notification(3, b"\x02" * 8, 7, b"c"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.ACK, 3)
+        assert len(seen) == 2
+        # A NON one refused gets RST too; claimed, nothing is sent back.
+        raw.send(_notification(4, b"\x01" * 8, 8, b"d", MessageType.NON), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.RST, 4)
+        raw.send(_notification(5, b"\x02" * 8, 9, b"e", MessageType.NON), ep.local_address)
+        raw.send(_notification(6, b"\x01" * 8, 9, b"f"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.RST, 6)  # nothing came for mid 5
+        assert seen[-2][0].payload == b"e"
+
+        def broken(message: Message, peer: Peer) -> bool:
+            raise RuntimeError("handler bug")
+
+        ep.set_orphan_notification_handler(broken)
+        raw.send(_notification(7, b"\x02" * 8, 10, b"g"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.RST, 7)
+        ep.set_orphan_notification_handler(None)
+        raw.send(_notification(8, b"\x02" * 8, 11, b"h"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.RST, 8)
+
+
+async def test_adopted_observation_delivers_orders_and_cancels(raw: RawPeer) -> None:
+    token = bytes.fromhex("a1b2c3d4e5f60718")
+    request = Message(Code.GET, uri_path=("3", "0", "9"), accept=0)
+    async with await Endpoint.create() as ep:
+        adopted: list[ClientObservation] = []
+
+        def adopt(message: Message, peer: Peer) -> bool:
+            if message.token != token or adopted:
+                return False
+            adopted.append(ep.adopt_observation(request, peer.address, message.token, message))
+            return True
+
+        ep.set_orphan_notification_handler(adopt)
+        raw.send(_notification(10, token, 20, b"first"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.ACK, 10)
+        assert len(adopted) == 1
+        obs = adopted[0]
+        assert (await obs.first()).payload == b"first"
+        it = aiter(obs)
+        assert (await asyncio.wait_for(anext(it), 5)).payload == b"first"
+        # Now the token is known: later notifications skip the handler, and
+        # stale ones (older sequence number) are acknowledged but dropped.
+        raw.send(_notification(11, token, 19, b"stale"), ep.local_address)
+        raw.send(_notification(12, token, 21, b"second"), ep.local_address)
+        for mid in (11, 12):
+            reply, _ = await raw.next()
+            assert (reply.type, reply.mid) == (MessageType.ACK, mid)
+        assert (await asyncio.wait_for(anext(it), 5)).payload == b"second"
+        assert len(adopted) == 1
+        with pytest.raises(ValueError):
+            ep.adopt_observation(request, raw.address, token, Message(Code.CONTENT))
+
+        # Active cancel: GET with Observe=1, the same token and options.
+        cancel = asyncio.create_task(obs.cancel(active=True, timeout=5))
+        dereg, addr = await raw.next()
+        assert (dereg.code, dereg.token, dereg.observe) == (Code.GET, token, 1)
+        assert (dereg.uri_path, dereg.accept) == (("3", "0", "9"), 0)
+        raw.send(
+            encode(Message(Code.CONTENT, MessageType.ACK, dereg.mid, token, b"bye")),
+            addr,
+        )
+        await cancel
+        assert ep.engine.pending_requests() == 0
+        # Forgotten now, and the handler refuses it: RST.
+        raw.send(_notification(13, token, 22, b"late"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.RST, 13)
+
+
+async def test_adopted_observation_passive_cancel(raw: RawPeer) -> None:
+    token = b"\x07" * 4
+    async with await Endpoint.create() as ep:
+        adopted: list[ClientObservation] = []
+
+        def adopt(message: Message, peer: Peer) -> bool:
+            if adopted:
+                return False
+            adopted.append(
+                ep.adopt_observation(Message(Code.GET), peer.address, message.token, message)
+            )
+            return True
+
+        ep.set_orphan_notification_handler(adopt)
+        raw.send(_notification(1, token, 1, b"x"), ep.local_address)
+        reply, _ = await raw.next()
+        assert reply.type == MessageType.ACK
+        await adopted[0].cancel(active=False)
+        assert ep.engine.pending_requests() == 0
+        raw.send(_notification(2, token, 2, b"y"), ep.local_address)
+        reply, _ = await raw.next()
+        assert (reply.type, reply.mid) == (MessageType.RST, 2)
+        with pytest.raises(ValueError):
+            ep.adopt_observation(Message(Code.GET), raw.address, b"", Message(Code.CONTENT))

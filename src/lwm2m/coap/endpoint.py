@@ -51,6 +51,7 @@ __all__ = [
     "Endpoint",
     "Handler",
     "IncomingRequest",
+    "OrphanNotificationHandler",
     "Peer",
     "PeerIdentity",
     "ServerObservation",
@@ -288,6 +289,9 @@ class ClientObservation:
 
 Handler = Callable[[IncomingRequest], Awaitable[Message]]
 
+OrphanNotificationHandler = Callable[[Message, Peer], bool]
+"""Claims (True) or refuses (False) a notification/response with an unknown token."""
+
 
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, endpoint: Endpoint) -> None:
@@ -331,6 +335,7 @@ class Endpoint:
         self._server_observations: dict[int, ServerObservation] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[Peer], None]] = []
+        self._orphan_handler: OrphanNotificationHandler | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.local_address: Address = ("", 0)
@@ -449,6 +454,55 @@ class Endpoint:
         observation = ClientObservation(self, request_id, timeout)
         self._client_observations[request_id] = observation
         self._pump(now)
+        return observation
+
+    def set_orphan_notification_handler(self, cb: OrphanNotificationHandler | None) -> None:
+        """Offer ``cb(message, peer)`` every notification/response with an unknown token.
+
+        Without a handler (or when it returns False) such a message is
+        answered with RST, which makes the peer cancel its observation.  A
+        handler that recognises the token (e.g. from observations persisted
+        before a restart) returns True: a CON message is then ACKed, and the
+        message is the handler's.  If the handler calls
+        :meth:`adopt_observation` for the token, this notification and the
+        later ones flow through the returned :class:`ClientObservation`.  The
+        handler runs inside the datagram callback: it must not block, and an
+        exception it raises counts as False.
+        """
+        self._orphan_handler = cb
+        self._engine.set_orphan_filter(None if cb is None else self._claim_orphan)
+
+    def _claim_orphan(
+        self, message: Message, address: Address, identity: PeerIdentity | None
+    ) -> bool:
+        handler = self._orphan_handler
+        if handler is None:
+            return False
+        try:
+            return handler(message, Peer(address, identity)) is True
+        except Exception:
+            logger.exception("orphan notification handler failed for %s", address)
+            return False
+
+    def adopt_observation(
+        self, request: Message, address: Address, token: bytes, notification: Message
+    ) -> ClientObservation:
+        """Take over an observation an earlier run registered with ``token`` at ``address``.
+
+        ``request`` is the registering GET/FETCH (it is reused by an active
+        :meth:`ClientObservation.cancel`, GET with Observe=1); ``notification``
+        is the message that revealed the observation: :meth:`ClientObservation.first`
+        returns it.  Meant to be called from the orphan notification handler,
+        which then returns True so that this notification is delivered through
+        the observation too.  Raises ValueError if the token is empty or in use.
+        """
+        if self._closed:
+            raise EndpointClosed("endpoint closed")
+        address = normalize_address(address)
+        request_id = self._engine.adopt_observation(request, address, token, self._loop.time())
+        observation = ClientObservation(self, request_id, None)
+        observation._first.set_result(notification)
+        self._client_observations[request_id] = observation
         return observation
 
     def add_activity_listener(self, cb: Callable[[Peer], None]) -> None:

@@ -15,7 +15,8 @@ Layers, bottom up (RFC 7252 section 4, 5; RFC 7641; RFC 7959):
 
 * message layer: CON retransmission with exponential back-off, ACK/RST
   matching by (peer, MID), duplicate detection by (peer, MID) with the cached
-  reply replayed, RST to pings, to malformed CONs and to unknown responses;
+  reply replayed, RST to pings, to malformed CONs and to unknown responses
+  (unless the orphan filter claims them: observations kept across a restart);
 * request/response: tokens, piggybacked and separate responses, NSTART;
 * observe, both sides; block-wise, both directions.
 """
@@ -26,7 +27,7 @@ import heapq
 import logging
 import random
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Final
 
 from lwm2m.coap.blockwise import Assembly, ExpiringStore, slice_block, transfer_key
@@ -52,6 +53,7 @@ from lwm2m.coap.events import (
 from lwm2m.coap.message import Block, Message
 from lwm2m.coap.observe import (
     CON_NOTIFICATION_INTERVAL_S,
+    FRESHNESS_WINDOW_S,
     OBSERVE_DEREGISTER,
     OBSERVE_REGISTER,
     SEQUENCE_MODULUS,
@@ -60,7 +62,10 @@ from lwm2m.coap.observe import (
 from lwm2m.coap.params import TransmissionParameters
 from lwm2m.coap.peer import Address, Peer, PeerIdentity
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "OrphanFilter"]
+
+OrphanFilter = Callable[[Message, Address, PeerIdentity | None], bool]
+"""Decides on a response/notification whose token no request of ours holds."""
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +285,7 @@ class Engine:
         self._tokens: dict[tuple[Address, bytes], _Outgoing] = {}
         self._active: dict[Address, int] = {}
         self._waiting: dict[Address, deque[_Outgoing]] = {}
+        self._orphan_filter: OrphanFilter | None = None
 
     # ------------------------------------------------------------------ outputs
 
@@ -381,7 +387,7 @@ class Engine:
             if code < 32:
                 self._on_request(msg, address, identity, entry, now)
             elif 64 <= code < 192:
-                self._on_response(msg, address, entry, now)
+                self._on_response(msg, address, identity, entry, now)
             elif mtype == _CON:
                 entry.reply = _empty(_RST, msg.mid)  # reserved code class
                 self._out.append((entry.reply, address))
@@ -951,9 +957,32 @@ class Engine:
         out.sub_token = self._new_token(out.address)
         self._tokens[(out.address, out.sub_token)] = out
 
-    def _on_response(self, msg: Message, address: Address, entry: _Dedup, now: float) -> None:
+    def _on_response(
+        self,
+        msg: Message,
+        address: Address,
+        identity: PeerIdentity | None,
+        entry: _Dedup,
+        now: float,
+    ) -> None:
         """A CON/NON response: separate response or notification."""
         out = self._tokens.get((address, msg.token))
+        orphan_filter = self._orphan_filter
+        if (
+            out is None
+            and orphan_filter is not None
+            and not self._has_unknown_critical(msg)
+            and orphan_filter(msg, address, identity)
+        ):
+            if msg.type == _CON:
+                entry.reply = _empty(_ACK, msg.mid)
+                self._out.append((entry.reply, address))
+            # The filter may have adopted the token (adopt_observation):
+            # then the message goes the way of any notification.
+            out = self._tokens.get((address, msg.token))
+            if out is not None:
+                self._handle_response(out, msg, now)
+            return
         if out is None or (self._has_unknown_critical(msg)):
             # Nobody waits for it (e.g. an observation we forgot): reject.
             entry.reply = _empty(_RST, msg.mid)
@@ -1196,6 +1225,51 @@ class Engine:
             address,
             now,
         )
+
+    def set_orphan_filter(self, orphan_filter: OrphanFilter | None) -> None:
+        """Consult ``orphan_filter(message, address, identity)`` before rejecting a response.
+
+        A CON/NON response or notification whose token no request of ours
+        holds is answered with RST (RFC 7252 4.2, RFC 7641 3.5): the peer then
+        forgets the observation.  A process that restarted with its
+        observations persisted can still own such a token: when the filter
+        returns True the message is accepted (a CON one is ACKed) instead.
+        The filter may call :meth:`adopt_observation` for that token; the
+        message is then processed as a notification of the adopted
+        observation.  The filter runs inside :meth:`receive_datagram` and must
+        not call anything but :meth:`adopt_observation` on this engine.
+        """
+        self._orphan_filter = orphan_filter
+
+    def adopt_observation(
+        self, request: Message, address: Address, token: bytes, now: float
+    ) -> int:
+        """Take over an observation registered by an earlier run (same token, same peer).
+
+        ``request`` is the registering GET/FETCH as it was sent; nothing is
+        sent now.  Notifications with ``token`` from ``address`` then arrive
+        as :class:`NotificationReceived` of the returned request id, with the
+        usual freshness ordering; :meth:`cancel_request` forgets it (the next
+        notification gets RST) and :meth:`deregister_observation` cancels it
+        actively.  The first notification is always taken as fresh.  Raises
+        ValueError for an empty token or one already in use with that peer.
+        """
+        if not token:
+            raise ValueError("an observation cannot be adopted without a token")
+        if (address, token) in self._tokens:
+            raise ValueError(f"token {token.hex()} is already in use with {address}")
+        self._now = now
+        request_id = self._next_id
+        self._next_id = request_id + 1
+        out = _Outgoing(
+            request_id, request.with_(observe=OBSERVE_REGISTER, token=token), address, token
+        )
+        out.observing = True
+        out.waiting_slot = True  # nothing in flight: it holds no NSTART slot to release
+        out.observe_time = now - FRESHNESS_WINDOW_S - 1.0
+        self._requests[request_id] = out
+        self._tokens[(address, token)] = out
+        return request_id
 
     def fail_peer(self, address: Address, error: CoapError) -> None:
         """Fail every request to ``address`` now (e.g. its DTLS handshake failed)."""
