@@ -226,3 +226,32 @@ async def test_redis_survives_reopen(redis_url: str, tmp_path: FsPath) -> None:
         assert s2.observations.get("t1") is not None
     finally:
         await s2.close()
+
+
+async def test_sqlite_skips_unreadable_rows(
+    tmp_path: FsPath, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One corrupt row is logged and skipped; the others still load."""
+    import sqlite3
+
+    s = await open_stores("sqlite", tmp_path)
+    await s.registrations.add(reg("a", "dev-a"))
+    await s.observations.add(ObservationRecord("t1", "a", "dev-a", (Path.parse("/3/0/9"),)))
+    await s.security.put(SecurityEntry("dev-a", psk=PskCredential(b"id", b"k")))
+    await s.close()
+    with sqlite3.connect(tmp_path / "lwm2m.sqlite3") as conn:
+        conn.execute("INSERT INTO registrations VALUES ('b', 'dev-b', '{not json')")
+        conn.execute("INSERT INTO observations VALUES ('t2', 'a', '{\"id\": 1}')")
+        conn.execute("INSERT INTO security VALUES ('dev-b', 'nope')")
+    conn.close()
+    caplog.set_level("ERROR", logger="lwm2m.stores.sqlite")
+    s2 = await open_stores("sqlite", tmp_path)
+    try:
+        assert [r.id for r in s2.registrations.list()] == ["a"]
+        assert [r.id for r in s2.observations.list()] == ["t1"]
+        assert [e.endpoint for e in s2.security.list()] == ["dev-a"]
+        logged = [r.getMessage() for r in caplog.records]
+        assert any("unreadable stored registration" in m for m in logged)
+        assert any("unreadable stored observation" in m for m in logged)
+    finally:
+        await s2.close()

@@ -10,6 +10,7 @@ import builtins
 import copy
 import heapq
 from collections import deque
+from typing import Generic, TypeVar
 
 from lwm2m.coap.peer import Address
 from lwm2m.security.credentials import SecurityEntry
@@ -284,30 +285,58 @@ class MemoryDocumentStore:
         return [copy.deepcopy(d) for d in list(log)[-limit:]]
 
 
-class MemoryStores:
-    """All four stores in memory: nothing survives a restart (``--store memory``)."""
+RegT = TypeVar("RegT")
+ObsT = TypeVar("ObsT")
+SecT = TypeVar("SecT")
+DocT = TypeVar("DocT")
 
-    def __init__(self) -> None:
-        self._registrations = MemoryRegistrationStore()
-        self._observations = MemoryObservationStore()
-        self._security = MemorySecurityStore()
-        self._documents = MemoryDocumentStore()
+
+class StoreBundle(Generic[RegT, ObsT, SecT, DocT]):
+    """The four stores of one backend, typed as that backend's classes.
+
+    Every backend's bundle (memory, SQLite, Redis) is this with its own store
+    classes; ``close`` releases what the backend holds (nothing, in memory).
+    """
+
+    def __init__(
+        self, registrations: RegT, observations: ObsT, security: SecT, documents: DocT
+    ) -> None:
+        self._registrations = registrations
+        self._observations = observations
+        self._security = security
+        self._documents = documents
 
     @property
-    def registrations(self) -> MemoryRegistrationStore:
+    def registrations(self) -> RegT:
         return self._registrations
 
     @property
-    def observations(self) -> MemoryObservationStore:
+    def observations(self) -> ObsT:
         return self._observations
 
     @property
-    def security(self) -> MemorySecurityStore:
+    def security(self) -> SecT:
         return self._security
 
     @property
-    def documents(self) -> MemoryDocumentStore:
+    def documents(self) -> DocT:
         return self._documents
 
     async def close(self) -> None:
         return None
+
+
+class MemoryStores(
+    StoreBundle[
+        MemoryRegistrationStore, MemoryObservationStore, MemorySecurityStore, MemoryDocumentStore
+    ]
+):
+    """All four stores in memory: nothing survives a restart (``--store memory``)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            MemoryRegistrationStore(),
+            MemoryObservationStore(),
+            MemorySecurityStore(),
+            MemoryDocumentStore(),
+        )

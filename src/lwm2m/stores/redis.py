@@ -13,27 +13,25 @@ server process owns a prefix; several servers need several prefixes.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.stores.base import JsonDoc, StoreError, check_json_doc
+from lwm2m.stores.codec import (
+    dumps,
+    load_doc,
+    load_records,
+    observation_text,
+    registration_text,
+    security_text,
+)
 from lwm2m.stores.memory import (
     MemoryObservationStore,
     MemoryRegistrationStore,
     MemorySecurityStore,
+    StoreBundle,
 )
-from lwm2m.stores.records import (
-    ObservationRecord,
-    RecordError,
-    Registration,
-    security_entry_from_dict,
-    security_entry_to_dict,
-)
-
-
-def _dumps(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+from lwm2m.stores.records import ObservationRecord, Registration, security_entry_from_dict
 
 
 class _Redis:
@@ -60,22 +58,18 @@ class RedisRegistrationStore(MemoryRegistrationStore):
     def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
         super().__init__()
         self._r = redis
-        for doc in docs.values():
-            try:
-                self._load(Registration.from_dict(json.loads(doc)))
-            except (RecordError, ValueError):
-                continue
+        load_records(docs.values(), Registration.from_dict, self._load, kind="registration")
 
     async def _persist_add(self, reg: Registration, replaced: Registration | None) -> None:
         key = self._r.key("registrations")
         commands: list[tuple[str, ...]] = []
         if replaced is not None:
             commands.append(("HDEL", key, replaced.id))
-        commands.append(("HSET", key, reg.id, _dumps(reg.to_dict())))
+        commands.append(("HSET", key, reg.id, registration_text(reg)))
         await self._r.run(*commands)
 
     async def _persist_update(self, reg: Registration) -> None:
-        await self._r.run(("HSET", self._r.key("registrations"), reg.id, _dumps(reg.to_dict())))
+        await self._r.run(("HSET", self._r.key("registrations"), reg.id, registration_text(reg)))
 
     async def _persist_remove(self, reg: Registration) -> None:
         await self._r.run(("HDEL", self._r.key("registrations"), reg.id))
@@ -85,15 +79,11 @@ class RedisObservationStore(MemoryObservationStore):
     def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
         super().__init__()
         self._r = redis
-        for doc in docs.values():
-            try:
-                self._put(ObservationRecord.from_dict(json.loads(doc)))
-            except (RecordError, ValueError):
-                continue
+        load_records(docs.values(), ObservationRecord.from_dict, self._put, kind="observation")
 
     async def _persist_add(self, record: ObservationRecord) -> None:
         await self._r.run(
-            ("HSET", self._r.key("observations"), record.id, _dumps(record.to_dict()))
+            ("HSET", self._r.key("observations"), record.id, observation_text(record))
         )
 
     async def _persist_remove(self, records: list[ObservationRecord]) -> None:
@@ -104,31 +94,13 @@ class RedisSecurityStore(MemorySecurityStore):
     def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
         super().__init__()
         self._r = redis
-        for doc in docs.values():
-            try:
-                self._set(security_entry_from_dict(json.loads(doc)))
-            except (RecordError, ValueError):
-                continue
+        load_records(docs.values(), security_entry_from_dict, self._set, kind="security entry")
 
     async def _persist_put(self, entry: SecurityEntry) -> None:
-        await self._r.run(
-            (
-                "HSET",
-                self._r.key("security"),
-                entry.endpoint,
-                _dumps(security_entry_to_dict(entry)),
-            )
-        )
+        await self._r.run(("HSET", self._r.key("security"), entry.endpoint, security_text(entry)))
 
     async def _persist_remove(self, endpoint: str) -> None:
         await self._r.run(("HDEL", self._r.key("security"), endpoint))
-
-
-def _load_doc(raw: Any) -> JsonDoc:
-    doc = json.loads(raw)
-    if not isinstance(doc, dict):
-        raise StoreError("stored document is not a JSON object")
-    return doc
 
 
 class RedisDocumentStore:
@@ -137,47 +109,53 @@ class RedisDocumentStore:
 
     async def get(self, namespace: str, key: str) -> JsonDoc | None:
         (raw,) = await self._r.run(("HGET", self._r.key(f"doc:{namespace}"), key))
-        return None if raw is None else _load_doc(raw)
+        return None if raw is None else load_doc(raw)
 
     async def put(self, namespace: str, key: str, doc: JsonDoc) -> JsonDoc | None:
         check_json_doc(doc)
         name = self._r.key(f"doc:{namespace}")
-        old, _ = await self._r.run(("HGET", name, key), ("HSET", name, key, _dumps(doc)))
-        return None if old is None else _load_doc(old)
+        old, _ = await self._r.run(("HGET", name, key), ("HSET", name, key, dumps(doc)))
+        return None if old is None else load_doc(old)
 
     async def delete(self, namespace: str, key: str) -> JsonDoc | None:
         name = self._r.key(f"doc:{namespace}")
         old, _ = await self._r.run(("HGET", name, key), ("HDEL", name, key))
-        return None if old is None else _load_doc(old)
+        return None if old is None else load_doc(old)
 
     async def items(self, namespace: str) -> list[tuple[str, JsonDoc]]:
         (raw,) = await self._r.run(("HGETALL", self._r.key(f"doc:{namespace}")))
-        items = {_text(k): _load_doc(v) for k, v in raw.items()}
+        items = {_text(k): load_doc(v) for k, v in raw.items()}
         return [(k, items[k]) for k in sorted(items)]
 
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
         check_json_doc(doc)
         name = self._r.key(f"log:{namespace}")
-        await self._r.run(("RPUSH", name, _dumps(doc)), ("LTRIM", name, str(-max(1, keep)), "-1"))
+        await self._r.run(("RPUSH", name, dumps(doc)), ("LTRIM", name, str(-max(1, keep)), "-1"))
 
     async def tail(self, namespace: str, limit: int = 100) -> list[JsonDoc]:
         if limit <= 0:
             return []
         (raw,) = await self._r.run(("LRANGE", self._r.key(f"log:{namespace}"), str(-limit), "-1"))
-        return [_load_doc(r) for r in raw]
+        return [load_doc(r) for r in raw]
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-class RedisStores:
+class RedisStores(
+    StoreBundle[
+        RedisRegistrationStore, RedisObservationStore, RedisSecurityStore, RedisDocumentStore
+    ]
+):
     def __init__(self, redis: _Redis, loaded: dict[str, dict[Any, Any]]) -> None:
+        super().__init__(
+            RedisRegistrationStore(redis, loaded["registrations"]),
+            RedisObservationStore(redis, loaded["observations"]),
+            RedisSecurityStore(redis, loaded["security"]),
+            RedisDocumentStore(redis),
+        )
         self._redis = redis
-        self._registrations = RedisRegistrationStore(redis, loaded["registrations"])
-        self._observations = RedisObservationStore(redis, loaded["observations"])
-        self._security = RedisSecurityStore(redis, loaded["security"])
-        self._documents = RedisDocumentStore(redis)
 
     @classmethod
     async def open(cls, url: str, *, prefix: str = "lwm2m:") -> RedisStores:
@@ -201,22 +179,6 @@ class RedisStores:
             await client.aclose()
             raise
         return cls(redis, {"registrations": regs, "observations": obs, "security": sec})
-
-    @property
-    def registrations(self) -> RedisRegistrationStore:
-        return self._registrations
-
-    @property
-    def observations(self) -> RedisObservationStore:
-        return self._observations
-
-    @property
-    def security(self) -> RedisSecurityStore:
-        return self._security
-
-    @property
-    def documents(self) -> RedisDocumentStore:
-        return self._documents
 
     async def close(self) -> None:
         await self._redis.client.aclose()

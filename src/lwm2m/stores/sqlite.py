@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import sqlite3
@@ -26,18 +25,21 @@ from typing import Any
 
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.stores.base import JsonDoc, StoreError, check_json_doc
+from lwm2m.stores.codec import (
+    dumps,
+    load_doc,
+    load_records,
+    observation_text,
+    registration_text,
+    security_text,
+)
 from lwm2m.stores.memory import (
     MemoryObservationStore,
     MemoryRegistrationStore,
     MemorySecurityStore,
+    StoreBundle,
 )
-from lwm2m.stores.records import (
-    ObservationRecord,
-    RecordError,
-    Registration,
-    security_entry_from_dict,
-    security_entry_to_dict,
-)
+from lwm2m.stores.records import ObservationRecord, Registration, security_entry_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -173,19 +175,12 @@ class SqliteDatabase:
         self._conn.close()
 
 
-def _dumps(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
-
-
 class SqliteRegistrationStore(MemoryRegistrationStore):
     def __init__(self, db: SqliteDatabase) -> None:
         super().__init__()
         self._db = db
-        for (doc,) in db.read_all("SELECT doc FROM registrations"):
-            try:
-                self._load(Registration.from_dict(json.loads(doc)))
-            except (RecordError, ValueError) as exc:
-                logger.error("skipping unreadable stored registration: %s", exc)
+        docs = [doc for (doc,) in db.read_all("SELECT doc FROM registrations")]
+        load_records(docs, Registration.from_dict, self._load, kind="registration", log=logger)
 
     async def _persist_add(self, reg: Registration, replaced: Registration | None) -> None:
         stmts: list[Statement] = []
@@ -195,14 +190,14 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
         stmts.append(
             (
                 "INSERT INTO registrations (id, endpoint, doc) VALUES (?, ?, ?)",
-                (reg.id, reg.endpoint, _dumps(reg.to_dict())),
+                (reg.id, reg.endpoint, registration_text(reg)),
             )
         )
         await self._db.execute(stmts)
 
     async def _persist_update(self, reg: Registration) -> None:
         await self._db.execute(
-            [("UPDATE registrations SET doc = ? WHERE id = ?", (_dumps(reg.to_dict()), reg.id))]
+            [("UPDATE registrations SET doc = ? WHERE id = ?", (registration_text(reg), reg.id))]
         )
 
     async def _persist_remove(self, reg: Registration) -> None:
@@ -213,18 +208,15 @@ class SqliteObservationStore(MemoryObservationStore):
     def __init__(self, db: SqliteDatabase) -> None:
         super().__init__()
         self._db = db
-        for (doc,) in db.read_all("SELECT doc FROM observations"):
-            try:
-                self._put(ObservationRecord.from_dict(json.loads(doc)))
-            except (RecordError, ValueError) as exc:
-                logger.error("skipping unreadable stored observation: %s", exc)
+        docs = [doc for (doc,) in db.read_all("SELECT doc FROM observations")]
+        load_records(docs, ObservationRecord.from_dict, self._put, kind="observation", log=logger)
 
     async def _persist_add(self, record: ObservationRecord) -> None:
         await self._db.execute(
             [
                 (
                     "INSERT OR REPLACE INTO observations (id, registration_id, doc) VALUES (?, ?, ?)",
-                    (record.id, record.registration_id, _dumps(record.to_dict())),
+                    (record.id, record.registration_id, observation_text(record)),
                 )
             ]
         )
@@ -239,18 +231,15 @@ class SqliteSecurityStore(MemorySecurityStore):
     def __init__(self, db: SqliteDatabase) -> None:
         super().__init__()
         self._db = db
-        for (doc,) in db.read_all("SELECT doc FROM security"):
-            try:
-                self._set(security_entry_from_dict(json.loads(doc)))
-            except (RecordError, ValueError) as exc:
-                logger.error("skipping unreadable stored security entry: %s", exc)
+        docs = [doc for (doc,) in db.read_all("SELECT doc FROM security")]
+        load_records(docs, security_entry_from_dict, self._set, kind="security entry", log=logger)
 
     async def _persist_put(self, entry: SecurityEntry) -> None:
         await self._db.execute(
             [
                 (
                     "INSERT OR REPLACE INTO security (endpoint, doc) VALUES (?, ?)",
-                    (entry.endpoint, _dumps(security_entry_to_dict(entry))),
+                    (entry.endpoint, security_text(entry)),
                 )
             ]
         )
@@ -269,7 +258,7 @@ class SqliteDocumentStore:
         rows = await self._db.query(
             "SELECT doc FROM documents WHERE namespace = ? AND key = ?", (namespace, key)
         )
-        return None if not rows else _loads_doc(rows[0][0])
+        return None if not rows else load_doc(rows[0][0])
 
     async def put(self, namespace: str, key: str, doc: JsonDoc) -> JsonDoc | None:
         check_json_doc(doc)
@@ -278,7 +267,7 @@ class SqliteDocumentStore:
             [
                 (
                     "INSERT OR REPLACE INTO documents (namespace, key, doc) VALUES (?, ?, ?)",
-                    (namespace, key, _dumps(doc)),
+                    (namespace, key, dumps(doc)),
                 )
             ]
         )
@@ -296,13 +285,13 @@ class SqliteDocumentStore:
         rows = await self._db.query(
             "SELECT key, doc FROM documents WHERE namespace = ? ORDER BY key", (namespace,)
         )
-        return [(str(k), _loads_doc(d)) for k, d in rows]
+        return [(str(k), load_doc(d)) for k, d in rows]
 
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
         check_json_doc(doc)
         await self._db.execute(
             [
-                ("INSERT INTO logs (namespace, doc) VALUES (?, ?)", (namespace, _dumps(doc))),
+                ("INSERT INTO logs (namespace, doc) VALUES (?, ?)", (namespace, dumps(doc))),
                 (
                     "DELETE FROM logs WHERE namespace = ? AND seq <= ("
                     "SELECT seq FROM logs WHERE namespace = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
@@ -318,25 +307,24 @@ class SqliteDocumentStore:
             "SELECT doc FROM logs WHERE namespace = ? ORDER BY seq DESC LIMIT ?",
             (namespace, limit),
         )
-        return [_loads_doc(d) for (d,) in reversed(rows)]
+        return [load_doc(d) for (d,) in reversed(rows)]
 
 
-def _loads_doc(text: str) -> JsonDoc:
-    doc = json.loads(text)
-    if not isinstance(doc, dict):
-        raise StoreError("stored document is not a JSON object")
-    return doc
-
-
-class SqliteStores:
+class SqliteStores(
+    StoreBundle[
+        SqliteRegistrationStore, SqliteObservationStore, SqliteSecurityStore, SqliteDocumentStore
+    ]
+):
     """All four stores in one SQLite file."""
 
     def __init__(self, db: SqliteDatabase) -> None:
+        super().__init__(
+            SqliteRegistrationStore(db),
+            SqliteObservationStore(db),
+            SqliteSecurityStore(db),
+            SqliteDocumentStore(db),
+        )
         self._db = db
-        self._registrations = SqliteRegistrationStore(db)
-        self._observations = SqliteObservationStore(db)
-        self._security = SqliteSecurityStore(db)
-        self._documents = SqliteDocumentStore(db)
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteStores:
@@ -345,22 +333,6 @@ class SqliteStores:
             return await asyncio.get_running_loop().run_in_executor(None, cls, db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store {path}: {exc}") from None
-
-    @property
-    def registrations(self) -> SqliteRegistrationStore:
-        return self._registrations
-
-    @property
-    def observations(self) -> SqliteObservationStore:
-        return self._observations
-
-    @property
-    def security(self) -> SqliteSecurityStore:
-        return self._security
-
-    @property
-    def documents(self) -> SqliteDocumentStore:
-        return self._documents
 
     async def close(self) -> None:
         await self._db.close()
