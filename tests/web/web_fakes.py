@@ -22,6 +22,8 @@ from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.attributes import AttributeUpdate
 from lwm2m.security.credentials import SecurityEntry
+from lwm2m.stores.memory import MemorySecurityStore
+from lwm2m.web.adapters import put_security_entry
 from lwm2m.web.app import WebServer
 from lwm2m.web.backend import (
     ClientInfo,
@@ -33,6 +35,7 @@ from lwm2m.web.backend import (
     UnknownClient,
     WebEvent,
 )
+from lwm2m.web.present import notification_json
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -94,7 +97,7 @@ class FakeDevices:
         self._model = default_registry()
         self.clients: dict[str, ClientInfo] = {}
         self.values: dict[str, dict[Path, Value]] = {}
-        self.security: dict[str, SecurityEntry] = {}
+        self.security_store = MemorySecurityStore()
         self.bus = EventFanout()
         self.calls: list[tuple[str, str, Any]] = []
         self.observed: dict[str, set[Path]] = {}
@@ -104,6 +107,11 @@ class FakeDevices:
     @property
     def model(self) -> ModelRegistry:
         return self._model
+
+    @property
+    def security(self) -> dict[str, SecurityEntry]:
+        """The stored entries by endpoint (a snapshot, for assertions)."""
+        return {e.endpoint: e for e in self.security_store.list()}
 
     def add(self, endpoint: str, values: Mapping[str, Value]) -> None:
         self.clients[endpoint] = client(endpoint)
@@ -200,21 +208,9 @@ class FakeDevices:
         return DeviceResponse(Code.CHANGED)
 
     def notify(self, endpoint: str, path: Path) -> None:
-        from lwm2m.formats.jsonview import node_to_json
-
         node = self.node(endpoint, path)
-        self.bus.publish(
-            WebEvent(
-                "NOTIFICATION",
-                endpoint,
-                {
-                    "ep": endpoint,
-                    "kind": "single",
-                    "res": str(path),
-                    "val": node_to_json(node, path, self._model),
-                },
-            )
-        )
+        data = notification_json(endpoint, path, node, self._model)
+        self.bus.publish(WebEvent("NOTIFICATION", endpoint, data))
 
     async def write_attributes(
         self, endpoint: str, path: Path, attributes: AttributeUpdate, *, timeout: float
@@ -321,24 +317,16 @@ class FakeDevices:
         return self.bus.events(endpoint)
 
     def list_security(self) -> Sequence[SecurityEntry]:
-        return list(self.security.values())
+        return self.security_store.list()
 
     def get_security(self, endpoint: str) -> SecurityEntry | None:
-        return self.security.get(endpoint)
+        return self.security_store.get(endpoint)
 
     async def put_security(self, entry: SecurityEntry) -> None:
-        if entry.psk is not None:
-            for other in self.security.values():
-                if (
-                    other.endpoint != entry.endpoint
-                    and other.psk
-                    and other.psk.identity == entry.psk.identity
-                ):
-                    raise InvalidInput(f"PSK identity already used by {other.endpoint!r}")
-        self.security[entry.endpoint] = entry
+        await put_security_entry(self.security_store, entry)
 
     async def delete_security(self, endpoint: str) -> bool:
-        return self.security.pop(endpoint, None) is not None
+        return await self.security_store.remove(endpoint) is not None
 
     def counters(self) -> Mapping[str, float]:
         return {"dtls_handshakes_total": 3}

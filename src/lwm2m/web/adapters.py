@@ -42,8 +42,8 @@ from lwm2m.server.events import (
     SleepingEvent,
     UpdatedEvent,
 )
-from lwm2m.stores.base import SecurityConflict
-from lwm2m.stores.records import Registration
+from lwm2m.stores.base import SecurityConflict, SecurityStore
+from lwm2m.stores.records import ObservationRecord, Registration
 from lwm2m.web.backend import (
     ClientInfo,
     DeviceError,
@@ -55,7 +55,7 @@ from lwm2m.web.backend import (
     UnknownClient,
     WebEvent,
 )
-from lwm2m.web.present import client_json, composite_json, node_json
+from lwm2m.web.present import client_json, composite_json, notification_json
 
 if TYPE_CHECKING:
     from lwm2m.bootstrap.server import BootstrapServer
@@ -263,9 +263,7 @@ class ServerAdapter:
                 endpoint, paths, format=_fmt(format), timeout=timeout
             ),
         )
-        found: dict[Path, Node | None] = {p: None for p in paths}
-        found.update(resp.values)
-        return DeviceResponse(resp.code, composite=found)
+        return DeviceResponse(resp.code, composite=_composite(paths, resp.values))
 
     async def write_composite(
         self,
@@ -296,15 +294,9 @@ class ServerAdapter:
     async def cancel_observation(
         self, endpoint: str, path: Path, *, active: bool, timeout: float
     ) -> int:
-        async def cancel_all() -> int:
-            count = 0
-            for record in self._server.observations_of(endpoint):
-                if not record.composite and record.path == path:
-                    await self._server.cancel_observation(endpoint, record, active=active)
-                    count += 1
-            return count
-
-        return await self._call(endpoint, cancel_all)
+        return await self._cancel_where(
+            endpoint, lambda record: not record.composite and record.path == path, active=active
+        )
 
     async def observe_composite(
         self,
@@ -320,19 +312,25 @@ class ServerAdapter:
                 endpoint, paths, format=_fmt(format), timeout=timeout
             ),
         )
-        found: dict[Path, Node | None] = {p: None for p in paths}
-        found.update(resp.values)
-        return DeviceResponse(Code.CONTENT, composite=found)
+        return DeviceResponse(Code.CONTENT, composite=_composite(paths, resp.values))
 
     async def cancel_composite_observation(
         self, endpoint: str, paths: Sequence[Path], *, active: bool, timeout: float
     ) -> int:
         wanted = set(paths)
+        return await self._cancel_where(
+            endpoint, lambda record: record.composite and set(record.paths) == wanted, active=active
+        )
+
+    async def _cancel_where(
+        self, endpoint: str, matches: Callable[[ObservationRecord], bool], *, active: bool
+    ) -> int:
+        """Cancel the client's observations that ``matches`` picks; returns how many."""
 
         async def cancel_all() -> int:
             count = 0
             for record in self._server.observations_of(endpoint):
-                if record.composite and set(record.paths) == wanted:
+                if matches(record):
                     await self._server.cancel_observation(endpoint, record, active=active)
                     count += 1
             return count
@@ -375,13 +373,7 @@ class ServerAdapter:
                         "val": composite_json(dict(event.values), self._model),
                     }
                 else:
-                    node = event.content
-                    data = {
-                        "ep": ep,
-                        "kind": "single",
-                        "res": str(record.path),
-                        "val": None if node is None else node_json(node, record.path, self._model),
-                    }
+                    data = notification_json(ep, record.path, event.content, self._model)
             case SleepingEvent() | AwakeEvent():
                 data = {"ep": ep}
             case SendEvent():
@@ -399,10 +391,7 @@ class ServerAdapter:
         return self._server.stores.security.get(endpoint)
 
     async def put_security(self, entry: SecurityEntry) -> None:
-        try:
-            await self._server.stores.security.put(entry)
-        except SecurityConflict as exc:
-            raise InvalidInput(str(exc)) from None
+        await put_security_entry(self._server.stores.security, entry)
 
     async def delete_security(self, endpoint: str) -> bool:
         return await self._server.stores.security.remove(endpoint) is not None
@@ -416,8 +405,23 @@ class ServerAdapter:
         return {}
 
 
+async def put_security_entry(store: SecurityStore, entry: SecurityEntry) -> None:
+    """Add or replace ``entry``; a PSK identity another endpoint holds is bad input (400)."""
+    try:
+        await store.put(entry)
+    except SecurityConflict as exc:
+        raise InvalidInput(str(exc)) from None
+
+
 def _fmt(format: ContentFormat | None) -> int | None:
     return None if format is None else int(format)
+
+
+def _composite(paths: Sequence[Path], values: Mapping[Path, Node]) -> dict[Path, Node | None]:
+    """Every requested path, with what the device sent for it (None when it sent nothing)."""
+    found: dict[Path, Node | None] = {p: None for p in paths}
+    found.update(values)
+    return found
 
 
 HIDDEN = "<hidden>"

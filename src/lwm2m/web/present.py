@@ -149,6 +149,18 @@ def result_json(
     return body
 
 
+def notification_json(
+    endpoint: str, path: Path, node: Node | None, model: ModelRegistry
+) -> dict[str, Any]:
+    """The data of a NOTIFICATION event for a single-path observation."""
+    return {
+        "ep": endpoint,
+        "kind": "single",
+        "res": str(path),
+        "val": None if node is None else node_json(node, path, model),
+    }
+
+
 def composite_json(values: Mapping[Path, Node | None], model: ModelRegistry) -> dict[str, Any]:
     return {
         str(p): (None if node is None else node_json(node, p, model))
