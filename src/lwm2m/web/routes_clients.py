@@ -11,17 +11,19 @@ wakes up or ``timeout`` runs out (then 504).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Query, Request
 
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import Node, ObjectInstance
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import AttributeError_, Attributes, parse_attribute_query
 from lwm2m.web.backend import (
     BackendError,
+    ClientInfo,
     DeviceError,
     DeviceManager,
     DeviceResponse,
@@ -43,6 +45,8 @@ from lwm2m.web.present import (
     result_json,
 )
 from lwm2m.web.schemas import CancelResult, Client, DeviceResult, ObjectSpec
+
+T = TypeVar("T")
 
 #: the largest JSON body a device operation accepts
 MAX_BODY = 1 << 20
@@ -151,8 +155,47 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
         raise InvalidInput("body is not valid JSON: nested too deeply") from None
 
 
+def registered(devices: DeviceManager, endpoint: str) -> ClientInfo:
+    """The client's registration; :class:`UnknownClient` (404) when it has none."""
+    info = devices.get_client(endpoint)
+    if info is None:
+        raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
+    return info
+
+
+class _PathsCall(Protocol):
+    """Read-Composite and Observe-Composite of a :class:`DeviceManager`."""
+
+    def __call__(
+        self,
+        endpoint: str,
+        paths: Sequence[Path],
+        *,
+        format: ContentFormat | None,
+        timeout: float,
+    ) -> Awaitable[DeviceResponse]: ...
+
+
+class _PathCall(Protocol):
+    """Read and Observe of a :class:`DeviceManager`."""
+
+    def __call__(
+        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
+    ) -> Awaitable[DeviceResponse]: ...
+
+
 def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     router = APIRouter(prefix="/api/clients", tags=["clients"])
+
+    async def counted(operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, counting its outcome in the request metrics."""
+        try:
+            result = await call()
+        except BackendError as exc:
+            metrics.requests.inc((operation, outcome(exc)))
+            raise
+        metrics.requests.inc((operation, "success"))
+        return result
 
     async def run(
         operation: str,
@@ -160,20 +203,45 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         call: Callable[[], Awaitable[DeviceResponse]],
         path: Path | None,
     ) -> dict[str, Any]:
-        if devices.get_client(endpoint) is None:
-            metrics.requests.inc((operation, "unknown_client"))
-            raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
-        try:
-            response = await call()
-        except BackendError as exc:
-            metrics.requests.inc((operation, outcome(exc)))
-            raise
-        metrics.requests.inc((operation, "success"))
+        async def on_registered_client() -> DeviceResponse:
+            registered(devices, endpoint)
+            return await call()
+
+        response = await counted(operation, on_registered_client)
         return result_json(response, path, devices.model)
 
     def known(endpoint: str) -> None:
-        if devices.get_client(endpoint) is None:
-            raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
+        registered(devices, endpoint)
+
+    async def with_paths(
+        operation: str,
+        call: _PathsCall,
+        endpoint: str,
+        paths: str,
+        format: str | None,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        path_list = parse_paths(paths)
+        fmt = parse_format(format)
+        t = parse_timeout(timeout)
+        return await run(
+            operation, endpoint, lambda: call(endpoint, path_list, format=fmt, timeout=t), None
+        )
+
+    async def with_path(
+        operation: str,
+        call: _PathCall,
+        endpoint: str,
+        path: str,
+        format: str | None,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        known(endpoint)
+        p = parse_path(path)
+        fmt = parse_format(format)
+        t = parse_timeout(timeout)
+        return await run(operation, endpoint, lambda: call(endpoint, p, format=fmt, timeout=t), p)
 
     @router.get(
         "", response_model=list[Client], summary="List registered clients", responses=STORE_ERRORS
@@ -196,15 +264,8 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         nodeformat: str | None = NODEFORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
-        known(endpoint)
-        path_list = parse_paths(paths)
-        fmt = parse_format(format or nodeformat)
-        t = parse_timeout(timeout)
-        return await run(
-            "read_composite",
-            endpoint,
-            lambda: devices.read_composite(endpoint, path_list, format=fmt, timeout=t),
-            None,
+        return await with_paths(
+            "read_composite", devices.read_composite, endpoint, paths, format or nodeformat, timeout
         )
 
     @router.put(
@@ -258,15 +319,13 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         nodeformat: str | None = NODEFORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
-        known(endpoint)
-        path_list = parse_paths(paths)
-        fmt = parse_format(format or nodeformat)
-        t = parse_timeout(timeout)
-        return await run(
+        return await with_paths(
             "observe_composite",
+            devices.observe_composite,
             endpoint,
-            lambda: devices.observe_composite(endpoint, path_list, format=fmt, timeout=t),
-            None,
+            paths,
+            format or nodeformat,
+            timeout,
         )
 
     @router.delete(
@@ -284,14 +343,12 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         known(endpoint)
         path_list = parse_paths(paths)
         t = parse_timeout(timeout)
-        try:
-            count = await devices.cancel_composite_observation(
+        count = await counted(
+            "cancel_observation",
+            lambda: devices.cancel_composite_observation(
                 endpoint, path_list, active=active, timeout=t
-            )
-        except BackendError as exc:
-            metrics.requests.inc(("cancel_observation", outcome(exc)))
-            raise
-        metrics.requests.inc(("cancel_observation", "success"))
+            ),
+        )
         return {"cancelled": count}
 
     @router.get(
@@ -301,10 +358,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         responses=STORE_ERRORS,
     )
     async def get_client(endpoint: str) -> dict[str, Any]:
-        info = devices.get_client(endpoint)
-        if info is None:
-            raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
-        return client_json(info)
+        return client_json(registered(devices, endpoint))
 
     @router.get(
         "/{endpoint}/{path:path}/discover",
@@ -385,13 +439,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     async def observe(
         endpoint: str, path: str, format: str | None = FORMAT_Q, timeout: float | None = TIMEOUT_Q
     ) -> dict[str, Any]:
-        known(endpoint)
-        p = parse_path(path)
-        fmt = parse_format(format)
-        t = parse_timeout(timeout)
-        return await run(
-            "observe", endpoint, lambda: devices.observe(endpoint, p, format=fmt, timeout=t), p
-        )
+        return await with_path("observe", devices.observe, endpoint, path, format, timeout)
 
     @router.delete(
         "/{endpoint}/{path:path}/observe",
@@ -409,12 +457,10 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         known(endpoint)
         p = parse_path(path)
         t = parse_timeout(timeout)
-        try:
-            count = await devices.cancel_observation(endpoint, p, active=active, timeout=t)
-        except BackendError as exc:
-            metrics.requests.inc(("cancel_observation", outcome(exc)))
-            raise
-        metrics.requests.inc(("cancel_observation", "success"))
+        count = await counted(
+            "cancel_observation",
+            lambda: devices.cancel_observation(endpoint, p, active=active, timeout=t),
+        )
         return {"cancelled": count}
 
     @router.get(
@@ -427,13 +473,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     async def read(
         endpoint: str, path: str, format: str | None = FORMAT_Q, timeout: float | None = TIMEOUT_Q
     ) -> dict[str, Any]:
-        known(endpoint)
-        p = parse_path(path)
-        fmt = parse_format(format)
-        t = parse_timeout(timeout)
-        return await run(
-            "read", endpoint, lambda: devices.read(endpoint, p, format=fmt, timeout=t), p
-        )
+        return await with_path("read", devices.read, endpoint, path, format, timeout)
 
     @router.put(
         "/{endpoint}/{path:path}",
@@ -599,9 +639,7 @@ def build_model_router(devices: DeviceManager) -> APIRouter:
         responses=STORE_ERRORS,
     )
     async def client_specs(endpoint: str) -> list[dict[str, Any]]:
-        info = devices.get_client(endpoint)
-        if info is None:
-            raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
+        info = registered(devices, endpoint)
         specs = []
         for oid, version in sorted(announced_objects(info.links).items()):
             obj = devices.model.resolve(oid, version)
