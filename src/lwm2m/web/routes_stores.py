@@ -12,6 +12,7 @@ too, as Leshan's bootstrap demo adds configurations with it).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -42,6 +43,24 @@ _CONFIG_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+def _put_and_post(
+    router: APIRouter,
+    path: str,
+    handler: Callable[..., Awaitable[dict[str, Any]]],
+    *,
+    put: tuple[str, str],
+    post: tuple[str, str],
+    **options: Any,
+) -> None:
+    """Route both PUT and POST of ``path`` to ``handler`` (Leshan's UIs use one or the other).
+
+    ``put`` and ``post`` are each method's (route name, summary); the names keep
+    the OpenAPI operation IDs of two separately declared routes.
+    """
+    for method, (name, summary) in (("PUT", put), ("POST", post)):
+        router.add_api_route(path, handler, methods=[method], name=name, summary=summary, **options)
 
 
 def build_security_router(devices: DeviceManager) -> APIRouter:
@@ -95,23 +114,15 @@ def build_security_router(devices: DeviceManager) -> APIRouter:
         await devices.put_security(entry)
         return security_json(entry)
 
-    @router.put(
+    _put_and_post(
+        router,
         "/clients",
+        put,
+        put=("put_entry", "Add or replace a security entry (Leshan's PUT)"),
+        post=("post_entry", "Add or replace a security entry"),
         response_model=SecurityView,
-        summary="Add or replace a security entry (Leshan's PUT)",
         responses=STORE_ERRORS,
     )
-    async def put_entry(body: SecurityBody) -> dict[str, Any]:
-        return await put(body)
-
-    @router.post(
-        "/clients",
-        response_model=SecurityView,
-        summary="Add or replace a security entry",
-        responses=STORE_ERRORS,
-    )
-    async def post_entry(body: SecurityBody) -> dict[str, Any]:
-        return await put(body)
 
     @router.delete(
         "/clients/{endpoint}",
@@ -178,25 +189,16 @@ def build_bootstrap_router(bootstrap: BootstrapManager) -> APIRouter:
             raise InvalidInput("body must be a JSON object (one client's configuration)")
         return await bootstrap.put_config(endpoint, data)
 
-    @router.put(
+    _put_and_post(
+        router,
         "/{endpoint}",
+        put,
+        put=("put_config", "Add or replace a bootstrap configuration"),
+        post=("post_config", "Add or replace a bootstrap configuration (Leshan's POST)"),
         response_model=dict[str, Any],
-        summary="Add or replace a bootstrap configuration",
         responses=STORE_ERRORS,
         openapi_extra=_CONFIG_BODY,
     )
-    async def put_config(request: Request, endpoint: str) -> dict[str, Any]:
-        return await put(request, endpoint)
-
-    @router.post(
-        "/{endpoint}",
-        response_model=dict[str, Any],
-        summary="Add or replace a bootstrap configuration (Leshan's POST)",
-        responses=STORE_ERRORS,
-        openapi_extra=_CONFIG_BODY,
-    )
-    async def post_config(request: Request, endpoint: str) -> dict[str, Any]:
-        return await put(request, endpoint)
 
     @router.delete(
         "/{endpoint}",
