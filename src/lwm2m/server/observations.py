@@ -8,8 +8,12 @@ re-Register) cancels its observations passively: the record is dropped and
 the next notification is answered with RST.
 
 After a server restart the records are still in the store but no endpoint
-knows their tokens; the server re-establishes them the next time the client
-sends an Update (see :meth:`LwM2MServer.restore_observations`).
+knows their tokens.  A notification carrying a stored token, from the
+registered address (and DTLS identity), is accepted and the observation
+adopted again (:meth:`Observations.adopt`, as Leshan matches notifications
+against its persisted observations); any other unknown token gets RST.
+Observations nobody has heard from yet are re-established at the client's
+next Update (see :meth:`LwM2MServer.restore_observations`).
 """
 
 from __future__ import annotations
@@ -91,6 +95,20 @@ class Observations:
         if old is not None:
             await self._stop(old, active=False)
         await self.store.add(record)
+        live = _Live(record, handle)
+        self._live[record.id] = live
+        live.task = asyncio.get_running_loop().create_task(
+            self._pump(live), name=f"observation {record.endpoint} {record.id}"
+        )
+
+    def adopt(self, record: ObservationRecord, handle: ClientObservationLike) -> None:
+        """Route the notifications of a stored observation taken over after a restart.
+
+        Synchronous (it runs inside the endpoint's datagram callback): the
+        record is already in the store, only the routing starts.
+        """
+        if record.id in self._live:
+            raise ValueError(f"observation {record.id} is already live")
         live = _Live(record, handle)
         self._live[record.id] = live
         live.task = asyncio.get_running_loop().create_task(

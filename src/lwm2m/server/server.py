@@ -70,7 +70,12 @@ from lwm2m.server.operations import (
     WriteResponse,
 )
 from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED, QueueMode
-from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S, Registrar, RegistrarConfig
+from lwm2m.server.registrar import (
+    DEFAULT_LIFETIME_GRACE_S,
+    Registrar,
+    RegistrarConfig,
+    identity_key,
+)
 from lwm2m.stores.base import Stores
 from lwm2m.stores.memory import MemoryStores
 from lwm2m.stores.records import ObservationRecord, Registration
@@ -96,6 +101,14 @@ class ServerEndpoint(Protocol):
     ) -> Any: ...
 
     def add_activity_listener(self, cb: Callable[[Peer], None]) -> None: ...
+
+    def set_orphan_notification_handler(
+        self, cb: Callable[[Message, Peer], bool] | None
+    ) -> None: ...
+
+    def adopt_observation(
+        self, request: Message, address: Address, token: bytes, notification: Message
+    ) -> Any: ...
 
     async def close(self) -> None: ...
 
@@ -218,6 +231,10 @@ class LwM2MServer:
         await self._after_start()
 
     async def _after_start(self) -> None:
+        assert self._coap is not None
+        self._coap.set_orphan_notification_handler(self._orphan_plain)
+        if self._coaps is not None:
+            self._coaps.set_orphan_notification_handler(self._orphan_secure)
         self._started = True
         loop = asyncio.get_running_loop()
         self._expiry_task = loop.create_task(self._expiry_loop(), name="lwm2m expiry")
@@ -362,6 +379,57 @@ class LwM2MServer:
             except Exception:
                 logger.exception("registration expiry sweep failed")
 
+    def _orphan_plain(self, message: Message, peer: Peer) -> bool:
+        return self._adopt_observation(message, peer, secure=False)
+
+    def _orphan_secure(self, message: Message, peer: Peer) -> bool:
+        return self._adopt_observation(message, peer, secure=True)
+
+    def _adopt_observation(self, message: Message, peer: Peer, *, secure: bool) -> bool:
+        """A notification whose token the endpoint does not know: one of ours from before a restart?
+
+        Accepted only for a stored observation that is not live, coming from
+        its registration's address over the same transport and, on DTLS,
+        from the registered identity (a token alone proves nothing).  The
+        observation is then adopted: this notification and the later ones
+        are decoded and published like any other, and cancel works as usual.
+        Runs inside the endpoint's datagram callback, hence synchronous.
+        """
+        if not self._started or not message.token:
+            return False
+        record = self.stores.observations.get(message.token.hex())
+        if record is None or self.observations.is_live(record.id):
+            return False
+        reg = self.stores.registrations.get(record.registration_id)
+        if reg is None or reg.address != peer.address or (reg.identity is not None) != secure:
+            logger.info(
+                "refusing notification for observation %s from %s: not the registered client",
+                record.id,
+                peer.address,
+            )
+            return False
+        if secure and identity_key(reg.identity, "") != identity_key(peer.identity, ""):
+            logger.info(
+                "refusing notification for observation %s from %s: another DTLS identity",
+                record.id,
+                peer.address,
+            )
+            return False
+        endpoint = self._coaps if secure else self._coap
+        if endpoint is None:
+            return False
+        try:
+            request = self._observe_message(
+                reg, record.paths, record.composite, record.content_format
+            )
+        except FormatError as exc:
+            logger.warning("cannot rebuild observation %s on %s: %s", record.id, reg.endpoint, exc)
+            return False
+        handle = endpoint.adopt_observation(request, peer.address, message.token, message)
+        self.observations.adopt(record, handle)
+        logger.info("observation %s on %s adopted after a restart", record.id, reg.endpoint)
+        return True
+
     def _has_dormant_observations(self, reg: Registration) -> bool:
         return any(
             not self.observations.is_live(rec.id)
@@ -385,6 +453,10 @@ class LwM2MServer:
             if self.observations.is_live(record.id):
                 continue
             await self.stores.observations.remove(record.id)
+            if self.observations.is_live(record.id):
+                # Adopted by a notification meanwhile: keep it as it is.
+                await self.stores.observations.add(record)
+                continue
             try:
                 if record.composite:
                     await self.observe_composite(
@@ -614,13 +686,12 @@ class LwM2MServer:
     ) -> ObserveResponse:
         """Observe a path; notifications arrive as :class:`NotificationEvent` on :attr:`events`."""
         p = _path(path)
-        req = ObserveRequest(p, format)
         record, first, content_format = await self._start_observation(
             endpoint,
             (p,),
             False,
             format,
-            lambda r: req.to_message(r, self._accept(r, req.path, format)),
+            lambda r: self._observe_message(r, (p,), False, format),
             timeout,
         )
         return ObserveResponse(record, first[p], content_format)
@@ -634,16 +705,28 @@ class LwM2MServer:
         timeout: float | None = None,
     ) -> ObserveCompositeResponse:
         ps = tuple(_path(p) for p in paths)
-        req = ObserveCompositeRequest(ps, format)
-
-        def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, None)
-            return req.to_message(reg, fmt, content.encode_paths(fmt, ps), fmt)
-
         record, first, content_format = await self._start_observation(
-            endpoint, ps, True, format, build, timeout
+            endpoint,
+            ps,
+            True,
+            format,
+            lambda r: self._observe_message(r, ps, True, format),
+            timeout,
         )
         return ObserveCompositeResponse(record, first, content_format)
+
+    def _observe_message(
+        self, reg: Registration, paths: tuple[Path, ...], composite: bool, format: int | None
+    ) -> Message:
+        """The registering GET (single path) or FETCH (composite), without token."""
+        if not composite:
+            return ObserveRequest(paths[0], format).to_message(
+                reg, self._accept(reg, paths[0], format)
+            )
+        fmt = format if format is not None else content.preferred_format(reg, None)
+        return ObserveCompositeRequest(paths, format).to_message(
+            reg, fmt, content.encode_paths(fmt, paths), fmt
+        )
 
     async def _start_observation(
         self,
