@@ -209,7 +209,7 @@ class ClientBootstrap:
             return False
         try:
             address = await client.resolve(account.uri)
-            endpoint = await client.endpoint_for(account)
+            endpoint = await client.endpoint_for(account, address)
         except (OSError, LwM2MError, ClientConfigError) as exc:
             self.last_error = f"bootstrap server {account.uri} unusable: {exc}"
             logger.warning("%s: %s", client.endpoint_name, self.last_error)

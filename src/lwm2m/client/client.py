@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
 import socket
@@ -64,7 +65,7 @@ from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.endpoint import Endpoint, IncomingRequest
 from lwm2m.coap.errors import CoapError, EndpointClosed, ObservationCancelled
 from lwm2m.coap.message import Message
-from lwm2m.coap.peer import Address, Peer
+from lwm2m.coap.peer import Address, Peer, normalize_address
 from lwm2m.coap.security import SecurityLayer
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
@@ -74,6 +75,17 @@ from lwm2m.protocol.errors import LwM2MError
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: the other family's counterpart of a wildcard / loopback ``local_host``
+_WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+_LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
+
+
+def address_family(address: Address) -> socket.AddressFamily:
+    """AF_INET6 for a numeric IPv6 address (it has colons), else AF_INET."""
+    return socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+
+
 BootstrapHandler = Callable[[IncomingRequest], Awaitable[Message]]
 Bootstrapper = Callable[["LwM2MClient"], Awaitable[bool]]
 
@@ -248,27 +260,79 @@ class LwM2MClient:
         await self.restart_sessions()
 
     async def _open_endpoint(self) -> None:
-        if "plain" not in self._endpoints:
-            self._endpoints["plain"] = await Endpoint.create(
-                self.config.local_host, self.config.local_port, handler=self._handle
-            )
+        await self._plain_endpoint(self._home_family())
+
+    def _home_family(self) -> socket.AddressFamily:
+        """The family of the configured ``local_host`` (a host name counts as IPv4)."""
+        try:
+            ip = ipaddress.ip_address(self.config.local_host)
+        except ValueError:
+            return socket.AF_INET
+        return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+    def _local_host(self, family: socket.AddressFamily) -> str:
+        """Where to bind a socket of ``family``.
+
+        ``local_host`` serves its own family as configured; for the other one
+        its wildcard or loopback counterpart is used (``0.0.0.0`` <-> ``::``,
+        ``127.0.0.1``/``localhost`` <-> ``::1``). A specific address has no
+        counterpart: reaching a server of the other family is then an error.
+        """
+        host = self.config.local_host
+        if family == self._home_family():
+            return host
+        wanted = "IPv6" if family == socket.AF_INET6 else "IPv4"
+        if host == "localhost":
+            return _LOOPBACK[family]
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise OSError(f"local_host {host!r} gives no {wanted} address to bind") from None
+        if ip.is_unspecified:
+            return _WILDCARD[family]
+        if ip.is_loopback:
+            return _LOOPBACK[family]
+        raise OSError(f"local_host {host} is not {wanted}: cannot reach an {wanted} server")
+
+    async def _plain_endpoint(self, family: socket.AddressFamily) -> Endpoint:
+        key = ("plain", family)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            # The configured local_port is for the socket of local_host's own
+            # family; a socket of the other family takes any free port.
+            port = self.config.local_port if family == self._home_family() else 0
+            endpoint = await Endpoint.create(self._local_host(family), port, handler=self._handle)
+            self._endpoints[key] = endpoint
+        return endpoint
+
+    async def plain_endpoint(self, address: Address) -> Endpoint:
+        """The unsecured CoAP socket for ``address`` (IPv4 or IPv6), opened on first use."""
+        return await self._plain_endpoint(address_family(address))
 
     @property
     def local_address(self) -> Address | None:
-        ep = self._endpoints.get("plain")
+        ep = self._endpoints.get(("plain", self._home_family()))
         return None if ep is None else ep.local_address
 
-    async def endpoint_for(self, account: ServerAccount) -> Endpoint:
-        """The socket that talks to ``account``: the plain one, or a DTLS one per Security instance."""
+    async def endpoint_for(
+        self, account: ServerAccount, address: Address | None = None
+    ) -> Endpoint:
+        """The socket that talks to ``account``: a plain one, or a DTLS one per Security instance.
+
+        Its family is that of ``address``, the account's resolved address
+        (resolved here when not given).
+        """
         scheme, _, _ = parse_server_uri(account.uri)
+        if address is None:
+            address = await self.resolve(account.uri)
+        family = address_family(address)
         if scheme == "coap" or account.security_mode == MODE_NOSEC:
-            await self._open_endpoint()
-            return self._endpoints["plain"]
-        key = ("dtls", account.security_instance)
+            return await self._plain_endpoint(family)
+        key = ("dtls", account.security_instance, family)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
             endpoint = await Endpoint.create(
-                self.config.local_host,
+                self._local_host(family),
                 0,
                 handler=self._handle,
                 security=self._security_layer(account),
@@ -291,14 +355,20 @@ class LwM2MClient:
         raise LwM2MError(f"security mode {account.security_mode} is not supported by this client")
 
     async def resolve(self, uri: str) -> Address:
-        """The UDP address of a server URI (IPv4: the client's sockets are IPv4)."""
+        """The UDP address of a server URI, IPv4 or IPv6 (``coap://[::1]``).
+
+        A name with addresses of both families resolves to one of the
+        family of ``local_host`` (IPv4 unless that is an IPv6 address).
+        """
         _, host, port = parse_server_uri(uri)
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
-        if not infos:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        usable = [info for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
+        if not usable:
             raise OSError(f"cannot resolve {host}")
-        address = infos[0][4]
-        return (str(address[0]), int(address[1]))
+        home = self._home_family()
+        chosen = next((info for info in usable if info[0] == home), usable[0])
+        return normalize_address(chosen[4])
 
     async def restart_sessions(self) -> None:
         """Stop every registration and register to the accounts the store holds now."""
@@ -323,7 +393,7 @@ class LwM2MClient:
         for account in accounts:
             try:
                 address = await self.resolve(account.uri)
-                endpoint = await self.endpoint_for(account)
+                endpoint = await self.endpoint_for(account, address)
             except (OSError, LwM2MError) as exc:
                 logger.error("server %s unusable: %s", account.uri, exc)
                 continue

@@ -28,6 +28,8 @@ class ConnectivityMonitoring(Instance, object_id=4):
     def _ips(self) -> dict[int, str]:
         address = self.client.local_address
         host = address[0] if address else "0.0.0.0"
+        if host == "::":
+            return {0: "::1"}
         return {0: "127.0.0.1" if host in ("0.0.0.0", "") else host}
 
 

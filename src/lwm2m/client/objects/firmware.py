@@ -217,13 +217,17 @@ class FirmwareUpdate(Instance, object_id=5):
             raise FirmwareError(Result.UNSUPPORTED_PROTOCOL, "coaps package download not supported")
         if not parts.hostname:
             raise FirmwareError(Result.INVALID_URI, f"{uri!r} has no host")
-        endpoint = self.client._endpoints.get("plain")
-        if endpoint is None:
+        if self.client.local_address is None:
             raise FirmwareError(Result.CONNECTION_LOST, "client is not running")
         try:
             address = await self.client.resolve(f"coap://{parts.netloc}")
         except (OSError, ValueError) as exc:
             raise FirmwareError(Result.INVALID_URI, str(exc)) from None
+        try:
+            # IPv4 or IPv6, as the package URI's host resolved.
+            endpoint = await self.client.plain_endpoint(address)
+        except OSError as exc:
+            raise FirmwareError(Result.CONNECTION_LOST, str(exc)) from None
         segments = tuple(urllib.parse.unquote(s) for s in parts.path.split("/") if s)
         query = tuple(urllib.parse.unquote(q) for q in parts.query.split("&") if q)
         try:
