@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 
 from lwm2m.web.backend import BootstrapManager, DeviceManager
 from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_error_handlers
-from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource
+from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource, cancel_and_wait
 from lwm2m.web.metrics import CONTENT_TYPE, Metrics
 from lwm2m.web.routes_clients import build_clients_router, build_model_router
 from lwm2m.web.routes_stores import build_bootstrap_router, build_security_router
@@ -147,11 +147,7 @@ def build_app(
             yield
         finally:
             hub.close()
-            for task in counters:
-                task.cancel()
-            for task in counters:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(counters)
 
     app = FastAPI(
         title="lwm2m REST API",

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from lwm2m.web.backend import WebEvent
 
@@ -24,6 +25,15 @@ EventSource = Callable[[str | None], AsyncIterator[WebEvent]]
 DEFAULT_KEEPALIVE_S = 15.0
 #: A stream's own buffer: a browser that stops reading loses old events, not memory.
 STREAM_BUFFER = 1000
+
+
+async def cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended, whatever it ended with."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def format_event(event: WebEvent) -> bytes:
@@ -82,11 +92,7 @@ class EventHub:
             if getter is not None and not getter.done():
                 getter.cancel()
             closing.cancel()
-            for task in pumps:
-                task.cancel()
-            for task in pumps:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(pumps)
             for it in iterators:
                 aclose = getattr(it, "aclose", None)
                 if aclose is not None:
