@@ -243,6 +243,10 @@ async def test_sqlite_skips_unreadable_rows(
         conn.execute("INSERT INTO registrations VALUES ('b', 'dev-b', '{not json')")
         conn.execute("INSERT INTO observations VALUES ('t2', 'a', '{\"id\": 1}')")
         conn.execute("INSERT INTO security VALUES ('dev-b', 'nope')")
+        conn.execute("INSERT INTO security VALUES ('dev-c', '[]')")
+        conn.execute(
+            """INSERT INTO security VALUES ('dev-d', '{"endpoint": "dev-d", "x509": 1}')"""
+        )
     conn.close()
     caplog.set_level("ERROR", logger="lwm2m.stores.sqlite")
     s2 = await open_stores("sqlite", tmp_path)
@@ -253,5 +257,6 @@ async def test_sqlite_skips_unreadable_rows(
         logged = [r.getMessage() for r in caplog.records]
         assert any("unreadable stored registration" in m for m in logged)
         assert any("unreadable stored observation" in m for m in logged)
+        assert sum("unreadable stored security entry" in m for m in logged) == 3
     finally:
         await s2.close()

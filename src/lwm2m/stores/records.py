@@ -261,5 +261,5 @@ def security_entry_from_dict(doc: Mapping[str, Any]) -> SecurityEntry:
                 expected_names=tuple(str(n) for n in x.get("expected_names", ())),
             )
         return SecurityEntry(endpoint=str(doc["endpoint"]), psk=psk, x509=x509)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RecordError(f"not a security entry document: {exc!r}") from None
