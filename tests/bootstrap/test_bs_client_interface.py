@@ -124,7 +124,9 @@ async def test_write_creates_and_replaces_instances(bench: Bench) -> None:
             Code.BAD_REQUEST,
             "Bootstrap-Delete targets",
         ),
-        (Message(Code.GET, uri_path=("0",), accept=50), Code.NOT_ACCEPTABLE, "link format"),
+        # Accept other than link format: Bootstrap-Read, never of the Security object.
+        (Message(Code.GET, uri_path=("0",), accept=50), Code.UNAUTHORIZED, "Security object"),
+        (Message(Code.GET, uri_path=("3",), accept=50), Code.BAD_REQUEST, "Bootstrap-Read"),
         (Message(Code.POST, uri_path=("bs",), payload=b"x"), Code.BAD_REQUEST, "no payload"),
         (Message(Code.GET, uri_path=("bs",)), Code.METHOD_NOT_ALLOWED, ""),
         (Message(Code.POST, uri_path=("1", "0")), Code.METHOD_NOT_ALLOWED, ""),

@@ -12,6 +12,7 @@ File shape (``--config FILE``, REST API)::
         "ept": 2,                                   # optional, seed 002 6.2.1
         "delete": ["/0", "/1"],                     # Bootstrap-Delete paths, in order
         "discover": true,                           # Bootstrap-Discover /0 first (default)
+        "read": ["/1", "/2/0"],                     # optional: Bootstrap-Read (LwM2M 1.1)
         "content_format": "tlv",                    # optional: tlv, senml+json, senml+cbor
         "bootstrap_server": {                       # optional: the client's BS account
           "uri": "coaps://bs.example:5784", "security": {...},
@@ -203,6 +204,9 @@ class ClientConfig:
     #: Bootstrap-Discover ``/0`` before writing, to place Security instances around
     #: the client's own (its Bootstrap-Server account above all).
     discover: bool = True
+    #: Bootstrap-Read these paths (Server / Access Control objects or instances)
+    #: before writing; the answers are kept in the session history.
+    read: tuple[Path, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -537,6 +541,34 @@ def _parse_delete(value: Any, where: str) -> tuple[Path, ...]:
     return tuple(paths)
 
 
+#: Bootstrap-Read is restricted to these objects (LwM2M 1.1, 6.1.7.2).
+READABLE_OBJECTS = (1, 2)
+
+
+def parse_read_path(text: str) -> Path:
+    """A Bootstrap-Read target: ``/1``, ``/1/i``, ``/2`` or ``/2/i``; raises PathError."""
+    path = Path.parse(text)
+    if path.object_id not in READABLE_OBJECTS or path.depth > 2:
+        raise PathError(
+            f"{text!r}: Bootstrap-Read targets the Server (/1) or Access Control (/2) object "
+            "or one of their instances"
+        )
+    return path
+
+
+def _parse_read(value: Any, where: str) -> tuple[Path, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(where, f"must be an array of paths, got {json_type_name(value)}")
+    paths: list[Path] = []
+    for i, item in enumerate(value):
+        text = _str(item, f"{where}[{i}]")
+        try:
+            paths.append(parse_read_path(text))
+        except PathError as exc:
+            raise ConfigError(f"{where}[{i}]", str(exc)) from None
+    return tuple(paths)
+
+
 def _allocate(taken: set[int], start: int) -> int:
     candidate = start
     while candidate in taken:
@@ -555,6 +587,7 @@ _CLIENT_KEYS = (
     "ept",
     "delete",
     "discover",
+    "read",
     "servers",
     "bootstrap_server",
     "acl",
@@ -589,6 +622,7 @@ def parse_client_config(
 
     delete = _parse_delete(obj.get("delete", []), f"{where}.delete")
     discover = _bool(obj.get("discover", True), f"{where}.discover")
+    read = _parse_read(obj.get("read", []), f"{where}.read")
 
     content_format: ContentFormatChoice | None = None
     if "content_format" in obj and obj["content_format"] is not None:
@@ -702,6 +736,7 @@ def parse_client_config(
         acl=tuple(acl),
         content_format=content_format,
         discover=discover,
+        read=read,
         raw=obj,
     )
 

@@ -40,6 +40,7 @@ class Operation(enum.Enum):
 
     DELETE = "delete"
     DISCOVER = "discover"
+    READ = "read"
     WRITE = "write"
     FINISH = "finish"
 

@@ -42,6 +42,8 @@ class Step:
     code: str | None = None  # "2.04"; None: no answer (timeout, transport error)
     answered_at: float | None = None
     diagnostic: str = ""
+    #: A Bootstrap-Read answer as :func:`lwm2m.formats.jsonview.node_to_json` shows it.
+    content: dict[str, Any] | None = None
 
     @property
     def success(self) -> bool:
@@ -58,6 +60,7 @@ class Step:
             "code": self.code,
             "answered_at": self.answered_at,
             "diagnostic": self.diagnostic,
+            "content": self.content,
         }
 
     @classmethod
@@ -72,6 +75,7 @@ class Step:
             code=data.get("code"),
             answered_at=data.get("answered_at"),
             diagnostic=str(data.get("diagnostic", "")),
+            content=content if isinstance(content := data.get("content"), dict) else None,
         )
 
 

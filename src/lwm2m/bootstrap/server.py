@@ -25,7 +25,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lwm2m.bootstrap.config import ClientConfig, ConfigError, ContentFormatChoice
+from lwm2m.bootstrap.config import (
+    ClientConfig,
+    ConfigError,
+    ContentFormatChoice,
+    parse_read_path,
+)
 from lwm2m.bootstrap.events import (
     BootstrapRejected,
     EventBus,
@@ -39,6 +44,7 @@ from lwm2m.bootstrap.store import ConfigStore
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
+from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.registration import (
     BootstrapRequestParams,
@@ -121,6 +127,7 @@ class BootstrapServer:
     - :attr:`sessions` (:class:`~lwm2m.bootstrap.history.SessionHistory`): running and past sessions;
     - :attr:`events` (:class:`~lwm2m.bootstrap.events.EventBus`): typed session events;
     - :meth:`push`: server-initiated bootstrap of an endpoint at an address;
+    - :meth:`read`: server-initiated Bootstrap-Read of ``/1`` or ``/2`` (a session of its own);
     - :meth:`on_registration` / :meth:`registration_listener`: the co-located server hook.
     """
 
@@ -338,14 +345,7 @@ class BootstrapServer:
     async def _run(
         self, record: SessionRecord, config: ClientConfig, address: Address, requester: Requester
     ) -> SessionRecord:
-        runner = SessionRunner(
-            requester,
-            publish=self.events.publish,
-            update=self.sessions.updated,
-            clock=self._clock,
-            model=self.model,
-            request_timeout_s=self.request_timeout_s,
-        )
+        runner = self._runner(requester)
         try:
             result = await runner.run(record, config, address)
         except asyncio.CancelledError:
@@ -402,6 +402,105 @@ class BootstrapServer:
         fmt = content_format if content_format is not None else choose_content_format(config, None)
         task = self._start(config, addr, self._push_endpoint, SessionMode.SERVER_INITIATED, fmt)
         return await asyncio.shield(task)
+
+    async def read(
+        self,
+        endpoint: str,
+        address: Address | str,
+        path: Path | str,
+        *,
+        content_format: int | None = None,
+    ) -> SessionRecord:
+        """Server-initiated Bootstrap-Read of ``path`` (``/1``, ``/1/i``, ``/2``, ``/2/i``).
+
+        A session of its own, recorded in the history like any other: no
+        Bootstrap-Finish is sent, the client keeps its state. The answer is the
+        step's ``content`` (``record.steps[0].content``, JSON as the REST API shows
+        nodes). Accept: ``content_format``, else the endpoint's configured format,
+        else SenML CBOR (the read is LwM2M 1.1, every 1.1 client has SenML CBOR).
+        Needs no bootstrap configuration; ``busy`` while a session for the
+        endpoint runs. Raises ValueError for a path outside /1 and /2.
+        """
+        try:
+            target = parse_read_path(str(path))
+        except PathError as exc:
+            raise ValueError(str(exc)) from None
+        addr = parse_address(address) if isinstance(address, str) else address
+        text = format_address(addr)
+        if endpoint in self._active:
+            return await self._reject_push(
+                endpoint,
+                text,
+                FailureReason.BUSY,
+                "a bootstrap session for this endpoint is already running",
+            )
+        if self._push_endpoint is None:
+            return await self._reject_push(
+                endpoint, text, FailureReason.TRANSPORT, "the bootstrap server is not started"
+            )
+        config = self.configs.get(endpoint)
+        if content_format is not None:
+            fmt = content_format
+        elif config is not None and config.content_format is not None:
+            fmt = config.content_format.value
+        else:
+            fmt = int(ContentFormat.SENML_CBOR)
+        now = self._clock()
+        record = SessionRecord(
+            id=_new_id(),
+            endpoint=endpoint,
+            mode=SessionMode.SERVER_INITIATED,
+            address=text,
+            started_at=now,
+            content_format=fmt,
+        )
+        self.sessions.started(record)
+        self.events.publish(
+            SessionStarted(record.id, endpoint, now, record.mode, record.address, fmt)
+        )
+        runner = self._runner(self._push_endpoint)
+        task = asyncio.get_running_loop().create_task(
+            self._finish_read(runner, record, target, addr), name=f"bootstrap read {endpoint}"
+        )
+        self._active[endpoint] = task
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[SessionRecord]) -> None:
+            self._tasks.discard(t)
+            if self._active.get(endpoint) is t:
+                del self._active[endpoint]
+
+        task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _finish_read(
+        self, runner: SessionRunner, record: SessionRecord, path: Path, address: Address
+    ) -> SessionRecord:
+        try:
+            result = await runner.run_read(record, path, address)
+        except asyncio.CancelledError:
+            current = self.sessions.get(record.id) or record
+            cancelled = replace(
+                current,
+                status=SessionStatus.FAILED,
+                ended_at=self._clock(),
+                failure=FailureReason.CANCELLED,
+                message="bootstrap server shut down",
+            )
+            await asyncio.shield(self.sessions.ended(cancelled))
+            raise
+        await self.sessions.ended(result)
+        return result
+
+    def _runner(self, requester: Requester) -> SessionRunner:
+        return SessionRunner(
+            requester,
+            publish=self.events.publish,
+            update=self.sessions.updated,
+            clock=self._clock,
+            model=self.model,
+            request_timeout_s=self.request_timeout_s,
+        )
 
     async def _reject_push(
         self, endpoint: str, address: str, reason: FailureReason, message: str

@@ -1,4 +1,4 @@
-"""One bootstrap session: Delete, Write Security / Server / Access Control, Finish.
+"""One bootstrap session: Delete, Discover, Read, Write Security / Server / Access Control, Finish.
 
 The sequence is the same for both initiations (seed 5.1.2.3 and 7.1): the
 client-initiated one starts after the 2.04 answer to ``POST /bs``, the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from lwm2m.bootstrap.config import ClientConfig
 from lwm2m.bootstrap.events import (
@@ -36,6 +36,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address
 from lwm2m.formats import registry as formats
 from lwm2m.formats.errors import FormatError
+from lwm2m.formats.jsonview import node_to_json
 from lwm2m.formats.link_format import parse_links
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry
@@ -90,6 +91,25 @@ def discover_operation() -> _Op:
         expected=Code.CONTENT,
         accept=int(ContentFormat.LINK_FORMAT),
     )
+
+
+def read_operation(path: Path, accept: int) -> _Op:
+    """Bootstrap-Read (LwM2M 1.1): GET with the session's format as Accept."""
+    return _Op(Operation.READ, Code.GET, path, expected=Code.CONTENT, accept=accept)
+
+
+def read_content(
+    response: Message, path: Path, model: ModelRegistry | None
+) -> tuple[dict[str, Any] | None, str]:
+    """A Bootstrap-Read answer as JSON (or None and why it could not be decoded)."""
+    fmt = response.content_format
+    if fmt is None:
+        return None, "Bootstrap-Read answer without Content-Format"
+    try:
+        node = formats.decode(response.payload, path, fmt, model)
+        return node_to_json(node, path, model), ""
+    except (FormatError, ValueError) as exc:
+        return None, f"undecodable Bootstrap-Read answer: {exc}"
 
 
 def write_operations(
@@ -200,6 +220,9 @@ class SessionRunner:
                         )
                     else:
                         security_ids = assign_security_instances(config, existing)
+            for path in config.read:
+                record = await self._read(record, index, path, fmt, address)
+                index += 1
             for op in write_operations(config, fmt, self._model, security_ids):
                 record, _ = await self._send(record, index, op, address)
                 index += 1
@@ -209,6 +232,55 @@ class SessionRunner:
         record = replace(record, status=SessionStatus.FINISHED, ended_at=now)
         self._publish(SessionFinished(record.id, record.endpoint, now))
         logger.info("bootstrap of %s at %s finished", record.endpoint, record.address)
+        return record
+
+    async def run_read(self, record: SessionRecord, path: Path, address: Address) -> SessionRecord:
+        """A session of one Bootstrap-Read (no Finish: the client's state is unchanged).
+
+        FINISHED when the client answered 2.05 with a decodable payload (the
+        step's ``content``), else FAILED with the client's code or the reason.
+        """
+        assert record.content_format is not None
+        self._record = record
+        try:
+            record, response = await self._send(
+                record, 0, read_operation(path, record.content_format), address
+            )
+        except SessionError as exc:
+            return self._fail(self._record, exc.reason, exc.message, exc.code)
+        assert response is not None
+        record = self._attach_content(record, 0, path, response)
+        step = record.steps[-1]
+        if step.content is None:
+            return self._fail(record, FailureReason.ENCODING, step.diagnostic)
+        now = self._clock()
+        record = replace(record, status=SessionStatus.FINISHED, ended_at=now)
+        self._publish(SessionFinished(record.id, record.endpoint, now))
+        return record
+
+    async def _read(
+        self, record: SessionRecord, index: int, path: Path, fmt: int, address: Address
+    ) -> SessionRecord:
+        """One Bootstrap-Read of a session's plan: recorded; a refusal does not end the
+        session (a LwM2M 1.0 client has no Bootstrap-Read)."""
+        record, response = await self._send(
+            record, index, read_operation(path, fmt), address, tolerate=True
+        )
+        if response is None:
+            return record
+        return self._attach_content(record, index, path, response)
+
+    def _attach_content(
+        self, record: SessionRecord, index: int, path: Path, response: Message
+    ) -> SessionRecord:
+        content, problem = read_content(response, path, self._model)
+        step = next(s for s in record.steps if s.index == index)
+        if content is None:
+            step = replace(step, diagnostic=problem)
+        else:
+            step = replace(step, content=content)
+        record = record.with_step(step)
+        self._note(record)
         return record
 
     def _fail(

@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lwm2m.client import content
 from lwm2m.client.bootstrap_unbootstrap import AclState, UnbootstrapPlan, plan_unbootstrap
 from lwm2m.client.config import ConfigError as ClientConfigError
 from lwm2m.client.config import parse_server_uri
@@ -267,6 +268,10 @@ class ClientBootstrap:
             if message.code == Code.DELETE:
                 return self._delete(path)
             if message.code == Code.GET:
+                if message.accept not in (None, int(ContentFormat.LINK_FORMAT)) and (
+                    self.client.config.lwm2m_version != "1.0"
+                ):
+                    return await self._read(path, message.accept)
                 return self._discover(path, message)
             return Message(Code.METHOD_NOT_ALLOWED)
         except PathError as exc:
@@ -416,6 +421,29 @@ class ClientBootstrap:
             [str(p) for p in plan.delete_instances],
             [(c.acl_instance, c.new_owner) for c in plan.owner_changes],
         )
+
+    async def _read(self, path: Path, accept: int) -> Message:
+        """Bootstrap-Read (LwM2M 1.1, 6.1.7.2): the Server or Access Control object only.
+
+        A GET whose Accept is not link format (link format or none is Bootstrap-
+        Discover). The Security object holds the keys and is never readable over
+        any interface: 4.01 Unauthorized (Access Right Permission Denied), as for a
+        server's Read of it; any other object, the root or a resource is outside
+        the operation's scope: 4.00 Bad Request. Missing instance 4.04, unsupported
+        Accept 4.06. The answer is not ACL-filtered: access control does not apply
+        to the Bootstrap-Server account.
+        """
+        if path.object_id == SECURITY:
+            return _error(Code.UNAUTHORIZED, "the Security object cannot be read")
+        if path.object_id not in (SERVER, ACCESS_CONTROL) or path.depth > 2:
+            return _error(
+                Code.BAD_REQUEST,
+                "Bootstrap-Read targets the Server or Access Control object or one instance",
+            )
+        node = await self.client.dispatcher.read_node(path, None)
+        fmt = content.response_format(accept, node, self.client.default_format)
+        payload = content.encode(node, path, fmt, self.client.registry)
+        return Message(Code.CONTENT, payload=payload, content_format=fmt)
 
     def _discover(self, path: Path, message: Message) -> Message:
         """Bootstrap-Discover on ``/`` or ``/o`` (link format with ``ssid``/``uri``)."""
