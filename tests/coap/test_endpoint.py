@@ -550,3 +550,73 @@ async def test_adopted_observation_passive_cancel(raw: RawPeer) -> None:
         assert (reply.type, reply.mid) == (MessageType.RST, 2)
         with pytest.raises(ValueError):
             ep.adopt_observation(Message(Code.GET), raw.address, b"", Message(Code.CONTENT))
+
+
+async def test_message_tracer_sees_every_message_both_ways(raw: RawPeer) -> None:
+    server = await Endpoint.create(handler=echo, params=FAST)
+    seen: list[tuple[str, Message, Address]] = []
+
+    def tracer(direction: str, msg: Message, address: Address) -> None:
+        seen.append((direction, msg, address))
+
+    def broken(direction: str, msg: Message, address: Address) -> None:
+        raise RuntimeError("tracer bug")
+
+    async with server:
+        server.add_message_tracer(broken)  # a failing tracer stops nothing
+        server.add_message_tracer(tracer)
+        raw.send(
+            encode(Message(Code.GET, MessageType.CON, 7, b"tk", uri_path=("a",))),
+            server.local_address,
+        )
+        assert (await raw.next())[0].code == Code.CONTENT
+        raw.send(encode(Message(Code.EMPTY, MessageType.CON, 8)), server.local_address)  # ping
+        assert (await raw.next())[0].type == MessageType.RST
+        raw.send(b"\xff\x00garbage", server.local_address)  # not CoAP: not traced
+        # A request of ours, answered by an empty ACK then a CON separate response.
+        pending = asyncio.ensure_future(
+            server.request(Message(Code.GET, uri_path=("d",)), raw.address)
+        )
+        req, _ = await raw.next()
+        raw.send(encode(Message(Code.EMPTY, MessageType.ACK, req.mid)), server.local_address)
+        raw.send(
+            encode(Message(Code.CONTENT, MessageType.CON, 99, req.token, b"late")),
+            server.local_address,
+        )
+        assert (await pending).payload == b"late"
+        ack, _ = await raw.next()
+        assert ack.type == MessageType.ACK and ack.mid == 99
+        summary = [(d, m.type, int(m.code), m.mid) for d, m, _ in seen]
+        assert summary == [
+            ("in", MessageType.CON, Code.GET, 7),
+            ("out", MessageType.ACK, Code.CONTENT, 7),
+            ("in", MessageType.CON, Code.EMPTY, 8),
+            ("out", MessageType.RST, Code.EMPTY, 8),
+            ("out", MessageType.CON, Code.GET, req.mid),
+            ("in", MessageType.ACK, Code.EMPTY, req.mid),
+            ("in", MessageType.CON, Code.CONTENT, 99),
+            ("out", MessageType.ACK, Code.EMPTY, 99),
+        ]
+        assert {a for _, _, a in seen} == {raw.address}
+        assert seen[1][1].payload == b"got 0" and seen[0][1].uri_path == ("a",)
+        server.remove_message_tracer(tracer)
+        raw.send(encode(Message(Code.EMPTY, MessageType.CON, 9)), server.local_address)
+        await raw.next()
+        assert len(seen) == 8
+
+
+async def test_ping_over_udp(raw: RawPeer) -> None:
+    async with (
+        await Endpoint.create(handler=echo) as server,
+        await Endpoint.create(
+            params=TransmissionParameters(ack_timeout_s=0.05, max_retransmit=2)
+        ) as client,
+    ):
+        assert await client.ping(server.local_address) is True
+        assert await client.ping(("localhost", server.local_address[1]), timeout=5) is True
+        # A silent peer: False after the timeout, and after the retransmissions.
+        assert await client.ping(raw.address, timeout=0.2) is False
+        assert await client.ping(raw.address) is False
+        assert client.engine.pending_requests() == 0
+    with pytest.raises(EndpointClosed):
+        await client.ping(raw.address)

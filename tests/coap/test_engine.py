@@ -685,3 +685,111 @@ def test_block1_memory_budget_across_transfers() -> None:
     codes = [block("b", num).code for num in range(100)]
     assert Code.SERVICE_UNAVAILABLE in codes  # a + b would exceed 200 000 bytes
     assert block("a", 100).code == Code.CONTINUE  # the first transfer goes on
+
+
+# --- ETag on Block2 (RFC 7959 2.4) ---------------------------------------------------
+
+
+def test_block2_blocks_carry_an_etag_of_the_body() -> None:
+    body = bytes(range(256)) * 9
+    pair = Pair(handler=lambda ev: content(body))
+    pair.request(GET)
+    blocks = sent_by(pair, SERVER)
+    assert len(blocks) == 3
+    [etag] = {m.etag for m in blocks}
+    assert len(etag) == 1 and etag[0]
+    # Same body, same tag; another body, another tag; small bodies go untagged.
+    again = Pair(handler=lambda ev: content(body))
+    again.request(GET)
+    assert sent_by(again, SERVER)[0].etag == etag
+    other = Pair(handler=lambda ev: content(body[::-1]))
+    other.request(GET)
+    assert sent_by(other, SERVER)[0].etag != etag
+    small = Pair(handler=lambda ev: content(b"tiny"))
+    small.request(GET)
+    assert sent_by(small, SERVER)[0].etag == ()
+
+
+def test_block2_keeps_the_applications_etag() -> None:
+    pair = Pair(handler=lambda ev: Message(Code.CONTENT, payload=b"z" * 2000, etag=(b"app",)))
+    pair.request(GET)
+    assert {m.etag for m in sent_by(pair, SERVER)} == {(b"app",)}
+
+
+def test_block2_body_change_between_blocks_restarts_the_client() -> None:
+    """The cache expired and the resource changed before block 1 was fetched."""
+    bodies = [bytes(range(256)) * 9, b"N" * 1500]
+    calls: list[int] = []
+
+    def handler(ev: RequestReceived) -> Message:
+        calls.append(ev.message.block2.num if ev.message.block2 else 0)
+        return content(bodies[min(len(calls) - 1, 1)])
+
+    dropped: list[bytes] = []
+
+    def drop(data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> bool:
+        msg = decode(data)
+        if src == CLIENT and msg.block2 is not None and msg.block2.num == 1 and not dropped:
+            dropped.append(data)
+            return True
+        return False
+
+    params = TransmissionParameters(block_transfer_lifetime_s=0.5)
+    pair = Pair(params=params, handler=handler, drop=drop)
+    rid = pair.request(GET)
+    assert dropped and not responses(pair)
+    pair.advance(60)
+    [response] = [e for e in pair.client_events if isinstance(e, ResponseReceived)]
+    assert response.request_id == rid and response.response.payload == bodies[1]
+    tags = [m.etag for m in sent_by(pair, SERVER) if m.block2 is not None]
+    assert tags[0] != tags[1]  # block 1 of the new body told the client
+    assert len(set(tags[1:])) == 1
+    assert calls[:2] == [0, 1]
+
+
+# --- ping ----------------------------------------------------------------------------
+
+
+def test_ping_is_answered_with_rst() -> None:
+    pair = Pair()
+    ping = pair.client.send_ping(SERVER, pair.now)
+    pair.pump()
+    sent = [decode(d) for src, d in pair.wire]
+    assert [(m.type, m.code) for m in sent] == [
+        (MessageType.CON, Code.EMPTY),
+        (MessageType.RST, Code.EMPTY),
+    ]
+    assert sent[0].mid == sent[1].mid and sent[0].token == b""
+    [event] = pair.client_events
+    assert isinstance(event, ResponseReceived) and event.request_id == ping
+    assert event.response.type == MessageType.RST
+
+
+def test_ping_without_answer_times_out_after_retransmissions() -> None:
+    pair = Pair(drop=lambda data, src, dst: src == CLIENT)
+    ping = pair.client.send_ping(SERVER, pair.now)
+    pair.pump()
+    pair.advance(200)
+    [event] = pair.client_events
+    assert isinstance(event, RequestFailed) and event.request_id == ping
+    assert isinstance(event.error, RequestTimeout)
+    assert len(pair.wire) == 1 + pair.params.max_retransmit
+
+
+def test_ping_cancelled_and_empty_ack_answer() -> None:
+    pair = Pair(drop=lambda data, src, dst: True)
+    ping = pair.client.send_ping(SERVER, pair.now)
+    pair.pump()
+    pair.client.cancel_request(ping)
+    pair.advance(200)
+    assert pair.client_events == [] and len(pair.wire) == 1  # no retransmission
+    # A peer that ACKs the empty CON instead of resetting it is alive too.
+    engine = Engine(rng=random.Random(5))
+    ping = engine.send_ping(SERVER, 0.0)
+    [(data, _)] = engine.datagrams_to_send(0.0)
+    mid = decode(data).mid
+    engine.receive_datagram(encode(Message(Code.CONTENT, MessageType.ACK, mid, b"t")), SERVER, 0.1)
+    assert engine.next_event() is None  # a piggybacked response is no pong
+    engine.receive_datagram(encode(Message(Code.EMPTY, MessageType.ACK, mid)), SERVER, 0.2)
+    event = engine.next_event()
+    assert isinstance(event, ResponseReceived) and event.request_id == ping

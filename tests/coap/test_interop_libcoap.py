@@ -98,6 +98,14 @@ async def test_our_client_against_libcoap_server(libcoap_server: tuple[str, int]
 
 
 @needs_server
+async def test_ping_libcoap_server(libcoap_server: tuple[str, int]) -> None:
+    async with await Endpoint.create() as client:
+        assert await client.ping(libcoap_server, timeout=5) is True
+        # Nobody listens on a fresh port: no answer within the timeout.
+        assert await client.ping(("127.0.0.1", free_port()), timeout=0.3) is False
+
+
+@needs_server
 async def test_blockwise_against_libcoap_server(libcoap_server: tuple[str, int]) -> None:
     async with await Endpoint.create() as client:
         put = await client.request(

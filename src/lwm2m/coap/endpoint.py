@@ -22,11 +22,13 @@ import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
+from lwm2m.coap.codec import decode
 from lwm2m.coap.codes import Code
 from lwm2m.coap.engine import Engine
 from lwm2m.coap.errors import (
     CoapError,
     EndpointClosed,
+    MessageFormatError,
     ObservationCancelled,
     RequestTimeout,
     SecureConnectionFailed,
@@ -51,6 +53,7 @@ __all__ = [
     "Endpoint",
     "Handler",
     "IncomingRequest",
+    "MessageTracer",
     "OrphanNotificationHandler",
     "Peer",
     "PeerIdentity",
@@ -292,6 +295,9 @@ Handler = Callable[[IncomingRequest], Awaitable[Message]]
 OrphanNotificationHandler = Callable[[Message, Peer], bool]
 """Claims (True) or refuses (False) a notification/response with an unknown token."""
 
+MessageTracer = Callable[[str, Message, Address], None]
+"""Sees every CoAP message: ``("in" | "out", message, peer address)``."""
+
 
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, endpoint: Endpoint) -> None:
@@ -336,6 +342,7 @@ class Endpoint:
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[Peer], None]] = []
         self._orphan_handler: OrphanNotificationHandler | None = None
+        self._tracers: list[MessageTracer] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.local_address: Address = ("", 0)
@@ -505,6 +512,53 @@ class Endpoint:
         self._client_observations[request_id] = observation
         return observation
 
+    async def ping(self, address: Address, timeout: float | None = None) -> bool:
+        """CoAP ping (an empty CON, RFC 7252 4.3): True once the peer answers (RST or empty ACK).
+
+        False when no answer came within ``timeout`` (None: the CON
+        retransmissions, up to MAX_TRANSMIT_WAIT).  Raises EndpointClosed, and
+        SecureConnectionFailed when the DTLS handshake with the peer fails.
+        """
+        if self._closed:
+            raise EndpointClosed("endpoint closed")
+        address = normalize_address(address)
+        if not _is_ip_literal(address[0]):
+            address = await self._resolve(address)
+        now = self._loop.time()
+        ping_id = self._engine.send_ping(address, now)
+        try:
+            await self._await_response(ping_id, timeout, now)
+        except RequestTimeout:
+            return False
+        return True
+
+    def add_message_tracer(self, cb: MessageTracer) -> None:
+        """Call ``cb(direction, message, address)`` for every CoAP message (a message log).
+
+        ``direction`` is ``"in"`` for each datagram that decodes as CoAP (after
+        DTLS decryption, duplicates included) and ``"out"`` for each message
+        sent (ACK, RST and retransmissions included).  The callback runs inside
+        the socket callback: it must be quick and must not call back into this
+        endpoint; its exceptions are logged and ignored.  Without tracers the
+        endpoint does no extra work.
+        """
+        self._tracers.append(cb)
+
+    def remove_message_tracer(self, cb: MessageTracer) -> None:
+        """Stop calling ``cb``; ValueError if it was not added."""
+        self._tracers.remove(cb)
+
+    def _trace(self, direction: str, data: bytes, address: Address) -> None:
+        try:
+            msg = decode(data)
+        except MessageFormatError:
+            return  # not CoAP: nothing to log (the engine drops or rejects it)
+        for cb in list(self._tracers):
+            try:
+                cb(direction, msg, address)
+            except Exception:
+                logger.exception("message tracer failed")
+
     def add_activity_listener(self, cb: Callable[[Peer], None]) -> None:
         """Call ``cb(peer)`` on every valid CoAP datagram received (queue mode wake-ups)."""
         self._listeners.append(cb)
@@ -561,10 +615,14 @@ class Endpoint:
         security = self._security
         try:
             if security is None:
+                if self._tracers:
+                    self._trace("in", data, addr)
                 if engine.receive_datagram(data, addr, now) and self._listeners:
                     self._notify_activity(Peer(addr))
             else:
                 for plaintext, peer in security.receive_datagram(data, addr, now):
+                    if self._tracers:
+                        self._trace("in", plaintext, peer.address)
                     if (
                         engine.receive_datagram(plaintext, peer.address, now, peer.identity)
                         and self._listeners
@@ -599,6 +657,9 @@ class Endpoint:
         out = engine.datagrams_to_send(now)
         transport = self._transport
         if out and transport is not None and not self._closed:
+            if self._tracers:
+                for data, address in out:
+                    self._trace("out", data, address)
             sock = self._sock
             for data, address in out:
                 # Straight to the socket: the transport's sendto costs more per
@@ -637,6 +698,8 @@ class Endpoint:
             if out and not self._closed:
                 moved = True
                 for data, address in out:
+                    if self._tracers:
+                        self._trace("out", data, address)
                     security.send(data, address, now)
             if not moved:
                 break

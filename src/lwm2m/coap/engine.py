@@ -23,6 +23,7 @@ Layers, bottom up (RFC 7252 section 4, 5; RFC 7641; RFC 7959):
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import random
@@ -148,7 +149,7 @@ class _Transmission:
         data: bytes,
         timeout: float,
         now: float,
-        owner: _Outgoing | _ServerObservation | None,
+        owner: _Outgoing | _ServerObservation | _Ping | None,
     ) -> None:
         self.address = address
         self.mid = mid
@@ -236,6 +237,22 @@ class _ServerObservation:
         self.block2_key: Hashable | None = None
 
 
+class _Ping:
+    """A CoAP ping of ours (empty CON, RFC 7252 4.3): any RST or empty ACK answers it."""
+
+    __slots__ = ("address", "id", "transmission")
+
+    def __init__(self, ping_id: int, address: Address) -> None:
+        self.id = ping_id
+        self.address = address
+        self.transmission: _Transmission | None = None
+
+
+def _body_etag(body: bytes) -> bytes:
+    """An ETag for a body we slice into blocks: the same bytes always give the same tag."""
+    return hashlib.blake2b(body, digest_size=8).digest()
+
+
 _Timed = _Transmission | _Outgoing
 
 
@@ -286,6 +303,7 @@ class Engine:
         self._active: dict[Address, int] = {}
         self._waiting: dict[Address, deque[_Outgoing]] = {}
         self._orphan_filter: OrphanFilter | None = None
+        self._pings: dict[int, _Ping] = {}
 
     # ------------------------------------------------------------------ outputs
 
@@ -425,7 +443,7 @@ class Engine:
         mid: int,
         data: bytes,
         now: float,
-        owner: _Outgoing | _ServerObservation | None,
+        owner: _Outgoing | _ServerObservation | _Ping | None,
     ) -> _Transmission:
         p = self.params
         timeout = p.ack_timeout_s * self._rng.uniform(1.0, p.ack_random_factor)
@@ -461,6 +479,14 @@ class Engine:
                 )
             elif isinstance(owner, _ServerObservation):
                 self._end_server_observation(owner, "confirmable notification not acknowledged")
+            elif isinstance(owner, _Ping):
+                self._ping_done(
+                    owner,
+                    RequestTimeout(
+                        f"no answer to the ping of {owner.address} "
+                        f"after {tx.retransmits} retransmissions"
+                    ),
+                )
             return
         tx.retransmits += 1
         tx.timeout *= 2
@@ -494,6 +520,11 @@ class Engine:
                 return
             self._handle_response(owner, msg, now)
             return
+        if isinstance(owner, _Ping):
+            if msg.code == 0:  # RFC 7252 says RST, but an empty ACK proves life too
+                self._finish_transmission(tx)
+                self._ping_done(owner, msg)
+            return
         self._finish_transmission(tx)
         if isinstance(owner, _ServerObservation) and owner.in_flight is tx:
             owner.in_flight = None
@@ -511,6 +542,8 @@ class Engine:
                 self._fail(owner, ResetReceived(f"{address} answered with RST"))
             elif isinstance(owner, _ServerObservation):
                 self._end_server_observation(owner, "reset by the client")
+            elif isinstance(owner, _Ping):
+                self._ping_done(owner, msg)
             return
         obs = self._non_notifications.get(key)
         if obs is not None:
@@ -701,6 +734,10 @@ class Engine:
         if piece is None:
             return Message(Code.BAD_OPTION, payload=b"block number out of range")
         chunk, more = piece
+        if not response.etag:
+            # RFC 7959 2.4: every block carries the body's ETag, so a client
+            # notices when the representation changes between its requests.
+            response = response.with_(etag=(_body_etag(body),))
         if more and cache_key is not None:
             cached = response.with_(observe=None) if response.observe is not None else response
             expires = now + self._block_lifetime
@@ -1199,7 +1236,12 @@ class Engine:
         self._fail(out, RequestTimeout(f"no response from {out.address}"))
 
     def cancel_request(self, request_id: int) -> None:
-        """Forget a request or an observation passively: later answers get RST."""
+        """Forget a request, a ping or an observation passively: later answers get RST."""
+        ping = self._pings.pop(request_id, None)
+        if ping is not None:
+            if ping.transmission is not None:
+                self._finish_transmission(ping.transmission)
+            return
         out = self._requests.get(request_id)
         if out is not None:
             self._forget(out)
@@ -1275,6 +1317,36 @@ class Engine:
         """Fail every request to ``address`` now (e.g. its DTLS handshake failed)."""
         for out in [o for o in self._requests.values() if o.address == address]:
             self._fail(out, error)
+        for ping in [p for p in self._pings.values() if p.address == address]:
+            if ping.transmission is not None:
+                self._finish_transmission(ping.transmission)
+            self._ping_done(ping, error)
+
+    def send_ping(self, address: Address, now: float) -> int:
+        """Send a CoAP ping (an empty CON, RFC 7252 4.3); returns its id.
+
+        The answer (RST, or an empty ACK) is reported as :class:`ResponseReceived`
+        of that id carrying the empty message; no answer after the CON
+        retransmissions as :class:`RequestFailed` with :class:`RequestTimeout`.
+        :meth:`cancel_request` forgets it.  Pings are not limited by NSTART.
+        """
+        self._now = now
+        ping_id = self._next_id
+        self._next_id = ping_id + 1
+        ping = _Ping(ping_id, address)
+        mid = self._next_mid()
+        ping.transmission = self._transmit_con(address, mid, _empty(_CON, mid), now, ping)
+        self._pings[ping_id] = ping
+        return ping_id
+
+    def _ping_done(self, ping: _Ping, outcome: Message | CoapError) -> None:
+        ping.transmission = None
+        if self._pings.pop(ping.id, None) is None:
+            return
+        if isinstance(outcome, Message):
+            self._events.append(ResponseReceived(ping.id, outcome))
+        else:
+            self._events.append(RequestFailed(ping.id, outcome))
 
     def pending_requests(self) -> int:
         """Logical requests in progress (for tests and metrics)."""
