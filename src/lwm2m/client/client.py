@@ -255,6 +255,7 @@ class LwM2MClient:
             saved = state.load(self.config.state_file)
             if saved is not None:
                 self.bootstrapped = state.restore(self.store, saved)
+                state.restore_attributes(self.store, self.attributes, saved)
         self._running = True
         await self._open_endpoint()
         await self.restart_sessions()
@@ -593,11 +594,25 @@ class LwM2MClient:
                 session.request_update()
 
     def _structure_changed(self, object_id: int) -> None:
-        if not self._running or object_id in (SECURITY, ACCESS_CONTROL):
+        if not self._running:
+            return
+        if object_id in (SECURITY, SERVER):
+            self._forget_deleted_accounts()
+        if object_id in (SECURITY, ACCESS_CONTROL):
             return
         for session in self.sessions.values():
             if session.registered:
                 session.request_update()
+
+    def _forget_deleted_accounts(self) -> None:
+        """A deleted server account takes its observations and attributes with it."""
+        live = {a.short_server_id for a in self.store.server_accounts()}
+        gone = {ssid for ssid, _, _ in self.attributes.items() if ssid not in live}
+        gone |= {obs.ssid for obs in self.observations.all() if obs.ssid not in live}
+        for ssid in gone:
+            self.observations.remove_server(ssid)
+        if gone:
+            self.state_changed()
 
     def trigger_update(self, short_server_id: int | None = None) -> None:
         """Send an Update now (to one server or all): Registration Update Trigger."""
@@ -620,7 +635,10 @@ class LwM2MClient:
     def save_state(self) -> None:
         if self.config.state_file:
             state.save(
-                self.config.state_file, state.snapshot(self.store, bootstrapped=self.bootstrapped)
+                self.config.state_file,
+                state.snapshot(
+                    self.store, bootstrapped=self.bootstrapped, attributes=self.attributes
+                ),
             )
 
     # -- observations ------------------------------------------------------------------------

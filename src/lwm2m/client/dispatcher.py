@@ -372,6 +372,7 @@ class RequestDispatcher:
             raise BadRequest(str(exc)) from None
         self.attributes.set(ssid, path, new)
         self.observations.attributes_changed(ssid)
+        self.hooks.changed()  # attributes are part of the state file
         return _response(Code.CHANGED)
 
     # -- Execute -------------------------------------------------------------------------

@@ -4,7 +4,10 @@ Saved as JSON, atomically (temporary file, fsync, rename, fsync of the
 directory), so a crash leaves either the old or the new state, never half of
 one. Kept: every instance of Security (0), Server (1) and Access Control (2)
 (what bootstrap or servers provisioned), and for the other objects which
-instances exist and the values of their writable resources.
+instances exist and the values of their writable resources, and the
+notification attributes each server wrote (Write-Attributes), only for server
+accounts that still exist: attributes of a deleted account are not saved and
+not restored.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ import tempfile
 from pathlib import Path as FsPath
 from typing import Any
 
+from lwm2m.client.observe import AttributeStore
 from lwm2m.client.store import ACCESS_CONTROL, SECURITY, SERVER, ObjectStore
 from lwm2m.client.values import ValueTypeError, stored_from_json, stored_to_json
+from lwm2m.model.path import Path, PathError
+from lwm2m.protocol.attributes import ALL_ATTRIBUTES, FLOAT_ATTRIBUTES, Attributes
 from lwm2m.protocol.errors import LwM2MError
 
 FORMAT = "lwm2m-client-state"
@@ -29,7 +35,9 @@ class StateFileError(ValueError):
     """A state file that is not ours or is corrupt; the message names the file."""
 
 
-def snapshot(store: ObjectStore, *, bootstrapped: bool = False) -> dict[str, Any]:
+def snapshot(
+    store: ObjectStore, *, bootstrapped: bool = False, attributes: AttributeStore | None = None
+) -> dict[str, Any]:
     objects: dict[str, dict[str, dict[str, object]]] = {}
     for obj in store.objects():
         instances: dict[str, dict[str, object]] = {}
@@ -40,7 +48,78 @@ def snapshot(store: ObjectStore, *, bootstrapped: bool = False) -> dict[str, Any
                     values[str(rid)] = stored_to_json(value)
             instances[str(inst.id)] = values
         objects[str(obj.id)] = instances
-    return {"format": FORMAT, "version": VERSION, "bootstrapped": bootstrapped, "objects": objects}
+    data: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "bootstrapped": bootstrapped,
+        "objects": objects,
+    }
+    if attributes is not None:
+        data["attributes"] = attributes_to_json(attributes, _live_ssids(store))
+    return data
+
+
+def _live_ssids(store: ObjectStore) -> set[int]:
+    return {account.short_server_id for account in store.server_accounts()}
+
+
+def attributes_to_json(attributes: AttributeStore, ssids: set[int]) -> list[dict[str, object]]:
+    """``[{"ssid": 1, "path": "/3/0/9", "attributes": {"pmin": 10}}, ...]`` of live accounts."""
+    return [
+        {"ssid": ssid, "path": str(path), "attributes": dict(attrs.items())}
+        for ssid, path, attrs in sorted(attributes.items(), key=lambda e: (e[0], str(e[1])))
+        if ssid in ssids
+    ]
+
+
+def _attributes_from_json(entry: object) -> tuple[int, Path, Attributes]:
+    if not isinstance(entry, dict):
+        raise StateFileError(f"attribute entry {entry!r} is not an object")
+    ssid, path_text, values = entry.get("ssid"), entry.get("path"), entry.get("attributes")
+    if not isinstance(ssid, int) or isinstance(ssid, bool) or not 0 < ssid < 65535:
+        raise StateFileError(f"attribute entry: bad ssid {ssid!r}")
+    if not isinstance(path_text, str) or not isinstance(values, dict):
+        raise StateFileError(f"attribute entry of server {ssid}: bad path or attributes")
+    try:
+        path = Path.parse(path_text)
+    except PathError as exc:
+        raise StateFileError(f"attribute entry of server {ssid}: {exc}") from None
+    if path.depth < 1:
+        raise StateFileError(
+            f"attribute entry of server {ssid}: path {path_text!r} names no object"
+        )
+    checked: dict[str, int | float] = {}
+    for name, value in values.items():
+        if name not in ALL_ATTRIBUTES:
+            raise StateFileError(f"{path_text} (server {ssid}): unknown attribute {name!r}")
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (name not in FLOAT_ATTRIBUTES and not isinstance(value, int)):
+            raise StateFileError(f"{path_text} (server {ssid}): bad {name} value {value!r}")
+        checked[name] = float(value) if name in FLOAT_ATTRIBUTES else value
+    attrs = Attributes(**checked)  # type: ignore[arg-type]
+    try:
+        attrs.validate()
+    except ValueError as exc:
+        raise StateFileError(f"{path_text} (server {ssid}): {exc}") from None
+    return ssid, path, attrs
+
+
+def restore_attributes(store: ObjectStore, attributes: AttributeStore, data: dict[str, Any]) -> int:
+    """Load the saved attributes of servers whose account exists; returns how many were kept.
+
+    Call after :func:`restore` (the Server instances decide which accounts live).
+    """
+    entries = data.get("attributes", [])
+    if not isinstance(entries, list):
+        raise StateFileError("'attributes' must be a list")
+    parsed = [_attributes_from_json(entry) for entry in entries]
+    live = _live_ssids(store)
+    kept = 0
+    for ssid, path, attrs in parsed:
+        if ssid in live:
+            attributes.set(ssid, path, attrs)
+            kept += 1
+    return kept
 
 
 def restore(store: ObjectStore, data: dict[str, Any]) -> bool:
