@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
+from lwm2m.server.content import TimedValue
 from lwm2m.stores.records import ObservationRecord, Registration
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,10 @@ class NotificationEvent(ServerEvent):
 
     ``values`` maps each reported path to its node (one entry for a single
     observation). ``content`` is the node of the observed path when it is a
-    single observation, else None.
+    single observation, else None. ``records`` are the reported values with
+    absolute measurement times (SenML relative times resolved against the
+    server's clock at reception; see :func:`lwm2m.server.content.timed_values`),
+    empty for formats without records (TLV, text, opaque).
     """
 
     type: ClassVar[EventType] = EventType.NOTIFICATION
@@ -85,6 +89,7 @@ class NotificationEvent(ServerEvent):
     content_format: int | None = None
     sequence: int | None = None  # the Observe option value
     confirmable: bool = False
+    records: tuple[TimedValue, ...] = ()
 
     @property
     def content(self) -> Node | None:
@@ -111,12 +116,18 @@ class AwakeEvent(ServerEvent):
 
 @dataclass(frozen=True, slots=True)
 class SendEvent(ServerEvent):
-    """Data a client pushed with the Send operation (``POST /dp``)."""
+    """Data a client pushed with the Send operation (``POST /dp``).
+
+    ``records``: every reported value in payload order with its absolute
+    measurement time (relative SenML times resolved at reception), as for
+    :class:`NotificationEvent`.
+    """
 
     type: ClassVar[EventType] = EventType.SEND
     registration_id: str
     values: Mapping[Path, Node] = field(default_factory=dict)
     content_format: int | None = None
+    records: tuple[TimedValue, ...] = ()
 
 
 class Subscription:

@@ -131,8 +131,16 @@ class Observations:
                         message.code,
                     )
                     break
+                received_at = self.clock()
                 try:
-                    values = decode_values(record, message, self.model)
+                    values, records = content.decode_reported(
+                        message.content_format,
+                        message.payload,
+                        record.paths if record.composite else (record.path,),
+                        self.model,
+                        received_at,
+                        single=not record.composite,
+                    )
                 except FormatError as exc:
                     logger.warning(
                         "undecodable notification from %s for %s: %s",
@@ -144,12 +152,13 @@ class Observations:
                 self.events.publish(
                     NotificationEvent(
                         record.endpoint,
-                        self.clock(),
+                        received_at,
                         observation=record,
                         values=values,
                         content_format=message.content_format,
                         sequence=message.observe,
                         confirmable=message.type == MessageType.CON,
+                        records=records,
                     )
                 )
         except CoapError as exc:

@@ -284,6 +284,20 @@ class LwM2MServer:
     def coaps_address(self) -> Address | None:
         return None if self._coaps is None else self._coaps.local_address
 
+    def add_message_tracer(self, cb: Callable[[str, Message, Address], None]) -> None:
+        """Pass ``cb`` to the CoAP endpoints' ``add_message_tracer`` (a CoAP message log)."""
+        for ep in (self._coap, self._coaps):
+            add = getattr(ep, "add_message_tracer", None)
+            if add is not None:
+                add(cb)
+
+    def remove_message_tracer(self, cb: Callable[[str, Message, Address], None]) -> None:
+        for ep in (self._coap, self._coaps):
+            remove = getattr(ep, "remove_message_tracer", None)
+            if remove is not None:
+                with contextlib.suppress(ValueError):
+                    remove(cb)
+
     # ================================================================== registrations
     def registrations(self) -> list[Registration]:
         return self.stores.registrations.list()
@@ -340,19 +354,21 @@ class LwM2MServer:
         reg = self.stores.registrations.get_by_address(peer.address)
         if reg is None or (reg.identity is not None and reg.identity != peer.identity):
             return _diagnostic(Code.NOT_FOUND, "not registered: Send needs a registration")
+        received_at = self.clock()
         try:
-            values = content.decode_composite(
-                message.content_format, message.payload, None, self.model
+            values, records = content.decode_reported(
+                message.content_format, message.payload, None, self.model, received_at
             )
         except FormatError as exc:
             return _diagnostic(Code.BAD_REQUEST, f"cannot decode Send payload: {exc}")
         self.events.publish(
             SendEvent(
                 reg.endpoint,
-                self.clock(),
+                received_at,
                 registration_id=reg.id,
                 values=values,
                 content_format=message.content_format,
+                records=records,
             )
         )
         return Message(Code.CHANGED)
