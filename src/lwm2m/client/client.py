@@ -48,7 +48,7 @@ from lwm2m.client.config import (
 from lwm2m.client.dispatcher import Hooks, RequestDispatcher
 from lwm2m.client.instance import Instance
 from lwm2m.client.links import registration_payload
-from lwm2m.client.observe import AttributeStore, Observation, ObservationManager
+from lwm2m.client.observe import AttributeStore, Observation, ObservationManager, Rendered
 from lwm2m.client.registration import RegistrationInfo, ServerSession, Transport
 from lwm2m.client.scheduler import Scheduler, Timer
 from lwm2m.client.store import (
@@ -121,10 +121,14 @@ class LwM2MClient:
         self.observations = ObservationManager(
             self.scheduler,
             self.attributes,
-            self._send_notification,
+            self._render_notification,
+            self._deliver_notification,
             self._sample,
             self._pmin_pmax,
             self._has_reader,
+            reachable=self._server_reachable,
+            storing=self._notification_storing,
+            stored_limit=config.stored_notifications_max,
         )
         self.dispatcher = RequestDispatcher(
             self.store,
@@ -438,8 +442,15 @@ class LwM2MClient:
 
     def _session_event(self, session: ServerSession, what: str) -> None:
         if what == "registered":
-            # A new registration starts without observations (the server forgot them).
-            self.observations.cancel_server(session.short_server_id)
+            if session.registrations > 1 and not session.server_forgot:
+                # Back after Disable or an unanswered Update/Register: the
+                # observations live on; stored notifications (Server resource 6)
+                # go out now.
+                self.observations.resume(session.short_server_id)
+            else:
+                # A first registration, or one after the server said it forgot
+                # us (Update refused), starts without observations.
+                self.observations.cancel_server(session.short_server_id)
         if (
             what == "failed"
             and session.failures >= self.config.bootstrap_after_failures
@@ -658,13 +669,21 @@ class LwM2MClient:
     async def _sample(self, paths: tuple[Path, ...]) -> dict[Path, Stored]:
         return await self.dispatcher.leaf_values(paths)
 
-    async def _send_notification(self, obs: Observation) -> dict[Path, Stored] | None:
-        handle = obs.handle
-        notify = getattr(handle, "notify", None)
-        if notify is None:
-            return None
+    def _server_reachable(self, ssid: int) -> bool:
+        """Registered and not disabled: notifications can go out now."""
+        session = self.sessions.get(ssid)
+        return session is not None and session.registered
+
+    def _notification_storing(self, ssid: int) -> bool:
+        """Server resource 6 (default true): keep notifications while unreachable."""
+        session = self.sessions.get(ssid)
+        return session is None or session.account.notification_storing
+
+    def _confirmable(self, obs: Observation) -> bool:
         attrs = self.observations.attributes_for(obs)
-        confirmable = bool(attrs.con) if attrs.con is not None else self.config.notify_confirmable
+        return bool(attrs.con) if attrs.con is not None else self.config.notify_confirmable
+
+    async def _render_notification(self, obs: Observation) -> Rendered:
         try:
             if obs.composite:
                 nodes: dict[Path, Node] = {}
@@ -679,23 +698,30 @@ class LwM2MClient:
                 payload = content.encode(node, obs.paths[0], obs.content_format, self.registry)
             values = await self.dispatcher.leaf_values(obs.paths)
         except LwM2MError as exc:
-            # The observed node is gone: final error notification ends the observation.
+            # The observed node is gone: a final error notification ends the observation.
+            return Rendered(Message(code=exc.code), {}, final=True)
+        return Rendered(
+            Message(code=Code.CONTENT, payload=payload, content_format=obs.content_format), values
+        )
+
+    async def _deliver_notification(self, obs: Observation, message: Message) -> bool:
+        notify = getattr(obs.handle, "notify", None)
+        if notify is None:
+            return False
+        if message.code >= 0x80:
             with contextlib.suppress(CoapError):
-                await notify(Message(code=exc.code), confirmable=confirmable)
-            return None
+                await notify(message, confirmable=self._confirmable(obs))
+            return False
         if self._sleeping:
             self.wake()
         try:
-            await notify(
-                Message(code=Code.CONTENT, payload=payload, content_format=obs.content_format),
-                confirmable=confirmable,
-            )
+            await notify(message, confirmable=self._confirmable(obs))
         except (ObservationCancelled, EndpointClosed):
-            return None
+            return False
         self.stats.notifications_sent += 1
         self.stats.messages_sent += 1
-        self.stats.bytes_sent += len(payload) + 16
-        return values
+        self.stats.bytes_sent += len(message.payload) + 16
+        return True
 
     # -- Send (Information Reporting, 1.1) -----------------------------------------------
 

@@ -116,6 +116,9 @@ class ClientConfig:
     request_timeout_s: float | None = None
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
+    #: per server, notifications kept while it is disabled or unreachable (Server
+    #: resource 6 true); when full the oldest is dropped
+    stored_notifications_max: int = 64
     #: consecutive registration failures (per server) before falling back to bootstrap
     bootstrap_after_failures: int = 3
     manufacturer: str = "lwm2m-py"
@@ -136,3 +139,5 @@ class ClientConfig:
             raise ConfigError("two servers share one short server ID")
         if sum(1 for s in self.servers if s.bootstrap) > 1:
             raise ConfigError("at most one bootstrap server")
+        if self.stored_notifications_max < 1:
+            raise ConfigError("stored_notifications_max must be at least 1")

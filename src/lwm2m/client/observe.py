@@ -15,25 +15,53 @@ task only when a notification is actually due.
 * ``pmax`` notifies even without a change.
 * ``epmax`` re-reads computed values (resources with a reader) at least that
   often, ``epmin`` keeps those samples at least that far apart.
+
+Notification Storing When Disabled or Offline (Server resource 6, LwM2M 1.1
+E.2): while a server cannot be reached (account disabled, registration lost)
+a notification that falls due is, with resource 6 true, rendered at that
+moment and kept in a bounded per-server FIFO (the oldest is dropped when it
+is full) that :meth:`ObservationManager.resume` sends in order once the
+server is back; with resource 6 false it is dropped and the observation sends
+its latest value on resume.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from lwm2m.client.scheduler import Scheduler, Timer
 from lwm2m.client.values import Stored, as_number
+from lwm2m.coap.message import Message
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import Attributes
 
 logger = logging.getLogger(__name__)
 
-#: (observation) -> awaitable that reads, encodes and sends one notification;
-#: returns the values sent (path -> value) or None when the observation ended.
-SendNotification = Callable[["Observation"], Awaitable[dict[Path, Stored] | None]]
+#: per server, how many notifications are kept while it is unreachable
+DEFAULT_STORED_NOTIFICATIONS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One notification ready to go: the message and the values it carries.
+
+    ``final`` marks an error notification (the observed node is gone): it ends
+    the observation once delivered.
+    """
+
+    message: Message
+    values: dict[Path, Stored]
+    final: bool = False
+
+
+#: (observation) -> the notification with the current values (reads and encodes).
+RenderNotification = Callable[["Observation"], Awaitable[Rendered]]
+#: (observation, message) -> send it; False when the observation is over (RST, cancel).
+DeliverNotification = Callable[["Observation", Message], Awaitable[bool]]
 #: (paths) -> current values of the observed leaves (reading computed resources).
 Sampler = Callable[[tuple[Path, ...]], Awaitable[dict[Path, Stored]]]
 
@@ -104,6 +132,17 @@ class Observation:
     timer: Timer | None = None
     sample_timer: Timer | None = None
     closed: bool = False
+    #: a notification was dropped while the server was unreachable (resource 6 false)
+    missed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNotification:
+    """A notification that fell due while its server was unreachable."""
+
+    observation: Observation
+    message: Message
+    stored_at: float
 
 
 def _numeric_leaves(values: dict[Path, Stored] | None) -> dict[Path, float]:
@@ -147,19 +186,34 @@ class ObservationManager:
         self,
         scheduler: Scheduler,
         attributes: AttributeStore,
-        send: SendNotification,
+        render: RenderNotification,
+        deliver: DeliverNotification,
         sample: Sampler,
         defaults: Callable[[int], tuple[int, int | None]],
         has_reader: Callable[[Path], bool],
+        *,
+        reachable: Callable[[int], bool] = lambda ssid: True,
+        storing: Callable[[int], bool] = lambda ssid: True,
+        stored_limit: int = DEFAULT_STORED_NOTIFICATIONS,
     ) -> None:
         self.scheduler = scheduler
         self.attributes = attributes
-        self._send = send
+        self._render = render
+        self._deliver = deliver
         self._sample = sample
         self._defaults = defaults
         self._has_reader = has_reader
+        self._reachable = reachable
+        self._storing = storing
+        if stored_limit < 1:
+            raise ValueError("stored_limit must be at least 1")
+        self.stored_limit = stored_limit
+        #: notifications dropped because a server's store was full (oldest first)
+        self.stored_dropped = 0
         self._observations: dict[tuple[int, bytes], Observation] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: dict[int, deque[StoredNotification]] = {}
+        self._flushing: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._observations)
@@ -202,11 +256,13 @@ class ObservationManager:
             cancel = getattr(obs.handle, "cancel", None)
             if callable(cancel):
                 cancel()
+        self._held.pop(ssid, None)
 
     def remove_server(self, ssid: int) -> None:
         """Forget every observation (and attribute) of a server (deregistration, seed D.1.2)."""
         for key in [k for k in self._observations if k[0] == ssid]:
             self._close(self._observations.pop(key))
+        self._held.pop(ssid, None)
         self.attributes.remove_server(ssid)
 
     def remove_under(self, path: Path) -> None:
@@ -223,6 +279,7 @@ class ObservationManager:
         for obs in self._observations.values():
             self._close(obs)
         self._observations.clear()
+        self._held.clear()
         for task in list(self._tasks):
             task.cancel()
 
@@ -333,16 +390,90 @@ class ObservationManager:
                 obs.dirty = False
                 if not should_notify(attrs, obs.last_values, values):
                     return
-            sent = await self._send(obs)
-            if sent is None:
+            obs.dirty = False
+            if not self.online(obs.ssid) and not self._storing(obs.ssid):
+                self._drop(obs)
+                return
+            rendered = await self._render(obs)
+            if not self.online(obs.ssid):
+                self._hold(obs, rendered)
+                return
+            if not await self._deliver(obs, rendered.message) or rendered.final:
                 self.remove(obs.ssid, obs.token)
                 return
-            obs.dirty = False
-            obs.last_values = sent
+            obs.last_values = rendered.values
             obs.last_sent_at = self.scheduler.now()
         except Exception:
+            obs.dirty = False  # no retry loop on a persistent failure
             logger.exception("notification for %s failed", [str(p) for p in obs.paths])
         finally:
             obs.sending = False
             if not obs.closed:
                 self._arm_pmax(obs)
+                if obs.dirty:  # changed while this one was being sent
+                    self._evaluate(obs)
+
+    # -- unreachable servers (Server resource 6) --------------------------------------------
+
+    def online(self, ssid: int) -> bool:
+        """Notifications to ``ssid`` go out now (not while its stored ones are being sent)."""
+        return ssid not in self._flushing and self._reachable(ssid)
+
+    def stored(self, ssid: int) -> list[StoredNotification]:
+        """The notifications kept for ``ssid``, oldest first."""
+        return list(self._held.get(ssid, ()))
+
+    def _drop(self, obs: Observation) -> None:
+        """Resource 6 false: nothing is kept; the latest value goes out on resume."""
+        obs.missed = True
+        obs.last_sent_at = self.scheduler.now()  # pmin/pmax pace on, no busy timer
+
+    def _hold(self, obs: Observation, rendered: Rendered) -> None:
+        if rendered.final:
+            self.remove(obs.ssid, obs.token)  # the node is gone; nobody to tell now
+            return
+        now = self.scheduler.now()
+        queue = self._held.setdefault(obs.ssid, deque())
+        if len(queue) >= self.stored_limit:
+            queue.popleft()
+            self.stored_dropped += 1
+            logger.warning(
+                "server %d unreachable: %d notifications stored, dropping the oldest",
+                obs.ssid,
+                len(queue) + 1,
+            )
+        queue.append(StoredNotification(obs, rendered.message, now))
+        obs.last_values = rendered.values  # later changes compare with what was stored
+        obs.last_sent_at = now
+
+    def resume(self, ssid: int) -> None:
+        """``ssid`` is reachable again: send its stored notifications in order, then
+        the latest value of the observations whose notifications were dropped."""
+        if ssid in self._flushing:
+            return
+        self._flushing.add(ssid)
+        self._spawn(self._flush(ssid))
+
+    async def _flush(self, ssid: int) -> None:
+        try:
+            queue = self._held.get(ssid)
+            while queue:
+                if not self._reachable(ssid):
+                    return  # gone again: the rest waits for the next resume
+                item = queue[0]
+                if not item.observation.closed:
+                    delivered = await self._deliver(item.observation, item.message)
+                    if not delivered:
+                        self.remove(item.observation.ssid, item.observation.token)
+                queue.popleft()
+            self._held.pop(ssid, None)
+        except Exception:
+            logger.exception("sending the notifications stored for server %d failed", ssid)
+        finally:
+            self._flushing.discard(ssid)
+        if not self._reachable(ssid):
+            return
+        for obs in list(self._observations.values()):
+            if obs.ssid == ssid and obs.missed and not obs.closed and not obs.sending:
+                obs.missed = False
+                self._start(obs, forced=True)

@@ -110,6 +110,9 @@ class ServerSession:
         self._timer: Timer | None = None
         self._task: asyncio.Task[None] | None = None
         self._pending_update = False
+        #: the server answered an Update with an error: it no longer knows this
+        #: registration (nor its observations); cleared once registered again
+        self.server_forgot = False
 
     @property
     def short_server_id(self) -> int:
@@ -223,6 +226,7 @@ class ServerSession:
             self.lifetime_s,
         )
         self._event("registered")
+        self.server_forgot = False
         self._after_exchange()
 
     def _after_exchange(self) -> None:
@@ -294,6 +298,7 @@ class ServerSession:
                 self.account.uri,
                 Code.from_byte(response.code),
             )
+            self.server_forgot = True
             self.state = RegistrationState.FAILED
             self._task = None
             self._event("update-failed")
