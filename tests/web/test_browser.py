@@ -164,3 +164,24 @@ async def test_interactive_docs_render_without_internet(page: Page, live: Live) 
     )
     await expect(page.locator(".opblock-summary-path").first).to_be_visible()
     assert all(url.startswith(live.base_url) for url in requested), requested
+
+
+async def test_coap_log_panel_shows_the_messages_of_a_read(page: Page, live: Live) -> None:
+    device = await live.add_client("dev-ui-log")
+    device.instance(3).set(9, 71)
+    await open_client(page, live, "dev-ui-log")
+    panel = page.locator(".coap-log")
+    await expect(panel).to_be_empty()
+    await page.click("#coaplog-toggle")
+    await expect(page.locator("#coaplog-toggle")).to_have_attribute("aria-pressed", "true")
+    # The log's own stream must be open before the Read, or its messages go unseen.
+    await expect(page.locator("#coaplog-toggle")).to_have_attribute("data-live", "true")
+    await page.click('button[data-op="read"][data-path="/3/0/9"]')
+    await expect(page.locator('.value[data-path="/3/0/9"]')).to_have_text("71")
+    request = panel.locator('li.out[data-code="GET"]')
+    await expect(request).to_have_count(1)
+    await expect(request).to_contain_text('Uri-Path: "3", "0", "9"')
+    await expect(panel.locator('li.in[data-code="2.05"]')).to_have_count(1)
+    await page.click("#coaplog-toggle")  # off: the server stops tracing
+    await expect(page.locator("#coaplog-toggle")).to_have_text("Start")
+    await expect(page.locator("#coaplog-toggle")).to_have_attribute("data-live", "false")

@@ -199,3 +199,23 @@ async def test_sleeping_client_queues_requests_until_it_wakes(live: Live) -> Non
         resp = await pending
         assert resp.status_code == 200
         assert resp.json()["content"]["value"] == 12
+
+
+async def test_coaplog_events_for_the_asked_client_only(live: Live) -> None:
+    device = await live.add_client("dev-log")
+    await live.add_client("dev-quiet")
+    device.instance(3).set(9, 42)
+    async with live.http.stream("GET", "/api/event?ep=dev-log") as stream:
+        events = SseReader(stream.aiter_lines())
+        await events.next_comment()  # the stream is open (and the tracer installed)
+        assert (await live.http.get("/api/clients/dev-quiet/3/0/1")).status_code == 200
+        assert (await live.http.get("/api/clients/dev-log/3/0/9")).status_code == 200
+        request = await events.wait_for("COAPLOG", incoming=False, code="GET")
+        response = await events.wait_for("COAPLOG", incoming=True, mId=request["mId"])
+    assert request["ep"] == "dev-log" and request["type"] == "CON"
+    assert request["options"].startswith('Uri-Path: "3", "0", "9"')
+    assert isinstance(request["timestamp"], int) and request["token"]
+    assert response["type"] == "ACK" and response["code"] == "2.05"
+    assert response["codeName"] == "CONTENT" and response["token"] == request["token"]
+    assert response["payload"]  # a TLV/CBOR body shows as hex, a text one as text
+    # The read of dev-quiet went out first: had it been logged, it would be the first GET.

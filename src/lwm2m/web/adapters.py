@@ -11,12 +11,15 @@ import contextlib
 import datetime
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lwm2m.bootstrap.config import ConfigError
 from lwm2m.bootstrap.events import BootstrapEvent, FailureReason
 from lwm2m.coap.codes import Code
+from lwm2m.coap.message import Message
+from lwm2m.coap.peer import Address
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import Node, ObjectInstance, Value
@@ -55,6 +58,8 @@ from lwm2m.web.backend import (
     UnknownClient,
     WebEvent,
 )
+from lwm2m.web.coaplog import coap_log_event
+from lwm2m.web.events import cancel_and_wait
 from lwm2m.web.present import client_json, composite_json, notification_json
 
 if TYPE_CHECKING:
@@ -63,6 +68,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
+
+#: COAPLOG events one client's stream may hold unread before new ones are dropped.
+COAP_LOG_BUFFER = 500
 
 
 def _time(seconds: float) -> datetime.datetime:
@@ -338,14 +346,50 @@ class ServerAdapter:
         return await self._call(endpoint, cancel_all)
 
     async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
+        """The server's events; for one client also its CoAP messages (COAPLOG)."""
         subscription = self._server.events.subscribe(endpoint)
+        if endpoint is None:
+            try:
+                async for event in subscription:
+                    web_event = self.web_event(event)
+                    if web_event is not None:
+                        yield web_event
+            finally:
+                subscription.close()
+            return
+        merged: asyncio.Queue[WebEvent | None] = asyncio.Queue()
+        dropped_logs = 0
+
+        def tracer(direction: str, msg: Message, address: Address) -> None:
+            nonlocal dropped_logs
+            reg = self._server.get_registration(endpoint)
+            if reg is None or tuple(reg.address) != address:
+                return
+            if merged.qsize() >= COAP_LOG_BUFFER:
+                dropped_logs += 1  # a reader that stalls loses log lines, not memory
+                return
+            merged.put_nowait(coap_log_event(direction, msg, endpoint, int(time.time() * 1000)))
+
+        async def forward() -> None:
+            try:
+                async for event in subscription:
+                    web_event = self.web_event(event)
+                    if web_event is not None:
+                        merged.put_nowait(web_event)
+            finally:
+                merged.put_nowait(None)
+
+        pump = asyncio.create_task(forward())
+        self._server.add_message_tracer(tracer)
         try:
-            async for event in subscription:
-                web_event = self.web_event(event)
-                if web_event is not None:
-                    yield web_event
+            while (item := await merged.get()) is not None:
+                yield item
         finally:
+            self._server.remove_message_tracer(tracer)
             subscription.close()
+            await cancel_and_wait([pump])
+            if dropped_logs:
+                logger.debug("%d COAPLOG events for %s dropped", dropped_logs, endpoint)
 
     def web_event(self, event: ServerEvent) -> WebEvent | None:
         """The SSE form of a server event (Leshan's event names and data shapes)."""

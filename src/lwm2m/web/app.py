@@ -212,7 +212,8 @@ def build_app(
         tags=["events"],
         summary="Server-sent events",
         description="text/event-stream of REGISTRATION, UPDATED, DEREGISTRATION, NOTIFICATION, "
-        "SLEEPING, AWAKE, SEND and BOOTSTRAP_* events with JSON data; `ep` limits it to one client.",
+        "SLEEPING, AWAKE, SEND and BOOTSTRAP_* events with JSON data; `ep` limits it to one client "
+        "and adds COAPLOG events (that client's CoAP messages).",
         dependencies=guard,
         response_class=StreamingResponse,
         responses={

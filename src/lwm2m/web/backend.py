@@ -199,7 +199,10 @@ class DeviceManager(Protocol):
         ...
 
     def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
-        """Events until the iterator is closed (``aclose``) or the server stops."""
+        """Events until the iterator is closed (``aclose``) or the server stops.
+
+        For one ``endpoint`` it may also carry that client's CoAP messages (COAPLOG).
+        """
         ...
 
     # -- security store -------------------------------------------------------

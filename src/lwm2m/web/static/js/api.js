@@ -108,6 +108,36 @@ function dispatch(kind, dataText) {
   }
 }
 
+// Reads one text/event-stream response to its end, calling fn(kind, dataText) per event
+// and onOpen() once the server's first bytes (its "connected" comment) are in.
+async function readEvents(res, fn, onOpen = () => {}) {
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let opened = false;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    if (!opened) {
+      opened = true;
+      onOpen();
+    }
+    buffer += value.replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let kind = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue;
+        if (line.startsWith("event:")) kind = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) fn(kind, data.join("\n"));
+    }
+  }
+}
+
 export async function runEventStream() {
   let delay = 1000;
   for (;;) {
@@ -121,26 +151,7 @@ export async function runEventStream() {
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
       statusListener(true);
       delay = 1000;
-      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value.replace(/\r\n/g, "\n");
-        let cut;
-        while ((cut = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          let kind = "message";
-          const data = [];
-          for (const line of block.split("\n")) {
-            if (line.startsWith(":")) continue;
-            if (line.startsWith("event:")) kind = line.slice(6).trim();
-            else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-          }
-          if (data.length) dispatch(kind, data.join("\n"));
-        }
-      }
+      await readEvents(res, dispatch);
     } catch (err) {
       console.warn("event stream interrupted", err);
     }
@@ -148,4 +159,42 @@ export async function runEventStream() {
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 15000);
   }
+}
+
+// A stream of one client's events (it carries COAPLOG too) until stop() is called;
+// reconnects after interruptions. fn gets (kind, data); onStatus(true/false) tells
+// when the stream is open (the server then traces this client's messages) or not.
+export function streamClientEvents(endpoint, fn, onStatus = () => {}) {
+  const abort = new AbortController();
+  (async () => {
+    let delay = 1000;
+    while (!abort.signal.aborted) {
+      try {
+        const url = `/api/event?ep=${encodeURIComponent(endpoint)}`;
+        const res = await fetch(url, { headers: headers({ Accept: "text/event-stream" }), signal: abort.signal });
+        if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+        delay = 1000;
+        await readEvents(
+          res,
+          (kind, text) => {
+            let data;
+            try {
+              data = JSON.parse(text);
+            } catch {
+              return;
+            }
+            fn(kind, data);
+          },
+          () => onStatus(true),
+        );
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        console.warn("client event stream interrupted", err);
+      }
+      onStatus(false);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 15000);
+    }
+  })();
+  return () => abort.abort();
 }

@@ -1,6 +1,6 @@
 // One client: registration, object tree from the model, operations, observe charts.
 
-import { api, ApiError, clientUrl } from "../api.js";
+import { api, ApiError, clientUrl, streamClientEvents } from "../api.js";
 import { renderChart, Series } from "../chart.js";
 import { ago, errorText, h, modal, timeOfDay, toast, view } from "../dom.js";
 import { state } from "../state.js";
@@ -79,6 +79,49 @@ export function renderClientView(endpoint) {
       if (mine.length) box.textContent = mine.map(([p, v]) => `${p}  ${formatValue(v)}`).join("\n");
     }
   }
+
+  // CoAP message log (COAPLOG events of this client's own stream), off until asked for:
+  // the server traces CoAP messages only while someone is looking.
+  const COAP_LOG_MAX = 200;
+  const coapLog = h("ol", { class: "coap-log", "data-empty": "Turn the log on to see this client's CoAP messages." });
+  const coapToggle = h("button", { class: "btn small", type: "button", id: "coaplog-toggle", "aria-pressed": "false" }, "Start");
+  let stopCoapLog = null;
+
+  function coapLine(m) {
+    const arrow = m.incoming ? "←" : "→";
+    const summary = `${arrow} ${m.type} ${m.code} mid=${m.mId}${m.token ? ` tkn=${m.token}` : ""}`;
+    const item = h(
+      "li",
+      { class: m.incoming ? "in" : "out", dataset: { code: m.code, type: m.type } },
+      h("time", {}, new Date(m.timestamp).toLocaleTimeString()),
+      " ",
+      h("span", { class: "coap-summary" }, summary),
+      m.options ? h("div", { class: "coap-options" }, m.options) : null,
+      m.payload ? h("div", { class: "coap-payload" }, m.payload) : null,
+    );
+    coapLog.prepend(item);
+    while (coapLog.children.length > COAP_LOG_MAX) coapLog.lastChild.remove();
+  }
+
+  function setCoapLog(on) {
+    if (stopCoapLog) stopCoapLog();
+    coapToggle.dataset.live = "false";
+    stopCoapLog = on
+      ? streamClientEvents(
+          endpoint,
+          (kind, data) => {
+            if (kind === "COAPLOG") coapLine(data);
+          },
+          (live) => {
+            if (stopCoapLog) coapToggle.dataset.live = String(live);
+          },
+        )
+      : null;
+    coapToggle.textContent = on ? "Stop" : "Start";
+    coapToggle.setAttribute("aria-pressed", String(on));
+  }
+  coapToggle.addEventListener("click", () => setCoapLog(!stopCoapLog));
+  const coapClear = h("button", { class: "btn small ghost", type: "button", onclick: () => coapLog.replaceChildren() }, "Clear");
 
   function logLine(text, kind = "info") {
     log.prepend(h("li", { class: kind }, h("time", {}, timeOfDay()), " ", text));
@@ -378,7 +421,19 @@ export function renderClientView(endpoint) {
       { class: "page client-page" },
       h("div", { class: "crumbs" }, h("a", { href: "#/" }, "Clients"), " / ", h("span", {}, endpoint)),
       header,
-      h("div", { class: "client-layout" }, tree, h("aside", { class: "card side" }, h("h3", {}, "Activity"), log)),
+      h(
+        "div",
+        { class: "client-layout" },
+        tree,
+        h(
+          "aside",
+          { class: "card side" },
+          h("h3", {}, "Activity"),
+          log,
+          h("div", { class: "coap-log-head" }, h("h3", {}, "CoAP log"), coapToggle, coapClear),
+          coapLog,
+        ),
+      ),
     ),
   );
 
@@ -439,5 +494,5 @@ export function renderClientView(endpoint) {
       renderHeader(client);
     }
   };
-  return () => {};
+  return () => setCoapLog(false);
 }
