@@ -54,6 +54,16 @@ def test_build_config() -> None:
         build_config(parse("-e", "d", "-s", "http://h"))
     with pytest.raises(ConfigError):
         build_config(parse("-e", "bad", "--ept", "1", "-s", "coap://h"))
+    storing = build_config(
+        parse(
+            "-e", "d", "-s", "coap://h", "--stored-notifications", "5", "--no-notification-storing"
+        )
+    )
+    assert storing.stored_notifications_max == 5
+    assert not storing.servers[0].notification_storing
+    assert config.stored_notifications_max == 64 and server.notification_storing
+    with pytest.raises(ConfigError, match="stored_notifications_max"):
+        build_config(parse("-e", "d", "-s", "coap://h", "--stored-notifications", "0"))
 
 
 def test_run_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -75,6 +75,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--con", action="store_true", help="send notifications as CON (default NON)"
     )
+    parser.add_argument(
+        "--stored-notifications",
+        type=int,
+        default=64,
+        metavar="N",
+        help="notifications kept per server while it is disabled or unreachable (default 64)",
+    )
+    parser.add_argument(
+        "--no-notification-storing",
+        action="store_true",
+        help="factory value false for Server resource 6: drop notifications while offline",
+    )
     parser.add_argument("--host", default="0.0.0.0", help="local address to bind (default 0.0.0.0)")
     parser.add_argument(
         "--count",
@@ -114,6 +126,7 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
                 short_server_id=index + 1,
                 lifetime_s=args.lifetime,
                 binding=binding,
+                notification_storing=not args.no_notification_storing,
                 security_mode=MODE_PSK if secure else 3,
                 psk_identity=psk_identity if secure else b"",
                 psk_key=psk_key if secure else b"",
@@ -141,6 +154,7 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
         notify_confirmable=args.con,
         local_host=args.host,
         state_file=args.state,
+        stored_notifications_max=args.stored_notifications,
     )
 
 
