@@ -8,6 +8,7 @@ from client_harness import Harness, MakeClient, until
 from lwm2m.client.registration import RegistrationState
 from lwm2m.coap.codes import Code, MessageType
 from lwm2m.coap.message import Message
+from lwm2m.protocol.errors import LwM2MError
 
 
 async def observe_battery(h: Harness) -> Message:
@@ -54,6 +55,9 @@ async def test_disabled_server_gets_stored_notifications_in_order(
     await disable(h, 30)
     await change_battery(h, 80, 70, 60)
     assert h.server.notifications.empty()
+    with pytest.raises(LwM2MError, match="no server"):
+        await h.client.send(["/3/0/9"])  # no message at all to a disabled server
+    assert h.server.requests.empty()
     assert [s.message.payload for s in h.client.observations.stored(1)] == [b"80", b"70", b"60"]
     h.scheduler.advance(30)  # Disable Timeout over: register again
     await h.server.accept_registration("again")

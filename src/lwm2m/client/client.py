@@ -49,7 +49,12 @@ from lwm2m.client.dispatcher import Hooks, RequestDispatcher
 from lwm2m.client.instance import Instance
 from lwm2m.client.links import registration_payload
 from lwm2m.client.observe import AttributeStore, Observation, ObservationManager, Rendered
-from lwm2m.client.registration import RegistrationInfo, ServerSession, Transport
+from lwm2m.client.registration import (
+    RegistrationInfo,
+    RegistrationState,
+    ServerSession,
+    Transport,
+)
 from lwm2m.client.scheduler import Scheduler, Timer
 from lwm2m.client.store import (
     ACCESS_CONTROL,
@@ -741,7 +746,9 @@ class LwM2MClient:
         targets = [
             s
             for ssid, s in self.sessions.items()
-            if short_server_id is None or ssid == short_server_id
+            if (short_server_id is None or ssid == short_server_id)
+            # a disabled account gets no message until its Disable Timeout ends (E.2)
+            and s.state is not RegistrationState.DISABLED
         ]
         if not targets:
             raise LwM2MError("no server to send to")
