@@ -114,3 +114,27 @@ async def test_layer_timer_is_honoured() -> None:
         layer.timer = asyncio.get_running_loop().time() + 0.01
         server._pump(asyncio.get_running_loop().time())  # what any datagram would trigger
         await asyncio.wait_for(layer.timer_fired.wait(), 5)
+
+
+async def test_tracer_sees_plaintext_and_ping_goes_through_the_layer() -> None:
+    server_layer, client_layer = FakeLayer(b"server"), FakeLayer(b"client")
+    seen: list[tuple[str, int, Address]] = []
+    async with (
+        await Endpoint.create(handler=handler, security=server_layer) as server,
+        await Endpoint.create(security=client_layer) as client,
+    ):
+        server.add_message_tracer(lambda d, m, a: seen.append((d, int(m.code), a)))
+        assert await client.ping(server.local_address, timeout=5) is True
+        await client.request(Message(Code.GET), server.local_address)
+        peer = client.local_address
+        assert seen == [
+            ("in", Code.EMPTY, peer),
+            ("out", Code.EMPTY, peer),
+            ("in", Code.GET, peer),
+            ("out", Code.CONTENT, peer),
+        ]
+        # A refused handshake fails a ping instead of reporting a silent peer.
+        target = ("127.0.0.1", 9)
+        client_layer.refuse.add(target)
+        with pytest.raises(SecureConnectionFailed):
+            await asyncio.wait_for(client.ping(target), 5)
