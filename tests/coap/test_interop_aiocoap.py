@@ -82,8 +82,16 @@ async def aiocoap_server() -> AsyncIterator[tuple[tuple[str, int], Store, Counte
     site.add_resource(["store"], store)
     site.add_resource(["counter"], counter)
     site.add_resource(["big"], Big())
-    port = free_port()
-    context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+    # aiocoap binds by number, so a free port is picked first; another process may take it
+    # in between, hence a few tries.
+    for attempt in range(5):
+        port = free_port()
+        try:
+            context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+            break
+        except OSError:
+            if attempt == 4:
+                raise
     yield ("127.0.0.1", port), store, counter
     await context.shutdown()
 
