@@ -13,6 +13,7 @@ A server must reach a device on the very port the device registered from
 from __future__ import annotations
 
 import asyncio
+import enum
 import ipaddress
 import logging
 import random
@@ -20,7 +21,7 @@ import socket
 import sys
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, Final
 
 from lwm2m.coap.codec import decode
 from lwm2m.coap.codes import Code
@@ -48,12 +49,14 @@ from lwm2m.coap.peer import Address, Peer, PeerIdentity, normalize_address
 from lwm2m.coap.security import HandshakeCompleted, HandshakeFailed, SecurityLayer, SessionClosed
 
 __all__ = [
+    "NO_RESPONSE",
     "Address",
     "ClientObservation",
     "Endpoint",
     "Handler",
     "IncomingRequest",
     "MessageTracer",
+    "NoResponse",
     "OrphanNotificationHandler",
     "Peer",
     "PeerIdentity",
@@ -290,7 +293,22 @@ class ClientObservation:
         self._queue.put_nowait(_END)
 
 
-Handler = Callable[[IncomingRequest], Awaitable[Message]]
+class NoResponse(enum.Enum):
+    """Type of :data:`NO_RESPONSE` (a one-member enum, so type checkers know the singleton)."""
+
+    NO_RESPONSE = "no response"
+
+
+NO_RESPONSE: Final = NoResponse.NO_RESPONSE
+"""What a handler returns to leave a request unanswered on purpose.
+
+Nothing at all is sent for it (no ACK, no response, no RST; see
+:meth:`Engine.decline <lwm2m.coap.engine.Engine.decline>`): the peer's CON
+request times out.  For a server that must ignore a peer, such as an LwM2M
+client while that server's account is disabled (LwM2M 1.1 E.2).
+"""
+
+Handler = Callable[[IncomingRequest], Awaitable[Message | NoResponse]]
 
 OrphanNotificationHandler = Callable[[Message, Peer], bool]
 """Claims (True) or refuses (False) a notification/response with an unknown token."""
@@ -825,6 +843,9 @@ class Endpoint:
         except Exception:
             logger.exception("handler failed for %r", request)
             response = _INTERNAL_ERROR
+        if response is None:
+            self._engine.decline(event.request_id)
+            return
         self._engine.respond(event.request_id, response, self._loop.time())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -833,9 +854,12 @@ class Endpoint:
         task.add_done_callback(self._tasks.discard)
 
     @staticmethod
-    def _checked(response: object) -> Message:
+    def _checked(response: object) -> Message | None:
+        """The handler's response, None for NO_RESPONSE; TypeError for anything else."""
         if type(response) is Message and 64 <= response.code < 192:
             return response
+        if response is NO_RESPONSE:
+            return None
         if not isinstance(response, Message) or not response.is_response:
             raise TypeError(f"handler returned {response!r}, not a response Message")
         return response
@@ -848,7 +872,9 @@ class Endpoint:
             awaitable = _INTERNAL_ERROR_AWAITABLE
         await self._finish(request, awaitable)
 
-    async def _finish(self, request: IncomingRequest, pending: Awaitable[Message]) -> None:
+    async def _finish(
+        self, request: IncomingRequest, pending: Awaitable[Message | NoResponse]
+    ) -> None:
         try:
             response = self._checked(await pending)
         except asyncio.CancelledError:
@@ -859,7 +885,10 @@ class Endpoint:
         if self._closed:
             return
         now = self._loop.time()
-        self._engine.respond(request._request_id, response, now)
+        if response is None:
+            self._engine.decline(request._request_id)
+        else:
+            self._engine.respond(request._request_id, response, now)
         self._pump(now)
 
 

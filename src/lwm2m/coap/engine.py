@@ -802,6 +802,27 @@ class Engine:
             (encode_as(response, _NON, self._next_mid(), incoming.token), incoming.address)
         )
 
+    def decline(self, request_id: int) -> None:
+        """Leave the request ``request_id`` unanswered, on purpose and for good.
+
+        Nothing is sent: a CON request is not acknowledged (its sender
+        retransmits and times out), a NON request gets no response.  The
+        exchange's state is freed, and its duplicates, which stay remembered
+        for the usual lifetime, get no answer either (nothing is replayed, no
+        RST).  An observation the handler started for it ends (reason "declined").
+        Only an empty ACK that already went out because the handler was slow
+        (``separate_response_delay_s``) is replayed to duplicates: the peer then
+        waits in vain for the separate response.  Unknown ids are ignored.
+        """
+        incoming = self._incoming.pop(request_id, None)
+        if incoming is None:
+            return
+        incoming.answered = True
+        if incoming.dedup is not None:
+            incoming.dedup.request = None
+        if incoming.observation is not None:
+            self._end_server_observation(incoming.observation, "declined")
+
     def start_observation(self, request_id: int, now: float) -> int:
         """Make the pending GET/FETCH ``request_id`` (Observe=0) an observation; its id.
 
