@@ -67,7 +67,7 @@ from lwm2m.client.store import (
 )
 from lwm2m.client.values import Stored
 from lwm2m.coap.codes import Code, ContentFormat
-from lwm2m.coap.endpoint import Endpoint, IncomingRequest
+from lwm2m.coap.endpoint import NO_RESPONSE, Endpoint, IncomingRequest, NoResponse
 from lwm2m.coap.errors import CoapError, EndpointClosed, ObservationCancelled
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer, normalize_address
@@ -567,9 +567,13 @@ class LwM2MClient:
         # Only the address a server account resolved to may act as that server.
         return self._addresses.get(peer.address)
 
-    async def _handle(self, request: IncomingRequest) -> Message:
+    async def _handle(self, request: IncomingRequest) -> Message | NoResponse:
         self.stats.messages_received += 1
         self.stats.bytes_received += len(request.message.payload) + 16
+        if self._disabled_server(request.peer):
+            # LwM2M 1.1 E.2 (Disable, 1/x/4): until the Disable Timeout ends the
+            # client ignores that server; its CON requests go unacknowledged.
+            return NO_RESPONSE
         if self._sleeping:
             await self._awake.wait()  # queue mode: served once awake again
         self._touch()
@@ -586,6 +590,13 @@ class LwM2MClient:
         self.stats.messages_sent += 1
         self.stats.bytes_sent += len(response.payload) + 16
         return response
+
+    def _disabled_server(self, peer: Peer) -> bool:
+        ssid = self._addresses.get(peer.address)
+        if ssid is None:
+            return False
+        session = self.sessions.get(ssid)
+        return session is not None and session.state is RegistrationState.DISABLED
 
     def expect_bootstrap_from(self, address: Address) -> None:
         """Route requests from ``address`` to :attr:`bootstrap_request_handler`."""
