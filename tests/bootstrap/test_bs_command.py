@@ -20,28 +20,23 @@ CONFIG = {
 }
 
 
+def run_bootstrap(*options: str) -> subprocess.CompletedProcess[str]:
+    """``lwm2m bootstrap`` on free ports with ``options``; it is expected to stop by itself."""
+    return subprocess.run(
+        [sys.executable, "-m", "lwm2m", "bootstrap", "--coap-port", "0", "--coaps-port", "0"]
+        + list(options),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_bad_config_exits_2_with_the_field(tmp_path: FsPath) -> None:
     file = tmp_path / "bs.json"
     file.write_text(
         json.dumps({"clients": {"dev-1": {"servers": [{"short_server_id": 0, "uri": "coap://h"}]}}})
     )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lwm2m",
-            "bootstrap",
-            "--coap-port",
-            "0",
-            "--coaps-port",
-            "0",
-            "--config",
-            str(file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_bootstrap("--config", str(file))
     assert proc.returncode == 2
     assert "clients['dev-1'].servers[0].short_server_id: 0 out of range 1-65534" in proc.stderr
 
@@ -50,23 +45,7 @@ def test_bad_models_directory_exits_2_with_file_and_line(tmp_path: FsPath) -> No
     models = tmp_path / "models"
     models.mkdir()
     (models / "broken.xml").write_text("<LWM2M><Object><ObjectID>x</ObjectID>")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lwm2m",
-            "bootstrap",
-            "--coap-port",
-            "0",
-            "--coaps-port",
-            "0",
-            "--models",
-            str(models),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_bootstrap("--models", str(models))
     assert proc.returncode == 2
     assert "--models" in proc.stderr and "broken.xml" in proc.stderr
 
