@@ -23,8 +23,17 @@ CONFIG = {
 def run_bootstrap(*options: str) -> subprocess.CompletedProcess[str]:
     """``lwm2m bootstrap`` on free ports with ``options``; it is expected to stop by itself."""
     return subprocess.run(
-        [sys.executable, "-m", "lwm2m", "bootstrap", "--coap-port", "0", "--coaps-port", "0"]
-        + list(options),
+        [
+            sys.executable,
+            "-m",
+            "lwm2m",
+            "bootstrap",
+            "--coap-port",
+            "0",
+            "--coaps-port",
+            "0",
+            *options,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
