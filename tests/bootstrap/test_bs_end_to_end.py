@@ -11,6 +11,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
+from bs_world import running_servers
 
 from lwm2m.bootstrap.config import parse_client_config
 from lwm2m.bootstrap.events import FailureReason, SessionMode
@@ -24,7 +25,6 @@ from lwm2m.client.smartcard import encode_image
 from lwm2m.coap.codes import Code
 from lwm2m.protocol.errors import BadRequest, RemoteError
 from lwm2m.server import LwM2MServer
-from lwm2m.server import ServerConfig as LwM2MServerConfig
 from lwm2m.server.events import DeregistrationEvent, RegistrationEvent, ServerEvent
 from lwm2m.stores.memory import MemoryStores
 
@@ -74,20 +74,9 @@ class World:
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    server = LwM2MServer(
-        MemoryStores(), config=LwM2MServerConfig(coap_port=0, request_timeout_s=5.0)
-    )
-    await server.start()
-    bs = BootstrapServer(request_timeout_s=5.0)
-    await bs.start("127.0.0.1", 0)
-    w = World(server, bs, [])
-    try:
-        yield w
-    finally:
-        for client in w.clients:
-            await client.stop()
-        await bs.close()
-        await server.stop()
+    clients: list[LwM2MClient] = []
+    async with running_servers(clients) as (server, bs):
+        yield World(server, bs, clients)
 
 
 def _bootstrap_done(cb: ClientBootstrap) -> asyncio.Event:

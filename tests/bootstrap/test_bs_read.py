@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from bs_rawpeer import RawPeer
+from bs_world import running_servers
 
 from lwm2m.bootstrap.config import ConfigError, parse_client_config
 from lwm2m.bootstrap.events import FailureReason, Operation, SessionMode
@@ -33,9 +34,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.registry import default_registry
 from lwm2m.protocol.errors import RemoteError
 from lwm2m.server import LwM2MServer
-from lwm2m.server import ServerConfig as LwM2MServerConfig
 from lwm2m.server.events import RegistrationEvent
-from lwm2m.stores.memory import MemoryStores
 
 TIMEOUT = 10.0
 Address = tuple[str, int]
@@ -79,20 +78,9 @@ class World:
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    server = LwM2MServer(
-        MemoryStores(), config=LwM2MServerConfig(coap_port=0, request_timeout_s=5.0)
-    )
-    await server.start()
-    bs = BootstrapServer(request_timeout_s=5.0)
-    await bs.start("127.0.0.1", 0)
-    w = World(server, bs, [])
-    try:
-        yield w
-    finally:
-        for client in w.clients:
-            await client.stop()
-        await bs.close()
-        await server.stop()
+    clients: list[LwM2MClient] = []
+    async with running_servers(clients) as (server, bs):
+        yield World(server, bs, clients)
 
 
 def _resources(content: dict[str, Any], iid: int) -> dict[int, Any]:
