@@ -57,6 +57,7 @@ def _handshake(client: object, server: object) -> None:
 def bench_handshakes(seconds: float) -> None:
     from lwm2m.coap.dtls import DtlsClient, DtlsClientConfig, DtlsServer, DtlsServerConfig
     from lwm2m.security.certs import make_ca, make_cert
+    from lwm2m.security.client_config import ServerTrust
     from lwm2m.security.credentials import PskCredential, X509Credential, X509Expectation
 
     psk_server = DtlsServer(DtlsServerConfig(psk_lookup={PSK_ID: PSK_KEY}.get))
@@ -78,7 +79,7 @@ def bench_handshakes(seconds: float) -> None:
         return DtlsClient(
             DtlsClientConfig(
                 certificate=X509Credential(device.cert_pem, device.key_pem),
-                server_trust=X509Expectation(ca_pems=(ca.cert_pem,)),
+                server_trust=ServerTrust(X509Expectation(ca_pems=(ca.cert_pem,))),
                 server_host="localhost",
             )
         )

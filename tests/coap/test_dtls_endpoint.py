@@ -17,6 +17,7 @@ from lwm2m.coap.errors import SecureConnectionFailed
 from lwm2m.coap.message import Message
 from lwm2m.coap.params import TransmissionParameters
 from lwm2m.security.certs import make_ca, make_cert
+from lwm2m.security.client_config import ServerTrust
 from lwm2m.security.credentials import PskCredential, X509Credential, X509Expectation
 from lwm2m.security.x509 import NameMismatch, check_registration_name
 
@@ -129,7 +130,7 @@ async def test_x509_endpoint_and_registration_name_check() -> None:
     client_layer = DtlsClient(
         DtlsClientConfig(
             certificate=X509Credential(device.cert_pem, device.key_pem),
-            server_trust=X509Expectation(ca_pems=(ca.cert_pem,)),
+            server_trust=ServerTrust(X509Expectation(ca_pems=(ca.cert_pem,))),
             server_host="localhost",
         )
     )

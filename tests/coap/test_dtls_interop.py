@@ -16,6 +16,7 @@ from lwm2m.coap.dtls import DtlsClient, DtlsClientConfig, DtlsServer, DtlsServer
 from lwm2m.coap.endpoint import Endpoint, IncomingRequest
 from lwm2m.coap.message import Message
 from lwm2m.security.certs import IssuedCertificate, make_ca, make_cert
+from lwm2m.security.client_config import ServerTrust
 from lwm2m.security.credentials import PskCredential, X509Credential, X509Expectation
 from lwm2m.security.x509 import der
 
@@ -240,7 +241,7 @@ async def test_our_certificate_client_against_libcoap_server(pki: dict[str, Path
     layer = DtlsClient(
         DtlsClientConfig(
             certificate=X509Credential(pki["device"].read_bytes(), pki["device-key"].read_bytes()),
-            server_trust=X509Expectation(ca_pems=(pki["ca"].read_bytes(),)),
+            server_trust=ServerTrust(X509Expectation(ca_pems=(pki["ca"].read_bytes(),))),
             server_host="localhost",
         )
     )

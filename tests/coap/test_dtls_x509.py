@@ -10,6 +10,7 @@ from test_dtls_helpers import CLIENT_ADDR, PSK_ID, PSK_KEY, SERVER_ADDR, Link, p
 from lwm2m.coap.dtls import DtlsClient, DtlsClientConfig, DtlsServer, DtlsServerConfig
 from lwm2m.coap.peer import PeerIdentity
 from lwm2m.security.certs import IssuedCertificate, make_ca, make_cert
+from lwm2m.security.client_config import ServerTrust
 from lwm2m.security.credentials import PskCredential, X509Credential, X509Expectation
 from lwm2m.security.x509 import NameMismatch, check_registration_name
 
@@ -56,7 +57,7 @@ def client_for(
     return DtlsClient(
         DtlsClientConfig(
             certificate=X509Credential(device.cert_pem, device.key_pem, chain),
-            server_trust=trust,
+            server_trust=ServerTrust(trust),
             server_host=host,
         )
     )

@@ -351,18 +351,32 @@ class LwM2MClient:
         return endpoint
 
     def _security_layer(self, account: ServerAccount) -> SecurityLayer:
-        from lwm2m.coap.dtls import DtlsClient, DtlsClientConfig
-        from lwm2m.security.credentials import PskCredential
+        """DTLS for ``account``, built from its Security instance by the one builder.
 
-        if account.security_mode == MODE_PSK:
-            psk = PskCredential(account.public_key_or_identity, account.secret_key)
-            return DtlsClient(DtlsClientConfig(psk=psk))
-        if account.security_mode == MODE_CERTIFICATE:
-            from lwm2m.client.x509 import certificate_config
+        An unusable instance (unsupported mode, bad key or certificate) raises
+        :class:`LwM2MError`, so that the account is reported and skipped.
+        """
+        from lwm2m.coap.dtls import DtlsClient
+        from lwm2m.security.client_config import dtls_client_config
+        from lwm2m.security.credentials import SecurityConfigError
 
-            _, host, _ = parse_server_uri(account.uri)
-            return DtlsClient(certificate_config(account, host))
-        raise LwM2MError(f"security mode {account.security_mode} is not supported by this client")
+        if account.security_mode not in (MODE_PSK, MODE_CERTIFICATE):
+            raise LwM2MError(
+                f"security mode {account.security_mode} is not supported by this client"
+            )
+        _, host, _ = parse_server_uri(account.uri)
+        try:
+            config = dtls_client_config(
+                account.security_mode,
+                account.public_key_or_identity,
+                account.server_public_key,
+                account.secret_key,
+                host,
+                certificate_usage=account.certificate_usage,
+            )
+        except SecurityConfigError as exc:
+            raise LwM2MError(f"Security instance {account.security_instance}: {exc}") from None
+        return DtlsClient(config)
 
     async def resolve(self, uri: str) -> Address:
         """The UDP address of a server URI, IPv4 or IPv6 (``coap://[::1]``).

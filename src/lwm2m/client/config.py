@@ -60,6 +60,8 @@ class ServerConfig:
     client_certificate: bytes = b""
     server_public_key: bytes = b""
     secret_key: bytes = b""
+    #: Security resource 15 (0-3, RFC 6698); None leaves it out (see docs/security.md)
+    certificate_usage: int | None = None
 
     def __post_init__(self) -> None:
         scheme, _, _ = parse_server_uri(self.uri)
@@ -73,10 +75,12 @@ class ServerConfig:
             raise ConfigError(f"{self.uri}: coaps:// needs PSK or certificate credentials")
         if scheme == "coap" and self.security_mode != MODE_NOSEC:
             raise ConfigError(f"{self.uri}: credentials need a coaps:// URI")
+        if self.certificate_usage is not None and not 0 <= self.certificate_usage <= 3:
+            raise ConfigError(f"certificate usage {self.certificate_usage} is not 0-3")
 
     def security_values(self) -> dict[int, object]:
         """Resources of the Security instance for this account."""
-        return {
+        values: dict[int, object] = {
             0: self.uri,
             1: self.bootstrap,
             2: self.security_mode,
@@ -86,6 +90,9 @@ class ServerConfig:
             10: self.short_server_id,
             11: 0,
         }
+        if self.certificate_usage is not None:
+            values[15] = self.certificate_usage
+        return values
 
     def server_values(self) -> dict[int, object]:
         """Resources of the Server instance (none for the bootstrap account)."""

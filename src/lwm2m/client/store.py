@@ -89,6 +89,8 @@ class ServerAccount:
     public_key_or_identity: bytes = b""
     server_public_key: bytes = b""
     secret_key: bytes = b""
+    #: Security resource 15 (RFC 6698 usage), None when absent
+    certificate_usage: int | None = None
     lifetime_s: int | None = None
     binding: str = "U"
     default_pmin_s: int = 0
@@ -99,6 +101,10 @@ class ServerAccount:
 
 def _as_int(value: Stored | None, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _as_optional_int(value: Stored | None) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _as_bytes(value: Stored | None) -> bytes:
@@ -278,6 +284,7 @@ class ObjectStore:
                     public_key_or_identity=_as_bytes(sec.get(3)),
                     server_public_key=_as_bytes(sec.get(4)),
                     secret_key=_as_bytes(sec.get(5)),
+                    certificate_usage=_as_optional_int(sec.get(15)),
                     lifetime_s=lifetime if isinstance(lifetime, int) else None,
                     binding=binding if isinstance(binding, str) and binding else "U",
                     default_pmin_s=_as_int(srv.get(2) if srv is not None else None, 0),

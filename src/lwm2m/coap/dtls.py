@@ -9,7 +9,13 @@ pyOpenSSL memory BIOs; see docs/security.md for the behaviour.
 from __future__ import annotations
 
 from lwm2m.coap.dtls_binding import has_psk_support
-from lwm2m.coap.dtls_client import DtlsClient, DtlsClientConfig
+from lwm2m.coap.dtls_client import (
+    DtlsClient,
+    DtlsClientConfig,
+    OwnCertificate,
+    PskSecret,
+    ServerCertificateCheck,
+)
 from lwm2m.coap.dtls_server import CertificateLookup, DtlsServer, DtlsServerConfig, PskLookup
 from lwm2m.coap.security import (
     HandshakeCompleted,
@@ -27,9 +33,12 @@ __all__ = [
     "DtlsServerConfig",
     "HandshakeCompleted",
     "HandshakeFailed",
+    "OwnCertificate",
     "PskLookup",
+    "PskSecret",
     "SecurityEvent",
     "SecurityLayer",
+    "ServerCertificateCheck",
     "SessionClosed",
     "has_psk_support",
 ]

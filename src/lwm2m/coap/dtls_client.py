@@ -16,35 +16,77 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
 from lwm2m.coap.dtls_binding import install_psk_client_callback, verify_error_string
 from lwm2m.coap.dtls_context import new_context, trust_ca_pems, use_own_certificate
 from lwm2m.coap.dtls_session import ConnectionState, DtlsLayerBase, DtlsSession
 from lwm2m.coap.peer import Address, Peer
-from lwm2m.security.credentials import PskCredential, X509Credential, X509Expectation
-from lwm2m.security.x509 import certificate_matches_host, describe, has_names
 
 logger = logging.getLogger(__name__)
+
+
+class PskSecret(Protocol):
+    """A TLS-PSK identity and its key."""
+
+    @property
+    def identity(self) -> bytes: ...
+
+    @property
+    def key(self) -> bytes: ...
+
+
+class OwnCertificate(Protocol):
+    """Our certificate and key, PEM, and the intermediates sent with it."""
+
+    @property
+    def cert_pem(self) -> bytes: ...
+
+    @property
+    def key_pem(self) -> bytes: ...
+
+    @property
+    def chain_pems(self) -> tuple[bytes, ...]: ...
+
+
+class ServerCertificateCheck(Protocol):
+    """Which server certificates the client accepts.
+
+    The DTLS layer knows no trust policy: it lets OpenSSL verify the chain
+    against :attr:`ca_pems` and hands the verdict to :meth:`check`, which
+    decides (pinning, names, host). The rules of the application protocol
+    on top (LwM2M's Certificate Usage) implement it above this layer.
+    """
+
+    @property
+    def ca_pems(self) -> tuple[bytes, ...]:
+        """CA certificates (PEM) OpenSSL verifies the server's chain against."""
+        ...
+
+    def check(self, leaf: x509.Certificate, host: str, chain_error: str | None) -> str | None:
+        """None to accept ``leaf``, else why it is refused (the handshake failure reason).
+
+        ``host`` is the host the client means to reach; ``chain_error`` is
+        OpenSSL's complaint about the chain, None when it verified.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class DtlsClientConfig:
     """Our credential (PSK or certificate) and how to trust the server.
 
-    In certificate mode ``server_trust`` is required: direct trust
-    (``certificate_der``, the Security object's Server Public Key) or indirect
-    trust (``ca_pems`` + ``expected_names``), and then the certificate must
-    name ``server_host`` (the host of the server URI; defaults to the IP
-    address we send to).
+    In certificate mode ``server_trust`` is required; the host it checks
+    is ``server_host`` (the host of the server URI), or the IP address we
+    send to.
     """
 
-    psk: PskCredential | None = None
-    certificate: X509Credential | None = None
-    server_trust: X509Expectation | None = None
+    psk: PskSecret | None = None
+    certificate: OwnCertificate | None = None
+    server_trust: ServerCertificateCheck | None = None
     server_host: str | None = None
     mtu: int = 1280
     handshake_timeout_s: float = 60.0
@@ -57,12 +99,6 @@ class DtlsClientConfig:
             raise ValueError("a DTLS client needs exactly one of psk or certificate")
         if self.certificate is not None and self.server_trust is None:
             raise ValueError("certificate mode needs server_trust (direct or CA)")
-        if (
-            self.server_trust is not None
-            and self.server_trust.certificate_der is None
-            and not self.server_trust.ca_pems
-        ):
-            raise ValueError("server_trust needs certificate_der or ca_pems")
         if not 256 <= self.mtu <= 65507:
             raise ValueError("mtu must be 256-65507")
         if self.max_pending < 1:
@@ -108,26 +144,11 @@ class DtlsClient(DtlsLayerBase):
         trust = self.config.server_trust
         if trust is None:
             return False
-        if trust.certificate_der is not None:
-            if leaf.public_bytes(Encoding.DER) == trust.certificate_der:
-                state.verify_error = None
-                return True
-            state.verify_error = "server certificate does not match the stored server certificate"
-            return False
-        if not ok or state.chain_failed:
-            reason = verify_error_string(errno) if not ok else state.verify_error
-            state.verify_error = f"server certificate rejected: {reason}"
-            return False
-        if not has_names(leaf, trust.expected_names):
-            state.verify_error = f"server certificate {describe(leaf)} lacks the expected names {list(trust.expected_names)}"
-            return False
-        host = state.expected_host or ""
-        if not certificate_matches_host(leaf, host):
-            state.verify_error = (
-                f"server certificate {describe(leaf)} does not name the server host {host!r}"
-            )
-            return False
-        return True
+        chain_error = verify_error_string(errno) if not ok else None
+        if chain_error is None and state.chain_failed:
+            chain_error = state.verify_error
+        state.verify_error = trust.check(leaf, state.expected_host or "", chain_error)
+        return state.verify_error is None
 
     # ------------------------------------------------------------ SecurityLayer
 

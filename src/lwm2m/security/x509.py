@@ -318,8 +318,7 @@ def verify_client_certificate(
     """
     c = load_certificate(cert)
     if expectation.certificate_der is not None:
-        if c.public_bytes(Encoding.DER) != expectation.certificate_der:
-            raise UntrustedCertificate("certificate does not match the stored client certificate")
+        check_pinned(c, expectation.certificate_der, "client")
         return
     cas: list[x509.Certificate] = load_certificates(expectation.ca_pems) or [
         load_certificate(ca) for ca in default_cas
@@ -329,6 +328,26 @@ def verify_client_certificate(
         raise UntrustedCertificate(
             f"certificate {describe(c)} lacks the expected names {list(expectation.expected_names)}"
         )
+
+
+def check_pinned(cert: CertificateLike, certificate_der: bytes, whose: str) -> None:
+    """Direct trust: ``cert`` must be the stored certificate, byte for byte."""
+    if load_certificate(cert).public_bytes(Encoding.DER) != certificate_der:
+        raise UntrustedCertificate(f"certificate does not match the stored {whose} certificate")
+
+
+def check_server_names(cert: CertificateLike, expectation: X509Expectation, host: str) -> None:
+    """Indirect trust, client side: the expected names, and a name that covers ``host``.
+
+    Raises :class:`UntrustedCertificate` (:class:`HostnameMismatch` for the host).
+    """
+    c = load_certificate(cert)
+    if not has_names(c, expectation.expected_names):
+        raise UntrustedCertificate(
+            f"certificate {describe(c)} lacks the expected names {list(expectation.expected_names)}"
+        )
+    if not certificate_matches_host(c, host):
+        raise HostnameMismatch(f"certificate {describe(c)} does not name the server host {host!r}")
 
 
 def verify_server_certificate(
@@ -347,13 +366,7 @@ def verify_server_certificate(
     """
     c = load_certificate(cert)
     if expectation.certificate_der is not None:
-        if c.public_bytes(Encoding.DER) != expectation.certificate_der:
-            raise UntrustedCertificate("certificate does not match the stored server certificate")
+        check_pinned(c, expectation.certificate_der, "server")
         return
     verify_chain(c, load_certificates(expectation.ca_pems), now, intermediates)
-    if not has_names(c, expectation.expected_names):
-        raise UntrustedCertificate(
-            f"certificate {describe(c)} lacks the expected names {list(expectation.expected_names)}"
-        )
-    if not certificate_matches_host(c, host):
-        raise HostnameMismatch(f"certificate {describe(c)} does not name the server host {host!r}")
+    check_server_names(c, expectation, host)
