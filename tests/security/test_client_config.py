@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from lwm2m.coap.dtls import DtlsClient, DtlsServer, DtlsServerConfig
 from lwm2m.security.certs import IssuedCertificate, make_ca, make_cert
-from lwm2m.security.client_config import ServerTrust, dtls_client_config, server_trust
+from lwm2m.security.client_config import (
+    CertificateUsage,
+    ServerTrust,
+    dtls_client_config,
+    effective_usage,
+    server_trust,
+)
 from lwm2m.security.credentials import PskCredential, SecurityConfigError, X509Expectation
 
 Pki = tuple[IssuedCertificate, IssuedCertificate, IssuedCertificate]
@@ -118,3 +126,55 @@ def test_bad_secret_key_and_usage(pki: Pki) -> None:
         dtls_client_config(2, dev.der, b"", der_key(dev), "h")
     with pytest.raises(SecurityConfigError, match="Certificate Usage 7 is not 0-3"):
         server_trust(ca.der, 7)
+
+
+def test_usage_0_needs_a_ca_certificate(pki: Pki) -> None:
+    _, srv, _ = pki
+    with pytest.raises(
+        SecurityConfigError, match=r"Certificate Usage 0 \(CA constraint\) needs a CA"
+    ):
+        server_trust(srv.der, 0)
+
+
+@pytest.mark.parametrize(
+    ("which", "usage", "expected"),
+    [
+        ("srv", None, CertificateUsage.DOMAIN_ISSUED_CERTIFICATE),
+        ("ca", None, CertificateUsage.TRUST_ANCHOR_ASSERTION),
+        ("ca", 3, CertificateUsage.DOMAIN_ISSUED_CERTIFICATE),
+        ("srv", 1, CertificateUsage.SERVICE_CERTIFICATE_CONSTRAINT),
+    ],
+)
+def test_the_usage_applied(
+    pki: Pki, which: str, usage: int | None, expected: CertificateUsage
+) -> None:
+    ca, srv, _ = pki
+    assert effective_usage((ca if which == "ca" else srv).der, usage) is expected
+
+
+def test_usage_1_judges_the_validity_period_by_the_clock(pki: Pki) -> None:
+    _, srv, _ = pki
+    during = srv.cert.not_valid_before_utc + timedelta(seconds=1)
+    after = srv.cert.not_valid_after_utc + timedelta(seconds=1)
+    assert server_trust(srv.der, 1, clock=lambda: during).check(srv.cert, "h", "any") is None
+    reason = server_trust(srv.der, 1, clock=lambda: after).check(srv.cert, "h", None)
+    assert reason is not None and "expired on" in reason
+    # usage 3 pins without PKIX checks
+    assert server_trust(srv.der, 3, clock=lambda: after).check(srv.cert, "h", None) is None
+
+
+def test_indirect_trust_reports_the_chain_error_first(pki: Pki) -> None:
+    ca, srv, _ = pki
+    trust = server_trust(ca.der, 2)
+    assert trust.ca_pems == (ca.cert_pem,)
+    assert trust.check(srv.cert, "lwm2m.example.test", None) is None
+    assert (
+        trust.check(srv.cert, "lwm2m.example.test", "certificate has expired")
+        == "server certificate rejected: certificate has expired"
+    )
+    assert server_trust(srv.der, 3).ca_pems == ()
+
+
+def test_server_trust_needs_a_certificate_or_a_ca() -> None:
+    with pytest.raises(SecurityConfigError, match="needs the server's certificate or a CA"):
+        ServerTrust(X509Expectation())
