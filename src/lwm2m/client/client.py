@@ -33,7 +33,7 @@ import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lwm2m.client import content, state
@@ -72,6 +72,7 @@ from lwm2m.coap.errors import CoapError, EndpointClosed, ObservationCancelled
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer, normalize_address
 from lwm2m.coap.security import SecurityLayer
+from lwm2m.coap.traffic import TrafficCounter
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
@@ -97,12 +98,27 @@ Bootstrapper = Callable[["LwM2MClient"], Awaitable[bool]]
 
 @dataclass(slots=True)
 class ClientStats:
+    """What the client did, for Connectivity Statistics (7), the simulator and tests.
+
+    The message counts are LwM2M-level (requests, responses, notifications);
+    the bytes come from ``traffic``, which every socket of the client shares,
+    so they are the datagrams really sent and received: retransmissions,
+    ACKs, blocks and DTLS included.
+    """
+
     requests_served: int = 0
     notifications_sent: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
     messages_sent: int = 0
     messages_received: int = 0
+    traffic: TrafficCounter = field(default_factory=TrafficCounter)
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.traffic.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        return self.traffic.bytes_received
 
 
 class LwM2MClient:
@@ -311,7 +327,9 @@ class LwM2MClient:
             # The configured local_port is for the socket of local_host's own
             # family; a socket of the other family takes any free port.
             port = self.config.local_port if family == self._home_family() else 0
-            endpoint = await Endpoint.create(self._local_host(family), port, handler=self._handle)
+            endpoint = await Endpoint.create(
+                self._local_host(family), port, handler=self._handle, traffic=self.stats.traffic
+            )
             self._endpoints[key] = endpoint
         return endpoint
 
@@ -346,6 +364,7 @@ class LwM2MClient:
                 0,
                 handler=self._handle,
                 security=self._security_layer(account),
+                traffic=self.stats.traffic,
             )
             self._endpoints[key] = endpoint
         return endpoint
@@ -440,12 +459,10 @@ class LwM2MClient:
         async def request(message: Message, address: Address) -> Message:
             self._set_awake()
             self.stats.messages_sent += 1
-            self.stats.bytes_sent += len(message.payload) + 16
             response = await endpoint.request(
                 message, address, timeout=self.config.request_timeout_s
             )
             self.stats.messages_received += 1
-            self.stats.bytes_received += len(response.payload) + 16
             self._touch()
             return response
 
@@ -583,7 +600,6 @@ class LwM2MClient:
 
     async def _handle(self, request: IncomingRequest) -> Message | NoResponse:
         self.stats.messages_received += 1
-        self.stats.bytes_received += len(request.message.payload) + 16
         if self._disabled_server(request.peer):
             # LwM2M 1.1 E.2 (Disable, 1/x/4): until the Disable Timeout ends the
             # client ignores that server; its CON requests go unacknowledged.
@@ -602,7 +618,6 @@ class LwM2MClient:
             response = await self.dispatcher.handle(request)
         self.stats.requests_served += 1
         self.stats.messages_sent += 1
-        self.stats.bytes_sent += len(response.payload) + 16
         return response
 
     def _disabled_server(self, peer: Peer) -> bool:
@@ -750,7 +765,6 @@ class LwM2MClient:
             return False
         self.stats.notifications_sent += 1
         self.stats.messages_sent += 1
-        self.stats.bytes_sent += len(message.payload) + 16
         return True
 
     # -- Send (Information Reporting, 1.1) -----------------------------------------------

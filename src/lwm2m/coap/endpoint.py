@@ -47,6 +47,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.params import TransmissionParameters
 from lwm2m.coap.peer import Address, Peer, PeerIdentity, normalize_address
 from lwm2m.coap.security import HandshakeCompleted, HandshakeFailed, SecurityLayer, SessionClosed
+from lwm2m.coap.traffic import TrafficCounter
 
 __all__ = [
     "NO_RESPONSE",
@@ -341,6 +342,7 @@ class Endpoint:
         handler: Handler | None,
         security: SecurityLayer | None,
         eager_handlers: bool = False,
+        traffic: TrafficCounter | None = None,
     ) -> None:
         self._loop = loop
         self._eager = eager_handlers
@@ -351,6 +353,8 @@ class Endpoint:
         #: Security-layer outcomes, for metrics (always 0 on plain UDP).
         self.handshakes_completed = 0
         self.handshakes_failed = 0
+        #: datagrams and bytes through the socket (see :mod:`lwm2m.coap.traffic`)
+        self.traffic = traffic if traffic is not None else TrafficCounter()
         self._transport: asyncio.DatagramTransport | None = None
         self._closed = False
         self._lost: asyncio.Future[None] = loop.create_future()
@@ -376,6 +380,7 @@ class Endpoint:
         params: TransmissionParameters | None = None,
         rng: random.Random | None = None,
         eager_handlers: bool | None = None,
+        traffic: TrafficCounter | None = None,
     ) -> Endpoint:
         """Bind a UDP socket on (host, port) and start serving ``handler``.
 
@@ -383,13 +388,14 @@ class Endpoint:
         callback instead of in a new Task (faster; the default on Python 3.12+).
         On 3.11 it is opt-in because ``asyncio.current_task()`` is None until
         the handler first suspends, so ``asyncio.timeout()`` must come after
-        an ``await`` there.
+        an ``await`` there. ``traffic`` counts what the socket carries; pass
+        one counter to several endpoints for a common total.
         """
         loop = asyncio.get_running_loop()
         engine = Engine(params or TransmissionParameters(), rng=rng or random.Random())
         if eager_handlers is None:
             eager_handlers = sys.version_info >= (3, 12)
-        endpoint = cls(loop, engine, handler, security, eager_handlers)
+        endpoint = cls(loop, engine, handler, security, eager_handlers, traffic)
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
         family, _, _, _, sockaddr = infos[0]
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -628,6 +634,9 @@ class Endpoint:
             return
         if len(addr) != 2:
             addr = (addr[0], addr[1])
+        traffic = self.traffic
+        traffic.datagrams_received += 1
+        traffic.bytes_received += len(data)
         now = self._loop.time()
         engine = self._engine
         security = self._security
@@ -679,19 +688,22 @@ class Endpoint:
                 for data, address in out:
                     self._trace("out", data, address)
             sock = self._sock
+            traffic = self.traffic
             for data, address in out:
                 # Straight to the socket: the transport's sendto costs more per
                 # call; it only takes over when the kernel pushes back.
-                if sock is not None:
+                if sock is None:
+                    transport.sendto(data, address)
+                else:
                     try:
                         sock.sendto(data, address)
-                        continue
                     except (BlockingIOError, InterruptedError):
-                        pass
+                        transport.sendto(data, address)
                     except OSError as exc:
                         logger.debug("sendto %s failed: %s", address, exc)
                         continue
-                transport.sendto(data, address)
+                traffic.datagrams_sent += 1
+                traffic.bytes_sent += len(data)
         self._arm_timer()
 
     def _pump_secure(self, now: float) -> None:
@@ -723,7 +735,10 @@ class Endpoint:
                 break
         transport = self._transport
         if transport is not None and not self._closed:
+            traffic = self.traffic
             for data, address in security.datagrams_to_send():
+                traffic.datagrams_sent += 1
+                traffic.bytes_sent += len(data)
                 transport.sendto(data, address)
         self._arm_timer()
 

@@ -34,7 +34,11 @@ class ConnectivityMonitoring(Instance, object_id=4):
 
 
 class ConnectivityStatistics(Instance, object_id=7):
-    """Counts what the client sent and received while collecting (Start/Stop executes)."""
+    """Counts the bytes the client's sockets sent and received while collecting.
+
+    Start (6) and Stop (7) bound the collection; Tx/Rx Data are kilobytes,
+    Average Message Size is bytes per datagram.
+    """
 
     __slots__ = ("_base", "_frozen", "client", "collecting")
 
@@ -52,8 +56,10 @@ class ConnectivityStatistics(Instance, object_id=7):
         self._frozen = (0, 0, 0)
 
     def _counters(self) -> tuple[int, int, int]:
-        s = self.client.stats
-        return s.bytes_sent, s.bytes_received, s.messages_sent + s.messages_received
+        # The socket's own figures: what the radio carried, DTLS and
+        # retransmissions included, not what the application meant to say.
+        t = self.client.stats.traffic
+        return t.bytes_sent, t.bytes_received, t.datagrams_sent + t.datagrams_received
 
     def _delta(self) -> tuple[int, int, int]:
         if not self.collecting:
