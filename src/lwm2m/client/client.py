@@ -122,6 +122,24 @@ class ClientStats:
 
 
 class LwM2MClient:
+    """One LwM2M device: its objects, its server accounts, and the sockets to reach them.
+
+    The client owns the state a device keeps across the LwM2M interfaces, so
+    that each interface sees the same truth: the object store (the Security
+    and Server instances in it are the accounts), the access control and
+    notification attributes servers wrote, one :class:`ServerSession` per
+    registered server, and the observations. Requests from any server go
+    through one :class:`RequestDispatcher`; what the client says on its own
+    (Register/Update, notifications, Send) goes out through the endpoint of
+    the account concerned: one plain UDP socket, and one DTLS socket per
+    secured Security instance (built by :mod:`lwm2m.security.client_config`).
+
+    Time comes from the :class:`Scheduler` and randomness from ``rng`` so
+    that a simulator can run thousands of clients on one loop and tests can
+    drive lifetimes with a manual clock. ``stats`` counts what the sockets
+    carried (Connectivity Statistics, object 7).
+    """
+
     def __init__(
         self,
         config: ClientConfig,
@@ -191,12 +209,15 @@ class LwM2MClient:
     # -- objects ---------------------------------------------------------------------------
 
     def add_instance(self, instance: Instance, object_id: int | None = None) -> Instance:
+        """Expose an application's object instance; servers see it at the next Update."""
         return self.store.add_instance(instance, object_id)
 
     def add_object(self, object_id: int, factory: InstanceFactory | None = None) -> ClientObject:
+        """Declare an object, empty; ``factory`` makes the instances servers Create."""
         return self.store.add_object(object_id, factory)
 
     def instance(self, object_id: int, instance_id: int = 0) -> Instance | None:
+        """The live instance (None when absent), for the application to read or set."""
         return self.store.instance(object_id, instance_id)
 
     def _resource_target(self, path: Path | str) -> tuple[Instance, int]:
@@ -211,7 +232,9 @@ class LwM2MClient:
     def reader(self, path: Path | str) -> Callable[[F], F]:
         """Decorator: ``@client.reader("/3303/0/5700") def temperature() -> float``.
 
-        The instance is created (empty, typed by the model) when it does not exist yet.
+        For values that live outside the client (a sensor): every Read and
+        notification calls ``fn``, so nothing stale is reported. The instance
+        is created (empty, typed by the model) when it does not exist yet.
         """
 
         def register(fn: F) -> F:
@@ -222,7 +245,11 @@ class LwM2MClient:
         return register
 
     def writer(self, path: Path | str) -> Callable[[F], F]:
-        """Decorator: ``@client.writer("/3311/0/5851") def dim(value: int) -> None``."""
+        """Decorator: ``@client.writer("/3311/0/5851") def dim(value: int) -> None``.
+
+        For the application to act on a server's Write; ``fn`` gets the value
+        already typed by the model; if it raises, the value is not stored.
+        """
 
         def register(fn: F) -> F:
             inst, rid = self._resource_target(path)
@@ -232,7 +259,11 @@ class LwM2MClient:
         return register
 
     def executor(self, path: Path | str) -> Callable[[F], F]:
-        """Decorator: ``@client.executor("/3311/0/5605") async def reset(args: str) -> None``."""
+        """Decorator: ``@client.executor("/3311/0/5605") async def reset(args: str) -> None``.
+
+        Binds a server's Execute to application code; ``args`` is the raw
+        Execute argument string.
+        """
 
         def register(fn: F) -> F:
             inst, rid = self._resource_target(path)
@@ -243,10 +274,12 @@ class LwM2MClient:
 
     @property
     def endpoint_name(self) -> str:
+        """The name servers know this device by (Register ``ep``)."""
         return self.config.endpoint
 
     @property
     def default_format(self) -> int:
+        """What the client answers in when a server asks for none: TLV for 1.0, SenML CBOR after."""
         return (
             ContentFormat.LWM2M_TLV
             if self.config.lwm2m_version == "1.0"
@@ -254,7 +287,11 @@ class LwM2MClient:
         )
 
     def install_factory_configuration(self) -> None:
-        """(Re)create Security/Server instances from the configured factory accounts."""
+        """(Re)create Security/Server instances from the configured factory accounts.
+
+        Called at construction and by Factory Reset, so that a device always
+        has a way back to its servers, whatever bootstrap wrote since.
+        """
         for oid in (SECURITY, SERVER, ACCESS_CONTROL):
             self.store.add_object(oid)
             for inst in self.store.instances(oid):
@@ -268,10 +305,16 @@ class LwM2MClient:
 
     @property
     def running(self) -> bool:
+        """Between :meth:`start` and :meth:`stop`; value changes only act while running."""
         return self._running
 
     async def start(self) -> None:
-        """Load the state file, open the socket and register to every server."""
+        """Load the state file, open the socket and register to every server.
+
+        The state file comes first so that a restarted device registers with
+        what bootstrap and servers wrote, not with its factory accounts.
+        Calling it on a running client does nothing.
+        """
         if self._running:
             return
         if self._factory is None:
@@ -334,11 +377,16 @@ class LwM2MClient:
         return endpoint
 
     async def plain_endpoint(self, address: Address) -> Endpoint:
-        """The unsecured CoAP socket for ``address`` (IPv4 or IPv6), opened on first use."""
+        """The unsecured CoAP socket for ``address`` (IPv4 or IPv6), opened on first use.
+
+        Shared by every plain account of that family, so that all servers see
+        the device at one address (one NAT binding to keep alive).
+        """
         return await self._plain_endpoint(address_family(address))
 
     @property
     def local_address(self) -> Address | None:
+        """The plain socket's address (None before start): what Connectivity Monitoring reports."""
         ep = self._endpoints.get(("plain", self._home_family()))
         return None if ep is None else ep.local_address
 
@@ -347,8 +395,10 @@ class LwM2MClient:
     ) -> Endpoint:
         """The socket that talks to ``account``: a plain one, or a DTLS one per Security instance.
 
-        Its family is that of ``address``, the account's resolved address
-        (resolved here when not given).
+        A DTLS socket per Security instance keeps each account's credentials
+        and sessions apart. Its family is that of ``address``, the account's
+        resolved address (resolved here when not given). Raises
+        :class:`LwM2MError` for a Security instance that cannot be used.
         """
         scheme, _, _ = parse_server_uri(account.uri)
         if address is None:
@@ -414,7 +464,13 @@ class LwM2MClient:
         return normalize_address(chosen[4])
 
     async def restart_sessions(self) -> None:
-        """Stop every registration and register to the accounts the store holds now."""
+        """Stop every registration and register to the accounts the store holds now.
+
+        The way a change of accounts takes effect (bootstrap finished, state
+        restored): sessions are rebuilt from the store rather than patched. An
+        account that cannot be resolved or secured is logged and skipped, so
+        one bad account does not keep the device off the others.
+        """
         for session in self.sessions.values():
             session.stop()
         self.sessions.clear()
@@ -501,7 +557,12 @@ class LwM2MClient:
             self.on_event(self, what)
 
     def start_bootstrap(self) -> None:
-        """Run the bootstrapper (client-initiated bootstrap) in the background."""
+        """Run the bootstrapper (client-initiated bootstrap) in the background.
+
+        In the background because it is reached from registration failures
+        and request handlers, which must not wait for a whole bootstrap. A
+        second call while one runs does nothing.
+        """
         if self.bootstrapper is None:
             logger.warning("%s: bootstrap needed but no bootstrapper installed", self.endpoint_name)
             return
@@ -577,10 +638,15 @@ class LwM2MClient:
         await self.start()
 
     def after_response(self, action: Callable[[], Awaitable[None]]) -> None:
-        """Run ``action`` once the current request has been answered (Reboot, Factory Reset)."""
+        """Run ``action`` once the current request has been answered (Reboot, Factory Reset).
+
+        The server must get its 2.04 before the device goes away, or it
+        would retransmit to a client that no longer knows the request.
+        """
         self.spawn(action())
 
     def spawn(self, coro: Awaitable[object]) -> None:
+        """Run ``coro`` as a task the client owns: cancelled at :meth:`stop`, failures logged."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -628,7 +694,11 @@ class LwM2MClient:
         return session is not None and session.state is RegistrationState.DISABLED
 
     def expect_bootstrap_from(self, address: Address) -> None:
-        """Route requests from ``address`` to :attr:`bootstrap_request_handler`."""
+        """Route requests from ``address`` to :attr:`bootstrap_request_handler`.
+
+        Bootstrap requests are recognised by where they come from: the
+        bootstrap server is not a registered server and has no Short Server ID.
+        """
         self._bootstrap_addresses.add(address)
 
     # -- changes -----------------------------------------------------------------------------
@@ -671,13 +741,21 @@ class LwM2MClient:
             self.state_changed()
 
     def trigger_update(self, short_server_id: int | None = None) -> None:
-        """Send an Update now (to one server or all): Registration Update Trigger."""
+        """Send an Update now (to one server or all): Registration Update Trigger.
+
+        For servers that want a fresh registration (1/x/8) and for the
+        application after it changed something servers must learn at once.
+        """
         for ssid, session in self.sessions.items():
             if short_server_id is None or ssid == short_server_id:
                 session.request_update()
 
     def state_changed(self) -> None:
-        """Persistent values changed: save the state file soon (coalesced)."""
+        """Persistent values changed: save the state file soon (coalesced).
+
+        Coalesced to one write per loop iteration, since a Bootstrap-Write or
+        a multi-resource Write changes many values at once.
+        """
         if not self.config.state_file or self._save_pending:
             return
         self._save_pending = True
@@ -689,6 +767,7 @@ class LwM2MClient:
             self.save_state()
 
     def save_state(self) -> None:
+        """Write the state file now, so that a crash after this keeps what was provisioned."""
         if self.config.state_file:
             state.save(
                 self.config.state_file,
@@ -776,7 +855,13 @@ class LwM2MClient:
         short_server_id: int | None = None,
         content_format: int = ContentFormat.SENML_CBOR,
     ) -> Code | int:
-        """``POST /dp`` with the current values of ``paths``; returns the server's code."""
+        """``POST /dp`` with the current values of ``paths``; returns the server's code.
+
+        LwM2M 1.1 Send: the device reports on its own initiative, without an
+        observation. Disabled accounts are skipped (E.2); with several
+        servers the last one's code is returned. Raises :class:`LwM2MError`
+        when no server can receive it.
+        """
         nodes: dict[Path, Node] = {}
         for item in paths:
             path = Path.parse(item) if isinstance(item, str) else item
@@ -804,6 +889,7 @@ class LwM2MClient:
 
     @property
     def sleeping(self) -> bool:
+        """Queue mode: requests wait for the next wake-up (the server queues them meanwhile)."""
         return self._sleeping
 
     def _touch(self) -> None:
@@ -820,7 +906,11 @@ class LwM2MClient:
             logger.info("%s: awake", self.endpoint_name)
 
     def sleep(self) -> None:
-        """Queue mode: stop serving requests until the next Update (or :meth:`wake`)."""
+        """Queue mode: stop serving requests until the next Update (or :meth:`wake`).
+
+        Called when the awake time ends; a device may call it earlier to save
+        power once it has nothing more to say.
+        """
         if self._awake_timer is not None:
             self._awake_timer.cancel()
             self._awake_timer = None
@@ -830,7 +920,11 @@ class LwM2MClient:
             logger.info("%s: sleeping", self.endpoint_name)
 
     def wake(self) -> None:
-        """Leave queue-mode sleep: send an Update so the server delivers queued requests."""
+        """Leave queue-mode sleep: send an Update so the server delivers queued requests.
+
+        The server only learns a queue-mode device is reachable from a message
+        it sends, hence the Update.
+        """
         if self._sleeping:
             self._set_awake()
             self.trigger_update()
