@@ -43,7 +43,7 @@ OMA_FILES = sorted(OMA_DDF.glob("*.xml")) if _FOUND is not None else []
 needs_oma_ddf = pytest.mark.skipif(
     _FOUND is None,
     reason=(
-        "OMNA registry DDF files not found: they are not part of this repository; "
-        f"put them in shared/ddf beside the clone or name their folder in ${OMA_DDF_VARIABLE}"
+        "no OMNA registry DDF files (not in this repository): "
+        f"put them in shared/ddf beside the clone or set ${OMA_DDF_VARIABLE}"
     ),
 )
