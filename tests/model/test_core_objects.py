@@ -7,16 +7,15 @@ and exactly the ones listed here.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from ddf_sources import OMA_DDF, needs_oma_ddf
 
 from lwm2m.model.core_objects import CORE_OBJECTS, DEFAULT_OBJECTS, IPSO_OBJECTS
 from lwm2m.model.ddf import load_ddf_file
 from lwm2m.model.definitions import ObjectDef
 from lwm2m.model.reusable import REUSABLE, is_reusable_id
 
-DDF_DIR = Path(__file__).resolve().parents[3] / "shared" / "ddf"
+DDF_DIR = OMA_DDF
 OURS = {obj.id: obj for obj in DEFAULT_OBJECTS}
 
 # (object ID, registry file, resources the file has that ours lacks, resources ours has that the file lacks)
@@ -46,6 +45,7 @@ def _load(file: str) -> ObjectDef:
     return obj
 
 
+@needs_oma_ddf
 @pytest.mark.parametrize(
     ("object_id", "file", "only_in_file", "only_ours"), CASES, ids=[c[1] for c in CASES]
 )
@@ -72,6 +72,7 @@ def test_every_default_object_is_checked_against_a_file() -> None:
     assert {c[0] for c in CASES} == set(OURS)
 
 
+@needs_oma_ddf
 def test_same_version_files_agree_on_version() -> None:
     for object_id, file, only_in_file, only_ours in CASES:
         if not only_in_file and not only_ours and object_id not in (2, 3):

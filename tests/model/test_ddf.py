@@ -1,10 +1,12 @@
-"""The DDF loader: the real registry files, and every kind of broken file."""
+"""The DDF loader: our own test files, the real registry files when present, every kind of
+broken file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from ddf_sources import BROKEN_DDF, OMA_DDF, OMA_FILES, OWN_DDF, needs_oma_ddf
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,19 +17,153 @@ from lwm2m.model.ddf import (
     load_ddf_directory,
     load_ddf_file,
 )
+from lwm2m.model.definitions import ObjectDef
+from lwm2m.model.reusable import REUSABLE
 from lwm2m.model.types import Operations, ResourceType
 
-DDF_DIR = Path(__file__).resolve().parents[3] / "shared" / "ddf"
-REAL_FILES = sorted(DDF_DIR.glob("*.xml"))
+DDF_DIR = OMA_DDF
+REAL_FILES = OMA_FILES
+
+
+# ------------------------------------------------------------ our own files
+
+
+def _types(obj: ObjectDef) -> dict[int, ResourceType]:
+    return {rid: res.type for rid, res in obj.resources.items()}
+
+
+def test_own_files_load_strictly_in_file_name_order() -> None:
+    objects = load_ddf_directory(OWN_DDF, strict=True)  # broken/ below is not read
+    assert [(o.id, o.version) for o in objects] == [
+        (3, "2.0"),
+        (40000, "1.0"),
+        (40000, "1.1"),
+        (40001, "2.0"),
+    ]
+    for file in sorted(OWN_DDF.glob("*.xml")):
+        (obj,) = load_ddf_file(file, strict=True)
+        assert file.name.split("-")[0].removesuffix(".xml") == str(obj.id)
+
+
+def test_lwm2m_1_1_file_with_every_type() -> None:
+    found: list[DdfWarning] = []
+    (obj,) = load_ddf_file(OWN_DDF / "40000.xml", strict=False, on_warning=found.append)
+    assert found == []
+    assert (obj.id, obj.name, obj.version, obj.lwm2m_version) == (
+        40000,
+        "Test Thermostat",
+        "1.1",
+        "1.1",
+    )
+    assert obj.urn == "urn:oma:lwm2m:ext:40000:1.1"
+    assert obj.multiple and not obj.mandatory
+    assert obj.description == "A heating controller, one instance per <b>zone</b>."
+    T = ResourceType
+    assert _types(obj) == {
+        0: T.STRING,
+        1: T.FLOAT,
+        2: T.INTEGER,
+        3: T.UNSIGNED_INTEGER,
+        4: T.TIME,
+        5: T.OBJLNK,
+        6: T.CORELNK,
+        7: T.OPAQUE,
+        8: T.BOOLEAN,
+        9: T.NONE,
+        10: T.FLOAT,
+        5700: T.FLOAT,
+    }
+    assert set(_types(obj).values()) == set(ResourceType)
+    ops = {rid: res.operations for rid, res in obj.resources.items()}
+    assert ops == {
+        0: Operations.RW,
+        1: Operations.RW,
+        2: Operations.RW,
+        3: Operations.R,
+        4: Operations.R,
+        5: Operations.RW,
+        6: Operations.R,
+        7: Operations.W,
+        8: Operations.RW,
+        9: Operations.E,
+        10: Operations.R,
+        5700: Operations.R,
+    }
+    assert {rid for rid, res in obj.resources.items() if res.multiple} == {5, 10}
+    assert {rid for rid, res in obj.resources.items() if res.mandatory} == {0, 1, 8, 10, 5700}
+    ranges = {rid: res.range for rid, res in obj.resources.items() if res.range}
+    assert ranges == {0: "0..32 bytes", 1: "-40..85", 2: "0;1;2", 7: "0-255 bytes"}
+    units = {rid: res.units for rid, res in obj.resources.items() if res.units}
+    assert units == {1: "Cel", 3: "s", 10: "Cel", 5700: "Cel"}
+    assert obj.resources[2].description == "0: off, 1: heat, 2: frost protection."
+    assert obj.resources[3].name == "Heating Time"
+    sensor = obj.resources[5700]
+    assert (sensor.name, sensor.type, sensor.operations) == (
+        REUSABLE[5700].name,
+        REUSABLE[5700].type,
+        REUSABLE[5700].operations,
+    )
+
+
+def test_lwm2m_1_0_file_with_bom_no_versions_and_old_spellings() -> None:
+    (obj,) = load_ddf_file(OWN_DDF / "40000-1_0.xml", strict=True)
+    assert (obj.version, obj.lwm2m_version) == ("1.0", "1.0")  # the 1.0 schema has neither
+    assert obj.urn == "urn:oma:lwm2m:ext:40000"
+    assert obj.multiple and not obj.mandatory  # "multiple", "optional"
+    assert obj.resources[0].operations is Operations.RW  # "WR"
+    key = obj.resources[2]
+    assert (key.operations, key.type, key.range) == (
+        Operations.NONE,
+        ResourceType.OPAQUE,
+        "16 bytes",
+    )
+    assert set(obj.resources) == {0, 1, 2}
+
+
+def test_single_mandatory_object_with_x_urn() -> None:
+    (obj,) = load_ddf_file(OWN_DDF / "40001.xml", strict=True)
+    assert not obj.multiple and obj.mandatory
+    assert (obj.version, obj.lwm2m_version, obj.urn) == ("2.0", "1.2", "urn:oma:lwm2m:x:40001:2.0")
+    networks, uptime = obj.resources[0], obj.resources[1]
+    assert networks.multiple and networks.mandatory and networks.type is ResourceType.STRING
+    assert not uptime.multiple and not uptime.mandatory and uptime.description == ""
+
+
+BROKEN = [
+    ("duplicate-item.xml", 17, "object 40010: duplicate resource ID 1 (first defined on line 10)"),
+    ("mismatched-urn.xml", 7, "ObjectURN 'urn:oma:lwm2m:ext:40031' does not match ObjectID 40013"),
+    ("unclosed.xml", 10, "not well-formed XML: mismatched tag"),
+    ("unknown-type.xml", 15, "resource 40011/0: unknown Type 'Double' (expected String, Integer"),
+]
+
+
+@pytest.mark.parametrize(("name", "line", "message"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_own_file_is_refused_with_file_line_and_reason(
+    name: str, line: int, message: str
+) -> None:
+    with pytest.raises(DdfError) as info:
+        load_ddf_file(BROKEN_DDF / name)
+    err = info.value
+    assert (err.file, err.line) == (str(BROKEN_DDF / name), line)
+    assert err.message.startswith(message)
+
+
+def test_every_broken_own_file_is_checked_and_the_first_stops_a_directory_load() -> None:
+    assert sorted(p.name for p in BROKEN_DDF.iterdir()) == [b[0] for b in BROKEN]
+    with pytest.raises(DdfError) as info:
+        load_ddf_directory(BROKEN_DDF)
+    assert info.value.file == str(BROKEN_DDF / BROKEN[0][0])
 
 
 # ---------------------------------------------------------------- real files
 
 
+@needs_oma_ddf
 def test_the_shared_files_are_there() -> None:
     assert len(REAL_FILES) >= 13
 
 
+@needs_oma_ddf
 @pytest.mark.parametrize("file", REAL_FILES, ids=lambda p: p.name)
 def test_every_registry_file_loads_strictly(file: Path) -> None:
     objects = load_ddf_file(file, strict=True)
@@ -40,6 +176,7 @@ def test_every_registry_file_loads_strictly(file: Path) -> None:
         assert obj.version == "1.0"
 
 
+@needs_oma_ddf
 def test_directory_load_is_sorted_and_complete() -> None:
     objects = load_ddf_directory(DDF_DIR, strict=True)
     assert len(objects) == len(REAL_FILES)
@@ -47,6 +184,7 @@ def test_directory_load_is_sorted_and_complete() -> None:
     assert {(0, "1.0"), (0, "1.2"), (3, "1.0"), (3, "1.2"), (3303, "1.1")} <= ids_versions
 
 
+@needs_oma_ddf
 def test_device_file_details() -> None:
     (device,) = load_ddf_file(DDF_DIR / "3.xml")
     assert (device.id, device.name, device.version, device.lwm2m_version) == (
@@ -71,6 +209,7 @@ def test_device_file_details() -> None:
     assert device.resources[22].type is ResourceType.OBJLNK
 
 
+@needs_oma_ddf
 def test_security_v1_0_file_with_bom_and_empty_operations() -> None:
     (security,) = load_ddf_file(DDF_DIR / "0-1_0.xml")
     assert security.version == "1.0" and security.lwm2m_version == "1.0"
@@ -78,6 +217,7 @@ def test_security_v1_0_file_with_bom_and_empty_operations() -> None:
     assert security.resources[0].range == "0-255 bytes"
 
 
+@needs_oma_ddf
 def test_server_file_unsigned_and_time_types() -> None:
     (server,) = load_ddf_file(DDF_DIR / "1.xml")
     assert server.resources[11].type is ResourceType.UNSIGNED_INTEGER
@@ -219,6 +359,11 @@ def test_malformed_input(data: bytes, line: int, fragment: str) -> None:
     assert err.file == "test.xml"
     assert err.line == line, err
     assert fragment in err.message
+
+
+def test_empty_object_name() -> None:
+    err = error_of(make_ddf().replace(b"<Name>Test</Name>", b"<Name> </Name>"))
+    assert err.line == 4 and err.message == "object 40000 has an empty <Name>"
 
 
 def test_missing_resources_element() -> None:
@@ -368,6 +513,17 @@ def test_executable_with_type_and_typeless_readable_warn() -> None:
 def test_warnings_are_logged_without_a_handler(caplog: pytest.LogCaptureFixture) -> None:
     load_ddf_bytes(make_ddf(item("5700", name="Sensor Value", type="String")), "log.xml")
     assert any("log.xml:13" in r.getMessage() for r in caplog.records)
+
+
+def test_foreign_urn_warns() -> None:
+    data = make_ddf().replace(b"urn:oma:lwm2m:ext:40000<", b"urn:example:thermostat<")
+    (warning,) = collect(data)
+    assert warning.line == 7
+    assert warning.message == (
+        "ObjectURN 'urn:example:thermostat' is not urn:oma:lwm2m:{oma|ext|x}:ID"
+    )
+    (obj,) = load_ddf_bytes(data, "x.xml", on_warning=lambda w: None)
+    assert obj.urn == "urn:example:thermostat"
 
 
 def test_urn_version_mismatch_warns() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ddf_sources import OMA_DDF, OWN_DDF, needs_oma_ddf
 
 from lwm2m.model.ddf import DdfError, load_ddf_file
 from lwm2m.model.definitions import ObjectDef, ResourceDef
@@ -19,7 +20,7 @@ from lwm2m.model.reusable import (
 )
 from lwm2m.model.types import Operations, ResourceType
 
-DDF_DIR = Path(__file__).resolve().parents[3] / "shared" / "ddf"
+DDF_DIR = OMA_DDF
 
 
 def _obj(id: int, version: str, *rids: int) -> ObjectDef:
@@ -93,6 +94,7 @@ def test_version_key() -> None:
     assert version_key("garbage") < version_key("0.0")
 
 
+@needs_oma_ddf
 def test_load_directory_adds_every_version() -> None:
     reg = default_registry()
     loaded = reg.load_directory(DDF_DIR)
@@ -103,12 +105,14 @@ def test_load_directory_adds_every_version() -> None:
     assert reg.resource(0, 30) is not None  # 1.2-only resource now known
 
 
+@needs_oma_ddf
 def test_load_file(tmp_path: Path) -> None:
     reg = ModelRegistry()
     assert [o.id for o in reg.load_file(DDF_DIR / "3311.xml")] == [3311]
     assert 3311 in reg
 
 
+@needs_oma_ddf
 def test_failed_directory_load_leaves_registry_unchanged(tmp_path: Path) -> None:
     (tmp_path / "a.xml").write_bytes((DDF_DIR / "6.xml").read_bytes())
     (tmp_path / "b.xml").write_bytes(b"<LWM2M>")
@@ -117,6 +121,51 @@ def test_failed_directory_load_leaves_registry_unchanged(tmp_path: Path) -> None
         reg.load_directory(tmp_path)
     assert info.value.file.endswith("b.xml")
     assert len(reg) == 0
+
+
+def test_load_directory_of_own_files_adds_every_version() -> None:
+    reg = default_registry()
+    loaded = reg.load_directory(OWN_DDF)
+    assert [(o.id, o.version) for o in loaded] == [
+        (3, "2.0"),
+        (40000, "1.0"),
+        (40000, "1.1"),
+        (40001, "2.0"),
+    ]
+    assert reg.versions(3) == ("1.1", "2.0")
+    assert reg.object(3).version == "2.0"  # type: ignore[union-attr]
+    assert reg.object(3, "1.1") is not None  # ours, still there
+    assert reg.resource(3, 40) is not None  # only in the loaded version
+    assert reg.resource(3, 40, "1.1") is None
+    assert reg.versions(40000) == ("1.0", "1.1")
+    assert reg.resource(40000, 5700, "1.0") is None
+    assert reg.resolve(40000, "1.0").version == "1.0"  # type: ignore[union-attr]
+
+
+def test_load_own_file() -> None:
+    reg = ModelRegistry()
+    assert [o.id for o in reg.load_file(OWN_DDF / "40001.xml")] == [40001]
+    assert 40001 in reg and len(reg) == 1
+
+
+def test_failed_directory_load_of_own_files_leaves_registry_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "a.xml").write_bytes((OWN_DDF / "40001.xml").read_bytes())
+    (tmp_path / "b.xml").write_bytes(b"<LWM2M>")
+    reg = ModelRegistry()
+    with pytest.raises(DdfError) as info:
+        reg.load_directory(tmp_path)
+    assert info.value.file.endswith("b.xml")
+    assert len(reg) == 0
+
+
+def test_default_registry_with_a_model_dir_of_own_files(tmp_path: Path) -> None:
+    (tmp_path / "3.xml").write_bytes((OWN_DDF / "3-2_0.xml").read_bytes())
+    reg = default_registry(None, tmp_path)
+    assert reg.versions(3) == ("1.1", "2.0")
+    assert reg.object(3).version == "2.0"  # type: ignore[union-attr]
+    (tmp_path / "bad.xml").write_bytes(b"<nope")
+    with pytest.raises(DdfError):
+        default_registry(tmp_path)
 
 
 def test_copy_is_independent() -> None:
@@ -180,6 +229,7 @@ def test_conflict() -> None:
     assert conflict(ResourceDef(1, "x", Operations.R, False, False, ResourceType.STRING)) is None
 
 
+@needs_oma_ddf
 def test_reusable_table_agrees_with_registry_ipso_files() -> None:
     for file in ("3303.xml", "3311.xml"):
         (obj,) = load_ddf_file(DDF_DIR / file, strict=True)
@@ -189,6 +239,7 @@ def test_reusable_table_agrees_with_registry_ipso_files() -> None:
             assert " ".join(shared.name.split()) == " ".join(res.name.split()), rid
 
 
+@needs_oma_ddf
 def test_default_registry_with_model_dirs(tmp_path: Path) -> None:
     (tmp_path / "3.xml").write_bytes((DDF_DIR / "3.xml").read_bytes())
     reg = default_registry(None, tmp_path)
