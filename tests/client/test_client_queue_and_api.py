@@ -10,12 +10,13 @@ from client_harness import MakeClient, until
 
 from lwm2m.client.instance import Instance, Res, check_arguments, execute
 from lwm2m.client.store import ObjectStore
-from lwm2m.client.values import ValueTypeError, coerce, from_json, to_json
+from lwm2m.client.stored_values import from_json, to_json
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.model.types import ObjectLink, ResourceType
+from lwm2m.model.value_typing import ValueTypeError, coerce
 from lwm2m.protocol.errors import BadRequest
 
 

@@ -65,7 +65,7 @@ from lwm2m.client.store import (
     ObjectStore,
     ServerAccount,
 )
-from lwm2m.client.values import Stored
+from lwm2m.client.stored_values import Stored
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.endpoint import NO_RESPONSE, Endpoint, IncomingRequest, NoResponse
 from lwm2m.coap.errors import CoapError, EndpointClosed, ObservationCancelled

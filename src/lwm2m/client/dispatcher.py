@@ -25,7 +25,7 @@ from lwm2m.client.instance import Instance, check_arguments
 from lwm2m.client.links import discover_payload
 from lwm2m.client.observe import AttributeStore, Observation, ObservationManager
 from lwm2m.client.store import ACCESS_CONTROL, DEVICE, SECURITY, SERVER, ObjectStore
-from lwm2m.client.values import Stored
+from lwm2m.client.stored_values import Stored
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer

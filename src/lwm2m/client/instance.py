@@ -30,10 +30,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
-from lwm2m.client.values import Stored, ValueTypeError, coerce_stored
+from lwm2m.client.stored_values import Stored, coerce_stored
 from lwm2m.model.definitions import ObjectDef, ResourceDef
 from lwm2m.model.path import Path
 from lwm2m.model.types import Operations, ResourceType
+from lwm2m.model.value_typing import ValueTypeError
 from lwm2m.protocol.errors import BadRequest, MethodNotAllowed, NotFound
 
 if TYPE_CHECKING:

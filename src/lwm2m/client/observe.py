@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from lwm2m.client.scheduler import Scheduler, Timer
-from lwm2m.client.values import Stored, as_number
+from lwm2m.client.stored_values import Stored, as_number
 from lwm2m.coap.message import Message
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import Attributes

@@ -21,8 +21,9 @@ from typing import Any
 
 from lwm2m.client.observe import AttributeStore
 from lwm2m.client.store import ACCESS_CONTROL, SECURITY, SERVER, ObjectStore
-from lwm2m.client.values import ValueTypeError, stored_from_json, stored_to_json
+from lwm2m.client.stored_values import stored_from_json, stored_to_json
 from lwm2m.model.path import Path, PathError
+from lwm2m.model.value_typing import ValueTypeError
 from lwm2m.protocol.attributes import ALL_ATTRIBUTES, FLOAT_ATTRIBUTES, Attributes
 from lwm2m.protocol.errors import LwM2MError
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from lwm2m.client.instance import Instance
-from lwm2m.client.values import Stored
+from lwm2m.client.stored_values import Stored
 from lwm2m.model.definitions import ObjectDef
 from lwm2m.model.path import MAX_INSTANCE_ID, Path
 from lwm2m.model.registry import ModelRegistry

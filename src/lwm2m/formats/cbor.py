@@ -13,7 +13,7 @@ from lwm2m.formats import cbor_strict
 from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.lwm2m_cbor import TIME_TAG, from_cbor_value, to_cbor_value
 from lwm2m.formats.text import single_value
-from lwm2m.formats.values import effective_type, model_type, resource_def
+from lwm2m.formats.type_resolution import effective_type, model_type, resource_def
 from lwm2m.model.nodes import Node, Resource, ResourceInstance
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 
 from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.tree import check_node_path
-from lwm2m.formats.values import (
-    check_value,
+from lwm2m.formats.type_resolution import (
+    as_type,
     effective_type,
     from_epoch,
     model_type,
@@ -92,7 +92,7 @@ def value_from_json(raw: object, rtype: ResourceType | None, where: object) -> V
         return parse_objlnk(raw, where)
     if rtype is ResourceType.FLOAT and isinstance(raw, str) and raw in ("inf", "-inf", "nan"):
         return float(raw)
-    return check_value(raw, rtype, where)
+    return as_type(raw, rtype, where)
 
 
 def _type_name(

@@ -29,9 +29,9 @@ from lwm2m.formats.tree import (
     flatten,
     group_composite,
 )
-from lwm2m.formats.values import (
+from lwm2m.formats.type_resolution import (
     At,
-    check_value,
+    as_type,
     effective_type_at,
     epoch_seconds,
     from_epoch,
@@ -58,7 +58,7 @@ TIME_TAG = 1
 
 def to_cbor_value(value: Value, rtype: ResourceType, where: object) -> object:
     """A value as the CBOR item LwM2M CBOR and plain CBOR (60) use for ``rtype``."""
-    value = check_value(value, rtype, where)
+    value = as_type(value, rtype, where)
     if rtype is ResourceType.TIME:
         assert isinstance(value, datetime.datetime)
         return cbor2.CBORTag(TIME_TAG, epoch_seconds(value, where))
@@ -225,7 +225,7 @@ def from_cbor_value(raw: object, rtype: ResourceType | None, where: object) -> V
         if isinstance(raw, bytes):
             return raw
     else:
-        return check_value(raw, rtype, where)
+        return as_type(raw, rtype, where)
     raise FormatError(f"{where}: {type(raw).__name__} is not a {rtype.value}")
 
 

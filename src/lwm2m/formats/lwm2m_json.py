@@ -19,9 +19,9 @@ from lwm2m.formats import jsonutil
 from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.senml import Record
 from lwm2m.formats.tree import NODE_TYPES, Leaf, assemble, flatten
-from lwm2m.formats.values import (
+from lwm2m.formats.type_resolution import (
     At,
-    check_value,
+    as_type,
     effective_type_at,
     epoch_seconds,
     json_number,
@@ -41,7 +41,7 @@ _ENTRY = frozenset({"n", "t", *_FIELDS})
 
 
 def _value_field(value: Value, rtype: ResourceType, where: object) -> tuple[str, object]:
-    value = check_value(value, rtype, where)
+    value = as_type(value, rtype, where)
     if rtype in (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER):
         return "v", value
     if rtype is ResourceType.FLOAT:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.text import single_value
-from lwm2m.formats.values import check_value, effective_type, model_type, resource_def
+from lwm2m.formats.type_resolution import as_type, effective_type, model_type, resource_def
 from lwm2m.model.nodes import Node, Resource, ResourceInstance
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
@@ -20,7 +20,7 @@ def encode(node: Node, path: Path, model: ModelRegistry | None = None) -> bytes:
     rtype = effective_type(model, path, node_type, value)
     if rtype is not ResourceType.OPAQUE:
         raise FormatError(f"{path}: opaque carries only Opaque values, not {rtype.value}")
-    result = check_value(value, rtype, str(path))
+    result = as_type(value, rtype, str(path))
     assert isinstance(result, bytes)
     return result
 

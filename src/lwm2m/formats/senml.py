@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.tree import NODE_TYPES, Leaf, flatten
-from lwm2m.formats.values import (
+from lwm2m.formats.type_resolution import (
     At,
-    check_value,
+    as_type,
     effective_type,
     effective_type_at,
     epoch_seconds,
@@ -229,7 +229,7 @@ def decode_paths(items: object, *, binary: bool) -> list[Path]:
 def value_field(
     value: Value, rtype: ResourceType, where: object, *, binary: bool
 ) -> tuple[str, object]:
-    value = check_value(value, rtype, where)
+    value = as_type(value, rtype, where)
     if rtype in (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER):
         return "v", value
     if rtype is ResourceType.FLOAT:

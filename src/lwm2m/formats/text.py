@@ -14,11 +14,8 @@ import math
 import re
 
 from lwm2m.formats.errors import FormatError, guard
-from lwm2m.formats.values import (
-    INT64_MAX,
-    INT64_MIN,
-    UINT64_MAX,
-    check_value,
+from lwm2m.formats.type_resolution import (
+    as_type,
     effective_type,
     epoch_seconds,
     from_epoch,
@@ -54,7 +51,7 @@ def single_value(node: Node, path: Path, fmt_name: str) -> tuple[Value, Resource
 
 
 def value_to_text(value: Value, rtype: ResourceType, where: object) -> str:
-    value = check_value(value, rtype, where)
+    value = as_type(value, rtype, where)
     if rtype in (ResourceType.STRING, ResourceType.CORELNK):
         assert isinstance(value, str)
         return value
@@ -80,16 +77,13 @@ def text_to_value(text: str, rtype: ResourceType | None, where: object) -> Value
         if not _INT.fullmatch(text):
             raise FormatError(f"{where}: {text!r} is not a decimal integer")
         number = int(text)
-        if not INT64_MIN <= number <= INT64_MAX:
-            raise FormatError(f"{where}: {number} outside the signed 64-bit range")
-        return from_epoch(number, where) if rtype is ResourceType.TIME else number
+        if rtype is ResourceType.TIME:
+            return from_epoch(number, where)
+        return as_type(number, rtype, where)
     if rtype is ResourceType.UNSIGNED_INTEGER:
         if not _UINT.fullmatch(text):
             raise FormatError(f"{where}: {text!r} is not an unsigned decimal integer")
-        number = int(text)
-        if number > UINT64_MAX:
-            raise FormatError(f"{where}: {number} outside 0..2^64-1")
-        return number
+        return as_type(int(text), rtype, where)
     if rtype is ResourceType.FLOAT:
         if not _FLOAT.fullmatch(text):
             raise FormatError(f"{where}: {text!r} is not a decimal number")

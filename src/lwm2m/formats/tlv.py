@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.tree import check_node_path
-from lwm2m.formats.values import (
+from lwm2m.formats.type_resolution import (
     At,
-    check_value,
+    as_type,
     effective_type_at,
     epoch_seconds,
     from_epoch,
@@ -120,7 +120,7 @@ def _unsigned(value: int) -> bytes:
 
 
 def encode_value(value: Value, rtype: ResourceType, where: object) -> bytes:
-    value = check_value(value, rtype, where)
+    value = as_type(value, rtype, where)
     if rtype in (ResourceType.STRING, ResourceType.CORELNK):
         assert isinstance(value, str)
         return value.encode("utf-8")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from lwm2m.formats.errors import FormatError
-from lwm2m.formats.values import At, rdef_at, type_at
+from lwm2m.formats.type_resolution import At, rdef_at, type_at
 from lwm2m.model.nodes import (
     LwM2MObject,
     Node,

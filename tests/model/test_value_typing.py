@@ -1,4 +1,4 @@
-"""Value checks against definitions, RangeEnumeration parsing, text coercion."""
+"""Value typing (model.value_typing), RangeEnumeration and definition checks (model.value_ranges)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,8 @@ from lwm2m.model.core_objects import DEVICE, FIRMWARE_UPDATE, SECURITY, SERVER
 from lwm2m.model.definitions import ResourceDef
 from lwm2m.model.reusable import REUSABLE
 from lwm2m.model.types import ObjectLink, Operations, ResourceType
-from lwm2m.model.values import (
-    UINT64_MAX,
-    ValueRange,
-    check_type,
-    check_value,
-    check_values,
-    coerce_from_text,
-    parse_range,
-    value_to_text,
-)
+from lwm2m.model.value_ranges import ValueRange, check_value, check_values, parse_range
+from lwm2m.model.value_typing import UINT64_MAX, check_type, from_text, to_text
 
 T = ResourceType
 UTC = datetime.UTC
@@ -123,7 +115,7 @@ def test_parse_range_never_raises(text: str, type: ResourceType) -> None:
 )
 def test_check_type(type: ResourceType, good: list[object], bad: list[object]) -> None:
     for value in good:
-        check_type(type, value)
+        check_type(value, type)
         check_value(rdef(type), value)
     for value in bad:
         with pytest.raises(ValueError):
@@ -263,7 +255,7 @@ def test_check_values_multiplicity() -> None:
     ],
 )
 def test_coerce_from_text(type: ResourceType, text: str, value: object) -> None:
-    result = coerce_from_text(type, text)
+    result = from_text(text, type)
     assert result == value
     assert builtin_type(result) is builtin_type(value)
 
@@ -298,12 +290,12 @@ def builtin_type(value: object) -> type:
 )
 def test_coerce_from_text_rejects(type: ResourceType, text: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
-        coerce_from_text(type, text)
+        from_text(text, type)
 
 
 def test_coerce_rejects_non_text() -> None:
     with pytest.raises(ValueError, match="expected text"):
-        coerce_from_text(T.STRING, b"x")  # type: ignore[arg-type]
+        from_text(b"x", T.STRING)  # type: ignore[arg-type]
 
 
 _values = st.one_of(
@@ -330,8 +322,8 @@ _values = st.one_of(
 @given(_values)
 def test_text_round_trip(case: tuple[ResourceType, object]) -> None:
     rtype, value = case
-    text = value_to_text(value)  # type: ignore[arg-type]
-    assert coerce_from_text(rtype, text) == value
+    text = to_text(value)  # type: ignore[arg-type]
+    assert from_text(text, rtype) == value
 
 
 @given(st.sampled_from([t for t in ResourceType if t is not T.NONE]), st.text(max_size=30))
@@ -339,7 +331,7 @@ def test_coerce_arbitrary_text_gives_a_valid_value_or_value_error(
     rtype: ResourceType, text: str
 ) -> None:
     try:
-        value = coerce_from_text(rtype, text)
+        value = from_text(text, rtype)
     except ValueError:
         return
-    check_type(rtype, value)
+    check_type(value, rtype)

@@ -1,30 +1,29 @@
-"""Typed values shared by every format: which type applies, and checks before encoding.
+"""Which resource type a value at a path has, and the codecs' side of the value-typing policy.
 
 A resource's type comes from the model when the model knows the resource;
 otherwise from the node (``Resource.type``); otherwise it is inferred from the
-Python value. Encoders check the value against that type so a wrong value is
-reported as a :class:`FormatError` instead of producing bytes a peer would
-misread.
+Python value. What each type holds, and which conversions are lossless, is
+:mod:`lwm2m.model.value_typing`'s one policy; :func:`as_type` applies it
+before encoding (and to decoded numbers), reporting a misfit as a
+:class:`FormatError` instead of producing bytes a peer would misread.
+Codecs relay non-finite Floats (rule 4 of that policy); a format that cannot
+carry them says so itself.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
-import math
 from dataclasses import dataclass
 
 from lwm2m.formats.errors import FormatError
+from lwm2m.model import value_typing
 from lwm2m.model.definitions import ResourceDef
 from lwm2m.model.nodes import Value
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.model.types import ObjectLink, ResourceType
-from lwm2m.model.values import INT64_MAX as INT64_MAX
-from lwm2m.model.values import INT64_MIN as INT64_MIN
-from lwm2m.model.values import UINT64_MAX as UINT64_MAX
-
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+from lwm2m.model.value_typing import ValueTypeError
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,22 +97,11 @@ def model_type(model: ModelRegistry | None, path: Path) -> ResourceType | None:
 
 
 def infer_type(value: object) -> ResourceType:
-    """The natural resource type of a Python value (bool before int on purpose)."""
-    if isinstance(value, bool):
-        return ResourceType.BOOLEAN
-    if isinstance(value, int):
-        return ResourceType.INTEGER
-    if isinstance(value, float):
-        return ResourceType.FLOAT
-    if isinstance(value, str):
-        return ResourceType.STRING
-    if isinstance(value, bytes | bytearray | memoryview):
-        return ResourceType.OPAQUE
-    if isinstance(value, datetime.datetime):
-        return ResourceType.TIME
-    if isinstance(value, ObjectLink):
-        return ResourceType.OBJLNK
-    raise FormatError(f"unsupported value type {type(value).__name__}")
+    """The natural resource type of a Python value (see :func:`value_typing.infer_type`)."""
+    try:
+        return value_typing.infer_type(value)
+    except ValueTypeError as exc:
+        raise FormatError(str(exc)) from None
 
 
 def effective_type(
@@ -130,20 +118,18 @@ def effective_type(
 
 def epoch_seconds(value: datetime.datetime, where: object) -> int:
     """Whole seconds since the epoch (LwM2M Time has one-second resolution)."""
-    if value.tzinfo is None:
-        raise FormatError(f"{where}: Time value {value!r} has no time zone")
-    delta = value - _EPOCH
-    return delta.days * 86400 + delta.seconds
+    try:
+        return value_typing.epoch_seconds(value, str(where))
+    except ValueTypeError as exc:
+        raise FormatError(str(exc)) from None
 
 
 def from_epoch(seconds: int | float, where: object) -> datetime.datetime:
     """A UTC datetime from epoch seconds; out-of-range values are a FormatError."""
-    if isinstance(seconds, float) and not math.isfinite(seconds):
-        raise FormatError(f"{where}: Time value {seconds} is not finite")
     try:
-        return _EPOCH + datetime.timedelta(seconds=seconds)
-    except (OverflowError, ValueError):
-        raise FormatError(f"{where}: Time value {seconds} out of range") from None
+        return value_typing.from_epoch(seconds, str(where))
+    except ValueTypeError as exc:
+        raise FormatError(str(exc)) from None
 
 
 def json_number(value: object, where: object) -> int | float:
@@ -171,63 +157,16 @@ def number_as(raw: object, rtype: ResourceType | None, where: object) -> Value |
             number = int(number)
         if rtype is ResourceType.TIME:
             return from_epoch(number, where)
-        return check_value(number, rtype, where)
+        return as_type(number, rtype, where)
     return None
 
 
-def check_value(value: object, rtype: ResourceType, where: object) -> Value:
-    """Validate (and lightly normalise) a value about to be encoded as ``rtype``.
-
-    Normalisation is limited to lossless cases: an int for a Float, a
-    bytearray for Opaque, an int (epoch seconds) for a Time, ``"3:0"`` for an
-    Objlnk.
-    """
-    if rtype is ResourceType.INTEGER:
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not INT64_MIN <= value <= INT64_MAX:
-                raise FormatError(f"{where}: Integer {value} outside the signed 64-bit range")
-            return value
-    elif rtype is ResourceType.UNSIGNED_INTEGER:
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not 0 <= value <= UINT64_MAX:
-                raise FormatError(f"{where}: Unsigned Integer {value} outside 0..2^64-1")
-            return value
-    elif rtype is ResourceType.FLOAT:
-        if isinstance(value, float):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            as_float = float(value)
-            if int(as_float) != value:
-                raise FormatError(f"{where}: Float {value} is not exactly representable")
-            return as_float
-    elif rtype is ResourceType.BOOLEAN:
-        if isinstance(value, bool):
-            return value
-    elif rtype in (ResourceType.STRING, ResourceType.CORELNK):
-        if isinstance(value, str):
-            return value
-    elif rtype is ResourceType.OPAQUE:
-        if isinstance(value, bytes):
-            return value
-        if isinstance(value, bytearray | memoryview):
-            return bytes(value)
-    elif rtype is ResourceType.TIME:
-        if isinstance(value, datetime.datetime):
-            epoch_seconds(value, where)
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return from_epoch(value, where)
-    elif rtype is ResourceType.OBJLNK:
-        if isinstance(value, ObjectLink):
-            return value
-        if isinstance(value, str):
-            try:
-                return ObjectLink.parse(value)
-            except ValueError as exc:
-                raise FormatError(f"{where}: {exc}") from None
-    else:
-        raise FormatError(f"{where}: resources of type {rtype.value} carry no value")
-    raise FormatError(f"{where}: {type(value).__name__} value {value!r} is not a {rtype.value}")
+def as_type(value: object, rtype: ResourceType, where: object) -> Value:
+    """``value`` as ``rtype`` holds it (:func:`value_typing.normalise`), or a FormatError."""
+    try:
+        return value_typing.normalise(value, rtype, str(where))
+    except ValueTypeError as exc:
+        raise FormatError(str(exc)) from None
 
 
 def parse_objlnk(text: str, where: object) -> ObjectLink:
