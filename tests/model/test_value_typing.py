@@ -14,7 +14,16 @@ from lwm2m.model.definitions import ResourceDef
 from lwm2m.model.reusable import REUSABLE
 from lwm2m.model.types import ObjectLink, Operations, ResourceType
 from lwm2m.model.value_ranges import ValueRange, check_value, check_values, parse_range
-from lwm2m.model.value_typing import UINT64_MAX, check_type, from_text, to_text
+from lwm2m.model.value_typing import (
+    UINT64_MAX,
+    ValueTypeError,
+    check_type,
+    coerce,
+    from_text,
+    infer_type,
+    normalise,
+    to_text,
+)
 
 T = ResourceType
 UTC = datetime.UTC
@@ -335,3 +344,77 @@ def test_coerce_arbitrary_text_gives_a_valid_value_or_value_error(
     except ValueError:
         return
     check_type(value, rtype)
+
+
+# ------------------------------------------------------ the one conversion policy
+
+
+@pytest.mark.parametrize(
+    ("value", "type", "expected"),
+    [
+        (2.0, T.INTEGER, 2),  # integral float: lossless
+        (-(2.0**63), T.INTEGER, -(2**63)),
+        (3.0, T.UNSIGNED_INTEGER, 3),
+        (3, T.FLOAT, 3.0),
+        (2**53, T.FLOAT, float(2**53)),
+        (1, T.BOOLEAN, True),  # TLV and Text carry Boolean as 0/1
+        (0, T.BOOLEAN, False),
+        (0, T.TIME, datetime.datetime(1970, 1, 1, tzinfo=UTC)),
+        (1.5, T.TIME, datetime.datetime(1970, 1, 1, 0, 0, 1, 500000, tzinfo=UTC)),
+        ("3:1", T.OBJLNK, ObjectLink(3, 1)),
+        (bytearray(b"\x01"), T.OPAQUE, b"\x01"),
+    ],
+)
+def test_lossless_conversions(value: object, type: ResourceType, expected: object) -> None:
+    assert normalise(value, type) == expected
+    assert coerce(value, type) == expected
+    assert builtin_type(coerce(value, type)) is builtin_type(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "type", "fragment"),
+    [
+        (1.5, T.INTEGER, "not a Integer"),
+        (2.0**63, T.INTEGER, "signed 64-bit"),
+        (-1, T.UNSIGNED_INTEGER, r"outside 0\.\.2\^64-1"),
+        (2**53 + 1, T.FLOAT, "not exactly representable"),
+        (2, T.BOOLEAN, "not a Boolean"),
+        (True, T.INTEGER, "not a Integer"),
+        (False, T.FLOAT, "not a Float"),
+        ("1", T.INTEGER, "not a Integer"),
+        ("true", T.BOOLEAN, "not a Boolean"),
+        (datetime.datetime(2024, 1, 1), T.TIME, "no time zone"),
+        (math.inf, T.TIME, "not finite"),
+        (10.0**20, T.TIME, "out of range"),
+        ("3/1", T.OBJLNK, "OBJECT:INSTANCE"),
+        (1, T.STRING, "not a String"),
+    ],
+)
+def test_conversions_refused(value: object, type: ResourceType, fragment: str) -> None:
+    for convert in (normalise, coerce):
+        with pytest.raises(ValueTypeError, match=fragment):
+            convert(value, type)
+
+
+def test_non_finite_floats_are_carried_but_not_given() -> None:
+    # Rule 4: a device may report NaN (IEEE 754); codecs relay it ...
+    assert math.isnan(normalise(math.nan, T.FLOAT))  # type: ignore[arg-type]
+    assert normalise(-math.inf, T.FLOAT) == -math.inf
+    check_type(math.inf, T.FLOAT)
+    # ... but a value given to a resource must be finite.
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueTypeError, match="not a finite Float"):
+            coerce(bad, T.FLOAT)
+        with pytest.raises(ValueError, match="finite"):
+            check_value(rdef(T.FLOAT), bad)
+
+
+def test_untyped_values_pass_unchanged() -> None:
+    with pytest.raises(ValueTypeError, match="executable"):
+        normalise(1, T.NONE)
+    assert coerce(2.0, None) == 2.0 and coerce(b"x", None) == b"x"
+    with pytest.raises(ValueTypeError, match="not a resource value"):
+        coerce([1], None)
+    assert infer_type(True) is T.BOOLEAN and infer_type(1) is T.INTEGER
+    with pytest.raises(ValueTypeError, match="unsupported value type"):
+        infer_type(None)
