@@ -30,6 +30,8 @@ class ResourceType(enum.Enum):
             return cls.INTEGER
         if norm in ("bool",):
             return cls.BOOLEAN
+        if norm in ("corelink",):  # Leshan's name (ResourceModel.Type.CORELINK)
+            return cls.CORELNK
         if norm in ("",):
             return cls.NONE
         raise ValueError(f"unknown resource type {text!r}")

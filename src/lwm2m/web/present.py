@@ -7,24 +7,21 @@ booleans, strings, base64 for opaque) so the API, the event stream and the
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from lwm2m.coap.codes import Code
-from lwm2m.formats.errors import FormatError
-from lwm2m.formats.jsonview import json_to_node, node_to_json
+from lwm2m.formats.jsonview import node_to_json
 from lwm2m.formats.media import SHORT_NAMES, ContentFormat
 from lwm2m.model.definitions import ObjectDef
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry
-from lwm2m.model.types import ResourceType
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.web.backend import ClientInfo, DeviceResponse, InvalidInput, LinkInfo
+from lwm2m.web.request_bodies import node_from_body
 
 #: Leshan's default, in seconds (its ``timeout`` parameter is in seconds too).
 DEFAULT_TIMEOUT_S = 5.0
@@ -79,15 +76,11 @@ def parse_timeout(value: float | None) -> float:
 
 
 def node_from_json(data: Any, path: Path, model: ModelRegistry) -> Node:
-    """A request body as a node: our JSON view, or Leshan's demo-server node JSON."""
-    try:
-        if is_leshan_node(data):
-            data = leshan_to_view(data, path, model)
-        return json_to_node(data, path, model)
-    except FormatError as exc:
-        raise InvalidInput(f"invalid value for {path}: {exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"invalid value for {path}: {exc}") from None
+    """A request body as a node: our JSON view or Leshan's node JSON, read leniently.
+
+    See :mod:`lwm2m.web.request_bodies`.
+    """
+    return node_from_body(data, path, model)
 
 
 def node_json(node: Node, path: Path, model: ModelRegistry) -> Any:
@@ -207,118 +200,3 @@ def object_def_json(obj: ObjectDef) -> dict[str, Any]:
             for r in obj.resources.values()
         ],
     }
-
-
-# --------------------------------------------------------------------------- Leshan node JSON
-#
-# Leshan's demo server takes nodes as {"id", "kind", "type", "value"|"values"|
-# "resources"|"instances"} with kinds obj / instance / singleResource /
-# multiResource / resourceInstance, integers and floats as strings, Opaque as
-# hex, Time as epoch milliseconds and Objlnk as {"objectId", "objectInstanceId"}.
-# Scripts written for it send that shape; it is translated to our view here.
-
-_LESHAN_KINDS = {"obj", "singleResource", "multiResource", "resourceInstance"}
-
-
-def is_leshan_node(data: Any) -> bool:
-    if not isinstance(data, dict):
-        return False
-    if data.get("kind") in _LESHAN_KINDS or "values" in data:
-        return True
-    children = data.get("resources") or data.get("instances")
-    return isinstance(children, list) and any(is_leshan_node(c) for c in children)
-
-
-def _leshan_type(raw: dict[str, Any], path: Path, model: ModelRegistry) -> ResourceType | None:
-    if path.object_id is not None and path.resource_id is not None:
-        rdef = model.resource(path.object_id, path.resource_id)
-        if rdef is not None and rdef.type is not ResourceType.NONE:
-            return rdef.type
-    name = raw.get("type")
-    if not isinstance(name, str):
-        return None
-    try:
-        return ResourceType.parse(name)
-    except ValueError:
-        raise InvalidInput(f"{path}: unknown type {name!r}") from None
-
-
-def _leshan_value(value: Any, rtype: ResourceType | None, path: Path) -> Any:
-    where = str(path)
-    if rtype in (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER) and isinstance(value, str):
-        text = value.strip()
-        if not text.lstrip("-").isdigit() or len(text) > 21:
-            raise InvalidInput(f"{where}: {value!r} is not an integer")
-        return int(text)
-    if rtype is ResourceType.FLOAT and isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            raise InvalidInput(f"{where}: {value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise InvalidInput(f"{where}: {value!r} is not a finite number")
-        return number
-    if rtype is ResourceType.OPAQUE and isinstance(value, str):
-        try:
-            return base64.b64encode(binascii.unhexlify(value)).decode("ascii")
-        except (binascii.Error, ValueError):
-            raise InvalidInput(f"{where}: Opaque value {value!r} is not hex") from None
-    if rtype is ResourceType.TIME and isinstance(value, int) and not isinstance(value, bool):
-        return value / 1000  # epoch milliseconds -> seconds
-    if rtype is ResourceType.OBJLNK and isinstance(value, dict):
-        oid, iid = value.get("objectId"), value.get("objectInstanceId")
-        if not isinstance(oid, int) or not isinstance(iid, int):
-            raise InvalidInput(f"{where}: Objlnk needs integer objectId and objectInstanceId")
-        return f"{oid}:{iid}"
-    return value
-
-
-def _leshan_items(raw: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
-    items = raw.get(key)
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise InvalidInput(f"{path}: {key!r} must be a list of objects")
-    return items
-
-
-def _child(item: dict[str, Any], path: Path) -> Path:
-    ident = item.get("id")
-    if not isinstance(ident, int) or isinstance(ident, bool):
-        raise InvalidInput(f"{path}: each child needs an integer 'id'")
-    try:
-        return path.child(ident)
-    except PathError as exc:
-        raise InvalidInput(f"{path}: {exc}") from None
-
-
-def leshan_to_view(raw: Any, path: Path, model: ModelRegistry) -> Any:
-    """Leshan's node JSON at ``path`` rewritten in :mod:`lwm2m.formats.jsonview` shape."""
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"{path}: expected a JSON object")
-    if path.depth == 1:
-        items = _leshan_items(raw, "instances", path)
-        return {
-            "instances": [
-                dict(leshan_to_view(i, _child(i, path), model), id=i["id"]) for i in items
-            ]
-        }
-    if path.depth == 2:
-        items = _leshan_items(raw, "resources", path)
-        return {
-            "resources": [
-                dict(leshan_to_view(r, _child(r, path), model), id=r["id"]) for r in items
-            ]
-        }
-    rtype = _leshan_type(raw, path, model)
-    out: dict[str, Any] = {}
-    if rtype is not None:
-        out["type"] = rtype.value
-    if "values" in raw and path.depth == 3:
-        values = raw["values"]
-        if not isinstance(values, dict):
-            raise InvalidInput(f"{path}: 'values' must be an object of id -> value")
-        out["instances"] = {k: _leshan_value(v, rtype, path) for k, v in values.items()}
-        return out
-    if "value" not in raw:
-        raise InvalidInput(f"{path}: 'value' is required")
-    out["value"] = _leshan_value(raw["value"], rtype, path)
-    return out

@@ -44,6 +44,7 @@ from lwm2m.web.present import (
     parse_timeout,
     result_json,
 )
+from lwm2m.web.request_bodies import create_instance_id
 from lwm2m.web.schemas import CancelResult, Client, DeviceResult, ObjectSpec
 
 T = TypeVar("T")
@@ -595,11 +596,7 @@ async def _execute_arguments(request: Request) -> str | None:
 
 def _instance_for_create(data: Any, path: Path, devices: DeviceManager) -> ObjectInstance:
     """The new instance: ``{"id": 1, "resources": {...}}`` (``id`` defaults to 0)."""
-    if not isinstance(data, dict):
-        raise InvalidInput("Create body must be a JSON object (the new instance)")
-    ident = data.get("id", 0)
-    if not isinstance(ident, int) or isinstance(ident, bool) or not 0 <= ident <= 65534:
-        raise InvalidInput("Create: id must be an instance ID 0-65534")
+    ident = create_instance_id(data)  # number or numeric string, as Leshan reads it
     assert path.object_id is not None
     node = node_from_json(data, Path(path.object_id, ident), devices.model)
     assert isinstance(node, ObjectInstance)  # an instance path gives an instance node

@@ -26,6 +26,7 @@ from lwm2m.web.backend import (
 )
 from lwm2m.web.errors import DEVICE_ERRORS, STORE_ERRORS
 from lwm2m.web.present import parse_timeout, security_json
+from lwm2m.web.request_bodies import bootstrap_doc, security_doc
 from lwm2m.web.routes_clients import read_json
 from lwm2m.web.schemas import BootstrapSession, PushResult, SecurityBody, SecurityView
 
@@ -88,25 +89,7 @@ def build_security_router(devices: DeviceManager) -> APIRouter:
         return security_json(entry)
 
     async def put(body: SecurityBody) -> dict[str, Any]:
-        doc = body.model_dump(exclude_none=True)
-        tls = doc.pop("tls", None)
-        if tls is not None:
-            if "psk" in doc or "x509" in doc:
-                raise InvalidInput("give either 'tls' (Leshan) or 'psk'/'x509', not both")
-            mode = str(tls["mode"]).lower()
-            if mode == "psk":
-                doc["psk"] = tls["details"]
-            elif mode == "x509":
-                doc["x509"] = {}
-            else:
-                raise InvalidInput(f"tls.mode {tls['mode']!r} is not supported (psk, x509)")
-        x509 = doc.get("x509")
-        if x509 is True:  # Leshan 1.x: "x509": true, trust by the server's CAs
-            doc["x509"] = {}
-        elif x509 is False:
-            del doc["x509"]
-        elif isinstance(x509, dict):
-            doc["x509"] = {k: v for k, v in x509.items() if v not in (None, [], "")}
+        doc = security_doc(body.model_dump(exclude_none=True))
         try:
             (entry,) = parse_security_entries(json.dumps([doc]))
         except SecurityConfigError as exc:
@@ -187,7 +170,7 @@ def build_bootstrap_router(bootstrap: BootstrapManager) -> APIRouter:
         data = await read_json(request)
         if not isinstance(data, dict):
             raise InvalidInput("body must be a JSON object (one client's configuration)")
-        return await bootstrap.put_config(endpoint, data)
+        return await bootstrap.put_config(endpoint, bootstrap_doc(endpoint, data))
 
     _put_and_post(
         router,
