@@ -75,13 +75,6 @@ def create_instance_id(data: Any) -> int:
     return ident
 
 
-def create_body(data: Any) -> Any:
-    """The Create body with its ``id`` made the one :func:`create_instance_id` reads."""
-    if isinstance(data, dict):
-        return {**data, "id": create_instance_id(data)}
-    return data
-
-
 def is_leshan_node(data: Any) -> bool:
     """Whether a body is Leshan's node JSON (its kinds, or ``values``) anywhere in its tree."""
     if not isinstance(data, dict):

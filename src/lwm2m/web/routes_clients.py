@@ -598,7 +598,7 @@ def _instance_for_create(data: Any, path: Path, devices: DeviceManager) -> Objec
     """The new instance: ``{"id": 1, "resources": {...}}`` (``id`` defaults to 0)."""
     ident = create_instance_id(data)  # number or numeric string, as Leshan reads it
     assert path.object_id is not None
-    node = node_from_json(data, Path(path.object_id, ident), devices.model)
+    node = node_from_json({**data, "id": ident}, Path(path.object_id, ident), devices.model)
     assert isinstance(node, ObjectInstance)  # an instance path gives an instance node
     return node
 

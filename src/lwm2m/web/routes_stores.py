@@ -106,6 +106,14 @@ def build_security_router(devices: DeviceManager) -> APIRouter:
         response_model=SecurityView,
         responses=STORE_ERRORS,
     )
+    # Leshan's demo UIs PUT to "api/security/clients/": answer there rather than redirect.
+    router.add_api_route(
+        "/clients/",
+        put,
+        methods=["PUT", "POST"],
+        response_model=SecurityView,
+        include_in_schema=False,
+    )
 
     @router.delete(
         "/clients/{endpoint}",

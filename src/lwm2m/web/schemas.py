@@ -82,6 +82,9 @@ class ExecuteBody(BaseModel):
 
 
 class PskBody(BaseModel):
+    # Leshan's Jackson reads the identity with asText: a number is its decimal text.
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
     identity: str = Field(min_length=1, max_length=128)
     key: str = Field(description="Hex-encoded key.", pattern="^([0-9a-fA-F]{2}){1,64}$")
 
@@ -104,8 +107,11 @@ class LeshanTls(BaseModel):
 class SecurityBody(BaseModel):
     """A security store entry (the ``--security`` file format).
 
-    Leshan's shapes are accepted too: ``"x509": true`` and ``"tls": {...}``.
+    Leshan's shapes are accepted too: ``"x509": true`` and ``"tls": {...}``;
+    as its Jackson reads ``endpoint`` with ``asText``, a number is its decimal text.
     """
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
 
     endpoint: str = Field(min_length=1, max_length=255)
     psk: PskBody | None = None
