@@ -330,3 +330,40 @@ def test_create_instance_id() -> None:
             create_instance_id({"id": bad})
     with pytest.raises(InvalidInput, match="JSON object"):
         create_instance_id([])
+
+
+@pytest.mark.parametrize(
+    ("value", "type", "path", "expected"),
+    [
+        (
+            1700000000000,
+            "time",
+            Path(3, 0, 13),
+            datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+        ),
+        (
+            "1700000000000",
+            "time",
+            Path(3, 0, 13),
+            datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+        ),
+        (
+            "2023-11-14T22:13:20Z",
+            "time",
+            Path(3, 0, 13),
+            datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+        ),
+        ("true", "boolean", Path(1, 0, 6), True),
+        (1, "boolean", Path(1, 0, 6), True),
+        (21.5, "float", Path(3303, 0, 5700), 21.5),
+        ("1e3", "float", Path(3303, 0, 5700), 1000.0),
+        ("1_000", "integer", Path(1, 0, 1), 1000),
+        ("0aFF", "opaque", Path(5, 0, 0), b"\x0a\xff"),
+        ("</3/0>", "corelink", Path(9999, 0, 1), "</3/0>"),  # no model: the node's type
+    ],
+)
+def test_reader_leshan_shape(value: object, type: str, path: Path, expected: object) -> None:
+    assert path.resource_id is not None
+    body = {"id": path.resource_id, "kind": "singleResource", "type": type, "value": value}
+    result = node_from_body(body, path, MODEL)
+    assert isinstance(result, Resource) and result.value == expected

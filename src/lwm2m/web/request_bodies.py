@@ -94,8 +94,8 @@ def security_doc(body: Mapping[str, Any]) -> dict[str, Any]:
     are taken as their decimal text.
     """
     doc = {k: v for k, v in body.items() if v is not None}
-    if isinstance(doc.get("endpoint"), int | float) and not isinstance(doc["endpoint"], bool):
-        doc["endpoint"] = _number_text(doc["endpoint"])
+    if isinstance(doc.get("endpoint"), int) and not isinstance(doc["endpoint"], bool):
+        doc["endpoint"] = str(doc["endpoint"])
     tls = doc.pop("tls", None)
     if tls is not None:
         if "psk" in doc or "x509" in doc:
@@ -113,8 +113,8 @@ def security_doc(body: Mapping[str, Any]) -> dict[str, Any]:
     psk = doc.get("psk")
     if isinstance(psk, dict):
         identity = psk.get("identity")
-        if isinstance(identity, int | float) and not isinstance(identity, bool):
-            doc["psk"] = {**psk, "identity": _number_text(identity)}
+        if isinstance(identity, int) and not isinstance(identity, bool):
+            doc["psk"] = {**psk, "identity": str(identity)}
     x509 = doc.get("x509")
     if x509 is True:  # Leshan 1.x: "x509": true, trust by the server's CAs
         doc["x509"] = {}
@@ -210,10 +210,6 @@ def _json_type(value: object) -> str:
     if isinstance(value, str):
         return "string"
     return "array" if isinstance(value, list) else "object"
-
-
-def _number_text(value: int | float) -> str:
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _ident(raw: object, field: str) -> int:

@@ -81,11 +81,14 @@ class ExecuteBody(BaseModel):
     arguments: str | None = Field(default=None, description="e.g. 0='v1',1")
 
 
-class PskBody(BaseModel):
-    # Leshan's Jackson reads the identity with asText: a number is its decimal text.
-    model_config = ConfigDict(coerce_numbers_to_str=True)
+#: Leshan's Jackson reads some text fields with ``asText``: a number is its decimal text.
+_NumberAsText = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 
-    identity: str = Field(min_length=1, max_length=128)
+
+class PskBody(BaseModel):
+    identity: Annotated[str, Field(min_length=1, max_length=128)] | _NumberAsText = Field(
+        description="PSK identity; a number is taken as its decimal text (as Leshan does)."
+    )
     key: str = Field(description="Hex-encoded key.", pattern="^([0-9a-fA-F]{2}){1,64}$")
 
 
@@ -111,9 +114,9 @@ class SecurityBody(BaseModel):
     as its Jackson reads ``endpoint`` with ``asText``, a number is its decimal text.
     """
 
-    model_config = ConfigDict(coerce_numbers_to_str=True)
-
-    endpoint: str = Field(min_length=1, max_length=255)
+    endpoint: Annotated[str, Field(min_length=1, max_length=255)] | _NumberAsText = Field(
+        description="Endpoint Client Name; a number is taken as its decimal text."
+    )
     psk: PskBody | None = None
     x509: X509Body | bool | None = None
     tls: LeshanTls | None = None
