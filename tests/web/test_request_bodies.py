@@ -27,7 +27,12 @@ from lwm2m.model.path import Path
 from lwm2m.model.registry import default_registry
 from lwm2m.model.types import ObjectLink
 from lwm2m.web.backend import InvalidInput
-from lwm2m.web.request_bodies import create_instance_id, node_from_body
+from lwm2m.web.request_bodies import (
+    bootstrap_doc,
+    create_instance_id,
+    looks_like_leshan_config,
+    node_from_body,
+)
 
 MODEL = default_registry()
 UTC = datetime.UTC
@@ -367,3 +372,15 @@ def test_reader_leshan_shape(value: object, type: str, path: Path, expected: obj
     body = {"id": path.resource_id, "kind": "singleResource", "type": type, "value": value}
     result = node_from_body(body, path, MODEL)
     assert isinstance(result, Resource) and result.value == expected
+
+
+def test_bootstrap_doc_tells_the_shapes_apart() -> None:
+    ours = {"servers": [{"short_server_id": 1, "uri": "coap://127.0.0.1:5683"}]}
+    assert bootstrap_doc("e", ours) == ours
+    assert not looks_like_leshan_config(ours) and not looks_like_leshan_config({})
+    assert looks_like_leshan_config({"servers": {}}) and looks_like_leshan_config({"toDelete": []})
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        bootstrap_doc("e", {"toDelete": deep})

@@ -140,6 +140,8 @@ def bootstrap_doc(endpoint: str, data: Mapping[str, Any]) -> dict[str, Any]:
         return convert_leshan_config(endpoint, _leshan_scalars(data, "leshan"))
     except (_BodyError, ConfigError) as exc:
         raise InvalidInput(str(exc)) from None
+    except RecursionError:
+        raise InvalidInput("bootstrap configuration nested too deeply") from None
 
 
 def looks_like_leshan_config(data: Mapping[str, Any]) -> bool:
