@@ -156,7 +156,9 @@ class ObservingRequest(Request[R]):
     def requested_format(self) -> int | None:
         raise NotImplementedError
 
-    def observed(self, record: ObservationRecord, values: Mapping[Path, Node], fmt: int | None) -> R:
+    def observed(
+        self, record: ObservationRecord, values: Mapping[Path, Node], fmt: int | None
+    ) -> R:
         """The response once the observation is established."""
         raise NotImplementedError
 

@@ -325,21 +325,17 @@ async def _count_events(source: EventSource, metrics: Metrics) -> None:
 
 def create_app(
     server: LwM2MServer | None,
-    bootstrap: BootstrapServer | object | None,
+    bootstrap: BootstrapServer | None,
     *,
     api_token: str | None = None,
     trusted_hosts: Collection[str] = (),
 ) -> FastAPI:
-    """The app for a running LwM2M server and/or bootstrap server.
-
-    ``bootstrap`` is a :class:`BootstrapServer`, or a handle holding one in its
-    ``bootstrap`` or ``server`` attribute (the embedded bootstrap server's).
-    """
-    from lwm2m.web.adapters import BootstrapAdapter, ServerAdapter, unwrap_bootstrap
+    """The app for a running LwM2M server and/or bootstrap server (the commands' entry)."""
+    from lwm2m.web.adapters import BootstrapAdapter, ServerAdapter
 
     return build_app(
         ServerAdapter(server) if server is not None else None,
-        BootstrapAdapter(unwrap_bootstrap(bootstrap)) if bootstrap is not None else None,
+        BootstrapAdapter(bootstrap) if bootstrap is not None else None,
         api_token=api_token,
         trusted_hosts=trusted_hosts,
     )

@@ -16,15 +16,16 @@ from __future__ import annotations
 import datetime
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from lwm2m.coap.codes import Code
-from lwm2m.formats.media import ContentFormat
-from lwm2m.model.nodes import Node, ObjectInstance
+from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
-from lwm2m.protocol.attributes import AttributeUpdate
 from lwm2m.security.credentials import SecurityEntry
+from lwm2m.server.operations import Request
+
+R = TypeVar("R")
 
 #: JSON-ready data (what ``json.dumps`` accepts).
 JsonObject = dict[str, Any]
@@ -120,82 +121,15 @@ class DeviceManager(Protocol):
 
     def get_client(self, endpoint: str) -> ClientInfo | None: ...
 
-    async def read(
-        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
-    ) -> DeviceResponse: ...
+    async def send(self, endpoint: str, request: Request[R], timeout: float) -> R:
+        """Send any typed request to the device and return its typed response.
 
-    async def discover(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse: ...
-
-    async def write(
-        self,
-        endpoint: str,
-        path: Path,
-        node: Node,
-        *,
-        replace: bool,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def write_attributes(
-        self, endpoint: str, path: Path, attributes: AttributeUpdate, *, timeout: float
-    ) -> DeviceResponse: ...
-
-    async def execute(
-        self, endpoint: str, path: Path, arguments: str | None, *, timeout: float
-    ) -> DeviceResponse: ...
-
-    async def create(
-        self,
-        endpoint: str,
-        path: Path,
-        node: ObjectInstance,
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def delete(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse: ...
-
-    async def read_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[Path],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def write_composite(
-        self,
-        endpoint: str,
-        values: Mapping[Path, Node],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def observe(
-        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
-    ) -> DeviceResponse: ...
-
-    async def cancel_observation(
-        self, endpoint: str, path: Path, *, active: bool, timeout: float
-    ) -> int: ...
-
-    async def observe_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[Path],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def cancel_composite_observation(
-        self, endpoint: str, paths: Sequence[Path], *, active: bool, timeout: float
-    ) -> int:
-        """Cancel the composite observations of exactly these paths; returns how many."""
+        One method for every device operation (Read, Write, Observe, Cancel
+        Observation, ...): a new operation is a new request class and its
+        route, the backends pass it through unchanged. Failures arrive as
+        the typed errors above; ``timeout`` bounds the whole operation,
+        including the wait for a sleeping queue-mode client.
+        """
         ...
 
     def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
