@@ -2,7 +2,7 @@
 
 :class:`LwM2MServer` composes small parts: the :class:`Registrar` (``/rd``),
 :class:`QueueMode`, :class:`Observations`, the stores and the
-:class:`EventBus`. It owns the CoAP endpoints (plain UDP and, when
+:class:`~lwm2m.protocol.events.EventBus`. It owns the CoAP endpoints (plain UDP and, when
 configured, DTLS) and is the request handler they call.
 
 Every device-management operation is a typed request of
@@ -45,7 +45,7 @@ from lwm2m.server.errors import (
     RequestTimeout,
     ServerError,
 )
-from lwm2m.server.events import EventBus, SendEvent
+from lwm2m.server.events import SendEvent, ServerEventBus
 from lwm2m.server.observations import Observations, decode_values
 from lwm2m.server.operations import (
     CreateRequest,
@@ -161,7 +161,7 @@ class LwM2MServer:
         self.stores: Stores = stores if stores is not None else MemoryStores()
         self.model = model if model is not None else default_registry()
         self.clock = clock
-        self.events = EventBus()
+        self.events = ServerEventBus()
         self.queue = QueueMode(
             self.events,
             awake_time_s=self.config.awake_time_s,

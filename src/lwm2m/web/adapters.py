@@ -373,14 +373,9 @@ class BootstrapAdapter:
         raise DeviceError(message, code)
 
     async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
-        stream = self._bs.events.stream()
-        try:
-            async for event in stream:
-                if endpoint is not None and event.endpoint != endpoint:
-                    continue
+        with self._bs.events.subscribe(endpoint) as subscription:
+            async for event in subscription:
                 yield bootstrap_web_event(event)
-        finally:
-            stream.close()
 
     def counters(self) -> Mapping[str, float]:
         return {"sessions_running": float(len(self._bs.sessions.running()))}

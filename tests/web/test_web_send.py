@@ -128,7 +128,7 @@ async def test_every_rest_timeout_is_the_one_the_server_uses(world: World) -> No
         ("PUT", f"{base}/3/0/14?timeout=4.25", {"value": "+02"}),
         ("GET", f"{base}/3/0/discover?timeout=4.75", None),
         ("PUT", f"{base}/3/0/9/attributes?pmin=5&timeout=3.5", None),
-        ("POST", f"{base}/3/0/4?timeout=3.25", None),
+        ("POST", f"{base}/3/0/12?timeout=3.25", None),
         ("GET", f"{base}/composite?paths=/3/0/9,/3/0/14&timeout=3.75", None),
         ("PUT", f"{base}/composite?timeout=2.5", {"/3/0/14": {"value": "+03"}}),
         ("POST", f"{base}/3/0/9/observe?timeout=2.25", None),
