@@ -24,7 +24,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.errors import CoapError, ResetReceived
@@ -87,6 +87,9 @@ from lwm2m.stores.base import Stores
 from lwm2m.stores.memory import MemoryStores
 from lwm2m.stores.records import ObservationRecord, Registration
 
+if TYPE_CHECKING:
+    from lwm2m.coap.endpoint import MessageTracer
+
 logger = logging.getLogger(__name__)
 
 PathLike = Path | str
@@ -109,6 +112,10 @@ class ServerEndpoint(Protocol):
     ) -> Any: ...
 
     def add_activity_listener(self, cb: Callable[[Peer], None]) -> None: ...
+
+    def add_message_tracer(self, cb: MessageTracer) -> None: ...
+
+    def remove_message_tracer(self, cb: MessageTracer) -> None: ...
 
     def set_orphan_notification_handler(
         self, cb: Callable[[Message, Peer], bool] | None
@@ -292,19 +299,18 @@ class LwM2MServer:
     def coaps_address(self) -> Address | None:
         return None if self._coaps is None else self._coaps.local_address
 
-    def add_message_tracer(self, cb: Callable[[str, Message, Address], None]) -> None:
+    def add_message_tracer(self, cb: MessageTracer) -> None:
         """Pass ``cb`` to the CoAP endpoints' ``add_message_tracer`` (a CoAP message log)."""
         for ep in (self._coap, self._coaps):
-            add = getattr(ep, "add_message_tracer", None)
-            if add is not None:
-                add(cb)
+            if ep is not None:
+                ep.add_message_tracer(cb)
 
-    def remove_message_tracer(self, cb: Callable[[str, Message, Address], None]) -> None:
+    def remove_message_tracer(self, cb: MessageTracer) -> None:
+        """Undo :meth:`add_message_tracer`; a tracer never added is ignored."""
         for ep in (self._coap, self._coaps):
-            remove = getattr(ep, "remove_message_tracer", None)
-            if remove is not None:
+            if ep is not None:
                 with contextlib.suppress(ValueError):
-                    remove(cb)
+                    ep.remove_message_tracer(cb)
 
     # ================================================================== registrations
     def registrations(self) -> list[Registration]:

@@ -12,7 +12,7 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lwm2m.bootstrap.config import ConfigError
@@ -46,6 +46,7 @@ from lwm2m.server.operations import Request
 from lwm2m.stores.base import SecurityConflict, SecurityStore
 from lwm2m.stores.records import Registration
 from lwm2m.web.backend import (
+    BackendError,
     ClientInfo,
     DeviceError,
     DeviceTimeout,
@@ -119,29 +120,27 @@ def _code(code: Code | int) -> Code | None:
     return None
 
 
-async def _call(endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
-    """Run a server operation, turning its exceptions into the web layer's."""
-    try:
-        return await call()
-    except ClientNotFound:
-        raise UnknownClient(f"no registered client with endpoint {endpoint!r}") from None
-    except RequestTimeout as exc:
-        raise DeviceTimeout(str(exc) or f"no answer from {endpoint!r}") from None
-    except RemoteError as exc:
-        code = _code(exc.code)
-        if code is Code.EMPTY:
-            raise DeviceError(f"{endpoint!r} rejected the request (RST)") from None
-        label = str(code) if code is not None else str(exc.code)
-        detail = f": {exc.message}" if exc.message else ""
-        raise DeviceError(f"device answered {label}{detail}", code) from None
-    except QueueFull as exc:
-        raise DeviceError(f"request queue of sleeping client full: {exc}") from None
-    except ObservationNotFound as exc:
-        raise InvalidInput(str(exc)) from None
-    except ServerError as exc:
-        raise DeviceError(str(exc)) from None
-    except (FormatError, AttributeError_) as exc:
-        raise InvalidInput(str(exc)) from None
+def _web_error(endpoint: str, exc: Exception) -> BackendError | None:
+    """The web layer's form of a server failure (None: not one of the server's)."""
+    match exc:
+        case ClientNotFound():
+            return UnknownClient(f"no registered client with endpoint {endpoint!r}")
+        case RequestTimeout():
+            return DeviceTimeout(str(exc))
+        case RemoteError():
+            code = _code(exc.code)
+            if code is Code.EMPTY:
+                return DeviceError(f"{endpoint!r} rejected the request (RST)")
+            label = str(code) if code is not None else str(exc.code)
+            detail = f": {exc.message}" if exc.message else ""
+            return DeviceError(f"device answered {label}{detail}", code)
+        case QueueFull():
+            return DeviceError(f"request queue of sleeping client full: {exc}")
+        case ObservationNotFound() | FormatError() | AttributeError_():
+            return InvalidInput(str(exc))
+        case ServerError():
+            return DeviceError(str(exc))
+    return None
 
 
 class ServerAdapter:
@@ -174,14 +173,17 @@ class ServerAdapter:
         reg = self._server.get_registration(endpoint)
         asleep = reg is not None and reg.queue_mode and not self._server.queue.is_awake(reg)
         try:
-            return await _call(endpoint, lambda: self._server.send(endpoint, request, timeout))
-        except DeviceTimeout as exc:
-            if asleep:
-                raise DeviceTimeout(
+            return await self._server.send(endpoint, request, timeout)
+        except Exception as exc:
+            error = _web_error(endpoint, exc)
+            if error is None:
+                raise
+            if asleep and isinstance(error, DeviceTimeout):
+                error = DeviceTimeout(
                     f"{endpoint!r} is asleep (queue mode) and did not wake up in time; "
                     "the queued request was dropped"
-                ) from None
-            raise exc from None
+                )
+            raise error from None
 
     async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
         """The server's events; for one client also its CoAP messages (COAPLOG)."""
