@@ -93,6 +93,7 @@ def registration_links(reg: Registration) -> tuple[LinkInfo, ...]:
 
 
 def client_info(reg: Registration, *, sleeping: bool = False) -> ClientInfo:
+    """The web view of a registration; ``sleeping`` comes from the queue, which the record does not hold."""
     return ClientInfo(
         endpoint=reg.endpoint,
         registration_id=reg.id,
@@ -151,6 +152,7 @@ class ServerAdapter:
 
     @property
     def model(self) -> ModelRegistry:
+        """The server's own model, so the REST layer types values exactly as the server decodes them."""
         return self._server.model
 
     def _info(self, reg: Registration) -> ClientInfo:
@@ -158,9 +160,11 @@ class ServerAdapter:
         return client_info(reg, sleeping=sleeping)
 
     def list_clients(self) -> Sequence[ClientInfo]:
+        """Every registration, with its queue-mode sleep state."""
         return [self._info(r) for r in self._server.registrations()]
 
     def get_client(self, endpoint: str) -> ClientInfo | None:
+        """One registration by endpoint name (None: not registered)."""
         reg = self._server.get_registration(endpoint)
         return None if reg is None else self._info(reg)
 
@@ -269,18 +273,23 @@ class ServerAdapter:
     # -- security store -------------------------------------------------------
 
     def list_security(self) -> Sequence[SecurityEntry]:
+        """Straight from the server's security store, which the DTLS layer reads too."""
         return self._server.stores.security.list()
 
     def get_security(self, endpoint: str) -> SecurityEntry | None:
+        """One entry of the server's security store."""
         return self._server.stores.security.get(endpoint)
 
     async def put_security(self, entry: SecurityEntry) -> None:
+        """Through :func:`put_security_entry`, so an identity clash is a 400."""
         await put_security_entry(self._server.stores.security, entry)
 
     async def delete_security(self, endpoint: str) -> bool:
+        """True when there was an entry to delete."""
         return await self._server.stores.security.remove(endpoint) is not None
 
     def counters(self) -> Mapping[str, float]:
+        """The server's counters (DTLS handshakes ...) for /metrics."""
         return self._server.counters()
 
 
@@ -324,13 +333,16 @@ class BootstrapAdapter:
         self._bs = bootstrap
 
     async def list_configs(self) -> Mapping[str, JsonObject]:
+        """Redacted (keys as ``<hidden>``): listings must not leak secrets."""
         return {c.endpoint: c.to_json(redact=True) for c in self._bs.configs.list()}
 
     async def get_config(self, endpoint: str) -> JsonObject | None:
+        """Redacted like :meth:`list_configs`."""
         config = self._bs.configs.get(endpoint)
         return None if config is None else config.to_json(redact=True)
 
     async def put_config(self, endpoint: str, config: JsonObject) -> JsonObject:
+        """Validate and store; secrets the UI saw as ``<hidden>`` keep their stored value."""
         old = self._bs.configs.get(endpoint)
         doc = _restore_hidden_keys(
             json.loads(json.dumps(config)), None if old is None else old.to_json()
@@ -342,12 +354,20 @@ class BootstrapAdapter:
         return stored.to_json(redact=True)
 
     async def delete_config(self, endpoint: str) -> bool:
+        """True when there was a configuration to delete."""
         return await self._bs.configs.delete(endpoint) is not None
 
     async def sessions(self, endpoint: str | None) -> Sequence[JsonObject]:
+        """The session history as JSON, newest first (running sessions before ended ones)."""
         return [r.to_json() for r in self._bs.sessions.list(endpoint)]
 
     async def push(self, endpoint: str, address: tuple[str, int], *, timeout: float) -> JsonObject:
+        """Run a server-initiated session, waiting at most ``timeout``.
+
+        The session is shielded: when the wait ends first it carries on and its
+        outcome lands in the history. A failed session becomes the typed error of
+        its reason (timeout 504, unknown endpoint 404, bad request 400, else 502).
+        """
         task = asyncio.ensure_future(self._bs.push(endpoint, address))
         # The session may outlive this request (timeout): its outcome lands in the history.
         task.add_done_callback(_retrieve)
@@ -375,11 +395,13 @@ class BootstrapAdapter:
         raise DeviceError(message, code)
 
     async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
+        """The bootstrap server's events as ``BOOTSTRAP_*`` web events."""
         with self._bs.events.subscribe(endpoint) as subscription:
             async for event in subscription:
                 yield bootstrap_web_event(event)
 
     def counters(self) -> Mapping[str, float]:
+        """Sessions running now, for /metrics."""
         return {"sessions_running": float(len(self._bs.sessions.running()))}
 
 

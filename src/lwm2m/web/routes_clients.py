@@ -137,6 +137,7 @@ _COMPOSITE_BODY: dict[str, Any] = {
 
 
 def outcome(exc: BaseException | None) -> str:
+    """The ``result`` label of ``lwm2m_requests_total`` for a failure (or success)."""
     if exc is None:
         return "success"
     if isinstance(exc, DeviceTimeout):
@@ -166,6 +167,7 @@ async def read_body(request: Request) -> bytes:
 
 
 async def read_json(request: Request, *, required: bool = True) -> Any:
+    """The body as JSON, size-bounded; a missing body is a 400 only when ``required``."""
     body = await read_body(request)
     if not body.strip():
         if required:
@@ -226,6 +228,7 @@ def _number(fmt: ContentFormat | None) -> int | None:
 
 
 def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
+    """``/api/clients``: the registrations and every device operation, over one ``send``."""
     router = APIRouter(prefix="/api/clients", tags=["clients"])
 
     async def counted(operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -652,6 +655,7 @@ def announced_objects(links: tuple[LinkInfo, ...] | list[LinkInfo]) -> dict[int,
 
 
 def build_model_router(devices: DeviceManager) -> APIRouter:
+    """``/api/objectspecs``: the object definitions, per client at the versions it announced."""
     router = APIRouter(prefix="/api/objectspecs", tags=["model"])
 
     @router.get(

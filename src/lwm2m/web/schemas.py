@@ -25,6 +25,8 @@ class ErrorBody(BaseModel):
 
 
 class Link(BaseModel):
+    """One CoRE link of a registration or Discover answer."""
+
     url: str = Field(description="Link target, e.g. /3/0.")
     attributes: dict[str, str | None] = Field(
         default_factory=dict, description="Link parameters (ver, dim, pmin ...); null = no value."
@@ -72,6 +74,8 @@ class DeviceResult(BaseModel):
 
 
 class CancelResult(BaseModel):
+    """The answer of a cancel: 0 means nothing matched (not an error)."""
+
     cancelled: int = Field(description="How many observations were cancelled.")
 
 
@@ -82,11 +86,15 @@ class ExecuteBody(BaseModel):
 
 
 class PskBody(BaseModel):
+    """Pre-shared key credentials; the key travels hex-encoded."""
+
     identity: str = Field(min_length=1, max_length=128)
     key: str = Field(description="Hex-encoded key.", pattern="^([0-9a-fA-F]{2}){1,64}$")
 
 
 class X509Body(BaseModel):
+    """Certificate expectations: a pinned certificate, or CAs plus required names."""
+
     certificate: str | None = Field(default=None, description="PEM: direct trust.")
     ca: list[str] = Field(default_factory=list, description="PEM CAs for this endpoint.")
     names: list[Annotated[str, Field(min_length=1)]] = Field(
@@ -124,10 +132,14 @@ class SecurityView(BaseModel):
 
 
 class BootstrapSession(BaseModel):
+    """A bootstrap session record; open-ended so new fields need no schema change."""
+
     model_config = ConfigDict(extra="allow")
 
 
 class PushResult(BaseModel):
+    """The outcome of a server-initiated bootstrap (a session record)."""
+
     model_config = ConfigDict(extra="allow")
 
 
@@ -142,6 +154,8 @@ class ServerInfo(BaseModel):
 
 
 class ResourceSpec(BaseModel):
+    """One resource of an object definition, as the UI needs it to build forms."""
+
     id: int
     name: str
     operations: str = Field(description="R, W, RW, E or empty.")
