@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -24,10 +24,12 @@ from lwm2m.coap.message import Message
 from lwm2m.model.path import Path
 from lwm2m.server.events import RegistrationEvent
 from lwm2m.server.operations import Request, Target
-from lwm2m.server.server import LwM2MServer, R, ServerConfig
+from lwm2m.server.server import LwM2MServer, ServerConfig
 from lwm2m.web.adapters import ServerAdapter
 from lwm2m.web.app import WebServer, build_app
 from lwm2m.web.backend import DeviceError, DeviceManager
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
