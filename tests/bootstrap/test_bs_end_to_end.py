@@ -204,7 +204,7 @@ async def test_registration_hook_pushes_changed_config(world: World) -> None:
         "dev-hook", servers=(ServerConfig(world.server_uri, short_server_id=101),)
     )
     install_bootstrap(client)
-    stream = world.bs.events.stream()
+    stream = world.bs.events.subscribe()
     await client.start()
     while True:
         event = await stream.get(TIMEOUT)
@@ -273,7 +273,7 @@ async def test_client_failing_a_write(world: World, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(client.store, "write_instance", failing)
     done = _bootstrap_done(cb)
-    stream = world.bs.events.stream()
+    stream = world.bs.events.subscribe()
     await client.start()
     while (await stream.get(TIMEOUT)).type.value not in ("finished", "failed"):
         pass

@@ -58,7 +58,7 @@ async def bs() -> AsyncIterator[BootstrapServer]:
 
 def _collect(server: BootstrapServer) -> list[BootstrapEvent]:
     events: list[BootstrapEvent] = []
-    server.events.subscribe(events.append)
+    server.events.add_listener(events.append)
     return events
 
 

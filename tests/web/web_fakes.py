@@ -11,24 +11,51 @@ import asyncio
 import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from lwm2m.coap.codes import Code
-from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Resource, ResourceInstance, Value
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
-from lwm2m.protocol.attributes import AttributeUpdate
 from lwm2m.security.credentials import SecurityEntry
+from lwm2m.server.links import Link
+from lwm2m.server.operations import (
+    CancelCompositeObservationRequest,
+    CancelObservationRequest,
+    CancelObservationResponse,
+    CreateRequest,
+    CreateResponse,
+    DeleteRequest,
+    DeleteResponse,
+    DiscoverRequest,
+    DiscoverResponse,
+    ExecuteRequest,
+    ExecuteResponse,
+    ObserveCompositeRequest,
+    ObserveCompositeResponse,
+    ObserveRequest,
+    ObserveResponse,
+    ReadCompositeRequest,
+    ReadCompositeResponse,
+    ReadRequest,
+    ReadResponse,
+    Request,
+    WriteAttributesRequest,
+    WriteAttributesResponse,
+    WriteCompositeRequest,
+    WriteCompositeResponse,
+    WriteRequest,
+    WriteResponse,
+)
 from lwm2m.stores.memory import MemorySecurityStore
+from lwm2m.stores.records import ObservationRecord
 from lwm2m.web.adapters import put_security_entry
 from lwm2m.web.app import WebServer
 from lwm2m.web.backend import (
     ClientInfo,
     DeviceError,
-    DeviceResponse,
     DeviceTimeout,
     InvalidInput,
     LinkInfo,
@@ -38,6 +65,7 @@ from lwm2m.web.backend import (
 from lwm2m.web.present import notification_json
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+R = TypeVar("R")
 
 
 class EventFanout:
@@ -103,6 +131,22 @@ class FakeDevices:
         self.observed: dict[str, set[Path]] = {}
         self.composite_observed: dict[str, list[frozenset[Path]]] = {}
         self.timeout_endpoints: set[str] = set()
+        # One handler per request class: the fake's side of the generic send.
+        self._handlers: dict[type[Any], Callable[[str, Any, float], Any]] = {
+            ReadRequest: self._read,
+            DiscoverRequest: self._discover,
+            WriteRequest: self._write,
+            WriteAttributesRequest: self._write_attributes,
+            ExecuteRequest: self._execute,
+            CreateRequest: self._create,
+            DeleteRequest: self._delete,
+            ReadCompositeRequest: self._read_composite,
+            WriteCompositeRequest: self._write_composite,
+            ObserveRequest: self._observe,
+            CancelObservationRequest: self._cancel_observation,
+            ObserveCompositeRequest: self._observe_composite,
+            CancelCompositeObservationRequest: self._cancel_composite_observation,
+        }
 
     @property
     def model(self) -> ModelRegistry:
@@ -159,16 +203,25 @@ class FakeDevices:
             return LwM2MObject.of(path.object_id, [instance(path.child(i)) for i in iids])  # type: ignore[arg-type]
         raise DeviceError("device answered 4.00 Bad Request", Code.BAD_REQUEST)
 
-    async def read(
-        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
-    ) -> DeviceResponse:
-        self.calls.append(("read", endpoint, (path, format, timeout)))
-        return DeviceResponse(Code.CONTENT, node=self.node(endpoint, path))
+    async def send(self, endpoint: str, request: Request[R], timeout: float) -> R:
+        """Dispatch on the request's class, as a device dispatches on method and path."""
+        handler = self._handlers.get(type(request))
+        if handler is None:
+            raise DeviceError("device answered 4.05 Method Not Allowed", Code.METHOD_NOT_ALLOWED)
+        response: R = handler(endpoint, request, timeout)
+        return response
 
-    async def discover(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
+    def _read(self, endpoint: str, request: ReadRequest, timeout: float) -> ReadResponse:
+        self.calls.append(("read", endpoint, (request.path, request.format, timeout)))
+        return ReadResponse(self.node(endpoint, request.path), request.format)
+
+    def _discover(
+        self, endpoint: str, request: DiscoverRequest, timeout: float
+    ) -> DiscoverResponse:
         tree = self._tree(endpoint)
-        links = tuple(LinkInfo(str(p)) for p in sorted(tree) if p.startswith(path))
-        return DeviceResponse(Code.CONTENT, links=(LinkInfo(str(path), {"pmin": "10"}), *links))
+        path = request.path
+        links = tuple(Link(str(p), ()) for p in sorted(tree) if p.startswith(path))
+        return DiscoverResponse((Link(str(path), (("pmin", "10"),)), *links))
 
     def _store(self, endpoint: str, path: Path, node: Node) -> None:
         tree = self._tree(endpoint)
@@ -188,130 +241,109 @@ class FakeDevices:
                 if res.value is not None:
                     tree[path.child(res.id)] = res.value
 
-    async def write(
-        self,
-        endpoint: str,
-        path: Path,
-        node: Node,
-        *,
-        replace: bool,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
-        self.calls.append(("write", endpoint, (path, node, replace)))
+    def _write(self, endpoint: str, request: WriteRequest, timeout: float) -> WriteResponse:
+        path, node = request.path, request.content
+        self.calls.append(("write", endpoint, (path, node, request.replace)))
         self._tree(endpoint)
         if path not in self.values[endpoint] and not path.is_instance:
             raise DeviceError("device answered 4.04 Not Found", Code.NOT_FOUND)
         self._store(endpoint, path, node)
         if path in self.observed.get(endpoint, set()):
             self.notify(endpoint, path)
-        return DeviceResponse(Code.CHANGED)
+        return WriteResponse()
 
     def notify(self, endpoint: str, path: Path) -> None:
         node = self.node(endpoint, path)
         data = notification_json(endpoint, path, node, self._model)
         self.bus.publish(WebEvent("NOTIFICATION", endpoint, data))
 
-    async def write_attributes(
-        self, endpoint: str, path: Path, attributes: AttributeUpdate, *, timeout: float
-    ) -> DeviceResponse:
+    def _write_attributes(
+        self, endpoint: str, request: WriteAttributesRequest, timeout: float
+    ) -> WriteAttributesResponse:
         self._tree(endpoint)
-        self.calls.append(("write_attributes", endpoint, (path, attributes)))
-        return DeviceResponse(Code.CHANGED)
+        self.calls.append(("write_attributes", endpoint, (request.path, request.attributes)))
+        return WriteAttributesResponse()
 
-    async def execute(
-        self, endpoint: str, path: Path, arguments: str | None, *, timeout: float
-    ) -> DeviceResponse:
+    def _execute(self, endpoint: str, request: ExecuteRequest, timeout: float) -> ExecuteResponse:
         self._tree(endpoint)
-        self.calls.append(("execute", endpoint, (path, arguments)))
-        return DeviceResponse(Code.CHANGED)
+        self.calls.append(("execute", endpoint, (request.path, request.arguments)))
+        return ExecuteResponse()
 
-    async def create(
-        self,
-        endpoint: str,
-        path: Path,
-        node: ObjectInstance,
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
+    def _create(self, endpoint: str, request: CreateRequest, timeout: float) -> CreateResponse:
+        path, node = request.path, request.content
+        assert isinstance(node, ObjectInstance)
         self.calls.append(("create", endpoint, (path, node)))
         self._store(endpoint, path.child(node.id), node)
-        return DeviceResponse(Code.CREATED, location=str(path.child(node.id)))
+        return CreateResponse(path.child(node.id))
 
-    async def delete(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
+    def _delete(self, endpoint: str, request: DeleteRequest, timeout: float) -> DeleteResponse:
         tree = self._tree(endpoint)
-        doomed = [p for p in tree if p.startswith(path)]
+        doomed = [p for p in tree if p.startswith(request.path)]
         if not doomed:
             raise DeviceError("device answered 4.04 Not Found", Code.NOT_FOUND)
         for p in doomed:
             del tree[p]
-        return DeviceResponse(Code.DELETED)
+        return DeleteResponse()
 
-    async def read_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[Path],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
+    def _values(self, endpoint: str, paths: Sequence[Path]) -> dict[Path, Node]:
+        """What a composite answer holds: the requested paths the device has."""
         tree = self._tree(endpoint)
-        found: dict[Path, Node | None] = {}
-        for p in paths:
-            found[p] = self.node(endpoint, p) if any(q.startswith(p) for q in tree) else None
-        return DeviceResponse(Code.CONTENT, composite=found)
+        return {p: self.node(endpoint, p) for p in paths if any(q.startswith(p) for q in tree)}
 
-    async def write_composite(
-        self,
-        endpoint: str,
-        values: Mapping[Path, Node],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
-        for p, node in values.items():
-            self._store(endpoint, p, node)
-        return DeviceResponse(Code.CHANGED)
+    def _read_composite(
+        self, endpoint: str, request: ReadCompositeRequest, timeout: float
+    ) -> ReadCompositeResponse:
+        return ReadCompositeResponse(self._values(endpoint, request.paths))
 
-    async def observe(
-        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
-    ) -> DeviceResponse:
-        node = self.node(endpoint, path)
-        self.observed.setdefault(endpoint, set()).add(path)
-        return DeviceResponse(Code.CONTENT, node=node)
+    def _write_composite(
+        self, endpoint: str, request: WriteCompositeRequest, timeout: float
+    ) -> WriteCompositeResponse:
+        for p, node in request.values.items():
+            assert not isinstance(node, str | int | float | bool | bytes)
+            self._store(endpoint, p, node)  # type: ignore[arg-type]
+        return WriteCompositeResponse()
 
-    async def cancel_observation(
-        self, endpoint: str, path: Path, *, active: bool, timeout: float
-    ) -> int:
+    def _record(self, endpoint: str, paths: tuple[Path, ...], composite: bool) -> ObservationRecord:
+        return ObservationRecord(
+            id=f"obs-{len(self.calls)}",
+            registration_id=f"reg-{endpoint}",
+            endpoint=endpoint,
+            paths=paths,
+            composite=composite,
+            created_at=0.0,
+        )
+
+    def _observe(self, endpoint: str, request: ObserveRequest, timeout: float) -> ObserveResponse:
+        node = self.node(endpoint, request.path)
+        self.observed.setdefault(endpoint, set()).add(request.path)
+        return ObserveResponse(self._record(endpoint, (request.path,), False), node)
+
+    def _cancel_observation(
+        self, endpoint: str, request: CancelObservationRequest, timeout: float
+    ) -> CancelObservationResponse:
         self._tree(endpoint)
         observed = self.observed.get(endpoint, set())
-        if path in observed:
-            observed.discard(path)
-            return 1
-        return 0
+        if request.path in observed:
+            observed.discard(request.path)
+            return CancelObservationResponse(1)
+        return CancelObservationResponse(0)
 
-    async def observe_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[Path],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
-        response = await self.read_composite(endpoint, paths, format=format, timeout=timeout)
-        self.composite_observed.setdefault(endpoint, []).append(frozenset(paths))
-        return response
+    def _observe_composite(
+        self, endpoint: str, request: ObserveCompositeRequest, timeout: float
+    ) -> ObserveCompositeResponse:
+        values = self._values(endpoint, request.paths)
+        self.composite_observed.setdefault(endpoint, []).append(frozenset(request.paths))
+        return ObserveCompositeResponse(self._record(endpoint, request.paths, True), values)
 
-    async def cancel_composite_observation(
-        self, endpoint: str, paths: Sequence[Path], *, active: bool, timeout: float
-    ) -> int:
+    def _cancel_composite_observation(
+        self, endpoint: str, request: CancelCompositeObservationRequest, timeout: float
+    ) -> CancelObservationResponse:
         self._tree(endpoint)
         observed = self.composite_observed.get(endpoint, [])
-        key = frozenset(paths)
+        key = frozenset(request.paths)
         count = observed.count(key)
         self.composite_observed[endpoint] = [k for k in observed if k != key]
-        return count
+        return CancelObservationResponse(count)
 
     def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
         return self.bus.events(endpoint)

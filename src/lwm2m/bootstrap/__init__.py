@@ -8,8 +8,8 @@ REST layer use.
 from lwm2m.bootstrap.config import ClientConfig, ConfigError, load_config_file, parse_config
 from lwm2m.bootstrap.events import (
     BootstrapEvent,
+    BootstrapEventBus,
     BootstrapRejected,
-    EventBus,
     FailureReason,
     Operation,
     SessionAnswer,
@@ -21,9 +21,11 @@ from lwm2m.bootstrap.events import (
 )
 from lwm2m.bootstrap.history import SessionRecord, SessionStatus, Step
 from lwm2m.bootstrap.server import BootstrapServer, format_address, parse_address
+from lwm2m.protocol.events import EventBus
 
 __all__ = [
     "BootstrapEvent",
+    "BootstrapEventBus",
     "BootstrapRejected",
     "BootstrapServer",
     "ClientConfig",

@@ -1,4 +1,4 @@
-"""Typed bootstrap session events and the small bus the REST layer subscribes to.
+"""Typed bootstrap session events, published on the bus both roles share.
 
 Every event names its session and endpoint and carries a wall-clock time.
 A session emits :class:`SessionStarted`, then one :class:`SessionRequest`
@@ -6,19 +6,19 @@ and one :class:`SessionAnswer` per Bootstrap operation, then exactly one of
 :class:`SessionFinished` / :class:`SessionFailed`. A Request Bootstrap that
 is refused before any session exists (unknown endpoint, bad query, busy)
 emits :class:`BootstrapRejected`.
+
+They travel on :class:`lwm2m.protocol.events.EventBus` (typed here as
+:data:`BootstrapEventBus`): bounded async subscriptions for the REST layer,
+synchronous listeners for bookkeeping that must see every event.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import logging
-from collections import deque
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-logger = logging.getLogger(__name__)
+from lwm2m.protocol.events import EventBus
 
 
 class BootstrapEventType(enum.Enum):
@@ -123,74 +123,5 @@ class BootstrapRejected(BootstrapEvent):
     message: str
 
 
-Listener = Callable[[BootstrapEvent], None]
-
-
-class EventStream:
-    """One subscriber's bounded queue; iterate with ``async for``; ``close()`` to stop."""
-
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
-        self._bus = bus
-        self._queue: deque[BootstrapEvent] = deque(maxlen=maxsize)
-        self._wakeup = asyncio.Event()
-        self._closed = False
-        self.dropped = 0
-
-    def _push(self, event: BootstrapEvent) -> None:
-        if len(self._queue) == self._queue.maxlen:
-            self.dropped += 1
-        self._queue.append(event)
-        self._wakeup.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._bus._streams.discard(self)
-        self._wakeup.set()
-
-    def __aiter__(self) -> AsyncIterator[BootstrapEvent]:
-        return self
-
-    async def __anext__(self) -> BootstrapEvent:
-        while not self._queue:
-            if self._closed:
-                raise StopAsyncIteration
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._queue.popleft()
-
-    async def get(self, timeout: float | None = None) -> BootstrapEvent:
-        """The next event (raises ``TimeoutError`` after ``timeout`` seconds)."""
-        return await asyncio.wait_for(self.__anext__(), timeout)
-
-
-class EventBus:
-    """Synchronous listeners plus bounded async streams; a failing listener is logged, not fatal."""
-
-    def __init__(self) -> None:
-        self._listeners: list[Listener] = []
-        self._streams: set[EventStream] = set()
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` for every event; returns the unsubscribe function."""
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
-
-    def stream(self, maxsize: int = 1024) -> EventStream:
-        """A new async stream of events (oldest dropped beyond ``maxsize``)."""
-        stream = EventStream(self, maxsize)
-        self._streams.add(stream)
-        return stream
-
-    def publish(self, event: BootstrapEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                logger.exception("bootstrap event listener failed on %s", event.type.value)
-        for stream in list(self._streams):
-            stream._push(event)
+#: The bus of :class:`BootstrapServer` (the same implementation as the LwM2M server's).
+BootstrapEventBus = EventBus[BootstrapEvent]

@@ -32,8 +32,8 @@ from lwm2m.bootstrap.config import (
     parse_read_path,
 )
 from lwm2m.bootstrap.events import (
+    BootstrapEventBus,
     BootstrapRejected,
-    EventBus,
     FailureReason,
     SessionMode,
     SessionStarted,
@@ -125,7 +125,7 @@ class BootstrapServer:
 
     - :attr:`configs` (:class:`~lwm2m.bootstrap.store.ConfigStore`): validated CRUD;
     - :attr:`sessions` (:class:`~lwm2m.bootstrap.history.SessionHistory`): running and past sessions;
-    - :attr:`events` (:class:`~lwm2m.bootstrap.events.EventBus`): typed session events;
+    - :attr:`events` (:class:`~lwm2m.protocol.events.EventBus`): typed session events;
     - :meth:`push`: server-initiated bootstrap of an endpoint at an address;
     - :meth:`read`: server-initiated Bootstrap-Read of ``/1`` or ``/2`` (a session of its own);
     - :meth:`on_registration` / :meth:`registration_listener`: the co-located server hook.
@@ -143,7 +143,7 @@ class BootstrapServer:
     ) -> None:
         self.configs = ConfigStore(documents)
         self.sessions = SessionHistory(documents, history_limit)
-        self.events = EventBus()
+        self.events = BootstrapEventBus()
         self.model = model if model is not None else default_registry()
         self.request_timeout_s = request_timeout_s
         self._clock = clock

@@ -34,7 +34,7 @@ from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.server import content
-from lwm2m.server.events import EventBus, NotificationEvent
+from lwm2m.server.events import NotificationEvent, ServerEventBus
 from lwm2m.stores.base import ObservationStore
 from lwm2m.stores.records import ObservationRecord
 
@@ -73,7 +73,7 @@ class Observations:
     def __init__(
         self,
         store: ObservationStore,
-        events: EventBus,
+        events: ServerEventBus,
         *,
         model: ModelRegistry | None = None,
         clock: Callable[[], float] = time.time,

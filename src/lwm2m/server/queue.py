@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lwm2m.server.errors import ClientNotFound, QueueFull, RequestTimeout
-from lwm2m.server.events import AwakeEvent, EventBus, SleepingEvent
+from lwm2m.server.events import AwakeEvent, ServerEventBus, SleepingEvent
 from lwm2m.stores.records import Registration
 
 DEFAULT_AWAKE_TIME_S = 93.0
@@ -36,7 +36,7 @@ class _ClientState:
 class QueueMode:
     def __init__(
         self,
-        events: EventBus,
+        events: ServerEventBus,
         *,
         awake_time_s: float = DEFAULT_AWAKE_TIME_S,
         max_queued: int = DEFAULT_MAX_QUEUED,

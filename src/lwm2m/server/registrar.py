@@ -34,8 +34,8 @@ from lwm2m.protocol.registration import (
 )
 from lwm2m.server.events import (
     DeregistrationEvent,
-    EventBus,
     RegistrationEvent,
+    ServerEventBus,
     UpdatedEvent,
 )
 from lwm2m.server.links import LinkFormatError, decode_links_payload
@@ -109,7 +109,7 @@ class Registrar:
         self,
         registrations: RegistrationStore,
         security: SecurityStore | None,
-        events: EventBus,
+        events: ServerEventBus,
         *,
         config: RegistrarConfig | None = None,
         clock: Callable[[], float] = time.time,

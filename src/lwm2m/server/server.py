@@ -2,11 +2,14 @@
 
 :class:`LwM2MServer` composes small parts: the :class:`Registrar` (``/rd``),
 :class:`QueueMode`, :class:`Observations`, the stores and the
-:class:`EventBus`. It owns the CoAP endpoints (plain UDP and, when
+:class:`~lwm2m.protocol.events.EventBus`. It owns the CoAP endpoints (plain UDP and, when
 configured, DTLS) and is the request handler they call.
 
-Every device-management operation is a CON request sent to the address the
-client last registered or updated from, over the transport it used (DTLS
+Every device-management operation is a typed request of
+:mod:`lwm2m.server.operations` passed to :meth:`LwM2MServer.send`; the
+per-operation methods (:meth:`LwM2MServer.read`, ...) only build the request.
+It goes as a CON request to the address the client last registered or
+updated from, over the transport it used (DTLS
 registrations are reached over DTLS). Errors: :class:`ClientNotFound` for an
 unknown endpoint name, :class:`RequestTimeout`, :class:`RemoteError` with the
 client's code for 4.xx/5.xx answers.
@@ -21,7 +24,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.errors import CoapError, ResetReceived
@@ -30,7 +33,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
 from lwm2m.formats.errors import FormatError
 from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Value
-from lwm2m.model.path import Path, PathError
+from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.attributes import AttributeUpdate
 from lwm2m.protocol.errors import RemoteError
@@ -42,8 +45,7 @@ from lwm2m.server.errors import (
     RequestTimeout,
     ServerError,
 )
-from lwm2m.server.events import EventBus, SendEvent
-from lwm2m.server.links import LinkFormatError, parse_discover
+from lwm2m.server.events import SendEvent, ServerEventBus
 from lwm2m.server.observations import Observations, decode_values
 from lwm2m.server.operations import (
     CreateRequest,
@@ -56,18 +58,23 @@ from lwm2m.server.operations import (
     ExecuteResponse,
     ObserveCompositeRequest,
     ObserveCompositeResponse,
+    Observed,
     ObserveRequest,
     ObserveResponse,
+    ObservingRequest,
     ReadCompositeRequest,
     ReadCompositeResponse,
     ReadRequest,
     ReadResponse,
+    Request,
+    Target,
     WriteAttributesRequest,
     WriteAttributesResponse,
     WriteCompositeRequest,
     WriteCompositeResponse,
     WriteRequest,
     WriteResponse,
+    observing_request,
 )
 from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED, QueueMode
 from lwm2m.server.registrar import (
@@ -80,9 +87,13 @@ from lwm2m.stores.base import Stores
 from lwm2m.stores.memory import MemoryStores
 from lwm2m.stores.records import ObservationRecord, Registration
 
+if TYPE_CHECKING:
+    from lwm2m.coap.endpoint import MessageTracer
+
 logger = logging.getLogger(__name__)
 
 PathLike = Path | str
+R = TypeVar("R")
 
 
 class ServerEndpoint(Protocol):
@@ -101,6 +112,10 @@ class ServerEndpoint(Protocol):
     ) -> Any: ...
 
     def add_activity_listener(self, cb: Callable[[Peer], None]) -> None: ...
+
+    def add_message_tracer(self, cb: MessageTracer) -> None: ...
+
+    def remove_message_tracer(self, cb: MessageTracer) -> None: ...
 
     def set_orphan_notification_handler(
         self, cb: Callable[[Message, Peer], bool] | None
@@ -153,7 +168,7 @@ class LwM2MServer:
         self.stores: Stores = stores if stores is not None else MemoryStores()
         self.model = model if model is not None else default_registry()
         self.clock = clock
-        self.events = EventBus()
+        self.events = ServerEventBus()
         self.queue = QueueMode(
             self.events,
             awake_time_s=self.config.awake_time_s,
@@ -201,7 +216,7 @@ class LwM2MServer:
         if self._started:
             return
         self._coap = await Endpoint.create(
-            self.config.host, self.config.coap_port, handler=self._handle_plain
+            self.config.host, self.config.coap_port, handler=self.handle
         )
         self._coap.add_activity_listener(self._activity)
         if self.config.dtls is not None:
@@ -211,7 +226,7 @@ class LwM2MServer:
                 self._coaps = await Endpoint.create(
                     self.config.host,
                     self.config.coaps_port,
-                    handler=self._handle_secure,
+                    handler=self.handle,
                     security=DtlsServer(self.config.dtls),
                 )
             except BaseException:
@@ -284,19 +299,18 @@ class LwM2MServer:
     def coaps_address(self) -> Address | None:
         return None if self._coaps is None else self._coaps.local_address
 
-    def add_message_tracer(self, cb: Callable[[str, Message, Address], None]) -> None:
+    def add_message_tracer(self, cb: MessageTracer) -> None:
         """Pass ``cb`` to the CoAP endpoints' ``add_message_tracer`` (a CoAP message log)."""
         for ep in (self._coap, self._coaps):
-            add = getattr(ep, "add_message_tracer", None)
-            if add is not None:
-                add(cb)
+            if ep is not None:
+                ep.add_message_tracer(cb)
 
-    def remove_message_tracer(self, cb: Callable[[str, Message, Address], None]) -> None:
+    def remove_message_tracer(self, cb: MessageTracer) -> None:
+        """Undo :meth:`add_message_tracer`; a tracer never added is ignored."""
         for ep in (self._coap, self._coaps):
-            remove = getattr(ep, "remove_message_tracer", None)
-            if remove is not None:
+            if ep is not None:
                 with contextlib.suppress(ValueError):
-                    remove(cb)
+                    ep.remove_message_tracer(cb)
 
     # ================================================================== registrations
     def registrations(self) -> list[Registration]:
@@ -341,12 +355,6 @@ class LwM2MServer:
         if path == ("dp",):
             return await self._handle_send(message, peer)
         return Message(Code.NOT_FOUND)
-
-    async def _handle_plain(self, request: Any) -> Message:
-        return await self.handle(request)
-
-    async def _handle_secure(self, request: Any) -> Message:
-        return await self.handle(request)
 
     async def _handle_send(self, message: Message, peer: Peer) -> Message:
         if message.code != Code.POST:
@@ -435,9 +443,7 @@ class LwM2MServer:
         if endpoint is None:
             return False
         try:
-            request = self._observe_message(
-                reg, record.paths, record.composite, record.content_format
-            )
+            request = observing_request(record).to_message(Target(reg, self.model))
         except FormatError as exc:
             logger.warning("cannot rebuild observation %s on %s: %s", record.id, reg.endpoint, exc)
             return False
@@ -474,14 +480,7 @@ class LwM2MServer:
                 await self.stores.observations.add(record)
                 continue
             try:
-                if record.composite:
-                    await self.observe_composite(
-                        registration.endpoint, record.paths, format=record.content_format
-                    )
-                else:
-                    await self.observe(
-                        registration.endpoint, record.path, format=record.content_format
-                    )
+                await self.send(registration.endpoint, observing_request(record))
                 restored += 1
             except (ServerError, RemoteError, FormatError) as exc:
                 logger.info(
@@ -508,10 +507,10 @@ class LwM2MServer:
     async def _exchange(
         self,
         endpoint: str,
-        build: Callable[[Registration], Message],
+        build: Callable[[Target], Message],
         timeout: float | None,
-    ) -> tuple[Registration, Message]:
-        timeout = self.config.request_timeout_s if timeout is None else timeout
+    ) -> tuple[Target, Message]:
+        """One CON request built for the current registration; its 2.xx answer."""
         reg = self._registration(endpoint)
         try:
             async with asyncio.timeout(timeout):
@@ -519,7 +518,8 @@ class LwM2MServer:
                     await self.queue.wait_awake(reg, None)
                     # The client may have re-registered (new address) while we waited.
                     reg = self._registration(endpoint)
-                response = await self._endpoint_for(reg).request(build(reg), reg.address)
+                target = Target(reg, self.model)
+                response = await self._endpoint_for(reg).request(build(target), reg.address)
         except TimeoutError:
             raise RequestTimeout(f"no answer from {endpoint!r} within {timeout} s") from None
         except CoapRequestTimeout:
@@ -529,9 +529,20 @@ class LwM2MServer:
         except CoapError as exc:
             raise ServerError(f"request to {endpoint!r} failed: {exc}") from None
         _check(response)
-        return reg, response
+        return target, response
 
     # ================================================================== operations
+    async def send(self, endpoint: str, request: Request[R], timeout: float | None = None) -> R:
+        """Send any typed request to the client ``endpoint`` and return its typed response.
+
+        The one way to operate a device: the wrappers below (:meth:`read`,
+        :meth:`write`, ...) build a request and call this, and the web layer
+        passes its requests here unchanged. ``timeout`` covers a queue-mode
+        wait and the exchange (default ``config.request_timeout_s``).
+        """
+        limit = self.config.request_timeout_s if timeout is None else timeout
+        return await request.run(_ClientLink(self, endpoint, limit))
+
     async def read(
         self,
         endpoint: str,
@@ -540,22 +551,12 @@ class LwM2MServer:
         format: int | None = None,
         timeout: float | None = None,
     ) -> ReadResponse:
-        req = ReadRequest(_path(path), format)
-        _, resp = await self._exchange(
-            endpoint, lambda r: req.to_message(r, self._accept(r, req.path, format)), timeout
-        )
-        return ReadResponse(self._decode(resp, req.path), resp.content_format, Code(resp.code))
+        return await self.send(endpoint, ReadRequest(_path(path), format), timeout)
 
     async def discover(
         self, endpoint: str, path: PathLike, *, timeout: float | None = None
     ) -> DiscoverResponse:
-        req = DiscoverRequest(_path(path))
-        _, resp = await self._exchange(endpoint, req.to_message, timeout)
-        try:
-            links = parse_discover(resp.payload)
-        except LinkFormatError as exc:
-            raise InvalidResponse(f"Discover answer is not link-format: {exc}") from None
-        return DiscoverResponse(links, resp.payload.decode("utf-8"), Code(resp.code))
+        return await self.send(endpoint, DiscoverRequest(_path(path)), timeout)
 
     async def write(
         self,
@@ -568,16 +569,8 @@ class LwM2MServer:
         timeout: float | None = None,
     ) -> WriteResponse:
         """Write a node (or a plain value to a resource / resource instance path)."""
-        p = _path(path)
-        node = _as_node(p, value)
-        req = WriteRequest(p, node, replace, format)
-
-        def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, p)
-            return req.to_message(reg, fmt, content.encode(fmt, node, p, self.model))
-
-        _, resp = await self._exchange(endpoint, build, timeout)
-        return WriteResponse(Code(resp.code))
+        request = WriteRequest.of(_path(path), value, replace=replace, format=format)
+        return await self.send(endpoint, request, timeout)
 
     async def write_attributes(
         self,
@@ -588,12 +581,8 @@ class LwM2MServer:
         timeout: float | None = None,
     ) -> WriteAttributesResponse:
         """``attributes`` maps pmin/pmax/gt/lt/st/epmin/epmax to a value, or None to remove it."""
-        update = (
-            attributes if isinstance(attributes, AttributeUpdate) else _attribute_update(attributes)
-        )
-        req = WriteAttributesRequest(_path(path), update)
-        _, resp = await self._exchange(endpoint, req.to_message, timeout)
-        return WriteAttributesResponse(Code(resp.code))
+        request = WriteAttributesRequest.of(_path(path), attributes)
+        return await self.send(endpoint, request, timeout)
 
     async def execute(
         self,
@@ -603,9 +592,7 @@ class LwM2MServer:
         *,
         timeout: float | None = None,
     ) -> ExecuteResponse:
-        req = ExecuteRequest(_path(path), arguments)
-        _, resp = await self._exchange(endpoint, req.to_message, timeout)
-        return ExecuteResponse(Code(resp.code))
+        return await self.send(endpoint, ExecuteRequest(_path(path), arguments), timeout)
 
     async def create(
         self,
@@ -617,39 +604,12 @@ class LwM2MServer:
         timeout: float | None = None,
     ) -> CreateResponse:
         """Create ``instance`` (an ObjectInstance, or its resources) in object ``path``."""
-        p = _path(path)
-        if not p.is_object:
-            raise ValueError(f"Create targets an object path, not {p}")
-        req = CreateRequest(p, instance, format)
-        # The payload carries the instance (with its ID) inside the object.
-        assert p.object_id is not None
-        body: Node = (
-            LwM2MObject.of(p.object_id, [instance])
-            if isinstance(instance, ObjectInstance)
-            else instance
-        )
-
-        def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, p)
-            return req.to_message(reg, fmt, content.encode(fmt, body, p, self.model))
-
-        reg, resp = await self._exchange(endpoint, build, timeout)
-        location: Path | None = None
-        if resp.location_path:
-            segments = list(resp.location_path)
-            root = [s for s in reg.links.root_path.split("/") if s]
-            if segments[: len(root)] == root:
-                segments = segments[len(root) :]
-            with contextlib.suppress(PathError):
-                location = Path.from_segments(segments)
-        return CreateResponse(location, Code(resp.code))
+        return await self.send(endpoint, CreateRequest(_path(path), instance, format), timeout)
 
     async def delete(
         self, endpoint: str, path: PathLike, *, timeout: float | None = None
     ) -> DeleteResponse:
-        req = DeleteRequest(_path(path))
-        _, resp = await self._exchange(endpoint, req.to_message, timeout)
-        return DeleteResponse(Code(resp.code))
+        return await self.send(endpoint, DeleteRequest(_path(path)), timeout)
 
     async def read_composite(
         self,
@@ -659,20 +619,8 @@ class LwM2MServer:
         format: int | None = None,
         timeout: float | None = None,
     ) -> ReadCompositeResponse:
-        req = ReadCompositeRequest(tuple(_path(p) for p in paths), format)
-
-        def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, None)
-            return req.to_message(reg, fmt, content.encode_paths(fmt, req.paths), fmt)
-
-        _, resp = await self._exchange(endpoint, build, timeout)
-        try:
-            values = content.decode_composite(
-                resp.content_format, resp.payload, req.paths, self.model
-            )
-        except FormatError as exc:
-            raise InvalidResponse(f"cannot decode Read-Composite answer: {exc}") from None
-        return ReadCompositeResponse(values, resp.content_format, Code(resp.code))
+        request = ReadCompositeRequest(tuple(_path(p) for p in paths), format)
+        return await self.send(endpoint, request, timeout)
 
     async def write_composite(
         self,
@@ -682,15 +630,8 @@ class LwM2MServer:
         format: int | None = None,
         timeout: float | None = None,
     ) -> WriteCompositeResponse:
-        items = {_path(p): v for p, v in values.items()}
-        req = WriteCompositeRequest(items, format)
-
-        def build(reg: Registration) -> Message:
-            fmt = format if format is not None else content.preferred_format(reg, None)
-            return req.to_message(reg, fmt, content.encode_composite(fmt, items, self.model))
-
-        _, resp = await self._exchange(endpoint, build, timeout)
-        return WriteCompositeResponse(Code(resp.code))
+        request = WriteCompositeRequest({_path(p): v for p, v in values.items()}, format)
+        return await self.send(endpoint, request, timeout)
 
     async def observe(
         self,
@@ -701,16 +642,7 @@ class LwM2MServer:
         timeout: float | None = None,
     ) -> ObserveResponse:
         """Observe a path; notifications arrive as :class:`NotificationEvent` on :attr:`events`."""
-        p = _path(path)
-        record, first, content_format = await self._start_observation(
-            endpoint,
-            (p,),
-            False,
-            format,
-            lambda r: self._observe_message(r, (p,), False, format),
-            timeout,
-        )
-        return ObserveResponse(record, first[p], content_format)
+        return await self.send(endpoint, ObserveRequest(_path(path), format), timeout)
 
     async def observe_composite(
         self,
@@ -720,40 +652,13 @@ class LwM2MServer:
         format: int | None = None,
         timeout: float | None = None,
     ) -> ObserveCompositeResponse:
-        ps = tuple(_path(p) for p in paths)
-        record, first, content_format = await self._start_observation(
-            endpoint,
-            ps,
-            True,
-            format,
-            lambda r: self._observe_message(r, ps, True, format),
-            timeout,
-        )
-        return ObserveCompositeResponse(record, first, content_format)
-
-    def _observe_message(
-        self, reg: Registration, paths: tuple[Path, ...], composite: bool, format: int | None
-    ) -> Message:
-        """The registering GET (single path) or FETCH (composite), without token."""
-        if not composite:
-            return ObserveRequest(paths[0], format).to_message(
-                reg, self._accept(reg, paths[0], format)
-            )
-        fmt = format if format is not None else content.preferred_format(reg, None)
-        return ObserveCompositeRequest(paths, format).to_message(
-            reg, fmt, content.encode_paths(fmt, paths), fmt
-        )
+        request = ObserveCompositeRequest(tuple(_path(p) for p in paths), format)
+        return await self.send(endpoint, request, timeout)
 
     async def _start_observation(
-        self,
-        endpoint: str,
-        paths: tuple[Path, ...],
-        composite: bool,
-        format: int | None,
-        build: Callable[[Registration], Message],
-        timeout: float | None,
-    ) -> tuple[ObservationRecord, dict[Path, Node], int | None]:
-        timeout = self.config.request_timeout_s if timeout is None else timeout
+        self, endpoint: str, request: ObservingRequest[object], timeout: float | None
+    ) -> Observed:
+        """Establish ``request``'s observation and hand it to :attr:`observations`."""
         reg = self._registration(endpoint)
         token = secrets.token_bytes(8)
         handle: Any = None
@@ -762,7 +667,7 @@ class LwM2MServer:
                 if reg.queue_mode:
                     await self.queue.wait_awake(reg, None)
                     reg = self._registration(endpoint)
-                message = build(reg).with_(token=token)
+                message = request.to_message(Target(reg, self.model)).with_(token=token)
                 handle = self._endpoint_for(reg).observe(message, reg.address)
                 first: Message = await handle.first()
         except TimeoutError:
@@ -781,13 +686,14 @@ class LwM2MServer:
         except RemoteError:
             await _quiet_cancel(handle, active=False)
             raise
+        paths = request.observed_paths
         record = ObservationRecord(
             id=(first.token or token).hex(),
             registration_id=reg.id,
             endpoint=reg.endpoint,
             paths=paths,
-            composite=composite,
-            content_format=format,
+            composite=request.composite,
+            content_format=request.requested_format,
             created_at=self.clock(),
         )
         try:
@@ -827,27 +733,52 @@ class LwM2MServer:
     async def cancel_observations(self, endpoint: str, path: PathLike | None = None) -> int:
         """Cancel every observation of ``endpoint`` (on ``path``, when given)."""
         p = None if path is None else _path(path)
+        return await self._cancel_matching(
+            endpoint, lambda rec: p is None or p in rec.paths, active=True, timeout=None
+        )
+
+    async def _cancel_matching(
+        self,
+        endpoint: str,
+        matches: Callable[[ObservationRecord], bool],
+        *,
+        active: bool,
+        timeout: float | None,
+    ) -> int:
         count = 0
-        for rec in self.observations_of(endpoint):
-            if p is None or p in rec.paths:
-                await self.cancel_observation(endpoint, rec)
-                count += 1
+        try:
+            async with asyncio.timeout(timeout):
+                for rec in self.observations_of(endpoint):
+                    if matches(rec):
+                        await self.cancel_observation(endpoint, rec, active=active)
+                        count += 1
+        except TimeoutError:
+            raise RequestTimeout(
+                f"cancelling observations of {endpoint!r} took more than {timeout} s"
+            ) from None
         return count
 
-    # ================================================================== helpers
-    def _accept(self, reg: Registration, path: Path, format: int | None) -> int | None:
-        if format is not None:
-            return format
-        # 1.0 clients get no Accept (several reject it); they answer TLV or text.
-        if reg.lwm2m_version == "1.0":
-            return None
-        return content.preferred_format(reg, path)
 
-    def _decode(self, resp: Message, path: Path) -> Node:
-        try:
-            return content.decode(resp.content_format, resp.payload, path, self.model)
-        except FormatError as exc:
-            raise InvalidResponse(f"cannot decode the answer for {path}: {exc}") from None
+@dataclass(frozen=True, slots=True)
+class _ClientLink:
+    """:class:`~lwm2m.server.operations.Downlink` to one client within one timeout."""
+
+    server: LwM2MServer
+    endpoint: str
+    timeout: float | None
+
+    async def exchange(self, build: Callable[[Target], Message]) -> tuple[Target, Message]:
+        return await self.server._exchange(self.endpoint, build, self.timeout)
+
+    async def observe(self, request: ObservingRequest[object]) -> Observed:
+        return await self.server._start_observation(self.endpoint, request, self.timeout)
+
+    async def cancel_observations(
+        self, matches: Callable[[ObservationRecord], bool], *, active: bool
+    ) -> int:
+        return await self.server._cancel_matching(
+            self.endpoint, matches, active=active, timeout=self.timeout
+        )
 
 
 def _check(response: Message) -> None:
@@ -867,37 +798,3 @@ async def _quiet_cancel(handle: Any, *, active: bool = False) -> None:
         return
     with contextlib.suppress(Exception):
         await handle.cancel(active=active)
-
-
-def _as_node(path: Path, value: Node | Value) -> Node:
-    from lwm2m.model.nodes import (
-        LwM2MObject,
-        ObjectInstance,
-        Resource,
-        ResourceInstance,
-    )
-
-    if isinstance(value, LwM2MObject | ObjectInstance | Resource | ResourceInstance):
-        return value
-    if path.is_resource:
-        assert path.resource_id is not None
-        return Resource.single(path.resource_id, value)
-    if path.is_resource_instance:
-        assert path.resource_instance_id is not None
-        return ResourceInstance(path.resource_instance_id, value)
-    raise ValueError(f"a plain value can only be written to a resource path, not {path}")
-
-
-def _attribute_update(values: Mapping[str, int | float | None]) -> AttributeUpdate:
-    from lwm2m.protocol.attributes import ALL_ATTRIBUTES, AttributeError_
-
-    to_set: list[tuple[str, int | float]] = []
-    to_remove: list[str] = []
-    for name, value in values.items():
-        if name not in ALL_ATTRIBUTES:
-            raise AttributeError_(f"unknown attribute {name!r}")
-        if value is None:
-            to_remove.append(name)
-        else:
-            to_set.append((name, value))
-    return AttributeUpdate(tuple(to_set), tuple(to_remove))

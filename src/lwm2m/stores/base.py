@@ -40,15 +40,21 @@ class UnknownRegistration(StoreError, KeyError):
 class RegistrationStore(Protocol):
     """Live registrations, indexed by id, endpoint name and source address."""
 
-    def get(self, registration_id: str) -> Registration | None: ...
+    def get(self, registration_id: str) -> Registration | None:
+        """By registration id: what ``/rd/<id>`` Updates and De-registers name."""
+        ...
 
-    def get_by_endpoint(self, endpoint: str) -> Registration | None: ...
+    def get_by_endpoint(self, endpoint: str) -> Registration | None:
+        """By Endpoint Client Name: how operators, the REST API and a re-Register find a client."""
+        ...
 
     def get_by_address(self, address: Address) -> Registration | None:
         """The registration whose recorded source address is ``address`` (queue mode, /dp)."""
         ...
 
-    def list(self) -> builtins.list[Registration]: ...
+    def list(self) -> builtins.list[Registration]:
+        """A snapshot, safe to iterate while registrations come and go."""
+        ...
 
     def __len__(self) -> int: ...
 
@@ -74,39 +80,57 @@ class RegistrationStore(Protocol):
 class ObservationStore(Protocol):
     """Observations held on clients, kept with (and dropped with) their registration."""
 
-    def get(self, observation_id: str) -> ObservationRecord | None: ...
+    def get(self, observation_id: str) -> ObservationRecord | None:
+        """By observation id (the token in hex): what a notification or a cancel carries."""
+        ...
 
-    def for_registration(self, registration_id: str) -> builtins.list[ObservationRecord]: ...
+    def for_registration(self, registration_id: str) -> builtins.list[ObservationRecord]:
+        """The observations to restore, adopt or drop together with that registration."""
+        ...
 
-    def list(self) -> builtins.list[ObservationRecord]: ...
+    def list(self) -> builtins.list[ObservationRecord]:
+        """A snapshot of every stored observation."""
+        ...
 
     async def add(self, record: ObservationRecord) -> ObservationRecord | None:
         """Store an observation; returns the one it replaced (same id), if any."""
         ...
 
-    async def remove(self, observation_id: str) -> ObservationRecord | None: ...
+    async def remove(self, observation_id: str) -> ObservationRecord | None:
+        """Forget one observation; returns it, or None when unknown."""
+        ...
 
     async def remove_for_registration(
         self, registration_id: str
-    ) -> builtins.list[ObservationRecord]: ...
+    ) -> builtins.list[ObservationRecord]:
+        """Forget a registration's observations at once (its client lost its state); returns them."""
+        ...
 
 
 @runtime_checkable
 class SecurityStore(Protocol):
     """Credentials per endpoint; PSK identities are unique across entries."""
 
-    def get(self, endpoint: str) -> SecurityEntry | None: ...
+    def get(self, endpoint: str) -> SecurityEntry | None:
+        """The credentials ``endpoint`` must present over DTLS (None: it has no entry)."""
+        ...
 
-    def get_by_psk_identity(self, identity: bytes) -> SecurityEntry | None: ...
+    def get_by_psk_identity(self, identity: bytes) -> SecurityEntry | None:
+        """The entry a DTLS handshake names by PSK identity (identities are unique)."""
+        ...
 
-    def list(self) -> builtins.list[SecurityEntry]: ...
+    def list(self) -> builtins.list[SecurityEntry]:
+        """Every entry, sorted by endpoint, for the REST API and the command line."""
+        ...
 
     async def put(self, entry: SecurityEntry) -> tuple[SecurityEntry | None, SecurityEntry]:
         """Add or replace the entry of ``entry.endpoint``; raises :class:`SecurityConflict`
         when its PSK identity belongs to another endpoint."""
         ...
 
-    async def remove(self, endpoint: str) -> SecurityEntry | None: ...
+    async def remove(self, endpoint: str) -> SecurityEntry | None:
+        """Drop the entry of ``endpoint``; returns it, or None when unknown."""
+        ...
 
 
 class SecurityConflict(StoreError, ValueError):
@@ -122,13 +146,17 @@ class DocumentStore(Protocol):
     (``append("bootstrap-history", doc, keep=1000)``).
     """
 
-    async def get(self, namespace: str, key: str) -> JsonDoc | None: ...
+    async def get(self, namespace: str, key: str) -> JsonDoc | None:
+        """A copy of the document (None when absent): callers may change it freely."""
+        ...
 
     async def put(self, namespace: str, key: str, doc: JsonDoc) -> JsonDoc | None:
         """Store ``doc``; returns the previous document under that key."""
         ...
 
-    async def delete(self, namespace: str, key: str) -> JsonDoc | None: ...
+    async def delete(self, namespace: str, key: str) -> JsonDoc | None:
+        """Remove the document; returns it, or None when absent."""
+        ...
 
     async def items(self, namespace: str) -> builtins.list[tuple[str, JsonDoc]]:
         """Every (key, doc) of a namespace, keys sorted."""
@@ -147,18 +175,28 @@ class Stores(Protocol):
     """The bundle a server is built with (see :func:`lwm2m.stores.open_stores`)."""
 
     @property
-    def registrations(self) -> RegistrationStore: ...
+    def registrations(self) -> RegistrationStore:
+        """Live registrations: written on every Register, Update and De-register."""
+        ...
 
     @property
-    def observations(self) -> ObservationStore: ...
+    def observations(self) -> ObservationStore:
+        """Observations the server holds, so they survive a restart."""
+        ...
 
     @property
-    def security(self) -> SecurityStore: ...
+    def security(self) -> SecurityStore:
+        """Client credentials, shared with the DTLS layer and the REST API."""
+        ...
 
     @property
-    def documents(self) -> DocumentStore: ...
+    def documents(self) -> DocumentStore:
+        """JSON documents and logs (bootstrap configurations and session history)."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the backend (files, connections); the stores are unusable afterwards."""
+        ...
 
 
 def check_json_doc(doc: Mapping[str, Any] | Sequence[Any]) -> None:

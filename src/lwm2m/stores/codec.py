@@ -32,14 +32,17 @@ def dumps(doc: Any) -> str:
 
 
 def registration_text(reg: Registration) -> str:
+    """The stored text of a registration (one JSON document per row or hash field)."""
     return dumps(reg.to_dict())
 
 
 def observation_text(record: ObservationRecord) -> str:
+    """The stored text of an observation record."""
     return dumps(record.to_dict())
 
 
 def security_text(entry: SecurityEntry) -> str:
+    """The stored text of a security entry (keys base64-encoded)."""
     return dumps(security_entry_to_dict(entry))
 
 

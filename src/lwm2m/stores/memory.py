@@ -29,23 +29,33 @@ class MemoryRegistrationStore:
 
     # -- reads
     def get(self, registration_id: str) -> Registration | None:
+        """A dict lookup: registration reads sit on the request path."""
         return self._by_id.get(registration_id)
 
     def get_by_endpoint(self, endpoint: str) -> Registration | None:
+        """Through the endpoint index, so a name lookup costs what an id lookup does."""
         rid = self._by_endpoint.get(endpoint)
         return None if rid is None else self._by_id.get(rid)
 
     def get_by_address(self, address: Address) -> Registration | None:
+        """Through the address index: Send and queue-mode wake-ups name the client by address only."""
         rid = self._by_address.get(address)
         return None if rid is None else self._by_id.get(rid)
 
     def list(self) -> builtins.list[Registration]:
+        """A copy, so callers may remove registrations while iterating."""
         return list(self._by_id.values())
 
     def __len__(self) -> int:
         return len(self._by_id)
 
     def expired(self, now: float, grace_s: float = 0.0) -> builtins.list[Registration]:
+        """From the expiry heap, so the sweep costs the expired ones, not the fleet.
+
+        Stale heap entries (updated or removed registrations) are skipped; the
+        expired ones stay in the heap until the caller removes them, so a sweep
+        that fails to remove one finds it again next time.
+        """
         result: builtins.list[Registration] = []
         heap = self._expiry
         while heap and heap[0][0] + grace_s < now:
@@ -61,6 +71,11 @@ class MemoryRegistrationStore:
 
     # -- writes
     async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
+        """Index first, then write through; a failed write undoes the indexing.
+
+        A registration is acknowledged only once durable, so the memory view must
+        not hold one the backend refused.
+        """
         old = self.get_by_endpoint(registration.endpoint)
         if old is not None:
             self._drop(old)
@@ -76,6 +91,7 @@ class MemoryRegistrationStore:
         return old, registration
 
     async def update(self, registration: Registration) -> tuple[Registration, Registration]:
+        """As :meth:`add`: the memory view goes back when the write-through fails."""
         old = self._by_id.get(registration.id)
         if old is None:
             raise UnknownRegistration(registration.id)
@@ -90,6 +106,7 @@ class MemoryRegistrationStore:
         return old, registration
 
     async def remove(self, registration_id: str) -> Registration | None:
+        """As :meth:`add`: the registration comes back when the write-through fails."""
         old = self._by_id.get(registration_id)
         if old is None:
             return None
@@ -138,26 +155,33 @@ class MemoryRegistrationStore:
 
 
 class MemoryObservationStore:
+    """Observations by id and by registration: a registration's end drops its observations in one call."""
+
     def __init__(self) -> None:
         self._by_id: dict[str, ObservationRecord] = {}
         self._by_registration: dict[str, dict[str, ObservationRecord]] = {}
 
     def get(self, observation_id: str) -> ObservationRecord | None:
+        """A dict lookup: every notification looks its observation up."""
         return self._by_id.get(observation_id)
 
     def for_registration(self, registration_id: str) -> builtins.list[ObservationRecord]:
+        """Through the per-registration index (no scan of all observations)."""
         return list(self._by_registration.get(registration_id, {}).values())
 
     def list(self) -> builtins.list[ObservationRecord]:
+        """A copy of every observation (for restore and display)."""
         return list(self._by_id.values())
 
     async def add(self, record: ObservationRecord) -> ObservationRecord | None:
+        """Index, then write through (the backend hook of persistent subclasses)."""
         old = self._take(record.id)
         self._put(record)
         await self._persist_add(record)
         return old
 
     async def remove(self, observation_id: str) -> ObservationRecord | None:
+        """Unindex, then write through; returns the record, or None when unknown."""
         old = self._take(observation_id)
         if old is not None:
             await self._persist_remove([old])
@@ -166,6 +190,7 @@ class MemoryObservationStore:
     async def remove_for_registration(
         self, registration_id: str
     ) -> builtins.list[ObservationRecord]:
+        """Unindex them all, then one write-through for the lot."""
         records = list(self._by_registration.pop(registration_id, {}).values())
         for rec in records:
             self._by_id.pop(rec.id, None)
@@ -195,27 +220,34 @@ class MemoryObservationStore:
 
 
 class MemorySecurityStore:
+    """Entries by endpoint plus a PSK identity index, which enforces unique identities."""
+
     def __init__(self) -> None:
         self._by_endpoint: dict[str, SecurityEntry] = {}
         self._by_identity: dict[bytes, str] = {}
 
     def get(self, endpoint: str) -> SecurityEntry | None:
+        """A dict lookup: the DTLS handshake and every Register consult it."""
         return self._by_endpoint.get(endpoint)
 
     def get_by_psk_identity(self, identity: bytes) -> SecurityEntry | None:
+        """Through the identity index: a PSK handshake knows only the identity."""
         endpoint = self._by_identity.get(identity)
         return None if endpoint is None else self._by_endpoint.get(endpoint)
 
     def list(self) -> builtins.list[SecurityEntry]:
+        """Sorted by endpoint, so listings are stable."""
         return [self._by_endpoint[k] for k in sorted(self._by_endpoint)]
 
     async def put(self, entry: SecurityEntry) -> tuple[SecurityEntry | None, SecurityEntry]:
+        """Checked against the identity index before anything changes (:class:`SecurityConflict`)."""
         self._check(entry)
         old = self._set(entry)
         await self._persist_put(entry)
         return old, entry
 
     async def remove(self, endpoint: str) -> SecurityEntry | None:
+        """Drop the entry and free its PSK identity for another endpoint."""
         old = self._by_endpoint.pop(endpoint, None)
         if old is not None:
             if old.psk is not None:
@@ -248,15 +280,19 @@ class MemorySecurityStore:
 
 
 class MemoryDocumentStore:
+    """Documents and logs in dicts; copies in and out, so callers never share state with the store."""
+
     def __init__(self) -> None:
         self._docs: dict[str, dict[str, JsonDoc]] = {}
         self._logs: dict[str, deque[JsonDoc]] = {}
 
     async def get(self, namespace: str, key: str) -> JsonDoc | None:
+        """A deep copy: the caller may edit it without changing the stored one."""
         doc = self._docs.get(namespace, {}).get(key)
         return None if doc is None else copy.deepcopy(doc)
 
     async def put(self, namespace: str, key: str, doc: JsonDoc) -> JsonDoc | None:
+        """Checked to be JSON first, so memory behaves like the persistent stores."""
         check_json_doc(doc)
         space = self._docs.setdefault(namespace, {})
         old = space.get(key)
@@ -264,13 +300,16 @@ class MemoryDocumentStore:
         return old
 
     async def delete(self, namespace: str, key: str) -> JsonDoc | None:
+        """Remove the document; returns it, or None when absent."""
         return self._docs.get(namespace, {}).pop(key, None)
 
     async def items(self, namespace: str) -> builtins.list[tuple[str, JsonDoc]]:
+        """Deep copies, keys sorted (as the persistent stores return them)."""
         space = self._docs.get(namespace, {})
         return [(k, copy.deepcopy(space[k])) for k in sorted(space)]
 
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
+        """A bounded deque per log: the oldest entries go beyond ``keep``."""
         check_json_doc(doc)
         log = self._logs.get(namespace)
         if log is None or log.maxlen != keep:
@@ -279,6 +318,7 @@ class MemoryDocumentStore:
         log.append(copy.deepcopy(doc))
 
     async def tail(self, namespace: str, limit: int = 100) -> builtins.list[JsonDoc]:
+        """The newest ``limit`` entries (copies), oldest first."""
         log = self._logs.get(namespace)
         if not log or limit <= 0:
             return []
@@ -308,21 +348,26 @@ class StoreBundle(Generic[RegT, ObsT, SecT, DocT]):
 
     @property
     def registrations(self) -> RegT:
+        """Typed as the backend's class, so tests reach backend-specific members."""
         return self._registrations
 
     @property
     def observations(self) -> ObsT:
+        """Typed as the backend's class (see :attr:`registrations`)."""
         return self._observations
 
     @property
     def security(self) -> SecT:
+        """Typed as the backend's class (see :attr:`registrations`)."""
         return self._security
 
     @property
     def documents(self) -> DocT:
+        """Typed as the backend's class (see :attr:`registrations`)."""
         return self._documents
 
     async def close(self) -> None:
+        """Nothing to release in memory; backends override it."""
         return None
 
 

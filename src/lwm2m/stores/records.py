@@ -51,6 +51,7 @@ class ObjectLinks:
     content_formats: tuple[int, ...] = ()
 
     def object(self, object_id: int) -> RegisteredObject | None:
+        """The announced object ``object_id`` (None when not announced): a linear scan, objects are few."""
         for obj in self.objects:
             if obj.id == object_id:
                 return obj
@@ -82,17 +83,21 @@ class Registration:
 
     @property
     def secure(self) -> bool:
+        """Registered over DTLS: requests to it must go over DTLS too."""
         return self.identity is not None
 
     @property
     def objects(self) -> tuple[RegisteredObject, ...]:
+        """Shortcut to ``links.objects``, which most callers want."""
         return self.links.objects
 
     @property
     def root_path(self) -> str:
+        """Shortcut to ``links.root_path``: every request's Uri-Path starts below it."""
         return self.links.root_path
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form the persistent stores keep (bytes as base64)."""
         doc: dict[str, Any] = {
             "id": self.id,
             "endpoint": self.endpoint,
@@ -124,6 +129,7 @@ class Registration:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Registration:
+        """Read back what :meth:`to_dict` wrote; a malformed document is a :class:`RecordError`."""
         try:
             links = doc.get("links") or {}
             identity_doc = doc.get("identity")
@@ -189,6 +195,7 @@ class ObservationRecord:
         return self.paths[0]
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form the persistent stores keep."""
         return {
             "id": self.id,
             "registration_id": self.registration_id,
@@ -201,6 +208,7 @@ class ObservationRecord:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> ObservationRecord:
+        """Read back what :meth:`to_dict` wrote; a malformed document is a :class:`RecordError`."""
         try:
             return cls(
                 id=str(doc["id"]),
@@ -244,6 +252,7 @@ def security_entry_to_dict(entry: SecurityEntry) -> dict[str, Any]:
 
 
 def security_entry_from_dict(doc: Mapping[str, Any]) -> SecurityEntry:
+    """Read back what :func:`security_entry_to_dict` wrote; malformed: :class:`RecordError`."""
     try:
         psk = None
         if doc.get("psk") is not None:

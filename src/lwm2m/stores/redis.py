@@ -55,6 +55,12 @@ class _Redis:
 
 
 class RedisRegistrationStore(MemoryRegistrationStore):
+    """Registrations in one Redis hash (id -> JSON), read whole at open.
+
+    The replaced registration's entry is removed in the same transaction as the
+    new one is written, so a crash never leaves two for one endpoint.
+    """
+
     def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
         super().__init__()
         self._r = redis
@@ -76,6 +82,8 @@ class RedisRegistrationStore(MemoryRegistrationStore):
 
 
 class RedisObservationStore(MemoryObservationStore):
+    """Observations in one Redis hash (id -> JSON), read whole at open."""
+
     def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
         super().__init__()
         self._r = redis
@@ -91,6 +99,8 @@ class RedisObservationStore(MemoryObservationStore):
 
 
 class RedisSecurityStore(MemorySecurityStore):
+    """Security entries in one Redis hash (endpoint -> JSON), read whole at open."""
+
     def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
         super().__init__()
         self._r = redis
@@ -104,35 +114,47 @@ class RedisSecurityStore(MemorySecurityStore):
 
 
 class RedisDocumentStore:
+    """Documents in one hash per namespace, logs in one list each; not cached in memory.
+
+    They are small and rarely read (bootstrap configurations, session history),
+    so a round trip per read costs less than a second copy to keep in step.
+    """
+
     def __init__(self, redis: _Redis) -> None:
         self._r = redis
 
     async def get(self, namespace: str, key: str) -> JsonDoc | None:
+        """One HGET; None when absent."""
         (raw,) = await self._r.run(("HGET", self._r.key(f"doc:{namespace}"), key))
         return None if raw is None else load_doc(raw)
 
     async def put(self, namespace: str, key: str, doc: JsonDoc) -> JsonDoc | None:
+        """HGET and HSET in one transaction, so the returned old document is the one replaced."""
         check_json_doc(doc)
         name = self._r.key(f"doc:{namespace}")
         old, _ = await self._r.run(("HGET", name, key), ("HSET", name, key, dumps(doc)))
         return None if old is None else load_doc(old)
 
     async def delete(self, namespace: str, key: str) -> JsonDoc | None:
+        """HGET and HDEL in one transaction, so the returned document is the one removed."""
         name = self._r.key(f"doc:{namespace}")
         old, _ = await self._r.run(("HGET", name, key), ("HDEL", name, key))
         return None if old is None else load_doc(old)
 
     async def items(self, namespace: str) -> list[tuple[str, JsonDoc]]:
+        """One HGETALL, sorted by key here (Redis hashes are unordered)."""
         (raw,) = await self._r.run(("HGETALL", self._r.key(f"doc:{namespace}")))
         items = {_text(k): load_doc(v) for k, v in raw.items()}
         return [(k, items[k]) for k in sorted(items)]
 
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
+        """RPUSH then LTRIM in one transaction: the log never exceeds ``keep``."""
         check_json_doc(doc)
         name = self._r.key(f"log:{namespace}")
         await self._r.run(("RPUSH", name, dumps(doc)), ("LTRIM", name, str(-max(1, keep)), "-1"))
 
     async def tail(self, namespace: str, limit: int = 100) -> list[JsonDoc]:
+        """One LRANGE from the end of the list, oldest first."""
         if limit <= 0:
             return []
         (raw,) = await self._r.run(("LRANGE", self._r.key(f"log:{namespace}"), str(-limit), "-1"))
@@ -148,6 +170,8 @@ class RedisStores(
         RedisRegistrationStore, RedisObservationStore, RedisSecurityStore, RedisDocumentStore
     ]
 ):
+    """The four stores over one Redis connection (``--store redis://...``)."""
+
     def __init__(self, redis: _Redis, loaded: dict[str, dict[Any, Any]]) -> None:
         super().__init__(
             RedisRegistrationStore(redis, loaded["registrations"]),
@@ -159,6 +183,7 @@ class RedisStores(
 
     @classmethod
     async def open(cls, url: str, *, prefix: str = "lwm2m:") -> RedisStores:
+        """Connect and read the stores back; a missing redis-py or a bad URL is a :class:`StoreError`."""
         try:  # redis-py is an optional dependency (pip install 'lwm2m[redis]')
             import redis.asyncio as aioredis
             from redis.exceptions import RedisError
@@ -181,4 +206,5 @@ class RedisStores(
         return cls(redis, {"registrations": regs, "observations": obs, "security": sec})
 
     async def close(self) -> None:
+        """Close the connection; Redis keeps the data."""
         await self._redis.client.aclose()

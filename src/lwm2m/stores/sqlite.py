@@ -104,9 +104,11 @@ class SqliteDatabase:
         return list(self._conn.execute(sql, params).fetchall())
 
     async def execute(self, statements: list[Statement]) -> None:
+        """Run ``statements`` as one unit in the next group commit; returns once durable."""
         await self._submit(statements, fetch=False)
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read through the writer thread, so a read sees every write acknowledged before it."""
         result: list[tuple[Any, ...]] = await self._submit([(sql, params)], fetch=True)
         return result
 
@@ -167,6 +169,7 @@ class SqliteDatabase:
                 job.loop.call_soon_threadsafe(_resolve, job.future, rows, error)
 
     async def close(self) -> None:
+        """Let the writer finish what is queued, then close the file."""
         if self._closed:
             return
         self._closed = True
@@ -176,6 +179,12 @@ class SqliteDatabase:
 
 
 class SqliteRegistrationStore(MemoryRegistrationStore):
+    """Registrations: memory view plus one row per registration.
+
+    A re-Register deletes the replaced row in the same transaction as it
+    inserts the new one (a crash never leaves two rows for one endpoint).
+    """
+
     def __init__(self, db: SqliteDatabase) -> None:
         super().__init__()
         self._db = db
@@ -205,6 +214,8 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
 
 
 class SqliteObservationStore(MemoryObservationStore):
+    """Observations: memory view plus one row each, so they can be restored after a restart."""
+
     def __init__(self, db: SqliteDatabase) -> None:
         super().__init__()
         self._db = db
@@ -228,6 +239,8 @@ class SqliteObservationStore(MemoryObservationStore):
 
 
 class SqliteSecurityStore(MemorySecurityStore):
+    """Security entries: memory view plus one row per endpoint."""
+
     def __init__(self, db: SqliteDatabase) -> None:
         super().__init__()
         self._db = db
@@ -255,12 +268,14 @@ class SqliteDocumentStore:
         self._db = db
 
     async def get(self, namespace: str, key: str) -> JsonDoc | None:
+        """One indexed SELECT; None when absent."""
         rows = await self._db.query(
             "SELECT doc FROM documents WHERE namespace = ? AND key = ?", (namespace, key)
         )
         return None if not rows else load_doc(rows[0][0])
 
     async def put(self, namespace: str, key: str, doc: JsonDoc) -> JsonDoc | None:
+        """Returns the document it replaced (read just before the write)."""
         check_json_doc(doc)
         old = await self.get(namespace, key)
         await self._db.execute(
@@ -274,6 +289,7 @@ class SqliteDocumentStore:
         return old
 
     async def delete(self, namespace: str, key: str) -> JsonDoc | None:
+        """Returns the removed document; nothing is written when there was none."""
         old = await self.get(namespace, key)
         if old is not None:
             await self._db.execute(
@@ -282,12 +298,14 @@ class SqliteDocumentStore:
         return old
 
     async def items(self, namespace: str) -> list[tuple[str, JsonDoc]]:
+        """Sorted by the database (ORDER BY key)."""
         rows = await self._db.query(
             "SELECT key, doc FROM documents WHERE namespace = ? ORDER BY key", (namespace,)
         )
         return [(str(k), load_doc(d)) for k, d in rows]
 
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
+        """Insert and trim in one unit: the log never exceeds ``keep`` rows."""
         check_json_doc(doc)
         await self._db.execute(
             [
@@ -301,6 +319,7 @@ class SqliteDocumentStore:
         )
 
     async def tail(self, namespace: str, limit: int = 100) -> list[JsonDoc]:
+        """The newest ``limit`` rows, returned oldest first."""
         if limit <= 0:
             return []
         rows = await self._db.query(
@@ -328,6 +347,7 @@ class SqliteStores(
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteStores:
+        """Open (and create) the file off the event loop: reading it back may take a while."""
         try:
             db = await asyncio.get_running_loop().run_in_executor(None, SqliteDatabase, Path(path))
             return await asyncio.get_running_loop().run_in_executor(None, cls, db)
@@ -335,4 +355,5 @@ class SqliteStores(
             raise StoreError(f"cannot open SQLite store {path}: {exc}") from None
 
     async def close(self) -> None:
+        """Flush pending writes and close the file."""
         await self._db.close()

@@ -12,7 +12,7 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lwm2m.bootstrap.config import ConfigError
@@ -21,11 +21,8 @@ from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address
 from lwm2m.formats.errors import FormatError
-from lwm2m.formats.media import ContentFormat
-from lwm2m.model.nodes import Node, ObjectInstance, Value
-from lwm2m.model.path import Path
-from lwm2m.model.registry import ModelRegistry, default_registry
-from lwm2m.protocol.attributes import AttributeError_, AttributeUpdate
+from lwm2m.model.registry import ModelRegistry
+from lwm2m.protocol.attributes import AttributeError_
 from lwm2m.protocol.errors import RemoteError
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.server.errors import (
@@ -45,12 +42,13 @@ from lwm2m.server.events import (
     SleepingEvent,
     UpdatedEvent,
 )
+from lwm2m.server.operations import Request
 from lwm2m.stores.base import SecurityConflict, SecurityStore
-from lwm2m.stores.records import ObservationRecord, Registration
+from lwm2m.stores.records import Registration
 from lwm2m.web.backend import (
+    BackendError,
     ClientInfo,
     DeviceError,
-    DeviceResponse,
     DeviceTimeout,
     InvalidInput,
     JsonObject,
@@ -67,6 +65,7 @@ if TYPE_CHECKING:
     from lwm2m.server.server import LwM2MServer
 
 T = TypeVar("T")
+R = TypeVar("R")
 logger = logging.getLogger(__name__)
 
 #: COAPLOG events one client's stream may hold unread before new ones are dropped.
@@ -94,6 +93,7 @@ def registration_links(reg: Registration) -> tuple[LinkInfo, ...]:
 
 
 def client_info(reg: Registration, *, sleeping: bool = False) -> ClientInfo:
+    """The web view of a registration; ``sleeping`` comes from the queue, which the record does not hold."""
     return ClientInfo(
         endpoint=reg.endpoint,
         registration_id=reg.id,
@@ -121,29 +121,27 @@ def _code(code: Code | int) -> Code | None:
     return None
 
 
-async def _call(endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
-    """Run a server operation, turning its exceptions into the web layer's."""
-    try:
-        return await call()
-    except ClientNotFound:
-        raise UnknownClient(f"no registered client with endpoint {endpoint!r}") from None
-    except RequestTimeout as exc:
-        raise DeviceTimeout(str(exc) or f"no answer from {endpoint!r}") from None
-    except RemoteError as exc:
-        code = _code(exc.code)
-        if code is Code.EMPTY:
-            raise DeviceError(f"{endpoint!r} rejected the request (RST)") from None
-        label = str(code) if code is not None else str(exc.code)
-        detail = f": {exc.message}" if exc.message else ""
-        raise DeviceError(f"device answered {label}{detail}", code) from None
-    except QueueFull as exc:
-        raise DeviceError(f"request queue of sleeping client full: {exc}") from None
-    except ObservationNotFound as exc:
-        raise InvalidInput(str(exc)) from None
-    except ServerError as exc:
-        raise DeviceError(str(exc)) from None
-    except (FormatError, AttributeError_) as exc:
-        raise InvalidInput(str(exc)) from None
+def _web_error(endpoint: str, exc: Exception) -> BackendError | None:
+    """The web layer's form of a server failure (None: not one of the server's)."""
+    match exc:
+        case ClientNotFound():
+            return UnknownClient(f"no registered client with endpoint {endpoint!r}")
+        case RequestTimeout():
+            return DeviceTimeout(str(exc))
+        case RemoteError():
+            code = _code(exc.code)
+            if code is Code.EMPTY:
+                return DeviceError(f"{endpoint!r} rejected the request (RST)")
+            label = str(code) if code is not None else str(exc.code)
+            detail = f": {exc.message}" if exc.message else ""
+            return DeviceError(f"device answered {label}{detail}", code)
+        case QueueFull():
+            return DeviceError(f"request queue of sleeping client full: {exc}")
+        case ObservationNotFound() | FormatError() | AttributeError_():
+            return InvalidInput(str(exc))
+        case ServerError():
+            return DeviceError(str(exc))
+    return None
 
 
 class ServerAdapter:
@@ -151,199 +149,45 @@ class ServerAdapter:
 
     def __init__(self, server: LwM2MServer) -> None:
         self._server = server
-        self._model: ModelRegistry = (
-            server.model if server.model is not None else default_registry()
-        )
 
     @property
     def model(self) -> ModelRegistry:
-        return self._model
-
-    async def _call(self, endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
-        """:func:`_call`, saying so when a queue-mode client never woke up."""
-        reg = self._server.get_registration(endpoint)
-        asleep = reg is not None and reg.queue_mode and not self._server.queue.is_awake(reg)
-        try:
-            return await _call(endpoint, call)
-        except DeviceTimeout as exc:
-            if asleep:
-                raise DeviceTimeout(
-                    f"{endpoint!r} is asleep (queue mode) and did not wake up in time; "
-                    "the queued request was dropped"
-                ) from None
-            raise exc from None
+        """The server's own model, so the REST layer types values exactly as the server decodes them."""
+        return self._server.model
 
     def _info(self, reg: Registration) -> ClientInfo:
         sleeping = reg.queue_mode and not self._server.queue.is_awake(reg)
         return client_info(reg, sleeping=sleeping)
 
     def list_clients(self) -> Sequence[ClientInfo]:
+        """Every registration, with its queue-mode sleep state."""
         return [self._info(r) for r in self._server.registrations()]
 
     def get_client(self, endpoint: str) -> ClientInfo | None:
+        """One registration by endpoint name (None: not registered)."""
         reg = self._server.get_registration(endpoint)
         return None if reg is None else self._info(reg)
 
-    async def read(
-        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
-    ) -> DeviceResponse:
-        resp = await self._call(
-            endpoint,
-            lambda: self._server.read(endpoint, path, format=_fmt(format), timeout=timeout),
-        )
-        return DeviceResponse(resp.code, node=resp.content)
+    async def send(self, endpoint: str, request: Request[R], timeout: float) -> R:
+        """The server's :meth:`~lwm2m.server.server.LwM2MServer.send`, with web errors.
 
-    async def discover(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
-        resp = await self._call(
-            endpoint, lambda: self._server.discover(endpoint, path, timeout=timeout)
-        )
-        links = tuple(LinkInfo(link.target, dict(link.params)) for link in resp.links)
-        return DeviceResponse(resp.code, links=links)
-
-    async def write(
-        self,
-        endpoint: str,
-        path: Path,
-        node: Node,
-        *,
-        replace: bool,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
-        resp = await self._call(
-            endpoint,
-            lambda: self._server.write(
-                endpoint, path, node, replace=replace, format=_fmt(format), timeout=timeout
-            ),
-        )
-        return DeviceResponse(resp.code)
-
-    async def write_attributes(
-        self, endpoint: str, path: Path, attributes: AttributeUpdate, *, timeout: float
-    ) -> DeviceResponse:
-        resp = await self._call(
-            endpoint,
-            lambda: self._server.write_attributes(endpoint, path, attributes, timeout=timeout),
-        )
-        return DeviceResponse(resp.code)
-
-    async def execute(
-        self, endpoint: str, path: Path, arguments: str | None, *, timeout: float
-    ) -> DeviceResponse:
-        resp = await self._call(
-            endpoint, lambda: self._server.execute(endpoint, path, arguments, timeout=timeout)
-        )
-        return DeviceResponse(resp.code)
-
-    async def create(
-        self,
-        endpoint: str,
-        path: Path,
-        node: ObjectInstance,
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
-        resp = await self._call(
-            endpoint,
-            lambda: self._server.create(endpoint, path, node, format=_fmt(format), timeout=timeout),
-        )
-        location = None if resp.location is None else str(resp.location)
-        return DeviceResponse(resp.code, location=location)
-
-    async def delete(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse:
-        resp = await self._call(
-            endpoint, lambda: self._server.delete(endpoint, path, timeout=timeout)
-        )
-        return DeviceResponse(resp.code)
-
-    async def read_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[Path],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
-        resp = await self._call(
-            endpoint,
-            lambda: self._server.read_composite(
-                endpoint, paths, format=_fmt(format), timeout=timeout
-            ),
-        )
-        return DeviceResponse(resp.code, composite=_composite(paths, resp.values))
-
-    async def write_composite(
-        self,
-        endpoint: str,
-        values: Mapping[Path, Node],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
-        items: dict[Path | str, Node | Value] = dict(values.items())
-        resp = await self._call(
-            endpoint,
-            lambda: self._server.write_composite(
-                endpoint, items, format=_fmt(format), timeout=timeout
-            ),
-        )
-        return DeviceResponse(resp.code)
-
-    async def observe(
-        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
-    ) -> DeviceResponse:
-        resp = await self._call(
-            endpoint,
-            lambda: self._server.observe(endpoint, path, format=_fmt(format), timeout=timeout),
-        )
-        return DeviceResponse(resp.code, node=resp.content)
-
-    async def cancel_observation(
-        self, endpoint: str, path: Path, *, active: bool, timeout: float
-    ) -> int:
-        return await self._cancel_where(
-            endpoint, lambda record: not record.composite and record.path == path, active=active
-        )
-
-    async def observe_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[Path],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse:
-        resp = await self._call(
-            endpoint,
-            lambda: self._server.observe_composite(
-                endpoint, paths, format=_fmt(format), timeout=timeout
-            ),
-        )
-        return DeviceResponse(Code.CONTENT, composite=_composite(paths, resp.values))
-
-    async def cancel_composite_observation(
-        self, endpoint: str, paths: Sequence[Path], *, active: bool, timeout: float
-    ) -> int:
-        wanted = set(paths)
-        return await self._cancel_where(
-            endpoint, lambda record: record.composite and set(record.paths) == wanted, active=active
-        )
-
-    async def _cancel_where(
-        self, endpoint: str, matches: Callable[[ObservationRecord], bool], *, active: bool
-    ) -> int:
-        """Cancel the client's observations that ``matches`` picks; returns how many."""
-
-        async def cancel_all() -> int:
-            count = 0
-            for record in self._server.observations_of(endpoint):
-                if matches(record):
-                    await self._server.cancel_observation(endpoint, record, active=active)
-                    count += 1
-            return count
-
-        return await self._call(endpoint, cancel_all)
+        Any request class goes through unchanged: nothing here knows the
+        operations.
+        """
+        reg = self._server.get_registration(endpoint)
+        asleep = reg is not None and reg.queue_mode and not self._server.queue.is_awake(reg)
+        try:
+            return await self._server.send(endpoint, request, timeout)
+        except Exception as exc:
+            error = _web_error(endpoint, exc)
+            if error is None:
+                raise
+            if asleep and isinstance(error, DeviceTimeout):
+                error = DeviceTimeout(
+                    f"{endpoint!r} is asleep (queue mode) and did not wake up in time; "
+                    "the queued request was dropped"
+                )
+            raise error from None
 
     async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
         """The server's events; for one client also its CoAP messages (COAPLOG)."""
@@ -414,14 +258,14 @@ class ServerAdapter:
                         "ep": ep,
                         "kind": "composite",
                         "paths": [str(p) for p in record.paths],
-                        "val": composite_json(dict(event.values), self._model),
+                        "val": composite_json(dict(event.values), self._server.model),
                     }
                 else:
-                    data = notification_json(ep, record.path, event.content, self._model)
+                    data = notification_json(ep, record.path, event.content, self._server.model)
             case SleepingEvent() | AwakeEvent():
                 data = {"ep": ep}
             case SendEvent():
-                data = {"ep": ep, "val": composite_json(dict(event.values), self._model)}
+                data = {"ep": ep, "val": composite_json(dict(event.values), self._server.model)}
             case _:
                 return None
         return WebEvent(event.type.name, ep, data)
@@ -429,24 +273,24 @@ class ServerAdapter:
     # -- security store -------------------------------------------------------
 
     def list_security(self) -> Sequence[SecurityEntry]:
+        """Straight from the server's security store, which the DTLS layer reads too."""
         return self._server.stores.security.list()
 
     def get_security(self, endpoint: str) -> SecurityEntry | None:
+        """One entry of the server's security store."""
         return self._server.stores.security.get(endpoint)
 
     async def put_security(self, entry: SecurityEntry) -> None:
+        """Through :func:`put_security_entry`, so an identity clash is a 400."""
         await put_security_entry(self._server.stores.security, entry)
 
     async def delete_security(self, endpoint: str) -> bool:
+        """True when there was an entry to delete."""
         return await self._server.stores.security.remove(endpoint) is not None
 
     def counters(self) -> Mapping[str, float]:
-        counters = getattr(self._server, "counters", None)
-        if callable(counters):
-            result = counters()
-            if isinstance(result, Mapping):
-                return {str(k): float(v) for k, v in result.items()}
-        return {}
+        """The server's counters (DTLS handshakes ...) for /metrics."""
+        return self._server.counters()
 
 
 async def put_security_entry(store: SecurityStore, entry: SecurityEntry) -> None:
@@ -455,17 +299,6 @@ async def put_security_entry(store: SecurityStore, entry: SecurityEntry) -> None
         await store.put(entry)
     except SecurityConflict as exc:
         raise InvalidInput(str(exc)) from None
-
-
-def _fmt(format: ContentFormat | None) -> int | None:
-    return None if format is None else int(format)
-
-
-def _composite(paths: Sequence[Path], values: Mapping[Path, Node]) -> dict[Path, Node | None]:
-    """Every requested path, with what the device sent for it (None when it sent nothing)."""
-    found: dict[Path, Node | None] = {p: None for p in paths}
-    found.update(values)
-    return found
 
 
 HIDDEN = "<hidden>"
@@ -500,13 +333,16 @@ class BootstrapAdapter:
         self._bs = bootstrap
 
     async def list_configs(self) -> Mapping[str, JsonObject]:
+        """Redacted (keys as ``<hidden>``): listings must not leak secrets."""
         return {c.endpoint: c.to_json(redact=True) for c in self._bs.configs.list()}
 
     async def get_config(self, endpoint: str) -> JsonObject | None:
+        """Redacted like :meth:`list_configs`."""
         config = self._bs.configs.get(endpoint)
         return None if config is None else config.to_json(redact=True)
 
     async def put_config(self, endpoint: str, config: JsonObject) -> JsonObject:
+        """Validate and store; secrets the UI saw as ``<hidden>`` keep their stored value."""
         old = self._bs.configs.get(endpoint)
         doc = _restore_hidden_keys(
             json.loads(json.dumps(config)), None if old is None else old.to_json()
@@ -518,12 +354,20 @@ class BootstrapAdapter:
         return stored.to_json(redact=True)
 
     async def delete_config(self, endpoint: str) -> bool:
+        """True when there was a configuration to delete."""
         return await self._bs.configs.delete(endpoint) is not None
 
     async def sessions(self, endpoint: str | None) -> Sequence[JsonObject]:
+        """The session history as JSON, newest first (running sessions before ended ones)."""
         return [r.to_json() for r in self._bs.sessions.list(endpoint)]
 
     async def push(self, endpoint: str, address: tuple[str, int], *, timeout: float) -> JsonObject:
+        """Run a server-initiated session, waiting at most ``timeout``.
+
+        The session is shielded: when the wait ends first it carries on and its
+        outcome lands in the history. A failed session becomes the typed error of
+        its reason (timeout 504, unknown endpoint 404, bad request 400, else 502).
+        """
         task = asyncio.ensure_future(self._bs.push(endpoint, address))
         # The session may outlive this request (timeout): its outcome lands in the history.
         task.add_done_callback(_retrieve)
@@ -551,35 +395,19 @@ class BootstrapAdapter:
         raise DeviceError(message, code)
 
     async def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
-        stream = self._bs.events.stream()
-        try:
-            async for event in stream:
-                if endpoint is not None and event.endpoint != endpoint:
-                    continue
+        """The bootstrap server's events as ``BOOTSTRAP_*`` web events."""
+        with self._bs.events.subscribe(endpoint) as subscription:
+            async for event in subscription:
                 yield bootstrap_web_event(event)
-        finally:
-            stream.close()
 
     def counters(self) -> Mapping[str, float]:
+        """Sessions running now, for /metrics."""
         return {"sessions_running": float(len(self._bs.sessions.running()))}
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.warning("bootstrap push failed: %r", task.exception())
-
-
-def unwrap_bootstrap(obj: object) -> BootstrapServer:
-    """The :class:`BootstrapServer` itself, or the one a start-up handle holds."""
-    from lwm2m.bootstrap.server import BootstrapServer
-
-    if isinstance(obj, BootstrapServer):
-        return obj
-    for name in ("bootstrap", "server"):
-        inner = getattr(obj, name, None)
-        if isinstance(inner, BootstrapServer):
-            return inner
-    raise TypeError(f"not a BootstrapServer (nor a handle holding one): {type(obj).__name__}")
 
 
 def bootstrap_web_event(event: BootstrapEvent) -> WebEvent:

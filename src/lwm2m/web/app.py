@@ -325,21 +325,17 @@ async def _count_events(source: EventSource, metrics: Metrics) -> None:
 
 def create_app(
     server: LwM2MServer | None,
-    bootstrap: BootstrapServer | object | None,
+    bootstrap: BootstrapServer | None,
     *,
     api_token: str | None = None,
     trusted_hosts: Collection[str] = (),
 ) -> FastAPI:
-    """The app for a running LwM2M server and/or bootstrap server.
-
-    ``bootstrap`` is a :class:`BootstrapServer`, or a handle holding one in its
-    ``bootstrap`` or ``server`` attribute (the embedded bootstrap server's).
-    """
-    from lwm2m.web.adapters import BootstrapAdapter, ServerAdapter, unwrap_bootstrap
+    """The app for a running LwM2M server and/or bootstrap server (the commands' entry)."""
+    from lwm2m.web.adapters import BootstrapAdapter, ServerAdapter
 
     return build_app(
         ServerAdapter(server) if server is not None else None,
-        BootstrapAdapter(unwrap_bootstrap(bootstrap)) if bootstrap is not None else None,
+        BootstrapAdapter(bootstrap) if bootstrap is not None else None,
         api_token=api_token,
         trusted_hosts=trusted_hosts,
     )
@@ -382,6 +378,7 @@ class WebServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Return once the socket listens (so ``port`` is known), or raise the start-up error."""
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
@@ -391,16 +388,19 @@ class WebServer:
 
     @property
     def port(self) -> int:
+        """The bound port: what a test or ``--http-port 0`` needs to know."""
         for server in self._server.servers:
             for sock in server.sockets:
                 return int(sock.getsockname()[1])
         raise RuntimeError("the HTTP server is not listening")
 
     async def wait(self) -> None:
+        """Until the server stops on its own; shielded, so a cancelled waiter does not stop it."""
         if self._task is not None:
             await asyncio.shield(self._task)
 
     async def stop(self) -> None:
+        """Graceful shutdown: open event streams end first, then connections close."""
         self._server.should_exit = True
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):

@@ -16,15 +16,16 @@ from __future__ import annotations
 import datetime
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from lwm2m.coap.codes import Code
-from lwm2m.formats.media import ContentFormat
-from lwm2m.model.nodes import Node, ObjectInstance
+from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
-from lwm2m.protocol.attributes import AttributeUpdate
 from lwm2m.security.credentials import SecurityEntry
+from lwm2m.server.operations import Request
+
+R = TypeVar("R")
 
 #: JSON-ready data (what ``json.dumps`` accepts).
 JsonObject = dict[str, Any]
@@ -114,88 +115,27 @@ class DeviceManager(Protocol):
     """The LwM2M server seen from the REST API."""
 
     @property
-    def model(self) -> ModelRegistry: ...
+    def model(self) -> ModelRegistry:
+        """The object model values are typed with, before anything is sent."""
+        ...
 
-    def list_clients(self) -> Sequence[ClientInfo]: ...
+    def list_clients(self) -> Sequence[ClientInfo]:
+        """Every registration (the routes sort them)."""
+        ...
 
-    def get_client(self, endpoint: str) -> ClientInfo | None: ...
+    def get_client(self, endpoint: str) -> ClientInfo | None:
+        """One registration; None makes the routes answer 404."""
+        ...
 
-    async def read(
-        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
-    ) -> DeviceResponse: ...
+    async def send(self, endpoint: str, request: Request[R], timeout: float) -> R:
+        """Send any typed request to the device and return its typed response.
 
-    async def discover(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse: ...
-
-    async def write(
-        self,
-        endpoint: str,
-        path: Path,
-        node: Node,
-        *,
-        replace: bool,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def write_attributes(
-        self, endpoint: str, path: Path, attributes: AttributeUpdate, *, timeout: float
-    ) -> DeviceResponse: ...
-
-    async def execute(
-        self, endpoint: str, path: Path, arguments: str | None, *, timeout: float
-    ) -> DeviceResponse: ...
-
-    async def create(
-        self,
-        endpoint: str,
-        path: Path,
-        node: ObjectInstance,
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def delete(self, endpoint: str, path: Path, *, timeout: float) -> DeviceResponse: ...
-
-    async def read_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[Path],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def write_composite(
-        self,
-        endpoint: str,
-        values: Mapping[Path, Node],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def observe(
-        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
-    ) -> DeviceResponse: ...
-
-    async def cancel_observation(
-        self, endpoint: str, path: Path, *, active: bool, timeout: float
-    ) -> int: ...
-
-    async def observe_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[Path],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> DeviceResponse: ...
-
-    async def cancel_composite_observation(
-        self, endpoint: str, paths: Sequence[Path], *, active: bool, timeout: float
-    ) -> int:
-        """Cancel the composite observations of exactly these paths; returns how many."""
+        One method for every device operation (Read, Write, Observe, Cancel
+        Observation, ...): a new operation is a new request class and its
+        route, the backends pass it through unchanged. Failures arrive as
+        the typed errors above; ``timeout`` bounds the whole operation,
+        including the wait for a sleeping queue-mode client.
+        """
         ...
 
     def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
@@ -207,15 +147,21 @@ class DeviceManager(Protocol):
 
     # -- security store -------------------------------------------------------
 
-    def list_security(self) -> Sequence[SecurityEntry]: ...
+    def list_security(self) -> Sequence[SecurityEntry]:
+        """The security store's entries."""
+        ...
 
-    def get_security(self, endpoint: str) -> SecurityEntry | None: ...
+    def get_security(self, endpoint: str) -> SecurityEntry | None:
+        """One entry, or None."""
+        ...
 
     async def put_security(self, entry: SecurityEntry) -> None:
         """Add or replace; raises :class:`InvalidInput` (e.g. PSK identity in use)."""
         ...
 
-    async def delete_security(self, endpoint: str) -> bool: ...
+    async def delete_security(self, endpoint: str) -> bool:
+        """True when there was an entry to delete."""
+        ...
 
     def counters(self) -> Mapping[str, float]:
         """Server-side counters for /metrics (e.g. ``dtls_handshakes_total``), may be empty."""
@@ -229,22 +175,34 @@ class BootstrapManager(Protocol):
     format (its parser validates them and reports :class:`InvalidInput`).
     """
 
-    async def list_configs(self) -> Mapping[str, JsonObject]: ...
+    async def list_configs(self) -> Mapping[str, JsonObject]:
+        """Every configuration by endpoint, secrets redacted."""
+        ...
 
-    async def get_config(self, endpoint: str) -> JsonObject | None: ...
+    async def get_config(self, endpoint: str) -> JsonObject | None:
+        """One configuration (secrets redacted), or None."""
+        ...
 
     async def put_config(self, endpoint: str, config: JsonObject) -> JsonObject:
         """Validate and store; returns the stored configuration as JSON."""
         ...
 
-    async def delete_config(self, endpoint: str) -> bool: ...
+    async def delete_config(self, endpoint: str) -> bool:
+        """True when there was a configuration to delete."""
+        ...
 
-    async def sessions(self, endpoint: str | None) -> Sequence[JsonObject]: ...
+    async def sessions(self, endpoint: str | None) -> Sequence[JsonObject]:
+        """Session history, of one endpoint when given."""
+        ...
 
     async def push(self, endpoint: str, address: tuple[str, int], *, timeout: float) -> JsonObject:
         """Server-initiated bootstrap; the session result, or DeviceError/DeviceTimeout."""
         ...
 
-    def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]: ...
+    def events(self, endpoint: str | None) -> AsyncIterator[WebEvent]:
+        """Bootstrap events until the iterator is closed."""
+        ...
 
-    def counters(self) -> Mapping[str, float]: ...
+    def counters(self) -> Mapping[str, float]:
+        """Bootstrap counters for /metrics (may be empty)."""
+        ...

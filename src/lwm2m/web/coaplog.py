@@ -117,4 +117,5 @@ def coap_log_json(direction: str, msg: Message, endpoint: str, timestamp_ms: int
 
 
 def coap_log_event(direction: str, msg: Message, endpoint: str, timestamp_ms: int) -> WebEvent:
+    """A COAPLOG web event: the UI's CoAP message log of one client."""
     return WebEvent(COAPLOG, endpoint, coap_log_json(direction, msg, endpoint, timestamp_ms))

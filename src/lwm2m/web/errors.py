@@ -43,6 +43,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, code: Code | None = None) -> JSONResponse:
+    """The one JSON error shape of the API (``message``, plus the CoAP code when a device answered)."""
     body = ErrorBody(
         message=message,
         status=code.name if code is not None else None,
@@ -52,6 +53,7 @@ def error_response(status: int, message: str, code: Code | None = None) -> JSONR
 
 
 def status_of(exc: BackendError) -> int:
+    """The HTTP status of a backend failure: the single place this mapping lives."""
     if isinstance(exc, UnknownClient):
         return 404
     if isinstance(exc, InvalidInput):
@@ -79,6 +81,8 @@ STORE_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Route every error (ours, validation, Starlette's) to :func:`error_response`, so clients parse one shape."""
+
     async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         return error_response(exc.status, exc.message, exc.code)

@@ -37,6 +37,7 @@ async def cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
 
 
 def format_event(event: WebEvent) -> bytes:
+    """One SSE frame; a single ``data:`` line suffices because JSON has no raw newlines."""
     data = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
     # json.dumps never emits raw newlines, so one data line is enough.
     return f"event: {event.kind}\ndata: {data}\n\n".encode()
@@ -55,6 +56,7 @@ class EventHub:
 
     @property
     def closed(self) -> bool:
+        """True once shutdown began; new streams end at once."""
         return self._closing.is_set()
 
     def close(self) -> None:
@@ -62,6 +64,11 @@ class EventHub:
         self._closing.set()
 
     async def stream(self, endpoint: str | None) -> AsyncIterator[bytes]:
+        """The SSE byte stream of one HTTP request, of one endpoint when given.
+
+        Each request gets its own iterators from every source, so a slow browser
+        only loses its own oldest events.
+        """
         queue: asyncio.Queue[WebEvent] = asyncio.Queue(STREAM_BUFFER)
         iterators = [source(endpoint) for source in self._sources]
         pumps = [asyncio.create_task(self._pump(it, queue)) for it in iterators]

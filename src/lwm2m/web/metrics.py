@@ -17,10 +17,12 @@ _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 def escape_label(value: str) -> str:
+    """Escape a label value as the Prometheus text format requires."""
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def format_number(value: float) -> str:
+    """A sample value in the Prometheus text format (NaN, +Inf, integers without ``.0``)."""
     if value != value:
         return "NaN"
     if value in (float("inf"), float("-inf")):
@@ -52,17 +54,20 @@ class CounterFamily:
             raise ValueError(f"invalid metric name {self.name!r}")
 
     def inc(self, label_values: tuple[str, ...], amount: float = 1.0) -> None:
+        """Add to one label combination; a wrong label count is a programming error."""
         if len(label_values) != len(self.labels):
             raise ValueError(f"{self.name}: expected {len(self.labels)} label values")
         self.values[label_values] = self.values.get(label_values, 0.0) + amount
 
     def get(self, label_values: tuple[str, ...]) -> float:
+        """The count of one label combination (0 when never incremented)."""
         return self.values.get(label_values, 0.0)
 
 
 def render_family(
     name: str, kind: str, help_text: str, samples: Iterable[tuple[Mapping[str, str], float]]
 ) -> list[str]:
+    """The HELP, TYPE and sample lines of one metric family."""
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for labels, value in samples:
         if labels:
@@ -89,6 +94,7 @@ class Metrics:
 
     @property
     def notifications(self) -> float:
+        """Notifications seen so far, counted from the event stream."""
         return self.events.get(("NOTIFICATION",))
 
     def render(
@@ -98,6 +104,7 @@ class Metrics:
         bootstrap_configs: int | None,
         backend_counters: Mapping[str, float],
     ) -> str:
+        """The /metrics text; gauges and backend counters are read now, not tracked."""
         lines: list[str] = []
         if registrations is not None:
             lines += render_family(

@@ -68,6 +68,7 @@ def parse_format(text: str | None) -> ContentFormat | None:
 
 
 def parse_timeout(value: float | None) -> float:
+    """The ``timeout`` query parameter in seconds: the default when absent, bounded so a request cannot hang forever."""
     if value is None:
         return DEFAULT_TIMEOUT_S
     if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT_S:
@@ -84,6 +85,7 @@ def node_from_json(data: Any, path: Path, model: ModelRegistry) -> Node:
 
 
 def node_json(node: Node, path: Path, model: ModelRegistry) -> Any:
+    """A node in the REST JSON view (the one the UI and Leshan scripts read)."""
     return node_to_json(node, path, model)
 
 
@@ -92,6 +94,7 @@ def _iso(t: datetime.datetime) -> str:
 
 
 def link_json(link: LinkInfo) -> dict[str, Any]:
+    """A link as Leshan's ``{"url", "attributes"}``."""
     return {"url": link.url, "attributes": dict(link.attributes)}
 
 
@@ -117,6 +120,7 @@ def client_json(info: ClientInfo) -> dict[str, Any]:
 
 
 def code_name(code: Code) -> str:
+    """The CoAP code's name, Leshan's ``status`` field (``CONTENT``)."""
     return code.name
 
 
@@ -155,6 +159,7 @@ def notification_json(
 
 
 def composite_json(values: Mapping[Path, Node | None], model: ModelRegistry) -> dict[str, Any]:
+    """Path -> node JSON, sorted by path; a path the device did not answer is null."""
     return {
         str(p): (None if node is None else node_json(node, p, model))
         for p, node in sorted(values.items())

@@ -17,10 +17,33 @@ from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Query, Request
 
+from lwm2m.coap.codes import Code
 from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import Node, ObjectInstance
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import AttributeError_, Attributes, parse_attribute_query
+from lwm2m.server import operations
+from lwm2m.server.operations import (
+    CancelCompositeObservationRequest,
+    CancelObservationRequest,
+    CreateRequest,
+    CreateResponse,
+    DeleteRequest,
+    DiscoverRequest,
+    DiscoverResponse,
+    ExecuteRequest,
+    ObserveCompositeRequest,
+    ObserveCompositeResponse,
+    ObserveRequest,
+    ObserveResponse,
+    ReadCompositeRequest,
+    ReadCompositeResponse,
+    ReadRequest,
+    ReadResponse,
+    WriteAttributesRequest,
+    WriteCompositeRequest,
+    WriteRequest,
+)
 from lwm2m.web.backend import (
     BackendError,
     ClientInfo,
@@ -48,6 +71,7 @@ from lwm2m.web.request_bodies import create_instance_id
 from lwm2m.web.schemas import CancelResult, Client, DeviceResult, ObjectSpec
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: the largest JSON body a device operation accepts
 MAX_BODY = 1 << 20
@@ -114,6 +138,7 @@ _COMPOSITE_BODY: dict[str, Any] = {
 
 
 def outcome(exc: BaseException | None) -> str:
+    """The ``result`` label of ``lwm2m_requests_total`` for a failure (or success)."""
     if exc is None:
         return "success"
     if isinstance(exc, DeviceTimeout):
@@ -143,6 +168,7 @@ async def read_body(request: Request) -> bytes:
 
 
 async def read_json(request: Request, *, required: bool = True) -> Any:
+    """The body as JSON, size-bounded; a missing body is a 400 only when ``required``."""
     body = await read_body(request)
     if not body.strip():
         if required:
@@ -164,28 +190,46 @@ def registered(devices: DeviceManager, endpoint: str) -> ClientInfo:
     return info
 
 
-class _PathsCall(Protocol):
-    """Read-Composite and Observe-Composite of a :class:`DeviceManager`."""
+class _Coded(Protocol):
+    """Any typed response: each carries the CoAP code of the device's answer."""
 
-    def __call__(
-        self,
-        endpoint: str,
-        paths: Sequence[Path],
-        *,
-        format: ContentFormat | None,
-        timeout: float,
-    ) -> Awaitable[DeviceResponse]: ...
+    @property
+    def code(self) -> Code: ...
 
 
-class _PathCall(Protocol):
-    """Read and Observe of a :class:`DeviceManager`."""
+def _coded(response: _Coded) -> DeviceResponse:
+    return DeviceResponse(response.code)
 
-    def __call__(
-        self, endpoint: str, path: Path, *, format: ContentFormat | None, timeout: float
-    ) -> Awaitable[DeviceResponse]: ...
+
+def _with_node(response: ReadResponse | ObserveResponse) -> DeviceResponse:
+    return DeviceResponse(response.code, node=response.content)
+
+
+def _with_links(response: DiscoverResponse) -> DeviceResponse:
+    links = tuple(LinkInfo(link.target, dict(link.params)) for link in response.links)
+    return DeviceResponse(response.code, links=links)
+
+
+def _with_location(response: CreateResponse) -> DeviceResponse:
+    location = None if response.location is None else str(response.location)
+    return DeviceResponse(response.code, location=location)
+
+
+def _with_values(
+    paths: Sequence[Path], response: ReadCompositeResponse | ObserveCompositeResponse
+) -> DeviceResponse:
+    """Every requested path, with what the device sent for it (None when it sent nothing)."""
+    found: dict[Path, Node | None] = {p: None for p in paths}
+    found.update(response.values)
+    return DeviceResponse(response.code, composite=found)
+
+
+def _number(fmt: ContentFormat | None) -> int | None:
+    return None if fmt is None else int(fmt)
 
 
 def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
+    """``/api/clients``: the registrations and every device operation, over one ``send``."""
     router = APIRouter(prefix="/api/clients", tags=["clients"])
 
     async def counted(operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -201,38 +245,45 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     async def run(
         operation: str,
         endpoint: str,
-        call: Callable[[], Awaitable[DeviceResponse]],
+        request: operations.Request[R],
+        timeout: float,
+        answer: Callable[[R], DeviceResponse],
         path: Path | None,
     ) -> dict[str, Any]:
-        async def on_registered_client() -> DeviceResponse:
+        """Send ``request``, count the outcome, and answer the :class:`DeviceResult` JSON."""
+
+        async def on_registered_client() -> R:
             registered(devices, endpoint)
-            return await call()
+            return await devices.send(endpoint, request, timeout)
 
         response = await counted(operation, on_registered_client)
-        return result_json(response, path, devices.model)
+        return result_json(answer(response), path, devices.model)
 
     def known(endpoint: str) -> None:
         registered(devices, endpoint)
 
     async def with_paths(
         operation: str,
-        call: _PathsCall,
+        make: Callable[[tuple[Path, ...], int | None], operations.Request[R]],
+        answer: Callable[[Sequence[Path], R], DeviceResponse],
         endpoint: str,
         paths: str,
         format: str | None,
         timeout: float | None,
     ) -> dict[str, Any]:
         known(endpoint)
-        path_list = parse_paths(paths)
-        fmt = parse_format(format)
+        path_list = tuple(parse_paths(paths))
+        fmt = _number(parse_format(format))
         t = parse_timeout(timeout)
+        request = make(path_list, fmt)
         return await run(
-            operation, endpoint, lambda: call(endpoint, path_list, format=fmt, timeout=t), None
+            operation, endpoint, request, t, lambda response: answer(path_list, response), None
         )
 
     async def with_path(
         operation: str,
-        call: _PathCall,
+        make: Callable[[Path, int | None], operations.Request[R]],
+        answer: Callable[[R], DeviceResponse],
         endpoint: str,
         path: str,
         format: str | None,
@@ -240,9 +291,9 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     ) -> dict[str, Any]:
         known(endpoint)
         p = parse_path(path)
-        fmt = parse_format(format)
+        fmt = _number(parse_format(format))
         t = parse_timeout(timeout)
-        return await run(operation, endpoint, lambda: call(endpoint, p, format=fmt, timeout=t), p)
+        return await run(operation, endpoint, make(p, fmt), t, answer, p)
 
     @router.get(
         "", response_model=list[Client], summary="List registered clients", responses=STORE_ERRORS
@@ -266,7 +317,13 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
         return await with_paths(
-            "read_composite", devices.read_composite, endpoint, paths, format or nodeformat, timeout
+            "read_composite",
+            ReadCompositeRequest,
+            _with_values,
+            endpoint,
+            paths,
+            format or nodeformat,
+            timeout,
         )
 
     @router.put(
@@ -285,7 +342,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
         known(endpoint)
-        fmt = parse_format(format or nodeformat)
+        fmt = _number(parse_format(format or nodeformat))
         t = parse_timeout(timeout)
         data = await read_json(request)
         if not isinstance(data, dict) or not data:
@@ -299,10 +356,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
                 )
             values[path] = node_from_json(item, path, devices.model)
         return await run(
-            "write_composite",
-            endpoint,
-            lambda: devices.write_composite(endpoint, values, format=fmt, timeout=t),
-            None,
+            "write_composite", endpoint, WriteCompositeRequest(values, fmt), t, _coded, None
         )
 
     @router.post(
@@ -322,7 +376,8 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     ) -> dict[str, Any]:
         return await with_paths(
             "observe_composite",
-            devices.observe_composite,
+            ObserveCompositeRequest,
+            _with_values,
             endpoint,
             paths,
             format or nodeformat,
@@ -342,15 +397,10 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
         known(endpoint)
-        path_list = parse_paths(paths)
+        cancel = CancelCompositeObservationRequest(tuple(parse_paths(paths)), active)
         t = parse_timeout(timeout)
-        count = await counted(
-            "cancel_observation",
-            lambda: devices.cancel_composite_observation(
-                endpoint, path_list, active=active, timeout=t
-            ),
-        )
-        return {"cancelled": count}
+        response = await counted("cancel_observation", lambda: devices.send(endpoint, cancel, t))
+        return {"cancelled": response.cancelled}
 
     @router.get(
         "/{endpoint}",
@@ -374,7 +424,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         known(endpoint)
         p = parse_path(path)
         t = parse_timeout(timeout)
-        return await run("discover", endpoint, lambda: devices.discover(endpoint, p, timeout=t), p)
+        return await run("discover", endpoint, DiscoverRequest(p), t, _with_links, p)
 
     @router.put(
         "/{endpoint}/{path:path}/attributes",
@@ -423,10 +473,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
                 "attributes: give at least one of pmin, pmax, gt, lt, st, epmin, epmax"
             )
         return await run(
-            "write_attributes",
-            endpoint,
-            lambda: devices.write_attributes(endpoint, p, update, timeout=t),
-            p,
+            "write_attributes", endpoint, WriteAttributesRequest(p, update), t, _coded, p
         )
 
     @router.post(
@@ -440,7 +487,9 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     async def observe(
         endpoint: str, path: str, format: str | None = FORMAT_Q, timeout: float | None = TIMEOUT_Q
     ) -> dict[str, Any]:
-        return await with_path("observe", devices.observe, endpoint, path, format, timeout)
+        return await with_path(
+            "observe", ObserveRequest, _with_node, endpoint, path, format, timeout
+        )
 
     @router.delete(
         "/{endpoint}/{path:path}/observe",
@@ -456,13 +505,10 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
         known(endpoint)
-        p = parse_path(path)
+        cancel = CancelObservationRequest(parse_path(path), active)
         t = parse_timeout(timeout)
-        count = await counted(
-            "cancel_observation",
-            lambda: devices.cancel_observation(endpoint, p, active=active, timeout=t),
-        )
-        return {"cancelled": count}
+        response = await counted("cancel_observation", lambda: devices.send(endpoint, cancel, t))
+        return {"cancelled": response.cancelled}
 
     @router.get(
         "/{endpoint}/{path:path}",
@@ -474,7 +520,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     async def read(
         endpoint: str, path: str, format: str | None = FORMAT_Q, timeout: float | None = TIMEOUT_Q
     ) -> dict[str, Any]:
-        return await with_path("read", devices.read, endpoint, path, format, timeout)
+        return await with_path("read", ReadRequest, _with_node, endpoint, path, format, timeout)
 
     @router.put(
         "/{endpoint}/{path:path}",
@@ -499,15 +545,10 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
             raise InvalidInput("Write targets an instance, a resource or a resource instance")
         if not replace and p.depth != 2:
             raise InvalidInput("replace=false (partial update) targets an object instance")
-        fmt = parse_format(format)
+        fmt = _number(parse_format(format))
         t = parse_timeout(timeout)
         node = node_from_json(await read_json(request), p, devices.model)
-        return await run(
-            "write",
-            endpoint,
-            lambda: devices.write(endpoint, p, node, replace=replace, format=fmt, timeout=t),
-            p,
-        )
+        return await run("write", endpoint, WriteRequest(p, node, replace, fmt), t, _coded, p)
 
     @router.post(
         "/{endpoint}/{path:path}",
@@ -529,22 +570,15 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         known(endpoint)
         p = parse_path(path)
         t = parse_timeout(timeout)
-        fmt = parse_format(format)
+        fmt = _number(parse_format(format))
         if p.is_resource:
             args = await _execute_arguments(request)
-            return await run(
-                "execute", endpoint, lambda: devices.execute(endpoint, p, args, timeout=t), p
-            )
+            return await run("execute", endpoint, ExecuteRequest(p, args), t, _coded, p)
         if p.is_object:
             data = await read_json(request)
             node = _instance_for_create(data, p, devices)
-            target = p
-            return await run(
-                "create",
-                endpoint,
-                lambda: devices.create(endpoint, target, node, format=fmt, timeout=t),
-                None,
-            )
+            create = CreateRequest(p, node, fmt)
+            return await run("create", endpoint, create, t, _with_location, None)
         raise InvalidInput("POST targets a resource (Execute) or an object (Create)")
 
     @router.delete(
@@ -560,7 +594,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         if not p.is_instance:
             raise InvalidInput("Delete targets an object instance (/o/i)")
         t = parse_timeout(timeout)
-        return await run("delete", endpoint, lambda: devices.delete(endpoint, p, timeout=t), p)
+        return await run("delete", endpoint, DeleteRequest(p), t, _coded, p)
 
     return router
 
@@ -618,6 +652,7 @@ def announced_objects(links: tuple[LinkInfo, ...] | list[LinkInfo]) -> dict[int,
 
 
 def build_model_router(devices: DeviceManager) -> APIRouter:
+    """``/api/objectspecs``: the object definitions, per client at the versions it announced."""
     router = APIRouter(prefix="/api/objectspecs", tags=["model"])
 
     @router.get(

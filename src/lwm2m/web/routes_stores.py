@@ -65,6 +65,7 @@ def _put_and_post(
 
 
 def build_security_router(devices: DeviceManager) -> APIRouter:
+    """``/api/security/clients``: the credentials the DTLS layer checks."""
     router = APIRouter(prefix="/api/security", tags=["security"])
 
     @router.get(
@@ -142,6 +143,7 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def build_bootstrap_router(bootstrap: BootstrapManager) -> APIRouter:
+    """``/api/bootstrap``: bootstrap configurations, session history and server-initiated bootstrap."""
     router = APIRouter(prefix="/api/bootstrap", tags=["bootstrap"])
 
     @router.get(

@@ -25,6 +25,8 @@ class ErrorBody(BaseModel):
 
 
 class Link(BaseModel):
+    """One CoRE link of a registration or Discover answer."""
+
     url: str = Field(description="Link target, e.g. /3/0.")
     attributes: dict[str, str | None] = Field(
         default_factory=dict, description="Link parameters (ver, dim, pmin ...); null = no value."
@@ -72,6 +74,8 @@ class DeviceResult(BaseModel):
 
 
 class CancelResult(BaseModel):
+    """The answer of a cancel: 0 means nothing matched (not an error)."""
+
     cancelled: int = Field(description="How many observations were cancelled.")
 
 
@@ -86,6 +90,8 @@ _NumberAsText = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 
 
 class PskBody(BaseModel):
+    """Pre-shared key credentials; the key travels hex-encoded."""
+
     identity: Annotated[str, Field(min_length=1, max_length=128)] | _NumberAsText = Field(
         description="PSK identity; a number is taken as its decimal text (as Leshan does)."
     )
@@ -93,6 +99,8 @@ class PskBody(BaseModel):
 
 
 class X509Body(BaseModel):
+    """Certificate expectations: a pinned certificate, or CAs plus required names."""
+
     certificate: str | None = Field(default=None, description="PEM: direct trust.")
     ca: list[str] = Field(default_factory=list, description="PEM CAs for this endpoint.")
     names: list[Annotated[str, Field(min_length=1)]] = Field(
@@ -133,10 +141,14 @@ class SecurityView(BaseModel):
 
 
 class BootstrapSession(BaseModel):
+    """A bootstrap session record; open-ended so new fields need no schema change."""
+
     model_config = ConfigDict(extra="allow")
 
 
 class PushResult(BaseModel):
+    """The outcome of a server-initiated bootstrap (a session record)."""
+
     model_config = ConfigDict(extra="allow")
 
 
@@ -151,6 +163,8 @@ class ServerInfo(BaseModel):
 
 
 class ResourceSpec(BaseModel):
+    """One resource of an object definition, as the UI needs it to build forms."""
+
     id: int
     name: str
     operations: str = Field(description="R, W, RW, E or empty.")

@@ -1,0 +1,179 @@
+"""The event bus both server roles publish on (LwM2M server and bootstrap server).
+
+One implementation, typed by the events it carries: the LwM2M server has an
+``EventBus[ServerEvent]`` (:mod:`lwm2m.server.events`), the bootstrap server
+an ``EventBus[BootstrapEvent]`` (:mod:`lwm2m.bootstrap.events`), and the web
+layer reads both the same way.
+
+Rules:
+
+1. Publishing never blocks and never fails: it runs inside request handling
+   (a Register, a bootstrap step), which must not wait on a slow reader.
+2. Each subscription has a bounded buffer. A subscriber that stops reading
+   loses the oldest events (``dropped`` counts them) instead of growing the
+   server's memory without bound.
+3. A subscriber gets each event at most once, in publication order; it may
+   ask for one endpoint's events only.
+4. Synchronous listeners run inside :meth:`EventBus.publish`; one that
+   raises is logged and the others still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Generic, Protocol, TypeVar
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SUBSCRIBER_BUFFER = 1024
+
+
+class Event(Protocol):
+    """What the bus needs of an event: the endpoint name it concerns."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+
+E = TypeVar("E", bound=Event)
+
+
+class Subscription(Generic[E]):
+    """One subscriber's bounded buffer; an async iterator of events.
+
+    Use as ``with bus.subscribe() as sub: async for event in sub: ...``;
+    closing it (or the bus) ends the iteration once the buffer is drained.
+    """
+
+    def __init__(self, bus: EventBus[E], endpoint: str | None, maxsize: int) -> None:
+        self._bus = bus
+        self.endpoint = endpoint
+        self._buffer: deque[E] = deque(maxlen=maxsize)
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def _push(self, event: E) -> None:
+        if self._closed:
+            return
+        if self._buffer.maxlen is not None and len(self._buffer) == self._buffer.maxlen:
+            self.dropped += 1
+        self._buffer.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._bus._unsubscribe(self)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def get_nowait(self) -> E | None:
+        return self._buffer.popleft() if self._buffer else None
+
+    async def get(self, timeout: float | None = None) -> E:
+        """The next event; ``TimeoutError`` after ``timeout`` seconds,
+        ``StopAsyncIteration`` once closed and drained."""
+        if self._buffer:
+            return self._buffer.popleft()
+        async with asyncio.timeout(timeout):
+            while not self._buffer:
+                if self._closed:
+                    raise StopAsyncIteration
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+        return self._buffer.popleft()
+
+    def __aiter__(self) -> AsyncIterator[E]:
+        return self
+
+    async def __anext__(self) -> E:
+        return await self.get()
+
+    def __enter__(self) -> Subscription[E]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus(Generic[E]):
+    """Publish/subscribe for one role's events: async subscriptions and sync listeners."""
+
+    def __init__(self, buffer_size: int = DEFAULT_SUBSCRIBER_BUFFER) -> None:
+        self._buffer_size = buffer_size
+        self._all: list[Subscription[E]] = []
+        self._by_endpoint: dict[str, list[Subscription[E]]] = {}
+        self._listeners: list[Callable[[E], None]] = []
+
+    def subscribe(
+        self, endpoint: str | None = None, *, buffer: int | None = None
+    ) -> Subscription[E]:
+        """Events of one endpoint, or of all when ``endpoint`` is None."""
+        sub = Subscription(self, endpoint, buffer or self._buffer_size)
+        if endpoint is None:
+            self._all.append(sub)
+        else:
+            self._by_endpoint.setdefault(endpoint, []).append(sub)
+        return sub
+
+    def add_listener(self, listener: Callable[[E], None]) -> Callable[[], None]:
+        """Call ``listener`` with every event as it is published; returns the remover.
+
+        For bookkeeping that must see every event (a history, a counter),
+        which a bounded subscription could drop.
+        """
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def publish(self, event: E) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener failed on %r", event)
+        for sub in self._all:
+            sub._push(event)
+        subs = self._by_endpoint.get(event.endpoint)
+        if subs:
+            for sub in subs:
+                sub._push(event)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._all) + sum(len(v) for v in self._by_endpoint.values())
+
+    def close(self) -> None:
+        """End every subscription (the role is shutting down)."""
+        for sub in [*self._all, *(s for v in self._by_endpoint.values() for s in v)]:
+            sub.close()
+
+    def _unsubscribe(self, sub: Subscription[E]) -> None:
+        if sub.endpoint is None:
+            if sub in self._all:
+                self._all.remove(sub)
+            return
+        subs = self._by_endpoint.get(sub.endpoint)
+        if subs and sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self._by_endpoint[sub.endpoint]

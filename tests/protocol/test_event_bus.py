@@ -1,0 +1,54 @@
+"""The one event bus of both server roles."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from lwm2m.bootstrap.events import SessionFinished
+from lwm2m.bootstrap.server import BootstrapServer
+from lwm2m.protocol.events import EventBus
+from lwm2m.server.events import SleepingEvent
+from lwm2m.server.server import LwM2MServer
+
+
+def test_both_roles_publish_on_the_same_bus_class() -> None:
+    assert type(LwM2MServer().events) is EventBus
+    assert type(BootstrapServer().events) is EventBus
+
+
+async def test_listeners_see_every_event_and_a_failing_one_is_contained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus: EventBus[SessionFinished] = EventBus(buffer_size=1)
+    seen: list[SessionFinished] = []
+
+    def broken(event: SessionFinished) -> None:
+        raise RuntimeError("listener bug")
+
+    bus.add_listener(broken)
+    remove = bus.add_listener(seen.append)
+    sub = bus.subscribe("ep")
+    with caplog.at_level(logging.ERROR, logger="lwm2m.protocol.events"):
+        for n in range(3):
+            bus.publish(SessionFinished(f"s{n}", "ep", float(n)))
+    assert [e.session_id for e in seen] == ["s0", "s1", "s2"]
+    assert sum("listener failed" in r.message for r in caplog.records) == 3
+    # The bounded subscription kept the newest only.
+    assert (await sub.get(timeout=1)).session_id == "s2"
+    assert sub.dropped == 2
+    remove()
+    bus.publish(SessionFinished("s3", "ep", 3.0))
+    assert len(seen) == 3
+
+
+async def test_get_times_out_and_ends_when_closed() -> None:
+    bus: EventBus[SleepingEvent] = EventBus()
+    sub = bus.subscribe()
+    with pytest.raises(TimeoutError):
+        await sub.get(timeout=0.01)
+    bus.publish(SleepingEvent("a", 1.0, "rid"))
+    bus.close()
+    assert [e.endpoint async for e in sub] == ["a"]
+    assert bus.subscriber_count == 0
