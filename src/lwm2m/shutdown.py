@@ -23,6 +23,9 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from lwm2m.coap.endpoint import NO_RESPONSE, Handler, IncomingRequest, NoResponse
+from lwm2m.coap.message import Message
+
 logger = logging.getLogger(__name__)
 
 #: Default bound of a graceful stop, in seconds: well below a service manager's patience.
@@ -98,3 +101,47 @@ async def bounded(step: Awaitable[object], timeout_s: float, what: str) -> bool:
         logger.exception("%s failed", what)
         return False
     return True
+
+
+class RequestGate:
+    """Admits CoAP requests until closed; then new ones go unanswered, those in flight finish.
+
+    A stopping server must not take on work it may be unable to finish, yet
+    a request it has started (a Register waiting for its store commit) should
+    get its answer. Unanswered requests are declined silently (no ACK, no
+    RST): the peer retransmits, and a restarted server answers.
+    """
+
+    def __init__(self) -> None:
+        self._open = True
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def admit(self, handler: Handler) -> Handler:
+        """``handler`` behind this gate."""
+
+        async def gated(request: IncomingRequest) -> Message | NoResponse:
+            if not self._open:
+                return NO_RESPONSE
+            self._in_flight += 1
+            self._idle.clear()
+            try:
+                return await handler(request)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.set()
+
+        return gated
+
+    def close(self) -> None:
+        self._open = False
+
+    async def drained(self) -> None:
+        """Wait until no admitted request is being handled."""
+        await self._idle.wait()
