@@ -165,21 +165,24 @@ class Simulator:
         self._to_deregister = len(pending)
         loop = asyncio.get_running_loop()
         last_progress = loop.time()
-        semaphore = asyncio.Semaphore(DEREGISTER_WINDOW)
+        queue = iter(pending)
 
-        async def deregister_one(client: LwM2MClient) -> None:
+        async def deregister_some() -> None:
+            # A fixed set of workers sharing one iterator: cancelling them is
+            # cheap, unlike thousands of coroutines queued on a semaphore.
             nonlocal last_progress
-            async with semaphore:
+            for client in queue:
                 try:
                     confirmed = await client.deregister_all()
                 except Exception:
                     logger.exception("de-registering %s failed", client.endpoint_name)
-                    return
+                    continue
                 last_progress = loop.time()
                 if confirmed:
                     self._deregistered += 1
 
-        work = asyncio.gather(*(deregister_one(c) for c in pending))
+        workers = min(DEREGISTER_WINDOW, len(pending))
+        work = asyncio.gather(*(deregister_some() for _ in range(workers)))
         try:
             while not work.done():
                 if timeout_s is None:
