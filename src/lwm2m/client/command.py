@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import sys
@@ -274,4 +275,7 @@ async def _run_many(
         f"de-registering (at most {args.stop_timeout:g} s without an answer) ...", file=sys.stderr
     )
     await simulator.stop(timeout_s=args.stop_timeout)
+    # The fleet is garbage from here on: spare the exit a final collection over
+    # every device's objects (seconds for 10,000 devices).
+    gc.freeze()
     return _stopped(simulator.deregistered(), simulator.registered_at_stop(), args.count)
