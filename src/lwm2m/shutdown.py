@@ -68,12 +68,6 @@ class StopSignals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._received, sig)
 
-    def remove(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in _SIGNALS:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-
     def _received(self, sig: signal.Signals) -> None:
         if not self.requested.is_set():
             self.requested.set()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path as FsPath
 
@@ -101,3 +102,13 @@ async def test_stop_is_bounded_when_a_device_stops_answering(
         assert await asyncio.wait_for(proc.wait(), BOUND_S) == 0
     finally:
         await _killed(proc)
+
+
+def test_a_negative_stop_timeout_is_refused() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lwm2m", "bootstrap", "--coap-port", "0", "--stop-timeout", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--stop-timeout" in proc.stderr

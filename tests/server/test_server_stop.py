@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path as FsPath
 from typing import Any, cast
@@ -149,3 +150,13 @@ async def test_gate_finishes_admitted_requests_and_declines_new_ones() -> None:
 async def _until(predicate: Any) -> None:
     while not predicate():
         await asyncio.sleep(0)
+
+
+def test_a_negative_stop_timeout_is_refused() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lwm2m", "server", "--coap-port", "0", "--stop-timeout", "nan"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--stop-timeout" in proc.stderr
