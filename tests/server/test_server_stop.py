@@ -7,6 +7,7 @@ begins. Bounds are generous: they prove the stop is bounded, not its speed.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -56,12 +57,8 @@ class Device(asyncio.DatagramProtocol):
 
 
 async def _listening_port(stream: asyncio.StreamReader) -> int:
-    while True:
-        raw = await asyncio.wait_for(stream.readline(), 30)
-        assert raw, "the server exited"
-        match = re.search(r"listening on coap://127\.0\.0\.1:(\d+)", raw.decode())
-        if match:
-            return int(match.group(1))
+    match = await _log_line(stream, r"listening on coap://127\.0\.0\.1:(\d+)")
+    return int(match.group(1))
 
 
 async def test_stop_under_registration_load_keeps_every_acknowledged_registration(
@@ -160,3 +157,55 @@ def test_a_negative_stop_timeout_is_refused() -> None:
         timeout=60,
     )
     assert proc.returncode == 2 and "--stop-timeout" in proc.stderr
+
+
+async def test_second_signal_exits_while_a_bootstrap_session_hangs(tmp_path: FsPath) -> None:
+    config = tmp_path / "bs.json"
+    config.write_text(
+        json.dumps(
+            {"clients": {"dev-1": {"servers": [{"short_server_id": 1, "uri": "coap://h:5683"}]}}}
+        )
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lwm2m", "server", "--coap-port", "0", "--coaps-port", "0",
+        "--http-port", "0", "--store", "memory", "--bootstrap-coap-port", "0",
+        "--bootstrap-coaps-port", "0", "--bootstrap-config", str(config), "--stop-timeout", "600",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    loop = asyncio.get_running_loop()
+    received: asyncio.Queue[Message] = asyncio.Queue()
+
+    class Silent(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+            received.put_nowait(codec.decode(data))
+
+    transport, _ = await loop.create_datagram_endpoint(Silent, local_addr=("127.0.0.1", 0))
+    try:
+        match = await _log_line(proc.stderr, r"bootstrap server on coap 127\.0\.0\.1:(\d+)")
+        request = Message(
+            Code.POST, MessageType.CON, 1, b"\x01", uri_path=("bs",), uri_query=("ep=dev-1",)
+        )
+        transport.sendto(codec.encode(request), ("127.0.0.1", int(match.group(1))))
+        answer = await asyncio.wait_for(received.get(), 10)
+        assert answer.code == Code.CHANGED
+        push = await asyncio.wait_for(received.get(), 10)  # never answered: the session hangs
+        assert push.is_request
+        proc.send_signal(signal.SIGTERM)
+        await _log_line(proc.stderr, r"stopping \(at most 600 s\)")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), BOUND_S) == 128 + signal.SIGTERM
+    finally:
+        transport.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _log_line(stream: asyncio.StreamReader, pattern: str) -> re.Match[str]:
+    while True:
+        raw = await asyncio.wait_for(stream.readline(), 30)
+        assert raw, f"the server exited before logging {pattern!r}"
+        match = re.search(pattern, raw.decode())
+        if match:
+            return match
