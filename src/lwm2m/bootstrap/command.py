@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 from typing import Any
 
 from lwm2m.bootstrap.server import DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT
+from lwm2m.shutdown import StopSignals, add_stop_timeout_argument, bounded, check_stop_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--api-token", help="bearer token required by the REST API")
     parser.add_argument("--models", help="directory of extra object definitions (DDF XML)")
+    add_stop_timeout_argument(parser, "let the bootstrap sessions in flight finish")
 
 
 def run(args: argparse.Namespace) -> int:
     from lwm2m.bootstrap.embedded import BootstrapStartError
 
+    problem = check_stop_timeout(args.stop_timeout)
+    if problem is not None:
+        logger.error("%s", problem)
+        return 2
     try:
         return asyncio.run(_main(args))
     except BootstrapStartError as exc:
@@ -104,12 +108,9 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, bs: Any) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+    signals = StopSignals("bootstrap")
+    signals.install()
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(signals.requested.wait())]
     if args.http_port:
         try:
             from lwm2m.web.app import check_bind, create_app, serve
@@ -122,10 +123,16 @@ async def _serve(args: argparse.Namespace, bs: Any) -> None:
             app = create_app(None, bs, api_token=args.api_token)
             waiters.append(asyncio.ensure_future(serve(app, args.host, args.http_port)))
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    logger.info("stopping")
+    # Answer no new Request Bootstrap; the sessions in flight finish within the deadline
+    # (one cut short never got its Bootstrap-Finish: the device bootstraps again).
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.stop_timeout
+    logger.info("stopping (at most %g s)", args.stop_timeout)
+    bs.stop_accepting()
+    await bounded(bs.wait_idle(), deadline - loop.time(), "bootstrap sessions in flight")
     for task in waiters:
         if not task.done():
             task.cancel()
-    for task in waiters:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await bounded(
+        asyncio.gather(*waiters, return_exceptions=True), deadline - loop.time(), "web server"
+    )

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,7 +54,7 @@ from lwm2m.protocol.registration import (
 from lwm2m.stores.base import DocumentStore
 
 if TYPE_CHECKING:
-    from lwm2m.coap.endpoint import Endpoint, IncomingRequest
+    from lwm2m.coap.endpoint import Endpoint, Handler, IncomingRequest, NoResponse
     from lwm2m.coap.security import SecurityLayer
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,8 @@ class BootstrapServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._endpoints: list[Endpoint] = []
         self._push_endpoint: Requester | None = None
+        #: False once stopping: a Request Bootstrap then gets no answer (see stop_accepting)
+        self._accepting = True
         self.coap_address: Address | None = None
         self.coaps_address: Address | None = None
 
@@ -197,10 +199,15 @@ class BootstrapServer:
             f", coaps {format_address(self.coaps_address)}" if self.coaps_address else "",
         )
 
-    def attach(self, requester: Requester) -> Callable[[IncomingRequest], Awaitable[Message]]:
+    def attach(self, requester: Requester) -> Handler:
         """Serve on an endpoint created elsewhere: returns its handler; pushes go through it."""
         self._push_endpoint = requester
         return self._handler_for(requester)
+
+    def stop_accepting(self) -> None:
+        """Shutting down: leave new Request Bootstraps unanswered (the device retransmits,
+        and a restarted server serves it) while the sessions in flight finish."""
+        self._accepting = False
 
     async def wait_idle(self) -> None:
         """Wait until no session is running (tests, shutdown)."""
@@ -236,14 +243,22 @@ class BootstrapServer:
 
     # ------------------------------------------------------------------ Request Bootstrap
 
-    def _handler(self, holder: list[Endpoint]) -> Callable[[IncomingRequest], Awaitable[Message]]:
-        async def handle(request: IncomingRequest) -> Message:
+    def _handler(self, holder: list[Endpoint]) -> Handler:
+        from lwm2m.coap.endpoint import NO_RESPONSE
+
+        async def handle(request: IncomingRequest) -> Message | NoResponse:
+            if not self._accepting:
+                return NO_RESPONSE
             return await self.handle_request(request.message, request.peer, holder[0])
 
         return handle
 
-    def _handler_for(self, requester: Requester) -> Callable[[IncomingRequest], Awaitable[Message]]:
-        async def handle(request: IncomingRequest) -> Message:
+    def _handler_for(self, requester: Requester) -> Handler:
+        from lwm2m.coap.endpoint import NO_RESPONSE
+
+        async def handle(request: IncomingRequest) -> Message | NoResponse:
+            if not self._accepting:
+                return NO_RESPONSE
             return await self.handle_request(request.message, request.peer, requester)
 
         return handle

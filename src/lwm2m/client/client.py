@@ -189,6 +189,7 @@ class LwM2MClient:
         self._addresses: dict[Address, int] = {}
         self._bootstrap_addresses: set[Address] = set()
         self._running = False
+        self._stopping = False
         self._factory: dict[str, object] | None = None
         self._save_pending = False
         self._bootstrapping: asyncio.Task[None] | None = None
@@ -471,6 +472,8 @@ class LwM2MClient:
         account that cannot be resolved or secured is logged and skipped, so
         one bad account does not keep the device off the others.
         """
+        if self._stopping:
+            return
         for session in self.sessions.values():
             session.stop()
         self.sessions.clear()
@@ -563,6 +566,8 @@ class LwM2MClient:
         and request handlers, which must not wait for a whole bootstrap. A
         second call while one runs does nothing.
         """
+        if self._stopping:
+            return
         if self.bootstrapper is None:
             logger.warning("%s: bootstrap needed but no bootstrapper installed", self.endpoint_name)
             return
@@ -585,15 +590,76 @@ class LwM2MClient:
             self._bootstrapping = None
             await self.restart_sessions()
 
-    async def stop(self, *, deregister: bool = True) -> None:
-        """De-register from every server (seed 5.2.3) and close the socket."""
-        if not self._running:
+    @property
+    def stopping(self) -> bool:
+        """Between :meth:`begin_stop` and the end of :meth:`stop`: no exchange starts."""
+        return self._stopping
+
+    def begin_stop(self) -> None:
+        """Start no Register, Update or bootstrap from now on (the device is going away).
+
+        Synchronous, so that a fleet can be told all at once before any
+        De-register is awaited.
+        """
+        if not self._running or self._stopping:
             return
+        self._stopping = True
+        for session in self.sessions.values():
+            session.stopping = True
+        if self._bootstrapping is not None:
+            self._bootstrapping.cancel()
+        if self._awake_timer is not None:
+            self._awake_timer.cancel()
+
+    def registered_anywhere(self) -> bool:
+        """Registered to at least one server: a stop then owes a De-register."""
+        return any(s.registered for s in self.sessions.values())
+
+    async def deregister_all(self) -> bool:
+        """De-register from every server it is registered to (seed 5.2.3), concurrently.
+
+        True when every such server confirmed (2.02); cancelling the call
+        abandons the De-registers still unanswered.
+        """
+        registered = [s for s in self.sessions.values() if s.registered]
+        if not registered:
+            return True
+        results = await asyncio.gather(
+            *(s.deregister() for s in registered), return_exceptions=True
+        )
+        return all(r is True for r in results)
+
+    async def stop(self, *, deregister: bool = True, timeout_s: float | None = None) -> bool:
+        """De-register (best effort, within ``timeout_s``) and close the sockets.
+
+        Returns True when every registration was confirmed removed by its
+        server (or there was none); False when a server did not answer in
+        time: it then forgets the device when the lifetime ends.
+        """
+        if not self._running:
+            return True
+        self.begin_stop()
+        confirmed = not self.registered_anywhere()
+        try:
+            if deregister:
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        confirmed = await self.deregister_all()
+                except TimeoutError:
+                    logger.warning(
+                        "%s: de-register not answered within %.1f s; stopping anyway",
+                        self.endpoint_name,
+                        timeout_s,
+                    )
+                    confirmed = False
+        finally:
+            await self._close()
+        return confirmed
+
+    async def _close(self) -> None:
+        """Release everything without a word to the servers (the end of every stop)."""
         self._running = False
-        if deregister:
-            await asyncio.gather(
-                *(s.deregister() for s in self.sessions.values()), return_exceptions=True
-            )
+        self._stopping = False
         for session in self.sessions.values():
             session.stop()
         self.observations.clear()

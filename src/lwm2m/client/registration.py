@@ -113,6 +113,9 @@ class ServerSession:
         #: the server answered an Update with an error: it no longer knows this
         #: registration (nor its observations); cleared once registered again
         self.server_forgot = False
+        #: the device is shutting down: no Register or Update starts any more
+        #: (a stop must not be prolonged by exchanges nobody will wait for)
+        self.stopping = False
 
     @property
     def short_server_id(self) -> int:
@@ -138,6 +141,9 @@ class ServerSession:
         self._run(self._register())
 
     def _run(self, coro: Awaitable[None]) -> None:
+        if self.stopping:
+            coro.close()  # type: ignore[attr-defined]
+            return
         if self._task is not None and not self._task.done():
             # One exchange at a time; remember that an update is wanted.
             self._pending_update = True
@@ -152,6 +158,8 @@ class ServerSession:
 
     def _schedule(self, delay_s: float, action: Callable[[], Awaitable[None]]) -> None:
         self._cancel_timer()
+        if self.stopping:
+            return
         self._timer = self.scheduler.call_later(delay_s, lambda: self._run(action()))
 
     def request_update(self) -> None:

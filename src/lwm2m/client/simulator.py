@@ -3,7 +3,9 @@
 Every device is a full :class:`LwM2MClient` with its own UDP socket; they
 share the model registry and one timer heap, so an idle device costs no task.
 Devices start at a bounded rate (a server flooded with N simultaneous
-Registers helps nobody), and stop by de-registering, all at once.
+Registers helps nobody), and stop together: none starts an exchange any more,
+and De-registers go out in a window paced by the server's answers, for as
+long as the server keeps answering (see :meth:`Simulator.stop`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from lwm2m.client.scheduler import Scheduler
 from lwm2m.model.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
+
+#: De-registers in flight at once while a fleet stops (the server's answers pace the rest).
+DEREGISTER_WINDOW = 500
 
 
 @dataclass(slots=True)
@@ -75,6 +80,8 @@ class Simulator:
         self.rng = random.Random(seed)
         self.clients: list[LwM2MClient] = []
         self._starting: asyncio.Task[None] | None = None
+        self._to_deregister = 0
+        self._deregistered = 0
 
     def make_client(self, index: int) -> LwM2MClient:
         config = dataclasses.replace(
@@ -130,31 +137,75 @@ class Simulator:
         return result
 
     def deregistered(self) -> int:
-        """Devices whose every server session ended with a De-register."""
-        return sum(
-            1
-            for c in self.clients
-            if c.sessions
-            and all(s.state is RegistrationState.DEREGISTERED for s in c.sessions.values())
-        )
+        """Devices whose every registration ended with a confirmed De-register."""
+        return self._deregistered
 
-    async def stop(self) -> None:
-        """De-register every device (concurrently, bounded) and close their sockets."""
+    def registered_at_stop(self) -> int:
+        """Devices that were registered when the stop began (the ones to de-register)."""
+        return self._to_deregister
+
+    async def stop(self, timeout_s: float | None = None) -> int:
+        """De-register every device (best effort) and close their sockets; returns how many.
+
+        All devices stop starting Registers and Updates at once, then the
+        De-registers go out at most ``DEREGISTER_WINDOW`` at a time, so a
+        fleet is paced by the server's answers. The stop gives up when no
+        De-register has been answered for ``timeout_s`` seconds: a server
+        that keeps answering gets every device de-registered, an unreachable
+        one costs ``timeout_s`` in all (not one retransmission sequence per
+        device).
+        """
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._starting
-        semaphore = asyncio.Semaphore(1000)
+        for client in self.clients:
+            client.begin_stop()
+        pending = [c for c in self.clients if c.registered_anywhere()]
+        self._to_deregister = len(pending)
+        loop = asyncio.get_running_loop()
+        last_progress = loop.time()
+        queue = iter(pending)
 
-        async def stop_one(client: LwM2MClient) -> None:
-            async with semaphore:
+        async def deregister_some() -> None:
+            # A fixed set of workers sharing one iterator: cancelling them is
+            # cheap, unlike thousands of coroutines queued on a semaphore.
+            nonlocal last_progress
+            for client in queue:
                 try:
-                    await client.stop()
+                    confirmed = await client.deregister_all()
                 except Exception:
-                    logger.exception("stopping %s failed", client.endpoint_name)
+                    logger.exception("de-registering %s failed", client.endpoint_name)
+                    continue
+                last_progress = loop.time()
+                if confirmed:
+                    self._deregistered += 1
 
-        await asyncio.gather(*(stop_one(c) for c in self.clients))
-        self.scheduler.close()
+        workers = min(DEREGISTER_WINDOW, len(pending))
+        work = asyncio.gather(*(deregister_some() for _ in range(workers)))
+        try:
+            while not work.done():
+                if timeout_s is None:
+                    await asyncio.wait({work})
+                    break
+                idle_left = last_progress + timeout_s - loop.time()
+                if idle_left <= 0:
+                    logger.warning(
+                        "no De-register answered for %.1f s: %d devices left registered",
+                        timeout_s,
+                        self._to_deregister - self._deregistered,
+                    )
+                    break
+                await asyncio.wait({work}, timeout=idle_left)
+        finally:
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            await asyncio.gather(
+                *(c.stop(deregister=False) for c in self.clients), return_exceptions=True
+            )
+            self.scheduler.close()
+        return self._deregistered
 
 
 async def report_progress(

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
 from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED
 from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S
+from lwm2m.shutdown import (
+    RequestGate,
+    StopSignals,
+    add_stop_timeout_argument,
+    bounded,
+    check_stop_timeout,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--bootstrap-config", help="bootstrap configurations file (JSON)")
     parser.add_argument("--api-token", help="bearer token required by the REST API")
+    add_stop_timeout_argument(parser, "finish the requests and bootstrap sessions in flight")
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = check_stop_timeout(args.stop_timeout)
+    if problem is not None:
+        logger.error("%s", problem)
+        return 2
     try:
         from lwm2m.coap.loop import install_best_event_loop
 
@@ -144,8 +154,9 @@ async def _main(args: argparse.Namespace) -> int:
                 known_endpoints_only=args.known_endpoints_only,
             ),
         )
+        gate = RequestGate()
         try:
-            await server.start()
+            await _start_gated(server, gate, args, dtls)
         except OSError as exc:
             raise ConfigurationError(f"cannot bind: {exc}") from None
         try:
@@ -157,29 +168,71 @@ async def _main(args: argparse.Namespace) -> int:
             # Registering clients whose bootstrap configuration changed get re-bootstrapped.
             bootstrap.follow_server(server)
         web_task = _start_web(args, server, bootstrap)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        signals = StopSignals("server")
+        signals.install()
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(signals.requested.wait())]
         if web_task is not None:
             waiters.append(web_task)
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        logger.info("stopping")
-        for task in waiters:
-            if not task.done():
-                task.cancel()
-        for task in waiters:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if bootstrap is not None:
-            with contextlib.suppress(Exception):
-                await bootstrap.stop()
-        await server.stop()
+        await _stop(args.stop_timeout, gate, waiters, server, bootstrap)
         return 0
     finally:
         await stores.close()
+
+
+async def _start_gated(server: Any, gate: RequestGate, args: argparse.Namespace, dtls: Any) -> None:
+    """Start ``server`` on endpoints whose requests pass ``gate`` (closed when stopping)."""
+    from lwm2m.coap.endpoint import Endpoint
+
+    handler = gate.admit(server.handle)
+    coap = await Endpoint.create(args.host, args.coap_port, handler=handler)
+    coaps = None
+    if dtls is not None:
+        from lwm2m.coap.dtls import DtlsServer
+
+        try:
+            coaps = await Endpoint.create(
+                args.host, args.coaps_port, handler=handler, security=DtlsServer(dtls)
+            )
+        except BaseException:
+            await coap.close()
+            raise
+    await server.start_with(coap, coaps)
+
+
+async def _stop(
+    timeout_s: float,
+    gate: RequestGate,
+    waiters: list[asyncio.Future[Any]],
+    server: Any,
+    bootstrap: Any,
+) -> None:
+    """Answer nothing new, let what is in flight finish, close; all within ``timeout_s``.
+
+    Registrations are committed to the store before their 2.01/2.04 goes
+    out, so whatever is cut short at the deadline was never acknowledged.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    logger.info("stopping (at most %g s)", timeout_s)
+    gate.close()
+    if bootstrap is not None and hasattr(bootstrap, "stop_accepting"):
+        bootstrap.stop_accepting()
+    in_flight = [gate.drained()]
+    if bootstrap is not None and hasattr(bootstrap, "wait_idle"):
+        in_flight.append(bootstrap.wait_idle())
+    await bounded(asyncio.gather(*in_flight), deadline - loop.time(), "requests in flight")
+    for task in waiters:
+        if not task.done():
+            task.cancel()
+    await bounded(
+        asyncio.gather(*waiters, return_exceptions=True), deadline - loop.time(), "web server"
+    )
+    if bootstrap is not None:
+        await bounded(bootstrap.stop(), deadline - loop.time(), "bootstrap server")
+    # Closing the endpoints never waits on a peer: no deadline can be missed here.
+    await server.stop()
+    logger.info("stopped")
 
 
 def _dtls_config(args: argparse.Namespace, stores: Any) -> Any:
