@@ -7,7 +7,11 @@ from collections.abc import AsyncIterator
 import pytest
 from bs_rawpeer import RawPeer, open_raw_peer
 
-from lwm2m.client.bootstrap import ClientBootstrap, check_bootstrap_result, install_bootstrap
+from lwm2m.client.bootstrap.interface import (
+    ClientBootstrap,
+    check_bootstrap_result,
+    install_bootstrap,
+)
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig, ServerConfig
 from lwm2m.client.observe import Observation
@@ -256,7 +260,7 @@ def test_factory_and_smartcard_keep_a_bootstrap_option_account(tmp_path: object)
     import json
     from pathlib import Path as FsPath
 
-    from lwm2m.client import bootstrap_options
+    from lwm2m.client.bootstrap import options as bootstrap_options
 
     assert isinstance(tmp_path, FsPath)
     bs_uri = "coap://127.0.0.1:5783"
@@ -295,7 +299,7 @@ def test_bad_factory_file_is_a_config_error(tmp_path: object) -> None:
     import argparse
     from pathlib import Path as FsPath
 
-    from lwm2m.client import bootstrap_options
+    from lwm2m.client.bootstrap import options as bootstrap_options
     from lwm2m.client.config import ConfigError
 
     assert isinstance(tmp_path, FsPath)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from lwm2m.bootstrap.config import ConfigError, parse_config
 from lwm2m.bootstrap.leshan import convert_leshan_store, import_leshan_store
 from lwm2m.bootstrap.session import existing_security_instances
-from lwm2m.client.smartcard import SmartcardError, decode_image, encode_image
+from lwm2m.client.bootstrap.smartcard import SmartcardError, decode_image, encode_image
 from lwm2m.formats.errors import FormatError
 
 json_values = st.recursive(
@@ -139,7 +139,7 @@ def test_client_bootstrap_handler_never_crashes(
 ) -> None:
     import asyncio
 
-    from lwm2m.client.bootstrap import ClientBootstrap
+    from lwm2m.client.bootstrap.interface import ClientBootstrap
     from lwm2m.client.client import LwM2MClient
     from lwm2m.client.config import ClientConfig, ServerConfig
     from lwm2m.coap.codes import Code

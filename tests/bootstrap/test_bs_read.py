@@ -22,7 +22,7 @@ from lwm2m.bootstrap.config import ConfigError, parse_client_config
 from lwm2m.bootstrap.events import FailureReason, Operation, SessionMode
 from lwm2m.bootstrap.history import SessionRecord, Step
 from lwm2m.bootstrap.server import BootstrapServer
-from lwm2m.client.bootstrap import BootstrapOptions, install_bootstrap
+from lwm2m.client.bootstrap.interface import BootstrapOptions, install_bootstrap
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig, ServerConfig
 from lwm2m.coap.codes import Code, ContentFormat

@@ -10,7 +10,7 @@ import pytest
 
 from lwm2m.bootstrap.config import parse_client_config
 from lwm2m.bootstrap.provisioning import plan_writes
-from lwm2m.client.smartcard import (
+from lwm2m.client.bootstrap.smartcard import (
     DEFAULT_FILE_ID,
     SmartcardError,
     decode_image,

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from lwm2m.client.bootstrap_unbootstrap import (
+from lwm2m.client.bootstrap.unbootstrap import (
     AclState,
     OwnerChange,
     apply_plan,

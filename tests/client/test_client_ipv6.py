@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lwm2m.bootstrap.server import BootstrapServer
-from lwm2m.client.bootstrap import BootstrapOptions, install_bootstrap
+from lwm2m.client.bootstrap.interface import BootstrapOptions, install_bootstrap
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import MODE_PSK, ClientConfig, ServerConfig
 from lwm2m.client.objects.firmware import FirmwareUpdate, State

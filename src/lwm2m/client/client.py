@@ -12,7 +12,7 @@ Many clients can share one :class:`~lwm2m.model.registry.ModelRegistry` and
 one :class:`~lwm2m.client.scheduler.Scheduler` (the simulator runs thousands
 in one process that way); each has its own UDP socket.
 
-Seams for the client-side bootstrap (``lwm2m.client.bootstrap*``):
+Seams for the client-side bootstrap (``lwm2m.client.bootstrap``):
 
 * :attr:`LwM2MClient.bootstrap_request_handler` receives every request coming
   from the bootstrap server's address (Bootstrap-Write/Delete/Discover/Finish);

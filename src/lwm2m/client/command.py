@@ -28,9 +28,9 @@ EXIT_NOT_DEREGISTERED = 3
 def _bootstrap_options() -> ModuleType | None:
     """The bootstrap engineer's options (``--factory``, ``--smartcard``), when present."""
     try:
-        return importlib.import_module("lwm2m.client.bootstrap_options")
+        return importlib.import_module("lwm2m.client.bootstrap.options")
     except ModuleNotFoundError as exc:
-        if exc.name != "lwm2m.client.bootstrap_options":
+        if exc.name != "lwm2m.client.bootstrap.options":
             raise
         return None
 

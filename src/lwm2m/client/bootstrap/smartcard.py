@@ -18,7 +18,7 @@ Image layout (all integers big-endian; documented in docs/bootstrap.md)::
 
 :func:`decode_image` checks everything and raises :class:`SmartcardError`
 with the byte offset of the first problem; :func:`encode_image` builds an
-image (``python -m lwm2m.client.smartcard FACTORY.json ENDPOINT OUT.bin``).
+image (``python -m lwm2m.client.bootstrap.smartcard FACTORY.json ENDPOINT OUT.bin``).
 
 On a real card the image is the content of a transparent elementary file;
 :func:`read_card` reads it with SELECT + READ BINARY through PC/SC
@@ -235,15 +235,16 @@ def read_card(reader_name: str | None = None, file_id: int = DEFAULT_FILE_ID) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lwm2m.client.smartcard FACTORY.json ENDPOINT OUT.bin``: write an image."""
+    """``python -m lwm2m.client.bootstrap.smartcard FACTORY.json ENDPOINT OUT.bin``: write an image."""
     from lwm2m.bootstrap.config import ConfigError
     from lwm2m.bootstrap.provisioning import plan_writes
-    from lwm2m.client.bootstrap_factory import load_factory_file
+    from lwm2m.client.bootstrap.factory import load_factory_file
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3:
         print(
-            "usage: python -m lwm2m.client.smartcard FACTORY.json ENDPOINT OUT.bin", file=sys.stderr
+            "usage: python -m lwm2m.client.bootstrap.smartcard FACTORY.json ENDPOINT OUT.bin",
+            file=sys.stderr,
         )
         return 2
     try:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from lwm2m.bootstrap.config import ClientConfig as BootstrapConfig
 from lwm2m.bootstrap.config import ConfigError, parse_client_config
 from lwm2m.bootstrap.provisioning import PlannedWrite, plan_writes
-from lwm2m.client.bootstrap import node_values
+from lwm2m.client.bootstrap.interface import node_values
 
 if TYPE_CHECKING:
     from lwm2m.client.client import LwM2MClient

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lwm2m.client import content
-from lwm2m.client.bootstrap_unbootstrap import AclState, UnbootstrapPlan, plan_unbootstrap
+from lwm2m.client.bootstrap.unbootstrap import AclState, UnbootstrapPlan, plan_unbootstrap
 from lwm2m.client.config import ConfigError as ClientConfigError
 from lwm2m.client.config import parse_server_uri
 from lwm2m.coap.codes import Code, ContentFormat

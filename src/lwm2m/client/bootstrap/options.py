@@ -19,16 +19,21 @@ from typing import TYPE_CHECKING
 
 from lwm2m.bootstrap.config import ConfigError as BootstrapConfigError
 from lwm2m.bootstrap.provisioning import PlannedWrite
-from lwm2m.client.bootstrap import BootstrapOptions, ClientBootstrap, install_bootstrap, node_values
-from lwm2m.client.bootstrap_factory import install_instances, load_factory_file
-from lwm2m.client.config import ConfigError
-from lwm2m.client.smartcard import (
+from lwm2m.client.bootstrap.factory import install_instances, load_factory_file
+from lwm2m.client.bootstrap.interface import (
+    BootstrapOptions,
+    ClientBootstrap,
+    install_bootstrap,
+    node_values,
+)
+from lwm2m.client.bootstrap.smartcard import (
     DEFAULT_FILE_ID,
     SmartcardError,
     decode_image,
     load_image_file,
     read_card,
 )
+from lwm2m.client.config import ConfigError
 from lwm2m.model.nodes import ObjectInstance
 
 if TYPE_CHECKING:
