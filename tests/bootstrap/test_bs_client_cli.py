@@ -11,10 +11,10 @@ from pathlib import Path as FsPath
 
 import pytest
 
-from lwm2m.bootstrap.config import parse_client_config
-from lwm2m.bootstrap.provisioning import plan_writes
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.client.bootstrap.smartcard import encode_image
+from lwm2m.protocol.bootstrap_config import parse_client_config
+from lwm2m.protocol.provisioning import plan_writes
 from lwm2m.server import LwM2MServer, ServerConfig
 from lwm2m.server.events import RegistrationEvent
 from lwm2m.stores.memory import MemoryStores

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from lwm2m.bootstrap.config import (
+from lwm2m.bootstrap.config_file import load_config_file
+from lwm2m.model.path import Path
+from lwm2m.protocol.bootstrap_config import (
     ConfigError,
     ContentFormatChoice,
     SecurityMode,
-    load_config_file,
     parse_config,
     parse_rights,
     rights_letters,
 )
-from lwm2m.model.path import Path
 
 DATA = FsPath(__file__).parent / "data"
 

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 from bs_world import running_servers
 
-from lwm2m.bootstrap.config import parse_client_config
 from lwm2m.bootstrap.events import FailureReason, SessionMode
-from lwm2m.bootstrap.provisioning import plan_writes
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.client.bootstrap import options as bootstrap_options
 from lwm2m.client.bootstrap.interface import BootstrapOptions, ClientBootstrap, install_bootstrap
@@ -23,7 +21,9 @@ from lwm2m.client.bootstrap.smartcard import encode_image
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig, ServerConfig
 from lwm2m.coap.codes import Code
+from lwm2m.protocol.bootstrap_config import parse_client_config
 from lwm2m.protocol.errors import BadRequest, RemoteError
+from lwm2m.protocol.provisioning import plan_writes
 from lwm2m.server import LwM2MServer
 from lwm2m.server.events import DeregistrationEvent, RegistrationEvent, ServerEvent
 from lwm2m.stores.memory import MemoryStores

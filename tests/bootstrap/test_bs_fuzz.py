@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwm2m.bootstrap.config import ConfigError, parse_config
 from lwm2m.bootstrap.leshan import convert_leshan_store, import_leshan_store
 from lwm2m.bootstrap.session import existing_security_instances
 from lwm2m.client.bootstrap.smartcard import SmartcardError, decode_image, encode_image
 from lwm2m.formats.errors import FormatError
+from lwm2m.protocol.bootstrap_config import ConfigError, parse_config
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20),
@@ -93,8 +93,8 @@ def test_decode_image_only_raises_smartcard_error(data: bytes) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 200), st.integers(0, 255))
 def test_any_single_byte_flip_is_detected(position: int, mask: int) -> None:
-    from lwm2m.bootstrap.config import parse_client_config
-    from lwm2m.bootstrap.provisioning import plan_writes
+    from lwm2m.protocol.bootstrap_config import parse_client_config
+    from lwm2m.protocol.provisioning import plan_writes
 
     image = bytearray(
         encode_image(

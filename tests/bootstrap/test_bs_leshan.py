@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from lwm2m.bootstrap.config import ConfigError, ContentFormatChoice, SecurityMode, load_config_file
+from lwm2m.bootstrap.config_file import load_config_file
 from lwm2m.bootstrap.leshan import import_leshan_store, looks_like_leshan_store
 from lwm2m.model.path import Path
+from lwm2m.protocol.bootstrap_config import ConfigError, ContentFormatChoice, SecurityMode
 
 LESHAN_STORE: dict[str, Any] = {
     "dev-1": {

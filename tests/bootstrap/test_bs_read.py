@@ -18,7 +18,6 @@ import pytest
 from bs_rawpeer import RawPeer
 from bs_world import running_servers
 
-from lwm2m.bootstrap.config import ConfigError, parse_client_config
 from lwm2m.bootstrap.events import FailureReason, Operation, SessionMode
 from lwm2m.bootstrap.history import SessionRecord, Step
 from lwm2m.bootstrap.server import BootstrapServer
@@ -32,6 +31,7 @@ from lwm2m.formats import registry as formats
 from lwm2m.model.nodes import LwM2MObject
 from lwm2m.model.path import Path
 from lwm2m.model.registry import default_registry
+from lwm2m.protocol.bootstrap_config import ConfigError, parse_client_config
 from lwm2m.protocol.errors import RemoteError
 from lwm2m.server import LwM2MServer
 from lwm2m.server.events import RegistrationEvent

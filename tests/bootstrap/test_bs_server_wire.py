@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from bs_rawpeer import RawPeer
 
-from lwm2m.bootstrap.config import parse_client_config
 from lwm2m.bootstrap.events import (
     BootstrapEvent,
     BootstrapRejected,
@@ -28,6 +27,7 @@ from lwm2m.formats import registry as formats
 from lwm2m.model.nodes import ObjectInstance
 from lwm2m.model.path import Path
 from lwm2m.model.registry import default_registry
+from lwm2m.protocol.bootstrap_config import parse_client_config
 
 CONFIG: dict[str, Any] = {
     "ept": 1,

@@ -8,8 +8,6 @@ from pathlib import Path as FsPath
 
 import pytest
 
-from lwm2m.bootstrap.config import parse_client_config
-from lwm2m.bootstrap.provisioning import plan_writes
 from lwm2m.client.bootstrap.smartcard import (
     DEFAULT_FILE_ID,
     SmartcardError,
@@ -19,6 +17,8 @@ from lwm2m.client.bootstrap.smartcard import (
     main,
     read_image,
 )
+from lwm2m.protocol.bootstrap_config import parse_client_config
+from lwm2m.protocol.provisioning import plan_writes
 
 CONFIG = parse_client_config(
     "dev-1",

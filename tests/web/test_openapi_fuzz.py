@@ -8,7 +8,7 @@ so that generated requests reach the device-operation code too.
 The check that schema-valid requests are accepted is not run on the
 operations whose bodies are validated beyond what a JSON schema says: a
 security entry's PEM certificates and a bootstrap configuration (checked by
-lwm2m.security.credentials and lwm2m.bootstrap.config, which answer 400 with
+lwm2m.security.credentials and lwm2m.protocol.bootstrap_config, which answer 400 with
 the reason). Every other check runs on them.
 
 ``GET /api/event`` is excluded: it is an endless text/event-stream that a

@@ -5,7 +5,7 @@ API the ``lwm2m bootstrap`` command, the ``lwm2m server`` command and the
 REST layer use.
 """
 
-from lwm2m.bootstrap.config import ClientConfig, ConfigError, load_config_file, parse_config
+from lwm2m.bootstrap.config_file import load_config_file
 from lwm2m.bootstrap.events import (
     BootstrapEvent,
     BootstrapEventBus,
@@ -21,6 +21,7 @@ from lwm2m.bootstrap.events import (
 )
 from lwm2m.bootstrap.history import SessionRecord, SessionStatus, Step
 from lwm2m.bootstrap.server import BootstrapServer, format_address, parse_address
+from lwm2m.protocol.bootstrap_config import ClientConfig, ConfigError, parse_config
 from lwm2m.protocol.events import EventBus
 
 __all__ = [

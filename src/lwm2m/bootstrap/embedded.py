@@ -19,9 +19,10 @@ import logging
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
 
-from lwm2m.bootstrap.config import ConfigError, load_config_file
+from lwm2m.bootstrap.config_file import load_config_file
 from lwm2m.bootstrap.server import DEFAULT_COAP_PORT, BootstrapServer
 from lwm2m.coap.peer import Peer
+from lwm2m.protocol.bootstrap_config import ConfigError
 from lwm2m.protocol.registration import BootstrapRequestParams
 from lwm2m.stores.base import SecurityStore, Stores
 

@@ -17,7 +17,7 @@ instance ID, and byte arrays as JSON arrays of (signed or unsigned) bytes::
 
 :func:`convert_leshan_store` rewrites that into our configuration shape
 (keeping Leshan's instance IDs), so the one validator in
-:mod:`lwm2m.bootstrap.config` checks both. Leshan fields without a
+:mod:`lwm2m.protocol.bootstrap_config` checks both. Leshan fields without a
 counterpart here (SMS security, ``autoIdForSecurityObject``) are ignored;
 values we cannot honour (RPK, EST, OSCORE) are refused with the field's path.
 """
@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from lwm2m.bootstrap.config import ClientConfig, ConfigError, parse_config
+from lwm2m.protocol.bootstrap_config import ClientConfig, ConfigError, parse_config
 
 _MODES = {"NO_SEC": "nosec", "PSK": "psk", "X509": "x509"}
 _FORMATS = {"TLV": "tlv", "SENML_JSON": "senml+json", "SENML_CBOR": "senml+cbor"}

@@ -25,12 +25,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lwm2m.bootstrap.config import (
-    ClientConfig,
-    ConfigError,
-    ContentFormatChoice,
-    parse_read_path,
-)
 from lwm2m.bootstrap.events import (
     BootstrapEventBus,
     BootstrapRejected,
@@ -46,6 +40,12 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry, default_registry
+from lwm2m.protocol.bootstrap_config import (
+    ClientConfig,
+    ConfigError,
+    ContentFormatChoice,
+    parse_read_path,
+)
 from lwm2m.protocol.registration import (
     BootstrapRequestParams,
     RegistrationParamError,

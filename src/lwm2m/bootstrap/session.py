@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from lwm2m.bootstrap.config import ClientConfig
 from lwm2m.bootstrap.events import (
     BootstrapEvent,
     FailureReason,
@@ -29,7 +28,6 @@ from lwm2m.bootstrap.events import (
     SessionRequest,
 )
 from lwm2m.bootstrap.history import SessionRecord, SessionStatus, Step
-from lwm2m.bootstrap.provisioning import SECURITY_OBJECT, assign_security_instances, plan_writes
 from lwm2m.coap.codes import Code, ContentFormat, MessageType
 from lwm2m.coap.errors import CoapError, RequestTimeout
 from lwm2m.coap.message import Message
@@ -40,6 +38,8 @@ from lwm2m.formats.jsonview import node_to_json
 from lwm2m.formats.link_format import parse_links
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry
+from lwm2m.protocol.bootstrap_config import ClientConfig
+from lwm2m.protocol.provisioning import SECURITY_OBJECT, assign_security_instances, plan_writes
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lwm2m.bootstrap.config import ClientConfig, ConfigError, parse_client_config
+from lwm2m.protocol.bootstrap_config import ClientConfig, ConfigError, parse_client_config
 from lwm2m.stores.base import DocumentStore
 from lwm2m.stores.memory import MemoryDocumentStore
 

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lwm2m.bootstrap.config import ConfigError
 from lwm2m.bootstrap.events import BootstrapEvent, FailureReason
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
@@ -23,6 +22,7 @@ from lwm2m.coap.peer import Address
 from lwm2m.formats.errors import FormatError
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.protocol.attributes import AttributeError_
+from lwm2m.protocol.bootstrap_config import ConfigError
 from lwm2m.protocol.errors import RemoteError
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.server.errors import (

@@ -4,7 +4,7 @@ Scripts and tools written against Leshan send what Leshan accepts, so we
 accept it too wherever its meaning is unambiguous, and refuse what is really
 wrong with a message that names the field. The strict shapes stay the ones of
 :mod:`lwm2m.formats.jsonview` (nodes), :mod:`lwm2m.security.credentials`
-(security entries) and :mod:`lwm2m.bootstrap.config` (bootstrap
+(security entries) and :mod:`lwm2m.protocol.bootstrap_config` (bootstrap
 configurations); this module only rewrites bodies into them.
 
 Nodes (Write, Create, Write-Composite), in our view or in Leshan's node JSON
@@ -35,7 +35,6 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from lwm2m.bootstrap.config import ConfigError
 from lwm2m.bootstrap.leshan import convert_leshan_config
 from lwm2m.formats.jsonview import json_to_node
 from lwm2m.model.nodes import Node
@@ -43,6 +42,7 @@ from lwm2m.model.path import MAX_INSTANCE_ID, Path, PathError
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.model.types import ResourceType
 from lwm2m.model.value_typing import ValueTypeError, coerce, from_text
+from lwm2m.protocol.bootstrap_config import ConfigError
 from lwm2m.web.backend import InvalidInput
 
 
@@ -132,7 +132,7 @@ def bootstrap_doc(endpoint: str, data: Mapping[str, Any]) -> dict[str, Any]:
     ``security``, ``acls``, ``oscore``, ``toDelete``,
     ``autoIdForSecurityObject``); its Jackson coerces scalars, so numeric
     strings are numbers and ``"true"``/``"false"`` booleans there. Our own
-    shape is returned as it is, for :mod:`lwm2m.bootstrap.config` to check.
+    shape is returned as it is, for :mod:`lwm2m.protocol.bootstrap_config` to check.
     """
     if not looks_like_leshan_config(data):
         return dict(data)

@@ -38,7 +38,7 @@ _CONFIG_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "description": "One client's bootstrap configuration (the --config file format, "
-                    "see lwm2m.bootstrap.config): servers, bootstrap_server, acl, delete ...",
+                    "see lwm2m.protocol.bootstrap_config): servers, bootstrap_server, acl, delete ...",
                 }
             }
         },

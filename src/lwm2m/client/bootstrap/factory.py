@@ -4,7 +4,7 @@
 configuration (``{"servers": [...], "bootstrap_server": {...}, "acl": [...]}``),
 or a whole bootstrap configuration file from which the client's own endpoint
 is taken. The instances are exactly what the Bootstrap Server would write
-(:func:`lwm2m.bootstrap.provisioning.plan_writes`), installed into the store
+(:func:`lwm2m.protocol.provisioning.plan_writes`), installed into the store
 before ``start()`` so that Factory Reset comes back to them.
 """
 
@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
 
-from lwm2m.bootstrap.config import ClientConfig as BootstrapConfig
-from lwm2m.bootstrap.config import ConfigError, parse_client_config
-from lwm2m.bootstrap.provisioning import PlannedWrite, plan_writes
 from lwm2m.client.bootstrap.interface import node_values
+from lwm2m.protocol.bootstrap_config import ClientConfig as BootstrapConfig
+from lwm2m.protocol.bootstrap_config import ConfigError, parse_client_config
+from lwm2m.protocol.provisioning import PlannedWrite, plan_writes
 
 if TYPE_CHECKING:
     from lwm2m.client.client import LwM2MClient

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from lwm2m.bootstrap.config import ConfigError as BootstrapConfigError
-from lwm2m.bootstrap.provisioning import PlannedWrite
 from lwm2m.client.bootstrap.factory import install_instances, load_factory_file
 from lwm2m.client.bootstrap.interface import (
     BootstrapOptions,
@@ -35,6 +33,8 @@ from lwm2m.client.bootstrap.smartcard import (
 )
 from lwm2m.client.config import ConfigError
 from lwm2m.model.nodes import ObjectInstance
+from lwm2m.protocol.bootstrap_config import ConfigError as BootstrapConfigError
+from lwm2m.protocol.provisioning import PlannedWrite
 
 if TYPE_CHECKING:
     from lwm2m.client.client import LwM2MClient
@@ -118,7 +118,7 @@ def apply(client: LwM2MClient, args: argparse.Namespace) -> ClientBootstrap:
             config = load_factory_file(args.factory, client.endpoint_name)
         except BootstrapConfigError as exc:
             raise ConfigError(f"--factory: {exc}") from None
-        from lwm2m.bootstrap.provisioning import plan_writes
+        from lwm2m.protocol.provisioning import plan_writes
 
         writes = plan_writes(config)
     elif getattr(args, "smartcard", None):

@@ -33,12 +33,12 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path as FsPath
 
-from lwm2m.bootstrap.provisioning import PlannedWrite
 from lwm2m.formats import tlv
 from lwm2m.formats.errors import FormatError
 from lwm2m.model.nodes import ObjectInstance
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
+from lwm2m.protocol.provisioning import PlannedWrite
 
 MAGIC = b"LWSC"
 VERSION = 1
@@ -236,9 +236,9 @@ def read_card(reader_name: str | None = None, file_id: int = DEFAULT_FILE_ID) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lwm2m.client.bootstrap.smartcard FACTORY.json ENDPOINT OUT.bin``: write an image."""
-    from lwm2m.bootstrap.config import ConfigError
-    from lwm2m.bootstrap.provisioning import plan_writes
     from lwm2m.client.bootstrap.factory import load_factory_file
+    from lwm2m.protocol.bootstrap_config import ConfigError
+    from lwm2m.protocol.provisioning import plan_writes
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3:

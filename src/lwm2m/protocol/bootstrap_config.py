@@ -747,30 +747,3 @@ def parse_config(data: Any, *, base_dir: FsPath | None = None) -> dict[str, Clie
     _keys(obj, "top level", ("clients",), ())
     clients = _object(obj["clients"], "clients")
     return {ep: parse_client_config(ep, value, base_dir=base_dir) for ep, value in clients.items()}
-
-
-def load_config_file(path: str | FsPath) -> dict[str, ClientConfig]:
-    """Read ``--config FILE``: our shape, or a Leshan bootstrap store (detected)."""
-    fs_path = FsPath(path)
-    try:
-        text = fs_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(fs_path), f"cannot read: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            str(fs_path), f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise ConfigError(str(fs_path), "not JSON: nested too deeply") from None
-    try:
-        if isinstance(data, dict) and "clients" not in data:
-            from lwm2m.bootstrap.leshan import convert_leshan_store
-
-            data = convert_leshan_store(data)
-        return parse_config(data, base_dir=fs_path.parent)
-    except ConfigError as exc:
-        raise ConfigError(
-            f"{fs_path}: {exc.where}" if exc.where else str(fs_path), exc.problem
-        ) from None

@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lwm2m.bootstrap.config import (
+from lwm2m.model.nodes import ObjectInstance, Resource
+from lwm2m.model.path import Path
+from lwm2m.model.types import ResourceType
+from lwm2m.protocol.bootstrap_config import (
     AclEntry,
     BootstrapAccount,
     ClientConfig,
     ServerAccount,
 )
-from lwm2m.model.nodes import ObjectInstance, Resource
-from lwm2m.model.path import Path
-from lwm2m.model.types import ResourceType
 
 SECURITY_OBJECT = 0
 SERVER_OBJECT = 1
