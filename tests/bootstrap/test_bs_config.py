@@ -11,7 +11,7 @@ import pytest
 from lwm2m.bootstrap.config_file import load_config_file
 from lwm2m.model.path import Path
 from lwm2m.protocol.bootstrap_config import (
-    ConfigError,
+    BootstrapConfigError,
     ContentFormatChoice,
     SecurityMode,
     parse_config,
@@ -30,8 +30,8 @@ def _doc(**client: Any) -> dict[str, Any]:
     return {"clients": {"dev-1": base}}
 
 
-def _error(doc: Any) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
+def _error(doc: Any) -> BootstrapConfigError:
+    with pytest.raises(BootstrapConfigError) as info:
         parse_config(doc)
     return info.value
 
@@ -317,21 +317,21 @@ def test_rights_parsing() -> None:
     assert parse_rights("", "x") == 0
     assert rights_letters(0b01011) == "RWD"
     for bad in ("RR", 32, -1, True, None):
-        with pytest.raises(ConfigError):
+        with pytest.raises(BootstrapConfigError):
             parse_rights(bad, "x")
 
 
 def test_load_file_errors(tmp_path: FsPath) -> None:
     missing = tmp_path / "nope.json"
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(BootstrapConfigError, match="cannot read"):
         load_config_file(missing)
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
-    with pytest.raises(ConfigError, match=r"not JSON.*line 1"):
+    with pytest.raises(BootstrapConfigError, match=r"not JSON.*line 1"):
         load_config_file(bad)
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps(_doc(delete=[5])))
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(BootstrapConfigError) as info:
         load_config_file(wrong)
     assert str(info.value).startswith(f"{wrong}: clients['dev-1'].delete[0]")
 

@@ -12,7 +12,7 @@ from lwm2m.bootstrap.leshan import convert_leshan_store, import_leshan_store
 from lwm2m.bootstrap.session import existing_security_instances
 from lwm2m.client.bootstrap.smartcard import SmartcardError, decode_image, encode_image
 from lwm2m.formats.errors import FormatError
-from lwm2m.protocol.bootstrap_config import ConfigError, parse_config
+from lwm2m.protocol.bootstrap_config import BootstrapConfigError, parse_config
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20),
@@ -69,7 +69,7 @@ shaped = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(max_size=10), shaped | json_values, max_size=3))
 def test_parse_config_only_raises_config_error(clients: dict[str, Any]) -> None:
-    with contextlib.suppress(ConfigError):
+    with contextlib.suppress(BootstrapConfigError):
         parse_config({"clients": clients})
 
 
@@ -79,7 +79,7 @@ def test_leshan_import_only_raises_config_error(store: dict[str, Any]) -> None:
     try:
         convert_leshan_store(store)
         import_leshan_store(store)
-    except ConfigError:
+    except BootstrapConfigError:
         pass
 
 

@@ -11,7 +11,7 @@ import pytest
 from lwm2m.bootstrap.config_file import load_config_file
 from lwm2m.bootstrap.leshan import import_leshan_store, looks_like_leshan_store
 from lwm2m.model.path import Path
-from lwm2m.protocol.bootstrap_config import ConfigError, ContentFormatChoice, SecurityMode
+from lwm2m.protocol.bootstrap_config import BootstrapConfigError, ContentFormatChoice, SecurityMode
 
 LESHAN_STORE: dict[str, Any] = {
     "dev-1": {
@@ -109,14 +109,14 @@ def _broken(path: list[str], value: Any) -> dict[str, Any]:
     ],
 )
 def test_import_errors(path: list[str], value: Any, fragment: str) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(BootstrapConfigError) as info:
         import_leshan_store(_broken(path, value))
     assert fragment in str(info.value)
 
 
 def test_server_without_security_is_refused() -> None:
     store = _broken(["servers", "1"], {"shortId": 5})
-    with pytest.raises(ConfigError, match="Short Server ID 5 has no security entry"):
+    with pytest.raises(BootstrapConfigError, match="Short Server ID 5 has no security entry"):
         import_leshan_store(store)
 
 

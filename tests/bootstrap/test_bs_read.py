@@ -31,7 +31,7 @@ from lwm2m.formats import registry as formats
 from lwm2m.model.nodes import LwM2MObject
 from lwm2m.model.path import Path
 from lwm2m.model.registry import default_registry
-from lwm2m.protocol.bootstrap_config import ConfigError, parse_client_config
+from lwm2m.protocol.bootstrap_config import BootstrapConfigError, parse_client_config
 from lwm2m.protocol.errors import RemoteError
 from lwm2m.server import LwM2MServer
 from lwm2m.server.events import RegistrationEvent
@@ -220,7 +220,7 @@ def test_config_read_paths_are_validated() -> None:
         ("/1", "read"),
         ([7], "read[0]"),
     ):
-        with pytest.raises(ConfigError) as info:
+        with pytest.raises(BootstrapConfigError) as info:
             parse_client_config("dev-1", {"read": bad})
         assert f".{where}:" in str(info.value)
 

@@ -21,16 +21,16 @@ from lwm2m.bootstrap.events import (
 )
 from lwm2m.bootstrap.history import SessionRecord, SessionStatus, Step
 from lwm2m.bootstrap.server import BootstrapServer, format_address, parse_address
-from lwm2m.protocol.bootstrap_config import ClientConfig, ConfigError, parse_config
+from lwm2m.protocol.bootstrap_config import BootstrapConfig, BootstrapConfigError, parse_config
 from lwm2m.protocol.events import EventBus
 
 __all__ = [
+    "BootstrapConfig",
+    "BootstrapConfigError",
     "BootstrapEvent",
     "BootstrapEventBus",
     "BootstrapRejected",
     "BootstrapServer",
-    "ClientConfig",
-    "ConfigError",
     "EventBus",
     "FailureReason",
     "Operation",

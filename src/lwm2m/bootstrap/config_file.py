@@ -12,29 +12,29 @@ import json
 from pathlib import Path as FsPath
 
 from lwm2m.bootstrap.leshan import convert_leshan_store, looks_like_leshan_store
-from lwm2m.protocol.bootstrap_config import ClientConfig, ConfigError, parse_config
+from lwm2m.protocol.bootstrap_config import BootstrapConfig, BootstrapConfigError, parse_config
 
 
-def load_config_file(path: str | FsPath) -> dict[str, ClientConfig]:
+def load_config_file(path: str | FsPath) -> dict[str, BootstrapConfig]:
     """Read ``--config FILE``: our shape, or a Leshan bootstrap store (detected)."""
     fs_path = FsPath(path)
     try:
         text = fs_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(fs_path), f"cannot read: {exc}") from None
+        raise BootstrapConfigError(str(fs_path), f"cannot read: {exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(
+        raise BootstrapConfigError(
             str(fs_path), f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
-        raise ConfigError(str(fs_path), "not JSON: nested too deeply") from None
+        raise BootstrapConfigError(str(fs_path), "not JSON: nested too deeply") from None
     try:
         if looks_like_leshan_store(data):
             data = convert_leshan_store(data)
         return parse_config(data, base_dir=fs_path.parent)
-    except ConfigError as exc:
-        raise ConfigError(
+    except BootstrapConfigError as exc:
+        raise BootstrapConfigError(
             f"{fs_path}: {exc.where}" if exc.where else str(fs_path), exc.problem
         ) from None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lwm2m.bootstrap.config_file import load_config_file
 from lwm2m.bootstrap.server import DEFAULT_COAP_PORT, BootstrapServer
 from lwm2m.coap.peer import Peer
-from lwm2m.protocol.bootstrap_config import ConfigError
+from lwm2m.protocol.bootstrap_config import BootstrapConfigError
 from lwm2m.protocol.registration import BootstrapRequestParams
 from lwm2m.stores.base import SecurityStore, Stores
 
@@ -152,7 +152,7 @@ async def start_embedded(
     if config_file:
         try:
             configs = load_config_file(config_file)
-        except ConfigError as exc:
+        except BootstrapConfigError as exc:
             raise BootstrapStartError(str(exc)) from None
         await bs.configs.put_all(configs)
         logger.info("%d bootstrap configuration(s) loaded from %s", len(configs), config_file)

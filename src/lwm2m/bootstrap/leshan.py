@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from lwm2m.protocol.bootstrap_config import ClientConfig, ConfigError, parse_config
+from lwm2m.protocol.bootstrap_config import BootstrapConfig, BootstrapConfigError, parse_config
 
 _MODES = {"NO_SEC": "nosec", "PSK": "psk", "X509": "x509"}
 _FORMATS = {"TLV": "tlv", "SENML_JSON": "senml+json", "SENML_CBOR": "senml+cbor"}
@@ -49,13 +49,13 @@ def _bytes(value: Any, where: str) -> bytes:
         try:
             return bytes.fromhex(value)
         except ValueError:
-            raise ConfigError(where, "hex string expected") from None
+            raise BootstrapConfigError(where, "hex string expected") from None
     if not isinstance(value, list):
-        raise ConfigError(where, "must be an array of bytes")
+        raise BootstrapConfigError(where, "must be an array of bytes")
     out = bytearray()
     for i, item in enumerate(value):
         if not isinstance(item, int) or isinstance(item, bool) or not -128 <= item <= 255:
-            raise ConfigError(f"{where}[{i}]", "must be a byte (-128..255)")
+            raise BootstrapConfigError(f"{where}[{i}]", "must be a byte (-128..255)")
         out.append(item & 0xFF)
     return bytes(out)
 
@@ -68,7 +68,7 @@ def _pem(der: bytes, kind: str) -> str:
 def _security(sec: dict[str, Any], where: str) -> dict[str, Any]:
     mode_name = sec.get("securityMode", "NO_SEC")
     if not isinstance(mode_name, str) or mode_name.upper() not in _MODES:
-        raise ConfigError(
+        raise BootstrapConfigError(
             f"{where}.securityMode",
             f"{mode_name!r} is not supported (NO_SEC, PSK or X509; RPK and EST are not)",
         )
@@ -81,7 +81,9 @@ def _security(sec: dict[str, Any], where: str) -> dict[str, Any]:
         try:
             identity_text = identity.decode("utf-8")
         except UnicodeDecodeError:
-            raise ConfigError(f"{where}.publicKeyOrId", "PSK identity is not UTF-8") from None
+            raise BootstrapConfigError(
+                f"{where}.publicKeyOrId", "PSK identity is not UTF-8"
+            ) from None
         return {"mode": "psk", "identity": identity_text, "key": secret.hex()}
     server_cert = _bytes(sec.get("serverPublicKey"), f"{where}.serverPublicKey")
     return {
@@ -94,7 +96,7 @@ def _security(sec: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _instance_id(key: str, where: str) -> int:
     if not key.isascii() or not key.isdigit() or int(key) > 65534:
-        raise ConfigError(where, f"key {key!r} is not an instance ID")
+        raise BootstrapConfigError(where, f"key {key!r} is not an instance ID")
     return int(key)
 
 
@@ -103,12 +105,12 @@ def _binding(value: Any, where: str) -> str:
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return "".join(value)
-    raise ConfigError(where, "must be a binding string or an array of binding letters")
+    raise BootstrapConfigError(where, "must be a binding string or an array of binding letters")
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ConfigError(where, "must be an object")
+        raise BootstrapConfigError(where, "must be an object")
     return value
 
 
@@ -123,12 +125,12 @@ def convert_leshan_config(endpoint: str, value: Any) -> dict[str, Any]:
     fmt = cfg.get("contentFormat")
     if fmt is not None:
         if not isinstance(fmt, str) or fmt.upper() not in _FORMATS:
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{where}.contentFormat", f"{fmt!r} is not supported (TLV, SENML_JSON, SENML_CBOR)"
             )
         out["content_format"] = _FORMATS[fmt.upper()]
     if cfg.get("oscore"):
-        raise ConfigError(f"{where}.oscore", "OSCORE objects are not supported")
+        raise BootstrapConfigError(f"{where}.oscore", "OSCORE objects are not supported")
 
     servers_by_ssid: dict[int, tuple[int, dict[str, Any]]] = {}
     for key, raw in _object(cfg.get("servers") or {}, f"{where}.servers").items():
@@ -136,9 +138,9 @@ def convert_leshan_config(endpoint: str, value: Any) -> dict[str, Any]:
         server = _object(raw, swhere)
         ssid = server.get("shortId")
         if not isinstance(ssid, int) or isinstance(ssid, bool):
-            raise ConfigError(f"{swhere}.shortId", "must be an integer")
+            raise BootstrapConfigError(f"{swhere}.shortId", "must be an integer")
         if ssid in servers_by_ssid:
-            raise ConfigError(f"{swhere}.shortId", f"Short Server ID {ssid} appears twice")
+            raise BootstrapConfigError(f"{swhere}.shortId", f"Short Server ID {ssid} appears twice")
         servers_by_ssid[ssid] = (_instance_id(key, swhere), server)
 
     used_ssids: set[int] = set()
@@ -150,7 +152,7 @@ def convert_leshan_config(endpoint: str, value: Any) -> dict[str, Any]:
         security = _security(sec, swhere)
         if sec.get("bootstrapServer"):
             if "bootstrap_server" in out:
-                raise ConfigError(swhere, "a second Bootstrap-Server account")
+                raise BootstrapConfigError(swhere, "a second Bootstrap-Server account")
             account: dict[str, Any] = {
                 "uri": sec.get("uri"),
                 "security": security,
@@ -164,11 +166,13 @@ def convert_leshan_config(endpoint: str, value: Any) -> dict[str, Any]:
             continue
         ssid = sec.get("serverId")
         if not isinstance(ssid, int) or isinstance(ssid, bool):
-            raise ConfigError(f"{swhere}.serverId", "must be an integer (the Short Server ID)")
+            raise BootstrapConfigError(
+                f"{swhere}.serverId", "must be an integer (the Short Server ID)"
+            )
         if ssid not in servers_by_ssid:
-            raise ConfigError(f"{swhere}.serverId", f"no servers entry has shortId {ssid}")
+            raise BootstrapConfigError(f"{swhere}.serverId", f"no servers entry has shortId {ssid}")
         if ssid in used_ssids:
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{swhere}.serverId", f"Short Server ID {ssid} has two security entries"
             )
         used_ssids.add(ssid)
@@ -198,7 +202,9 @@ def convert_leshan_config(endpoint: str, value: Any) -> dict[str, Any]:
         servers.append(entry)
     missing = sorted(set(servers_by_ssid) - used_ssids)
     if missing:
-        raise ConfigError(f"{where}.servers", f"Short Server ID {missing[0]} has no security entry")
+        raise BootstrapConfigError(
+            f"{where}.servers", f"Short Server ID {missing[0]} has no security entry"
+        )
     out["servers"] = sorted(servers, key=lambda s: s["server_instance"])
 
     acl: list[dict[str, Any]] = []
@@ -226,6 +232,6 @@ def convert_leshan_store(data: Any) -> dict[str, Any]:
     return {"clients": {ep: convert_leshan_config(ep, cfg) for ep, cfg in store.items()}}
 
 
-def import_leshan_store(data: Any) -> dict[str, ClientConfig]:
-    """Convert and validate; returns the ``{endpoint: ClientConfig}`` mapping."""
+def import_leshan_store(data: Any) -> dict[str, BootstrapConfig]:
+    """Convert and validate; returns the ``{endpoint: BootstrapConfig}`` mapping."""
     return parse_config(convert_leshan_store(data))

@@ -41,8 +41,8 @@ from lwm2m.coap.peer import Address, Peer
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.bootstrap_config import (
-    ClientConfig,
-    ConfigError,
+    BootstrapConfig,
+    BootstrapConfigError,
     ContentFormatChoice,
     parse_read_path,
 )
@@ -100,7 +100,7 @@ def parse_address(text: str) -> Address:
 
 
 def choose_content_format(
-    config: ClientConfig, pct: int | None, lwm2m_version: str | None = None
+    config: BootstrapConfig, pct: int | None, lwm2m_version: str | None = None
 ) -> int:
     """The format of the Bootstrap-Writes.
 
@@ -159,7 +159,7 @@ class BootstrapServer:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def load(self) -> list[ConfigError]:
+    async def load(self) -> list[BootstrapConfigError]:
         """Read persisted configurations and history; returns configs that no longer validate."""
         problems = await self.configs.load()
         await self.sessions.load()
@@ -323,7 +323,7 @@ class BootstrapServer:
 
     def _start(
         self,
-        config: ClientConfig,
+        config: BootstrapConfig,
         address: Address,
         requester: Requester,
         mode: SessionMode,
@@ -358,7 +358,7 @@ class BootstrapServer:
         return task
 
     async def _run(
-        self, record: SessionRecord, config: ClientConfig, address: Address, requester: Requester
+        self, record: SessionRecord, config: BootstrapConfig, address: Address, requester: Requester
     ) -> SessionRecord:
         runner = self._runner(requester)
         try:

@@ -38,7 +38,7 @@ from lwm2m.formats.jsonview import node_to_json
 from lwm2m.formats.link_format import parse_links
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry
-from lwm2m.protocol.bootstrap_config import ClientConfig
+from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.protocol.provisioning import SECURITY_OBJECT, assign_security_instances, plan_writes
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class SessionError(Exception):
         self.code = code
 
 
-def delete_operations(config: ClientConfig) -> list[_Op]:
+def delete_operations(config: BootstrapConfig) -> list[_Op]:
     return [_Op(Operation.DELETE, Code.DELETE, p, expected=Code.DELETED) for p in config.delete]
 
 
@@ -113,7 +113,7 @@ def read_content(
 
 
 def write_operations(
-    config: ClientConfig,
+    config: BootstrapConfig,
     content_format: int,
     model: ModelRegistry | None,
     security_ids: Mapping[int, int] | None = None,
@@ -191,7 +191,7 @@ class SessionRunner:
         self._timeout = request_timeout_s
 
     async def run(
-        self, record: SessionRecord, config: ClientConfig, address: Address
+        self, record: SessionRecord, config: BootstrapConfig, address: Address
     ) -> SessionRecord:
         """Send every operation; returns the ended record (FINISHED or FAILED)."""
         assert record.content_format is not None

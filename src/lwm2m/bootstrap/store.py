@@ -3,7 +3,7 @@
 Configurations are kept as their JSON documents in the ``bootstrap-config``
 namespace of a :class:`~lwm2m.stores.base.DocumentStore`, so the memory,
 SQLite and Redis backends all work; what the server uses is the parsed,
-validated :class:`ClientConfig`. Writes are validated before anything is
+validated :class:`BootstrapConfig`. Writes are validated before anything is
 stored: an invalid document never replaces a working one.
 
 The ``bootstrap-applied`` namespace remembers, per endpoint, the fingerprint
@@ -17,7 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lwm2m.protocol.bootstrap_config import ClientConfig, ConfigError, parse_client_config
+from lwm2m.protocol.bootstrap_config import (
+    BootstrapConfig,
+    BootstrapConfigError,
+    parse_client_config,
+)
 from lwm2m.stores.base import DocumentStore
 from lwm2m.stores.memory import MemoryDocumentStore
 
@@ -32,16 +36,16 @@ class ConfigStore:
         self._documents: DocumentStore = (
             documents if documents is not None else MemoryDocumentStore()
         )
-        self._configs: dict[str, ClientConfig] = {}
+        self._configs: dict[str, BootstrapConfig] = {}
         self._applied: dict[str, str] = {}
 
-    async def load(self) -> list[ConfigError]:
+    async def load(self) -> list[BootstrapConfigError]:
         """Read stored configurations; returns the problems of documents that no longer validate."""
-        problems: list[ConfigError] = []
+        problems: list[BootstrapConfigError] = []
         for endpoint, doc in await self._documents.items(CONFIG_NAMESPACE):
             try:
                 self._configs[endpoint] = parse_client_config(endpoint, doc)
-            except ConfigError as exc:
+            except BootstrapConfigError as exc:
                 problems.append(exc)
         for endpoint, doc in await self._documents.items(APPLIED_NAMESPACE):
             fingerprint = doc.get("fingerprint")
@@ -49,10 +53,10 @@ class ConfigStore:
                 self._applied[endpoint] = fingerprint
         return problems
 
-    def get(self, endpoint: str) -> ClientConfig | None:
+    def get(self, endpoint: str) -> BootstrapConfig | None:
         return self._configs.get(endpoint)
 
-    def list(self) -> list[ClientConfig]:
+    def list(self) -> list[BootstrapConfig]:
         return [self._configs[k] for k in sorted(self._configs)]
 
     def __contains__(self, endpoint: object) -> bool:
@@ -61,24 +65,24 @@ class ConfigStore:
     def __len__(self) -> int:
         return len(self._configs)
 
-    async def put(self, endpoint: str, doc: Mapping[str, Any]) -> ClientConfig:
-        """Validate and store one endpoint's configuration; raises :class:`ConfigError`."""
+    async def put(self, endpoint: str, doc: Mapping[str, Any]) -> BootstrapConfig:
+        """Validate and store one endpoint's configuration; raises :class:`BootstrapConfigError`."""
         config = parse_client_config(endpoint, doc, where=f"clients[{endpoint!r}]")
         await self.put_config(config)
         return config
 
-    async def put_config(self, config: ClientConfig) -> ClientConfig | None:
+    async def put_config(self, config: BootstrapConfig) -> BootstrapConfig | None:
         """Store an already validated configuration; returns the one it replaced."""
         await self._documents.put(CONFIG_NAMESPACE, config.endpoint, config.to_json())
         old = self._configs.get(config.endpoint)
         self._configs[config.endpoint] = config
         return old
 
-    async def put_all(self, configs: Mapping[str, ClientConfig]) -> None:
+    async def put_all(self, configs: Mapping[str, BootstrapConfig]) -> None:
         for config in configs.values():
             await self.put_config(config)
 
-    async def delete(self, endpoint: str) -> ClientConfig | None:
+    async def delete(self, endpoint: str) -> BootstrapConfig | None:
         await self._documents.delete(CONFIG_NAMESPACE, endpoint)
         await self._documents.delete(APPLIED_NAMESPACE, endpoint)
         self._applied.pop(endpoint, None)

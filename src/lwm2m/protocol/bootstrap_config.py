@@ -1,6 +1,6 @@
 """Bootstrap configurations: what the Bootstrap Server writes into each client.
 
-One :class:`ClientConfig` per Endpoint Client Name, parsed from JSON with
+One :class:`BootstrapConfig` per Endpoint Client Name, parsed from JSON with
 strict validation: every error names the JSON path of the bad field
 (``clients["dev-1"].servers[0].security.key``) so that a typo fails loudly at
 load instead of leaving a device unprovisioned or unauthenticated.
@@ -85,7 +85,7 @@ _RIGHT_LETTERS = {
 }
 
 
-class ConfigError(ValueError):
+class BootstrapConfigError(ValueError):
     """A bootstrap configuration that cannot be used.
 
     ``where`` is the JSON path of the offending field; the message starts with it.
@@ -144,7 +144,7 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ServerAccount:
+class LwM2MServerAccount:
     """One LwM2M Server account: a Security instance and a Server instance."""
 
     short_server_id: int
@@ -191,13 +191,13 @@ class AclEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class ClientConfig:
+class BootstrapConfig:
     """Everything the Bootstrap Server does for one endpoint, validated."""
 
     endpoint: str
     endpoint_type: int | None = None
     delete: tuple[Path, ...] = ()
-    servers: tuple[ServerAccount, ...] = ()
+    servers: tuple[LwM2MServerAccount, ...] = ()
     bootstrap_server: BootstrapAccount | None = None
     acl: tuple[AclEntry, ...] = ()
     content_format: ContentFormatChoice | None = None
@@ -232,7 +232,7 @@ class ClientConfig:
 
 def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ConfigError(where, f"must be an object, got {json_type_name(value)}")
+        raise BootstrapConfigError(where, f"must be an object, got {json_type_name(value)}")
     return value
 
 
@@ -242,29 +242,31 @@ def _keys(
     allowed = set(required) | set(optional)
     for key in obj:
         if key not in allowed:
-            raise ConfigError(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+            raise BootstrapConfigError(
+                where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
+            )
     for key in required:
         if key not in obj:
-            raise ConfigError(where, f"missing key {key!r}")
+            raise BootstrapConfigError(where, f"missing key {key!r}")
 
 
 def _int(value: Any, where: str, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(where, f"must be an integer, got {json_type_name(value)}")
+        raise BootstrapConfigError(where, f"must be an integer, got {json_type_name(value)}")
     if not low <= value <= high:
-        raise ConfigError(where, f"{value} out of range {low}-{high}")
+        raise BootstrapConfigError(where, f"{value} out of range {low}-{high}")
     return value
 
 
 def _str(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise ConfigError(where, f"must be a string, got {json_type_name(value)}")
+        raise BootstrapConfigError(where, f"must be a string, got {json_type_name(value)}")
     return value
 
 
 def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(where, f"must be true or false, got {json_type_name(value)}")
+        raise BootstrapConfigError(where, f"must be true or false, got {json_type_name(value)}")
     return value
 
 
@@ -275,17 +277,19 @@ def validate_uri(value: Any, where: str) -> str:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(where, f"{text!r} is not a URI: {exc}") from None
+        raise BootstrapConfigError(where, f"{text!r} is not a URI: {exc}") from None
     if parts.scheme not in _URI_SCHEMES:
-        raise ConfigError(
+        raise BootstrapConfigError(
             where, f"{text!r}: scheme must be one of {', '.join(sorted(_URI_SCHEMES))}"
         )
     if not parts.hostname:
-        raise ConfigError(where, f"{text!r} has no host")
+        raise BootstrapConfigError(where, f"{text!r} has no host")
     if port == 0:
-        raise ConfigError(where, f"{text!r}: port 0 is not a server port")
+        raise BootstrapConfigError(where, f"{text!r}: port 0 is not a server port")
     if parts.query or parts.fragment or parts.username is not None:
-        raise ConfigError(where, f"{text!r} must not carry user info, a query or a fragment")
+        raise BootstrapConfigError(
+            where, f"{text!r} must not carry user info, a query or a fragment"
+        )
     return text
 
 
@@ -305,9 +309,11 @@ def parse_rights(value: Any, where: str) -> int:
     for letter in text.upper():
         bit = _RIGHT_LETTERS.get(letter)
         if bit is None:
-            raise ConfigError(where, f"{text!r}: rights are letters from RWEDC or a number 0-31")
+            raise BootstrapConfigError(
+                where, f"{text!r}: rights are letters from RWEDC or a number 0-31"
+            )
         if mask & bit:
-            raise ConfigError(where, f"{text!r}: right {letter!r} given twice")
+            raise BootstrapConfigError(where, f"{text!r}: right {letter!r} given twice")
         mask |= bit
     return mask
 
@@ -319,7 +325,7 @@ def rights_letters(mask: int) -> str:
 def _hex(value: Any, where: str) -> bytes:
     text = _str(value, where)
     if len(text) % 2 or not re.fullmatch(r"[0-9A-Fa-f]*", text):
-        raise ConfigError(where, "must be an even number of hex digits")
+        raise BootstrapConfigError(where, "must be an even number of hex digits")
     return bytes.fromhex(text)
 
 
@@ -329,14 +335,14 @@ def _pem_or_file(value: Any, where: str, base_dir: FsPath | None) -> bytes:
     if text.lstrip().startswith("-----BEGIN"):
         return text.encode("ascii", errors="replace")
     if base_dir is None:
-        raise ConfigError(where, "must be PEM text (file names need a config file)")
+        raise BootstrapConfigError(where, "must be PEM text (file names need a config file)")
     path = FsPath(text)
     if not path.is_absolute():
         path = base_dir / path
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ConfigError(where, f"cannot read {str(path)!r}: {exc.strerror}") from None
+        raise BootstrapConfigError(where, f"cannot read {str(path)!r}: {exc.strerror}") from None
 
 
 def _certificate(value: Any, where: str, base_dir: FsPath | None) -> x509.Certificate:
@@ -347,7 +353,7 @@ def _certificate(value: Any, where: str, base_dir: FsPath | None) -> x509.Certif
         else:
             cert = x509.load_der_x509_certificate(data)
     except ValueError:
-        raise ConfigError(where, "not an X.509 certificate (PEM or DER)") from None
+        raise BootstrapConfigError(where, "not an X.509 certificate (PEM or DER)") from None
     return cert
 
 
@@ -359,7 +365,7 @@ def _private_key(value: Any, where: str, base_dir: FsPath | None) -> PrivateKeyT
         else:
             key = serialization.load_der_private_key(data, password=None)
     except (ValueError, TypeError):
-        raise ConfigError(where, "not an unencrypted private key (PEM or DER)") from None
+        raise BootstrapConfigError(where, "not an unencrypted private key (PEM or DER)") from None
     return key
 
 
@@ -369,7 +375,7 @@ def _private_key(value: Any, where: str, base_dir: FsPath | None) -> PrivateKeyT
 def parse_security(value: Any, where: str, base_dir: FsPath | None = None) -> SecurityConfig:
     obj = _object(value, where)
     if "mode" not in obj:
-        raise ConfigError(where, "missing key 'mode' (nosec, psk or x509)")
+        raise BootstrapConfigError(where, "missing key 'mode' (nosec, psk or x509)")
     mode = _str(obj["mode"], f"{where}.mode").lower()
     if mode == "nosec":
         _keys(obj, where, ("mode",), ())
@@ -378,10 +384,12 @@ def parse_security(value: Any, where: str, base_dir: FsPath | None = None) -> Se
         _keys(obj, where, ("mode", "identity", "key"), ())
         identity = _str(obj["identity"], f"{where}.identity").encode("utf-8")
         if not 1 <= len(identity) <= MAX_PSK_IDENTITY_BYTES:
-            raise ConfigError(f"{where}.identity", f"must be 1-{MAX_PSK_IDENTITY_BYTES} bytes")
+            raise BootstrapConfigError(
+                f"{where}.identity", f"must be 1-{MAX_PSK_IDENTITY_BYTES} bytes"
+            )
         psk = _hex(obj["key"], f"{where}.key")
         if not 1 <= len(psk) <= MAX_PSK_KEY_BYTES:
-            raise ConfigError(f"{where}.key", f"must be 1-{MAX_PSK_KEY_BYTES} bytes")
+            raise BootstrapConfigError(f"{where}.key", f"must be 1-{MAX_PSK_KEY_BYTES} bytes")
         return SecurityConfig(SecurityMode.PSK, identity, psk)
     if mode == "x509":
         _keys(obj, where, ("mode", "certificate", "key", "server_certificate"), ())
@@ -403,15 +411,17 @@ def parse_security(value: Any, where: str, base_dir: FsPath | None = None) -> Se
             key.private_bytes(Encoding.DER, pkcs8, no_encryption),
             server_cert.public_bytes(Encoding.DER),
         )
-    raise ConfigError(f"{where}.mode", f"{mode!r} is not a security mode (nosec, psk or x509)")
+    raise BootstrapConfigError(
+        f"{where}.mode", f"{mode!r} is not a security mode (nosec, psk or x509)"
+    )
 
 
 def _check_scheme(uri: str, security: SecurityConfig, where: str) -> None:
     secure = uri_address(uri)[2]
     if secure and security.mode is SecurityMode.NO_SEC:
-        raise ConfigError(where, f"{uri!r} is a coaps URI but security mode is nosec")
+        raise BootstrapConfigError(where, f"{uri!r} is a coaps URI but security mode is nosec")
     if not secure and security.mode is not SecurityMode.NO_SEC:
-        raise ConfigError(where, f"{uri!r} is a coap URI but security mode is not nosec")
+        raise BootstrapConfigError(where, f"{uri!r} is a coap URI but security mode is not nosec")
 
 
 _SERVER_KEYS = (
@@ -448,7 +458,7 @@ def _parse_server(value: Any, where: str, base_dir: FsPath | None) -> dict[str, 
     if "binding" in obj:
         binding = _str(obj["binding"], f"{where}.binding")
         if not _BINDING.fullmatch(binding) or len(set(binding)) != len(binding):
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{where}.binding",
                 f"{binding!r} is not a binding mode (U, UQ, S, SQ, US, UQS, T, N)",
             )
@@ -461,7 +471,9 @@ def _parse_server(value: Any, where: str, base_dir: FsPath | None) -> dict[str, 
         and out.get("default_max_period") is not None
         and out["default_max_period"] < out["default_min_period"]
     ):
-        raise ConfigError(f"{where}.default_max_period", "must not be less than default_min_period")
+        raise BootstrapConfigError(
+            f"{where}.default_max_period", "must not be less than default_min_period"
+        )
     if "notification_storing" in obj:
         out["notification_storing"] = _bool(
             obj["notification_storing"], f"{where}.notification_storing"
@@ -506,12 +518,12 @@ def _parse_acl(value: Any, where: str) -> dict[str, Any]:
     rights: dict[int, int] = {}
     for key, raw in rights_obj.items():
         if not key.isascii() or not key.isdigit() or (len(key) > 1 and key[0] == "0"):
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{where}.rights", f"key {key!r} is not a Short Server ID (0 = default ACL)"
             )
         ssid = int(key)
         if ssid > MAX_SHORT_SERVER_ID:
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{where}.rights", f"Short Server ID {ssid} out of range 0-{MAX_SHORT_SERVER_ID}"
             )
         rights[ssid] = parse_rights(raw, f"{where}.rights[{key!r}]")
@@ -525,16 +537,16 @@ def _parse_acl(value: Any, where: str) -> dict[str, Any]:
 
 def _parse_delete(value: Any, where: str) -> tuple[Path, ...]:
     if not isinstance(value, list):
-        raise ConfigError(where, f"must be an array of paths, got {json_type_name(value)}")
+        raise BootstrapConfigError(where, f"must be an array of paths, got {json_type_name(value)}")
     paths: list[Path] = []
     for i, item in enumerate(value):
         text = _str(item, f"{where}[{i}]")
         try:
             path = Path.parse(text)
         except PathError as exc:
-            raise ConfigError(f"{where}[{i}]", str(exc)) from None
+            raise BootstrapConfigError(f"{where}[{i}]", str(exc)) from None
         if path.depth > 2:
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{where}[{i}]", f"{text!r}: Bootstrap-Delete targets /, an object or an instance"
             )
         paths.append(path)
@@ -558,14 +570,14 @@ def parse_read_path(text: str) -> Path:
 
 def _parse_read(value: Any, where: str) -> tuple[Path, ...]:
     if not isinstance(value, list):
-        raise ConfigError(where, f"must be an array of paths, got {json_type_name(value)}")
+        raise BootstrapConfigError(where, f"must be an array of paths, got {json_type_name(value)}")
     paths: list[Path] = []
     for i, item in enumerate(value):
         text = _str(item, f"{where}[{i}]")
         try:
             paths.append(parse_read_path(text))
         except PathError as exc:
-            raise ConfigError(f"{where}[{i}]", str(exc)) from None
+            raise BootstrapConfigError(f"{where}[{i}]", str(exc)) from None
     return tuple(paths)
 
 
@@ -579,7 +591,7 @@ def _allocate(taken: set[int], start: int) -> int:
 
 def _claim(taken: set[int], ident: int, where: str, what: str) -> None:
     if ident in taken:
-        raise ConfigError(where, f"{what} instance {ident} is used twice")
+        raise BootstrapConfigError(where, f"{what} instance {ident} is used twice")
     taken.add(ident)
 
 
@@ -597,11 +609,11 @@ _CLIENT_KEYS = (
 
 def parse_client_config(
     endpoint: str, value: Any, *, where: str | None = None, base_dir: FsPath | None = None
-) -> ClientConfig:
+) -> BootstrapConfig:
     """Validate one endpoint's configuration (the value under ``clients[endpoint]``)."""
     where = where if where is not None else f"clients[{endpoint!r}]"
     if not isinstance(endpoint, str):
-        raise ConfigError(where, "endpoint name must be a string")
+        raise BootstrapConfigError(where, "endpoint name must be a string")
     # Work on a copy: parsing normalises it (file references become PEM) and
     # the copy becomes ``raw``; the caller's document is never modified.
     obj = _object(copy.deepcopy(value), where)
@@ -610,15 +622,17 @@ def parse_client_config(
     if "ept" in obj and obj["ept"] is not None:
         raw_ept = obj["ept"]
         if not isinstance(raw_ept, int) or isinstance(raw_ept, bool):
-            raise ConfigError(f"{where}.ept", f"must be an integer, got {json_type_name(raw_ept)}")
+            raise BootstrapConfigError(
+                f"{where}.ept", f"must be an integer, got {json_type_name(raw_ept)}"
+            )
         try:
             ept = parse_endpoint_type(str(raw_ept))
         except EndpointNameError as exc:
-            raise ConfigError(f"{where}.ept", str(exc)) from None
+            raise BootstrapConfigError(f"{where}.ept", str(exc)) from None
     try:
         validate_endpoint_name(endpoint, ept)
     except EndpointNameError as exc:
-        raise ConfigError(where, f"bad endpoint name: {exc}") from None
+        raise BootstrapConfigError(where, f"bad endpoint name: {exc}") from None
 
     delete = _parse_delete(obj.get("delete", []), f"{where}.delete")
     discover = _bool(obj.get("discover", True), f"{where}.discover")
@@ -628,7 +642,7 @@ def parse_client_config(
     if "content_format" in obj and obj["content_format"] is not None:
         name = _str(obj["content_format"], f"{where}.content_format").lower()
         if name not in _FORMAT_NAMES:
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{where}.content_format", f"{name!r}: expected one of {', '.join(_FORMAT_NAMES)}"
             )
         content_format = _FORMAT_NAMES[name]
@@ -647,7 +661,7 @@ def parse_client_config(
 
     raw_servers = obj.get("servers", [])
     if not isinstance(raw_servers, list):
-        raise ConfigError(
+        raise BootstrapConfigError(
             f"{where}.servers", f"must be an array, got {json_type_name(raw_servers)}"
         )
     parsed = [
@@ -657,7 +671,7 @@ def parse_client_config(
     for i, item in enumerate(parsed):
         ssid = item["short_server_id"]
         if ssid in ssids:
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{where}.servers[{i}].short_server_id",
                 f"Short Server ID {ssid} is already used by servers[{ssids[ssid]}]",
             )
@@ -678,24 +692,26 @@ def parse_client_config(
             )
     if bs_account is None:
         security_ids.add(0)  # kept free for the client's own bootstrap account
-    servers: list[ServerAccount] = []
+    servers: list[LwM2MServerAccount] = []
     for item in parsed:
         if "security_instance" not in item:
             item["security_instance"] = _allocate(security_ids, 1)
         if "server_instance" not in item:
             item["server_instance"] = _allocate(server_ids, 0)
-        servers.append(ServerAccount(**item))
+        servers.append(LwM2MServerAccount(**item))
 
     raw_acl = obj.get("acl", [])
     if not isinstance(raw_acl, list):
-        raise ConfigError(f"{where}.acl", f"must be an array, got {json_type_name(raw_acl)}")
+        raise BootstrapConfigError(
+            f"{where}.acl", f"must be an array, got {json_type_name(raw_acl)}"
+        )
     acl_items = [_parse_acl(item, f"{where}.acl[{i}]") for i, item in enumerate(raw_acl)]
     acl_ids: set[int] = set()
     targets: dict[tuple[int, int], int] = {}
     for i, item in enumerate(acl_items):
         target = (item["object_id"], item["instance_id"])
         if target in targets:
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{where}.acl[{i}]", f"/{target[0]}/{target[1]} already has acl[{targets[target]}]"
             )
         targets[target] = i
@@ -705,20 +721,20 @@ def parse_client_config(
             )
         for ssid in item["rights"]:
             if ssid != 0 and ssid not in ssids:
-                raise ConfigError(
+                raise BootstrapConfigError(
                     f"{where}.acl[{i}].rights", f"Short Server ID {ssid} is not one of the servers"
                 )
         owner = item.get("owner")
         if owner is None:
             named = sorted(s for s in item["rights"] if s != 0)
             if len(named) != 1:
-                raise ConfigError(
+                raise BootstrapConfigError(
                     f"{where}.acl[{i}]",
                     "missing key 'owner' (needed unless exactly one server has rights)",
                 )
             item["owner"] = named[0]
         elif owner not in ssids and owner != 65535:
-            raise ConfigError(
+            raise BootstrapConfigError(
                 f"{where}.acl[{i}].owner", f"Short Server ID {owner} is not one of the servers"
             )
     acl: list[AclEntry] = []
@@ -727,7 +743,7 @@ def parse_client_config(
             item["acl_instance"] = _allocate(acl_ids, 0)
         acl.append(AclEntry(**item))
 
-    return ClientConfig(
+    return BootstrapConfig(
         endpoint=endpoint,
         endpoint_type=ept,
         delete=delete,
@@ -741,7 +757,7 @@ def parse_client_config(
     )
 
 
-def parse_config(data: Any, *, base_dir: FsPath | None = None) -> dict[str, ClientConfig]:
+def parse_config(data: Any, *, base_dir: FsPath | None = None) -> dict[str, BootstrapConfig]:
     """Validate a whole configuration document ``{"clients": {...}}``."""
     obj = _object(data, "")
     _keys(obj, "top level", ("clients",), ())

@@ -1,6 +1,6 @@
 """A client configuration as the object instances the Bootstrap Server writes.
 
-Pure: :func:`plan_writes` turns a :class:`ClientConfig` into the ordered list
+Pure: :func:`plan_writes` turns a :class:`BootstrapConfig` into the ordered list
 of ``(path, ObjectInstance)`` Bootstrap-Writes: Security (0) instances first
 (bootstrap account, then LwM2M servers), then Server (1) instances, then
 Access Control (2) instances. The client side uses the same functions for
@@ -19,8 +19,8 @@ from lwm2m.model.types import ResourceType
 from lwm2m.protocol.bootstrap_config import (
     AclEntry,
     BootstrapAccount,
-    ClientConfig,
-    ServerAccount,
+    BootstrapConfig,
+    LwM2MServerAccount,
 )
 
 SECURITY_OBJECT = 0
@@ -85,7 +85,7 @@ def bootstrap_security_instance(account: BootstrapAccount) -> ObjectInstance:
     )
 
 
-def server_security_instance(server: ServerAccount) -> ObjectInstance:
+def server_security_instance(server: LwM2MServerAccount) -> ObjectInstance:
     """The Security instance of an LwM2M Server account."""
     sec = server.security
     resources = [
@@ -102,7 +102,7 @@ def server_security_instance(server: ServerAccount) -> ObjectInstance:
     return ObjectInstance.of(server.security_instance, resources)
 
 
-def server_instance(server: ServerAccount) -> ObjectInstance:
+def server_instance(server: LwM2MServerAccount) -> ObjectInstance:
     """The Server instance of an LwM2M Server account."""
     resources = [
         Resource.single(SRV_SHORT_SERVER_ID, server.short_server_id, _INT),
@@ -132,7 +132,7 @@ def access_control_instance(entry: AclEntry) -> ObjectInstance:
 
 
 def assign_security_instances(
-    config: ClientConfig, existing: Mapping[int, int | None]
+    config: BootstrapConfig, existing: Mapping[int, int | None]
 ) -> dict[int, int]:
     """Where each configured Security instance goes on a client that already has some.
 
@@ -173,7 +173,7 @@ def _moved(inst: ObjectInstance, new_id: int) -> ObjectInstance:
 
 
 def plan_writes(
-    config: ClientConfig, security_ids: Mapping[int, int] | None = None
+    config: BootstrapConfig, security_ids: Mapping[int, int] | None = None
 ) -> list[PlannedWrite]:
     """Every Bootstrap-Write for ``config``, in the order they are sent.
 

@@ -22,7 +22,7 @@ from lwm2m.coap.peer import Address
 from lwm2m.formats.errors import FormatError
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.protocol.attributes import AttributeError_
-from lwm2m.protocol.bootstrap_config import ConfigError
+from lwm2m.protocol.bootstrap_config import BootstrapConfigError
 from lwm2m.protocol.errors import RemoteError
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.server.errors import (
@@ -349,7 +349,7 @@ class BootstrapAdapter:
         )
         try:
             stored = await self._bs.configs.put(endpoint, doc)
-        except ConfigError as exc:
+        except BootstrapConfigError as exc:
             raise InvalidInput(str(exc)) from None
         return stored.to_json(redact=True)
 

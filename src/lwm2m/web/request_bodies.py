@@ -42,7 +42,7 @@ from lwm2m.model.path import MAX_INSTANCE_ID, Path, PathError
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.model.types import ResourceType
 from lwm2m.model.value_typing import ValueTypeError, coerce, from_text
-from lwm2m.protocol.bootstrap_config import ConfigError
+from lwm2m.protocol.bootstrap_config import BootstrapConfigError
 from lwm2m.web.backend import InvalidInput
 
 
@@ -138,7 +138,7 @@ def bootstrap_doc(endpoint: str, data: Mapping[str, Any]) -> dict[str, Any]:
         return dict(data)
     try:
         return convert_leshan_config(endpoint, _leshan_scalars(data, "leshan"))
-    except (_BodyError, ConfigError) as exc:
+    except (_BodyError, BootstrapConfigError) as exc:
         raise InvalidInput(str(exc)) from None
     except RecursionError:
         raise InvalidInput("bootstrap configuration nested too deeply") from None

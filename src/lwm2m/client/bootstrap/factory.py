@@ -16,8 +16,11 @@ from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
 
 from lwm2m.client.bootstrap.interface import node_values
-from lwm2m.protocol.bootstrap_config import ClientConfig as BootstrapConfig
-from lwm2m.protocol.bootstrap_config import ConfigError, parse_client_config
+from lwm2m.protocol.bootstrap_config import (
+    BootstrapConfig,
+    BootstrapConfigError,
+    parse_client_config,
+)
 from lwm2m.protocol.provisioning import PlannedWrite, plan_writes
 
 if TYPE_CHECKING:
@@ -31,24 +34,24 @@ def parse_factory(data: Any, endpoint: str, *, base_dir: FsPath | None = None) -
     if isinstance(data, dict) and "clients" in data:
         clients = data["clients"]
         if not isinstance(clients, dict) or endpoint not in clients:
-            raise ConfigError("clients", f"no entry for endpoint {endpoint!r}")
+            raise BootstrapConfigError("clients", f"no entry for endpoint {endpoint!r}")
         return parse_client_config(endpoint, clients[endpoint], base_dir=base_dir)
     return parse_client_config(endpoint, data, where="factory", base_dir=base_dir)
 
 
 def load_factory_file(path: str | FsPath, endpoint: str) -> BootstrapConfig:
-    """Read ``--factory FILE``; every problem is a :class:`ConfigError` naming the file and field."""
+    """Read ``--factory FILE``; every problem is a :class:`BootstrapConfigError` naming the file and field."""
     fs_path = FsPath(path)
     try:
         data = json.loads(fs_path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(str(fs_path), f"cannot read: {exc.strerror or exc}") from None
+        raise BootstrapConfigError(str(fs_path), f"cannot read: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ConfigError(str(fs_path), f"not JSON: {exc}") from None
+        raise BootstrapConfigError(str(fs_path), f"not JSON: {exc}") from None
     try:
         return parse_factory(data, endpoint, base_dir=fs_path.parent)
-    except ConfigError as exc:
-        raise ConfigError(f"{fs_path}: {exc.where}", exc.problem) from None
+    except BootstrapConfigError as exc:
+        raise BootstrapConfigError(f"{fs_path}: {exc.where}", exc.problem) from None
 
 
 def install_instances(client: LwM2MClient, writes: Iterable[PlannedWrite]) -> None:

@@ -33,7 +33,7 @@ from lwm2m.client.bootstrap.smartcard import (
 )
 from lwm2m.client.config import ConfigError
 from lwm2m.model.nodes import ObjectInstance
-from lwm2m.protocol.bootstrap_config import ConfigError as BootstrapConfigError
+from lwm2m.protocol.bootstrap_config import BootstrapConfigError
 from lwm2m.protocol.provisioning import PlannedWrite
 
 if TYPE_CHECKING:

@@ -237,7 +237,7 @@ def read_card(reader_name: str | None = None, file_id: int = DEFAULT_FILE_ID) ->
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lwm2m.client.bootstrap.smartcard FACTORY.json ENDPOINT OUT.bin``: write an image."""
     from lwm2m.client.bootstrap.factory import load_factory_file
-    from lwm2m.protocol.bootstrap_config import ConfigError
+    from lwm2m.protocol.bootstrap_config import BootstrapConfigError
     from lwm2m.protocol.provisioning import plan_writes
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         config = load_factory_file(args[0], args[1])
-    except ConfigError as exc:
+    except BootstrapConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     FsPath(args[2]).write_bytes(encode_image(plan_writes(config)))
