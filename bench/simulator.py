@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.registration import update_delay
 from lwm2m.client.simulator import Simulator
 from lwm2m.model.registry import default_registry
@@ -81,7 +81,7 @@ async def main(args: argparse.Namespace) -> int:
         uri = f"coap://127.0.0.1:{port}"
         await asyncio.sleep(2.0)  # let it bind
     base = ClientConfig(
-        "bench", servers=(ServerConfig(uri, lifetime_s=args.lifetime),), local_host="127.0.0.1"
+        "bench", servers=(FactoryAccount(uri, lifetime_s=args.lifetime),), local_host="127.0.0.1"
     )
     sim = Simulator(base, args.count, registry=default_registry(), rate_per_s=args.rate, seed=1)
     loop = asyncio.get_running_loop()

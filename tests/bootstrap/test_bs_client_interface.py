@@ -13,7 +13,7 @@ from lwm2m.client.bootstrap.interface import (
     install_bootstrap,
 )
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.observe import Observation
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
@@ -45,9 +45,9 @@ async def bench() -> AsyncIterator[Bench]:
         ClientConfig(
             "dev-1",
             servers=(
-                ServerConfig("coap://127.0.0.1:9", short_server_id=101),
-                ServerConfig("coap://127.0.0.1:10", short_server_id=102),
-                ServerConfig(uri, bootstrap=True),
+                FactoryAccount("coap://127.0.0.1:9", short_server_id=101),
+                FactoryAccount("coap://127.0.0.1:10", short_server_id=102),
+                FactoryAccount(uri, bootstrap=True),
             ),
             local_host="127.0.0.1",
             retry_initial_s=3600.0,
@@ -198,7 +198,7 @@ async def test_finish_rejects_inconsistent_short_server_ids(bench: Bench) -> Non
 
 def test_check_bootstrap_result_rules() -> None:
     client = LwM2MClient(
-        ClientConfig("dev-x", servers=(ServerConfig("coap://127.0.0.1:9", short_server_id=1),))
+        ClientConfig("dev-x", servers=(FactoryAccount("coap://127.0.0.1:9", short_server_id=1),))
     )
     store = client.store
     assert check_bootstrap_result(store) == []
@@ -227,8 +227,8 @@ async def test_bootstrap_account_timeout_purges_the_account() -> None:
         ClientConfig(
             "dev-t",
             servers=(
-                ServerConfig("coap://127.0.0.1:9", short_server_id=101),
-                ServerConfig("coap://127.0.0.1:5783", bootstrap=True),
+                FactoryAccount("coap://127.0.0.1:9", short_server_id=101),
+                FactoryAccount("coap://127.0.0.1:5783", bootstrap=True),
             ),
         ),
         scheduler=scheduler,
@@ -264,7 +264,7 @@ def test_factory_and_smartcard_keep_a_bootstrap_option_account(tmp_path: object)
 
     assert isinstance(tmp_path, FsPath)
     bs_uri = "coap://127.0.0.1:5783"
-    client = LwM2MClient(ClientConfig("dev-k", servers=(ServerConfig(bs_uri, bootstrap=True),)))
+    client = LwM2MClient(ClientConfig("dev-k", servers=(FactoryAccount(bs_uri, bootstrap=True),)))
     factory = tmp_path / "f.json"
     factory.write_text(
         json.dumps(
@@ -300,19 +300,21 @@ def test_bad_factory_file_is_a_config_error(tmp_path: object) -> None:
     from pathlib import Path as FsPath
 
     from lwm2m.client.bootstrap import options as bootstrap_options
-    from lwm2m.client.config import ConfigError
+    from lwm2m.client.config import ClientConfigError
 
     assert isinstance(tmp_path, FsPath)
     client = LwM2MClient(ClientConfig("dev-k"))
     bad = tmp_path / "f.json"
     bad.write_text('{"servers": [{"short_server_id": 3}]}')
     with pytest.raises(
-        ConfigError, match=r"--factory: .*f\.json: factory\.servers\[0\]: missing key 'uri'"
+        ClientConfigError, match=r"--factory: .*f\.json: factory\.servers\[0\]: missing key 'uri'"
     ):
         bootstrap_options.apply(
             client, argparse.Namespace(factory=str(bad), smartcard=None, smartcard_reader=None)
         )
-    with pytest.raises(ConfigError, match=r"--smartcard-reader: .*pyscard|no smartcard reader"):
+    with pytest.raises(
+        ClientConfigError, match=r"--smartcard-reader: .*pyscard|no smartcard reader"
+    ):
         bootstrap_options.apply(
             client,
             argparse.Namespace(

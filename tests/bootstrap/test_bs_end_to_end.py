@@ -19,7 +19,7 @@ from lwm2m.client.bootstrap import options as bootstrap_options
 from lwm2m.client.bootstrap.interface import BootstrapOptions, ClientBootstrap, install_bootstrap
 from lwm2m.client.bootstrap.smartcard import encode_image
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.coap.codes import Code
 from lwm2m.protocol.bootstrap_config import parse_client_config
 from lwm2m.protocol.errors import BadRequest, RemoteError
@@ -54,9 +54,9 @@ class World:
         return doc
 
     def client(
-        self, endpoint: str, *, bootstrap: bool = True, servers: tuple[ServerConfig, ...] = ()
+        self, endpoint: str, *, bootstrap: bool = True, servers: tuple[FactoryAccount, ...] = ()
     ) -> LwM2MClient:
-        accounts = servers + ((ServerConfig(self.bs_uri, bootstrap=True),) if bootstrap else ())
+        accounts = servers + ((FactoryAccount(self.bs_uri, bootstrap=True),) if bootstrap else ())
         client = LwM2MClient(ClientConfig(endpoint, servers=accounts, local_host="127.0.0.1"))
         self.clients.append(client)
         return client
@@ -119,7 +119,7 @@ async def test_lwm2m_1_0_client_gets_tlv(world: World) -> None:
     client = LwM2MClient(
         ClientConfig(
             "dev-10",
-            servers=(ServerConfig(world.bs_uri, bootstrap=True),),
+            servers=(FactoryAccount(world.bs_uri, bootstrap=True),),
             local_host="127.0.0.1",
             lwm2m_version="1.0",
         )
@@ -179,7 +179,7 @@ async def test_smartcard_image(world: World, tmp_path: FsPath) -> None:
 
 async def test_server_initiated_push_rewrites_a_registered_client(world: World) -> None:
     client = world.client(
-        "dev-si", servers=(ServerConfig(world.server_uri, short_server_id=101, lifetime_s=300),)
+        "dev-si", servers=(FactoryAccount(world.server_uri, short_server_id=101, lifetime_s=300),)
     )
     install_bootstrap(client)
     await world.next_event("dev-si", RegistrationEvent, client.start)
@@ -201,7 +201,7 @@ async def test_registration_hook_pushes_changed_config(world: World) -> None:
     )
     world.bs.follow_server(world.server)
     client = world.client(
-        "dev-hook", servers=(ServerConfig(world.server_uri, short_server_id=101),)
+        "dev-hook", servers=(FactoryAccount(world.server_uri, short_server_id=101),)
     )
     install_bootstrap(client)
     stream = world.bs.events.subscribe()
@@ -221,7 +221,9 @@ async def test_registration_hook_pushes_changed_config(world: World) -> None:
 
 async def test_re_bootstrap_replaces_a_deleted_server(world: World) -> None:
     """Push deletes server 101 (unbootstrapping: De-register) and provisions 102 instead."""
-    client = world.client("dev-re", servers=(ServerConfig(world.server_uri, short_server_id=101),))
+    client = world.client(
+        "dev-re", servers=(FactoryAccount(world.server_uri, short_server_id=101),)
+    )
     install_bootstrap(client)
     await world.next_event("dev-re", RegistrationEvent, client.start)
     client.store.create_instance(2, 5, {0: 6, 1: 0, 2: {101: 15}, 3: 101})
@@ -247,7 +249,7 @@ async def test_re_bootstrap_replaces_a_deleted_server(world: World) -> None:
 
 async def test_finish_with_no_server_is_not_acceptable(world: World) -> None:
     client = world.client(
-        "dev-empty", servers=(ServerConfig(world.server_uri, short_server_id=101),)
+        "dev-empty", servers=(FactoryAccount(world.server_uri, short_server_id=101),)
     )
     install_bootstrap(client)
     await world.next_event("dev-empty", RegistrationEvent, client.start)
@@ -286,7 +288,9 @@ async def test_client_failing_a_write(world: World, monkeypatch: pytest.MonkeyPa
 
 
 async def test_lwm2m_server_cannot_touch_security_or_bootstrap(world: World) -> None:
-    client = world.client("dev-acl", servers=(ServerConfig(world.server_uri, short_server_id=101),))
+    client = world.client(
+        "dev-acl", servers=(FactoryAccount(world.server_uri, short_server_id=101),)
+    )
     install_bootstrap(client)
     await world.next_event("dev-acl", RegistrationEvent, client.start)
     with pytest.raises(RemoteError) as info:
@@ -321,7 +325,7 @@ async def test_client_initiated_over_dtls_psk(world: World) -> None:
         uri = f"coaps://127.0.0.1:{secure_bs.coaps_address[1]}"
 
         def client(ep: str, identity: bytes, key: bytes) -> LwM2MClient:
-            account = ServerConfig(
+            account = FactoryAccount(
                 uri, bootstrap=True, security_mode=MODE_PSK, psk_identity=identity, psk_key=key
             )
             c = LwM2MClient(ClientConfig(ep, servers=(account,), local_host="127.0.0.1"))

@@ -141,7 +141,7 @@ def test_client_bootstrap_handler_never_crashes(
 
     from lwm2m.client.bootstrap.interface import ClientBootstrap
     from lwm2m.client.client import LwM2MClient
-    from lwm2m.client.config import ClientConfig, ServerConfig
+    from lwm2m.client.config import ClientConfig, FactoryAccount
     from lwm2m.coap.codes import Code
     from lwm2m.coap.message import Message
 
@@ -150,8 +150,8 @@ def test_client_bootstrap_handler_never_crashes(
             ClientConfig(
                 "dev-f",
                 servers=(
-                    ServerConfig("coap://127.0.0.1:9", short_server_id=101),
-                    ServerConfig("coap://127.0.0.1:5783", bootstrap=True),
+                    FactoryAccount("coap://127.0.0.1:9", short_server_id=101),
+                    FactoryAccount("coap://127.0.0.1:5783", bootstrap=True),
                 ),
             )
         )

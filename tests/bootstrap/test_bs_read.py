@@ -23,7 +23,7 @@ from lwm2m.bootstrap.history import SessionRecord, Step
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.client.bootstrap.interface import BootstrapOptions, install_bootstrap
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.message import Message
@@ -57,10 +57,12 @@ class World:
     def client(
         self, endpoint: str, *, bs_port: int | None = None, registered: bool = True, **kw: Any
     ) -> LwM2MClient:
-        accounts: tuple[ServerConfig, ...] = (ServerConfig(self.bs_uri(bs_port), bootstrap=True),)
+        accounts: tuple[FactoryAccount, ...] = (
+            FactoryAccount(self.bs_uri(bs_port), bootstrap=True),
+        )
         if registered:
             accounts = (
-                ServerConfig(self.server_uri, short_server_id=101, lifetime_s=300),
+                FactoryAccount(self.server_uri, short_server_id=101, lifetime_s=300),
                 *accounts,
             )
         client = LwM2MClient(ClientConfig(endpoint, servers=accounts, local_host="127.0.0.1", **kw))

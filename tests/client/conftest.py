@@ -12,7 +12,7 @@ from client_harness import Harness, MakeClient, until
 from client_rawserver import RawServer
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.scheduler import ManualScheduler
 from lwm2m.model.registry import ModelRegistry, default_registry
 
@@ -40,13 +40,13 @@ async def make_client(server: RawServer) -> AsyncIterator[MakeClient]:
         *,
         register: bool = True,
         lifetime_s: int = 60,
-        servers: tuple[ServerConfig, ...] | None = None,
+        servers: tuple[FactoryAccount, ...] | None = None,
         **config: object,
     ) -> Harness:
         scheduler = ManualScheduler()
         cfg = ClientConfig(
             endpoint,
-            servers=servers or (ServerConfig(server.uri, lifetime_s=lifetime_s),),
+            servers=servers or (FactoryAccount(server.uri, lifetime_s=lifetime_s),),
             local_host="127.0.0.1",
             **config,  # type: ignore[arg-type]
         )

@@ -6,7 +6,7 @@ from client_harness import MakeClient, until
 from client_rawserver import RawServer
 
 from lwm2m.client.acl import FULL, AccessControl, Permission
-from lwm2m.client.config import ServerConfig
+from lwm2m.client.config import FactoryAccount
 from lwm2m.client.store import ObjectStore
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
@@ -21,8 +21,8 @@ async def test_two_servers_enforce_acl(make_client: MakeClient, server: RawServe
         h = await make_client(
             register=False,
             servers=(
-                ServerConfig(server.uri, 1, lifetime_s=60),
-                ServerConfig(other.uri, 2, lifetime_s=60),
+                FactoryAccount(server.uri, 1, lifetime_s=60),
+                FactoryAccount(other.uri, 2, lifetime_s=60),
             ),
         )
         _, a1 = await server.accept_registration("s1")

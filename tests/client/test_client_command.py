@@ -13,7 +13,7 @@ from client_harness import MakeClient, until
 from client_rawserver import RawServer
 
 from lwm2m.client.command import add_arguments, build_config, run
-from lwm2m.client.config import ConfigError
+from lwm2m.client.config import ClientConfigError
 from lwm2m.client.console import Console
 from lwm2m.client.simulator import device_endpoint
 from lwm2m.coap.codes import Code
@@ -48,11 +48,11 @@ def test_build_config() -> None:
         parse("-e", "d", "-s", "coaps://h:5684", "--psk-identity", "id", "--psk-key", "00ff")
     )
     assert psk.servers[0].psk_key == b"\x00\xff" and psk.servers[0].security_mode == 0
-    with pytest.raises(ConfigError):
+    with pytest.raises(ClientConfigError):
         build_config(parse("-e", "d", "-s", "coaps://h", "--psk-identity", "id", "--psk-key", "zz"))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ClientConfigError):
         build_config(parse("-e", "d", "-s", "http://h"))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ClientConfigError):
         build_config(parse("-e", "bad", "--ept", "1", "-s", "coap://h"))
     storing = build_config(
         parse(
@@ -62,7 +62,7 @@ def test_build_config() -> None:
     assert storing.stored_notifications_max == 5
     assert not storing.servers[0].notification_storing
     assert config.stored_notifications_max == 64 and server.notification_storing
-    with pytest.raises(ConfigError, match="stored_notifications_max"):
+    with pytest.raises(ClientConfigError, match="stored_notifications_max"):
         build_config(parse("-e", "d", "-s", "coap://h", "--stored-notifications", "0"))
 
 

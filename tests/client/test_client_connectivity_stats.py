@@ -15,7 +15,7 @@ from client_harness import until
 from client_rawserver import Address, RawServer
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import MODE_PSK, ClientConfig, ServerConfig
+from lwm2m.client.config import MODE_PSK, ClientConfig, FactoryAccount
 from lwm2m.client.objects.connectivity import ConnectivityStatistics
 from lwm2m.coap import codec
 from lwm2m.coap.codes import Code
@@ -50,7 +50,7 @@ def statistics(client: LwM2MClient) -> ConnectivityStatistics:
 async def test_plain_udp_counts_retransmissions_and_duplicates(registry: ModelRegistry) -> None:
     server = await CountingServer().start()
     client = LwM2MClient(
-        ClientConfig("dev-stats", servers=(ServerConfig(server.uri),), local_host="127.0.0.1"),
+        ClientConfig("dev-stats", servers=(FactoryAccount(server.uri),), local_host="127.0.0.1"),
         registry=registry,
     )
     stats = statistics(client)
@@ -108,7 +108,7 @@ async def test_dtls_counts_handshake_and_record_overhead(registry: ModelRegistry
         ClientConfig(
             "dev-psk",
             servers=(
-                ServerConfig(
+                FactoryAccount(
                     f"coaps://{host}:{port}",
                     security_mode=MODE_PSK,
                     psk_identity=b"dev-psk",

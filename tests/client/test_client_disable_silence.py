@@ -8,7 +8,7 @@ import pytest
 from client_harness import Harness, MakeClient, until
 from client_rawserver import Address, RawServer
 
-from lwm2m.client.config import ServerConfig
+from lwm2m.client.config import FactoryAccount
 from lwm2m.client.registration import RegistrationState
 from lwm2m.coap import codec
 from lwm2m.coap.codes import Code, MessageType
@@ -70,8 +70,8 @@ async def test_other_servers_are_still_answered(make_client: MakeClient, server:
         h = await make_client(
             register=False,
             servers=(
-                ServerConfig(server.uri, 1, lifetime_s=60),
-                ServerConfig(other.uri, 2, lifetime_s=60),
+                FactoryAccount(server.uri, 1, lifetime_s=60),
+                FactoryAccount(other.uri, 2, lifetime_s=60),
             ),
         )
         _, a1 = await server.accept_registration("s1")

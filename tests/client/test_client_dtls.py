@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import MODE_PSK, ClientConfig, ServerConfig
+from lwm2m.client.config import MODE_PSK, ClientConfig, FactoryAccount
 from lwm2m.coap.codes import Code
 from lwm2m.coap.dtls import DtlsServer, DtlsServerConfig, has_psk_support
 from lwm2m.coap.endpoint import Endpoint, IncomingRequest
@@ -39,7 +39,7 @@ async def test_psk_register_and_read(registry: ModelRegistry) -> None:
         ClientConfig(
             "dev-psk",
             servers=(
-                ServerConfig(
+                FactoryAccount(
                     f"coaps://{host}:{port}",
                     security_mode=MODE_PSK,
                     psk_identity=b"dev-psk",
@@ -103,7 +103,7 @@ async def test_certificate_mode_register(registry: ModelRegistry, trust: str) ->
         ClientConfig(
             "dev-x509",
             servers=(
-                ServerConfig(
+                FactoryAccount(
                     f"coaps://{host}:{port}",
                     security_mode=MODE_CERTIFICATE,
                     client_certificate=device.der,

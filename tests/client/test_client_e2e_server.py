@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.instance import Instance, Res
 from lwm2m.client.simulator import Simulator
 from lwm2m.model.nodes import Resource
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.server.events import NotificationEvent
-from lwm2m.server.server import LwM2MServer
-from lwm2m.server.server import ServerConfig as LwM2MServerConfig
+from lwm2m.server.server import LwM2MServer, ServerConfig
 
 
 class Temperature(Instance, object_id=3303):
@@ -25,7 +24,7 @@ class Temperature(Instance, object_id=3303):
 
 @pytest.fixture
 async def lwm2m_server(registry: ModelRegistry) -> AsyncIterator[LwM2MServer]:
-    server = LwM2MServer(config=LwM2MServerConfig(coap_port=0), model=registry)
+    server = LwM2MServer(config=ServerConfig(coap_port=0), model=registry)
     await server.start()
     yield server
     await server.stop()
@@ -50,7 +49,7 @@ async def test_register_read_write_observe_deregister(
     client = LwM2MClient(
         ClientConfig(
             "e2e-1",
-            servers=(ServerConfig(uri(lwm2m_server), lifetime_s=60),),
+            servers=(FactoryAccount(uri(lwm2m_server), lifetime_s=60),),
             local_host="127.0.0.1",
         ),
         registry=registry,
@@ -88,7 +87,7 @@ async def test_simulator_keeps_devices_registered(
     lwm2m_server: LwM2MServer, registry: ModelRegistry
 ) -> None:
     base = ClientConfig(
-        "sim", servers=(ServerConfig(uri(lwm2m_server), lifetime_s=30),), local_host="127.0.0.1"
+        "sim", servers=(FactoryAccount(uri(lwm2m_server), lifetime_s=30),), local_host="127.0.0.1"
     )
     sim = Simulator(base, 20, registry=registry, rate_per_s=10_000)
     await sim.start()

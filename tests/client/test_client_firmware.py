@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.objects.firmware import FirmwareUpdate, Result, State
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.endpoint import Endpoint, IncomingRequest
@@ -59,7 +59,7 @@ async def rig(registry: ModelRegistry) -> AsyncIterator[Rig]:
     host, port = server.local_address
     client = LwM2MClient(
         ClientConfig(
-            "fw-1", servers=(ServerConfig(f"coap://{host}:{port}"),), local_host="127.0.0.1"
+            "fw-1", servers=(FactoryAccount(f"coap://{host}:{port}"),), local_host="127.0.0.1"
         ),
         registry=registry,
     )

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.scheduler import ManualScheduler
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.message import Message
@@ -53,7 +53,7 @@ messages = st.builds(
 
 def make_client() -> LwM2MClient:
     client = LwM2MClient(
-        ClientConfig("fuzz", servers=(ServerConfig("coap://127.0.0.1:5683"),)),
+        ClientConfig("fuzz", servers=(FactoryAccount("coap://127.0.0.1:5683"),)),
         registry=REGISTRY,
         scheduler=ManualScheduler(),
     )

@@ -11,7 +11,7 @@ import pytest
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.client.bootstrap.interface import BootstrapOptions, install_bootstrap
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import MODE_PSK, ClientConfig, ServerConfig
+from lwm2m.client.config import MODE_PSK, ClientConfig, FactoryAccount
 from lwm2m.client.objects.firmware import FirmwareUpdate, State
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.dtls import DtlsServer, DtlsServerConfig, has_psk_support
@@ -20,8 +20,7 @@ from lwm2m.coap.message import Message
 from lwm2m.model.nodes import Resource
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.server.events import RegistrationEvent
-from lwm2m.server.server import LwM2MServer
-from lwm2m.server.server import ServerConfig as LwM2MServerConfig
+from lwm2m.server.server import LwM2MServer, ServerConfig
 
 TIMEOUT = 10.0
 
@@ -45,7 +44,7 @@ needs_ipv6 = pytest.mark.skipif(
 @pytest.fixture
 async def server6(registry: ModelRegistry) -> AsyncIterator[LwM2MServer]:
     server = LwM2MServer(
-        config=LwM2MServerConfig(host="::1", coap_port=0, request_timeout_s=5.0), model=registry
+        config=ServerConfig(host="::1", coap_port=0, request_timeout_s=5.0), model=registry
     )
     await server.start()
     yield server
@@ -71,7 +70,9 @@ async def test_register_and_read_over_ipv6(server6: LwM2MServer, registry: Model
     assert host == "::1"
     client = LwM2MClient(
         # local_host is IPv4 loopback: the IPv6 socket binds its counterpart ::1
-        ClientConfig("v6-dev", servers=(ServerConfig(uri6((host, port))),), local_host="127.0.0.1"),
+        ClientConfig(
+            "v6-dev", servers=(FactoryAccount(uri6((host, port))),), local_host="127.0.0.1"
+        ),
         registry=registry,
     )
     try:
@@ -92,7 +93,7 @@ async def test_register_and_read_over_ipv6(server6: LwM2MServer, registry: Model
 async def test_ipv6_only_client(server6: LwM2MServer, registry: ModelRegistry) -> None:
     client = LwM2MClient(
         ClientConfig(
-            "v6-only", servers=(ServerConfig(uri6(server6.coap_address)),), local_host="::1"
+            "v6-only", servers=(FactoryAccount(uri6(server6.coap_address)),), local_host="::1"
         ),
         registry=registry,
     )
@@ -119,7 +120,7 @@ async def test_bootstrap_then_register_over_ipv6(
     client = LwM2MClient(
         ClientConfig(
             "v6-bs",
-            servers=(ServerConfig(uri6(bs.coap_address), bootstrap=True),),
+            servers=(FactoryAccount(uri6(bs.coap_address), bootstrap=True),),
             local_host="127.0.0.1",
         ),
         registry=registry,
@@ -160,7 +161,7 @@ async def test_firmware_pull_from_ipv6_package_uri(registry: ModelRegistry) -> N
     client = LwM2MClient(
         ClientConfig(
             "fw6",
-            servers=(ServerConfig(f"coap://127.0.0.1:{server.local_address[1]}"),),
+            servers=(FactoryAccount(f"coap://127.0.0.1:{server.local_address[1]}"),),
             local_host="127.0.0.1",
         ),
         registry=registry,
@@ -235,7 +236,7 @@ async def test_psk_dtls_register_over_ipv6(registry: ModelRegistry) -> None:
 
     layer = DtlsServer(DtlsServerConfig(psk_lookup=lambda i: key if i == b"dev6" else None))
     server = await Endpoint.create("::1", 0, handler=handle, security=layer)
-    account = ServerConfig(
+    account = FactoryAccount(
         f"coaps://[::1]:{server.local_address[1]}",
         security_mode=MODE_PSK,
         psk_identity=b"dev6",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from client_harness import MakeClient, until
 from client_rawserver import RawServer
 
-from lwm2m.client.config import ServerConfig
+from lwm2m.client.config import FactoryAccount
 from lwm2m.client.registration import RegistrationState, update_delay
 from lwm2m.coap.codes import Code, ContentFormat, MessageType
 from lwm2m.coap.message import Message
@@ -120,8 +120,8 @@ async def test_falls_back_to_bootstrap_after_failures(
         h = await make_client(
             register=False,
             servers=(
-                ServerConfig(server.uri, lifetime_s=60),
-                ServerConfig(bs.uri, short_server_id=0, bootstrap=True),
+                FactoryAccount(server.uri, lifetime_s=60),
+                FactoryAccount(bs.uri, short_server_id=0, bootstrap=True),
             ),
             bootstrap_after_failures=2,
         )
@@ -148,8 +148,8 @@ async def test_two_servers_both_registered(make_client: MakeClient, server: RawS
         h = await make_client(
             register=False,
             servers=(
-                ServerConfig(server.uri, 1, lifetime_s=60),
-                ServerConfig(other.uri, 2, lifetime_s=90),
+                FactoryAccount(server.uri, 1, lifetime_s=60),
+                FactoryAccount(other.uri, 2, lifetime_s=90),
             ),
         )
         m1, _ = await server.accept_registration("one")

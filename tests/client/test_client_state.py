@@ -12,7 +12,7 @@ from client_rawserver import RawServer
 
 from lwm2m.client import state
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.state import StateFileError
 from lwm2m.client.store import ObjectStore
 from lwm2m.coap.codes import Code
@@ -58,7 +58,7 @@ async def test_bootstrap_result_persists(tmp_path: FsPath, registry: ModelRegist
     try:
         config = ClientConfig(
             "dev-9",
-            servers=(ServerConfig("coap://127.0.0.1:9", short_server_id=0, bootstrap=True),),
+            servers=(FactoryAccount("coap://127.0.0.1:9", short_server_id=0, bootstrap=True),),
             state_file=str(path),
             local_host="127.0.0.1",
         )

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import MODE_CERTIFICATE, ClientConfig, ServerConfig
+from lwm2m.client.config import MODE_CERTIFICATE, ClientConfig, FactoryAccount
 from lwm2m.coap.codes import Code
 from lwm2m.coap.dtls import DtlsServer, DtlsServerConfig
 from lwm2m.coap.endpoint import Endpoint, IncomingRequest
@@ -131,7 +131,7 @@ async def run(
         ClientConfig(
             "dev-usage",
             servers=(
-                ServerConfig(
+                FactoryAccount(
                     f"coaps://{host}:{port}",
                     security_mode=MODE_CERTIFICATE,
                     client_certificate=pki.device.der,

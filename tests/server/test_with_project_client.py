@@ -6,8 +6,7 @@ import asyncio
 from typing import Any
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig
-from lwm2m.client.config import ServerConfig as ClientServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.model.nodes import ObjectInstance, Resource
 from lwm2m.server import (
     DeregistrationEvent,
@@ -29,7 +28,7 @@ async def test_project_client_register_read_write_observe(server: LwM2MServer) -
     client = LwM2MClient(
         ClientConfig(
             "project-dev",
-            servers=(ClientServerConfig(f"coap://{host}:{port}", lifetime_s=120),),
+            servers=(FactoryAccount(f"coap://{host}:{port}", lifetime_s=120),),
             local_host="127.0.0.1",
             manufacturer="ACME",
         )

@@ -8,8 +8,7 @@ from web_fakes import FakeBootstrap, FakeDevices, Live, Running
 
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig
-from lwm2m.client.config import ServerConfig as ClientServer
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.server.server import LwM2MServer, ServerConfig
 from lwm2m.web.app import WebServer, build_app, create_app
 
@@ -65,7 +64,7 @@ async def live() -> AsyncIterator[Live]:
         host, port = server.coap_address
         config = ClientConfig(
             endpoint,
-            servers=(ClientServer(f"coap://{host}:{port}", lifetime_s=60),),
+            servers=(FactoryAccount(f"coap://{host}:{port}", lifetime_s=60),),
             local_host="127.0.0.1",
             queue_mode=queue_mode,
         )

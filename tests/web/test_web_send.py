@@ -17,8 +17,7 @@ from fastapi import APIRouter, FastAPI
 from web_fakes import FakeDevices
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig
-from lwm2m.client.config import ServerConfig as ClientServer
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.model.path import Path
@@ -95,7 +94,7 @@ async def world() -> AsyncIterator[World]:
     host, port = server.coap_address
     config = ClientConfig(
         "dev-send",
-        servers=(ClientServer(f"coap://{host}:{port}", lifetime_s=60),),
+        servers=(FactoryAccount(f"coap://{host}:{port}", lifetime_s=60),),
         local_host="127.0.0.1",
     )
     device = LwM2MClient(config)

@@ -2,24 +2,24 @@
 
 Public API::
 
-    from lwm2m.client import LwM2MClient, ClientConfig, ServerConfig, Instance, Res, execute
+    from lwm2m.client import LwM2MClient, ClientConfig, FactoryAccount, Instance, Res, execute
 """
 
 from lwm2m.client.client import ClientStats, LwM2MClient
-from lwm2m.client.config import ClientConfig, ConfigError, ServerConfig
+from lwm2m.client.config import ClientConfig, ClientConfigError, FactoryAccount
 from lwm2m.client.instance import Instance, Res, execute
 from lwm2m.client.store import ClientObject, ObjectStore, ServerAccount
 
 __all__ = [
     "ClientConfig",
+    "ClientConfigError",
     "ClientObject",
     "ClientStats",
-    "ConfigError",
+    "FactoryAccount",
     "Instance",
     "LwM2MClient",
     "ObjectStore",
     "Res",
     "ServerAccount",
-    "ServerConfig",
     "execute",
 ]

@@ -2,7 +2,7 @@
 
 ::
 
-    client = LwM2MClient(ClientConfig("dev-1", servers=(ServerConfig("coap://127.0.0.1:5683"),)))
+    client = LwM2MClient(ClientConfig("dev-1", servers=(FactoryAccount("coap://127.0.0.1:5683"),)))
     client.add_instance(Temperature(0))
     await client.start()
     ...

@@ -12,7 +12,7 @@ import sys
 from types import ModuleType
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import MODE_PSK, ClientConfig, ConfigError, ServerConfig
+from lwm2m.client.config import MODE_PSK, ClientConfig, ClientConfigError, FactoryAccount
 from lwm2m.client.generic import add_generic_objects
 from lwm2m.client.state import StateFileError
 from lwm2m.model.definitions import ObjectDef
@@ -120,13 +120,13 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
     try:
         psk_key = bytes.fromhex(args.psk_key) if args.psk_key else b""
     except ValueError:
-        raise ConfigError("--psk-key must be hexadecimal") from None
-    servers: list[ServerConfig] = []
+        raise ClientConfigError("--psk-key must be hexadecimal") from None
+    servers: list[FactoryAccount] = []
     binding = "UQ" if args.queue else "U"
     for index, uri in enumerate(args.server):
         secure = uri.lower().startswith("coaps://")
         servers.append(
-            ServerConfig(
+            FactoryAccount(
                 uri,
                 short_server_id=index + 1,
                 lifetime_s=args.lifetime,
@@ -140,7 +140,7 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
     if args.bootstrap:
         secure = args.bootstrap.lower().startswith("coaps://")
         servers.append(
-            ServerConfig(
+            FactoryAccount(
                 args.bootstrap,
                 short_server_id=0,
                 bootstrap=True,
@@ -166,7 +166,7 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
 def run(args: argparse.Namespace) -> int:
     try:
         config = build_config(args)
-    except ConfigError as exc:
+    except ClientConfigError as exc:
         print(f"lwm2m client: {exc}", file=sys.stderr)
         return 2
     options = _bootstrap_options()
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         if args.count == 1:
             return asyncio.run(_run_single(config, registry, args, options))
         return asyncio.run(_run_many(config, registry, args, options))
-    except (StateFileError, ConfigError) as exc:
+    except (StateFileError, ClientConfigError) as exc:
         print(f"lwm2m client: {exc}", file=sys.stderr)
         return 1
 

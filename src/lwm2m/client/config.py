@@ -23,7 +23,7 @@ MODE_CERTIFICATE = 2
 MODE_NOSEC = 3
 
 
-class ConfigError(ValueError):
+class ClientConfigError(ValueError):
     """An invalid client configuration (bad URI, name, lifetime ...)."""
 
 
@@ -32,18 +32,18 @@ def parse_server_uri(uri: str) -> tuple[str, str, int]:
     parsed = urllib.parse.urlsplit(uri)
     scheme = parsed.scheme.lower()
     if scheme not in ("coap", "coaps"):
-        raise ConfigError(f"{uri!r}: server URI must be coap:// or coaps://")
+        raise ClientConfigError(f"{uri!r}: server URI must be coap:// or coaps://")
     if not parsed.hostname:
-        raise ConfigError(f"{uri!r}: server URI has no host")
+        raise ClientConfigError(f"{uri!r}: server URI has no host")
     try:
         port = parsed.port
     except ValueError:
-        raise ConfigError(f"{uri!r}: invalid port") from None
+        raise ClientConfigError(f"{uri!r}: invalid port") from None
     return scheme, parsed.hostname, port or (5684 if scheme == "coaps" else 5683)
 
 
 @dataclass(frozen=True, slots=True)
-class ServerConfig:
+class FactoryAccount:
     """One factory-configured account: an LwM2M server, or the bootstrap server."""
 
     uri: str
@@ -66,17 +66,17 @@ class ServerConfig:
     def __post_init__(self) -> None:
         scheme, _, _ = parse_server_uri(self.uri)
         if not self.bootstrap and not 1 <= self.short_server_id <= 65534:
-            raise ConfigError(f"short server ID {self.short_server_id} out of range 1-65534")
+            raise ClientConfigError(f"short server ID {self.short_server_id} out of range 1-65534")
         if self.lifetime_s <= 0:
-            raise ConfigError(f"lifetime {self.lifetime_s} must be positive")
+            raise ClientConfigError(f"lifetime {self.lifetime_s} must be positive")
         if self.security_mode == MODE_PSK and not (self.psk_identity and self.psk_key):
-            raise ConfigError("PSK mode needs an identity and a key")
+            raise ClientConfigError("PSK mode needs an identity and a key")
         if scheme == "coaps" and self.security_mode == MODE_NOSEC:
-            raise ConfigError(f"{self.uri}: coaps:// needs PSK or certificate credentials")
+            raise ClientConfigError(f"{self.uri}: coaps:// needs PSK or certificate credentials")
         if scheme == "coap" and self.security_mode != MODE_NOSEC:
-            raise ConfigError(f"{self.uri}: credentials need a coaps:// URI")
+            raise ClientConfigError(f"{self.uri}: credentials need a coaps:// URI")
         if self.certificate_usage is not None and not 0 <= self.certificate_usage <= 3:
-            raise ConfigError(f"certificate usage {self.certificate_usage} is not 0-3")
+            raise ClientConfigError(f"certificate usage {self.certificate_usage} is not 0-3")
 
     def security_values(self) -> dict[int, object]:
         """Resources of the Security instance for this account."""
@@ -111,7 +111,7 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
     endpoint: str
-    servers: tuple[ServerConfig, ...] = ()
+    servers: tuple[FactoryAccount, ...] = ()
     endpoint_type: int | None = None
     lwm2m_version: str = "1.1"
     queue_mode: bool = False
@@ -138,13 +138,13 @@ class ClientConfig:
             if self.endpoint_type is not None:
                 parse_endpoint_type(str(self.endpoint_type))
         except EndpointNameError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ClientConfigError(str(exc)) from None
         if self.lwm2m_version not in SUPPORTED_LWM2M_VERSIONS:
-            raise ConfigError(f"unsupported LwM2M version {self.lwm2m_version}")
+            raise ClientConfigError(f"unsupported LwM2M version {self.lwm2m_version}")
         ids = [s.short_server_id for s in self.servers if not s.bootstrap]
         if len(ids) != len(set(ids)):
-            raise ConfigError("two servers share one short server ID")
+            raise ClientConfigError("two servers share one short server ID")
         if sum(1 for s in self.servers if s.bootstrap) > 1:
-            raise ConfigError("at most one bootstrap server")
+            raise ClientConfigError("at most one bootstrap server")
         if self.stored_notifications_max < 1:
-            raise ConfigError("stored_notifications_max must be at least 1")
+            raise ClientConfigError("stored_notifications_max must be at least 1")

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from lwm2m.client import content
 from lwm2m.client.bootstrap.unbootstrap import AclState, UnbootstrapPlan, plan_unbootstrap
-from lwm2m.client.config import ConfigError as ClientConfigError
-from lwm2m.client.config import parse_server_uri
+from lwm2m.client.config import ClientConfigError, parse_server_uri
 from lwm2m.coap.codes import Code, ContentFormat
 from lwm2m.coap.errors import CoapError
 from lwm2m.coap.message import Message

@@ -31,7 +31,7 @@ from lwm2m.client.bootstrap.smartcard import (
     load_image_file,
     read_card,
 )
-from lwm2m.client.config import ConfigError
+from lwm2m.client.config import ClientConfigError
 from lwm2m.model.nodes import ObjectInstance
 from lwm2m.protocol.bootstrap_config import BootstrapConfigError
 from lwm2m.protocol.provisioning import PlannedWrite
@@ -117,7 +117,7 @@ def apply(client: LwM2MClient, args: argparse.Namespace) -> ClientBootstrap:
         try:
             config = load_factory_file(args.factory, client.endpoint_name)
         except BootstrapConfigError as exc:
-            raise ConfigError(f"--factory: {exc}") from None
+            raise ClientConfigError(f"--factory: {exc}") from None
         from lwm2m.protocol.provisioning import plan_writes
 
         writes = plan_writes(config)
@@ -125,13 +125,13 @@ def apply(client: LwM2MClient, args: argparse.Namespace) -> ClientBootstrap:
         try:
             writes = load_image_file(args.smartcard, client.registry)
         except SmartcardError as exc:
-            raise ConfigError(f"--smartcard: {exc}") from None
+            raise ClientConfigError(f"--smartcard: {exc}") from None
     elif getattr(args, "smartcard_reader", None) is not None:
         try:
             image = read_card(args.smartcard_reader or None, args.smartcard_file)
             writes = decode_image(image, client.registry)
         except SmartcardError as exc:
-            raise ConfigError(f"--smartcard-reader: {exc}") from None
+            raise ClientConfigError(f"--smartcard-reader: {exc}") from None
     if writes is not None:
         install_provisioning(client, writes)
     options = BootstrapOptions(finish_timeout_s=getattr(args, "bootstrap_timeout", 120.0))
