@@ -32,7 +32,8 @@ import tracemalloc
 from typing import Any
 
 from lwm2m.coap import codec
-from lwm2m.coap.codes import Code, ContentFormat, MessageType
+from lwm2m.coap.codes import Code, MessageType
+from lwm2m.formats.media import ContentFormat
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer
 from lwm2m.server import LwM2MServer, ServerConfig

@@ -24,10 +24,11 @@ from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.client.bootstrap.interface import BootstrapOptions, install_bootstrap
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig, FactoryAccount
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.message import Message
 from lwm2m.formats import registry as formats
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import LwM2MObject
 from lwm2m.model.path import Path
 from lwm2m.model.registry import default_registry

@@ -13,9 +13,10 @@ import pytest
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.objects.firmware import FirmwareUpdate, Result, State
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Endpoint, IncomingRequest
 from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.registry import ModelRegistry
 
 PACKAGE = b"FW:demo:2.0\n" + bytes(range(256)) * 20  # 5 KiB: several Block1 blocks

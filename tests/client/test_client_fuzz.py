@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.scheduler import ManualScheduler
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.registry import default_registry
 
 SERVER = ("127.0.0.1", 5683)

@@ -13,10 +13,11 @@ from lwm2m.client.bootstrap.interface import BootstrapOptions, install_bootstrap
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import MODE_PSK, ClientConfig, FactoryAccount
 from lwm2m.client.objects.firmware import FirmwareUpdate, State
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.dtls import DtlsServer, DtlsServerConfig, has_psk_support
 from lwm2m.coap.endpoint import Endpoint, IncomingRequest
 from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import Resource
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.server.events import RegistrationEvent

@@ -5,8 +5,9 @@ from __future__ import annotations
 from client_harness import Harness, MakeClient, until
 
 from lwm2m.client.observe import should_notify
-from lwm2m.coap.codes import Code, ContentFormat, MessageType
+from lwm2m.coap.codes import Code, MessageType
 from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import Attributes
 

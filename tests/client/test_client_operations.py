@@ -6,9 +6,10 @@ import pytest
 from client_harness import MakeClient
 
 from lwm2m.client.instance import Instance, Res, execute
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.formats import senml_cbor, senml_json, tlv
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import LwM2MObject, ObjectInstance, Resource
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry

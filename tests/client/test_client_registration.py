@@ -7,8 +7,9 @@ from client_rawserver import RawServer
 
 from lwm2m.client.config import FactoryAccount
 from lwm2m.client.registration import RegistrationState, update_delay
-from lwm2m.coap.codes import Code, ContentFormat, MessageType
+from lwm2m.coap.codes import Code, MessageType
 from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
 
 
 async def test_register_query_and_payload(make_client: MakeClient) -> None:

@@ -8,18 +8,19 @@ from typing import Any
 import pytest
 from server_helpers import Device
 
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.formats import registry
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import ObjectInstance, Resource
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import parse_attribute_query
 from lwm2m.server import (
     ClientNotFound,
+    ClientTimeout,
     LwM2MServer,
     NotificationEvent,
     RemoteError,
-    RequestTimeout,
     SendEvent,
 )
 
@@ -284,5 +285,5 @@ async def test_request_timeout(server: LwM2MServer, raw: Any) -> None:
     from server_helpers import register_message
 
     await raw.request(register_message(("ep=mute",)), server.coap_address)
-    with pytest.raises(RequestTimeout):
+    with pytest.raises(ClientTimeout):
         await server.read("mute", "/3/0", timeout=0.2)

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from server_helpers import register_message
 
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
 from lwm2m.server import (
     AwakeEvent,
     ClientNotFound,

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 from server_helpers import FakeClock, RawPeer, register_message
 
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
 from lwm2m.server import (
     DeregistrationEvent,
     LwM2MServer,

@@ -6,9 +6,10 @@ import asyncio
 from pathlib import Path as FsPath
 from typing import Any
 
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
 from lwm2m.server import LwM2MServer, NotificationEvent, ServerConfig
 from lwm2m.stores import open_stores
 

@@ -19,10 +19,11 @@ import pytest
 from server_helpers import RawPeer, register_message
 
 from lwm2m.coap.codec import decode, encode
-from lwm2m.coap.codes import Code, ContentFormat, MessageType
+from lwm2m.coap.codes import Code, MessageType
 from lwm2m.coap.endpoint import Endpoint, ServerObservation
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer, PeerIdentity
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.path import Path
 from lwm2m.security.credentials import PskCredential, SecurityEntry
 from lwm2m.server import LwM2MServer, NotificationEvent, ServerConfig

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from server_helpers import Device
 
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.formats import registry
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import Resource
 from lwm2m.model.path import Path
-from lwm2m.server import LwM2MServer, RemoteError, RequestTimeout
+from lwm2m.server import ClientTimeout, LwM2MServer, RemoteError
 from lwm2m.server.operations import (
     CancelObservationRequest,
     ObserveRequest,
@@ -103,7 +104,7 @@ async def test_the_timeout_bounds_an_unanswered_observe_cancel(
     observed = await server.send("dev", ObserveRequest(Path(3, 0, 9), int(ContentFormat.TEXT)))
     assert server.observations.is_live(observed.observation.id)
     try:
-        with pytest.raises(RequestTimeout):
+        with pytest.raises(ClientTimeout):
             await server.send("dev", CancelObservationRequest(Path(3, 0, 9)), timeout=0.3)
         # Gone on the server's side even though the client never confirmed.
         assert server.observations_of("dev") == []

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from server_helpers import Device, FakeClock
 
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.formats import cbor_strict
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.path import Path
 from lwm2m.server import LwM2MServer, NotificationEvent, SendEvent
 from lwm2m.server.content import RELATIVE_TIME_LIMIT, TimedValue, absolute_time

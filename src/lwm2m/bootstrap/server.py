@@ -35,9 +35,10 @@ from lwm2m.bootstrap.events import (
 from lwm2m.bootstrap.history import SessionHistory, SessionRecord, SessionStatus
 from lwm2m.bootstrap.session import DEFAULT_REQUEST_TIMEOUT_S, Requester, SessionRunner
 from lwm2m.bootstrap.store import ConfigStore
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.bootstrap_config import (

@@ -28,7 +28,7 @@ from lwm2m.bootstrap.events import (
     SessionRequest,
 )
 from lwm2m.bootstrap.history import SessionRecord, SessionStatus, Step
-from lwm2m.coap.codes import Code, ContentFormat, MessageType
+from lwm2m.coap.codes import Code, MessageType
 from lwm2m.coap.errors import CoapError, RequestTimeout
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address
@@ -36,6 +36,7 @@ from lwm2m.formats import registry as formats
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.jsonview import node_to_json
 from lwm2m.formats.link_format import parse_links
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.protocol.bootstrap_config import BootstrapConfig

@@ -66,13 +66,14 @@ from lwm2m.client.store import (
     ServerAccount,
 )
 from lwm2m.client.stored_values import Stored
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import NO_RESPONSE, Endpoint, IncomingRequest, NoResponse
 from lwm2m.coap.errors import CoapError, EndpointClosed, ObservationCancelled
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer, normalize_address
 from lwm2m.coap.security import SecurityLayer
 from lwm2m.coap.traffic import TrafficCounter
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry

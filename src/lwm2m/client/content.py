@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import ModuleType
 
-from lwm2m.coap.codes import ContentFormat
 from lwm2m.formats import lwm2m_cbor, lwm2m_json, opaque, senml_cbor, senml_json, text, tlv
 from lwm2m.formats.errors import FormatError
+from lwm2m.formats.media import ContentFormat
 from lwm2m.formats.senml import Record
 from lwm2m.model.nodes import Node, Resource, ResourceInstance
 from lwm2m.model.path import Path

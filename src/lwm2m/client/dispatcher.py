@@ -26,9 +26,10 @@ from lwm2m.client.links import discover_payload
 from lwm2m.client.observe import AttributeStore, Observation, ObservationManager
 from lwm2m.client.store import ACCESS_CONTROL, DEVICE, SECURITY, SERVER, ObjectStore
 from lwm2m.client.stored_values import Stored
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Resource, ResourceInstance
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.types import ResourceType

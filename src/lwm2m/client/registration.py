@@ -28,10 +28,11 @@ from dataclasses import dataclass
 
 from lwm2m.client.scheduler import Scheduler, Timer
 from lwm2m.client.store import ServerAccount
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.errors import CoapError
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address
+from lwm2m.formats.media import ContentFormat
 from lwm2m.protocol.registration import DEFAULT_LIFETIME_S, RegisterParams
 
 logger = logging.getLogger(__name__)

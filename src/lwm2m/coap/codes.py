@@ -1,4 +1,7 @@
-"""CoAP message types, method and response codes, content formats (RFC 7252 names)."""
+"""CoAP message types, method and response codes (RFC 7252 names).
+
+Content-Format numbers are an LwM2M matter here: :class:`lwm2m.formats.media.ContentFormat`.
+"""
 
 from __future__ import annotations
 
@@ -91,19 +94,3 @@ class Code(enum.IntEnum):
     def from_dotted(cls, text: str) -> Code:
         cls_s, _, detail_s = text.partition(".")
         return cls((int(cls_s) << 5) | int(detail_s))
-
-
-class ContentFormat(enum.IntEnum):
-    TEXT = 0
-    LINK_FORMAT = 40
-    OCTET_STREAM = 42
-    JSON = 50
-    CBOR = 60
-    SENML_JSON = 110
-    SENML_CBOR = 112
-    LWM2M_TLV = 11542
-    LWM2M_JSON = 11543
-    LWM2M_CBOR = 11544
-    # Pre-registration numbers some LwM2M 1.0 devices still send.
-    OMA_TLV_OLD = 1542
-    OMA_JSON_OLD = 1543

@@ -1,8 +1,7 @@
 """Content-Format numbers the LwM2M formats use (IANA CoAP Content-Formats registry).
 
-The CoAP layer has its own enum (``lwm2m.coap.codes.ContentFormat``); the
-formats package may not import ``coap/``, so it keeps this one with the same
-numbers. Both are IntEnums, so values compare equal across the two.
+The one enum of them: the CoAP layer carries a Content-Format option as a
+plain number and never interprets it, so the roles take this enum too.
 """
 
 from __future__ import annotations

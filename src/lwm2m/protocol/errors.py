@@ -59,10 +59,6 @@ class PreconditionFailed(LwM2MError):
     code = Code.PRECONDITION_FAILED
 
 
-class RequestEntityTooLarge(LwM2MError):
-    code = Code.REQUEST_ENTITY_TOO_LARGE
-
-
 class UnsupportedContentFormat(LwM2MError):
     code = Code.UNSUPPORTED_CONTENT_FORMAT
 

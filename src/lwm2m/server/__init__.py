@@ -13,10 +13,10 @@ from lwm2m.protocol.errors import RemoteError
 from lwm2m.server.errors import (
     ClientNotFound,
     ClientSleeping,
+    ClientTimeout,
     InvalidResponse,
     ObservationNotFound,
     QueueFull,
-    RequestTimeout,
     ServerError,
 )
 from lwm2m.server.events import (
@@ -52,6 +52,7 @@ __all__ = [
     "AwakeEvent",
     "ClientNotFound",
     "ClientSleeping",
+    "ClientTimeout",
     "CreateResponse",
     "DeleteResponse",
     "DeregistrationEvent",
@@ -74,7 +75,6 @@ __all__ = [
     "Registration",
     "RegistrationEvent",
     "RemoteError",
-    "RequestTimeout",
     "SendEvent",
     "ServerConfig",
     "ServerError",

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from lwm2m.coap.codes import ContentFormat
 from lwm2m.formats import registry
 from lwm2m.formats.errors import FormatError
+from lwm2m.formats.media import ContentFormat
 from lwm2m.formats.tree import group_composite
 from lwm2m.model.nodes import Node, Value, node_kind
 from lwm2m.model.path import Path

@@ -12,10 +12,10 @@ from lwm2m.protocol.errors import RemoteError
 __all__ = [
     "ClientNotFound",
     "ClientSleeping",
+    "ClientTimeout",
     "InvalidResponse",
     "QueueFull",
     "RemoteError",
-    "RequestTimeout",
     "ServerError",
 ]
 
@@ -32,7 +32,7 @@ class ClientNotFound(ServerError, LookupError):
         self.endpoint = endpoint
 
 
-class RequestTimeout(ServerError, TimeoutError):
+class ClientTimeout(ServerError, TimeoutError):
     """The client did not answer in time (or stayed asleep past the timeout)."""
 
 

@@ -27,9 +27,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.formats.errors import FormatError
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import (
     LwM2MObject,
     Node,

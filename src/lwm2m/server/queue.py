@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lwm2m.server.errors import ClientNotFound, QueueFull, RequestTimeout
+from lwm2m.server.errors import ClientNotFound, ClientTimeout, QueueFull
 from lwm2m.server.events import AwakeEvent, ServerEventBus, SleepingEvent
 from lwm2m.stores.records import Registration
 
@@ -114,7 +114,7 @@ class QueueMode:
                 try:
                     await asyncio.wait_for(state.wake.wait(), timeout)
                 except TimeoutError:
-                    raise RequestTimeout(
+                    raise ClientTimeout(
                         f"client {registration.endpoint!r} stayed asleep for {timeout} s"
                     ) from None
         finally:

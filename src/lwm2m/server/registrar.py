@@ -24,9 +24,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer, PeerIdentity
+from lwm2m.formats.media import ContentFormat
 from lwm2m.protocol.registration import (
     RegistrationParamError,
     parse_register_query,

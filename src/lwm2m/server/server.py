@@ -11,7 +11,7 @@ per-operation methods (:meth:`LwM2MServer.read`, ...) only build the request.
 It goes as a CON request to the address the client last registered or
 updated from, over the transport it used (DTLS
 registrations are reached over DTLS). Errors: :class:`ClientNotFound` for an
-unknown endpoint name, :class:`RequestTimeout`, :class:`RemoteError` with the
+unknown endpoint name, :class:`ClientTimeout`, :class:`RemoteError` with the
 client's code for 4.xx/5.xx answers.
 """
 
@@ -26,12 +26,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from lwm2m.coap.codes import Code, ContentFormat
-from lwm2m.coap.errors import CoapError, ResetReceived
-from lwm2m.coap.errors import RequestTimeout as CoapRequestTimeout
+from lwm2m.coap.codes import Code
+from lwm2m.coap.errors import CoapError, RequestTimeout, ResetReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
 from lwm2m.formats.errors import FormatError
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Value
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
@@ -40,9 +40,9 @@ from lwm2m.protocol.errors import RemoteError
 from lwm2m.server import content
 from lwm2m.server.errors import (
     ClientNotFound,
+    ClientTimeout,
     InvalidResponse,
     ObservationNotFound,
-    RequestTimeout,
     ServerError,
 )
 from lwm2m.server.events import SendEvent, ServerEventBus
@@ -521,9 +521,9 @@ class LwM2MServer:
                 target = Target(reg, self.model)
                 response = await self._endpoint_for(reg).request(build(target), reg.address)
         except TimeoutError:
-            raise RequestTimeout(f"no answer from {endpoint!r} within {timeout} s") from None
-        except CoapRequestTimeout:
-            raise RequestTimeout(f"no answer from {endpoint!r}") from None
+            raise ClientTimeout(f"no answer from {endpoint!r} within {timeout} s") from None
+        except RequestTimeout:
+            raise ClientTimeout(f"no answer from {endpoint!r}") from None
         except ResetReceived:
             raise RemoteError(Code.EMPTY, "the client answered with RST") from None
         except CoapError as exc:
@@ -672,10 +672,10 @@ class LwM2MServer:
                 first: Message = await handle.first()
         except TimeoutError:
             await _quiet_cancel(handle)
-            raise RequestTimeout(f"no answer from {endpoint!r} within {timeout} s") from None
-        except CoapRequestTimeout:
+            raise ClientTimeout(f"no answer from {endpoint!r} within {timeout} s") from None
+        except RequestTimeout:
             await _quiet_cancel(handle)
-            raise RequestTimeout(f"no answer from {endpoint!r}") from None
+            raise ClientTimeout(f"no answer from {endpoint!r}") from None
         except ResetReceived:
             raise RemoteError(Code.EMPTY, "the client answered with RST") from None
         except CoapError as exc:
@@ -753,7 +753,7 @@ class LwM2MServer:
                         await self.cancel_observation(endpoint, rec, active=active)
                         count += 1
         except TimeoutError:
-            raise RequestTimeout(
+            raise ClientTimeout(
                 f"cancelling observations of {endpoint!r} took more than {timeout} s"
             ) from None
         return count

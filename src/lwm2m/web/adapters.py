@@ -27,9 +27,9 @@ from lwm2m.protocol.errors import RemoteError
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.server.errors import (
     ClientNotFound,
+    ClientTimeout,
     ObservationNotFound,
     QueueFull,
-    RequestTimeout,
     ServerError,
 )
 from lwm2m.server.events import (
@@ -126,7 +126,7 @@ def _web_error(endpoint: str, exc: Exception) -> BackendError | None:
     match exc:
         case ClientNotFound():
             return UnknownClient(f"no registered client with endpoint {endpoint!r}")
-        case RequestTimeout():
+        case ClientTimeout():
             return DeviceTimeout(str(exc))
         case RemoteError():
             code = _code(exc.code)

@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 from lwm2m.client import content
 from lwm2m.client.bootstrap.unbootstrap import AclState, UnbootstrapPlan, plan_unbootstrap
 from lwm2m.client.config import ClientConfigError, parse_server_uri
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.errors import CoapError
 from lwm2m.coap.message import Message
 from lwm2m.formats import registry as formats
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.link_format import Link, format_param
+from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Resource, ResourceInstance
 from lwm2m.model.path import Path, PathError
 from lwm2m.protocol.errors import LwM2MError
