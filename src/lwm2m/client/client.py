@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from lwm2m.client import content, state
+from lwm2m.client import payload_codec, state
 from lwm2m.client.acl import AccessControl
 from lwm2m.client.config import (
     MODE_CERTIFICATE,
@@ -883,10 +883,12 @@ class LwM2MClient:
                         nodes[path] = await self.dispatcher.read_node(path, None)
                     except LwM2MError:
                         continue
-                payload = content.encode_composite(nodes, obs.content_format, self.registry)
+                payload = payload_codec.encode_composite(nodes, obs.content_format, self.registry)
             else:
                 node = await self.dispatcher.read_node(obs.paths[0], None)
-                payload = content.encode(node, obs.paths[0], obs.content_format, self.registry)
+                payload = payload_codec.encode(
+                    node, obs.paths[0], obs.content_format, self.registry
+                )
             values = await self.dispatcher.leaf_values(obs.paths)
         except LwM2MError as exc:
             # The observed node is gone: a final error notification ends the observation.
@@ -933,7 +935,7 @@ class LwM2MClient:
         for item in paths:
             path = Path.parse(item) if isinstance(item, str) else item
             nodes[path] = await self.dispatcher.read_node(path, None)
-        payload = content.encode_composite(nodes, content_format, self.registry)
+        payload = payload_codec.encode_composite(nodes, content_format, self.registry)
         targets = [
             s
             for ssid, s in self.sessions.items()

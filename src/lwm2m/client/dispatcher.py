@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from lwm2m.client import content
+from lwm2m.client import payload_codec
 from lwm2m.client.acl import AccessControl, Permission
 from lwm2m.client.instance import Instance, check_arguments
 from lwm2m.client.links import discover_payload
@@ -241,8 +241,8 @@ class RequestDispatcher:
 
     async def read(self, path: Path, ssid: int, accept: int | None) -> Message:
         node = await self.read_node(path, ssid)
-        fmt = content.response_format(accept, node, self.hooks.default_format(ssid))
-        payload = content.encode(node, path, fmt, self.model)
+        fmt = payload_codec.response_format(accept, node, self.hooks.default_format(ssid))
+        payload = payload_codec.encode(node, path, fmt, self.model)
         return _response(Code.CONTENT, payload, fmt)
 
     async def leaf_values(self, paths: tuple[Path, ...]) -> dict[Path, Stored]:
@@ -301,7 +301,7 @@ class RequestDispatcher:
             raise MethodNotAllowed("Write on an object is not allowed")
         inst = self._instance(path)
         self._check(ssid, path, Permission.WRITE)
-        node = content.decode(message.payload, path, message.content_format, self.model)
+        node = payload_codec.decode(message.payload, path, message.content_format, self.model)
         await self.apply_write(inst, path, node, replace=replace)
         self.hooks.changed()
         return _response(Code.CHANGED)
@@ -388,7 +388,7 @@ class RequestDispatcher:
         ):
             # LwM2M 1.1: POST on a multiple resource adds/updates resource instances.
             self._check(ssid, path, Permission.WRITE)
-            node = content.decode(message.payload, path, message.content_format, self.model)
+            node = payload_codec.decode(message.payload, path, message.content_format, self.model)
             await self.apply_write(inst, path, node, replace=False)
             self.hooks.changed()
             return _response(Code.CHANGED)
@@ -453,10 +453,10 @@ class RequestDispatcher:
         if not message.payload:
             return [ObjectInstance(free_id)]
         try:
-            node = content.decode(message.payload, path, message.content_format, self.model)
+            node = payload_codec.decode(message.payload, path, message.content_format, self.model)
         except BadRequest:
             # A 1.0 TLV payload may hold resources without an instance header.
-            node = content.decode(
+            node = payload_codec.decode(
                 message.payload, path.child(free_id), message.content_format, self.model
             )
         if isinstance(node, LwM2MObject):
@@ -489,8 +489,8 @@ class RequestDispatcher:
     async def observe(self, request: Request, path: Path, ssid: int) -> Message:
         message = request.message
         node = await self.read_node(path, ssid)
-        fmt = content.response_format(message.accept, node, self.hooks.default_format(ssid))
-        payload = content.encode(node, path, fmt, self.model)
+        fmt = payload_codec.response_format(message.accept, node, self.hooks.default_format(ssid))
+        payload = payload_codec.encode(node, path, fmt, self.model)
         values = await self.leaf_values((path,))
         token = message.token
         handle = request.start_observation(lambda: self._forget(ssid, token))
@@ -505,7 +505,7 @@ class RequestDispatcher:
         message = request.message
         if message.uri_path:
             raise MethodNotAllowed("composite operations use the root path")
-        paths = content.decode_paths(message.payload, message.content_format)
+        paths = payload_codec.decode_paths(message.payload, message.content_format)
         if not paths:
             raise BadRequest("no paths requested")
         nodes: dict[Path, Node] = {}
@@ -523,9 +523,9 @@ class RequestDispatcher:
             if message.accept is not None
             else (message.content_format or ContentFormat.SENML_CBOR)
         )
-        if fmt not in content.COMPOSITE:
+        if fmt not in payload_codec.COMPOSITE:
             raise NotAcceptable(f"content format {fmt} cannot carry a composite answer")
-        payload = content.encode_composite(nodes, fmt, self.model)
+        payload = payload_codec.encode_composite(nodes, fmt, self.model)
         if message.observe == 0:
             values = await self.leaf_values(tuple(nodes))
             token = message.token
@@ -538,7 +538,7 @@ class RequestDispatcher:
     async def write_composite(self, message: Message, ssid: int) -> Message:
         if message.uri_path:
             raise MethodNotAllowed("composite operations use the root path")
-        records = content.decode_records(message.payload, message.content_format, self.model)
+        records = payload_codec.decode_records(message.payload, message.content_format, self.model)
         plan: list[tuple[Instance, int, int | None, object]] = []
         for record in records:
             path = record.path

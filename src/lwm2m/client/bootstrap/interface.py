@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lwm2m.client import content
+from lwm2m.client import payload_codec
 from lwm2m.client.bootstrap.unbootstrap import AclState, UnbootstrapPlan, plan_unbootstrap
 from lwm2m.client.config import ClientConfigError, parse_server_uri
 from lwm2m.coap.codes import Code
@@ -441,8 +441,8 @@ class ClientBootstrap:
                 "Bootstrap-Read targets the Server or Access Control object or one instance",
             )
         node = await self.client.dispatcher.read_node(path, None)
-        fmt = content.response_format(accept, node, self.client.default_format)
-        payload = content.encode(node, path, fmt, self.client.registry)
+        fmt = payload_codec.response_format(accept, node, self.client.default_format)
+        payload = payload_codec.encode(node, path, fmt, self.client.registry)
         return Message(Code.CONTENT, payload=payload, content_format=fmt)
 
     def _discover(self, path: Path, message: Message) -> Message:
