@@ -22,7 +22,7 @@ from lwm2m.formats import cbor_strict
 from lwm2m.formats.media import ContentFormat
 from lwm2m.model.path import Path
 from lwm2m.server import LwM2MServer, NotificationEvent, SendEvent
-from lwm2m.server.content import RELATIVE_TIME_LIMIT, TimedValue, absolute_time
+from lwm2m.server.payloads import RELATIVE_TIME_LIMIT, TimedValue, absolute_time
 
 SENML_JSON = int(ContentFormat.SENML_JSON)
 SENML_CBOR = int(ContentFormat.SENML_CBOR)

@@ -16,7 +16,7 @@ from typing import ClassVar
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.protocol.events import EventBus, Subscription
-from lwm2m.server.content import TimedValue
+from lwm2m.server.payloads import TimedValue
 from lwm2m.stores.records import ObservationRecord, Registration
 
 __all__ = [
@@ -88,7 +88,7 @@ class NotificationEvent(ServerEvent):
     observation). ``content`` is the node of the observed path when it is a
     single observation, else None. ``records`` are the reported values with
     absolute measurement times (SenML relative times resolved against the
-    server's clock at reception; see :func:`lwm2m.server.content.timed_values`),
+    server's clock at reception; see :func:`lwm2m.server.payloads.timed_values`),
     empty for formats without records (TLV, text, opaque).
     """
 

@@ -33,7 +33,7 @@ from lwm2m.formats.errors import FormatError
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
-from lwm2m.server import content
+from lwm2m.server import payloads
 from lwm2m.server.events import NotificationEvent, ServerEventBus
 from lwm2m.stores.base import ObservationStore
 from lwm2m.stores.records import ObservationRecord
@@ -61,11 +61,11 @@ def decode_values(
 ) -> dict[Path, Node]:
     """The values a notification (or the first Observe response) carries."""
     if record.composite:
-        return content.decode_composite(
+        return payloads.decode_composite(
             message.content_format, message.payload, record.paths, model
         )
     return {
-        record.path: content.decode(message.content_format, message.payload, record.path, model)
+        record.path: payloads.decode(message.content_format, message.payload, record.path, model)
     }
 
 
@@ -133,7 +133,7 @@ class Observations:
                     break
                 received_at = self.clock()
                 try:
-                    values, records = content.decode_reported(
+                    values, records = payloads.decode_reported(
                         message.content_format,
                         message.payload,
                         record.paths if record.composite else (record.path,),

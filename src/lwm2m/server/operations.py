@@ -42,7 +42,7 @@ from lwm2m.model.nodes import (
 from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.protocol.attributes import ALL_ATTRIBUTES, AttributeError_, AttributeUpdate
-from lwm2m.server import content
+from lwm2m.server import payloads
 from lwm2m.server.errors import InvalidResponse
 from lwm2m.server.links import Link, LinkFormatError, parse_discover
 from lwm2m.stores.records import ObservationRecord, Registration
@@ -76,7 +76,7 @@ class Target:
         """The payload format: the caller's, else the client's preferred one."""
         if requested is not None:
             return requested
-        return content.preferred_format(self.registration, path)
+        return payloads.preferred_format(self.registration, path)
 
     def accept(self, path: Path, requested: int | None) -> int | None:
         """The Accept option of a Read/Observe, None for no option."""
@@ -85,11 +85,11 @@ class Target:
         # 1.0 clients get no Accept (several reject it); they answer TLV or text.
         if self.registration.lwm2m_version == "1.0":
             return None
-        return content.preferred_format(self.registration, path)
+        return payloads.preferred_format(self.registration, path)
 
     def decode(self, answer: Message, path: Path) -> Node:
         try:
-            return content.decode(answer.content_format, answer.payload, path, self.model)
+            return payloads.decode(answer.content_format, answer.payload, path, self.model)
         except FormatError as exc:
             raise InvalidResponse(f"cannot decode the answer for {path}: {exc}") from None
 
@@ -304,7 +304,7 @@ class WriteRequest(Request[WriteResponse]):
             Code.PUT if self.replace else Code.POST,
             uri_path=target.uri_path(self.path),
             content_format=fmt,
-            payload=content.encode(fmt, self.content, self.path, target.model),
+            payload=payloads.encode(fmt, self.content, self.path, target.model),
         )
 
     def to_response(self, answer: Message, target: Target) -> WriteResponse:
@@ -381,7 +381,7 @@ class CreateRequest(Request[CreateResponse]):
             Code.POST,
             uri_path=target.uri_path(self.path),
             content_format=fmt,
-            payload=content.encode(fmt, body, self.path, target.model),
+            payload=payloads.encode(fmt, body, self.path, target.model),
         )
 
     def to_response(self, answer: Message, target: Target) -> CreateResponse:
@@ -419,12 +419,12 @@ class ReadCompositeRequest(Request[ReadCompositeResponse]):
             uri_path=target.uri_path(Path()),
             content_format=fmt,
             accept=fmt,
-            payload=content.encode_paths(fmt, self.paths),
+            payload=payloads.encode_paths(fmt, self.paths),
         )
 
     def to_response(self, answer: Message, target: Target) -> ReadCompositeResponse:
         try:
-            values = content.decode_composite(
+            values = payloads.decode_composite(
                 answer.content_format, answer.payload, self.paths, target.model
             )
         except FormatError as exc:
@@ -443,7 +443,7 @@ class WriteCompositeRequest(Request[WriteCompositeResponse]):
             Code.IPATCH,
             uri_path=target.uri_path(Path()),
             content_format=fmt,
-            payload=content.encode_composite(fmt, self.values, target.model),
+            payload=payloads.encode_composite(fmt, self.values, target.model),
         )
 
     def to_response(self, answer: Message, target: Target) -> WriteCompositeResponse:
@@ -501,7 +501,7 @@ class ObserveCompositeRequest(ObservingRequest[ObserveCompositeResponse]):
             uri_path=target.uri_path(Path()),
             content_format=fmt,
             accept=fmt,
-            payload=content.encode_paths(fmt, self.paths),
+            payload=payloads.encode_paths(fmt, self.paths),
             observe=0,
         )
 

@@ -37,7 +37,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.attributes import AttributeUpdate
 from lwm2m.protocol.errors import RemoteError
-from lwm2m.server import content
+from lwm2m.server import payloads
 from lwm2m.server.errors import (
     ClientNotFound,
     ClientTimeout,
@@ -364,7 +364,7 @@ class LwM2MServer:
             return _diagnostic(Code.NOT_FOUND, "not registered: Send needs a registration")
         received_at = self.clock()
         try:
-            values, records = content.decode_reported(
+            values, records = payloads.decode_reported(
                 message.content_format, message.payload, None, self.model, received_at
             )
         except FormatError as exc:
