@@ -47,7 +47,7 @@ from lwm2m.client.config import (
 )
 from lwm2m.client.dispatcher import Hooks, RequestDispatcher
 from lwm2m.client.instance import Instance
-from lwm2m.client.links import registration_payload
+from lwm2m.client.link_payloads import registration_payload
 from lwm2m.client.observe import AttributeStore, Observation, ObservationManager, Rendered
 from lwm2m.client.registration import (
     RegistrationInfo,

@@ -22,7 +22,7 @@ from typing import Protocol
 from lwm2m.client import payload_codec
 from lwm2m.client.acl import AccessControl, Permission
 from lwm2m.client.instance import Instance, check_arguments
-from lwm2m.client.links import discover_payload
+from lwm2m.client.link_payloads import discover_payload
 from lwm2m.client.observe import AttributeStore, Observation, ObservationManager
 from lwm2m.client.store import ACCESS_CONTROL, DEVICE, SECURITY, SERVER, ObjectStore
 from lwm2m.client.stored_values import Stored
