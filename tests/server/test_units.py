@@ -35,7 +35,7 @@ async def test_event_bus_filters_and_bounds() -> None:
 
 
 def test_registration_document_round_trip() -> None:
-    from lwm2m.server.links import interpret_links
+    from lwm2m.server.object_links import interpret_links
 
     reg = Registration(
         id="r1",

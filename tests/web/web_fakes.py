@@ -20,7 +20,7 @@ from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Resource, Resou
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.security.credentials import SecurityEntry
-from lwm2m.server.links import Link
+from lwm2m.server.object_links import Link
 from lwm2m.server.operations import (
     CancelCompositeObservationRequest,
     CancelObservationRequest,

@@ -44,7 +44,7 @@ from lwm2m.model.registry import ModelRegistry
 from lwm2m.protocol.attributes import ALL_ATTRIBUTES, AttributeError_, AttributeUpdate
 from lwm2m.server import payloads
 from lwm2m.server.errors import InvalidResponse
-from lwm2m.server.links import Link, LinkFormatError, parse_discover
+from lwm2m.server.object_links import Link, LinkFormatError, parse_discover
 from lwm2m.stores.records import ObservationRecord, Registration
 
 R = TypeVar("R", covariant=True)

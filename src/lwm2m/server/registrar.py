@@ -39,7 +39,7 @@ from lwm2m.server.events import (
     ServerEventBus,
     UpdatedEvent,
 )
-from lwm2m.server.links import LinkFormatError, decode_links_payload
+from lwm2m.server.object_links import LinkFormatError, decode_links_payload
 from lwm2m.stores.base import RegistrationStore, SecurityStore, StoreError
 from lwm2m.stores.records import ObjectLinks, Registration
 
