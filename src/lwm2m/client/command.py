@@ -13,7 +13,7 @@ from types import ModuleType
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import MODE_PSK, ClientConfig, ClientConfigError, FactoryAccount
-from lwm2m.client.generic import add_generic_objects
+from lwm2m.client.ddf_objects import add_generic_objects
 from lwm2m.client.state import StateFileError
 from lwm2m.model.definitions import ObjectDef
 from lwm2m.model.registry import ModelRegistry, default_registry

@@ -6,7 +6,7 @@ from pathlib import Path as FsPath
 
 from client_harness import MakeClient
 
-from lwm2m.client.generic import add_generic_objects, default_values
+from lwm2m.client.ddf_objects import add_generic_objects, default_values
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.model.registry import default_registry
