@@ -12,7 +12,7 @@ from lwm2m.client.objects.location import Location
 from lwm2m.client.objects.server import ServerInstance
 
 if TYPE_CHECKING:
-    from lwm2m.client.client import LwM2MClient
+    from lwm2m.client.objects.host import ClientHost
 
 __all__ = [
     "ConnectivityMonitoring",
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-def install_core_objects(client: LwM2MClient) -> None:
+def install_core_objects(client: ClientHost) -> None:
     """Objects 0-7 with one instance each of 3-7 (0, 1, 2 are filled by configuration)."""
     store = client.store
     store.add_object(0, Instance)

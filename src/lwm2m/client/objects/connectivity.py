@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from lwm2m.client.instance import Instance, Res, execute
 
 if TYPE_CHECKING:
-    from lwm2m.client.client import LwM2MClient
+    from lwm2m.client.objects.host import ClientHost
 
 
 class ConnectivityMonitoring(Instance, object_id=4):
@@ -20,7 +20,7 @@ class ConnectivityMonitoring(Instance, object_id=4):
     ip_addresses = Res[dict[int, str]](4)
     link_utilization = Res(6, 0)
 
-    def __init__(self, client: LwM2MClient, instance_id: int = 0) -> None:
+    def __init__(self, client: ClientHost, instance_id: int = 0) -> None:
         super().__init__(instance_id)
         self.client = client
 
@@ -48,7 +48,7 @@ class ConnectivityStatistics(Instance, object_id=7):
     average_message_size = Res[int](5)
     collection_period = Res(8, 0)
 
-    def __init__(self, client: LwM2MClient, instance_id: int = 0) -> None:
+    def __init__(self, client: ClientHost, instance_id: int = 0) -> None:
         super().__init__(instance_id)
         self.client = client
         self.collecting = False

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from lwm2m.client.instance import Instance, Res, execute
 
 if TYPE_CHECKING:
-    from lwm2m.client.client import LwM2MClient
+    from lwm2m.client.objects.host import ClientHost
 
 #: Error Code values (3/0/11).
 NO_ERROR = 0
@@ -46,7 +46,7 @@ class Device(Instance, object_id=3):
     battery_status = Res(20, 0)  # normal
     memory_total = Res(21, 8192)
 
-    def __init__(self, client: LwM2MClient, instance_id: int = 0) -> None:
+    def __init__(self, client: ClientHost, instance_id: int = 0) -> None:
         super().__init__(instance_id)
         self.client = client
         self.clock_offset_s = 0.0

@@ -35,7 +35,7 @@ from lwm2m.coap.message import Message
 from lwm2m.protocol.errors import BadRequest, MethodNotAllowed
 
 if TYPE_CHECKING:
-    from lwm2m.client.client import LwM2MClient
+    from lwm2m.client.objects.host import ClientHost
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class FirmwareUpdate(Instance, object_id=5):
 
     def __init__(
         self,
-        client: LwM2MClient,
+        client: ClientHost,
         instance_id: int = 0,
         installer: FirmwareInstaller | None = None,
     ) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from lwm2m.client.instance import Instance, execute
 
 if TYPE_CHECKING:
-    from lwm2m.client.client import LwM2MClient
+    from lwm2m.client.objects.host import ClientHost
 
 DEFAULT_DISABLE_TIMEOUT_S = 86400
 
@@ -15,7 +15,7 @@ DEFAULT_DISABLE_TIMEOUT_S = 86400
 class ServerInstance(Instance, object_id=1):
     __slots__ = ("client",)
 
-    def __init__(self, instance_id: int, client: LwM2MClient) -> None:
+    def __init__(self, instance_id: int, client: ClientHost) -> None:
         super().__init__(instance_id)
         self.client = client
 
