@@ -28,7 +28,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 from lwm2m.client.stored_values import Stored, coerce_stored
 from lwm2m.model.definitions import ObjectDef, ResourceDef
@@ -36,9 +36,6 @@ from lwm2m.model.path import Path
 from lwm2m.model.types import Operations, ResourceType
 from lwm2m.model.value_typing import ValueTypeError
 from lwm2m.protocol.errors import BadRequest, MethodNotAllowed, NotFound
-
-if TYPE_CHECKING:
-    from lwm2m.client.store import ClientObject
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +45,21 @@ InstanceT = TypeVar("InstanceT", bound="Instance")
 Reader = Callable[[Any], Any]  # (instance) -> value | Awaitable[value]
 Writer = Callable[[Any, Any], Any]  # (instance, value) -> None | Awaitable[None]
 Executor = Callable[[Any, str], Any]  # (instance, arguments) -> None | Awaitable[None]
+
+
+class InstanceOwner(Protocol):
+    """The object an instance belongs to (the store's ``ClientObject``), as the instance uses it.
+
+    A Protocol rather than the class keeps ``store`` -> ``instance`` the only import.
+    """
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def definition(self) -> ObjectDef | None: ...
+
+    def changed(self, path: Path) -> None: ...
 
 
 async def _maybe_await(result: object) -> Any:
@@ -150,7 +162,7 @@ class Instance:
 
     def __init__(self, instance_id: int = 0, values: Mapping[int, object] | None = None) -> None:
         self.id = instance_id
-        self._owner: ClientObject | None = None
+        self._owner: InstanceOwner | None = None
         self._values: dict[int, Stored] = {}
         self._fns: dict[tuple[str, int], Callable[..., Any]] | None = None
         for res in self._resources.values():
@@ -204,7 +216,7 @@ class Instance:
             return res.operations
         return Operations.RW
 
-    def _attach(self, owner: ClientObject) -> None:
+    def _attach(self, owner: InstanceOwner) -> None:
         """Type the initial values with the model once the object is known."""
         self._owner = owner
         for rid, value in list(self._values.items()):
