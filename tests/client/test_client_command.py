@@ -12,9 +12,9 @@ import pytest
 from client_harness import MakeClient, until
 from client_rawserver import RawServer
 
-from lwm2m.client.command import add_arguments, build_config, run
+from lwm2m.cli.client import add_arguments, build_config, run
+from lwm2m.cli.console import Console
 from lwm2m.client.config import ClientConfigError
-from lwm2m.client.console import Console
 from lwm2m.client.simulator import device_endpoint
 from lwm2m.coap.codes import Code
 

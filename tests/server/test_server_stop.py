@@ -15,11 +15,11 @@ import sys
 from pathlib import Path as FsPath
 from typing import Any, cast
 
+from lwm2m.cli.shutdown import RequestGate
 from lwm2m.coap import codec
 from lwm2m.coap.codes import Code, MessageType
 from lwm2m.coap.endpoint import NO_RESPONSE, IncomingRequest, NoResponse
 from lwm2m.coap.message import Message
-from lwm2m.shutdown import RequestGate
 
 DEVICES = 400
 BOUND_S = 40.0

@@ -15,11 +15,8 @@ import contextlib
 import dataclasses
 import logging
 import random
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig
@@ -206,24 +203,3 @@ class Simulator:
             )
             self.scheduler.close()
         return self._deregistered
-
-
-async def report_progress(
-    simulator: Simulator, stop: asyncio.Event, out: TextIO = sys.stderr, interval_s: float = 1.0
-) -> None:
-    """A live summary line (rewritten in place on a terminal, one line per 10 s otherwise)."""
-    tty = out.isatty()
-    last_plain = 0.0
-    while not stop.is_set():
-        line = simulator.summary().line()
-        if tty:
-            out.write("\r\x1b[K" + line)
-            out.flush()
-        elif time.monotonic() - last_plain >= 10.0:
-            out.write(line + "\n")
-            out.flush()
-            last_plain = time.monotonic()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
-    if tty:
-        out.write("\n")

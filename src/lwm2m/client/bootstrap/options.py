@@ -8,7 +8,7 @@
 - Server Initiated Bootstrap: with a Bootstrap-Server account, writes from
   that server are accepted at any time.
 
-``lwm2m.client.command`` calls :func:`add_arguments` and then :func:`apply`
+``lwm2m.cli.client`` calls :func:`add_arguments` and then :func:`apply`
 on every client before it starts.
 """
 

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "server": (
-        "lwm2m.server.command",
+        "lwm2m.cli.server",
         "run an LwM2M server (with bootstrap server, REST API and web UI)",
     ),
-    "bootstrap": ("lwm2m.bootstrap.command", "run a standalone LwM2M bootstrap server"),
-    "client": ("lwm2m.client.command", "run an LwM2M client, or many simulated devices"),
-    "decode": ("lwm2m.formats.command", "decode an LwM2M payload and print it as JSON"),
-    "certs": ("lwm2m.security.certs_command", "create a test CA, server and device certificates"),
+    "bootstrap": ("lwm2m.cli.bootstrap", "run a standalone LwM2M bootstrap server"),
+    "client": ("lwm2m.cli.client", "run an LwM2M client, or many simulated devices"),
+    "decode": ("lwm2m.cli.decode", "decode an LwM2M payload and print it as JSON"),
+    "certs": ("lwm2m.cli.certs", "create a test CA, server and device certificates"),
 }
 
 

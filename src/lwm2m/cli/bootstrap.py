@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from lwm2m.bootstrap.server import DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT
-from lwm2m.shutdown import StopSignals, add_stop_timeout_argument, bounded, check_stop_timeout
+from lwm2m.cli.shutdown import StopSignals, add_stop_timeout_argument, bounded, check_stop_timeout
 
 logger = logging.getLogger(__name__)
 

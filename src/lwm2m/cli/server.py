@@ -16,15 +16,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED
-from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S
-from lwm2m.shutdown import (
+from lwm2m.cli.shutdown import (
     RequestGate,
     StopSignals,
     add_stop_timeout_argument,
     bounded,
     check_stop_timeout,
 )
+from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED
+from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S
 
 logger = logging.getLogger(__name__)
 

@@ -9,15 +9,20 @@ import gc
 import importlib
 import logging
 import sys
+import time
 from types import ModuleType
+from typing import TYPE_CHECKING, TextIO
 
+from lwm2m.cli.shutdown import StopSignals, add_stop_timeout_argument, check_stop_timeout
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import MODE_PSK, ClientConfig, ClientConfigError, FactoryAccount
 from lwm2m.client.ddf_objects import add_generic_objects
 from lwm2m.client.state import StateFileError
 from lwm2m.model.definitions import ObjectDef
 from lwm2m.model.registry import ModelRegistry, default_registry
-from lwm2m.shutdown import StopSignals, add_stop_timeout_argument, check_stop_timeout
+
+if TYPE_CHECKING:
+    from lwm2m.client.simulator import Simulator
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +231,7 @@ async def _run_single(
     args: argparse.Namespace,
     options: ModuleType | None,
 ) -> int:
-    from lwm2m.client.console import Console
+    from lwm2m.cli.console import Console
 
     signals = StopSignals("client")
     signals.install()
@@ -252,7 +257,7 @@ async def _run_many(
     args: argparse.Namespace,
     options: ModuleType | None,
 ) -> int:
-    from lwm2m.client.simulator import Simulator, report_progress
+    from lwm2m.client.simulator import Simulator
 
     signals = StopSignals("client")
     signals.install()
@@ -279,3 +284,24 @@ async def _run_many(
     # every device's objects (seconds for 10,000 devices).
     gc.freeze()
     return _stopped(simulator.deregistered(), simulator.registered_at_stop(), args.count)
+
+
+async def report_progress(
+    simulator: Simulator, stop: asyncio.Event, out: TextIO = sys.stderr, interval_s: float = 1.0
+) -> None:
+    """A live summary line (rewritten in place on a terminal, one line per 10 s otherwise)."""
+    tty = out.isatty()
+    last_plain = 0.0
+    while not stop.is_set():
+        line = simulator.summary().line()
+        if tty:
+            out.write("\r\x1b[K" + line)
+            out.flush()
+        elif time.monotonic() - last_plain >= 10.0:
+            out.write(line + "\n")
+            out.flush()
+            last_plain = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+    if tty:
+        out.write("\n")
