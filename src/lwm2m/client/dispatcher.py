@@ -46,8 +46,12 @@ from lwm2m.protocol.errors import (
 logger = logging.getLogger(__name__)
 
 
-class Request(Protocol):
-    """What the dispatcher needs of :class:`lwm2m.coap.endpoint.IncomingRequest`."""
+class ServerRequest(Protocol):
+    """A request from an LwM2M server, as the dispatcher uses it.
+
+    An :class:`lwm2m.coap.endpoint.IncomingRequest`; the name keeps ``Request``
+    to the server's typed requests (:mod:`lwm2m.server.operations`).
+    """
 
     @property
     def message(self) -> Message: ...
@@ -105,7 +109,7 @@ class RequestDispatcher:
 
     # -- entry point ---------------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Message:
+    async def handle(self, request: ServerRequest) -> Message:
         self.served += 1
         message = request.message
         try:
@@ -126,7 +130,7 @@ class RequestDispatcher:
         except PathError as exc:
             raise BadRequest(f"invalid path: {exc}") from None
 
-    async def _dispatch(self, request: Request, ssid: int) -> Message:
+    async def _dispatch(self, request: ServerRequest, ssid: int) -> Message:
         message = request.message
         code = message.code
         if code == Code.FETCH:
@@ -486,7 +490,7 @@ class RequestDispatcher:
 
     # -- Observe ---------------------------------------------------------------------------
 
-    async def observe(self, request: Request, path: Path, ssid: int) -> Message:
+    async def observe(self, request: ServerRequest, path: Path, ssid: int) -> Message:
         message = request.message
         node = await self.read_node(path, ssid)
         fmt = payload_codec.response_format(message.accept, node, self.hooks.default_format(ssid))
@@ -501,7 +505,7 @@ class RequestDispatcher:
     def _forget(self, ssid: int, token: bytes) -> None:
         self.observations.remove(ssid, token)
 
-    async def read_composite(self, request: Request, ssid: int) -> Message:
+    async def read_composite(self, request: ServerRequest, ssid: int) -> Message:
         message = request.message
         if message.uri_path:
             raise MethodNotAllowed("composite operations use the root path")
