@@ -77,11 +77,13 @@ async def test_blocks_carry_etag_size_and_honour_smaller_size(
 
 
 async def test_no_repository_no_fw(tmp_path: FsPath) -> None:
-    async with LwM2MServer(MemoryStores(), config=ServerConfig(coap_port=0)) as server:
-        async with await Endpoint.create("127.0.0.1", 0) as ep:
-            response = await ep.request(
-                Message(Code.GET, uri_path=("fw", "0" * 16)), server.coap_address, timeout=10
-            )
+    async with (
+        LwM2MServer(MemoryStores(), config=ServerConfig(coap_port=0)) as server,
+        await Endpoint.create("127.0.0.1", 0) as ep,
+    ):
+        response = await ep.request(
+            Message(Code.GET, uri_path=("fw", "0" * 16)), server.coap_address, timeout=10
+        )
     assert response.code == Code.NOT_FOUND
 
 
