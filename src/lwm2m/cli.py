@@ -23,6 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "client": ("lwm2m.client.command", "run an LwM2M client, or many simulated devices"),
     "decode": ("lwm2m.formats.command", "decode an LwM2M payload and print it as JSON"),
     "certs": ("lwm2m.security.certs_command", "create a test CA, server and device certificates"),
+    "firmware": (
+        "lwm2m.server.firmware.command",
+        "add, list or delete firmware images (of a running server, or a data directory)",
+    ),
 }
 
 
