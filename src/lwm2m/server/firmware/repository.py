@@ -276,7 +276,12 @@ class FirmwareRepository:
             raise
         self._images[image_id] = image
         logger.info(
-            "firmware %s added: %s %s, %d bytes, sha256 %s", image_id, name, version, len(data), digest
+            "firmware %s added: %s %s, %d bytes, sha256 %s",
+            image_id,
+            name,
+            version,
+            len(data),
+            digest,
         )
         return image
 
@@ -325,7 +330,9 @@ class FirmwareRepository:
                 logger.error("skipping unreadable firmware metadata %s: %s", key, exc)
                 continue
             if not (self.directory / f"{image.id}.bin").is_file():
-                logger.error("firmware %s (%s %s): file missing", image.id, image.name, image.version)
+                logger.error(
+                    "firmware %s (%s %s): file missing", image.id, image.name, image.version
+                )
                 continue
             self._images[image.id] = image
         await asyncio.to_thread(self._sweep)
