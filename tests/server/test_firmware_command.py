@@ -19,6 +19,15 @@ from lwm2m.web.app import WebServer, build_app
 IMAGE = b"LWM2MFW1 4.2\n" + bytes(range(256)) * 100
 
 
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 async def _lwm2m(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -88,3 +97,55 @@ async def test_rest_mode(tmp_path: FsPath, capsys: pytest.CaptureFixture[str]) -
         assert await repo.list() == []
     finally:
         await web.stop()
+
+
+async def test_server_serves_what_the_data_dir_holds(tmp_path: FsPath) -> None:
+    """Provision with ``--data-dir``, start ``lwm2m server``: REST, HTTP and CoAP see the image."""
+    import re
+    import signal
+
+    import httpx
+    from server_helpers import RawPeer
+
+    from lwm2m.coap.codes import Code
+    from lwm2m.coap.message import Message
+
+    file = tmp_path / "app.bin"
+    file.write_bytes(IMAGE)
+    data = tmp_path / "data"
+    code, out, err = await _lwm2m(
+        "firmware", "--data-dir", str(data), "add", str(file), "--version", "4.2"
+    )
+    assert code == 0, err
+    image_id = json.loads(out)["id"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lwm2m", "server", "--coap-port", "0", "--coaps-port", "0",
+        "--http-port", str(_free_tcp_port()), "--no-bootstrap", "--data", str(data),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    peer = await RawPeer.create()
+    try:
+        coap_port = http_port = 0
+        while not (coap_port and http_port):
+            line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
+            assert line, "the server exited"
+            if found := re.search(r"listening on coap://127\.0\.0\.1:(\d+)", line):
+                coap_port = int(found.group(1))
+            if found := re.search(r"REST API on http://127\.0\.0\.1:(\d+)", line):
+                http_port = int(found.group(1))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+            listed = (await http.get("/api/firmware")).json()
+            assert [i["id"] for i in listed] == [image_id]
+            assert (await http.get(f"/fw/{image_id}")).content == IMAGE
+        reply = await peer.request(
+            Message(Code.GET, uri_path=("fw", image_id)), ("127.0.0.1", coap_port)
+        )
+        assert reply.code == Code.CONTENT and reply.payload == IMAGE[:1024]
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        peer.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

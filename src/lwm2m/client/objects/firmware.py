@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from lwm2m.client.instance import Instance, Res, execute
 from lwm2m.coap.codes import Code
-from lwm2m.coap.errors import CoapError
+from lwm2m.coap.errors import CoapError, RequestEntityTooLarge
 from lwm2m.coap.message import Message
 from lwm2m.protocol.errors import BadRequest, LwM2MError, MethodNotAllowed
 
@@ -307,6 +307,8 @@ class FirmwareUpdate(Instance, object_id=5):
             response = await endpoint.request(
                 Message(code=Code.GET, uri_path=segments, uri_query=query), address, timeout=120.0
             )
+        except RequestEntityTooLarge as exc:
+            raise FirmwareError(Result.NOT_ENOUGH_FLASH, str(exc)) from None
         except CoapError as exc:
             raise FirmwareError(Result.CONNECTION_LOST, str(exc)) from None
         if response.code == Code.NOT_FOUND:
