@@ -383,7 +383,7 @@ class LwM2MServer:
             if self.http_address is None:
                 raise ValueError("no HTTP server is known to serve firmware (http_address unset)")
             return f"http://{self._uri_host(self.http_address, registration)}{path}"
-        if method != "coap":
+        if method not in ("coap", "coaps"):
             raise ValueError(f"unknown firmware delivery method {method!r} (coap or http)")
         if registration.secure:
             if self.coaps_address is None:
