@@ -324,7 +324,9 @@ def _start_web(args: argparse.Namespace, server: Any, bootstrap: Any) -> asyncio
     warning = check_bind(args.host, args.api_token)
     if warning:
         logger.warning("%s", warning)
-    app = create_app(server, bootstrap, api_token=args.api_token)
+    # Devices fetch http:// Package URIs naming --public-host: a name the operator declared.
+    trusted = (args.public_host,) if args.public_host else ()
+    app = create_app(server, bootstrap, api_token=args.api_token, trusted_hosts=trusted)
 
     def ready(port: int) -> None:
         # http:// firmware Package URIs name this port.
