@@ -147,6 +147,10 @@ async def test_pull_over_coaps_through_the_device_dtls_session(rig: Rig) -> None
     await pull_and_update(rig, "fw-secure", "coap")
     firmware = client.instance(5, 0)
     assert isinstance(firmware, FirmwareUpdate)
+    # Firmware Update Protocol Support (/5/0/8) announces CoAPS (1) with CoAP, HTTP, HTTPS.
+    support = await rig.server.read("fw-secure", "/5/0/8", timeout=10)
+    assert isinstance(support.content, Resource)
+    assert sorted((support.content.instances or {}).values()) == [0, 1, 2, 3]
     assert await _resource(rig.server, "fw-secure", "/3/0/3") == "2.0.1"
     assert await _resource(rig.server, "fw-secure", "/5/0/5") == Result.SUCCESS
     assert await _resource(rig.server, "fw-secure", "/5/0/3") == State.IDLE

@@ -173,7 +173,7 @@ class FirmwareUpdate(Instance, object_id=5):
     package_uri = Res(1, "")
     state = Res(3, int(State.IDLE))
     update_result = Res(5, int(Result.INITIAL))
-    protocol_support = Res(8, {0: 0, 1: 2, 2: 3})  # CoAP, HTTP, HTTPS
+    protocol_support = Res(8, {0: 0, 1: 1, 2: 2, 3: 3})  # CoAP, CoAPS, HTTP, HTTPS
     delivery_method = Res(9, 2)  # pull and push
 
     def __init__(
