@@ -112,6 +112,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help="--count: devices started per second (default 500)",
     )
+    parser.add_argument(
+        "--fw-download-rate",
+        type=float,
+        metavar="BYTES_PER_S",
+        help="simulated firmware download speed per device (default: network speed)",
+    )
+    parser.add_argument(
+        "--fw-fail-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of devices whose firmware updates fail with Update Result 8 "
+        "(chosen from --fw-seed and the endpoint name, so predictable)",
+    )
+    parser.add_argument(
+        "--fw-seed", type=int, default=0, metavar="N", help="seed of --fw-fail-rate (default 0)"
+    )
     parser.add_argument("--no-console", action="store_true", help="do not read commands from stdin")
     add_stop_timeout_argument(parser, "wait for De-register answers")
     options = _bootstrap_options()
@@ -185,6 +202,9 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"lwm2m client: {problem}", file=sys.stderr)
         return 2
+    if not 0.0 <= args.fw_fail_rate <= 1.0:
+        print("lwm2m client: --fw-fail-rate must be between 0 and 1", file=sys.stderr)
+        return 2
     if args.count > 1 and args.state:
         print("lwm2m client: --state is for a single device (not with --count)", file=sys.stderr)
         return 2
@@ -221,8 +241,23 @@ def _apply_options(
 ) -> None:
     # Objects of --models DIR are served with default values (instance 0).
     add_generic_objects(client.store, getattr(args, "model_objects", ()))
+    _simulate_firmware(client, args)
     if options is not None and hasattr(options, "apply"):
         options.apply(client, args)
+
+
+def _simulate_firmware(client: LwM2MClient, args: argparse.Namespace) -> None:
+    """--fw-download-rate / --fw-fail-rate on the device's Firmware Update object."""
+    from lwm2m.client.objects.firmware import AcceptingInstaller, FirmwareUpdate, update_fails
+
+    firmware = client.instance(5, 0)
+    if not isinstance(firmware, FirmwareUpdate):
+        return
+    rate = getattr(args, "fw_download_rate", None)
+    firmware.download_rate_bps = rate if rate is not None and rate > 0 else None
+    fail_rate = getattr(args, "fw_fail_rate", 0.0) or 0.0
+    fails = update_fails(getattr(args, "fw_seed", 0), client.endpoint_name, fail_rate)
+    firmware.installer = AcceptingInstaller(fail_updates=fails)
 
 
 async def _run_single(

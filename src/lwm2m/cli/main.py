@@ -23,6 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "client": ("lwm2m.cli.client", "run an LwM2M client, or many simulated devices"),
     "decode": ("lwm2m.cli.decode", "decode an LwM2M payload and print it as JSON"),
     "certs": ("lwm2m.cli.certs", "create a test CA, server and device certificates"),
+    "firmware": (
+        "lwm2m.cli.firmware",
+        "add, list or delete firmware images (of a running server, or a data directory)",
+    ),
 }
 
 

@@ -23,6 +23,7 @@ from lwm2m.cli.shutdown import (
     bounded,
     check_stop_timeout,
 )
+from lwm2m.server.firmware.repository import DEFAULT_MAX_IMAGE_BYTES
 from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED
 from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S
 
@@ -83,6 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-config", help="bootstrap configurations file (JSON)")
     parser.add_argument("--api-token", help="bearer token required by the REST API")
     add_stop_timeout_argument(parser, "finish the requests and bootstrap sessions in flight")
+    parser.add_argument(
+        "--firmware-max-size",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_BYTES,
+        metavar="BYTES",
+        help="largest firmware image accepted (images live in DATA/firmware/)",
+    )
+    parser.add_argument(
+        "--public-host",
+        help="host name devices reach this server by, used in firmware Package URIs "
+        "(default: the bound address, or the local address routing to the device)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,9 +153,11 @@ async def _main(args: argparse.Namespace) -> int:
             for entry in entries:
                 await stores.security.put(entry)
         dtls = _dtls_config(args, stores) if args.coaps_port else None
+        firmware = await _firmware(args, stores)
         server = LwM2MServer(
             stores,
             model=model,
+            firmware=firmware,
             config=ServerConfig(
                 host=args.host,
                 coap_port=args.coap_port,
@@ -152,6 +167,7 @@ async def _main(args: argparse.Namespace) -> int:
                 awake_time_s=args.awake_time,
                 max_queued=args.queue_size,
                 known_endpoints_only=args.known_endpoints_only,
+                public_host=args.public_host,
             ),
         )
         gate = RequestGate()
@@ -235,6 +251,20 @@ async def _stop(
     logger.info("stopped")
 
 
+async def _firmware(args: argparse.Namespace, stores: Any) -> Any:
+    """The firmware repository: files under ``--data``/firmware, metadata in the store."""
+    from lwm2m.server.firmware import FirmwareRepository
+
+    if args.firmware_max_size <= 0:
+        raise ConfigurationError("--firmware-max-size must be positive")
+    try:
+        return await FirmwareRepository.open(
+            stores.documents, args.data, max_image_bytes=args.firmware_max_size
+        )
+    except OSError as exc:
+        raise ConfigurationError(f"firmware directory under {args.data}: {exc}") from None
+
+
 def _dtls_config(args: argparse.Namespace, stores: Any) -> Any:
     """DTLS with PSK from the security store, and X.509 when --cert/--key are given."""
     if bool(args.cert) != bool(args.key):
@@ -294,5 +324,12 @@ def _start_web(args: argparse.Namespace, server: Any, bootstrap: Any) -> asyncio
     warning = check_bind(args.host, args.api_token)
     if warning:
         logger.warning("%s", warning)
-    app = create_app(server, bootstrap, api_token=args.api_token)
-    return asyncio.ensure_future(serve(app, args.host, args.http_port))
+    # Devices fetch http:// Package URIs naming --public-host: a name the operator declared.
+    trusted = (args.public_host,) if args.public_host else ()
+    app = create_app(server, bootstrap, api_token=args.api_token, trusted_hosts=trusted)
+
+    def ready(port: int) -> None:
+        # http:// firmware Package URIs name this port.
+        server.http_address = (args.host, port)
+
+    return asyncio.ensure_future(serve(app, args.host, args.http_port, ready=ready))

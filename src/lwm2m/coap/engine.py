@@ -780,8 +780,12 @@ class Engine:
                 self._end_server_observation(obs, "registration answered with an error")
         if incoming.block1_echo is not None:
             response = response.with_(block1=incoming.block1_echo)
-        if response.code < 96 and (
-            request.block2 is not None or len(response.payload) > self._block_size
+        # A response that already carries Block2 was sliced by the application
+        # (e.g. read block by block from a file): it goes out as it is.
+        if (
+            response.code < 96
+            and response.block2 is None
+            and (request.block2 is not None or len(response.payload) > self._block_size)
         ):
             key = incoming.block2_key
             if key is None:

@@ -21,7 +21,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -46,6 +48,8 @@ from lwm2m.server.errors import (
     ServerError,
 )
 from lwm2m.server.events import SendEvent, ServerEventBus
+from lwm2m.server.firmware.coap import URI_SEGMENT, firmware_response
+from lwm2m.server.firmware.repository import FirmwareRepository
 from lwm2m.server.observations import Observations, decode_values
 from lwm2m.server.operations import (
     CreateRequest,
@@ -147,6 +151,9 @@ class ServerConfig:
     require_security_when_known: bool = True
     #: Only endpoints with an entry in the security store may register.
     known_endpoints_only: bool = False
+    #: Host name or address devices use to reach this server in firmware Package URIs;
+    #: None: the bound host (or, bound to a wildcard, the local address routing to the device).
+    public_host: str | None = None
 
 
 def _path(p: PathLike) -> Path:
@@ -163,8 +170,13 @@ class LwM2MServer:
         config: ServerConfig | None = None,
         model: ModelRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        firmware: FirmwareRepository | None = None,
     ) -> None:
         self.config = config or ServerConfig()
+        #: Firmware images served at ``/fw/{id}`` (None: no firmware repository).
+        self.firmware = firmware
+        #: Where the web app listens, for ``http://`` Package URIs (set by whoever starts it).
+        self.http_address: Address | None = None
         self.stores: Stores = stores if stores is not None else MemoryStores()
         self.model = model if model is not None else default_registry()
         self.clock = clock
@@ -354,7 +366,38 @@ class LwM2MServer:
             return response
         if path == ("dp",):
             return await self._handle_send(message, peer)
+        if path and path[0] == URI_SEGMENT and self.firmware is not None:
+            return firmware_response(self.firmware, message)
         return Message(Code.NOT_FOUND)
+
+    def firmware_uri(self, image_id: str, registration: Registration, method: str) -> str:
+        """The Package URI (/5/0/1) to give a device for pulling ``image_id``.
+
+        ``method`` "coap" gives ``coaps://`` to a device registered over DTLS (it pulls
+        through its DTLS session) and ``coap://`` otherwise; "http" gives the web app's
+        ``/fw/{id}``. The host is ``public_host``, else the bound address, else (bound to a
+        wildcard) the local address the system routes to the device from.
+        """
+        path = f"/{URI_SEGMENT}/{urllib.parse.quote(image_id, safe='')}"
+        if method == "http":
+            if self.http_address is None:
+                raise ValueError("no HTTP server is known to serve firmware (http_address unset)")
+            return f"http://{self._uri_host(self.http_address, registration)}{path}"
+        if method not in ("coap", "coaps"):
+            raise ValueError(f"unknown firmware delivery method {method!r} (coap or http)")
+        if registration.secure:
+            if self.coaps_address is None:
+                raise ValueError("the device registered over DTLS but no DTLS endpoint runs")
+            return f"coaps://{self._uri_host(self.coaps_address, registration)}{path}"
+        return f"coap://{self._uri_host(self.coap_address, registration)}{path}"
+
+    def _uri_host(self, bound: Address, registration: Registration) -> str:
+        host = self.config.public_host or bound[0]
+        if not self.config.public_host and host in ("", "0.0.0.0", "::"):
+            host = _local_address_towards(registration.address, ipv6=host == "::") or host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{bound[1]}"
 
     async def _handle_send(self, message: Message, peer: Peer) -> Message:
         if message.code != Code.POST:
@@ -798,3 +841,15 @@ async def _quiet_cancel(handle: Any, *, active: bool = False) -> None:
         return
     with contextlib.suppress(Exception):
         await handle.cancel(active=active)
+
+
+def _local_address_towards(address: Address, *, ipv6: bool) -> str | None:
+    """The local address the routing table picks to reach ``address`` (no packet is sent)."""
+    family = socket.AF_INET6 if ipv6 or ":" in address[0] else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(address)
+            local: str = probe.getsockname()[0]
+    except OSError:
+        return None
+    return local

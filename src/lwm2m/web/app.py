@@ -32,11 +32,13 @@ from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_err
 from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource, cancel_and_wait
 from lwm2m.web.metrics import CONTENT_TYPE, Metrics
 from lwm2m.web.routes_clients import build_clients_router, build_model_router
+from lwm2m.web.routes_firmware import build_download_router, build_firmware_router
 from lwm2m.web.routes_stores import build_bootstrap_router, build_security_router
 from lwm2m.web.schemas import ServerInfo
 
 if TYPE_CHECKING:
     from lwm2m.bootstrap.server import BootstrapServer
+    from lwm2m.server.firmware import FirmwareRepository
     from lwm2m.server.server import LwM2MServer
 
 logger = logging.getLogger(__name__)
@@ -121,8 +123,11 @@ def build_app(
     keepalive_s: float = DEFAULT_KEEPALIVE_S,
     count_events: bool = True,
     trusted_hosts: Collection[str] = (),
+    firmware: FirmwareRepository | None = None,
 ) -> FastAPI:
     """The app over the web layer's backend protocols (tests give in-memory ones).
+
+    ``firmware`` adds ``/api/firmware`` and the devices' download route ``/fw/{id}``.
 
     Without ``api_token``, requests must name this server by IP address or
     ``localhost`` (or one of ``trusted_hosts``) in their ``Host`` header, which
@@ -262,6 +267,9 @@ def build_app(
         app.include_router(build_model_router(devices), dependencies=guard)
     if bootstrap is not None:
         app.include_router(build_bootstrap_router(bootstrap), dependencies=guard)
+    if firmware is not None:
+        app.include_router(build_firmware_router(firmware), dependencies=guard)
+        app.include_router(build_download_router(firmware))
 
     static = resources.files("lwm2m.web") / "static"
     app.mount("/", StaticFiles(directory=str(static), html=True), name="ui")
@@ -338,6 +346,7 @@ def create_app(
         BootstrapAdapter(bootstrap) if bootstrap is not None else None,
         api_token=api_token,
         trusted_hosts=trusted_hosts,
+        firmware=server.firmware if server is not None else None,
     )
 
 

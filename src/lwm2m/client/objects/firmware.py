@@ -13,14 +13,25 @@ Downloaded + Execute Update Updating -> Idle/result 1, or Downloaded/result 8
 check or download failure   Idle with result 2-7 or 9
 ==========================  ===========================================
 
-The package is pushed in one Write with Block1 (the endpoint reassembles it).
-What "install" means is pluggable: a :class:`FirmwareInstaller`.
+The package is pushed in one Write with Block1 (the endpoint reassembles it),
+or pulled from the Package URI: ``coap://`` over the client's plain socket,
+``coaps://`` through the DTLS socket (and credentials) of one of its LwM2M
+servers (the one at the URI's address if any, so the pull reuses the
+registration's DTLS session; else the first ``coaps`` server's), ``http(s)://``.
+What "install" means is pluggable: a :class:`FirmwareInstaller`. After a
+successful install the device reports the new version in /3/0/3 and sends a
+Registration Update to its servers, the way it "comes back" with new firmware.
+
+Simulated packages: an image starting with ``LWM2MFW1 <version>[ <name>]\n``
+installs as that version (see :func:`simulated_package`); the older
+``FW:<name>:<version>\n`` header is read too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import urllib.error
 import urllib.parse
@@ -30,12 +41,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from lwm2m.client.instance import Instance, Res, execute
 from lwm2m.coap.codes import Code
-from lwm2m.coap.errors import CoapError
+from lwm2m.coap.errors import CoapError, RequestEntityTooLarge
 from lwm2m.coap.message import Message
-from lwm2m.protocol.errors import BadRequest, MethodNotAllowed
+from lwm2m.protocol.errors import BadRequest, LwM2MError, MethodNotAllowed
 
 if TYPE_CHECKING:
     from lwm2m.client.objects.host import ClientHost
+    from lwm2m.coap.endpoint import Endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +92,64 @@ class FirmwareInstaller(Protocol):
         ...
 
 
-class AcceptingInstaller:
-    """The simulator's installer: any non-empty package installs; ``name:version`` headers name it.
+#: first bytes of a simulated package: ``LWM2MFW1 <version>[ <name>]\n``
+PACKAGE_MAGIC = b"LWM2MFW1 "
 
-    A package starting with ``b"FW:"`` is read as ``FW:<name>:<version>\\n...``; anything
-    else installs as ``firmware``/``<size> bytes``. A package starting with
-    ``b"BAD"`` fails its integrity check (tests use it).
+
+def simulated_package(version: str, size: int = 0, *, name: str = "") -> bytes:
+    """An image the simulator installs as ``version``: the header, padded to ``size`` bytes.
+
+    The padding is deterministic (derived from the version) so that the same
+    call gives the same bytes, hence the same SHA-256.
+    """
+    if not version or any(c.isspace() for c in version + name):
+        raise ValueError("version (and name) must be non-empty words without spaces")
+    header = PACKAGE_MAGIC + version.encode() + (b" " + name.encode() if name else b"") + b"\n"
+    filler = hashlib.sha256(header).digest()
+    missing = max(0, size - len(header))
+    return header + (filler * (missing // len(filler) + 1))[:missing]
+
+
+def package_identity(package: bytes) -> tuple[str, str] | None:
+    """(name, version) from a package header, None when it has none."""
+    if package.startswith(PACKAGE_MAGIC):
+        line = package[len(PACKAGE_MAGIC) :].split(b"\n", 1)[0].decode("utf-8", "replace")
+        words = line.split()
+        if words:
+            return (words[1] if len(words) > 1 else "firmware"), words[0]
+    if package.startswith(b"FW:"):
+        header = package.split(b"\n", 1)[0].decode("utf-8", "replace")
+        parts = header.split(":")
+        if len(parts) >= 3:
+            return parts[1], parts[2]
+    return None
+
+
+def update_fails(seed: int, endpoint: str, rate: float) -> bool:
+    """Whether the simulated device ``endpoint`` fails its updates (``--fw-fail-rate``).
+
+    A pure function of (seed, endpoint), the same in every process, so that
+    a test or a campaign report can predict exactly which devices fail.
+    """
+    if rate <= 0:
+        return False
+    digest = hashlib.sha256(f"{seed}:{endpoint}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+class AcceptingInstaller:
+    """The simulator's installer: any non-empty package installs, as its header says.
+
+    ``LWM2MFW1 <version>[ <name>]`` and ``FW:<name>:<version>`` headers name
+    it (:func:`package_identity`); anything else installs as
+    ``firmware``/``<size> bytes``. A package starting with ``b"BAD"`` fails
+    its integrity check (tests use it). With ``fail_updates`` every install
+    fails with Update Result 8 (``--fw-fail-rate`` picks such devices).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fail_updates: bool = False) -> None:
         self.installed: list[bytes] = []
+        self.fail_updates = fail_updates
 
     async def check(self, package: bytes) -> None:
         if not package:
@@ -98,22 +158,22 @@ class AcceptingInstaller:
             raise FirmwareError(Result.INTEGRITY_CHECK_FAILURE, "package marked bad")
 
     async def install(self, package: bytes) -> tuple[str, str]:
+        if self.fail_updates:
+            raise FirmwareError(Result.UPDATE_FAILED, "simulated update failure")
         self.installed.append(package)
-        if package.startswith(b"FW:"):
-            header = package.split(b"\n", 1)[0].decode("utf-8", "replace")
-            parts = header.split(":")
-            if len(parts) >= 3:
-                return parts[1], parts[2]
+        identity = package_identity(package)
+        if identity is not None:
+            return identity
         return "firmware", f"{len(package)} bytes"
 
 
 class FirmwareUpdate(Instance, object_id=5):
-    __slots__ = ("_task", "client", "installer", "package")
+    __slots__ = ("_task", "client", "download_rate_bps", "installer", "package")
 
     package_uri = Res(1, "")
     state = Res(3, int(State.IDLE))
     update_result = Res(5, int(Result.INITIAL))
-    protocol_support = Res(8, {0: 0, 1: 2, 2: 3})  # CoAP, HTTP, HTTPS
+    protocol_support = Res(8, {0: 0, 1: 1, 2: 2, 3: 3})  # CoAP, CoAPS, HTTP, HTTPS
     delivery_method = Res(9, 2)  # pull and push
 
     def __init__(
@@ -126,6 +186,9 @@ class FirmwareUpdate(Instance, object_id=5):
         self.client = client
         self.installer: FirmwareInstaller = installer or AcceptingInstaller()
         self.package = b""
+        #: Simulated link speed (``--fw-download-rate``): a pull of N bytes stays in
+        #: Downloading at least N / rate seconds. None: as fast as the network goes.
+        self.download_rate_bps: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     def _state(self) -> State:
@@ -191,8 +254,17 @@ class FirmwareUpdate(Instance, object_id=5):
         self._spawn(self._download(value))
 
     async def _download(self, uri: str) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             package = await self.fetch(uri)
+            rate = self.download_rate_bps
+            if rate is not None and rate > 0:
+                # The endpoint follows Block2 at network speed; the simulated
+                # link is slower: hold Downloading until the bytes "arrived".
+                remaining = len(package) / rate - (loop.time() - started)
+                if remaining > 0:
+                    await asyncio.sleep(remaining)
             await self.installer.check(package)
         except FirmwareError as exc:
             logger.warning("firmware download of %s failed: %s", uri, exc)
@@ -213,19 +285,20 @@ class FirmwareUpdate(Instance, object_id=5):
         scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
             return await asyncio.to_thread(_http_get, uri)
-        if scheme == "coaps":
-            raise FirmwareError(Result.UNSUPPORTED_PROTOCOL, "coaps package download not supported")
         if not parts.hostname:
             raise FirmwareError(Result.INVALID_URI, f"{uri!r} has no host")
         if self.client.local_address is None:
             raise FirmwareError(Result.CONNECTION_LOST, "client is not running")
         try:
-            address = await self.client.resolve(f"coap://{parts.netloc}")
+            address = await self.client.resolve(f"{scheme}://{parts.netloc}")
         except (OSError, ValueError) as exc:
             raise FirmwareError(Result.INVALID_URI, str(exc)) from None
         try:
-            # IPv4 or IPv6, as the package URI's host resolved.
-            endpoint = await self.client.plain_endpoint(address)
+            if scheme == "coaps":
+                endpoint = await self._secure_endpoint(address)
+            else:
+                # IPv4 or IPv6, as the package URI's host resolved.
+                endpoint = await self.client.plain_endpoint(address)
         except OSError as exc:
             raise FirmwareError(Result.CONNECTION_LOST, str(exc)) from None
         segments = tuple(urllib.parse.unquote(s) for s in parts.path.split("/") if s)
@@ -234,6 +307,8 @@ class FirmwareUpdate(Instance, object_id=5):
             response = await endpoint.request(
                 Message(code=Code.GET, uri_path=segments, uri_query=query), address, timeout=120.0
             )
+        except RequestEntityTooLarge as exc:
+            raise FirmwareError(Result.NOT_ENOUGH_FLASH, str(exc)) from None
         except CoapError as exc:
             raise FirmwareError(Result.CONNECTION_LOST, str(exc)) from None
         if response.code == Code.NOT_FOUND:
@@ -243,6 +318,30 @@ class FirmwareUpdate(Instance, object_id=5):
                 Result.CONNECTION_LOST, f"{uri} answered {Code.from_byte(response.code)}"
             )
         return response.payload
+
+    async def _secure_endpoint(self, address: tuple[str, int]) -> Endpoint:
+        """The DTLS socket of the LwM2M server at ``address``, else of the first coaps server."""
+        accounts = [
+            session.account
+            for session in self.client.sessions.values()
+            if urllib.parse.urlsplit(session.account.uri).scheme.lower() == "coaps"
+        ]
+        if not accounts:
+            raise FirmwareError(
+                Result.UNSUPPORTED_PROTOCOL, "coaps download needs a coaps server's credentials"
+            )
+        chosen = accounts[0]
+        for account in accounts:
+            try:
+                if await self.client.resolve(account.uri) == address:
+                    chosen = account
+                    break
+            except (OSError, ValueError):
+                continue
+        try:
+            return await self.client.endpoint_for(chosen, address)
+        except LwM2MError as exc:
+            raise FirmwareError(Result.UNSUPPORTED_PROTOCOL, str(exc)) from None
 
     @execute(2)
     def update(self, args: str) -> None:
@@ -270,6 +369,9 @@ class FirmwareUpdate(Instance, object_id=5):
         if device is not None:
             device.set(3, version)
         self._enter(State.IDLE, Result.SUCCESS)
+        logger.info("%s: firmware %s %s installed", self.client.endpoint_name, name, version)
+        # The new firmware "boots": tell the servers at once (they confirm /3/0/3).
+        self.client.trigger_update()
 
 
 def _http_get(uri: str) -> bytes:

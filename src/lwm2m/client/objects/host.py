@@ -15,7 +15,7 @@ from typing import Protocol
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.instance import Instance
 from lwm2m.client.registration import ServerSession
-from lwm2m.client.store import ObjectStore
+from lwm2m.client.store import ObjectStore, ServerAccount
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.peer import Address
 from lwm2m.coap.traffic import TrafficCounter
@@ -46,11 +46,18 @@ class ClientHost(Protocol):
     @property
     def local_address(self) -> Address | None: ...
 
+    @property
+    def endpoint_name(self) -> str: ...
+
     def instance(self, object_id: int, instance_id: int = 0) -> Instance | None: ...
 
     async def resolve(self, uri: str) -> Address: ...
 
     async def plain_endpoint(self, address: Address) -> Endpoint: ...
+
+    async def endpoint_for(
+        self, account: ServerAccount, address: Address | None = None
+    ) -> Endpoint: ...
 
     def after_response(self, action: Callable[[], Awaitable[None]]) -> None: ...
 
