@@ -183,14 +183,15 @@ async def _main(args: argparse.Namespace) -> int:
         if bootstrap is not None and hasattr(bootstrap, "follow_server"):
             # Registering clients whose bootstrap configuration changed get re-bootstrapped.
             bootstrap.follow_server(server)
-        web_task = _start_web(args, server, bootstrap)
+        campaigns = await _start_campaigns(server)
+        web_task = _start_web(args, server, bootstrap, campaigns)
         signals = StopSignals("server")
         signals.install()
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(signals.requested.wait())]
         if web_task is not None:
             waiters.append(web_task)
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        await _stop(args.stop_timeout, gate, waiters, server, bootstrap)
+        await _stop(args.stop_timeout, gate, waiters, server, bootstrap, campaigns)
         return 0
     finally:
         await stores.close()
@@ -222,6 +223,7 @@ async def _stop(
     waiters: list[asyncio.Future[Any]],
     server: Any,
     bootstrap: Any,
+    campaigns: Any = None,
 ) -> None:
     """Answer nothing new, let what is in flight finish, close; all within ``timeout_s``.
 
@@ -246,6 +248,9 @@ async def _stop(
     )
     if bootstrap is not None:
         await bounded(bootstrap.stop(), deadline - loop.time(), "bootstrap server")
+    if campaigns is not None:
+        # Stored as they go: a restart resumes them.
+        await bounded(campaigns.stop(), deadline - loop.time(), "firmware campaigns")
     # Closing the endpoints never waits on a peer: no deadline can be missed here.
     await server.stop()
     logger.info("stopped")
@@ -313,7 +318,20 @@ async def _start_bootstrap(args: argparse.Namespace, stores: Any, server: Any) -
         raise ConfigurationError(f"bootstrap server: {exc}") from None
 
 
-def _start_web(args: argparse.Namespace, server: Any, bootstrap: Any) -> asyncio.Task[None] | None:
+async def _start_campaigns(server: Any) -> Any:
+    """Firmware campaigns (with a firmware repository); stored ones resume here."""
+    if server.firmware is None:
+        return None
+    from lwm2m.server.firmware.campaigns import CampaignManager
+
+    campaigns = CampaignManager(server, server.firmware)
+    await campaigns.start()
+    return campaigns
+
+
+def _start_web(
+    args: argparse.Namespace, server: Any, bootstrap: Any, campaigns: Any = None
+) -> asyncio.Task[None] | None:
     if not args.http_port:
         return None
     try:
@@ -326,7 +344,9 @@ def _start_web(args: argparse.Namespace, server: Any, bootstrap: Any) -> asyncio
         logger.warning("%s", warning)
     # Devices fetch http:// Package URIs naming --public-host: a name the operator declared.
     trusted = (args.public_host,) if args.public_host else ()
-    app = create_app(server, bootstrap, api_token=args.api_token, trusted_hosts=trusted)
+    app = create_app(
+        server, bootstrap, api_token=args.api_token, trusted_hosts=trusted, campaigns=campaigns
+    )
 
     def ready(port: int) -> None:
         # http:// firmware Package URIs name this port.

@@ -31,6 +31,7 @@ from lwm2m.web.backend import BootstrapManager, DeviceManager
 from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_error_handlers
 from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource, cancel_and_wait
 from lwm2m.web.metrics import CONTENT_TYPE, Metrics
+from lwm2m.web.routes_campaigns import build_campaigns_router, campaign_events
 from lwm2m.web.routes_clients import build_clients_router, build_model_router
 from lwm2m.web.routes_firmware import build_download_router, build_firmware_router
 from lwm2m.web.routes_stores import build_bootstrap_router, build_security_router
@@ -39,6 +40,7 @@ from lwm2m.web.schemas import ServerInfo
 if TYPE_CHECKING:
     from lwm2m.bootstrap.server import BootstrapServer
     from lwm2m.server.firmware import FirmwareRepository
+    from lwm2m.server.firmware.campaigns import CampaignManager
     from lwm2m.server.server import LwM2MServer
 
 logger = logging.getLogger(__name__)
@@ -124,10 +126,12 @@ def build_app(
     count_events: bool = True,
     trusted_hosts: Collection[str] = (),
     firmware: FirmwareRepository | None = None,
+    campaigns: CampaignManager | None = None,
 ) -> FastAPI:
     """The app over the web layer's backend protocols (tests give in-memory ones).
 
-    ``firmware`` adds ``/api/firmware`` and the devices' download route ``/fw/{id}``.
+    ``firmware`` adds ``/api/firmware`` and the devices' download route ``/fw/{id}``;
+    ``campaigns`` adds ``/api/campaigns`` and CAMPAIGN events on the event stream.
 
     Without ``api_token``, requests must name this server by IP address or
     ``localhost`` (or one of ``trusted_hosts``) in their ``Host`` header, which
@@ -139,6 +143,8 @@ def build_app(
         sources.append(devices.events)
     if bootstrap is not None:
         sources.append(bootstrap.events)
+    if campaigns is not None:
+        sources.append(campaign_events(campaigns))
     hub = EventHub(sources, keepalive_s=keepalive_s)
 
     @contextlib.asynccontextmanager
@@ -256,6 +262,8 @@ def build_app(
         if bootstrap is not None:
             configs = len(await bootstrap.list_configs())
             counters.update({f"bootstrap_{k}": v for k, v in bootstrap.counters().items()})
+        if campaigns is not None:
+            counters.update(campaigns.counters())
         text = metrics.render(
             registrations=registrations, bootstrap_configs=configs, backend_counters=counters
         )
@@ -270,6 +278,8 @@ def build_app(
     if firmware is not None:
         app.include_router(build_firmware_router(firmware), dependencies=guard)
         app.include_router(build_download_router(firmware))
+    if campaigns is not None:
+        app.include_router(build_campaigns_router(campaigns), dependencies=guard)
 
     static = resources.files("lwm2m.web") / "static"
     app.mount("/", StaticFiles(directory=str(static), html=True), name="ui")
@@ -337,6 +347,7 @@ def create_app(
     *,
     api_token: str | None = None,
     trusted_hosts: Collection[str] = (),
+    campaigns: CampaignManager | None = None,
 ) -> FastAPI:
     """The app for a running LwM2M server and/or bootstrap server (the commands' entry)."""
     from lwm2m.web.adapters import BootstrapAdapter, ServerAdapter
@@ -347,6 +358,7 @@ def create_app(
         api_token=api_token,
         trusted_hosts=trusted_hosts,
         firmware=server.firmware if server is not None else None,
+        campaigns=campaigns,
     )
 
 
