@@ -44,6 +44,24 @@ class FailingInstaller(AcceptingInstaller):
         raise FirmwareError(Result.UPDATE_FAILED, "injected failure")
 
 
+class CountingInstaller(AcceptingInstaller):
+    """Counts deliveries (checks) and installs; installs wait for ``release`` when given."""
+
+    def __init__(self, release: asyncio.Event | None = None) -> None:
+        super().__init__()
+        self.release = release
+        self.checks = 0
+
+    async def check(self, package: bytes) -> None:
+        self.checks += 1
+        await super().check(package)
+
+    async def install(self, package: bytes) -> tuple[str, str]:
+        if self.release is not None:
+            await self.release.wait()
+        return await super().install(package)
+
+
 class StubbornInstaller(AcceptingInstaller):
     """Says the update succeeded but keeps reporting its old version."""
 
@@ -63,11 +81,13 @@ class Rig:
         await self.server.stop()
 
 
-async def start_rig(stores: Stores, data_dir: FsPath, *, poll_s: float = 0.5) -> Rig:
+async def start_rig(
+    stores: Stores, data_dir: FsPath, *, poll_s: float = 0.5, coap_port: int = 0
+) -> Rig:
     repository = await FirmwareRepository.open(stores.documents, data_dir)
     server = LwM2MServer(
         stores,
-        config=ServerConfig(coap_port=0, request_timeout_s=10.0),
+        config=ServerConfig(coap_port=coap_port, request_timeout_s=10.0),
         firmware=repository,
     )
     await server.start()

@@ -7,10 +7,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 
 import pytest
-from campaign_helpers import Rig, StubbornInstaller, firmware, fleet, package, start_rig, until
+from campaign_helpers import (
+    CountingInstaller,
+    Rig,
+    StubbornInstaller,
+    firmware,
+    fleet,
+    package,
+    start_rig,
+    until,
+)
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.server.firmware.campaign_records import CampaignError, CampaignState, CorruptedImage
+from lwm2m.server.firmware.campaign_records import CampaignError, CampaignState
+from lwm2m.stores import open_stores
 from lwm2m.stores.memory import MemoryStores
 
 
@@ -44,3 +54,168 @@ async def test_small_push_campaign_updates_and_confirms(rig: Rig) -> None:
     assert campaign.devices["dev-0"].new_version == "2.0"
     assert campaign.devices["dev-0"].old_version == "1.0.0"
     assert campaign.state is CampaignState.FINISHED
+
+
+async def test_two_hundred_devices_with_ten_percent_failures(rig: Rig) -> None:
+    image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
+    failing = set(range(0, 200, 10))
+    sim = fleet(rig.server, 200, failing=failing)
+    await sim.start()
+    try:
+        await until(lambda: len(rig.server.registrations()) == 200, timeout=30)
+        campaign = await rig.campaigns.create(
+            {
+                "firmware": image.id,
+                "filter": {"endpoint": "dev-*"},
+                "concurrency": 50,
+                "timeout": 20,
+                "retries": 1,
+            }
+        )
+        async with asyncio.timeout(50):
+            await rig.campaigns.wait_ended(campaign.id)
+    finally:
+        await sim.stop()
+    for client in sim.clients:
+        index = int(client.endpoint_name.rsplit("-", 1)[1])
+        record = campaign.devices[client.endpoint_name]
+        if index in failing:
+            assert record.phase.value == "failed", record
+            assert record.attempts == 2 and record.result == 8
+            assert record.error == "firmware update failed (Update Result 8)"
+            assert client.instance(3, 0).get(3) == "1.0.0"  # type: ignore[union-attr]
+        else:
+            assert record.phase.value == "updated", record
+            assert record.attempts == 1 and record.new_version == "2.0"
+            assert client.instance(3, 0).get(3) == "2.0"  # type: ignore[union-attr]
+    assert campaign.totals()["updated"] == 180 and campaign.totals()["failed"] == 20
+    counts = rig.campaigns.counters()
+    assert counts["campaign_devices_updated_total"] == 180
+    assert counts["campaign_devices_failed_total"] == 20
+    assert counts["campaign_retries_total"] == 20
+
+
+async def test_pause_holds_new_devices_and_resume_finishes(rig: Rig) -> None:
+    image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
+    sim = fleet(rig.server, 6)
+    await sim.start()
+    try:
+        await until(lambda: len(rig.server.registrations()) == 6)
+        campaign = await rig.campaigns.create(
+            {"firmware": image.id, "filter": {"endpoint": "dev-*"}, "concurrency": 1}
+        )
+        await rig.campaigns.pause(campaign.id)
+        # The device under way (if any) finishes; no other starts.
+        await until(
+            lambda: all(r.phase.value in ("pending", "updated") for r in campaign.devices.values())
+        )
+        await rig.server.read("dev-5", "/3/0/3")  # a round trip: the launcher had its chance
+        pending = [ep for ep, r in campaign.devices.items() if r.phase.value == "pending"]
+        assert len(pending) >= 5 and campaign.state is CampaignState.PAUSED
+        with pytest.raises(CampaignError):
+            await rig.campaigns.pause(campaign.id)
+        await rig.campaigns.resume(campaign.id)
+        async with asyncio.timeout(30):
+            await rig.campaigns.wait_ended(campaign.id)
+    finally:
+        await sim.stop()
+    assert campaign.state is CampaignState.FINISHED
+    assert [r.phase.value for r in campaign.devices.values()] == ["updated"] * 6
+
+
+async def test_success_without_new_version_is_unconfirmed(rig: Rig) -> None:
+    image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
+
+    def stubborn(client: LwM2MClient, index: int) -> None:
+        firmware(client).installer = StubbornInstaller()
+
+    sim = fleet(rig.server, 1, customize=stubborn)
+    await sim.start()
+    try:
+        await until(lambda: len(rig.server.registrations()) == 1)
+        campaign = await rig.campaigns.create(
+            {"firmware": image.id, "endpoints": ["dev-0"], "method": "coap", "timeout": 20}
+        )
+        async with asyncio.timeout(30):
+            await rig.campaigns.wait_ended(campaign.id)
+    finally:
+        await sim.stop()
+    record = campaign.devices["dev-0"]
+    assert record.phase.value == "unconfirmed" and record.result == 1
+    assert "still runs '1.0.0'" in record.error
+
+
+async def test_offline_device_waits_then_updates_when_it_registers(rig: Rig) -> None:
+    image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
+    campaign = await rig.campaigns.create(
+        {"firmware": image.id, "endpoints": ["dev-0", "dev-1"], "timeout": 20}
+    )
+    await until(lambda: all(r.phase.value == "waiting" for r in campaign.devices.values()))
+    sim = fleet(rig.server, 1)  # dev-0 comes online; dev-1 never does
+    await sim.start()
+    try:
+        await until(lambda: campaign.devices["dev-0"].phase.value == "updated", timeout=30)
+        assert campaign.devices["dev-1"].phase.value == "waiting"
+        await rig.campaigns.cancel(campaign.id)
+        async with asyncio.timeout(10):
+            await rig.campaigns.wait_ended(campaign.id)
+    finally:
+        await sim.stop()
+    assert campaign.devices["dev-1"].phase.value == "cancelled"
+    assert campaign.state is CampaignState.CANCELLED
+
+
+async def test_offline_device_fails_at_its_deadline(rig: Rig) -> None:
+    image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
+    campaign = await rig.campaigns.create(
+        {"firmware": image.id, "endpoints": ["ghost"], "timeout": 0.3, "retries": 3}
+    )
+    async with asyncio.timeout(10):
+        await rig.campaigns.wait_ended(campaign.id)
+    record = campaign.devices["ghost"]
+    assert record.phase.value == "failed" and record.attempts == 1
+    assert record.error == "offline: did not register within the timeout"
+
+
+async def test_restart_mid_campaign_resumes_and_updates_nobody_twice(tmp_path: FsPath) -> None:
+    release = asyncio.Event()
+    installers: dict[str, CountingInstaller] = {}
+
+    def counting(client: LwM2MClient, index: int) -> None:
+        installers[client.endpoint_name] = firmware(client).installer = CountingInstaller(release)
+
+    stores = await open_stores("sqlite", tmp_path)
+    first = await start_rig(stores, tmp_path)
+    port = first.server.coap_address[1]
+    image = await first.repository.add(package("2.0"), name="demo", version="2.0")
+    sim = fleet(first.server, 6, customize=counting)
+    await sim.start()
+    second: Rig | None = None
+    try:
+        await until(lambda: len(first.server.registrations()) == 6)
+        campaign = await first.campaigns.create(
+            {"firmware": image.id, "filter": {"endpoint": "dev-*"}, "concurrency": 3, "timeout": 30}
+        )
+        # Three devices were told to update (installs held back); three wait for a slot.
+        await until(lambda: sum(r.executed for r in campaign.devices.values()) == 3)
+        executed = {ep for ep, r in campaign.devices.items() if r.executed}
+        await first.stop()
+        await stores.close()
+
+        stores = await open_stores("sqlite", tmp_path)
+        second = await start_rig(stores, tmp_path, coap_port=port)
+        resumed = second.campaigns.get(campaign.id)
+        assert {ep for ep, r in resumed.devices.items() if r.executed} == executed
+        release.set()
+        async with asyncio.timeout(40):
+            await second.campaigns.wait_ended(campaign.id)
+    finally:
+        await sim.stop()
+        if second is not None:
+            await second.stop()
+        await stores.close()
+    assert [r.phase.value for r in resumed.devices.values()] == ["updated"] * 6
+    for endpoint, installer in installers.items():
+        assert len(installer.installed) == 1, endpoint  # updated once
+        if endpoint in executed:
+            assert installer.checks == 1, endpoint  # and never delivered again

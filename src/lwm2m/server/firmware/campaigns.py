@@ -308,11 +308,15 @@ class CampaignManager:
             started = [r for r in campaign.devices.values() if r.phase not in TERMINAL]
             ordered = sorted(started, key=lambda r: r.phase is Phase.PENDING)
             for record in ordered:
-                if record.phase is Phase.PENDING:
-                    await run.go.wait()
-                    if run.cancelled:
-                        break
                 await slots.acquire()
+                # A pause while we waited for a slot holds back this device too.
+                while record.phase is Phase.PENDING and not run.go.is_set():
+                    slots.release()
+                    await run.go.wait()
+                    await slots.acquire()
+                if run.cancelled and record.phase is Phase.PENDING:
+                    slots.release()
+                    break
                 current = campaign.devices[record.endpoint]
                 if current.phase in TERMINAL:  # cancelled while we waited
                     slots.release()
