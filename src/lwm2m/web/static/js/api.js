@@ -36,7 +36,7 @@ function headers(extra = {}) {
   return h;
 }
 
-export async function api(method, url, { body, query, text } = {}) {
+export async function api(method, url, { body, query, text, bytes } = {}) {
   let full = url;
   if (query) {
     const qs = new URLSearchParams();
@@ -48,7 +48,10 @@ export async function api(method, url, { body, query, text } = {}) {
   }
   for (let attempt = 0; attempt < 3; attempt++) {
     const init = { method, headers: headers() };
-    if (text !== undefined) {
+    if (bytes !== undefined) {
+      init.headers["Content-Type"] = "application/octet-stream";
+      init.body = bytes;
+    } else if (text !== undefined) {
       init.headers["Content-Type"] = "text/plain";
       init.body = text;
     } else if (body !== undefined) {

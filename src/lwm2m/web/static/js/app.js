@@ -6,9 +6,11 @@ import { api, runEventStream, setTokenPrompt } from "./api.js";
 import { errorText, h, modal, toast } from "./dom.js";
 import { state } from "./state.js";
 import { renderBootstrapView } from "./views/bootstrap.js";
+import { renderCampaignView } from "./views/campaigns.js";
 import { renderClientView } from "./views/client.js";
 import { renderClientsView } from "./views/clients.js";
 import { renderEventsView } from "./views/events.js";
+import { renderFirmwareView } from "./views/firmware.js";
 import { renderSecurityView } from "./views/security.js";
 
 setTokenPrompt(async (wasWrong) => {
@@ -37,6 +39,8 @@ async function route() {
   let tab = "clients";
   if (parts[0] === "clients" && parts[1]) cleanup = renderClientView(decodeURIComponent(parts.slice(1).join("/")));
   else if (parts[0] === "events") (tab = "events"), (cleanup = renderEventsView());
+  else if (parts[0] === "firmware") (tab = "firmware"), (cleanup = renderFirmwareView());
+  else if (parts[0] === "campaigns" && parts[1]) (tab = "firmware"), (cleanup = renderCampaignView(decodeURIComponent(parts[1])));
   else if (parts[0] === "security") (tab = "security"), (cleanup = renderSecurityView());
   else if (parts[0] === "bootstrap") (tab = "bootstrap"), (cleanup = renderBootstrapView());
   else cleanup = renderClientsView();
@@ -48,6 +52,7 @@ async function start() {
     info = await api("GET", "/api/server");
     document.querySelector('#nav a[data-tab="clients"]').hidden = !info.lwm2mServer;
     document.querySelector('#nav a[data-tab="security"]').hidden = !info.lwm2mServer;
+    document.querySelector('#nav a[data-tab="firmware"]').hidden = !info.lwm2mServer;
     document.querySelector('#nav a[data-tab="bootstrap"]').hidden = !info.bootstrapServer;
     if (!info.lwm2mServer && (location.hash === "" || location.hash === "#/")) location.hash = "#/bootstrap";
   } catch (err) {
