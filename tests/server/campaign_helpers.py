@@ -15,6 +15,7 @@ from lwm2m.client.objects.firmware import (
     FirmwareError,
     FirmwareUpdate,
     Result,
+    simulated_package,
 )
 from lwm2m.client.simulator import Simulator
 from lwm2m.model.registry import default_registry
@@ -28,8 +29,7 @@ REGISTRY = default_registry()
 
 def package(version: str, size: int = 3000) -> bytes:
     """An image the simulator's installer reports as ``version`` once installed."""
-    head = f"FW:demo:{version}\n".encode()
-    return head + bytes(i % 251 for i in range(size - len(head)))
+    return simulated_package(version, size, name="demo")
 
 
 class FailingInstaller(AcceptingInstaller):

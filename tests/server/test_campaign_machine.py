@@ -211,3 +211,13 @@ def test_late_events_after_the_end_are_ignored() -> None:
     for event in (Status(state=0, result=8), Reregistered(), Tick(), Cancel(), Online()):
         assert m.handle(event, 8) == []
     assert m.phase is Phase.UPDATED
+
+
+def test_execute_is_sent_again_only_to_a_device_that_never_got_it() -> None:
+    m = machine()
+    to_updating(m)
+    # Still Downloaded, no result: the Execute was lost (or never left before a restart).
+    assert m.handle(Status(state=2, result=0), 10) == [Action.EXECUTE]
+    assert m.handle(Status(state=3, result=0), 11) == []
+    # Downloaded with a failure result is a failed update, not a lost Execute.
+    assert m.handle(Status(state=2, result=8), 12) == [Action.READ_SUPPORT]

@@ -19,6 +19,7 @@ from campaign_helpers import (
 )
 
 from lwm2m.client.client import LwM2MClient
+from lwm2m.client.objects.firmware import AcceptingInstaller, update_fails
 from lwm2m.server.firmware.campaign_records import CampaignError, CampaignState
 from lwm2m.stores import open_stores
 from lwm2m.stores.memory import MemoryStores
@@ -58,8 +59,13 @@ async def test_small_push_campaign_updates_and_confirms(rig: Rig) -> None:
 
 async def test_two_hundred_devices_with_ten_percent_failures(rig: Rig) -> None:
     image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
-    failing = set(range(0, 200, 10))
-    sim = fleet(rig.server, 200, failing=failing)
+
+    def fw_fail_rate(client: LwM2MClient, index: int) -> None:
+        # What `lwm2m client --count 200 --fw-fail-rate 0.1 --fw-seed 7` does.
+        fails = update_fails(7, client.endpoint_name, 0.1)
+        firmware(client).installer = AcceptingInstaller(fail_updates=fails)
+
+    sim = fleet(rig.server, 200, customize=fw_fail_rate)
     await sim.start()
     try:
         await until(lambda: len(rig.server.registrations()) == 200, timeout=30)
@@ -76,23 +82,26 @@ async def test_two_hundred_devices_with_ten_percent_failures(rig: Rig) -> None:
             await rig.campaigns.wait_ended(campaign.id)
     finally:
         await sim.stop()
+    failing = {c.endpoint_name for c in sim.clients if update_fails(7, c.endpoint_name, 0.1)}
+    assert 10 <= len(failing) <= 30  # about 10 %
     for client in sim.clients:
-        index = int(client.endpoint_name.rsplit("-", 1)[1])
         record = campaign.devices[client.endpoint_name]
-        if index in failing:
+        version = client.instance(3, 0).get(3)  # type: ignore[union-attr]
+        if client.endpoint_name in failing:
             assert record.phase.value == "failed", record
             assert record.attempts == 2 and record.result == 8
             assert record.error == "firmware update failed (Update Result 8)"
-            assert client.instance(3, 0).get(3) == "1.0.0"  # type: ignore[union-attr]
+            assert version == "1.0.0"
         else:
             assert record.phase.value == "updated", record
             assert record.attempts == 1 and record.new_version == "2.0"
-            assert client.instance(3, 0).get(3) == "2.0"  # type: ignore[union-attr]
-    assert campaign.totals()["updated"] == 180 and campaign.totals()["failed"] == 20
+            assert version == "2.0"
+    totals = campaign.totals()
+    assert totals["updated"] == 200 - len(failing) and totals["failed"] == len(failing)
     counts = rig.campaigns.counters()
-    assert counts["campaign_devices_updated_total"] == 180
-    assert counts["campaign_devices_failed_total"] == 20
-    assert counts["campaign_retries_total"] == 20
+    assert counts["campaign_devices_updated_total"] == 200 - len(failing)
+    assert counts["campaign_devices_failed_total"] == len(failing)
+    assert counts["campaign_retries_total"] == len(failing)
 
 
 async def test_pause_holds_new_devices_and_resume_finishes(rig: Rig) -> None:

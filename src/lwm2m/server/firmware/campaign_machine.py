@@ -14,7 +14,9 @@ Rules:
    the driver sends it (the driver stores the record first). From then on the
    package is never delivered again unless the device itself reported that the
    update failed (Update Result 2-9): a server restart mid-update resumes by
-   waiting for confirmation, so nothing is updated twice.
+   waiting for confirmation, so nothing is updated twice. Execute alone is sent
+   again only to a device still Downloaded with no Update Result (it never got
+   the first one: nothing was installed).
 4. Success is the device's new Firmware Version /3/0/3 equal to the image's
    version. A device that reports Update Result 1 (success) but keeps its old
    /3/0/3 is UNCONFIRMED: updated as far as it says, version not confirmed.
@@ -365,6 +367,11 @@ class DeviceMachine:
     def _status_updating(self, event: Status, now: float) -> None:
         if event.result is not None:
             self._set(result=event.result)
+        if event.state == DOWNLOADED and event.result in (0, None):
+            # Downloaded with no result: the Execute never arrived (lost, or the server
+            # stopped between storing and sending it). Nothing was installed: send again.
+            self._do(Action.EXECUTE)
+            return
         if event.result == 1:
             self._set(phase=Phase.CONFIRMING)
             self._do(Action.READ_VERSION)

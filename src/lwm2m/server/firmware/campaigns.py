@@ -404,8 +404,9 @@ class CampaignManager:
         old = campaign.devices.get(record.endpoint)
         if old == record:
             return
-        campaign.devices[record.endpoint] = record
         await self.store.save_device(campaign.id, record)
+        # Shown only once stored: what the API shows is what a restart resumes from.
+        campaign.devices[record.endpoint] = record
         if old is not None and record.attempts > max(old.attempts, 1):
             self._count("campaign_retries_total")
         if record.phase in TERMINAL and (old is None or old.phase not in TERMINAL):
@@ -609,10 +610,10 @@ def _translate(event: object, record: DeviceRecord) -> DeviceEvent | None:
         if state is None and result is None:
             return None
         return Status(state=_int(state), result=_int(result))
-    if isinstance(event, RegistrationEvent):
+    if isinstance(event, RegistrationEvent | UpdatedEvent):
+        # After Execute, a Register (reboot) or a Registration Update (the device's
+        # way of saying it came back) is the cue to confirm /3/0/3.
         return Reregistered() if record.executed else Online()
-    if isinstance(event, UpdatedEvent):
-        return None if record.executed else Online()
     return None
 
 
