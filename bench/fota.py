@@ -10,7 +10,7 @@ method, devices updated, wall time and devices per minute.
 
     python bench/fota.py --count 100 --concurrency 50 --size 1000000
 
-Server and devices share one process and one core's worth of event loop, so
+Each method runs on its own: ``--methods push coap``. Server and devices share one process and one core's worth of event loop, so
 the figures are a floor for a server on its own machine. Traffic stays on
 127.0.0.1; everything stops by itself. Nothing is asserted (figures only).
 """
@@ -22,12 +22,13 @@ import asyncio
 import logging
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path as FsPath
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.config import ServerConfig as ClientServerConfig
-from lwm2m.client.objects.firmware import FirmwareUpdate
+from lwm2m.client.objects.firmware import FirmwareUpdate, simulated_package
 from lwm2m.client.simulator import Simulator
 from lwm2m.model.registry import default_registry
 from lwm2m.server import LwM2MServer, ServerConfig
@@ -39,12 +40,13 @@ from lwm2m.web.app import WebServer, create_app
 METHODS = ("push", "coap", "http")
 
 
-def image(size: int, version: str) -> bytes:
-    head = f"FW:bench:{version}\n".encode()
-    return head + bytes(i * 7 % 256 for i in range(size - len(head)))
-
-
 async def run(args: argparse.Namespace) -> int:
+    # Devices pull over HTTP with urllib in worker threads and the server reads image
+    # chunks in worker threads too: with both in one process, the default pool (a few
+    # workers) fills with blocked downloads and starves the server that would end them.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=2 * args.concurrency + 8)
+    )
     with tempfile.TemporaryDirectory() as data:
         stores = MemoryStores()
         repository = await FirmwareRepository.open(
@@ -74,7 +76,9 @@ async def run(args: argparse.Namespace) -> int:
             for n, method in enumerate(args.methods):
                 version = f"2.{n}"
                 stored = await repository.add(
-                    image(args.size, version), name="bench", version=version
+                    simulated_package(version, args.size, name="bench"),
+                    name="bench",
+                    version=version,
                 )
                 for client in sim.clients:
                     reset(client)

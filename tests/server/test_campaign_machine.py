@@ -21,6 +21,7 @@ from lwm2m.server.firmware.campaign_machine import (
     Reregistered,
     Status,
     Tick,
+    Unregistered,
     VersionRead,
 )
 
@@ -221,3 +222,11 @@ def test_execute_is_sent_again_only_to_a_device_that_never_got_it() -> None:
     assert m.handle(Status(state=3, result=0), 11) == []
     # Downloaded with a failure result is a failed update, not a lost Execute.
     assert m.handle(Status(state=2, result=8), 12) == [Action.READ_SUPPORT]
+
+
+def test_a_device_gone_during_the_check_waits_for_its_register() -> None:
+    m = machine()
+    m.handle(Begin(registered=True), 0)
+    assert m.handle(Unregistered(), 1) == []
+    assert m.phase is Phase.WAITING and m.record.attempts == 1 and m.timer() == 60
+    assert m.handle(Online(), 2) == [Action.READ_SUPPORT]

@@ -228,3 +228,33 @@ async def test_restart_mid_campaign_resumes_and_updates_nobody_twice(tmp_path: F
         assert len(installer.installed) == 1, endpoint  # updated once
         if endpoint in executed:
             assert installer.checks == 1, endpoint  # and never delivered again
+
+
+async def test_cancel_confirms_the_device_under_way_and_cancels_the_rest(rig: Rig) -> None:
+    image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
+    release = asyncio.Event()
+
+    def held(client: LwM2MClient, index: int) -> None:
+        firmware(client).installer = CountingInstaller(release)
+
+    sim = fleet(rig.server, 3, customize=held)
+    await sim.start()
+    try:
+        await until(lambda: len(rig.server.registrations()) == 3)
+        campaign = await rig.campaigns.create(
+            {"firmware": image.id, "filter": {"endpoint": "dev-*"}, "concurrency": 1}
+        )
+        await until(lambda: campaign.devices["dev-0"].executed)
+        await rig.campaigns.cancel(campaign.id)
+        await until(lambda: campaign.devices["dev-2"].phase.value == "cancelled")
+        assert campaign.devices["dev-0"].phase.value == "updating"
+        release.set()
+        async with asyncio.timeout(20):
+            await rig.campaigns.wait_ended(campaign.id)
+    finally:
+        release.set()
+        await sim.stop()
+    states = [r.phase.value for r in campaign.devices.values()]
+    assert states == ["updated", "cancelled", "cancelled"]
+    assert campaign.state is CampaignState.CANCELLED
+    assert firmware(sim.clients[1]).package == b"" and firmware(sim.clients[1]).get(3) == 0

@@ -63,6 +63,7 @@ __all__ = [
     "Reregistered",
     "Status",
     "Tick",
+    "Unregistered",
     "VersionRead",
 ]
 
@@ -132,6 +133,11 @@ class Begin(DeviceEvent):
 @dataclass(frozen=True, slots=True)
 class Online(DeviceEvent):
     """The device (re-)registered or woke up."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unregistered(DeviceEvent):
+    """The device has no registration now (de-registered or expired): wait for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +326,9 @@ class DeviceMachine:
             return
         self._set(phase=Phase.CHECKING)
         self._do(Action.READ_SUPPORT)
+
+    def _unregistered(self, event: Unregistered, now: float) -> None:
+        self._set(phase=Phase.WAITING)
 
     def _online(self, event: Online, now: float) -> None:
         self._set(phase=Phase.CHECKING)
@@ -516,6 +525,7 @@ TRANSITIONS: dict[tuple[Phase, type[DeviceEvent]], _Handler] = {
     (Phase.PENDING, Cancel): DeviceMachine._cancel,
     (Phase.WAITING, Online): DeviceMachine._online,
     (Phase.CHECKING, Checked): DeviceMachine._checked,
+    (Phase.CHECKING, Unregistered): DeviceMachine._unregistered,
     (Phase.CHECKING, RequestFailed): DeviceMachine._request_failed,
     (Phase.DELIVERING, Delivered): DeviceMachine._delivered,
     (Phase.DELIVERING, RequestFailed): DeviceMachine._request_failed,

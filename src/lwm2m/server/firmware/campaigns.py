@@ -53,6 +53,7 @@ from lwm2m.server.firmware.campaign_machine import (
     Reregistered,
     Status,
     Tick,
+    Unregistered,
     VersionRead,
 )
 from lwm2m.server.firmware.campaign_records import (
@@ -76,6 +77,8 @@ FIRMWARE_VERSION = Path.parse("/3/0/3")
 DEFAULT_POLL_S = 5.0
 #: Requests never wait longer than this, even with a long campaign timeout.
 MAX_REQUEST_S = 300.0
+#: Clean-up requests of a finished device (stop observing, reset) wait no longer.
+CLEANUP_REQUEST_S = 10.0
 #: Bounded buffer of each listener of :meth:`CampaignManager.subscribe`.
 LISTENER_BUFFER = 1000
 
@@ -122,8 +125,9 @@ class CampaignManager:
         self.repository.in_use = self.in_use
         for campaign in await self.store.load():
             self.campaigns[campaign.id] = campaign
-            if campaign.state is CampaignState.RUNNING:
-                logger.info("resuming campaign %s", campaign.id)
+            if campaign.state in (CampaignState.RUNNING, CampaignState.PAUSED):
+                # Paused ones too: their devices under way are confirmed, none starts.
+                logger.info("resuming campaign %s (%s)", campaign.id, campaign.state.value)
                 await self._launch(campaign)
 
     async def stop(self) -> None:
@@ -273,7 +277,14 @@ class CampaignManager:
             machine.handle(Cancel(), now)
             await self._commit(campaign, machine)
         if run is None:
-            await self._finish(campaign)
+            if any(r.phase not in TERMINAL for r in campaign.devices.values()):
+                # Devices told to Execute are still confirmed (machine rule 3).
+                await self._launch(campaign)
+                launched = self._runs.get(campaign.id)
+                if launched is not None:
+                    launched.cancelled = True
+            else:
+                await self._finish(campaign)
         return campaign
 
     # ================================================================== Private
@@ -290,7 +301,10 @@ class CampaignManager:
         image = await self.repository.get(campaign.spec.firmware)
         if image is None or not await self.repository.verify(image.id):
             campaign.error = "firmware image missing or corrupted; campaign paused"
-            await self._set_state(campaign, CampaignState.PAUSED)
+            if campaign.state is CampaignState.RUNNING:
+                await self._set_state(campaign, CampaignState.PAUSED)
+            else:
+                await self.store.save(campaign)
             return
         run = _Run(campaign, image)
         if campaign.state is CampaignState.RUNNING:
@@ -368,16 +382,17 @@ class CampaignManager:
         else:
             actions = machine.resume(now)
         if run.cancelled:
-            actions += machine.handle(Cancel(), now)
+            actions = machine.handle(Cancel(), now) if not machine.record.done else []
         while True:
             await self._commit(campaign, machine)
-            while actions and not machine.record.done:
+            while actions:
                 event = await self._perform(run, machine, actions.pop(0))
-                if event is not None:
-                    actions += machine.handle(event, self.clock())
-                    await self._commit(campaign, machine)
-            for action in actions:  # what a finished machine still asks (stop observing)
-                await self._perform(run, machine, action)
+                if event is None:
+                    continue
+                more = machine.handle(event, self.clock())
+                await self._commit(campaign, machine)
+                # A machine that just finished asks only for clean-up (stop observing, reset).
+                actions = more if machine.record.done else actions + more
             if machine.record.done:
                 return
             timer = machine.timer()
@@ -449,8 +464,11 @@ class CampaignManager:
     ) -> DeviceEvent | None:
         endpoint = machine.record.endpoint
         deadline = machine.record.deadline
-        timeout = MAX_REQUEST_S if deadline is None else deadline - self.clock()
-        timeout = max(0.5, min(timeout, MAX_REQUEST_S))
+        if machine.record.done:
+            timeout = CLEANUP_REQUEST_S  # best effort: the device's result is already known
+        else:
+            timeout = MAX_REQUEST_S if deadline is None else deadline - self.clock()
+            timeout = max(0.5, min(timeout, MAX_REQUEST_S))
         try:
             event: DeviceEvent | None = await _PERFORMERS[action](self, run, endpoint, timeout)
             return event
@@ -463,7 +481,7 @@ class CampaignManager:
     async def _read_support(self, run: _Run, endpoint: str, timeout: float) -> DeviceEvent:
         registration = self.server.get_registration(endpoint)
         if registration is None:
-            return RequestFailed("the device is not registered")
+            return Unregistered()
         fw = _resources(
             (await self.server.read(endpoint, FIRMWARE_INSTANCE, timeout=timeout)).content
         )
