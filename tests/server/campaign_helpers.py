@@ -82,12 +82,17 @@ class Rig:
 
 
 async def start_rig(
-    stores: Stores, data_dir: FsPath, *, poll_s: float = 0.5, coap_port: int = 0
+    stores: Stores,
+    data_dir: FsPath,
+    *,
+    poll_s: float = 0.5,
+    coap_port: int = 0,
+    awake_time_s: float = 93.0,
 ) -> Rig:
     repository = await FirmwareRepository.open(stores.documents, data_dir)
     server = LwM2MServer(
         stores,
-        config=ServerConfig(coap_port=coap_port, request_timeout_s=10.0),
+        config=ServerConfig(coap_port=coap_port, request_timeout_s=10.0, awake_time_s=awake_time_s),
         firmware=repository,
     )
     await server.start()
@@ -104,6 +109,8 @@ def fleet(
     failing: Collection[int] = (),
     customize: Callable[[LwM2MClient, int], None] | None = None,
     coap_port: int | None = None,
+    queue_mode: bool = False,
+    awake_time_s: float = 93.0,
 ) -> Simulator:
     """``count`` devices; those whose index is in ``failing`` fail their update."""
     host, port = server.coap_address
@@ -111,6 +118,8 @@ def fleet(
         base,
         servers=(ClientServerConfig(f"coap://{host}:{coap_port or port}", lifetime_s=300),),
         local_host="127.0.0.1",
+        queue_mode=queue_mode,
+        awake_time_s=awake_time_s,
     )
 
     def setup(client: LwM2MClient) -> None:

@@ -258,3 +258,35 @@ async def test_cancel_confirms_the_device_under_way_and_cancels_the_rest(rig: Ri
     assert states == ["updated", "cancelled", "cancelled"]
     assert campaign.state is CampaignState.CANCELLED
     assert firmware(sim.clients[1]).package == b"" and firmware(sim.clients[1]).get(3) == 0
+
+
+async def test_queue_mode_device_is_updated_when_it_wakes(tmp_path: FsPath) -> None:
+    # The server deems the device asleep 2 s after its last message; the device itself
+    # stays reachable longer, so that a slow machine cannot make it miss its own update.
+    rig = await start_rig(MemoryStores(), tmp_path, awake_time_s=2.0)
+    image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
+    sim = fleet(rig.server, 1, queue_mode=True, awake_time_s=30.0)
+    try:
+        with rig.server.events.subscribe() as events:
+            await sim.start()
+            async with asyncio.timeout(10):
+                async for event in events:
+                    if type(event).__name__ == "SleepingEvent":
+                        break
+        registration = rig.server.get_registration("dev-0")
+        assert registration is not None and registration.queue_mode
+        campaign = await rig.campaigns.create(
+            {"firmware": image.id, "endpoints": ["dev-0"], "timeout": 30}
+        )
+        # The check waits in the server's queue while the device sleeps.
+        await until(lambda: rig.server.queue.queued(registration.id) == 1)
+        assert campaign.devices["dev-0"].phase.value == "checking"
+        assert firmware(sim.clients[0]).get(3) == 0
+        sim.clients[0].sleep()
+        sim.clients[0].wake()  # an Update: the server sends what waited
+        async with asyncio.timeout(30):
+            await rig.campaigns.wait_ended(campaign.id)
+    finally:
+        await sim.stop()
+        await rig.stop()
+    assert campaign.devices["dev-0"].phase.value == "updated"
