@@ -290,3 +290,33 @@ async def test_queue_mode_device_is_updated_when_it_wakes(tmp_path: FsPath) -> N
         await sim.stop()
         await rig.stop()
     assert campaign.devices["dev-0"].phase.value == "updated"
+
+
+async def test_filter_and_image_target_are_checked_on_each_device(rig: Rig) -> None:
+    image = await rig.repository.add(
+        package("2.0"), name="demo", version="2.0", target={"/3/0/0": "lwm2m-py"}
+    )
+
+    def model(client: LwM2MClient, index: int) -> None:
+        client.instance(3, 0).set(1, "Model X" if index % 2 else "Model Y")  # type: ignore[union-attr]
+
+    sim = fleet(rig.server, 4, customize=model)
+    await sim.start()
+    try:
+        await until(lambda: len(rig.server.registrations()) == 4)
+        campaign = await rig.campaigns.create(
+            {"firmware": image.id, "filter": {"endpoint": "dev-*", "/3/0/1": "Model X"}}
+        )
+        async with asyncio.timeout(20):
+            await rig.campaigns.wait_ended(campaign.id)
+    finally:
+        await sim.stop()
+    states = {ep: r.phase.value for ep, r in campaign.devices.items()}
+    assert states == {
+        "dev-0": "skipped",
+        "dev-1": "updated",
+        "dev-2": "skipped",
+        "dev-3": "updated",
+    }
+    assert "filter" in campaign.devices["dev-0"].error
+    assert firmware(sim.clients[0]).installer.installed == []  # type: ignore[attr-defined]
