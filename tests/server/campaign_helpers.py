@@ -9,7 +9,7 @@ from pathlib import Path as FsPath
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig
-from lwm2m.client.config import ServerConfig as ClientServerConfig
+from lwm2m.client.config import FactoryAccount as ClientServerConfig
 from lwm2m.client.objects.firmware import (
     AcceptingInstaller,
     FirmwareError,

@@ -16,7 +16,7 @@ from campaign_helpers import CountingInstaller, firmware, package, until
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig
-from lwm2m.client.config import ServerConfig as ClientServerConfig
+from lwm2m.client.config import FactoryAccount as ClientServerConfig
 from lwm2m.client.simulator import Simulator
 from lwm2m.model.registry import default_registry
 
