@@ -213,6 +213,13 @@ class ServerSession:
     def registered(self) -> bool:
         return self.state is RegistrationState.REGISTERED
 
+    @property
+    def retry_at(self) -> float | None:
+        """When the next Register attempt is due (scheduler clock), while failed."""
+        if self.state is not RegistrationState.FAILED or self._timer is None:
+            return None
+        return self._timer.when
+
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy.of(self.account)
 
