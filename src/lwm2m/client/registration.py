@@ -364,7 +364,7 @@ class ServerSession:
     def _lifetime_ended(self) -> None:
         """Rule 3: the registration ran out before its Update succeeded."""
         self._deadline = None
-        if self.state is not RegistrationState.REGISTERED:
+        if self.state is not RegistrationState.REGISTERED or self.stopping:
             return
         logger.warning(
             "registration to %s ran out with its Update unanswered; registering again",
