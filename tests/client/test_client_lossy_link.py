@@ -42,7 +42,7 @@ from pathlib import Path as FsPath
 import pytest
 from lossy_relay import Address, LossyRelay
 
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.simulator import Simulator
 from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Endpoint
@@ -109,7 +109,7 @@ async def fleet(relay_address: Address) -> AsyncIterator[Simulator]:
     base = ClientConfig(
         "lossy",
         servers=(
-            ServerConfig(f"coap://{relay_address[0]}:{relay_address[1]}", lifetime_s=LIFETIME_S),
+            FactoryAccount(f"coap://{relay_address[0]}:{relay_address[1]}", lifetime_s=LIFETIME_S),
         ),
         local_host="127.0.0.1",
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from client_harness import Harness, MakeClient, until
 from client_rawserver import RawServer
 
-from lwm2m.client.config import ServerConfig
+from lwm2m.client.config import FactoryAccount
 from lwm2m.client.registration import RegistrationState, RetryPolicy, update_delay
 from lwm2m.client.store import ServerAccount
 from lwm2m.coap.codes import Code
@@ -135,8 +135,8 @@ async def test_no_bootstrap_when_resource_16_forbids_it(
         h = await make_client(
             register=False,
             servers=(
-                ServerConfig(server.uri, lifetime_s=60),
-                ServerConfig(bs.uri, short_server_id=0, bootstrap=True),
+                FactoryAccount(server.uri, lifetime_s=60),
+                FactoryAccount(bs.uri, short_server_id=0, bootstrap=True),
             ),
             bootstrap_after_failures=1,
         )

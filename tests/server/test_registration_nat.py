@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lwm2m.coap.codes import Code, ContentFormat
+from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
 from lwm2m.server import LwM2MServer, ServerConfig
 
 
