@@ -40,7 +40,7 @@ async def test_change_notifies_non_by_default(make_client: MakeClient) -> None:
 
 
 async def test_pmin_delays_and_pmax_forces(make_client: MakeClient) -> None:
-    h = await make_client()
+    h = await make_client(lifetime_s=300)  # no Update falls due in these 69 s
     await write_attrs(h, ("3", "0", "9"), "pmin=10", "pmax=60")
     await observe(h, "3", "0", "9")
     device = h.client.instance(3, 0)
@@ -214,7 +214,7 @@ async def test_epmax_samples_computed_values(make_client: MakeClient) -> None:
         def _sample(self) -> float:
             return next(readings, 5.0)
 
-    h = await make_client()
+    h = await make_client(lifetime_s=300)  # no periodic Update falls due in these 60 s
     h.client.add_instance(Sensor(0))
     msg, addr = await h.server.next_request()  # Update for the new object
     h.server.reply(msg, addr, Code.CHANGED)

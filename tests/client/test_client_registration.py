@@ -38,8 +38,12 @@ async def test_register_with_ept_and_queue_mode(make_client: MakeClient) -> None
 
 async def test_update_before_lifetime_expires(make_client: MakeClient) -> None:
     h = await make_client(lifetime_s=60)
-    assert update_delay(60) == 54.0
-    h.scheduler.advance(53.9)
+    assert update_delay(60) == 30.0  # shorter than two exchanges (2 x 93 s): half the lifetime
+    session = h.client.sessions[1]
+    assert session.next_update_at is not None and session.expires_at is not None
+    due = session.next_update_at - h.scheduler.now()
+    assert 27.0 <= due <= 30.0  # drawn up to 10 % early
+    h.scheduler.advance(due - 0.1)
     assert h.server.requests.empty()
     h.scheduler.advance(0.2)
     msg, addr = await h.server.next_request()
@@ -47,7 +51,7 @@ async def test_update_before_lifetime_expires(make_client: MakeClient) -> None:
     assert msg.uri_query == () and msg.payload == b""  # nothing changed
     h.server.reply(msg, addr, Code.CHANGED)
     await until(lambda: h.client.sessions[1].updates == 1)
-    h.scheduler.advance(54.1)  # and again one lifetime later
+    h.scheduler.advance(30.1)  # and again one period later
     msg, addr = await h.server.next_request()
     assert msg.uri_path == ("rd", "abc")
     h.server.reply(msg, addr, Code.CHANGED)

@@ -301,7 +301,9 @@ class LwM2MClient:
         for index, server in enumerate(self.config.servers):
             self.store.create_instance(SECURITY, index, server.security_values())
             if not server.bootstrap:
-                self.store.create_instance(SERVER, None, server.server_values())
+                values = server.server_values()
+                values.update(self.config.retry_values())
+                self.store.create_instance(SERVER, None, values)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -373,7 +375,11 @@ class LwM2MClient:
             # family; a socket of the other family takes any free port.
             port = self.config.local_port if family == self._home_family() else 0
             endpoint = await Endpoint.create(
-                self._local_host(family), port, handler=self._handle, traffic=self.stats.traffic
+                self._local_host(family),
+                port,
+                handler=self._handle,
+                params=self.config.transmission,
+                traffic=self.stats.traffic,
             )
             self._endpoints[key] = endpoint
         return endpoint
@@ -415,6 +421,7 @@ class LwM2MClient:
                 self._local_host(family),
                 0,
                 handler=self._handle,
+                params=self.config.transmission,
                 security=self._security_layer(account),
                 traffic=self.stats.traffic,
             )
@@ -508,12 +515,17 @@ class LwM2MClient:
                 lambda: registration_payload(self.store),
                 self.scheduler,
                 self.rng,
-                retry_initial_s=self.config.retry_initial_s,
-                retry_max_s=self.config.retry_max_s,
+                exchange_s=self._exchange_s(),
                 on_event=self._session_event,
             )
             self.sessions[account.short_server_id] = session
             session.start()
+
+    def _exchange_s(self) -> float:
+        """The longest one request can take: MAX_TRANSMIT_WAIT, or the configured timeout."""
+        wait = self.config.transmission.max_transmit_wait_s
+        timeout = self.config.request_timeout_s
+        return wait if timeout is None else min(wait, timeout)
 
     def _requester(self, endpoint: Endpoint) -> Callable[[Message, Address], Awaitable[Message]]:
         async def request(message: Message, address: Address) -> Message:
@@ -548,8 +560,8 @@ class LwM2MClient:
                 # us (Update refused), starts without observations.
                 self.observations.cancel_server(session.short_server_id)
         if (
-            what == "failed"
-            and session.failures >= self.config.bootstrap_after_failures
+            what == "registration-failed"
+            and session.account.bootstrap_on_failure
             and self.store.bootstrap_account() is not None
             and self.bootstrapper is not None
         ):

@@ -6,9 +6,11 @@ start and again at factory reset; bootstrap (or a state file) may replace them.
 
 from __future__ import annotations
 
+import math
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from lwm2m.coap.params import TransmissionParameters
 from lwm2m.protocol.endpoint_name import (
     EndpointNameError,
     parse_endpoint_type,
@@ -121,12 +123,21 @@ class ClientConfig:
     local_port: int = 0
     state_file: str | None = None
     request_timeout_s: float | None = None
+    #: CoAP timing (ACK_TIMEOUT, MAX_RETRANSMIT ...) of the client's sockets; the
+    #: Update is scheduled so that one exchange (MAX_TRANSMIT_WAIT) fits
+    transmission: TransmissionParameters = field(default_factory=TransmissionParameters)
+    #: factory Communication Retry Timer (Server resource 18): the wait after the
+    #: first failed Register of a sequence, doubled after each further one
     retry_initial_s: float = 2.0
+    #: factory Communication Sequence Delay Timer (Server resource 19): the wait
+    #: after a sequence of failed Registers
     retry_max_s: float = 300.0
     #: per server, notifications kept while it is disabled or unreachable (Server
     #: resource 6 true); when full the oldest is dropped
     stored_notifications_max: int = 64
-    #: consecutive registration failures (per server) before falling back to bootstrap
+    #: factory Communication Retry Count (Server resource 17): Register attempts in
+    #: a sequence; with one sequence (resource 20 absent) the client falls back to
+    #: bootstrap after this many failures in a row when it has a bootstrap account
     bootstrap_after_failures: int = 3
     manufacturer: str = "lwm2m-py"
     model_number: str = "simulated"
@@ -148,3 +159,15 @@ class ClientConfig:
             raise ClientConfigError("at most one bootstrap server")
         if self.stored_notifications_max < 1:
             raise ClientConfigError("stored_notifications_max must be at least 1")
+        if self.bootstrap_after_failures < 1:
+            raise ClientConfigError("bootstrap_after_failures must be at least 1")
+        if self.retry_initial_s < 0 or self.retry_max_s < 0:
+            raise ClientConfigError("retry timers must not be negative")
+
+    def retry_values(self) -> dict[int, object]:
+        """Server resources 17-19 of the factory accounts (LwM2M 1.1 retry procedure)."""
+        return {
+            17: self.bootstrap_after_failures,
+            18: math.ceil(self.retry_initial_s),
+            19: math.ceil(self.retry_max_s),
+        }

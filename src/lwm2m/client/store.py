@@ -97,6 +97,12 @@ class ServerAccount:
     default_pmax_s: int | None = None
     notification_storing: bool = True
     client_hold_off_s: int = 0
+    #: Server resources 16-20 (LwM2M 1.1 registration retry procedure); None = absent
+    bootstrap_on_failure: bool = True
+    retry_count: int | None = None
+    retry_timer_s: int | None = None
+    sequence_delay_s: int | None = None
+    sequence_retry_count: int | None = None
 
 
 def _as_int(value: Stored | None, default: int) -> int:
@@ -291,6 +297,11 @@ class ObjectStore:
                     default_pmax_s=pmax if isinstance(pmax, int) and pmax > 0 else None,
                     notification_storing=(srv.get(6) is not False) if srv is not None else True,
                     client_hold_off_s=_as_int(sec.get(11), 0),
+                    bootstrap_on_failure=(srv.get(16) is not False) if srv is not None else True,
+                    retry_count=_as_optional_int(srv.get(17) if srv is not None else None),
+                    retry_timer_s=_as_optional_int(srv.get(18) if srv is not None else None),
+                    sequence_delay_s=_as_optional_int(srv.get(19) if srv is not None else None),
+                    sequence_retry_count=_as_optional_int(srv.get(20) if srv is not None else None),
                 )
             )
         return sorted(accounts, key=lambda a: (a.bootstrap, a.short_server_id))

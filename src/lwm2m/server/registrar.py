@@ -12,6 +12,10 @@ answers 4.09 (seed 002 change 6).
 when the request came over DTLS; the same IP address in NoSec mode (the port
 may change behind NAT). Such a client registering again replaces its old
 registration (seed 002 5.2.1), whose location then answers 4.04.
+
+A client's address is the source of its last Register or Update: behind a
+NAT its port may change between Updates (rebinding), and the server's own
+requests follow it there.
 """
 
 from __future__ import annotations
@@ -238,6 +242,17 @@ class Registrar:
             links=links,
         )
         old, new = await self.registrations.update(updated)
+        if old.address != new.address:
+            # NAT rebinding or a new IP: later requests go to where the Update came from.
+            logger.info(
+                "%s id=%s now at %s:%d (was %s:%d)",
+                new.endpoint,
+                new.id,
+                new.address[0],
+                new.address[1],
+                old.address[0],
+                old.address[1],
+            )
         logger.info("updated %s id=%s lt=%d", new.endpoint, new.id, new.lifetime_s)
         self.events.publish(UpdatedEvent(new.endpoint, now, previous=old, registration=new))
         return Message(Code.CHANGED)
