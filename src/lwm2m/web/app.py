@@ -14,7 +14,7 @@ import hmac
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from importlib import metadata, resources
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,8 +31,10 @@ from lwm2m.web.backend import BootstrapManager, DeviceManager
 from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_error_handlers
 from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource, cancel_and_wait
 from lwm2m.web.metrics import CONTENT_TYPE, Metrics
+from lwm2m.web.refusals import RefusalSource, refusal_counters
 from lwm2m.web.routes_clients import build_clients_router, build_model_router
 from lwm2m.web.routes_firmware import build_download_router, build_firmware_router
+from lwm2m.web.routes_refusals import build_refusals_router
 from lwm2m.web.routes_stores import build_bootstrap_router, build_security_router
 from lwm2m.web.schemas import ServerInfo
 
@@ -124,10 +126,13 @@ def build_app(
     count_events: bool = True,
     trusted_hosts: Collection[str] = (),
     firmware: FirmwareRepository | None = None,
+    refusals: Sequence[RefusalSource] = (),
 ) -> FastAPI:
     """The app over the web layer's backend protocols (tests give in-memory ones).
 
     ``firmware`` adds ``/api/firmware`` and the devices' download route ``/fw/{id}``.
+    ``refusals`` are the roles' refusal logs (``/api/refusals`` and the refusal
+    metrics read them).
 
     Without ``api_token``, requests must name this server by IP address or
     ``localhost`` (or one of ``trusted_hosts``) in their ``Host`` header, which
@@ -257,7 +262,10 @@ def build_app(
             configs = len(await bootstrap.list_configs())
             counters.update({f"bootstrap_{k}": v for k, v in bootstrap.counters().items()})
         text = metrics.render(
-            registrations=registrations, bootstrap_configs=configs, backend_counters=counters
+            registrations=registrations,
+            bootstrap_configs=configs,
+            backend_counters=counters,
+            labelled=refusal_counters(refusals),
         )
         return Response(text, media_type=CONTENT_TYPE)
 
@@ -270,6 +278,13 @@ def build_app(
     if firmware is not None:
         app.include_router(build_firmware_router(firmware), dependencies=guard)
         app.include_router(build_download_router(firmware))
+    app.include_router(
+        build_refusals_router(
+            refusals,
+            lambda ep: devices is not None and devices.get_client(ep) is not None,
+        ),
+        dependencies=guard,
+    )
 
     static = resources.files("lwm2m.web") / "static"
     app.mount("/", StaticFiles(directory=str(static), html=True), name="ui")
@@ -347,6 +362,7 @@ def create_app(
         api_token=api_token,
         trusted_hosts=trusted_hosts,
         firmware=server.firmware if server is not None else None,
+        refusals=[role.refusals for role in (server, bootstrap) if role is not None],
     )
 
 
