@@ -299,9 +299,8 @@ class BootstrapServer:
         if self._identity_check is not None:
             problem = self._identity_check(peer, params)
             if problem is not None:
-                await self._reject(
-                    params.endpoint, peer, FailureReason.BAD_REQUEST, problem, "identity_mismatch"
-                )
+                label = "security_required" if peer.identity is None else "identity_mismatch"
+                await self._reject(params.endpoint, peer, FailureReason.BAD_REQUEST, problem, label)
                 return _bad_request(problem)
         if params.endpoint in self._active:
             reason = "a bootstrap session for this endpoint is already running"

@@ -12,12 +12,13 @@ module the operator learns nothing. The roles report each refusal here, and
 - counts it per reason, a small fixed set of label values per kind
   (:data:`REASONS`), for ``/metrics``;
 - remembers the last few refusals per endpoint name (an LRU of names, so a
-  flood of invented names cannot grow memory) and the last handshake failures
-  (which carry no endpoint name), for the REST API and the web UI.
+  flood of invented names cannot grow memory) and the last refusals that name
+  no endpoint (failed handshakes, requests without ``ep``), for the REST API
+  and the web UI.
 
 The roles know nothing of the web layer: it reads a :class:`RefusalLog`
 through :meth:`RefusalLog.counts`, :meth:`RefusalLog.endpoints` and
-:meth:`RefusalLog.handshakes`.
+:meth:`RefusalLog.unnamed`.
 
 Levels: each refusal WARNING (while its reason's bucket has tokens), the
 summary WARNING; nothing else.
@@ -64,6 +65,7 @@ REASONS: Mapping[RefusalKind, Mapping[str, str]] = {
     RefusalKind.BOOTSTRAP: {
         "bad_request": "malformed Request Bootstrap",
         "unknown_endpoint": "no bootstrap configuration for this endpoint",
+        "security_required": "endpoint has credentials but asked without DTLS",
         "identity_mismatch": "DTLS identity does not belong to this endpoint name",
         "busy": "a bootstrap session for this endpoint is already running",
     },
@@ -188,7 +190,7 @@ class RefusalLog:
         limiter: LogLimiter | None = None,
         max_endpoints: int = 1000,
         per_endpoint: int = 5,
-        max_handshakes: int = 100,
+        max_unnamed: int = 100,
     ) -> None:
         self.service = service
         #: What this listener can refuse (the metric families it reports).
@@ -202,7 +204,7 @@ class RefusalLog:
             (kind, reason): 0 for kind in kinds for reason in REASONS[kind]
         }
         self._endpoints: OrderedDict[str, EndpointRefusals] = OrderedDict()
-        self._handshakes: deque[Refusal] = deque(maxlen=max_handshakes)
+        self._unnamed: deque[Refusal] = deque(maxlen=max_unnamed)
         self._timer: asyncio.TimerHandle | None = None
 
     def record(
@@ -251,9 +253,9 @@ class RefusalLog:
     def get(self, endpoint: str) -> EndpointRefusals | None:
         return self._endpoints.get(endpoint)
 
-    def handshakes(self) -> list[Refusal]:
-        """The last failed handshakes, newest first."""
-        return list(reversed(self._handshakes))
+    def unnamed(self) -> list[Refusal]:
+        """The last refusals that name no endpoint (failed handshakes ...), newest first."""
+        return list(reversed(self._unnamed))
 
     def close(self) -> None:
         """Log what is still pending in a summary (the server stops)."""
@@ -266,7 +268,7 @@ class RefusalLog:
 
     def _remember(self, refusal: Refusal) -> None:
         if refusal.endpoint is None:
-            self._handshakes.append(refusal)
+            self._unnamed.append(refusal)
             return
         entry = self._endpoints.get(refusal.endpoint)
         if entry is None:

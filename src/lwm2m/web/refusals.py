@@ -42,7 +42,7 @@ class RefusalSource(Protocol):
 
     def endpoints(self) -> list[tuple[str, EndpointRefusals]]: ...
 
-    def handshakes(self) -> list[Refusal]: ...
+    def unnamed(self) -> list[Refusal]: ...
 
 
 class RefusalView(BaseModel):
@@ -74,7 +74,9 @@ class RefusalsView(BaseModel):
     """Recent refusals, most recent first."""
 
     endpoints: list[EndpointRefusalsView]
-    handshakes: list[RefusalView] = Field(description="Failed DTLS handshakes (no endpoint name).")
+    unnamed: list[RefusalView] = Field(
+        description="Refusals naming no endpoint: failed DTLS handshakes, requests without ep."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +124,12 @@ def recent_refusals(
     search: str | None = None,
     limit: int = 20,
 ) -> RefusalsView:
-    """The refused endpoints (exactly ``endpoint``, or names containing ``search``) and handshakes.
+    """The refused endpoints (exactly ``endpoint``, or names containing ``search``) and the
+    refusals that name no endpoint.
 
-    ``search`` is case-insensitive; failed handshakes match it on their address,
-    identity or message (an unknown PSK identity is named in the message).
+    ``search`` is case-insensitive; refusals without a name (failed handshakes)
+    match it on their address, identity or message (an unknown PSK identity is
+    named in the message).
     """
     needle = search.lower() if search else None
     endpoints: list[EndpointRefusalsView] = []
@@ -146,22 +150,20 @@ def recent_refusals(
         )
         if len(endpoints) >= limit:
             break
-    handshakes: list[Refusal] = []
+    unnamed: list[Refusal] = []
     if endpoint is None:
         for source in sources:
-            handshakes.extend(source.handshakes())
-        handshakes.sort(key=lambda r: r.time, reverse=True)
+            unnamed.extend(source.unnamed())
+        unnamed.sort(key=lambda r: r.time, reverse=True)
         if needle is not None:
-            handshakes = [
+            unnamed = [
                 r
-                for r in handshakes
+                for r in unnamed
                 if needle in format_address(r.address).lower()
                 or needle in (r.identity or "").lower()
                 or needle in r.message.lower()
             ]
-    return RefusalsView(
-        endpoints=endpoints, handshakes=[refusal_view(r) for r in handshakes[:limit]]
-    )
+    return RefusalsView(endpoints=endpoints, unnamed=[refusal_view(r) for r in unnamed[:limit]])
 
 
 #: The metric family of each kind of refusal.

@@ -24,9 +24,10 @@ def build_refusals_router(
         response_model=RefusalsView,
         summary="Recent refusals: Registers, Request Bootstraps, DTLS handshakes",
         description="The last refusals per endpoint name (a bounded memory of recently refused "
-        "names, a few refusals each), most recent first, and the last failed DTLS handshakes. "
-        "`ep` selects one name exactly; `search` keeps names containing it (case-insensitive) "
-        "and handshakes whose address, identity or error contains it.",
+        "names, a few refusals each), most recent first, and the last refusals that name no "
+        "endpoint (failed DTLS handshakes, requests without ep). `ep` selects one name exactly; "
+        "`search` keeps names containing it (case-insensitive) and unnamed refusals whose "
+        "address, identity or error contains it.",
         responses=STORE_ERRORS,
     )
     async def list_refusals(

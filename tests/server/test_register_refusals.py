@@ -369,7 +369,7 @@ async def test_failed_dtls_handshake(
     assert stack.server.counters()["dtls_handshake_failures_total"] == 1
     text = (await stack.http.get("/metrics")).text
     assert text.count(f"# TYPE {metric} counter") == 1  # the unlabelled counter gave way
-    [entry] = (await stack.refusals(search="127.0.0.1"))["handshakes"]
+    [entry] = (await stack.refusals(search="127.0.0.1"))["unnamed"]
     assert entry["address"] == source and entry["reason"] == reason
     assert entry["kind"] == "dtls_handshake" and entry["service"] == "server"
     if reason == "unknown_psk_identity":

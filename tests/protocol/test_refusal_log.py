@@ -166,7 +166,7 @@ async def test_a_burst_then_silence_still_gets_its_summary(lines: Lines) -> None
 def test_memory_is_an_lru_of_names_with_a_few_refusals_each() -> None:
     clock = Clock()
     log = RefusalLog(
-        "server", SERVER_REFUSALS, clock=clock, max_endpoints=3, per_endpoint=2, max_handshakes=2
+        "server", SERVER_REFUSALS, clock=clock, max_endpoints=3, per_endpoint=2, max_unnamed=2
     )
     for name in ("a", "b", "c", "a", "d", "a", "a"):
         clock.now += 1
@@ -177,7 +177,7 @@ def test_memory_is_an_lru_of_names_with_a_few_refusals_each() -> None:
     assert entry.last.time == clock.now
     for i in range(3):
         log.record(RefusalKind.DTLS_HANDSHAKE, "timeout", f"t{i}", ADDR)
-    assert [r.message for r in log.handshakes()] == ["t2", "t1"]
+    assert [r.message for r in log.unnamed()] == ["t2", "t1"]
 
 
 def test_network_text_cannot_forge_log_lines(lines: Lines) -> None:
