@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from lwm2m.coap.dtls import HandshakeCompleted, HandshakeFailed
 from lwm2m.coap.peer import PeerIdentity
-from lwm2m.coap.security import HandshakeCompleted, HandshakeFailed
 from lwm2m.protocol.handshake_failures import HandshakeFailureTap, classify
 from lwm2m.protocol.log_limit import LogLimiter
 from lwm2m.protocol.refusals import (

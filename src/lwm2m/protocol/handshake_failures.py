@@ -11,10 +11,14 @@ text into one of a few fixed reason labels for the metric.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from lwm2m.coap.peer import Address, Peer
-from lwm2m.coap.security import HandshakeFailed, SecurityEvent, SecurityLayer
 from lwm2m.protocol.refusals import RefusalKind, RefusalLog
+
+if TYPE_CHECKING:
+    # The DTLS layer's public names (imported when a DTLS listener is set up).
+    from lwm2m.coap.dtls import HandshakeFailed, SecurityEvent, SecurityLayer
 
 #: (prefix or fragment of the layer's reason, label), first match wins.
 _LABELS: tuple[tuple[str, str], ...] = (
@@ -40,8 +44,11 @@ class HandshakeFailureTap:
     """A :class:`SecurityLayer` that is ``inner``, reporting its failed handshakes."""
 
     def __init__(self, inner: SecurityLayer, on_failure: Callable[[HandshakeFailed], None]) -> None:
+        from lwm2m.coap.dtls import HandshakeFailed
+
         self.inner = inner
         self._on_failure = on_failure
+        self._failed = HandshakeFailed
 
     def receive_datagram(
         self, data: bytes, address: Address, now: float
@@ -56,7 +63,7 @@ class HandshakeFailureTap:
 
     def next_event(self) -> SecurityEvent | None:
         event = self.inner.next_event()
-        if isinstance(event, HandshakeFailed):
+        if isinstance(event, self._failed):
             self._on_failure(event)
         return event
 
