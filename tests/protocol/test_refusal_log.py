@@ -191,6 +191,7 @@ def test_network_text_cannot_forge_log_lines(lines: Lines) -> None:
     )
     [record] = lines.records
     assert "\n" not in record.getMessage()
+    assert "ep='" + "x" * 254 + "…' identity" in record.getMessage()
     refusal = record.refusal  # type: ignore[attr-defined]
     assert refusal.message == "bad\\nINFO registered dev-1"
     assert len(refusal.endpoint) == 255
@@ -256,3 +257,12 @@ def test_the_tap_passes_every_event_on_and_reports_failures() -> None:
     tap = HandshakeFailureTap(Layer(done, failed), seen.append)  # type: ignore[arg-type]
     assert [tap.next_event(), tap.next_event(), tap.next_event()] == [done, failed, None]
     assert seen == [failed]
+
+
+def test_a_refusal_without_a_name_is_kept_apart(lines: Lines) -> None:
+    log = RefusalLog("server", SERVER_REFUSALS)
+    log.record(RefusalKind.REGISTER, "bad_request", "missing ep", ADDR, code="4.00")
+    [record] = lines.records
+    assert record.getMessage().startswith("registration refused: ep=- identity=none from ")
+    assert log.endpoints() == []
+    assert [r.message for r in log.unnamed()] == ["missing ep"]

@@ -283,11 +283,13 @@ class RefusalLog:
 
     def _log(self, refusal: Refusal) -> None:
         answered = f"{refusal.code} " if refusal.code else ""
-        # A handshake has no endpoint name yet, and no identity it proved.
+        # A handshake has no endpoint name yet, and no identity it proved. Names are
+        # already escaped by printable(): quoted as they are, not repr()'d again.
+        name = "-" if refusal.endpoint is None else f"'{refusal.endpoint}'"
         who = (
             ""
             if refusal.kind is RefusalKind.DTLS_HANDSHAKE
-            else f" ep={refusal.endpoint!r} identity={refusal.identity or 'none'}"
+            else f" ep={name} identity={refusal.identity or 'none'}"
         )
         logger.warning(
             "%s:%s from %s reason=%s (%s%s) [%s]",
