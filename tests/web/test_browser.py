@@ -9,6 +9,9 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from web_fakes import FakeDevices, Live
 
+from lwm2m.coap.codes import Code
+from lwm2m.coap.endpoint import Endpoint
+from lwm2m.coap.message import Message
 from lwm2m.web.app import WebServer, build_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -185,3 +188,32 @@ async def test_coap_log_panel_shows_the_messages_of_a_read(page: Page, live: Liv
     await page.click("#coaplog-toggle")  # off: the server stops tracing
     await expect(page.locator("#coaplog-toggle")).to_have_text("Start")
     await expect(page.locator("#coaplog-toggle")).to_have_attribute("data-live", "false")
+
+
+async def test_client_search_shows_why_a_name_was_refused(page: Page, live: Live) -> None:
+    """A device that never shows up: the search for its name says it was refused, and why."""
+    entry = {"endpoint": "dev-9", "psk": {"identity": "dev-9-id", "key": "000102030405"}}
+    assert (await live.http.put("/api/security/clients", json=entry)).status_code < 300
+    device = await Endpoint.create("127.0.0.1", 0)  # registers without DTLS: refused
+    try:
+        register = Message(Code.POST, uri_path=("rd",), uri_query=("ep=dev-9",), payload=b"</1>")
+        for _ in range(3):
+            reply = await device.request(register, live.server.coap_address, timeout=10)
+            assert reply.code == Code.BAD_REQUEST
+        source = f"127.0.0.1:{device.local_address[1]}"
+    finally:
+        await device.close()
+    await live.add_client("dev-90")
+    await page.goto(live.base_url + "/")
+    await expect(page.locator('tr[data-endpoint="dev-90"]')).to_be_visible()
+    await page.fill('input[aria-label="Filter clients"]', "dev-9")
+    refusal = page.locator('li.refusal[data-endpoint="dev-9"]')
+    await expect(refusal).to_contain_text(
+        "no registration; refused 3 times, last: 4.00 endpoint has credentials but "
+        "registered without DTLS at "
+    )
+    await expect(refusal).to_contain_text(f" from {source}")
+    await expect(refusal).to_contain_text("must register over a secure (DTLS) connection")
+    await expect(page.locator("li.refusal")).to_have_count(1)  # dev-90 was never refused
+    await page.fill('input[aria-label="Filter clients"]', "dev-90")
+    await expect(page.locator(".refusals-card")).to_be_hidden()

@@ -12,7 +12,10 @@ LwM2M Server.
 One session per endpoint at a time: a second Request Bootstrap (or push)
 while one runs is refused (4.00 / a failed result with reason ``busy``).
 Every session, and every refusal, is kept in :attr:`BootstrapServer.sessions`
-and published on :attr:`BootstrapServer.events`.
+and published on :attr:`BootstrapServer.events`. A refused Request Bootstrap
+and a failed DTLS handshake also go to :attr:`BootstrapServer.refusals`
+(a rate-limited WARNING line, ``lwm2m_bootstrap_rejected_total{reason}``,
+the endpoint's recent refusals).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from lwm2m.protocol.bootstrap_config import (
     ContentFormatChoice,
     parse_read_path,
 )
+from lwm2m.protocol.handshake_failures import tapped
+from lwm2m.protocol.refusals import BOOTSTRAP_REFUSALS, RefusalKind, RefusalLog
 from lwm2m.protocol.registration import (
     BootstrapRequestParams,
     RegistrationParamError,
@@ -149,6 +154,8 @@ class BootstrapServer:
         self.request_timeout_s = request_timeout_s
         self._clock = clock
         self._identity_check = identity_check
+        #: Refused Request Bootstraps and failed DTLS handshakes, for the operator.
+        self.refusals = RefusalLog("bootstrap", BOOTSTRAP_REFUSALS, clock=clock)
         self._active: dict[str, asyncio.Task[SessionRecord]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._endpoints: list[Endpoint] = []
@@ -189,7 +196,10 @@ class BootstrapServer:
         if dtls is not None:
             secure_holder: list[Endpoint] = []
             secure = await Endpoint.create(
-                host, coaps_port, handler=self._handler(secure_holder), security=dtls
+                host,
+                coaps_port,
+                handler=self._handler(secure_holder),
+                security=tapped(dtls, self.refusals),
             )
             secure_holder.append(secure)
             self._endpoints.append(secure)
@@ -241,6 +251,7 @@ class BootstrapServer:
         for endpoint in self._endpoints:
             await endpoint.close()
         self._endpoints.clear()
+        self.refusals.close()
 
     # ------------------------------------------------------------------ Request Bootstrap
 
@@ -270,12 +281,11 @@ class BootstrapServer:
             return Message(Code.NOT_FOUND)
         if message.code != Code.POST:
             return Message(Code.METHOD_NOT_ALLOWED)
-        address = format_address(peer.address)
         try:
             params = parse_bootstrap_query(message.uri_query)
         except RegistrationParamError as exc:
             ep = message.query().get("ep", "")
-            await self._reject(ep, address, FailureReason.BAD_REQUEST, str(exc))
+            await self._reject(ep, peer, FailureReason.BAD_REQUEST, str(exc))
             return _bad_request(str(exc))
         config = self.configs.get(params.endpoint)
         if config is None or (
@@ -284,16 +294,17 @@ class BootstrapServer:
             and params.endpoint_type != config.endpoint_type
         ):
             reason = "Unknown Endpoint Client Name and Endpoint Client Type"
-            await self._reject(params.endpoint, address, FailureReason.UNKNOWN_ENDPOINT, reason)
+            await self._reject(params.endpoint, peer, FailureReason.UNKNOWN_ENDPOINT, reason)
             return _bad_request(reason)
         if self._identity_check is not None:
             problem = self._identity_check(peer, params)
             if problem is not None:
-                await self._reject(params.endpoint, address, FailureReason.BAD_REQUEST, problem)
+                label = "security_required" if peer.identity is None else "identity_mismatch"
+                await self._reject(params.endpoint, peer, FailureReason.BAD_REQUEST, problem, label)
                 return _bad_request(problem)
         if params.endpoint in self._active:
             reason = "a bootstrap session for this endpoint is already running"
-            await self._reject(params.endpoint, address, FailureReason.BUSY, reason)
+            await self._reject(params.endpoint, peer, FailureReason.BUSY, reason)
             return _bad_request(reason)
         fmt = choose_content_format(config, params.preferred_content_format)
         # The task starts after this handler returns, so the 2.04 goes out first.
@@ -301,6 +312,30 @@ class BootstrapServer:
         return Message(Code.CHANGED)
 
     async def _reject(
+        self,
+        endpoint: str,
+        peer: Peer,
+        reason: FailureReason,
+        message: str,
+        label: str | None = None,
+    ) -> SessionRecord:
+        """A refused Request Bootstrap: in the history, on the bus, and to the operator.
+
+        ``label`` is the refusal's metric reason when it is finer than ``reason``.
+        """
+        record = await self._rejected(endpoint, format_address(peer.address), reason, message)
+        self.refusals.record(
+            RefusalKind.BOOTSTRAP,
+            label or reason.value,
+            message,
+            peer.address,
+            endpoint=endpoint or None,
+            identity=peer.identity,
+            code=Code.BAD_REQUEST.dotted,
+        )
+        return record
+
+    async def _rejected(
         self, endpoint: str, address: str, reason: FailureReason, message: str
     ) -> SessionRecord:
         now = self._clock()
@@ -317,7 +352,6 @@ class BootstrapServer:
         )
         self.events.publish(BootstrapRejected(record.id, endpoint, now, address, reason, message))
         await self.sessions.ended(record)
-        logger.info("bootstrap request from %s (%r) refused: %s", address, endpoint, message)
         return record
 
     # ------------------------------------------------------------------ sessions
@@ -521,7 +555,8 @@ class BootstrapServer:
     async def _reject_push(
         self, endpoint: str, address: str, reason: FailureReason, message: str
     ) -> SessionRecord:
-        record = await self._reject(endpoint, address, reason, message)
+        record = await self._rejected(endpoint, address, reason, message)
+        logger.info("bootstrap of %s (%r) not started: %s", address, endpoint, message)
         record = replace(record, mode=SessionMode.SERVER_INITIATED)
         return record
 

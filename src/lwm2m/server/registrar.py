@@ -16,6 +16,12 @@ registration (seed 002 5.2.1), whose location then answers 4.04.
 A client's address is the source of its last Register or Update: behind a
 NAT its port may change between Updates (rebinding), and the server's own
 requests follow it there.
+
+Every refused Register goes to :attr:`Registrar.refusals` (one rate-limited
+WARNING line, the ``lwm2m_registrations_rejected_total{reason}`` count, the
+endpoint's recent refusals): the client is told why, and so is the operator.
+Refused Updates and De-registers are not recorded: a 4.04 after a server
+restart is routine and the client registers again.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer, PeerIdentity
 from lwm2m.formats.media import ContentFormat
+from lwm2m.protocol.refusals import SERVER_REFUSALS, RefusalKind, RefusalLog
 from lwm2m.protocol.registration import (
     RegistrationParamError,
     parse_register_query,
@@ -63,12 +70,17 @@ DEFAULT_LIFETIME_GRACE_S = 15.0
 
 
 class RegistrationRejected(Exception):
-    """A Register/Update/De-register that is answered with an error code."""
+    """A Register/Update/De-register that is answered with an error code.
 
-    def __init__(self, code: Code, diagnostic: str) -> None:
+    ``reason`` is the refusal's metric label (``REASONS[RefusalKind.REGISTER]``);
+    without one it follows from the code.
+    """
+
+    def __init__(self, code: Code, diagnostic: str, reason: str | None = None) -> None:
         super().__init__(f"{code.dotted} {diagnostic}")
         self.code = code
         self.diagnostic = diagnostic
+        self.reason = reason or _REASON_OF_CODE.get(code, "bad_request")
 
     def to_response(self) -> Message:
         return Message(
@@ -78,13 +90,15 @@ class RegistrationRejected(Exception):
         )
 
 
+_REASON_OF_CODE = {Code.FORBIDDEN: "forbidden", Code.CONFLICT: "conflict"}
+
 RemovedCallback = Callable[[Registration, str], Awaitable[None]]
 """Called with (registration, reason) after a registration ended: ``deregistered``,
 ``expired`` or ``replaced``. The server drops observations and queued requests."""
 
 
-def _bad(diagnostic: str) -> RegistrationRejected:
-    return RegistrationRejected(Code.BAD_REQUEST, diagnostic)
+def _bad(diagnostic: str, reason: str = "bad_request") -> RegistrationRejected:
+    return RegistrationRejected(Code.BAD_REQUEST, diagnostic, reason)
 
 
 def identity_key(peer_identity: PeerIdentity | None, address_host: str) -> tuple[str, bytes]:
@@ -120,6 +134,7 @@ class Registrar:
         clock: Callable[[], float] = time.time,
         on_removed: RemovedCallback | None = None,
         new_id: Callable[[], str] | None = None,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self.registrations = registrations
         self.security = security
@@ -128,6 +143,10 @@ class Registrar:
         self.clock = clock
         self.on_removed = on_removed
         self._new_id = new_id or (lambda: secrets.token_hex(5))
+        #: Where refused Registers are logged, counted and remembered for the operator.
+        self.refusals = (
+            refusals if refusals is not None else RefusalLog("server", SERVER_REFUSALS, clock=clock)
+        )
 
     # ------------------------------------------------------------------ dispatch
     async def handle(self, message: Message, peer: Peer) -> Message:
@@ -137,7 +156,11 @@ class Registrar:
             if len(path) == 1:
                 if message.code != Code.POST:
                     raise RegistrationRejected(Code.METHOD_NOT_ALLOWED, "use POST /rd to register")
-                return await self.register(message, peer)
+                try:
+                    return await self.register(message, peer)
+                except RegistrationRejected as exc:
+                    self._refused(message, peer, exc)
+                    raise
             if len(path) == 2:
                 if message.code in (Code.POST, Code.PUT):
                     return await self.update(path[1], message, peer)
@@ -174,6 +197,7 @@ class Registrar:
             raise RegistrationRejected(
                 Code.CONFLICT,
                 f"endpoint name {params.endpoint!r} is registered by another client",
+                "conflict",
             )
         registration = Registration(
             id=self._unique_id(),
@@ -293,6 +317,19 @@ class Registrar:
         return removed
 
     # ------------------------------------------------------------------ helpers
+    def _refused(self, message: Message, peer: Peer, rejection: RegistrationRejected) -> None:
+        """Tell the operator (log, metric, recent refusals) why a Register was refused."""
+        endpoint = message.query().get("ep")
+        self.refusals.record(
+            RefusalKind.REGISTER,
+            rejection.reason,
+            rejection.diagnostic,
+            peer.address,
+            endpoint=endpoint or None,
+            identity=peer.identity,
+            code=rejection.code.dotted,
+        )
+
     def _unique_id(self) -> str:
         while True:
             rid = self._new_id()
@@ -330,23 +367,29 @@ class Registrar:
             ):
                 raise _bad(
                     "client certificate lacks the expected names "
-                    f"{list(expectation.expected_names)}"
+                    f"{list(expectation.expected_names)}",
+                    "certificate_untrusted",
                 )
             return
         now = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC)
         try:
             verify_client_certificate(der, expectation, now)
         except CertificateError as exc:
-            raise _bad(f"client certificate not trusted for this endpoint: {exc}") from None
+            raise _bad(
+                f"client certificate not trusted for this endpoint: {exc}", "certificate_untrusted"
+            ) from None
 
     def _check_identity(self, endpoint: str, ept: int | None, peer: Peer) -> None:
         identity = peer.identity
         entry = self.security.get(endpoint) if self.security is not None else None
         if entry is None and self.config.known_endpoints_only:
-            raise _bad(UNKNOWN_ENDPOINT)
+            raise _bad(UNKNOWN_ENDPOINT, "unknown_endpoint")
         if identity is None:
             if entry is not None and self.config.require_security_when_known:
-                raise _bad(f"endpoint {endpoint!r} must register over a secure (DTLS) connection")
+                raise _bad(
+                    f"endpoint {endpoint!r} must register over a secure (DTLS) connection",
+                    "security_required",
+                )
             return
         if identity.certificate_der is not None:
             # Imported here: the X.509 stack (cryptography) is only needed with DTLS.
@@ -355,7 +398,7 @@ class Registrar:
             try:
                 check_registration_name(identity.certificate_der, ept, endpoint)
             except CertificateError:
-                raise _bad(X509_NAME_MISMATCH) from None
+                raise _bad(X509_NAME_MISMATCH, "x509_name_mismatch") from None
             if entry is not None and entry.x509 is not None:
                 self._check_certificate_expectation(identity.certificate_der, entry.x509)
             return
@@ -366,4 +409,4 @@ class Registrar:
                 else None
             )
             if bound is None or bound.endpoint != endpoint:
-                raise _bad(PSK_NAME_MISMATCH)
+                raise _bad(PSK_NAME_MISMATCH, "psk_identity_mismatch")

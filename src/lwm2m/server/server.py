@@ -39,6 +39,8 @@ from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.attributes import AttributeUpdate
 from lwm2m.protocol.errors import RemoteError
+from lwm2m.protocol.handshake_failures import tapped
+from lwm2m.protocol.refusals import SERVER_REFUSALS, RefusalLog
 from lwm2m.server import payloads
 from lwm2m.server.errors import (
     ClientNotFound,
@@ -194,6 +196,8 @@ class LwM2MServer:
             clock=clock,
             on_activity=self._observation_activity,
         )
+        #: Refused Registers and failed DTLS handshakes, for the operator (log, metrics, web UI).
+        self.refusals = RefusalLog("server", SERVER_REFUSALS, clock=clock)
         self.registrar = Registrar(
             self.stores.registrations,
             self.stores.security,
@@ -205,6 +209,7 @@ class LwM2MServer:
             ),
             clock=clock,
             on_removed=self._registration_removed,
+            refusals=self.refusals,
         )
         self._coap: ServerEndpoint | None = None
         self._coaps: ServerEndpoint | None = None
@@ -239,7 +244,7 @@ class LwM2MServer:
                     self.config.host,
                     self.config.coaps_port,
                     handler=self.handle,
-                    security=DtlsServer(self.config.dtls),
+                    security=tapped(DtlsServer(self.config.dtls), self.refusals),
                 )
             except BaseException:
                 await self._coap.close()
@@ -293,6 +298,7 @@ class LwM2MServer:
             if ep is not None:
                 await ep.close()
         self.events.close()
+        self.refusals.close()
 
     async def __aenter__(self) -> LwM2MServer:
         await self.start()

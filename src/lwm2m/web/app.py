@@ -14,7 +14,7 @@ import hmac
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from importlib import metadata, resources
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,9 +31,11 @@ from lwm2m.web.backend import BootstrapManager, DeviceManager
 from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_error_handlers
 from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource, cancel_and_wait
 from lwm2m.web.metrics import CONTENT_TYPE, Metrics
+from lwm2m.web.refusals import RefusalSource, refusal_counters
 from lwm2m.web.routes_campaigns import build_campaigns_router, campaign_events
 from lwm2m.web.routes_clients import build_clients_router, build_model_router
 from lwm2m.web.routes_firmware import build_download_router, build_firmware_router
+from lwm2m.web.routes_refusals import build_refusals_router
 from lwm2m.web.routes_stores import build_bootstrap_router, build_security_router
 from lwm2m.web.schemas import ServerInfo
 
@@ -127,11 +129,14 @@ def build_app(
     trusted_hosts: Collection[str] = (),
     firmware: FirmwareRepository | None = None,
     campaigns: CampaignManager | None = None,
+    refusals: Sequence[RefusalSource] = (),
 ) -> FastAPI:
     """The app over the web layer's backend protocols (tests give in-memory ones).
 
     ``firmware`` adds ``/api/firmware`` and the devices' download route ``/fw/{id}``;
     ``campaigns`` adds ``/api/campaigns`` and CAMPAIGN events on the event stream.
+    ``refusals`` are the roles' refusal logs (``/api/refusals`` and the refusal
+    metrics read them).
 
     Without ``api_token``, requests must name this server by IP address or
     ``localhost`` (or one of ``trusted_hosts``) in their ``Host`` header, which
@@ -265,7 +270,10 @@ def build_app(
         if campaigns is not None:
             counters.update(campaigns.counters())
         text = metrics.render(
-            registrations=registrations, bootstrap_configs=configs, backend_counters=counters
+            registrations=registrations,
+            bootstrap_configs=configs,
+            backend_counters=counters,
+            labelled=refusal_counters(refusals),
         )
         return Response(text, media_type=CONTENT_TYPE)
 
@@ -280,6 +288,13 @@ def build_app(
         app.include_router(build_download_router(firmware))
     if campaigns is not None:
         app.include_router(build_campaigns_router(campaigns), dependencies=guard)
+    app.include_router(
+        build_refusals_router(
+            refusals,
+            lambda ep: devices is not None and devices.get_client(ep) is not None,
+        ),
+        dependencies=guard,
+    )
 
     static = resources.files("lwm2m.web") / "static"
     app.mount("/", StaticFiles(directory=str(static), html=True), name="ui")
@@ -359,6 +374,7 @@ def create_app(
         trusted_hosts=trusted_hosts,
         firmware=server.firmware if server is not None else None,
         campaigns=campaigns,
+        refusals=[role.refusals for role in (server, bootstrap) if role is not None],
     )
 
 

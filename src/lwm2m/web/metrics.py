@@ -2,13 +2,16 @@
 
 Small enough to write here rather than pull in ``prometheus_client``: a
 counter family keyed by label values, and a renderer. Server-side counters
-(DTLS handshakes ...) come from the backends' ``counters()`` at scrape time.
+(DTLS handshakes ...) come from the backends' ``counters()`` at scrape time,
+labelled ones (refusals by reason, :mod:`lwm2m.web.refusals`) as
+:class:`LabelledCounter` families; a labelled family replaces an unlabelled
+backend counter of the same name (its sum).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -64,6 +67,15 @@ class CounterFamily:
         return self.values.get(label_values, 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class LabelledCounter:
+    """A counter family read at scrape time: its samples as (labels, value)."""
+
+    name: str
+    help: str
+    samples: Sequence[tuple[Mapping[str, str], float]]
+
+
 def render_family(
     name: str, kind: str, help_text: str, samples: Iterable[tuple[Mapping[str, str], float]]
 ) -> list[str]:
@@ -103,6 +115,7 @@ class Metrics:
         registrations: int | None,
         bootstrap_configs: int | None,
         backend_counters: Mapping[str, float],
+        labelled: Sequence[LabelledCounter] = (),
     ) -> str:
         """The /metrics text; gauges and backend counters are read now, not tracked."""
         lines: list[str] = []
@@ -136,8 +149,13 @@ class Metrics:
                     for key, v in sorted(family.values.items())
                 ],
             )
+        for counter in labelled:
+            lines += render_family(counter.name, "counter", counter.help, counter.samples)
+        taken = {counter.name for counter in labelled}
         for key, value in sorted(backend_counters.items()):
             name = sanitize_name(key if key.startswith("lwm2m_") else f"lwm2m_{key}")
+            if name in taken:
+                continue
             kind = "counter" if name.endswith("_total") else "gauge"
             lines += render_family(name, kind, f"Server counter {key}.", [({}, value)])
         return "\n".join(lines) + "\n"
