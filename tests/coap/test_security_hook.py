@@ -12,7 +12,12 @@ from lwm2m.coap.endpoint import Endpoint, IncomingRequest
 from lwm2m.coap.errors import RequestTimeout, SecureConnectionFailed
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer, PeerIdentity
-from lwm2m.coap.security import HandshakeCompleted, HandshakeFailed, SecurityEvent, SecurityLayer
+from lwm2m.coap.security_layer import (
+    HandshakeCompleted,
+    HandshakeFailed,
+    SecurityEvent,
+    SecurityLayer,
+)
 
 MAGIC = b"SEC:"
 

@@ -27,7 +27,7 @@ from lwm2m.protocol.registration import BootstrapRequestParams
 from lwm2m.stores.base import SecurityStore, Stores
 
 if TYPE_CHECKING:
-    from lwm2m.coap.security import SecurityLayer
+    from lwm2m.coap.security_layer import SecurityLayer
     from lwm2m.model.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)

@@ -61,7 +61,7 @@ from lwm2m.stores.base import DocumentStore
 
 if TYPE_CHECKING:
     from lwm2m.coap.endpoint import Endpoint, Handler, IncomingRequest, NoResponse
-    from lwm2m.coap.security import SecurityLayer
+    from lwm2m.coap.security_layer import SecurityLayer
 
 logger = logging.getLogger(__name__)
 

@@ -71,7 +71,7 @@ from lwm2m.coap.endpoint import NO_RESPONSE, Endpoint, IncomingRequest, NoRespon
 from lwm2m.coap.errors import CoapError, EndpointClosed, ObservationCancelled
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer, normalize_address
-from lwm2m.coap.security import SecurityLayer
+from lwm2m.coap.security_layer import SecurityLayer
 from lwm2m.coap.traffic import TrafficCounter
 from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import Node

@@ -2,7 +2,7 @@
 
 ``Endpoint.create(..., security=DtlsServer(DtlsServerConfig(...)))`` for a
 server, ``DtlsClient(DtlsClientConfig(...))`` for a client. Both are sans-I/O
-objects implementing :class:`lwm2m.coap.security.SecurityLayer` over
+objects implementing :class:`lwm2m.coap.security_layer.SecurityLayer` over
 pyOpenSSL memory BIOs; see docs/security.md for the behaviour.
 """
 
@@ -17,7 +17,7 @@ from lwm2m.coap.dtls_client import (
     ServerCertificateCheck,
 )
 from lwm2m.coap.dtls_server import CertificateLookup, DtlsServer, DtlsServerConfig, PskLookup
-from lwm2m.coap.security import (
+from lwm2m.coap.security_layer import (
     HandshakeCompleted,
     HandshakeFailed,
     SecurityEvent,

@@ -106,7 +106,7 @@ class DtlsClientConfig:
 
 
 class DtlsClient(DtlsLayerBase):
-    """Client-side DTLS 1.2 implementing :class:`lwm2m.coap.security.SecurityLayer`."""
+    """Client-side DTLS 1.2 implementing :class:`lwm2m.coap.security_layer.SecurityLayer`."""
 
     _peer_role = "server"
 

@@ -40,7 +40,7 @@ from lwm2m.coap.dtls_session import (
     state_of,
 )
 from lwm2m.coap.peer import Address, Peer, PeerIdentity
-from lwm2m.coap.security import HandshakeFailed
+from lwm2m.coap.security_layer import HandshakeFailed
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class DtlsServerConfig:
 
 
 class DtlsServer(DtlsLayerBase):
-    """Server-side DTLS 1.2 implementing :class:`lwm2m.coap.security.SecurityLayer`."""
+    """Server-side DTLS 1.2 implementing :class:`lwm2m.coap.security_layer.SecurityLayer`."""
 
     _peer_role = "client"
 

@@ -22,7 +22,7 @@ from OpenSSL import SSL, crypto
 from lwm2m.coap.dtls_binding import session_reused, verify_error_string
 from lwm2m.coap.dtls_records import pack_datagrams
 from lwm2m.coap.peer import Address, Peer, PeerIdentity
-from lwm2m.coap.security import (
+from lwm2m.coap.security_layer import (
     HandshakeCompleted,
     HandshakeFailed,
     SecurityEvent,

@@ -46,7 +46,12 @@ from lwm2m.coap.events import (
 from lwm2m.coap.message import Message
 from lwm2m.coap.params import TransmissionParameters
 from lwm2m.coap.peer import Address, Peer, PeerIdentity, normalize_address
-from lwm2m.coap.security import HandshakeCompleted, HandshakeFailed, SecurityLayer, SessionClosed
+from lwm2m.coap.security_layer import (
+    HandshakeCompleted,
+    HandshakeFailed,
+    SecurityLayer,
+    SessionClosed,
+)
 from lwm2m.coap.traffic import TrafficCounter
 
 __all__ = [
