@@ -240,7 +240,7 @@ def test_cancel_request_frees_state_and_rejects_late_answer() -> None:
     pair = Pair(handler=lambda ev: None)
     rid = pair.request(GET)
     queued = pair.client.send_request(GET, SERVER, pair.now)
-    pair.client.cancel_request(rid)
+    pair.client.cancel_request(rid, pair.now)
     pair.pump()
     assert pair.client.pending_requests() == 1  # the queued one got the slot
     [first, second] = [e for e in pair.server_events if isinstance(e, RequestReceived)]
@@ -253,7 +253,7 @@ def test_cancel_request_frees_state_and_rejects_late_answer() -> None:
     assert not [
         e for e in pair.client_events if isinstance(e, ResponseReceived) and e.request_id == rid
     ]
-    pair.client.cancel_request(queued)
+    pair.client.cancel_request(queued, pair.now)
     assert pair.client.pending_requests() == 0
     del second
 
@@ -316,7 +316,7 @@ def test_observe_sequence_wraps() -> None:
 def test_passive_cancel_answers_next_notification_with_rst() -> None:
     pair, observations = observe_pair()
     rid = pair.request(GET, observe=True)
-    pair.client.cancel_request(rid)
+    pair.client.cancel_request(rid, pair.now)
     pair.server.notify(observations[0], content(b"v1"), pair.now)
     pair.pump()
     assert sent_by(pair, CLIENT)[-1].type == MessageType.RST
@@ -534,7 +534,7 @@ def test_fail_peer() -> None:
     first = engine.send_request(GET, SERVER, 0.0)
     queued = engine.send_request(GET, SERVER, 0.0)
     other = engine.send_request(GET, CLIENT, 0.0)
-    engine.fail_peer(SERVER, ResetReceived("gone"))
+    engine.fail_peer(SERVER, ResetReceived("gone"), 0.0)
     failed = []
     while (event := engine.next_event()) is not None:
         assert isinstance(event, RequestFailed)
@@ -780,7 +780,7 @@ def test_ping_cancelled_and_empty_ack_answer() -> None:
     pair = Pair(drop=lambda data, src, dst: True)
     ping = pair.client.send_ping(SERVER, pair.now)
     pair.pump()
-    pair.client.cancel_request(ping)
+    pair.client.cancel_request(ping, pair.now)
     pair.advance(200)
     assert pair.client_events == [] and len(pair.wire) == 1  # no retransmission
     # A peer that ACKs the empty CON instead of resetting it is alive too.

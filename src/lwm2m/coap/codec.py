@@ -13,12 +13,17 @@ Structural errors (header, token, option header, payload marker) raise
 
 from __future__ import annotations
 
+from typing import Final
+
 from lwm2m.coap.codes import Code, MessageType
 from lwm2m.coap.errors import MessageFormatError
 from lwm2m.coap.message import Block, Message
 from lwm2m.coap.options import TYPED_OPTIONS, OptionFormat
 
-__all__ = ["decode", "encode", "encode_as", "peek_header"]
+__all__ = ["VERSION", "decode", "encode", "encode_as", "encode_empty", "peek_header"]
+
+VERSION: Final = 1
+"""The only CoAP version (RFC 7252 3); messages of another are not ours."""
 
 # Value kinds in the decode table (OptionFormat plus a special case for Block1/2).
 _EMPTY, _OPAQUE, _UINT, _STRING, _BLOCK = 0, 1, 2, 3, 4
@@ -66,7 +71,7 @@ def decode(data: bytes) -> Message:
     if n < 4:
         raise MessageFormatError(f"datagram of {n} bytes is shorter than the 4-byte header", n)
     b0 = data[0]
-    if b0 >> 6 != 1:
+    if b0 >> 6 != VERSION:
         raise MessageFormatError(f"unsupported CoAP version {b0 >> 6}", 0)
     tkl = b0 & 0x0F
     if tkl > 8:
@@ -262,6 +267,11 @@ def encode(msg: Message) -> bytes:
     return encode_as(msg, msg.type, msg.mid, msg.token)
 
 
+def encode_empty(mtype: MessageType, mid: int) -> bytes:
+    """An Empty message (0.00, no token): an empty ACK, an RST, a ping (RFC 7252 4.1)."""
+    return bytes(((VERSION << 6) | (mtype << 4), Code.EMPTY, mid >> 8, mid & 0xFF))
+
+
 def encode_as(msg: Message, mtype: MessageType, mid: int, token: bytes) -> bytes:
     """Serialise ``msg`` with its header fields replaced.
 
@@ -276,7 +286,7 @@ def encode_as(msg: Message, mtype: MessageType, mid: int, token: bytes) -> bytes
         raise ValueError(f"message ID {mid} out of range")
     if not 0 <= code <= 0xFF:
         raise ValueError(f"code {code} out of range")
-    out = bytearray((0x40 | (mtype << 4) | tkl, code, mid >> 8, mid & 0xFF))
+    out = bytearray(((VERSION << 6) | (mtype << 4) | tkl, code, mid >> 8, mid & 0xFF))
     out += token
     if msg.other_options:
         last = 0

@@ -56,7 +56,7 @@ class Code(enum.IntEnum):
 
     @property
     def class_(self) -> int:
-        return self.value >> 5
+        return code_class(self.value)
 
     @property
     def detail(self) -> int:
@@ -64,15 +64,15 @@ class Code(enum.IntEnum):
 
     @property
     def is_request(self) -> bool:
-        return 1 <= self.value <= 31
+        return is_request_code(self.value)
 
     @property
     def is_response(self) -> bool:
-        return 64 <= self.value <= 191
+        return is_response_code(self.value)
 
     @property
     def is_success(self) -> bool:
-        return self.class_ == 2
+        return is_success_code(self.value)
 
     @property
     def dotted(self) -> str:
@@ -94,3 +94,36 @@ class Code(enum.IntEnum):
     def from_dotted(cls, text: str) -> Code:
         cls_s, _, detail_s = text.partition(".")
         return cls((int(cls_s) << 5) | int(detail_s))
+
+
+class CodeClass(enum.IntEnum):
+    """The class digit of a code (RFC 7252 12.1): the ``4`` of 4.04."""
+
+    REQUEST = 0  # also the Empty message (0.00)
+    SUCCESS = 2
+    CLIENT_ERROR = 4
+    SERVER_ERROR = 5
+
+
+def code_class(code: int) -> int:
+    """The class digit of ``code`` (a :class:`CodeClass` value, or a reserved one)."""
+    return code >> 5
+
+
+def is_request_code(code: int) -> bool:
+    """A method code: class 0 without Empty (0.00)."""
+    return code >> 5 == CodeClass.REQUEST and code != Code.EMPTY
+
+
+def is_response_code(code: int) -> bool:
+    """A response code: classes 2, 4 and 5, and the reserved class 3 between them.
+
+    Class 3 is not assigned; it still reads as a response so that a peer using
+    it is answered as for any unknown response code rather than as a request.
+    """
+    return CodeClass.SUCCESS <= code >> 5 <= CodeClass.SERVER_ERROR
+
+
+def is_success_code(code: int) -> bool:
+    """2.xx: a request done, an observation on (RFC 7641 4.2: anything else ends it)."""
+    return code >> 5 == CodeClass.SUCCESS

@@ -260,7 +260,7 @@ class ClientObservation:
         now = ep._loop.time()
         established = self._first.done() and not self._first.exception()
         if not active or not established:
-            ep._engine.cancel_request(self.request_id)
+            ep._engine.cancel_request(self.request_id, now)
             ep._pump(now)
             return
         dereg_id = ep._engine.deregister_observation(self.request_id, now)
@@ -470,8 +470,9 @@ class Endpoint:
             raise RequestTimeout(f"no response within {timeout} s") from None
         finally:
             if self._pending.pop(request_id, None) is not None and not self._closed:
-                self._engine.cancel_request(request_id)
-                self._pump(self._loop.time())
+                now = self._loop.time()
+                self._engine.cancel_request(request_id, now)
+                self._pump(now)
 
     def observe(
         self, message: Message, address: Address, *, timeout: float | None = None
@@ -728,7 +729,7 @@ class Endpoint:
                 self._dispatch(event)
             while (sec_event := security.next_event()) is not None:
                 moved = True
-                self._security_event(sec_event)
+                self._security_event(sec_event, now)
             out = engine.datagrams_to_send(now)
             if out and not self._closed:
                 moved = True
@@ -818,7 +819,7 @@ class Endpoint:
             if server_obs is not None:
                 server_obs._ended(event.reason)
 
-    def _security_event(self, event: object) -> None:
+    def _security_event(self, event: object, now: float) -> None:
         if isinstance(event, HandshakeFailed):
             self.handshakes_failed += 1
             logger.info("secure session with %s failed: %s", event.address, event.reason)
@@ -827,6 +828,7 @@ class Endpoint:
                 SecureConnectionFailed(
                     f"DTLS handshake with {event.address} failed: {event.reason}"
                 ),
+                now,
             )
         elif isinstance(event, SessionClosed):
             logger.debug("secure session with %s closed: %s", event.address, event.reason)

@@ -11,6 +11,48 @@ seconds) and a ``random.Random``, feeds datagrams in and takes datagrams out::
 One engine serves and sends requests over the same transport, so a server
 reaches a device on the very address the device registered from.
 
+Rules
+-----
+
+Rule 1: the engine keeps no clock.  Every method that can make it transmit
+(start a request, retransmit, answer, start the next queued request) takes
+``now``, and what it schedules is counted from that ``now``.
+
+Rule 2: everything leaves through two doors: datagrams through
+:meth:`Engine.datagrams_to_send`, outcomes through :meth:`Engine.next_event`.
+Nothing calls back into the application, except the orphan filter, which may
+only call :meth:`Engine.adopt_observation`.
+
+Rule 3: a logical request of ours (all its blocks and follow-ups) is one
+``_Outgoing`` in one :class:`_State`::
+
+    QUEUED ──> EXCHANGING ──> OBSERVING ──> DONE
+       │           └─────────────────────────^
+       └─────────────────────────────────────^
+
+It holds an NSTART slot for its peer exactly while EXCHANGING; leaving
+EXCHANGING starts the next QUEUED request to that peer at the same ``now``.
+An adopted observation starts in OBSERVING.  DONE is final: the request's
+tokens, timers and retransmissions are gone, a later answer is unknown.
+
+Rule 4: a CON message we send is one ``_Transmission``, found by (peer, MID)
+and retransmitted with back-off until an ACK, an RST or the give-up; it ends
+once.  Its owner (a request, a served observation, a ping) hears how it ended.
+
+Rule 5: a CON or NON we receive is remembered by (peer, MID) with its token
+for EXCHANGE_LIFETIME / NON_LIFETIME; a duplicate never reaches the
+application twice: it gets the remembered reply replayed (or an empty ACK
+while the application is still busy with the original).
+
+Rule 6: a notification too large for one message is completed by an internal
+Block2 fetch: an ``_Outgoing`` whose ``parent`` is the observation, kept in
+``_fetches`` under the observation's id.  Its success is a
+:class:`NotificationReceived` of the parent; its failure only loses that
+notification.
+
+Theory of operation
+-------------------
+
 Layers, bottom up (RFC 7252 section 4, 5; RFC 7641; RFC 7959):
 
 * message layer: CON retransmission with exponential back-off, ACK/RST
@@ -19,10 +61,22 @@ Layers, bottom up (RFC 7252 section 4, 5; RFC 7641; RFC 7959):
   (unless the orphan filter claims them: observations kept across a restart);
 * request/response: tokens, piggybacked and separate responses, NSTART;
 * observe, both sides; block-wise, both directions.
+
+All timers share one heap of (deadline, item) entries, where an item is a
+transmission (retransmit or give up) or a request waiting for a separate or
+NON response; a rescheduled or finished item is skipped when its stale entry
+comes up.  Empty-ACK deadlines of requests the application has not answered,
+duplicate-detection entries and block-wise caches expire in insertion order.
+
+Logging: every protocol decision (a retransmission, a give-up, a duplicate,
+an RST sent or received, a message rejected or dropped) is logged at DEBUG
+with lazy ``%`` arguments; the engine logs nothing above DEBUG, since what
+matters to the application reaches it as an event.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import heapq
 import logging
@@ -32,8 +86,14 @@ from collections.abc import Callable, Hashable
 from typing import Final
 
 from lwm2m.coap.blockwise import Assembly, ExpiringStore, slice_block, transfer_key
-from lwm2m.coap.codec import decode, encode_as, peek_header
-from lwm2m.coap.codes import Code, MessageType
+from lwm2m.coap.codec import VERSION, decode, encode_as, encode_empty, peek_header
+from lwm2m.coap.codes import (
+    Code,
+    MessageType,
+    is_request_code,
+    is_response_code,
+    is_success_code,
+)
 from lwm2m.coap.errors import (
     CoapError,
     MessageFormatError,
@@ -60,6 +120,7 @@ from lwm2m.coap.observe import (
     SEQUENCE_MODULUS,
     is_fresh,
 )
+from lwm2m.coap.options import OptionNumber, is_critical
 from lwm2m.coap.params import TransmissionParameters
 from lwm2m.coap.peer import Address, Peer, PeerIdentity
 
@@ -74,186 +135,12 @@ _CON: Final = MessageType.CON
 _NON: Final = MessageType.NON
 _ACK: Final = MessageType.ACK
 _RST: Final = MessageType.RST
-_BLOCK_OPTIONS: Final = (23, 27)
-_REQUEST_TAG: Final = 292
-
-
-def _empty(mtype: MessageType, mid: int) -> bytes:
-    return bytes((0x40 | (mtype << 4), 0, mid >> 8, mid & 0xFF))
-
-
-class _Dedup:
-    """What we remember about one received CON/NON (peer, MID) for duplicate detection."""
-
-    __slots__ = ("expires", "key", "reply", "request", "token")
-
-    def __init__(self, key: tuple[Address, int], token: bytes, expires: float) -> None:
-        self.key = key
-        self.token = token
-        self.expires = expires
-        self.reply: bytes | None = None  # replayed to duplicates
-        self.request: _Incoming | None = None  # still being processed
-
-
-class _Incoming:
-    """A request we received and have not answered yet."""
-
-    __slots__ = (
-        "acked",
-        "address",
-        "answered",
-        "block1_echo",
-        "block2_key",
-        "deadline",
-        "dedup",
-        "id",
-        "message",
-        "mid",
-        "mtype",
-        "observation",
-        "token",
-    )
-
-    def __init__(
-        self,
-        request_id: int,
-        message: Message,
-        address: Address,
-        dedup: _Dedup | None,
-        deadline: float,
-    ) -> None:
-        self.id = request_id
-        self.message = message
-        self.address = address
-        self.mtype = message.type
-        self.mid = message.mid
-        self.token = message.token
-        self.dedup = dedup
-        self.deadline = deadline  # empty ACK due (CON only)
-        self.acked = False
-        self.answered = False
-        self.block1_echo: Block | None = None
-        self.block2_key: Hashable | None = None
-        self.observation: _ServerObservation | None = None
-
-
-class _Transmission:
-    """A CON message of ours awaiting ACK/RST, retransmitted with back-off."""
-
-    __slots__ = ("address", "data", "done", "mid", "owner", "retransmits", "timeout", "timer_at")
-
-    def __init__(
-        self,
-        address: Address,
-        mid: int,
-        data: bytes,
-        timeout: float,
-        now: float,
-        owner: _Outgoing | _ServerObservation | _Ping | None,
-    ) -> None:
-        self.address = address
-        self.mid = mid
-        self.data = data
-        self.timeout = timeout
-        self.timer_at = now + timeout
-        self.retransmits = 0
-        self.owner = owner
-        self.done = False
-
-
-class _Outgoing:
-    """One logical request of ours (possibly several block exchanges, possibly observing)."""
-
-    __slots__ = (
-        "address",
-        "block1_active",
-        "block1_offset",
-        "block1_szx",
-        "block2_etag",
-        "body",
-        "done",
-        "first_observe",
-        "id",
-        "mtype",
-        "observe_seq",
-        "observe_time",
-        "observing",
-        "request",
-        "sub_token",
-        "timer_at",
-        "token",
-        "transmission",
-        "waiting_slot",
-    )
-
-    def __init__(self, request_id: int, request: Message, address: Address, token: bytes) -> None:
-        self.id = request_id
-        self.request = request
-        self.address = address
-        self.token = token  # the request's token; notifications come with it
-        self.sub_token = token  # token of the exchange in flight (block follow-ups get new ones)
-        self.mtype = _NON if request.type == _NON else _CON
-        self.transmission: _Transmission | None = None
-        self.timer_at: float | None = None  # waiting for a separate / NON response
-        self.block1_active = False
-        self.block1_offset = 0
-        self.block1_szx = 6
-        self.body: bytearray | None = None  # Block2 reassembly
-        self.block2_etag: tuple[bytes, ...] = ()
-        self.first_observe: int | None = None
-        self.observing = False  # registration acknowledged with Observe: notifications flow
-        self.observe_seq = 0
-        self.observe_time = 0.0
-        self.waiting_slot = False
-        self.done = False
-
-
-class _ServerObservation:
-    """An observation a peer holds on us (RFC 7641 server side)."""
-
-    __slots__ = (
-        "address",
-        "block2_key",
-        "deliveries",
-        "ended",
-        "id",
-        "in_flight",
-        "last_con",
-        "non_mids",
-        "registered",
-        "token",
-    )
-
-    def __init__(self, obs_id: int, address: Address, token: bytes, now: float) -> None:
-        self.id = obs_id
-        self.address = address
-        self.token = token
-        self.registered = False
-        self.ended = False
-        self.in_flight: _Transmission | None = None
-        self.deliveries: list[int] = []
-        self.last_con = now
-        self.non_mids: deque[int] = deque()
-        self.block2_key: Hashable | None = None
-
-
-class _Ping:
-    """A CoAP ping of ours (empty CON, RFC 7252 4.3): any RST or empty ACK answers it."""
-
-    __slots__ = ("address", "id", "transmission")
-
-    def __init__(self, ping_id: int, address: Address) -> None:
-        self.id = ping_id
-        self.address = address
-        self.transmission: _Transmission | None = None
-
-
-def _body_etag(body: bytes) -> bytes:
-    """An ETag for a body we slice into blocks: the same bytes always give the same tag."""
-    return hashlib.blake2b(body, digest_size=8).digest()
-
-
-_Timed = _Transmission | _Outgoing
+_BLOCK_OPTIONS: Final = frozenset((OptionNumber.BLOCK2, OptionNumber.BLOCK1))
+_REQUEST_TAG: Final = OptionNumber.REQUEST_TAG
+_MAX_CACHED_PEERS: Final = 4096
+"""Plain-UDP :class:`Peer` objects kept for reuse (the cache starts over beyond)."""
+_MAX_NON_NOTIFICATION_MIDS: Final = 16
+"""MIDs of recent NON notifications per observation that an RST may still refer to."""
 
 
 class Engine:
@@ -274,7 +161,6 @@ class Engine:
         self._separate_delay = p.separate_response_delay_s
         self._block_lifetime = p.effective_block_lifetime_s
         self._block_size = 1 << (p.block_szx + 4)
-        self._now = 0.0
         self._out: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
         self._mid = rng.randrange(0x10000)
@@ -299,11 +185,77 @@ class Engine:
         self._next_sweep: float | None = None
         # client side
         self._requests: dict[int, _Outgoing] = {}
+        self._fetches: dict[int, _Outgoing] = {}  # notification Block2 fetches by observation id
         self._tokens: dict[tuple[Address, bytes], _Outgoing] = {}
-        self._active: dict[Address, int] = {}
-        self._waiting: dict[Address, deque[_Outgoing]] = {}
+        self._active: dict[Address, int] = {}  # NSTART slots held (EXCHANGING requests)
+        self._waiting: dict[Address, deque[_Outgoing]] = {}  # QUEUED requests, FIFO
         self._orphan_filter: OrphanFilter | None = None
         self._pings: dict[int, _Ping] = {}
+
+    # ------------------------------------------------------------------ input
+
+    def receive_datagram(
+        self,
+        data: bytes,
+        address: Address,
+        now: float,
+        identity: PeerIdentity | None = None,
+    ) -> bool:
+        """Process one datagram (one CoAP message); False if it was not valid CoAP."""
+        try:
+            msg = decode(data)
+        except MessageFormatError as exc:
+            header = peek_header(data)
+            if header is not None and header[0] == VERSION and header[1] == _CON:
+                # RFC 7252 4.2: a CON we cannot process is rejected with RST.
+                logger.debug("malformed CON MID %d from %s: RST", header[2], address)
+                self._out.append((encode_empty(_RST, header[2]), address))
+            logger.debug("dropping malformed datagram from %s: %s", address, exc)
+            return False
+        mtype = msg.type
+        code = msg.code
+        if mtype <= _NON:  # CON or NON
+            if code == Code.EMPTY:
+                if mtype == _CON:
+                    logger.debug("ping MID %d from %s: RST", msg.mid, address)
+                    self._out.append((encode_empty(_RST, msg.mid), address))
+                return True
+            key = (address, msg.mid)
+            entry = self._dedup.get(key)
+            if entry is not None and entry.token == msg.token and entry.expires > now:
+                self._duplicate(entry, mtype)
+                return True
+            entry = _Dedup(
+                key,
+                msg.token,
+                now + (self._exchange_lifetime if mtype == _CON else self._non_lifetime),
+            )
+            dedup = self._dedup
+            if key in dedup:
+                del dedup[key]
+            dedup[key] = entry
+            self._dedup_order.append(entry)
+            if len(dedup) > self._max_dedup or len(self._dedup_order) > 2 * self._max_dedup:
+                self._evict_dedup()
+            if is_request_code(code):
+                self._on_request(msg, address, identity, entry, now)
+            elif is_response_code(code):
+                self._on_response(msg, address, identity, entry, now)
+            elif mtype == _CON:
+                logger.debug(
+                    "CON MID %d from %s has a reserved code %s: RST", msg.mid, address, code
+                )
+                entry.reply = encode_empty(_RST, msg.mid)
+                self._out.append((entry.reply, address))
+            return True
+        if mtype == _ACK:
+            if code == Code.EMPTY or is_response_code(code):
+                self._on_ack(msg, address, now)
+            return True
+        # RST
+        if code == Code.EMPTY:
+            self._on_reset(msg, address, now)
+        return True
 
     # ------------------------------------------------------------------ outputs
 
@@ -336,7 +288,7 @@ class Engine:
         return best
 
     def handle_timer(self, now: float) -> None:
-        self._now = now
+        """Retransmit, give up, send empty ACKs and expire state that is due at ``now``."""
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, item = heapq.heappop(heap)
@@ -345,11 +297,18 @@ class Engine:
             if isinstance(item, _Transmission):
                 self._retransmit(item, now)
             else:
-                self._response_wait_expired(item)
+                self._response_wait_expired(item, now)
         separate = self._separate
         while separate and separate[0].deadline <= now:
             incoming = separate.popleft()
             if not incoming.answered and not incoming.acked:
+                logger.debug(
+                    "request MID %d from %s not answered within %s s: empty ACK, "
+                    "a separate response follows",
+                    incoming.mid,
+                    incoming.address,
+                    self._separate_delay,
+                )
                 self._send_empty_ack(incoming)
         self._expire_dedup(now)
         if self._next_sweep is not None and self._next_sweep <= now:
@@ -358,80 +317,341 @@ class Engine:
             self._next_sweep = None
             self._schedule_sweep(now)
 
-    # ------------------------------------------------------------------ input
+    # ------------------------------------------------------------------ client side
 
-    def receive_datagram(
-        self,
-        data: bytes,
-        address: Address,
-        now: float,
-        identity: PeerIdentity | None = None,
-    ) -> bool:
-        """Process one datagram (one CoAP message); False if it was not valid CoAP."""
-        self._now = now
-        try:
-            msg = decode(data)
-        except MessageFormatError as exc:
-            header = peek_header(data)
-            if header is not None and header[0] == 1 and header[1] == _CON:
-                # RFC 7252 4.2: a CON we cannot process is rejected with RST.
-                self._out.append((_empty(_RST, header[2]), address))
-            logger.debug("dropping malformed datagram from %s: %s", address, exc)
-            return False
-        mtype = msg.type
-        code = int(msg.code)
-        if mtype <= _NON:  # CON or NON
-            if code == 0:
-                if mtype == _CON:  # ping
-                    self._out.append((_empty(_RST, msg.mid), address))
-                return True
-            key = (address, msg.mid)
-            entry = self._dedup.get(key)
-            if entry is not None and entry.token == msg.token and entry.expires > now:
-                self._duplicate(entry, mtype)
-                return True
-            entry = _Dedup(
-                key,
-                msg.token,
-                now + (self._exchange_lifetime if mtype == _CON else self._non_lifetime),
+    def send_request(
+        self, message: Message, address: Address, now: float, *, observe: bool = False
+    ) -> int:
+        """Start a request; returns its id for ResponseReceived / RequestFailed.
+
+        CON unless ``message.type`` is NON.  The token is drawn here unless the
+        message has one; MIDs are always ours.  Bodies larger than the block
+        size go out with Block1; Block2 responses are followed to the end.
+        ``observe=True`` registers (Observe=0) and keeps the token for notifications.
+        A request beyond NSTART waits (QUEUED) until one to the same peer ends.
+        """
+        request_id = self._next_id
+        self._next_id = request_id + 1
+        token = message.token
+        if not token or (address, token) in self._tokens:
+            token = self._new_token(address)
+        if observe:
+            message = message.with_(observe=OBSERVE_REGISTER)
+        out = _Outgoing(request_id, message, address, token)
+        self._requests[request_id] = out
+        self._tokens[(address, token)] = out
+        if self._active.get(address, 0) >= self.params.nstart:
+            self._waiting.setdefault(address, deque()).append(out)
+        else:
+            self._active[address] = self._active.get(address, 0) + 1
+            out.state = _State.EXCHANGING
+            self._send_first(out, now)
+        return request_id
+
+    def send_ping(self, address: Address, now: float) -> int:
+        """Send a CoAP ping (an empty CON, RFC 7252 4.3); returns its id.
+
+        The answer (RST, or an empty ACK) is reported as :class:`ResponseReceived`
+        of that id carrying the empty message; no answer after the CON
+        retransmissions as :class:`RequestFailed` with :class:`RequestTimeout`.
+        :meth:`cancel_request` forgets it.  Pings are not limited by NSTART.
+        """
+        ping_id = self._next_id
+        self._next_id = ping_id + 1
+        ping = _Ping(ping_id, address)
+        mid = self._next_mid()
+        ping.transmission = self._transmit_con(address, mid, encode_empty(_CON, mid), now, ping)
+        self._pings[ping_id] = ping
+        return ping_id
+
+    def cancel_request(self, request_id: int, now: float) -> None:
+        """Forget a request, a ping or an observation passively: later answers get RST.
+
+        The next request queued for the same peer (NSTART) starts at ``now``.
+        """
+        ping = self._pings.pop(request_id, None)
+        if ping is not None:
+            if ping.transmission is not None:
+                self._finish_transmission(ping.transmission)
+            return
+        out = self._requests.get(request_id)
+        if out is not None:
+            self._forget(out, now)
+        fetch = self._fetches.get(request_id)
+        if fetch is not None:
+            self._forget(fetch, now)
+
+    def deregister_observation(self, request_id: int, now: float) -> int | None:
+        """Actively cancel an observation: GET with Observe=1 and the same token (RFC 7641 3.6).
+
+        Returns the id of that deregistration request, or None if there is no
+        such observation any more.
+        """
+        out = self._requests.get(request_id)
+        if out is None:
+            return None
+        token = out.token
+        request = out.request
+        address = out.address
+        self.cancel_request(request_id, now)
+        return self.send_request(
+            request.with_(observe=OBSERVE_DEREGISTER, token=token, payload=b"", block2=None),
+            address,
+            now,
+        )
+
+    def set_orphan_filter(self, orphan_filter: OrphanFilter | None) -> None:
+        """Consult ``orphan_filter(message, address, identity)`` before rejecting a response.
+
+        A CON/NON response or notification whose token no request of ours
+        holds is answered with RST (RFC 7252 4.2, RFC 7641 3.5): the peer then
+        forgets the observation.  A process that restarted with its
+        observations persisted can still own such a token: when the filter
+        returns True the message is accepted (a CON one is ACKed) instead.
+        The filter may call :meth:`adopt_observation` for that token; the
+        message is then processed as a notification of the adopted
+        observation.  The filter runs inside :meth:`receive_datagram` and must
+        not call anything but :meth:`adopt_observation` on this engine.
+        """
+        self._orphan_filter = orphan_filter
+
+    def adopt_observation(
+        self, request: Message, address: Address, token: bytes, now: float
+    ) -> int:
+        """Take over an observation registered by an earlier run (same token, same peer).
+
+        ``request`` is the registering GET/FETCH as it was sent; nothing is
+        sent now.  Notifications with ``token`` from ``address`` then arrive
+        as :class:`NotificationReceived` of the returned request id, with the
+        usual freshness ordering; :meth:`cancel_request` forgets it (the next
+        notification gets RST) and :meth:`deregister_observation` cancels it
+        actively.  The first notification is always taken as fresh.  Raises
+        ValueError for an empty token or one already in use with that peer.
+        """
+        if not token:
+            raise ValueError("an observation cannot be adopted without a token")
+        if (address, token) in self._tokens:
+            raise ValueError(f"token {token.hex()} is already in use with {address}")
+        request_id = self._next_id
+        self._next_id = request_id + 1
+        out = _Outgoing(
+            request_id, request.with_(observe=OBSERVE_REGISTER, token=token), address, token
+        )
+        out.state = _State.OBSERVING  # nothing in flight: it holds no NSTART slot
+        out.observe_time = now - FRESHNESS_WINDOW_S - 1.0
+        self._requests[request_id] = out
+        self._tokens[(address, token)] = out
+        return request_id
+
+    def fail_peer(self, address: Address, error: CoapError, now: float) -> None:
+        """Fail every request to ``address`` now (e.g. its DTLS handshake failed)."""
+        for out in [o for o in self._requests.values() if o.address == address]:
+            self._fail(out, error, now)
+        for fetch in [o for o in self._fetches.values() if o.address == address]:
+            self._fail(fetch, error, now)
+        for ping in [p for p in self._pings.values() if p.address == address]:
+            if ping.transmission is not None:
+                self._finish_transmission(ping.transmission)
+            self._ping_done(ping, error)
+
+    def pending_requests(self) -> int:
+        """Logical requests in progress, notification fetches included (for tests and metrics)."""
+        return len(self._requests) + len(self._fetches)
+
+    # ------------------------------------------------------------------ server side
+
+    def respond(self, request_id: int, response: Message, now: float) -> None:
+        """Send the application's response to a :class:`RequestReceived`.
+
+        Type, message ID and token are the engine's business: a CON request
+        still un-acknowledged gets a piggybacked ACK, one already ACKed gets a
+        separate CON response, a NON request a NON response.  Unknown or
+        already answered ids are ignored (the exchange expired or was cut).
+        """
+        incoming = self._incoming.pop(request_id, None)
+        if incoming is None:
+            return
+        incoming.answered = True
+        dedup = incoming.dedup
+        if dedup is not None:
+            dedup.request = None
+        obs = incoming.observation
+        request = incoming.message
+        success = is_success_code(response.code)
+        if obs is not None:
+            if success and not obs.ended:  # the observation is on
+                obs.registered = True
+                self._observe_seq = seq = (self._observe_seq + 1) % SEQUENCE_MODULUS
+                response = response.with_(observe=seq)
+                obs.block2_key = transfer_key(incoming.address, request)
+            else:
+                self._end_server_observation(obs, "registration answered with an error")
+        if incoming.block1_echo is not None:
+            response = response.with_(block1=incoming.block1_echo)
+        # A response that already carries Block2 was sliced by the application
+        # (e.g. read block by block from a file): it goes out as it is.
+        if (
+            success
+            and response.block2 is None
+            and (request.block2 is not None or len(response.payload) > self._block_size)
+        ):
+            key = incoming.block2_key
+            if key is None:
+                key = transfer_key(incoming.address, request)
+            response = self._slice_response(response, request.block2, key, now, incoming.token)
+        if incoming.mtype == _CON:
+            if not incoming.acked:
+                data = encode_as(response, _ACK, incoming.mid, incoming.token)
+                if dedup is not None:
+                    dedup.reply = data
+                self._out.append((data, incoming.address))
+                return
+            mid = self._next_mid()
+            data = encode_as(response, _CON, mid, incoming.token)
+            self._transmit_con(incoming.address, mid, data, now, None)
+            return
+        self._out.append(
+            (encode_as(response, _NON, self._next_mid(), incoming.token), incoming.address)
+        )
+
+    def decline(self, request_id: int) -> None:
+        """Leave the request ``request_id`` unanswered, on purpose and for good.
+
+        Nothing is sent: a CON request is not acknowledged (its sender
+        retransmits and times out), a NON request gets no response.  The
+        exchange's state is freed, and its duplicates, which stay remembered
+        for the usual lifetime, get no answer either (nothing is replayed, no
+        RST).  An observation the handler started for it ends (reason "declined").
+        Only an empty ACK that already went out because the handler was slow
+        (``separate_response_delay_s``) is replayed to duplicates: the peer then
+        waits in vain for the separate response.  Unknown ids are ignored.
+        """
+        incoming = self._incoming.pop(request_id, None)
+        if incoming is None:
+            return
+        logger.debug("request MID %d from %s declined: no answer", incoming.mid, incoming.address)
+        incoming.answered = True
+        if incoming.dedup is not None:
+            incoming.dedup.request = None
+        if incoming.observation is not None:
+            self._end_server_observation(incoming.observation, "declined")
+
+    def start_observation(self, request_id: int, now: float) -> int:
+        """Make the pending GET/FETCH ``request_id`` (Observe=0) an observation; its id.
+
+        The response then carries Observe; later :meth:`notify` calls send
+        notifications.  Raises ValueError for anything but a pending Observe=0 request.
+        """
+        incoming = self._incoming.get(request_id)
+        if incoming is None:
+            raise ValueError(f"request {request_id} is not pending")
+        msg = incoming.message
+        if msg.observe != OBSERVE_REGISTER or msg.code not in (Code.GET, Code.FETCH):
+            raise ValueError("only a GET/FETCH with Observe=0 can start an observation")
+        if incoming.observation is not None:
+            return incoming.observation.id
+        obs_id = self._next_id
+        self._next_id = obs_id + 1
+        obs = _ServerObservation(obs_id, incoming.address, incoming.token, now)
+        incoming.observation = obs
+        self._observations[obs_id] = obs
+        self._obs_by_key[(incoming.address, incoming.token)] = obs
+        return obs_id
+
+    def notify(
+        self, observation_id: int, response: Message, now: float, *, confirmable: bool = False
+    ) -> int:
+        """Send a notification; returns its delivery id.
+
+        A notification that goes out as CON (asked for, due every 24 hours, or
+        replacing one still in flight) is reported as
+        :class:`NotificationAcknowledged` of that delivery id once the client
+        acknowledges it; a NON one never is, since nothing acknowledges it.
+        A non-2.xx response is sent without Observe and ends the observation
+        (RFC 7641 4.2).  A new CON notification replaces one still being
+        retransmitted, keeping its back-off (RFC 7641 4.5.2).  Raises KeyError
+        for an unknown or ended observation, ValueError before the registration
+        was answered.
+        """
+        obs = self._observations[observation_id]
+        if obs.ended:
+            raise KeyError(observation_id)
+        if not obs.registered:
+            raise ValueError("notify() before the response to the registration was sent")
+        address = obs.address
+        if now - obs.last_con >= CON_NOTIFICATION_INTERVAL_S:
+            confirmable = True
+        ending = not is_success_code(response.code)
+        if ending:
+            response = response.with_(observe=None)
+        else:
+            self._observe_seq = seq = (self._observe_seq + 1) % SEQUENCE_MODULUS
+            response = response.with_(observe=seq)
+        if len(response.payload) > self._block_size:
+            response = self._slice_response(response, None, obs.block2_key, now)
+        self._next_id += 1
+        delivery = self._next_id
+        mid = self._next_mid()
+        if confirmable or obs.in_flight is not None:
+            data = encode_as(response, _CON, mid, obs.token)
+            previous = obs.in_flight
+            tx = self._transmit_con(address, mid, data, now, obs)
+            if previous is not None:
+                # Carry the back-off over so a dead client is still detected in time.
+                tx.retransmits = previous.retransmits
+                tx.timeout = previous.timeout
+                tx.timer_at = now + previous.timeout
+                self._push_timer(tx)
+                self._finish_transmission(previous)
+            obs.in_flight = tx
+            obs.last_con = now
+            obs.deliveries.append(delivery)
+        else:
+            self._out.append((encode_as(response, _NON, mid, obs.token), address))
+            key = (address, mid)
+            self._non_notifications[key] = obs
+            obs.non_mids.append(mid)
+            if len(obs.non_mids) > _MAX_NON_NOTIFICATION_MIDS:
+                self._non_notifications.pop((address, obs.non_mids.popleft()), None)
+        if ending:
+            self._end_server_observation(
+                obs, "ended with an error notification", keep_in_flight=True
             )
-            dedup = self._dedup
-            if key in dedup:
-                del dedup[key]
-            dedup[key] = entry
-            self._dedup_order.append(entry)
-            if len(dedup) > self._max_dedup or len(self._dedup_order) > 2 * self._max_dedup:
-                self._evict_dedup()
-            if code < 32:
-                self._on_request(msg, address, identity, entry, now)
-            elif 64 <= code < 192:
-                self._on_response(msg, address, identity, entry, now)
-            elif mtype == _CON:
-                entry.reply = _empty(_RST, msg.mid)  # reserved code class
-                self._out.append((entry.reply, address))
-            return True
-        if mtype == _ACK:
-            if code == 0 or 64 <= code < 192:
-                self._on_ack(msg, address, now)
-            return True
-        # RST
-        if code == 0:
-            self._on_reset(msg, address)
-        return True
+        return delivery
+
+    def cancel_observation(self, observation_id: int) -> None:
+        """Stop serving an observation (no message is sent; notifications just stop)."""
+        obs = self._observations.get(observation_id)
+        if obs is not None:
+            self._end_server_observation(obs, "cancelled locally", report=False)
+
+    # ------------------------------------------------------------------------------
+    # Private
+    # ------------------------------------------------------------------------------
+
+    # ------------------------------------------------------------------ message layer
 
     def _duplicate(self, entry: _Dedup, mtype: MessageType) -> None:
         address = entry.key[0]
         if entry.reply is not None:
             if mtype == _CON:
+                logger.debug("duplicate CON MID %d from %s: reply replayed", entry.key[1], address)
                 self._out.append((entry.reply, address))
+            else:
+                logger.debug("duplicate NON MID %d from %s: ignored", entry.key[1], address)
             return
         incoming = entry.request
         if mtype == _CON and incoming is not None and not incoming.answered and not incoming.acked:
             # The peer's ACK timer ran out while the handler is busy: ACK now,
             # answer later as a separate response.
+            logger.debug(
+                "duplicate CON MID %d from %s while its handler runs: empty ACK",
+                entry.key[1],
+                address,
+            )
             self._send_empty_ack(incoming)
-
-    # ------------------------------------------------------------------ message layer
+            return
+        logger.debug("duplicate %s MID %d from %s: ignored", mtype.name, entry.key[1], address)
 
     def _next_mid(self) -> int:
         self._mid = mid = (self._mid + 1) & 0xFFFF
@@ -468,6 +688,12 @@ class Engine:
         if tx.done:
             return
         if tx.retransmits >= self.params.max_retransmit:
+            logger.debug(
+                "giving up on CON MID %d to %s after %d retransmissions",
+                tx.mid,
+                tx.address,
+                tx.retransmits,
+            )
             self._finish_transmission(tx)
             owner = tx.owner
             if isinstance(owner, _Outgoing):
@@ -476,6 +702,7 @@ class Engine:
                     RequestTimeout(
                         f"no answer from {owner.address} after {tx.retransmits} retransmissions"
                     ),
+                    now,
                 )
             elif isinstance(owner, _ServerObservation):
                 self._end_server_observation(owner, "confirmable notification not acknowledged")
@@ -491,12 +718,20 @@ class Engine:
         tx.retransmits += 1
         tx.timeout *= 2
         tx.timer_at = now + tx.timeout
+        logger.debug(
+            "retransmitting CON MID %d to %s (%d of %d), next timeout %.2f s",
+            tx.mid,
+            tx.address,
+            tx.retransmits,
+            self.params.max_retransmit,
+            tx.timeout,
+        )
         self._push_timer(tx)
         self._out.append((tx.data, tx.address))
 
     def _send_empty_ack(self, incoming: _Incoming) -> None:
         incoming.acked = True
-        data = _empty(_ACK, incoming.mid)
+        data = encode_empty(_ACK, incoming.mid)
         if incoming.dedup is not None:
             incoming.dedup.reply = data
         self._out.append((data, incoming.address))
@@ -504,24 +739,31 @@ class Engine:
     def _on_ack(self, msg: Message, address: Address, now: float) -> None:
         tx = self._by_mid.get((address, msg.mid))
         if tx is None:
+            logger.debug("ACK MID %d from %s matches nothing in flight: ignored", msg.mid, address)
             return  # duplicate or late ACK
         owner = tx.owner
         if isinstance(owner, _Outgoing):
-            if msg.code != 0 and msg.token != owner.sub_token:
-                return  # piggybacked response for another token: not ours
+            if msg.code != Code.EMPTY and msg.token != owner.sub_token:
+                logger.debug(
+                    "ACK MID %d from %s carries a foreign token: ignored", msg.mid, address
+                )
+                return
             self._finish_transmission(tx)
             owner.transmission = None
-            if msg.code == 0:
+            if msg.code == Code.EMPTY:
                 owner.timer_at = now + self._response_timeout  # separate response due
                 self._push_timer(owner)
                 return
             if self._has_unknown_critical(msg):
-                self._fail(owner, ResetReceived("response carried an unrecognised critical option"))
+                logger.debug("response MID %d from %s: unknown critical option", msg.mid, address)
+                self._fail(
+                    owner, ResetReceived("response carried an unrecognised critical option"), now
+                )
                 return
             self._handle_response(owner, msg, now)
             return
         if isinstance(owner, _Ping):
-            if msg.code == 0:  # RFC 7252 says RST, but an empty ACK proves life too
+            if msg.code == Code.EMPTY:  # RFC 7252 says RST, but an empty ACK proves life too
                 self._finish_transmission(tx)
                 self._ping_done(owner, msg)
             return
@@ -532,14 +774,15 @@ class Engine:
                 self._events.append(NotificationAcknowledged(owner.id, delivery))
             owner.deliveries.clear()
 
-    def _on_reset(self, msg: Message, address: Address) -> None:
+    def _on_reset(self, msg: Message, address: Address, now: float) -> None:
         key = (address, msg.mid)
         tx = self._by_mid.get(key)
         if tx is not None:
+            logger.debug("RST for CON MID %d from %s", msg.mid, address)
             self._finish_transmission(tx)
             owner = tx.owner
             if isinstance(owner, _Outgoing):
-                self._fail(owner, ResetReceived(f"{address} answered with RST"))
+                self._fail(owner, ResetReceived(f"{address} answered with RST"), now)
             elif isinstance(owner, _ServerObservation):
                 self._end_server_observation(owner, "reset by the client")
             elif isinstance(owner, _Ping):
@@ -547,7 +790,10 @@ class Engine:
             return
         obs = self._non_notifications.get(key)
         if obs is not None:
+            logger.debug("RST for NON notification MID %d from %s", msg.mid, address)
             self._end_server_observation(obs, "reset by the client")
+            return
+        logger.debug("RST MID %d from %s matches nothing: ignored", msg.mid, address)
 
     def _expire_dedup(self, now: float) -> None:
         order = self._dedup_order
@@ -571,7 +817,7 @@ class Engine:
 
     @staticmethod
     def _has_unknown_critical(msg: Message) -> bool:
-        return any(number & 1 for number, _ in msg.other_options)
+        return any(is_critical(number) for number, _ in msg.other_options)
 
     # ------------------------------------------------------------------ server side
 
@@ -588,8 +834,18 @@ class Engine:
             if mtype == _CON:
                 bad_block = any(n in _BLOCK_OPTIONS for n, _ in msg.other_options)
                 code = Code.BAD_REQUEST if bad_block else Code.BAD_OPTION
+                logger.debug(
+                    "request MID %d from %s: unknown critical option: %s",
+                    msg.mid,
+                    address,
+                    code.dotted,
+                )
                 self._reply_now(msg, address, entry, Message(code))
-            return  # NON: rejected silently (RFC 7252 5.4.1)
+            else:  # NON: rejected silently (RFC 7252 5.4.1)
+                logger.debug(
+                    "NON request MID %d from %s: unknown critical option", msg.mid, address
+                )
+            return
         block1_echo: Block | None = None
         if msg.observe is not None and msg.observe <= OBSERVE_DEREGISTER:
             obs = self._obs_by_key.get((address, msg.token))
@@ -627,7 +883,7 @@ class Engine:
         if identity is None:
             peer = self._peers.get(address)
             if peer is None:
-                if len(self._peers) >= 4096:
+                if len(self._peers) >= _MAX_CACHED_PEERS:
                     self._peers.clear()
                 peer = self._peers[address] = Peer(address)
         else:
@@ -669,6 +925,7 @@ class Engine:
         else:
             found = self._assemblies.get(key, now)
             if found is None or block.offset != len(found.body):
+                logger.debug("Block1 %d from %s continues no transfer: 4.08", block.num, address)
                 self._reply_now(msg, address, entry, Message(Code.REQUEST_ENTITY_INCOMPLETE))
                 return None
             assembly = found
@@ -753,166 +1010,6 @@ class Engine:
             size2=len(body) if num == 0 else response.size2,
         )
 
-    def respond(self, request_id: int, response: Message, now: float) -> None:
-        """Send the application's response to a :class:`RequestReceived`.
-
-        Type, message ID and token are the engine's business: a CON request
-        still un-acknowledged gets a piggybacked ACK, one already ACKed gets a
-        separate CON response, a NON request a NON response.  Unknown or
-        already answered ids are ignored (the exchange expired or was cut).
-        """
-        incoming = self._incoming.pop(request_id, None)
-        if incoming is None:
-            return
-        incoming.answered = True
-        dedup = incoming.dedup
-        if dedup is not None:
-            dedup.request = None
-        obs = incoming.observation
-        request = incoming.message
-        if obs is not None:
-            if response.code < 96 and not obs.ended:  # 2.xx: the observation is on
-                obs.registered = True
-                self._observe_seq = seq = (self._observe_seq + 1) % SEQUENCE_MODULUS
-                response = response.with_(observe=seq)
-                obs.block2_key = transfer_key(incoming.address, request)
-            else:
-                self._end_server_observation(obs, "registration answered with an error")
-        if incoming.block1_echo is not None:
-            response = response.with_(block1=incoming.block1_echo)
-        # A response that already carries Block2 was sliced by the application
-        # (e.g. read block by block from a file): it goes out as it is.
-        if (
-            response.code < 96
-            and response.block2 is None
-            and (request.block2 is not None or len(response.payload) > self._block_size)
-        ):
-            key = incoming.block2_key
-            if key is None:
-                key = transfer_key(incoming.address, request)
-            response = self._slice_response(response, request.block2, key, now, incoming.token)
-        if incoming.mtype == _CON:
-            if not incoming.acked:
-                data = encode_as(response, _ACK, incoming.mid, incoming.token)
-                if dedup is not None:
-                    dedup.reply = data
-                self._out.append((data, incoming.address))
-                return
-            mid = self._next_mid()
-            data = encode_as(response, _CON, mid, incoming.token)
-            self._transmit_con(incoming.address, mid, data, now, None)
-            return
-        self._out.append(
-            (encode_as(response, _NON, self._next_mid(), incoming.token), incoming.address)
-        )
-
-    def decline(self, request_id: int) -> None:
-        """Leave the request ``request_id`` unanswered, on purpose and for good.
-
-        Nothing is sent: a CON request is not acknowledged (its sender
-        retransmits and times out), a NON request gets no response.  The
-        exchange's state is freed, and its duplicates, which stay remembered
-        for the usual lifetime, get no answer either (nothing is replayed, no
-        RST).  An observation the handler started for it ends (reason "declined").
-        Only an empty ACK that already went out because the handler was slow
-        (``separate_response_delay_s``) is replayed to duplicates: the peer then
-        waits in vain for the separate response.  Unknown ids are ignored.
-        """
-        incoming = self._incoming.pop(request_id, None)
-        if incoming is None:
-            return
-        incoming.answered = True
-        if incoming.dedup is not None:
-            incoming.dedup.request = None
-        if incoming.observation is not None:
-            self._end_server_observation(incoming.observation, "declined")
-
-    def start_observation(self, request_id: int, now: float) -> int:
-        """Make the pending GET/FETCH ``request_id`` (Observe=0) an observation; its id.
-
-        The response then carries Observe; later :meth:`notify` calls send
-        notifications.  Raises ValueError for anything but a pending Observe=0 request.
-        """
-        incoming = self._incoming.get(request_id)
-        if incoming is None:
-            raise ValueError(f"request {request_id} is not pending")
-        msg = incoming.message
-        if msg.observe != OBSERVE_REGISTER or msg.code not in (Code.GET, Code.FETCH):
-            raise ValueError("only a GET/FETCH with Observe=0 can start an observation")
-        if incoming.observation is not None:
-            return incoming.observation.id
-        obs_id = self._next_id
-        self._next_id = obs_id + 1
-        obs = _ServerObservation(obs_id, incoming.address, incoming.token, now)
-        incoming.observation = obs
-        self._observations[obs_id] = obs
-        self._obs_by_key[(incoming.address, incoming.token)] = obs
-        return obs_id
-
-    def notify(
-        self, observation_id: int, response: Message, now: float, *, confirmable: bool = False
-    ) -> int:
-        """Send a notification; returns a delivery id reported in NotificationAcknowledged (CON).
-
-        A non-2.xx response is sent without Observe and ends the observation
-        (RFC 7641 4.2).  A new CON notification replaces one still being
-        retransmitted, keeping its back-off (RFC 7641 4.5.2).  Raises KeyError
-        for an unknown or ended observation, ValueError before the registration
-        was answered.
-        """
-        obs = self._observations[observation_id]
-        if obs.ended:
-            raise KeyError(observation_id)
-        if not obs.registered:
-            raise ValueError("notify() before the response to the registration was sent")
-        address = obs.address
-        if now - obs.last_con >= CON_NOTIFICATION_INTERVAL_S:
-            confirmable = True
-        ending = response.code >= 96
-        if ending:
-            response = response.with_(observe=None)
-        else:
-            self._observe_seq = seq = (self._observe_seq + 1) % SEQUENCE_MODULUS
-            response = response.with_(observe=seq)
-        if len(response.payload) > self._block_size:
-            response = self._slice_response(response, None, obs.block2_key, now)
-        self._next_id += 1
-        delivery = self._next_id
-        mid = self._next_mid()
-        if confirmable or obs.in_flight is not None:
-            data = encode_as(response, _CON, mid, obs.token)
-            previous = obs.in_flight
-            tx = self._transmit_con(address, mid, data, now, obs)
-            if previous is not None:
-                # Carry the back-off over so a dead client is still detected in time.
-                tx.retransmits = previous.retransmits
-                tx.timeout = previous.timeout
-                tx.timer_at = now + previous.timeout
-                self._push_timer(tx)
-                self._finish_transmission(previous)
-            obs.in_flight = tx
-            obs.last_con = now
-            obs.deliveries.append(delivery)
-        else:
-            self._out.append((encode_as(response, _NON, mid, obs.token), address))
-            key = (address, mid)
-            self._non_notifications[key] = obs
-            obs.non_mids.append(mid)
-            if len(obs.non_mids) > 16:
-                self._non_notifications.pop((address, obs.non_mids.popleft()), None)
-            self._events.append(NotificationAcknowledged(obs.id, delivery))
-        if ending:
-            self._end_server_observation(
-                obs, "ended with an error notification", keep_in_flight=True
-            )
-        return delivery
-
-    def cancel_observation(self, observation_id: int) -> None:
-        """Stop serving an observation (no message is sent; notifications just stop)."""
-        obs = self._observations.get(observation_id)
-        if obs is not None:
-            self._end_server_observation(obs, "cancelled locally", report=False)
-
     def _end_server_observation(
         self,
         obs: _ServerObservation,
@@ -923,6 +1020,7 @@ class Engine:
     ) -> None:
         if obs.ended:
             return
+        logger.debug("observation %d by %s ended: %s", obs.id, obs.address, reason)
         obs.ended = True
         self._observations.pop(obs.id, None)
         if self._obs_by_key.get((obs.address, obs.token)) is obs:
@@ -938,38 +1036,6 @@ class Engine:
 
     # ------------------------------------------------------------------ client side
 
-    def send_request(
-        self, message: Message, address: Address, now: float, *, observe: bool = False
-    ) -> int:
-        """Start a request; returns its id for ResponseReceived / RequestFailed.
-
-        CON unless ``message.type`` is NON.  The token is drawn here unless the
-        message has one; MIDs are always ours.  Bodies larger than the block
-        size go out with Block1; Block2 responses are followed to the end.
-        ``observe=True`` registers (Observe=0) and keeps the token for notifications.
-        """
-        self._now = now
-        request_id = self._next_id
-        self._next_id = request_id + 1
-        token = message.token
-        if not token or (address, token) in self._tokens:
-            token = self._new_token(address)
-        if observe:
-            message = message.with_(observe=OBSERVE_REGISTER)
-        out = _Outgoing(request_id, message, address, token)
-        out.block1_szx = self.params.block_szx
-        if message.block1 is not None:
-            out.block1_szx = message.block1.szx
-        self._requests[request_id] = out
-        self._tokens[(address, token)] = out
-        if self._active.get(address, 0) >= self.params.nstart:
-            out.waiting_slot = True
-            self._waiting.setdefault(address, deque()).append(out)
-        else:
-            self._active[address] = self._active.get(address, 0) + 1
-            self._send_first(out, now)
-        return request_id
-
     def _new_token(self, address: Address) -> bytes:
         while True:
             token = self._rng.getrandbits(64).to_bytes(8, "big")
@@ -978,26 +1044,26 @@ class Engine:
 
     def _send_first(self, out: _Outgoing, now: float) -> None:
         msg = out.request
-        size = 1 << (out.block1_szx + 4)
-        if len(msg.payload) > size:
+        szx = msg.block1.szx if msg.block1 is not None else self.params.block_szx
+        if len(msg.payload) > 1 << (szx + 4):
             if not any(number == _REQUEST_TAG for number, _ in msg.other_options):
                 # Keeps concurrent transfers to one resource apart (RFC 9175 3).
                 tag = self._rng.getrandbits(32).to_bytes(4, "big")
                 out.request = msg.with_(other_options=(*msg.other_options, (_REQUEST_TAG, tag)))
-            self._send_block1(out, now)
+            out.upload = _Upload(szx)
+            self._send_block1(out, out.upload, now)
         else:
             self._send_sub(out, msg, now)
 
-    def _send_block1(self, out: _Outgoing, now: float) -> None:
+    def _send_block1(self, out: _Outgoing, upload: _Upload, now: float) -> None:
         msg = out.request
-        out.block1_active = True
-        size = 1 << (out.block1_szx + 4)
-        offset = out.block1_offset
+        size = 1 << (upload.szx + 4)
+        offset = upload.offset
         chunk = msg.payload[offset : offset + size]
         more = offset + size < len(msg.payload)
         sub = msg.with_(
             payload=chunk,
-            block1=Block(offset // size, more, out.block1_szx),
+            block1=Block(offset // size, more, upload.szx),
             size1=len(msg.payload) if offset == 0 else None,
         )
         self._send_sub(out, sub, now)
@@ -1037,7 +1103,7 @@ class Engine:
             and orphan_filter(msg, address, identity)
         ):
             if msg.type == _CON:
-                entry.reply = _empty(_ACK, msg.mid)
+                entry.reply = encode_empty(_ACK, msg.mid)
                 self._out.append((entry.reply, address))
             # The filter may have adopted the token (adopt_observation):
             # then the message goes the way of any notification.
@@ -1047,11 +1113,19 @@ class Engine:
             return
         if out is None or (self._has_unknown_critical(msg)):
             # Nobody waits for it (e.g. an observation we forgot): reject.
-            entry.reply = _empty(_RST, msg.mid)
+            logger.debug(
+                "%s response MID %d from %s with token %s: %s: RST",
+                msg.type.name,
+                msg.mid,
+                address,
+                msg.token.hex(),
+                "nobody waits for it" if out is None else "unknown critical option",
+            )
+            entry.reply = encode_empty(_RST, msg.mid)
             self._out.append((entry.reply, address))
             return
         if msg.type == _CON:
-            entry.reply = _empty(_ACK, msg.mid)
+            entry.reply = encode_empty(_ACK, msg.mid)
             self._out.append((entry.reply, address))
         self._handle_response(out, msg, now)
 
@@ -1065,56 +1139,62 @@ class Engine:
             out.transmission = None
 
     def _handle_response(self, out: _Outgoing, msg: Message, now: float) -> None:
-        if out.observing and msg.token == out.token:
+        if out.state is _State.OBSERVING and msg.token == out.token:
             self._on_notification(out, msg, now)
             return
         if msg.token != out.sub_token:
             return  # a late answer to an earlier block exchange
         request = out.request
         block2 = msg.block2
+        success = is_success_code(msg.code)
         if (
             block2 is not None
             and out.body is not None
-            and msg.code < 96
+            and success
             and msg.etag == out.block2_etag
             and block2.offset != len(out.body)
         ):
             if out.transmission is None and out.timer_at is None:
                 # Nothing else is coming: the answer to our exchange was the wrong block.
-                self._fail(out, ResetReceived(f"server sent block {block2.num} out of order"))
+                self._fail(out, ResetReceived(f"server sent block {block2.num} out of order"), now)
             return  # a late answer to an earlier Block2 follow-up (same token)
         self._accept(out)
         out.timer_at = None
         # Block1 in progress: 2.31 asks for the next block.
-        if msg.code == Code.CONTINUE and msg.block1 is not None and out.block1_active:
-            size = 1 << (out.block1_szx + 4)
-            out.block1_offset += size
-            out.block1_szx = min(out.block1_szx, msg.block1.szx)
-            if out.block1_offset >= len(request.payload):
+        upload = out.upload
+        if msg.code == Code.CONTINUE and msg.block1 is not None and upload is not None:
+            upload.offset += 1 << (upload.szx + 4)
+            upload.szx = min(upload.szx, msg.block1.szx)
+            if upload.offset >= len(request.payload):
                 self._fail(
-                    out, RequestEntityTooLarge("server asked for more blocks than the body has")
+                    out,
+                    RequestEntityTooLarge("server asked for more blocks than the body has"),
+                    now,
                 )
                 return
             self._new_sub_token(out)
-            self._send_block1(out, now)
+            self._send_block1(out, upload, now)
             return
         if out.first_observe is None and out.body is None and msg.observe is not None:
             out.first_observe = msg.observe
         explicit = request.block2 is not None and request.block2.num > 0
-        if block2 is not None and msg.code < 96 and not explicit:
+        if block2 is not None and success and not explicit:
             body = out.body
             if body is None:
                 body = out.body = bytearray()
                 out.block2_etag = msg.etag
             elif msg.etag != out.block2_etag:
                 # The representation changed mid-transfer: start over (RFC 7959 2.4).
+                logger.debug("ETag of %s changed during a Block2 transfer: restarting", out.address)
                 body.clear()
                 out.block2_etag = msg.etag
                 if block2.num != 0:
                     self._follow_block2(out, Block(0, False, block2.szx), now)
                     return
             if block2.offset != len(body):
-                self._fail(out, ResetReceived(f"block {block2.num} does not continue the body"))
+                self._fail(
+                    out, ResetReceived(f"block {block2.num} does not continue the body"), now
+                )
                 return
             body += msg.payload
             if len(body) > self.params.max_body_size:
@@ -1123,6 +1203,7 @@ class Engine:
                     RequestEntityTooLarge(
                         f"response body exceeds {self.params.max_body_size} bytes"
                     ),
+                    now,
                 )
                 return
             if block2.more:
@@ -1151,78 +1232,93 @@ class Engine:
 
     def _complete(self, out: _Outgoing, msg: Message, now: float) -> None:
         """The final response of a logical request (after all blocks)."""
-        if out.id < 0:
-            self._forget(out)
-            self._complete_internal(out, msg)
+        parent = out.parent
+        if parent is not None:
+            self._forget(out, now)
+            if parent.state is _State.OBSERVING:
+                self._events.append(NotificationReceived(parent.id, msg))
             return
-        self._release_slot(out, now)
-        if out.sub_token != out.token:
-            self._tokens.pop((out.address, out.sub_token), None)
-            out.sub_token = out.token
-        out.body = None
-        if out.request.observe == OBSERVE_REGISTER and msg.code < 96 and msg.observe is not None:
-            out.observing = True
+        if (
+            out.request.observe == OBSERVE_REGISTER
+            and is_success_code(msg.code)
+            and msg.observe is not None
+        ):
+            self._leave_exchanging(out, _State.OBSERVING, now)
+            if out.sub_token != out.token:
+                self._tokens.pop((out.address, out.sub_token), None)
+                out.sub_token = out.token
+            out.body = None
             out.observe_seq = msg.observe
             out.observe_time = now
             self._events.append(ResponseReceived(out.id, msg))
             return
-        self._forget(out)
+        self._forget(out, now)
         self._events.append(ResponseReceived(out.id, msg))
 
     def _on_notification(self, out: _Outgoing, msg: Message, now: float) -> None:
-        if msg.code >= 96 or msg.observe is None:
-            self._forget(out)
+        if not is_success_code(msg.code) or msg.observe is None:
+            self._forget(out, now)
             self._events.append(NotificationReceived(out.id, msg))
             reason = "server ended the observation" if msg.observe is None else f"error {msg.code}"
             self._events.append(ClientObservationEnded(out.id, reason))
             return
         if not is_fresh(out.observe_seq, out.observe_time, msg.observe, now):
-            return  # reordered: older than what we already have
+            logger.debug(
+                "stale notification %d (after %d) from %s: dropped",
+                msg.observe,
+                out.observe_seq,
+                out.address,
+            )
+            return
         out.observe_seq = msg.observe
         out.observe_time = now
         if msg.block2 is not None and msg.block2.more:
-            # Large notification: fetch the rest with plain GETs (RFC 7959 2.6).
-            sub = _Outgoing(out.id, out.request.with_(observe=None), out.address, out.token)
-            sub.body = bytearray(msg.payload)
-            sub.block2_etag = msg.etag
-            sub.first_observe = msg.observe
-            sub.mtype = out.mtype
-            self._notification_fetch(out, sub, msg.block2, now)
+            self._fetch_notification(out, msg, msg.block2, now)
             return
         self._events.append(NotificationReceived(out.id, msg))
 
-    def _notification_fetch(
-        self, parent: _Outgoing, sub: _Outgoing, block: Block, now: float
+    def _fetch_notification(
+        self, parent: _Outgoing, first: Message, block: Block, now: float
     ) -> None:
-        # The follow-up GET runs as its own internal request whose completion is
-        # reported as a notification of the parent (see _complete_internal).
-        internal_id = -parent.id
-        old = self._requests.get(internal_id)
-        if old is not None:
-            self._forget(old)
-        sub.id = internal_id
-        self._requests[internal_id] = sub
-        sub.sub_token = self._new_token(sub.address)
-        self._tokens[(sub.address, sub.sub_token)] = sub
-        sub.request = sub.request.with_(observe=None)
-        self._active[sub.address] = self._active.get(sub.address, 0) + 1
-        self._follow_block2(sub, Block(block.num + 1, False, block.szx), now)
+        """Fetch the rest of a large notification with plain GETs (RFC 7959 2.6).
 
-    def _release_slot(self, out: _Outgoing, now: float) -> None:
-        if out.waiting_slot:
-            return
-        out.waiting_slot = True  # never release twice
+        The fetch is its own request (Rule 6); a newer large notification
+        replaces a fetch still running.  It takes an NSTART slot without
+        queueing: the notification would be stale by the time a slot frees.
+        """
+        old = self._fetches.get(parent.id)
+        if old is not None:
+            self._forget(old, now)
+        fetch = _Outgoing(
+            parent.id, parent.request.with_(observe=None), parent.address, parent.token
+        )
+        fetch.parent = parent
+        fetch.mtype = parent.mtype
+        fetch.body = bytearray(first.payload)
+        fetch.block2_etag = first.etag
+        fetch.first_observe = first.observe
+        fetch.sub_token = self._new_token(fetch.address)
+        self._tokens[(fetch.address, fetch.sub_token)] = fetch
+        self._fetches[parent.id] = fetch
+        self._active[fetch.address] = self._active.get(fetch.address, 0) + 1
+        fetch.state = _State.EXCHANGING
+        self._follow_block2(fetch, Block(block.num + 1, False, block.szx), now)
+
+    def _leave_exchanging(self, out: _Outgoing, state: _State, now: float) -> None:
+        """Move ``out`` on from EXCHANGING and hand its NSTART slot on (Rule 3)."""
+        assert out.state is _State.EXCHANGING and state in (_State.OBSERVING, _State.DONE)
+        out.state = state
         address = out.address
         active = self._active.get(address, 0) - 1
         waiting = self._waiting.get(address)
         while waiting:
             nxt = waiting.popleft()
-            if nxt.done:
-                continue
-            nxt.waiting_slot = False
+            if nxt.state is not _State.QUEUED:
+                continue  # cancelled while it waited
             if not waiting:
                 del self._waiting[address]
             self._active[address] = active + 1
+            nxt.state = _State.EXCHANGING
             self._send_first(nxt, now)
             return
         if waiting is not None:
@@ -1232,11 +1328,11 @@ class Engine:
         else:
             self._active.pop(address, None)
 
-    def _forget(self, out: _Outgoing) -> None:
-        """Drop every trace of a logical request (tokens, timers, retransmission)."""
-        if out.done:
+    def _forget(self, out: _Outgoing, now: float) -> None:
+        """Drop every trace of a logical request (tokens, timers, retransmission, slot)."""
+        state = out.state
+        if state is _State.DONE:
             return
-        out.done = True
         if out.transmission is not None:
             self._finish_transmission(out.transmission)
             out.transmission = None
@@ -1247,122 +1343,24 @@ class Engine:
             del self._tokens[(out.address, out.sub_token)]
         if self._requests.get(out.id) is out:
             del self._requests[out.id]
-        self._release_slot(out, self._now)
+        if self._fetches.get(out.id) is out:
+            del self._fetches[out.id]
+        if state is _State.EXCHANGING:
+            self._leave_exchanging(out, _State.DONE, now)
+        else:
+            out.state = _State.DONE  # a QUEUED one is skipped when its turn comes
 
-    def _fail(self, out: _Outgoing, error: CoapError) -> None:
-        request_id = out.id
-        self._forget(out)
-        if request_id < 0:
-            return  # an internal notification fetch: just drop that notification
-        self._events.append(RequestFailed(request_id, error))
+    def _fail(self, out: _Outgoing, error: CoapError, now: float) -> None:
+        self._forget(out, now)
+        if out.parent is not None:
+            logger.debug("fetching a large notification from %s failed: %s", out.address, error)
+            return  # only that notification is lost (Rule 6)
+        self._events.append(RequestFailed(out.id, error))
 
-    def _response_wait_expired(self, out: _Outgoing) -> None:
+    def _response_wait_expired(self, out: _Outgoing, now: float) -> None:
         out.timer_at = None
-        self._fail(out, RequestTimeout(f"no response from {out.address}"))
-
-    def cancel_request(self, request_id: int) -> None:
-        """Forget a request, a ping or an observation passively: later answers get RST."""
-        ping = self._pings.pop(request_id, None)
-        if ping is not None:
-            if ping.transmission is not None:
-                self._finish_transmission(ping.transmission)
-            return
-        out = self._requests.get(request_id)
-        if out is not None:
-            self._forget(out)
-        internal = self._requests.get(-request_id)
-        if internal is not None:
-            self._forget(internal)
-
-    def deregister_observation(self, request_id: int, now: float) -> int | None:
-        """Actively cancel an observation: GET with Observe=1 and the same token (RFC 7641 3.6).
-
-        Returns the id of that deregistration request, or None if there is no
-        such observation any more.
-        """
-        out = self._requests.get(request_id)
-        if out is None:
-            return None
-        token = out.token
-        request = out.request
-        address = out.address
-        self.cancel_request(request_id)
-        return self.send_request(
-            request.with_(observe=OBSERVE_DEREGISTER, token=token, payload=b"", block2=None),
-            address,
-            now,
-        )
-
-    def set_orphan_filter(self, orphan_filter: OrphanFilter | None) -> None:
-        """Consult ``orphan_filter(message, address, identity)`` before rejecting a response.
-
-        A CON/NON response or notification whose token no request of ours
-        holds is answered with RST (RFC 7252 4.2, RFC 7641 3.5): the peer then
-        forgets the observation.  A process that restarted with its
-        observations persisted can still own such a token: when the filter
-        returns True the message is accepted (a CON one is ACKed) instead.
-        The filter may call :meth:`adopt_observation` for that token; the
-        message is then processed as a notification of the adopted
-        observation.  The filter runs inside :meth:`receive_datagram` and must
-        not call anything but :meth:`adopt_observation` on this engine.
-        """
-        self._orphan_filter = orphan_filter
-
-    def adopt_observation(
-        self, request: Message, address: Address, token: bytes, now: float
-    ) -> int:
-        """Take over an observation registered by an earlier run (same token, same peer).
-
-        ``request`` is the registering GET/FETCH as it was sent; nothing is
-        sent now.  Notifications with ``token`` from ``address`` then arrive
-        as :class:`NotificationReceived` of the returned request id, with the
-        usual freshness ordering; :meth:`cancel_request` forgets it (the next
-        notification gets RST) and :meth:`deregister_observation` cancels it
-        actively.  The first notification is always taken as fresh.  Raises
-        ValueError for an empty token or one already in use with that peer.
-        """
-        if not token:
-            raise ValueError("an observation cannot be adopted without a token")
-        if (address, token) in self._tokens:
-            raise ValueError(f"token {token.hex()} is already in use with {address}")
-        self._now = now
-        request_id = self._next_id
-        self._next_id = request_id + 1
-        out = _Outgoing(
-            request_id, request.with_(observe=OBSERVE_REGISTER, token=token), address, token
-        )
-        out.observing = True
-        out.waiting_slot = True  # nothing in flight: it holds no NSTART slot to release
-        out.observe_time = now - FRESHNESS_WINDOW_S - 1.0
-        self._requests[request_id] = out
-        self._tokens[(address, token)] = out
-        return request_id
-
-    def fail_peer(self, address: Address, error: CoapError) -> None:
-        """Fail every request to ``address`` now (e.g. its DTLS handshake failed)."""
-        for out in [o for o in self._requests.values() if o.address == address]:
-            self._fail(out, error)
-        for ping in [p for p in self._pings.values() if p.address == address]:
-            if ping.transmission is not None:
-                self._finish_transmission(ping.transmission)
-            self._ping_done(ping, error)
-
-    def send_ping(self, address: Address, now: float) -> int:
-        """Send a CoAP ping (an empty CON, RFC 7252 4.3); returns its id.
-
-        The answer (RST, or an empty ACK) is reported as :class:`ResponseReceived`
-        of that id carrying the empty message; no answer after the CON
-        retransmissions as :class:`RequestFailed` with :class:`RequestTimeout`.
-        :meth:`cancel_request` forgets it.  Pings are not limited by NSTART.
-        """
-        self._now = now
-        ping_id = self._next_id
-        self._next_id = ping_id + 1
-        ping = _Ping(ping_id, address)
-        mid = self._next_mid()
-        ping.transmission = self._transmit_con(address, mid, _empty(_CON, mid), now, ping)
-        self._pings[ping_id] = ping
-        return ping_id
+        logger.debug("no response from %s within %s s", out.address, self._response_timeout)
+        self._fail(out, RequestTimeout(f"no response from {out.address}"), now)
 
     def _ping_done(self, ping: _Ping, outcome: Message | CoapError) -> None:
         ping.transmission = None
@@ -1373,11 +1371,199 @@ class Engine:
         else:
             self._events.append(RequestFailed(ping.id, outcome))
 
-    def pending_requests(self) -> int:
-        """Logical requests in progress (for tests and metrics)."""
-        return len(self._requests)
 
-    def _complete_internal(self, out: _Outgoing, msg: Message) -> None:
-        parent = self._requests.get(-out.id)
-        if parent is not None and parent.observing:
-            self._events.append(NotificationReceived(parent.id, msg))
+# ----------------------------------------------------------------------------------
+# Private: the state the engine keeps per exchange
+# ----------------------------------------------------------------------------------
+
+
+class _State(enum.Enum):
+    """Where a logical request of ours is (Rule 3)."""
+
+    QUEUED = "queued"
+    """Waiting for an NSTART slot; nothing sent yet."""
+    EXCHANGING = "exchanging"
+    """Holds the peer's NSTART slot: a CON awaits its ACK (``transmission``) or a
+    separate/NON response is awaited (``timer_at``), one block or follow-up at a time."""
+    OBSERVING = "observing"
+    """The registration was answered with Observe: notifications flow; no slot held."""
+    DONE = "done"
+    """Forgotten: tokens, timers and the slot are released; later answers are unknown."""
+
+
+class _Dedup:
+    """What we remember about one received CON/NON (peer, MID) for duplicate detection."""
+
+    __slots__ = ("expires", "key", "reply", "request", "token")
+
+    def __init__(self, key: tuple[Address, int], token: bytes, expires: float) -> None:
+        self.key = key
+        self.token = token
+        self.expires = expires
+        self.reply: bytes | None = None  # replayed to duplicates
+        self.request: _Incoming | None = None  # still being processed
+
+
+class _Incoming:
+    """A request we received and have not answered yet."""
+
+    __slots__ = (
+        "acked",
+        "address",
+        "answered",
+        "block1_echo",
+        "block2_key",
+        "deadline",
+        "dedup",
+        "id",
+        "message",
+        "mid",
+        "mtype",
+        "observation",
+        "token",
+    )
+
+    def __init__(
+        self,
+        request_id: int,
+        message: Message,
+        address: Address,
+        dedup: _Dedup | None,
+        deadline: float,
+    ) -> None:
+        self.id = request_id
+        self.message = message
+        self.address = address
+        self.mtype = message.type
+        self.mid = message.mid
+        self.token = message.token
+        self.dedup = dedup
+        self.deadline = deadline  # empty ACK due (CON only)
+        self.acked = False
+        self.answered = False
+        self.block1_echo: Block | None = None
+        self.block2_key: Hashable | None = None
+        self.observation: _ServerObservation | None = None
+
+
+class _Transmission:
+    """A CON message of ours awaiting ACK/RST, retransmitted with back-off (Rule 4)."""
+
+    __slots__ = ("address", "data", "done", "mid", "owner", "retransmits", "timeout", "timer_at")
+
+    def __init__(
+        self,
+        address: Address,
+        mid: int,
+        data: bytes,
+        timeout: float,
+        now: float,
+        owner: _Outgoing | _ServerObservation | _Ping | None,
+    ) -> None:
+        self.address = address
+        self.mid = mid
+        self.data = data
+        self.timeout = timeout
+        self.timer_at = now + timeout
+        self.retransmits = 0
+        self.owner = owner
+        self.done = False
+
+
+class _Upload:
+    """A request body we send block by block (Block1, RFC 7959 2.5)."""
+
+    __slots__ = ("offset", "szx")
+
+    def __init__(self, szx: int) -> None:
+        self.offset = 0  # of the block in flight
+        self.szx = szx  # shrinks when the server asks for smaller blocks
+
+
+class _Outgoing:
+    """One logical request of ours (possibly several block exchanges, possibly observing)."""
+
+    __slots__ = (
+        "address",
+        "block2_etag",
+        "body",
+        "first_observe",
+        "id",
+        "mtype",
+        "observe_seq",
+        "observe_time",
+        "parent",
+        "request",
+        "state",
+        "sub_token",
+        "timer_at",
+        "token",
+        "transmission",
+        "upload",
+    )
+
+    def __init__(self, request_id: int, request: Message, address: Address, token: bytes) -> None:
+        self.id = request_id
+        self.request = request
+        self.address = address
+        self.token = token  # the request's token; notifications come with it
+        self.sub_token = token  # token of the exchange in flight (block follow-ups get new ones)
+        self.mtype = _NON if request.type == _NON else _CON
+        self.state = _State.QUEUED
+        self.parent: _Outgoing | None = None  # the observation a notification fetch completes
+        self.transmission: _Transmission | None = None
+        self.timer_at: float | None = None  # waiting for a separate / NON response
+        self.upload: _Upload | None = None
+        self.body: bytearray | None = None  # Block2 reassembly
+        self.block2_etag: tuple[bytes, ...] = ()
+        self.first_observe: int | None = None
+        self.observe_seq = 0
+        self.observe_time = 0.0
+
+
+class _ServerObservation:
+    """An observation a peer holds on us (RFC 7641 server side)."""
+
+    __slots__ = (
+        "address",
+        "block2_key",
+        "deliveries",
+        "ended",
+        "id",
+        "in_flight",
+        "last_con",
+        "non_mids",
+        "registered",
+        "token",
+    )
+
+    def __init__(self, obs_id: int, address: Address, token: bytes, now: float) -> None:
+        self.id = obs_id
+        self.address = address
+        self.token = token
+        self.registered = False
+        self.ended = False
+        self.in_flight: _Transmission | None = None
+        self.deliveries: list[int] = []
+        self.last_con = now
+        self.non_mids: deque[int] = deque()
+        self.block2_key: Hashable | None = None
+
+
+class _Ping:
+    """A CoAP ping of ours (empty CON, RFC 7252 4.3): any RST or empty ACK answers it."""
+
+    __slots__ = ("address", "id", "transmission")
+
+    def __init__(self, ping_id: int, address: Address) -> None:
+        self.id = ping_id
+        self.address = address
+        self.transmission: _Transmission | None = None
+
+
+def _body_etag(body: bytes) -> bytes:
+    """An ETag for a body we slice into blocks: the same bytes always give the same tag."""
+    return hashlib.blake2b(body, digest_size=8).digest()
+
+
+_Timed = _Transmission | _Outgoing

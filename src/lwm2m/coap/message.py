@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from lwm2m.coap.codes import Code, MessageType
+from lwm2m.coap.codes import Code, MessageType, is_request_code, is_response_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +65,15 @@ class Message:
 
     @property
     def is_request(self) -> bool:
-        return 1 <= int(self.code) <= 31
+        return is_request_code(self.code)
 
     @property
     def is_response(self) -> bool:
-        return 64 <= int(self.code) <= 191
+        return is_response_code(self.code)
 
     @property
     def is_empty(self) -> bool:
-        return int(self.code) == 0
+        return self.code == Code.EMPTY
 
     def query(self) -> dict[str, str]:
         """Uri-Query as a dict (``key=value``; a bare ``key`` maps to ``""``); later keys win."""
