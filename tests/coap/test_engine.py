@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 
 import pytest
@@ -793,3 +794,55 @@ def test_ping_cancelled_and_empty_ack_answer() -> None:
     engine.receive_datagram(encode(Message(Code.EMPTY, MessageType.ACK, mid)), SERVER, 0.2)
     event = engine.next_event()
     assert isinstance(event, ResponseReceived) and event.request_id == ping
+
+
+def test_cancel_starts_the_next_queued_request_at_the_time_of_the_cancel() -> None:
+    # Two GETs with NSTART=1; the first is retransmitted at 2.5 and cancelled
+    # at 10: the second starts then, so its first retransmission is due one
+    # ACK timeout after 10, not at once.
+    params = TransmissionParameters()
+    engine = Engine(params, rng=random.Random(1))
+    first = engine.send_request(GET, SERVER, 0.0)
+    engine.send_request(GET, SERVER, 0.0)
+    assert len(engine.datagrams_to_send(0.0)) == 1
+    engine.handle_timer(2.5)
+    [retransmitted] = engine.datagrams_to_send(2.5)
+    engine.cancel_request(first, 10.0)
+    [started] = engine.datagrams_to_send(10.0)
+    assert decode(started[0]).mid != decode(retransmitted[0]).mid
+    engine.handle_timer(10.0 + params.ack_timeout_s - 0.001)
+    assert engine.datagrams_to_send(12.0) == []
+    latest = 10.0 + params.ack_timeout_s * params.ack_random_factor
+    engine.handle_timer(latest)
+    assert [data for data, _ in engine.datagrams_to_send(latest)] == [started[0]]
+
+
+def test_notification_acknowledged_only_for_confirmable_notifications() -> None:
+    pair, observations = observe_pair()
+    pair.request(GET, observe=True)
+    [obs] = observations
+    non_delivery = pair.server.notify(obs, content(b"v1"), pair.now)
+    pair.pump()
+    con_delivery = pair.server.notify(obs, content(b"v2"), pair.now, confirmable=True)
+    pair.pump()
+    assert [m.type for m in sent_by(pair, SERVER)[-2:]] == [MessageType.NON, MessageType.CON]
+    acknowledged = [
+        e.delivery_id for e in pair.server_events if isinstance(e, NotificationAcknowledged)
+    ]
+    assert acknowledged == [con_delivery]
+    assert non_delivery != con_delivery
+
+
+def test_protocol_decisions_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="lwm2m.coap.engine")
+    pair = Pair(handler=lambda ev: content(), drop=lambda data, src, dst: src == SERVER)
+    pair.request(GET)
+    pair.advance(100.0)
+    request = sent_by(pair, CLIENT)[0]
+    pair.server.receive_datagram(encode(request), CLIENT, pair.now)  # a duplicate
+    pair.client.receive_datagram(encode(Message(Code.EMPTY, MessageType.RST, 7)), SERVER, pair.now)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert "retransmitting CON MID" in text
+    assert "giving up on CON MID" in text
+    assert "duplicate CON MID" in text
+    assert "RST MID 7" in text
