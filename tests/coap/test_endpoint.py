@@ -620,3 +620,44 @@ async def test_ping_over_udp(raw: RawPeer) -> None:
         assert client.engine.pending_requests() == 0
     with pytest.raises(EndpointClosed):
         await client.ping(raw.address)
+
+
+async def _value_soon() -> bytes:
+    await asyncio.sleep(0)
+    return b"waited"
+
+
+async def timing_handler(request: IncomingRequest) -> Message:
+    """Uses asyncio.timeout() and wait_for() from its first line (Python 3.12+ eager start)."""
+    assert asyncio.current_task() is not None
+    path = request.message.uri_path
+    if path == ("timeout",):
+        async with asyncio.timeout(5):
+            return Message(Code.CONTENT, payload=b"in time")
+    if path == ("wait_for",):
+        return Message(Code.CONTENT, payload=await asyncio.wait_for(_value_soon(), 5))
+    try:  # ("expires",): the timeout must cancel this handler's own task
+        async with asyncio.timeout(0.01):
+            await asyncio.Event().wait()
+    except TimeoutError:
+        return Message(Code.CONTENT, payload=b"expired")
+    return Message(Code.INTERNAL_SERVER_ERROR)
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["eager", "task"])
+async def test_handler_may_use_timeout_and_wait_for_from_its_first_line(eager: bool) -> None:
+    async with (
+        await Endpoint.create(handler=timing_handler, eager_handlers=eager) as server,
+        await Endpoint.create() as client,
+    ):
+        answers = {}
+        for name in ("timeout", "wait_for", "expires"):
+            response = await client.request(
+                Message(Code.GET, uri_path=(name,)), server.local_address, timeout=5
+            )
+            answers[name] = (response.code, response.payload)
+        assert answers == {
+            "timeout": (Code.CONTENT, b"in time"),
+            "wait_for": (Code.CONTENT, b"waited"),
+            "expires": (Code.CONTENT, b"expired"),
+        }

@@ -19,12 +19,11 @@ import logging
 import random
 import socket
 import sys
-import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 from lwm2m.coap.codec import decode
-from lwm2m.coap.codes import Code
+from lwm2m.coap.codes import Code, is_response_code, is_success_code
 from lwm2m.coap.engine import Engine
 from lwm2m.coap.errors import (
     CoapError,
@@ -146,7 +145,7 @@ class ServerObservation:
             delivery = ep._engine.notify(self._id, response, now, confirmable=confirmable)
         except KeyError:
             raise ObservationCancelled(self.reason or "observation ended") from None
-        if response.code >= 96:
+        if not is_success_code(response.code):
             self._ended("ended with an error notification", call_back=False)
             ep._pump(now)
             return
@@ -191,7 +190,6 @@ class ServerObservation:
 
 
 _END = object()
-_COROUTINE = types.CoroutineType
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -274,7 +272,7 @@ class ClientObservation:
     def _response(self, msg: Message) -> None:
         if not self._first.done():
             self._first.set_result(msg)
-        if msg.observe is None or msg.code >= 96:
+        if msg.observe is None or not is_success_code(msg.code):
             self._end("not established: the response carries no Observe")
 
     def _failed(self, error: CoapError) -> None:
@@ -351,6 +349,7 @@ class Endpoint:
     ) -> None:
         self._loop = loop
         self._eager = eager_handlers
+        self._in_eager_step = False  # a handler's eager first step runs inside _pump
         self._sock: socket.socket | None = None
         self._engine = engine
         self._handler = handler
@@ -389,17 +388,20 @@ class Endpoint:
     ) -> Endpoint:
         """Bind a UDP socket on (host, port) and start serving ``handler``.
 
-        ``eager_handlers`` runs each handler's first step inside the datagram
-        callback instead of in a new Task (faster; the default on Python 3.12+).
-        On 3.11 it is opt-in because ``asyncio.current_task()`` is None until
-        the handler first suspends, so ``asyncio.timeout()`` must come after
-        an ``await`` there. ``traffic`` counts what the socket carries; pass
-        one counter to several endpoints for a common total.
+        ``eager_handlers`` (the default) starts each handler's Task eagerly
+        (Python 3.12+ ``eager_start``): its first step runs inside the
+        datagram callback, as the current task, and a handler that answers
+        without suspending costs no loop iteration.  ``False`` schedules the
+        Task instead.  Python 3.11 has no eager tasks: there handlers always
+        start in a scheduled Task.  Either way ``asyncio.current_task()`` is
+        the handler's Task, so ``asyncio.timeout()`` works from its first line.
+        ``traffic`` counts what the socket carries; pass one counter to
+        several endpoints for a common total.
         """
         loop = asyncio.get_running_loop()
         engine = Engine(params or TransmissionParameters(), rng=rng or random.Random())
         if eager_handlers is None:
-            eager_handlers = sys.version_info >= (3, 12)
+            eager_handlers = True
         endpoint = cls(loop, engine, handler, security, eager_handlers, traffic)
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
         family, _, _, _, sockaddr = infos[0]
@@ -844,31 +846,25 @@ class Endpoint:
         if handler is None:
             self._engine.respond(event.request_id, _NOT_FOUND, self._loop.time())
             return
-        if not self._eager:
-            self._spawn(self._serve(request, handler))
-            return
-        # Eager start: run the handler's first step right here.  Most handlers
-        # answer without ever suspending, which saves a Task and a loop
-        # iteration per request; one that does suspend continues in a Task.
-        try:
-            awaitable = handler(request)
-            if type(awaitable) is not _COROUTINE and not isinstance(awaitable, Coroutine):
-                self._spawn(self._finish(request, awaitable))
-                return
+        if sys.version_info >= (3, 12) and self._eager:
+            # Eager start: the Task runs its first step right here, as the
+            # current task, so asyncio.timeout() and wait_for() work from the
+            # handler's first line.  Most handlers answer without suspending:
+            # their Task is done before this returns and never goes through
+            # the event loop; the pump this dispatch runs in sends the answer.
+            outer = self._in_eager_step
+            self._in_eager_step = True
             try:
-                blocked_on = awaitable.send(None)
-            except StopIteration as stop:
-                response = self._checked(stop.value)
-            else:
-                self._spawn(self._finish(request, _Resume(awaitable, blocked_on)))
-                return
-        except Exception:
-            logger.exception("handler failed for %r", request)
-            response = _INTERNAL_ERROR
-        if response is None:
-            self._engine.decline(event.request_id)
+                task = asyncio.Task(
+                    self._serve(request, handler), loop=self._loop, eager_start=True
+                )
+            finally:
+                self._in_eager_step = outer
+            if not task.done():
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             return
-        self._engine.respond(event.request_id, response, self._loop.time())
+        self._spawn(self._serve(request, handler))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coro)
@@ -878,7 +874,7 @@ class Endpoint:
     @staticmethod
     def _checked(response: object) -> Message | None:
         """The handler's response, None for NO_RESPONSE; TypeError for anything else."""
-        if type(response) is Message and 64 <= response.code < 192:
+        if type(response) is Message and is_response_code(response.code):
             return response
         if response is NO_RESPONSE:
             return None
@@ -887,18 +883,9 @@ class Endpoint:
         return response
 
     async def _serve(self, request: IncomingRequest, handler: Handler) -> None:
+        """Run ``handler`` for ``request`` (inside its own Task) and answer with its result."""
         try:
-            awaitable = handler(request)
-        except Exception:
-            logger.exception("handler failed for %r", request)
-            awaitable = _INTERNAL_ERROR_AWAITABLE
-        await self._finish(request, awaitable)
-
-    async def _finish(
-        self, request: IncomingRequest, pending: Awaitable[Message | NoResponse]
-    ) -> None:
-        try:
-            response = self._checked(await pending)
+            response = self._checked(await handler(request))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -911,57 +898,5 @@ class Endpoint:
             self._engine.decline(request._request_id)
         else:
             self._engine.respond(request._request_id, response, now)
-        self._pump(now)
-
-
-class _Ready:
-    """An awaitable that is already resolved (for a handler that failed to start)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: Message) -> None:
-        self._value = value
-
-    def __await__(self) -> Generator[Any, Any, Message]:
-        return self._value
-        yield  # pragma: no cover - makes this a generator
-
-
-_INTERNAL_ERROR_AWAITABLE = _Ready(_INTERNAL_ERROR)
-
-
-class _Resume:
-    """Awaitable that continues a coroutine already advanced to its first suspension.
-
-    It hands what the coroutine is blocked on to the Task now driving it and
-    forwards the Task's sends and throws (cancellation included), exactly as
-    ``await coro`` would have done from the start.
-    """
-
-    __slots__ = ("_blocked_on", "_coro")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], blocked_on: Any) -> None:
-        self._coro = coro
-        self._blocked_on = blocked_on
-
-    def __await__(self) -> Generator[Any, Any, Message]:
-        coro = self._coro
-        yielded = self._blocked_on
-        while True:
-            try:
-                sent = yield yielded
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as stop:
-                    thrown_result: Message = stop.value
-                    return thrown_result
-            else:
-                try:
-                    yielded = coro.send(sent)
-                except StopIteration as stop:
-                    result: Message = stop.value
-                    return result
+        if not self._in_eager_step:
+            self._pump(now)
