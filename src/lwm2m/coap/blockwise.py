@@ -6,6 +6,7 @@ from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 from lwm2m.coap.message import Message
+from lwm2m.coap.options import OptionNumber
 
 V = TypeVar("V")
 
@@ -26,7 +27,7 @@ def slice_block(body: bytes, num: int, szx: int) -> tuple[bytes, bool] | None:
 
 def transfer_key(address: object, msg: Message) -> Hashable:
     """What ties the blocks of one transfer together (RFC 7959 2.4: same cache key)."""
-    tags = tuple(v for n, v in msg.other_options if n == 292)  # Request-Tag
+    tags = tuple(v for n, v in msg.other_options if n == OptionNumber.REQUEST_TAG)
     return (address, int(msg.code), msg.uri_host, msg.uri_path, msg.uri_query, msg.accept, tags)
 
 
