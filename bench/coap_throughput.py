@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-eager",
         dest="eager",
         action="store_false",
-        help="run our handlers in a Task each (the Python 3.11 default) instead of eagerly",
+        help="schedule a Task per handler instead of starting it eagerly (3.12+; always on 3.11)",
     )
     parser.set_defaults(uvloop="both")
     opts = parser.parse_args(argv)
