@@ -24,16 +24,19 @@ Nothing calls back into the application, except the orphan filter, which may
 only call :meth:`Engine.adopt_observation`.
 
 Rule 3: a logical request of ours (all its blocks and follow-ups) is one
-``_Outgoing`` in one :class:`_State`::
+``_Outgoing`` in one ``_State``; the moves allowed are ``_TRANSITIONS``::
 
-    QUEUED ──> EXCHANGING ──> OBSERVING ──> DONE
-       │           └─────────────────────────^
-       └─────────────────────────────────────^
+    state        may become          holds the peer's NSTART slot
+    QUEUED       EXCHANGING, DONE    no
+    EXCHANGING   OBSERVING, DONE     yes
+    OBSERVING    DONE                no
+    DONE         (final)             no
 
-It holds an NSTART slot for its peer exactly while EXCHANGING; leaving
-EXCHANGING starts the next QUEUED request to that peer at the same ``now``.
-An adopted observation starts in OBSERVING.  DONE is final: the request's
-tokens, timers and retransmissions are gone, a later answer is unknown.
+A new request starts QUEUED when NSTART requests to its peer are EXCHANGING,
+else EXCHANGING; an adopted observation starts OBSERVING.  Leaving EXCHANGING
+starts the next QUEUED request to that peer at the same ``now``.  DONE is
+final: the request's tokens, timers and retransmissions are gone, and a later
+answer is unknown.
 
 Rule 4: a CON message we send is one ``_Transmission``, found by (peer, MID)
 and retransmitted with back-off until an ACK, an RST or the give-up; it ends
@@ -344,7 +347,7 @@ class Engine:
             self._waiting.setdefault(address, deque()).append(out)
         else:
             self._active[address] = self._active.get(address, 0) + 1
-            out.state = _State.EXCHANGING
+            _move(out, _State.EXCHANGING)
             self._send_first(out, now)
         return request_id
 
@@ -437,7 +440,7 @@ class Engine:
         out = _Outgoing(
             request_id, request.with_(observe=OBSERVE_REGISTER, token=token), address, token
         )
-        out.state = _State.OBSERVING  # nothing in flight: it holds no NSTART slot
+        out.state = _State.OBSERVING  # where it starts: nothing in flight, no NSTART slot
         out.observe_time = now - FRESHNESS_WINDOW_S - 1.0
         self._requests[request_id] = out
         self._tokens[(address, token)] = out
@@ -1301,13 +1304,13 @@ class Engine:
         self._tokens[(fetch.address, fetch.sub_token)] = fetch
         self._fetches[parent.id] = fetch
         self._active[fetch.address] = self._active.get(fetch.address, 0) + 1
-        fetch.state = _State.EXCHANGING
+        _move(fetch, _State.EXCHANGING)
         self._follow_block2(fetch, Block(block.num + 1, False, block.szx), now)
 
     def _leave_exchanging(self, out: _Outgoing, state: _State, now: float) -> None:
         """Move ``out`` on from EXCHANGING and hand its NSTART slot on (Rule 3)."""
-        assert out.state is _State.EXCHANGING and state in (_State.OBSERVING, _State.DONE)
-        out.state = state
+        assert out.state is _State.EXCHANGING
+        _move(out, state)
         address = out.address
         active = self._active.get(address, 0) - 1
         waiting = self._waiting.get(address)
@@ -1318,7 +1321,7 @@ class Engine:
             if not waiting:
                 del self._waiting[address]
             self._active[address] = active + 1
-            nxt.state = _State.EXCHANGING
+            _move(nxt, _State.EXCHANGING)
             self._send_first(nxt, now)
             return
         if waiting is not None:
@@ -1348,7 +1351,7 @@ class Engine:
         if state is _State.EXCHANGING:
             self._leave_exchanging(out, _State.DONE, now)
         else:
-            out.state = _State.DONE  # a QUEUED one is skipped when its turn comes
+            _move(out, _State.DONE)  # a QUEUED one is skipped when its turn comes
 
     def _fail(self, out: _Outgoing, error: CoapError, now: float) -> None:
         self._forget(out, now)
@@ -1389,6 +1392,20 @@ class _State(enum.Enum):
     """The registration was answered with Observe: notifications flow; no slot held."""
     DONE = "done"
     """Forgotten: tokens, timers and the slot are released; later answers are unknown."""
+
+
+_TRANSITIONS: Final[dict[_State, frozenset[_State]]] = {
+    _State.QUEUED: frozenset((_State.EXCHANGING, _State.DONE)),
+    _State.EXCHANGING: frozenset((_State.OBSERVING, _State.DONE)),
+    _State.OBSERVING: frozenset((_State.DONE,)),
+    _State.DONE: frozenset(),
+}
+"""The moves Rule 3 allows."""
+
+
+def _move(out: _Outgoing, state: _State) -> None:
+    assert state in _TRANSITIONS[out.state], f"request {out.id}: {out.state} -> {state}"
+    out.state = state
 
 
 class _Dedup:
