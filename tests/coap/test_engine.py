@@ -846,3 +846,31 @@ def test_protocol_decisions_are_logged_at_debug(caplog: pytest.LogCaptureFixture
     assert "giving up on CON MID" in text
     assert "duplicate CON MID" in text
     assert "RST MID 7" in text
+
+
+def test_failed_notification_fetch_loses_only_that_notification() -> None:
+    pair, observations = observe_pair()
+    rid = pair.request(GET, observe=True)
+    cut = [True]
+
+    def drop(data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> bool:
+        # The link eats the client's Block2 follow-ups while ``cut`` holds.
+        msg = decode(data)
+        return cut[0] and src == CLIENT and msg.block2 is not None
+
+    pair.drop = drop
+    pair.server.notify(observations[0], content(bytes(2500)), pair.now)
+    pair.pump()
+    assert pair.client.pending_requests() == 2  # the observation and its fetch
+    pair.advance(pair.params.max_transmit_wait_s + 1)
+    assert pair.client.pending_requests() == 1
+    assert not [
+        e for e in pair.client_events if isinstance(e, RequestFailed | NotificationReceived)
+    ]
+    cut[0] = False
+    pair.server.notify(observations[0], content(b"small"), pair.now)
+    pair.pump()
+    notes = [e for e in pair.client_events if isinstance(e, NotificationReceived)]
+    assert [(e.request_id, e.message.payload) for e in notes] == [(rid, b"small")]
+    pair.client.cancel_request(rid, pair.now)
+    assert pair.client.pending_requests() == 0
