@@ -2,7 +2,7 @@
 
 The CoAP endpoint only counts failed handshakes; it knows no LwM2M and no
 operator. :class:`HandshakeFailureTap` wraps a server's security layer and
-passes every :class:`~lwm2m.coap.security.HandshakeFailed` it hands to the
+passes every :class:`~lwm2m.coap.security_layer.HandshakeFailed` it hands to the
 endpoint on to a callback as well (the role's refusal log), so the coap
 package stays unchanged and unaware. :func:`classify` turns the layer's free
 text into one of a few fixed reason labels for the metric.
