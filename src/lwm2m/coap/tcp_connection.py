@@ -35,9 +35,11 @@ Timers: one deadline (:meth:`get_timer`), handled by :meth:`handle_timer`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import random
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -125,8 +127,22 @@ class ConnectionClosed(Event):
 class TcpConnection:
     """Requests, responses, observations and signals of one stream (see the module rules)."""
 
-    def __init__(self, peer: Peer, config: TcpConfig, rng: random.Random, now: float) -> None:
+    def __init__(
+        self,
+        peer: Peer,
+        config: TcpConfig,
+        rng: random.Random,
+        now: float,
+        *,
+        ids: Iterator[int] | None = None,
+        tracer: Callable[[str, Message], None] | None = None,
+    ) -> None:
+        """``ids`` numbers requests and observations (share one among connections
+        for ids unique per transport); ``tracer(direction, message)`` sees every
+        request and response in (``"in"``) and out (``"out"``), signals excluded."""
         self.peer = peer
+        self._ids = ids if ids is not None else itertools.count(1)
+        self.tracer = tracer
         self.config = config
         self._rng = rng
         self._decoder = FrameDecoder(config.max_message_size)
@@ -139,7 +155,6 @@ class TcpConnection:
         self.peer_csm: Capabilities | None = None
         self.closed = False
         self.released = False
-        self._next_id = 1
         # our requests: token -> request id; id -> (request message, observe, body so far)
         self._by_token: dict[bytes, int] = {}
         self._outgoing: dict[int, _Outgoing] = {}
@@ -222,7 +237,7 @@ class TcpConnection:
         message = message.with_(token=token)
         self._outgoing[request_id] = _Outgoing(message, observe)
         self._by_token[token] = request_id
-        self._out.append(encode_frame(message))
+        self._send(message)
         return request_id
 
     def cancel_request(self, request_id: int) -> None:
@@ -230,6 +245,18 @@ class TcpConnection:
         out = self._outgoing.pop(request_id, None)
         if out is not None:
             self._by_token.pop(out.message.token, None)
+
+    def deregister_observation(self, request_id: int) -> int | None:
+        """Cancel our observation actively: GET with Observe=1 and its token; the new request id."""
+        out = self._outgoing.pop(request_id, None)
+        if out is None or not out.observe or self.closed:
+            return None
+        message = out.message.with_(observe=1)
+        dereg_id = self._new_id()
+        self._outgoing[dereg_id] = _Outgoing(message, False)
+        self._by_token[message.token] = dereg_id
+        self._send(message)
+        return dereg_id
 
     def send_ping(self) -> int:
         """Ping (7.02); the peer's Pong comes as PongReceived."""
@@ -316,8 +343,12 @@ class TcpConnection:
     # Private
 
     def _new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
+        return next(self._ids)
+
+    def _send(self, message: Message) -> None:
+        if self.tracer is not None:
+            self.tracer("out", message)
+        self._out.append(encode_frame(message))
 
     def _token(self, size: int) -> bytes:
         while True:
@@ -368,6 +399,8 @@ class TcpConnection:
                 self._close(f"peer aborted: {diag!r}", by_peer=True, aborted=True)
 
     def _message(self, msg: Message, now: float) -> None:
+        if self.tracer is not None:
+            self.tracer("in", msg)
         if msg.is_request:
             self._request(msg, now)
         elif msg.is_response:
@@ -422,7 +455,7 @@ class TcpConnection:
 
     def _follow(self, out: _Outgoing, num: int, szx: int) -> None:
         follow = out.message.with_(block2=Block(num, False, szx), observe=None)
-        self._out.append(encode_frame(follow))
+        self._send(follow)
 
     def _send_response(self, request: Message, response: Message, now: float) -> None:
         response = response.with_(token=request.token)
@@ -433,13 +466,13 @@ class TcpConnection:
             szx = min(request.block2.szx, _BLOCK_SZX) if request.block2 else _BLOCK_SZX
             self._send_block(request, response, 0, szx)
             return
-        self._out.append(encode_frame(response))
+        self._send(response)
 
     def _send_block(self, request: Message, body: Message, num: int, szx: int) -> None:
         size = 1 << (szx + 4)
         start = num * size
         if start >= len(body.payload):
-            self._out.append(encode_frame(Message(Code.BAD_OPTION, token=request.token)))
+            self._send(Message(Code.BAD_OPTION, token=request.token))
             return
         chunk = body.payload[start : start + size]
         more = start + size < len(body.payload)
@@ -452,7 +485,7 @@ class TcpConnection:
             etag=etag,
             observe=body.observe if num == 0 else None,
         )
-        self._out.append(encode_frame(block))
+        self._send(block)
 
     def _expire_blocks(self, now: float) -> None:
         for key, (_, expires) in list(self._block_cache.items()):
