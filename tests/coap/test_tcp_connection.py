@@ -28,6 +28,7 @@ from lwm2m.coap.tcp_framing import (
     Abort,
     Capabilities,
     FrameDecoder,
+    Pong,
     encode_frame,
     encode_signal,
 )
@@ -243,3 +244,15 @@ def test_garbage_from_peer_never_raises() -> None:
         conn = TcpConnection(Peer(("127.0.0.1", 1)), TcpConfig(), rng, 0.0)
         conn.receive_data(encode_signal(Capabilities()), 0.0)
         conn.receive_data(rng.randbytes(rng.randrange(1, 200)), 0.0)
+
+
+def test_pong_with_an_empty_token_answers_the_oldest_ping() -> None:
+    pair = Pair()
+    pair.flush()
+    first, second = pair.a.send_ping(), pair.a.send_ping()
+    pair.a.data_to_send()
+    pair.a.receive_data(encode_signal(Pong(b"")) + encode_signal(Pong(b"")), 0.0)
+    assert [pair.a.next_event(), pair.a.next_event()] == [
+        PongReceived(first),
+        PongReceived(second),
+    ]

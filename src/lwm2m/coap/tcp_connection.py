@@ -390,6 +390,10 @@ class TcpConnection:
                 self._out.append(encode_signal(Pong(token, custody)))
             case Pong(token=token):
                 ping_id = self._pings.pop(token, None)
+                if ping_id is None and self._pings:
+                    # libcoap 4.3 answers with an empty token; the stream keeps
+                    # Pongs in the order of the Pings, so the oldest is answered.
+                    ping_id = self._pings.pop(next(iter(self._pings)))
                 if ping_id is not None:
                     self._events.append(PongReceived(ping_id))
             case Release(diagnostic=diag):

@@ -1,0 +1,154 @@
+"""Interop over coap+tcp with libcoap 4.3 (Debian libcoap3-bin): both directions.
+
+``coap-client-notls`` exits 0 even on errors, so what it printed is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from lwm2m.coap.codes import Code
+from lwm2m.coap.endpoint import IncomingRequest
+from lwm2m.coap.message import Message
+from lwm2m.coap.tcp_connection import TcpConfig
+from lwm2m.coap.tcp_transport import NotConnected, TcpEndpoint
+
+SERVER_BIN = shutil.which("coap-server-notls")
+CLIENT_BIN = shutil.which("coap-client-notls")
+
+pytestmark = pytest.mark.interop
+
+needs_server = pytest.mark.skipif(SERVER_BIN is None, reason="coap-server-notls not installed")
+needs_client = pytest.mark.skipif(CLIENT_BIN is None, reason="coap-client-notls not installed")
+
+TIMEOUT = 10.0
+BIG = bytes(range(32, 127)) * 40  # 3800 bytes
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def run_client(*args: str) -> str:
+    assert CLIENT_BIN is not None
+    proc = await asyncio.create_subprocess_exec(
+        CLIENT_BIN,
+        "-B",
+        "5",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return out.decode(errors="replace")
+
+
+@needs_client
+async def test_libcoap_client_registers_and_reads_over_tcp() -> None:
+    got: list[Message] = []
+
+    async def handler(request: IncomingRequest) -> Message:
+        got.append(request.message)
+        if request.message.code == Code.POST:
+            return Message(Code.CREATED, location_path=("rd", "5a3f"))
+        return Message(Code.CONTENT, content_format=0, payload=b"Open Mobile Alliance")
+
+    async with await TcpEndpoint.listen("127.0.0.1", 0, handler=handler) as server:
+        port = server.local_address[1]
+        out = await run_client(
+            "-m", "post", "-t", "40", "-e", "</1/0>,</3/0>",
+            f"coap+tcp://127.0.0.1:{port}/rd?ep=libcoap&lt=60&b=T",
+        )  # fmt: skip
+        assert "WARN" not in out and "ERR" not in out, out
+        out = await run_client(f"coap+tcp://127.0.0.1:{port}/3/0/0")
+        assert "Open Mobile Alliance" in out, out
+    assert got[0].code == Code.POST and got[0].uri_path == ("rd",)
+    assert got[0].query() == {"ep": "libcoap", "lt": "60", "b": "T"}
+    assert got[0].payload == b"</1/0>,</3/0>"
+    assert got[1].code == Code.GET and got[1].uri_path == ("3", "0", "0")
+
+
+@needs_client
+async def test_libcoap_client_reads_a_large_body_block_wise() -> None:
+    async def handler(request: IncomingRequest) -> Message:
+        return Message(Code.CONTENT, payload=BIG)
+
+    # We accept big frames but libcoap is told to take at most 1152 (-X): we slice with Block2.
+    async with await TcpEndpoint.listen("127.0.0.1", 0, handler=handler) as server:
+        port = server.local_address[1]
+        out = await run_client("-X", "1152", f"coap+tcp://127.0.0.1:{port}/big")
+        assert BIG.decode() in out, out[-500:]
+
+
+@pytest.fixture
+async def libcoap_tcp_server() -> AsyncIterator[tuple[str, int]]:
+    assert SERVER_BIN is not None
+    port = free_tcp_port()
+    proc = await asyncio.create_subprocess_exec(
+        SERVER_BIN,
+        "-A",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    address = ("127.0.0.1", port)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection(*address)
+                    writer.close()
+                    break
+                await asyncio.sleep(0.05)  # polling for a subprocess to listen
+        yield address
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@needs_server
+async def test_our_client_against_libcoap_server_over_tcp(
+    libcoap_tcp_server: tuple[str, int],
+) -> None:
+    async with TcpEndpoint.connector() as client:
+        core = await client.request(
+            Message(Code.GET, uri_path=(".well-known", "core")), libcoap_tcp_server
+        )
+        assert core.code == Code.CONTENT and b"</time>" in core.payload
+        put = await client.request(
+            Message(Code.PUT, uri_path=("example_data",), payload=BIG), libcoap_tcp_server
+        )
+        assert put.code in (Code.CREATED, Code.CHANGED)
+        got = await client.request(
+            Message(Code.GET, uri_path=("example_data",)), libcoap_tcp_server
+        )
+        assert got.code == Code.CONTENT and got.payload == BIG
+        assert await client.ping(libcoap_tcp_server, timeout=TIMEOUT)
+
+
+@needs_server
+async def test_observe_libcoap_time_over_tcp(libcoap_tcp_server: tuple[str, int]) -> None:
+    async with TcpEndpoint.connector(config=TcpConfig(keepalive_s=None)) as client:
+        with pytest.raises(NotConnected):  # observe() needs an open connection
+            client.observe(Message(Code.GET, uri_path=("time",)), libcoap_tcp_server)
+    async with TcpEndpoint.connector() as client:
+        await client.request(Message(Code.GET, uri_path=("time",)), libcoap_tcp_server)
+        obs = client.observe(Message(Code.GET, uri_path=("time",)), libcoap_tcp_server)
+        first = await asyncio.wait_for(obs.first(), TIMEOUT)
+        assert first.code == Code.CONTENT and first.observe is not None
+        async with asyncio.timeout(TIMEOUT):
+            async for note in obs:
+                assert note.code == Code.CONTENT and note.payload
+                break
+        await obs.cancel(timeout=TIMEOUT)
