@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="URI",
-        help="LwM2M server URI (coap://host:port or coaps://); repeat for several servers",
+        help="LwM2M server URI (coap://host:port, coaps://, coap+tcp://, coaps+tcp://);"
+        " repeat for several servers",
     )
     parser.add_argument(
         "--lifetime",
@@ -65,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="endpoint client name type (seed 6.2.1: 1 OUI-PC-SN, 2 URN, 65-255 vendor)",
     )
-    parser.add_argument("--bootstrap", "-b", metavar="URI", help="bootstrap server URI")
+    parser.add_argument(
+        "--bootstrap", "-b", metavar="URI", help="bootstrap server URI (coap[s][+tcp]://)"
+    )
     parser.add_argument("--queue", "-q", action="store_true", help="queue mode (binding UQ)")
     parser.add_argument(
         "--awake-time",
@@ -144,9 +147,10 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
     except ValueError:
         raise ClientConfigError("--psk-key must be hexadecimal") from None
     servers: list[FactoryAccount] = []
-    binding = "UQ" if args.queue else "U"
     for index, uri in enumerate(args.server):
-        secure = uri.lower().startswith("coaps://")
+        secure = uri.lower().startswith(("coaps://", "coaps+tcp://"))
+        # LwM2M 1.1 binding T for a coap+tcp:// or coaps+tcp:// server
+        binding = ("T" if "+tcp://" in uri.lower() else "U") + ("Q" if args.queue else "")
         servers.append(
             FactoryAccount(
                 uri,
@@ -160,7 +164,7 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
             )
         )
     if args.bootstrap:
-        secure = args.bootstrap.lower().startswith("coaps://")
+        secure = args.bootstrap.lower().startswith(("coaps://", "coaps+tcp://"))
         servers.append(
             FactoryAccount(
                 args.bootstrap,

@@ -34,7 +34,7 @@ import random
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lwm2m.client import payload_codec, state
 from lwm2m.client.acl import AccessControl
@@ -72,12 +72,16 @@ from lwm2m.coap.errors import CoapError, EndpointClosed, ObservationCancelled
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer, normalize_address
 from lwm2m.coap.security_layer import SecurityLayer
+from lwm2m.coap.tcp_transport import TcpEndpoint
 from lwm2m.coap.traffic import TrafficCounter
 from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry, default_registry
 from lwm2m.protocol.errors import LwM2MError
+
+if TYPE_CHECKING:
+    from lwm2m.coap.dtls_client import DtlsClientConfig
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +190,7 @@ class LwM2MClient:
         self.bootstrapper: Bootstrapper | None = None
         self.bootstrapped = False
         self.on_event: Callable[[LwM2MClient, str], None] | None = None
-        self._endpoints: dict[object, Endpoint] = {}
+        self._endpoints: dict[object, Endpoint | TcpEndpoint] = {}
         self._addresses: dict[Address, int] = {}
         self._bootstrap_addresses: set[Address] = set()
         self._running = False
@@ -370,6 +374,7 @@ class LwM2MClient:
     async def _plain_endpoint(self, family: socket.AddressFamily) -> Endpoint:
         key = ("plain", family)
         endpoint = self._endpoints.get(key)
+        assert endpoint is None or isinstance(endpoint, Endpoint)
         if endpoint is None:
             # The configured local_port is for the socket of local_host's own
             # family; a socket of the other family takes any free port.
@@ -400,7 +405,7 @@ class LwM2MClient:
 
     async def endpoint_for(
         self, account: ServerAccount, address: Address | None = None
-    ) -> Endpoint:
+    ) -> Endpoint | TcpEndpoint:
         """The socket that talks to ``account``: a plain one, or a DTLS one per Security instance.
 
         A DTLS socket per Security instance keeps each account's credentials
@@ -412,6 +417,8 @@ class LwM2MClient:
         if address is None:
             address = await self.resolve(account.uri)
         family = address_family(address)
+        if scheme.endswith("+tcp"):
+            return self._tcp_endpoint(account, scheme, family)
         if scheme == "coap" or account.security_mode == MODE_NOSEC:
             return await self._plain_endpoint(family)
         key = ("dtls", account.security_instance, family)
@@ -428,6 +435,60 @@ class LwM2MClient:
             self._endpoints[key] = endpoint
         return endpoint
 
+    def _tcp_endpoint(
+        self, account: ServerAccount, scheme: str, family: socket.AddressFamily
+    ) -> TcpEndpoint:
+        """CoAP over TCP (one connector for every plain account) or TLS (one per Security instance).
+
+        A connector opens a connection per server on first use and again
+        after it closed; see :meth:`_tcp_connection_changed` for reconnection.
+        """
+        from lwm2m.coap.tcp_connection import TcpConfig
+
+        secure = scheme == "coaps+tcp" and account.security_mode != MODE_NOSEC
+        key = ("tls", account.security_instance, family) if secure else ("tcp", family)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            security = None
+            if secure:
+                from lwm2m.coap.tls import TlsClient
+
+                security = TlsClient(self._dtls_config(account))
+            endpoint = TcpEndpoint.connector(
+                handler=self._handle,
+                config=TcpConfig(keepalive_s=self.config.tcp_keepalive_s),
+                security=security,
+                local_host=self._local_host(family),
+                rng=self.rng,
+                traffic=self.stats.traffic,
+            )
+            endpoint.add_connection_listener(self._tcp_connection_changed)
+            self._endpoints[key] = endpoint
+        assert isinstance(endpoint, TcpEndpoint)
+        return endpoint
+
+    def _tcp_connection_changed(self, peer: Peer, up: bool) -> None:
+        """A server's TCP connection closed: reconnect (by an Update) after a back-off.
+
+        The server cannot reach us until we reconnect, so we do not wait for
+        the next periodic Update.  The Update's own failure handling (the
+        registration retry procedure) backs off further if the server is gone.
+        """
+        if up or self._stopping or not self._running:
+            return
+        ssid = self._addresses.get(peer.address)
+        session = self.sessions.get(ssid) if ssid is not None else None
+        if session is None or not session.registered:
+            return
+        delay = self.rng.uniform(0.0, self.config.tcp_reconnect_backoff_s)
+        logger.info(
+            "%s: connection to %s:%d closed, reconnecting in %.1f s",
+            self.endpoint_name,
+            *peer.address,
+            delay,
+        )
+        self.scheduler.call_later(delay, session.request_update)
+
     def _security_layer(self, account: ServerAccount) -> SecurityLayer:
         """DTLS for ``account``, built from its Security instance by the one builder.
 
@@ -435,6 +496,11 @@ class LwM2MClient:
         :class:`LwM2MError`, so that the account is reported and skipped.
         """
         from lwm2m.coap.dtls import DtlsClient
+
+        return DtlsClient(self._dtls_config(account))
+
+    def _dtls_config(self, account: ServerAccount) -> DtlsClientConfig:
+        """The credentials and checks of ``account`` (DTLS and TLS alike)."""
         from lwm2m.security.client_config import dtls_client_config
         from lwm2m.security.credentials import SecurityConfigError
 
@@ -454,7 +520,7 @@ class LwM2MClient:
             )
         except SecurityConfigError as exc:
             raise LwM2MError(f"Security instance {account.security_instance}: {exc}") from None
-        return DtlsClient(config)
+        return config
 
     async def resolve(self, uri: str) -> Address:
         """The UDP address of a server URI, IPv4 or IPv6 (``coap://[::1]``).
@@ -527,7 +593,9 @@ class LwM2MClient:
         timeout = self.config.request_timeout_s
         return wait if timeout is None else min(wait, timeout)
 
-    def _requester(self, endpoint: Endpoint) -> Callable[[Message, Address], Awaitable[Message]]:
+    def _requester(
+        self, endpoint: Endpoint | TcpEndpoint
+    ) -> Callable[[Message, Address], Awaitable[Message]]:
         async def request(message: Message, address: Address) -> Message:
             self._set_awake()
             self.stats.messages_sent += 1

@@ -30,18 +30,24 @@ class ClientConfigError(ValueError):
 
 
 def parse_server_uri(uri: str) -> tuple[str, str, int]:
-    """``coap://host:port`` -> (scheme, host, port); default ports 5683/5684."""
+    """``coap://host:port`` -> (scheme, host, port); default ports 5683/5684.
+
+    Schemes: ``coap``, ``coaps`` (UDP, DTLS) and ``coap+tcp``, ``coaps+tcp``
+    (RFC 8323: TCP, TLS).
+    """
     parsed = urllib.parse.urlsplit(uri)
     scheme = parsed.scheme.lower()
-    if scheme not in ("coap", "coaps"):
-        raise ClientConfigError(f"{uri!r}: server URI must be coap:// or coaps://")
+    if scheme not in ("coap", "coaps", "coap+tcp", "coaps+tcp"):
+        raise ClientConfigError(
+            f"{uri!r}: server URI must be coap://, coaps://, coap+tcp:// or coaps+tcp://"
+        )
     if not parsed.hostname:
         raise ClientConfigError(f"{uri!r}: server URI has no host")
     try:
         port = parsed.port
     except ValueError:
         raise ClientConfigError(f"{uri!r}: invalid port") from None
-    return scheme, parsed.hostname, port or (5684 if scheme == "coaps" else 5683)
+    return scheme, parsed.hostname, port or (5684 if scheme.startswith("coaps") else 5683)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +79,9 @@ class FactoryAccount:
             raise ClientConfigError(f"lifetime {self.lifetime_s} must be positive")
         if self.security_mode == MODE_PSK and not (self.psk_identity and self.psk_key):
             raise ClientConfigError("PSK mode needs an identity and a key")
-        if scheme == "coaps" and self.security_mode == MODE_NOSEC:
-            raise ClientConfigError(f"{self.uri}: coaps:// needs PSK or certificate credentials")
-        if scheme == "coap" and self.security_mode != MODE_NOSEC:
+        if scheme.startswith("coaps") and self.security_mode == MODE_NOSEC:
+            raise ClientConfigError(f"{self.uri}: {scheme}:// needs PSK or certificate credentials")
+        if not scheme.startswith("coaps") and self.security_mode != MODE_NOSEC:
             raise ClientConfigError(f"{self.uri}: credentials need a coaps:// URI")
         if self.certificate_usage is not None and not 0 <= self.certificate_usage <= 3:
             raise ClientConfigError(f"certificate usage {self.certificate_usage} is not 0-3")
@@ -132,6 +138,10 @@ class ClientConfig:
     #: factory Communication Sequence Delay Timer (Server resource 19): the wait
     #: after a sequence of failed Registers
     retry_max_s: float = 300.0
+    #: CoAP over TCP/TLS: Ping an idle connection after this long (None: never)
+    tcp_keepalive_s: float | None = 60.0
+    #: a closed TCP/TLS connection is reopened after a random delay up to this
+    tcp_reconnect_backoff_s: float = 2.0
     #: per server, notifications kept while it is disabled or unreachable (Server
     #: resource 6 true); when full the oldest is dropped
     stored_notifications_max: int = 64

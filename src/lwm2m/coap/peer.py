@@ -22,10 +22,12 @@ class PeerIdentity:
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """A remote endpoint: its transport address and, on DTLS, its proven identity."""
+    """A remote endpoint: its transport address and, on (D)TLS, its proven identity."""
 
     address: Address
     identity: PeerIdentity | None = None
+    #: ``"udp"`` (plain or DTLS) or ``"tcp"`` (plain or TLS, RFC 8323).
+    transport: str = "udp"
 
 
 def normalize_address(address: tuple[object, ...]) -> Address:

@@ -231,7 +231,9 @@ class TcpConnection:
         if self.closed or self.released:
             self._events.append(RequestFailed(request_id, EndpointClosed("connection closed")))
             return request_id
-        token = self._token(8)
+        token = message.token
+        if not token or token in self._by_token:
+            token = self._token(8)
         if observe and message.observe is None:
             message = message.with_(observe=0)
         message = message.with_(token=token)

@@ -590,7 +590,7 @@ class _Stream(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         security = self.endpoint._security
         if security is None:
-            self._open(Peer(self.address))
+            self._open(Peer(self.address, transport="tcp"))
             return
         self.tls = security.session(self.server_side, self.address)
         self.tls.start()
@@ -610,7 +610,7 @@ class _Stream(asyncio.Protocol):
             return
         if not was_established and self.tls.established:
             endpoint.handshakes_completed += 1
-            self._open(Peer(self.address, self.tls.peer_identity))
+            self._open(Peer(self.address, self.tls.peer_identity, "tcp"))
         self._flush_tls()
         if plaintext and self.link is not None:
             endpoint._received(self.link, plaintext)

@@ -213,6 +213,7 @@ class Registrar:
             sms_number=params.sms_number,
             links=links,
             identity=peer.identity,
+            transport=peer.transport,
         )
         old, new = await self.registrations.add(registration)
         if old is not None:
@@ -258,6 +259,7 @@ class Registrar:
         updated = replace(
             current,
             address=peer.address,
+            transport=peer.transport,
             updated_at=now,
             lifetime_s=params.lifetime_s if params.lifetime_s is not None else current.lifetime_s,
             sms_number=params.sms_number if params.sms_number is not None else current.sms_number,

@@ -95,6 +95,7 @@ from lwm2m.stores.records import ObservationRecord, Registration
 
 if TYPE_CHECKING:
     from lwm2m.coap.endpoint import MessageTracer
+    from lwm2m.coap.tcp_transport import TcpEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,14 @@ class ServerConfig:
     #: Host name or address devices use to reach this server in firmware Package URIs;
     #: None: the bound host (or, bound to a wildcard, the local address routing to the device).
     public_host: str | None = None
+    #: CoAP over TCP (RFC 8323) port; None disables, 0 picks a free port.
+    coap_tcp_port: int | None = None
+    #: CoAP over TLS port (needs ``dtls``: the same credentials); None disables.
+    coaps_tcp_port: int | None = None
+    #: Ping an idle TCP/TLS connection after this long (None: never).
+    tcp_keepalive_s: float | None = 60.0
+    #: Open TCP/TLS connections kept at most, per port; more are aborted.
+    tcp_max_connections: int = 10_000
 
 
 def _path(p: PathLike) -> Path:
@@ -213,6 +222,10 @@ class LwM2MServer:
         )
         self._coap: ServerEndpoint | None = None
         self._coaps: ServerEndpoint | None = None
+        self._coap_tcp: TcpEndpoint | None = None
+        self._coaps_tcp: TcpEndpoint | None = None
+        #: endpoint name -> woken when that client registers or updates (TCP reconnects)
+        self._reconnects: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expiry_task: asyncio.Task[None] | None = None
         self._started = False
@@ -251,16 +264,66 @@ class LwM2MServer:
                 self._coap = None
                 raise
             self._coaps.add_activity_listener(self._activity)
+        try:
+            await self._start_tcp(self.handle)
+        except BaseException:
+            for ep in (self._coap, self._coaps):
+                if ep is not None:
+                    await ep.close()
+            self._coap = self._coaps = None
+            raise
         await self._after_start()
 
-    async def start_with(self, coap: ServerEndpoint, coaps: ServerEndpoint | None = None) -> None:
-        """Start on endpoints created by the caller (their handler must call :meth:`handle`)."""
+    async def start_with(
+        self,
+        coap: ServerEndpoint,
+        coaps: ServerEndpoint | None = None,
+        *,
+        tcp_handler: Callable[[Any], Awaitable[Any]] | None = None,
+    ) -> None:
+        """Start on endpoints created by the caller (their handler must call :meth:`handle`).
+
+        The TCP/TLS ports of the config are opened here, with ``tcp_handler``
+        (default :meth:`handle`) as their handler.
+        """
         self._coap = coap
         self._coaps = coaps
         coap.add_activity_listener(self._activity)
         if coaps is not None:
             coaps.add_activity_listener(self._activity)
+        await self._start_tcp(tcp_handler or self.handle)
         await self._after_start()
+
+    async def _start_tcp(self, handler: Callable[[Any], Awaitable[Any]]) -> None:
+        """Listen for CoAP over TCP and TLS (RFC 8323) as the config says."""
+        from lwm2m.coap.tcp_connection import TcpConfig
+        from lwm2m.coap.tcp_transport import TcpEndpoint
+
+        config = self.config
+        tcp_config = TcpConfig(keepalive_s=config.tcp_keepalive_s)
+        if config.coap_tcp_port is not None:
+            self._coap_tcp = await TcpEndpoint.listen(
+                config.host,
+                config.coap_tcp_port,
+                handler=handler,
+                config=tcp_config,
+                max_connections=config.tcp_max_connections,
+            )
+            self._coap_tcp.add_activity_listener(self._activity)
+        if config.coaps_tcp_port is not None:
+            if config.dtls is None:
+                raise ValueError("coaps+tcp needs credentials: set the dtls config too")
+            from lwm2m.coap.tls import TlsServer
+
+            self._coaps_tcp = await TcpEndpoint.listen(
+                config.host,
+                config.coaps_tcp_port,
+                handler=handler,
+                config=tcp_config,
+                security=TlsServer(config.dtls),
+                max_connections=config.tcp_max_connections,
+            )
+            self._coaps_tcp.add_activity_listener(self._activity)
 
     async def _after_start(self) -> None:
         assert self._coap is not None
@@ -294,7 +357,7 @@ class LwM2MServer:
         self._tasks.clear()
         self.queue.close()
         await self.observations.close()
-        for ep in (self._coap, self._coaps):
+        for ep in (self._coap, self._coaps, self._coap_tcp, self._coaps_tcp):
             if ep is not None:
                 await ep.close()
         self.events.close()
@@ -317,15 +380,31 @@ class LwM2MServer:
     def coaps_address(self) -> Address | None:
         return None if self._coaps is None else self._coaps.local_address
 
+    @property
+    def coap_tcp_address(self) -> Address | None:
+        """Where coap+tcp:// clients connect (None: TCP disabled)."""
+        return None if self._coap_tcp is None else self._coap_tcp.local_address
+
+    @property
+    def coaps_tcp_address(self) -> Address | None:
+        """Where coaps+tcp:// clients connect (None: TLS disabled)."""
+        return None if self._coaps_tcp is None else self._coaps_tcp.local_address
+
+    def is_connected(self, endpoint: str) -> bool:
+        """A TCP/TLS client has its connection open (always True over UDP)."""
+        reg = self._registration(endpoint)
+        tcp = self._tcp_endpoint_for(reg)
+        return tcp is None or tcp.is_connected(reg.address)
+
     def add_message_tracer(self, cb: MessageTracer) -> None:
         """Pass ``cb`` to the CoAP endpoints' ``add_message_tracer`` (a CoAP message log)."""
-        for ep in (self._coap, self._coaps):
+        for ep in (self._coap, self._coaps, self._coap_tcp, self._coaps_tcp):
             if ep is not None:
                 ep.add_message_tracer(cb)
 
     def remove_message_tracer(self, cb: MessageTracer) -> None:
         """Undo :meth:`add_message_tracer`; a tracer never added is ignored."""
-        for ep in (self._coap, self._coaps):
+        for ep in (self._coap, self._coaps, self._coap_tcp, self._coaps_tcp):
             if ep is not None:
                 with contextlib.suppress(ValueError):
                     ep.remove_message_tracer(cb)
@@ -367,6 +446,9 @@ class LwM2MServer:
                 reg = self.stores.registrations.get_by_address(peer.address)
                 if reg is not None:
                     self.queue.on_activity(reg)
+                    waiting = self._reconnects.pop(reg.endpoint, None)
+                    if waiting is not None:
+                        waiting.set()
                     if response.code == Code.CHANGED and self._has_dormant_observations(reg):
                         self._spawn(self.restore_observations(reg))
             return response
@@ -548,10 +630,35 @@ class LwM2MServer:
         return reg
 
     def _endpoint_for(self, reg: Registration) -> ServerEndpoint:
-        ep = self._coaps if reg.identity is not None else self._coap
+        ep: ServerEndpoint | None = self._tcp_endpoint_for(reg)
+        if ep is None:
+            ep = self._coaps if reg.identity is not None else self._coap
         if ep is None:
             raise ServerError("server not started")
         return ep
+
+    def _tcp_endpoint_for(self, reg: Registration) -> TcpEndpoint | None:
+        if reg.transport != "tcp":
+            return None
+        ep = self._coaps_tcp if reg.identity is not None else self._coap_tcp
+        if ep is None:
+            raise ServerError(f"{reg.endpoint!r} registered over TCP, which is not enabled")
+        return ep
+
+    async def _connected(self, endpoint: str) -> Registration:
+        """The registration of ``endpoint`` once its TCP connection is open.
+
+        A TCP client whose connection closed is unreachable until it
+        reconnects and registers or updates again (from a new address): the
+        request waits for that, as for a sleeping queue-mode client.
+        """
+        while True:
+            reg = self._registration(endpoint)
+            tcp = self._tcp_endpoint_for(reg)
+            if tcp is None or tcp.is_connected(reg.address):
+                return reg
+            waiting = self._reconnects.setdefault(endpoint, asyncio.Event())
+            await waiting.wait()
 
     async def _exchange(
         self,
@@ -567,6 +674,8 @@ class LwM2MServer:
                     await self.queue.wait_awake(reg, None)
                     # The client may have re-registered (new address) while we waited.
                     reg = self._registration(endpoint)
+                if reg.transport == "tcp":
+                    reg = await self._connected(endpoint)
                 target = Target(reg, self.model)
                 response = await self._endpoint_for(reg).request(build(target), reg.address)
         except TimeoutError:
@@ -716,6 +825,8 @@ class LwM2MServer:
                 if reg.queue_mode:
                     await self.queue.wait_awake(reg, None)
                     reg = self._registration(endpoint)
+                if reg.transport == "tcp":
+                    reg = await self._connected(endpoint)
                 message = request.to_message(Target(reg, self.model)).with_(token=token)
                 handle = self._endpoint_for(reg).observe(message, reg.address)
                 first: Message = await handle.first()

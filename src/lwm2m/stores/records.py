@@ -75,6 +75,8 @@ class Registration:
     sms_number: str | None = None
     links: ObjectLinks = field(default_factory=ObjectLinks)
     identity: PeerIdentity | None = None
+    #: How the client registered and is reached: ``"udp"`` or ``"tcp"`` (RFC 8323).
+    transport: str = "udp"
 
     @property
     def expires_at(self) -> float:
@@ -120,6 +122,8 @@ class Registration:
                 ],
             },
         }
+        if self.transport != "udp":
+            doc["transport"] = self.transport
         if self.identity is not None:
             doc["identity"] = {
                 "psk_identity": _b64(self.identity.psk_identity),
@@ -168,6 +172,7 @@ class Registration:
                     ),
                 ),
                 identity=identity,
+                transport=str(doc.get("transport", "udp")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"not a registration document: {exc!r}") from None

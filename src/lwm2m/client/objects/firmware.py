@@ -339,9 +339,14 @@ class FirmwareUpdate(Instance, object_id=5):
             except (OSError, ValueError):
                 continue
         try:
-            return await self.client.endpoint_for(chosen, address)
+            endpoint = await self.client.endpoint_for(chosen, address)
         except LwM2MError as exc:
             raise FirmwareError(Result.UNSUPPORTED_PROTOCOL, str(exc)) from None
+        from lwm2m.coap.tcp_transport import TcpEndpoint
+
+        if isinstance(endpoint, TcpEndpoint):  # only coaps:// accounts were chosen
+            raise FirmwareError(Result.UNSUPPORTED_PROTOCOL, "coaps download needs a UDP account")
+        return endpoint
 
     @execute(2)
     def update(self, args: str) -> None:

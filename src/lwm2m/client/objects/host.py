@@ -18,6 +18,7 @@ from lwm2m.client.registration import ServerSession
 from lwm2m.client.store import ObjectStore, ServerAccount
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.peer import Address
+from lwm2m.coap.tcp_transport import TcpEndpoint
 from lwm2m.coap.traffic import TrafficCounter
 
 
@@ -57,7 +58,7 @@ class ClientHost(Protocol):
 
     async def endpoint_for(
         self, account: ServerAccount, address: Address | None = None
-    ) -> Endpoint: ...
+    ) -> Endpoint | TcpEndpoint: ...
 
     def after_response(self, action: Callable[[], Awaitable[None]]) -> None: ...
 
