@@ -122,6 +122,8 @@ async def start_embedded(
     host: str = "127.0.0.1",
     coap_port: int = DEFAULT_COAP_PORT,
     coaps_port: int = 0,
+    coap_tcp_port: int | None = None,
+    coaps_tcp_port: int | None = None,
     config_file: str | None = None,
     cert_pem: bytes | None = None,
     key_pem: bytes | None = None,
@@ -135,6 +137,20 @@ async def start_embedded(
     if request_timeout_s is not None:
         kwargs["request_timeout_s"] = request_timeout_s
     dtls: SecurityLayer | None = None
+    tls: Any = None
+    if coaps_tcp_port is not None:
+        has_psk = any(e.psk is not None for e in stores.security.list())
+        if has_psk or cert_pem is not None:
+            from lwm2m.coap.tls import TlsServer
+
+            layer: Any = build_dtls(
+                stores.security, cert_pem=cert_pem, key_pem=key_pem, ca_pems=ca_pems
+            )
+            tls = TlsServer(layer.config)
+        else:
+            logger.warning(
+                "coaps+tcp disabled: no PSK credentials in the security store and no --cert/--key"
+            )
     if coaps_port:
         has_psk = any(e.psk is not None for e in stores.security.list())
         if has_psk or cert_pem is not None:
@@ -143,7 +159,7 @@ async def start_embedded(
             logger.warning(
                 "coaps disabled: no PSK credentials in the security store and no --cert/--key"
             )
-    checker = identity_checker(stores.security, require_dtls=dtls is not None)
+    checker = identity_checker(stores.security, require_dtls=dtls is not None or tls is not None)
     if model is None and server is not None:
         model = getattr(server, "model", None)
     bs = BootstrapServer(documents=stores.documents, identity_check=checker, model=model, **kwargs)
@@ -157,7 +173,15 @@ async def start_embedded(
         await bs.configs.put_all(configs)
         logger.info("%d bootstrap configuration(s) loaded from %s", len(configs), config_file)
     try:
-        await bs.start(host, coap_port, coaps_port=coaps_port, dtls=dtls)
+        await bs.start(
+            host,
+            coap_port,
+            coaps_port=coaps_port,
+            dtls=dtls,
+            coap_tcp_port=coap_tcp_port,
+            coaps_tcp_port=coaps_tcp_port if tls is not None else None,
+            tls=tls,
+        )
     except OSError as exc:
         await bs.close()
         raise BootstrapStartError(f"cannot bind the bootstrap server: {exc}") from None
@@ -176,6 +200,8 @@ async def start(args: argparse.Namespace, stores: Stores, server: Any = None) ->
         host=getattr(args, "host", "127.0.0.1"),
         coap_port=getattr(args, "bootstrap_coap_port", DEFAULT_COAP_PORT),
         coaps_port=getattr(args, "bootstrap_coaps_port", 0) or 0,
+        coap_tcp_port=getattr(args, "bootstrap_coap_tcp_port", 0) or None,
+        coaps_tcp_port=getattr(args, "bootstrap_coaps_tcp_port", 0) or None,
         config_file=getattr(args, "bootstrap_config", None),
         cert_pem=cert_pem,
         key_pem=key_pem,

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,6 +62,7 @@ from lwm2m.stores.base import DocumentStore
 if TYPE_CHECKING:
     from lwm2m.coap.endpoint import Endpoint, Handler, IncomingRequest, NoResponse
     from lwm2m.coap.security_layer import SecurityLayer
+    from lwm2m.coap.tcp_transport import StreamSecurity, TcpEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +159,14 @@ class BootstrapServer:
         self.refusals = RefusalLog("bootstrap", BOOTSTRAP_REFUSALS, clock=clock)
         self._active: dict[str, asyncio.Task[SessionRecord]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._endpoints: list[Endpoint] = []
+        self._endpoints: list[Endpoint | TcpEndpoint] = []
         self._push_endpoint: Requester | None = None
         #: False once stopping: a Request Bootstrap then gets no answer (see stop_accepting)
         self._accepting = True
         self.coap_address: Address | None = None
         self.coaps_address: Address | None = None
+        self.coap_tcp_address: Address | None = None
+        self.coaps_tcp_address: Address | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -180,10 +183,15 @@ class BootstrapServer:
         *,
         coaps_port: int = 0,
         dtls: SecurityLayer | None = None,
+        coap_tcp_port: int | None = None,
+        coaps_tcp_port: int | None = None,
+        tls: StreamSecurity | None = None,
     ) -> None:
         """Open the CoAP endpoint, and the CoAPs one when ``dtls`` is given (port 0: any free port).
 
         (The commands treat ``--coaps-port 0`` as "disabled" by passing no ``dtls``.)
+        ``coap_tcp_port`` and ``coaps_tcp_port`` (with ``tls``) add CoAP over TCP
+        and TLS (RFC 8323) for client-initiated bootstrap; None leaves them off.
         """
         from lwm2m.coap.endpoint import Endpoint
 
@@ -204,11 +212,35 @@ class BootstrapServer:
             secure_holder.append(secure)
             self._endpoints.append(secure)
             self.coaps_address = secure.local_address
+        await self._start_tcp(host, coap_tcp_port, coaps_tcp_port, tls)
         logger.info(
             "bootstrap server on coap %s%s",
             format_address(plain.local_address),
             f", coaps {format_address(self.coaps_address)}" if self.coaps_address else "",
         )
+
+    async def _start_tcp(
+        self,
+        host: str,
+        coap_tcp_port: int | None,
+        coaps_tcp_port: int | None,
+        tls: StreamSecurity | None,
+    ) -> None:
+        from lwm2m.coap.tcp_transport import TcpEndpoint
+
+        for port, security in ((coap_tcp_port, None), (coaps_tcp_port, tls)):
+            if port is None or (port == coaps_tcp_port and security is None):
+                continue
+            holder: list[Requester] = []
+            endpoint = await TcpEndpoint.listen(
+                host, port, handler=self._handler(holder), security=security
+            )
+            holder.append(endpoint)
+            self._endpoints.append(endpoint)
+            if security is None:
+                self.coap_tcp_address = endpoint.local_address
+            else:
+                self.coaps_tcp_address = endpoint.local_address
 
     def attach(self, requester: Requester) -> Handler:
         """Serve on an endpoint created elsewhere: returns its handler; pushes go through it."""
@@ -255,7 +287,7 @@ class BootstrapServer:
 
     # ------------------------------------------------------------------ Request Bootstrap
 
-    def _handler(self, holder: list[Endpoint]) -> Handler:
+    def _handler(self, holder: Sequence[Requester]) -> Handler:
         from lwm2m.coap.endpoint import NO_RESPONSE
 
         async def handle(request: IncomingRequest) -> Message | NoResponse:

@@ -22,6 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_COAPS_PORT,
         help="CoAP over DTLS port (0 disables; needs --security PSK entries or --cert/--key)",
     )
+    parser.add_argument(
+        "--coap-tcp-port",
+        type=int,
+        default=0,
+        help="CoAP over TCP (RFC 8323) port (default 0: disabled)",
+    )
+    parser.add_argument(
+        "--coaps-tcp-port",
+        type=int,
+        default=0,
+        help="CoAP over TLS port, same credentials as DTLS (default 0: disabled)",
+    )
     parser.add_argument("--http-port", type=int, default=0, help="REST API / web UI port (0: none)")
     parser.add_argument("--config", help="bootstrap configurations (JSON; Leshan's store accepted)")
     parser.add_argument(
@@ -91,6 +103,8 @@ async def _main(args: argparse.Namespace) -> int:
             host=args.host,
             coap_port=args.coap_port,
             coaps_port=args.coaps_port,
+            coap_tcp_port=args.coap_tcp_port or None,
+            coaps_tcp_port=args.coaps_tcp_port or None,
             config_file=args.config,
             cert_pem=read_option_file(args.cert, "--cert"),
             key_pem=read_option_file(args.key, "--key"),

@@ -37,6 +37,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--coaps-port", type=int, default=5684, help="CoAP over DTLS port (0 disables)"
     )
     parser.add_argument(
+        "--coap-tcp-port",
+        type=int,
+        default=0,
+        help="CoAP over TCP (RFC 8323, coap+tcp://) port; IANA's is 5683 (default 0: disabled)",
+    )
+    parser.add_argument(
+        "--coaps-tcp-port",
+        type=int,
+        default=0,
+        help="CoAP over TLS (coaps+tcp://) port, same credentials as DTLS; IANA's is 5684"
+        " (default 0: disabled)",
+    )
+    parser.add_argument(
+        "--tcp-keepalive",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="Ping idle TCP/TLS connections after this long (0: never; default 60)",
+    )
+    parser.add_argument(
+        "--tcp-max-connections",
+        type=int,
+        default=10_000,
+        help="open TCP/TLS connections kept per port; more are aborted (default 10000)",
+    )
+    parser.add_argument(
         "--http-port", type=int, default=8080, help="REST API and web UI port (0 disables)"
     )
     parser.add_argument("--data", default="./lwm2m-data", help="data directory (SQLite store)")
@@ -80,6 +106,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=5784,
         help="embedded bootstrap server, CoAP over DTLS (0 disables)",
+    )
+    parser.add_argument(
+        "--bootstrap-coap-tcp-port",
+        type=int,
+        default=0,
+        help="embedded bootstrap server, CoAP over TCP (default 0: disabled)",
+    )
+    parser.add_argument(
+        "--bootstrap-coaps-tcp-port",
+        type=int,
+        default=0,
+        help="embedded bootstrap server, CoAP over TLS (default 0: disabled)",
     )
     parser.add_argument("--bootstrap-config", help="bootstrap configurations file (JSON)")
     parser.add_argument("--api-token", help="bearer token required by the REST API")
@@ -152,7 +190,7 @@ async def _main(args: argparse.Namespace) -> int:
                 raise ConfigurationError(str(exc)) from None
             for entry in entries:
                 await stores.security.put(entry)
-        dtls = _dtls_config(args, stores) if args.coaps_port else None
+        dtls = _dtls_config(args, stores) if args.coaps_port or args.coaps_tcp_port else None
         firmware = await _firmware(args, stores)
         server = LwM2MServer(
             stores,
@@ -163,6 +201,10 @@ async def _main(args: argparse.Namespace) -> int:
                 coap_port=args.coap_port,
                 coaps_port=args.coaps_port,
                 dtls=dtls,
+                coap_tcp_port=args.coap_tcp_port or None,
+                coaps_tcp_port=args.coaps_tcp_port or None,
+                tcp_keepalive_s=args.tcp_keepalive or None,
+                tcp_max_connections=args.tcp_max_connections,
                 lifetime_grace_s=args.lifetime_grace,
                 awake_time_s=args.awake_time,
                 max_queued=args.queue_size,
@@ -204,7 +246,7 @@ async def _start_gated(server: Any, gate: RequestGate, args: argparse.Namespace,
     handler = gate.admit(server.handle)
     coap = await Endpoint.create(args.host, args.coap_port, handler=handler)
     coaps = None
-    if dtls is not None:
+    if dtls is not None and args.coaps_port:
         from lwm2m.coap.dtls import DtlsServer
 
         try:
@@ -214,7 +256,13 @@ async def _start_gated(server: Any, gate: RequestGate, args: argparse.Namespace,
         except BaseException:
             await coap.close()
             raise
-    await server.start_with(coap, coaps)
+    try:
+        await server.start_with(coap, coaps, tcp_handler=handler)
+    except BaseException:
+        for endpoint in (coap, coaps):
+            if endpoint is not None:
+                await endpoint.close()
+        raise
 
 
 async def _stop(

@@ -315,14 +315,20 @@ class LwM2MServer:
                 raise ValueError("coaps+tcp needs credentials: set the dtls config too")
             from lwm2m.coap.tls import TlsServer
 
-            self._coaps_tcp = await TcpEndpoint.listen(
-                config.host,
-                config.coaps_tcp_port,
-                handler=handler,
-                config=tcp_config,
-                security=TlsServer(config.dtls),
-                max_connections=config.tcp_max_connections,
-            )
+            try:
+                self._coaps_tcp = await TcpEndpoint.listen(
+                    config.host,
+                    config.coaps_tcp_port,
+                    handler=handler,
+                    config=tcp_config,
+                    security=TlsServer(config.dtls),
+                    max_connections=config.tcp_max_connections,
+                )
+            except BaseException:
+                if self._coap_tcp is not None:
+                    await self._coap_tcp.close()
+                    self._coap_tcp = None
+                raise
             self._coaps_tcp.add_activity_listener(self._activity)
 
     async def _after_start(self) -> None:
