@@ -126,3 +126,68 @@ async def test_request_to_a_disconnected_device_times_out_like_a_sleeping_one(
     assert not tcp_server.is_connected("gone-dev")
     with pytest.raises(RequestTimeout):
         await tcp_server.read("gone-dev", "/3/0/0", timeout=0.2)
+
+
+async def test_psk_client_registers_over_tls_and_the_identity_rule_holds() -> None:
+    from lwm2m.client.config import MODE_PSK
+    from lwm2m.coap.dtls import DtlsServerConfig
+    from lwm2m.security.credentials import PskCredential, SecurityEntry
+
+    key = bytes.fromhex("00112233445566778899aabbccddeeff")
+    stores = MemoryStores()
+    await stores.security.put(SecurityEntry("tls-dev", psk=PskCredential(b"tls-id", key)))
+
+    def lookup(identity: bytes) -> bytes | None:
+        entry = stores.security.get_by_psk_identity(identity)
+        return None if entry is None or entry.psk is None else entry.psk.key
+
+    server = LwM2MServer(
+        stores,
+        config=ServerConfig(
+            coap_port=0,
+            coaps_tcp_port=0,
+            dtls=DtlsServerConfig(psk_lookup=lookup),
+            request_timeout_s=TIMEOUT,
+        ),
+    )
+    await server.start()
+    assert server.coaps_tcp_address is not None
+
+    def client(name: str) -> LwM2MClient:
+        assert server.coaps_tcp_address is not None
+        return LwM2MClient(
+            ClientConfig(
+                name,
+                servers=(
+                    ClientServerConfig(
+                        f"coaps+tcp://127.0.0.1:{server.coaps_tcp_address[1]}",
+                        binding="T",
+                        security_mode=MODE_PSK,
+                        psk_identity=b"tls-id",
+                        psk_key=key,
+                    ),
+                ),
+                local_host="127.0.0.1",
+                manufacturer="ACME",
+            )
+        )
+
+    good = client("tls-dev")
+    impostor = client("other-dev")  # right key, but the identity belongs to tls-dev
+    try:
+        with server.events.subscribe("tls-dev") as events:
+            await good.start()
+            reg = (await _next(events, RegistrationEvent)).registration
+        assert reg.transport == "tcp" and reg.identity is not None
+        assert reg.identity.psk_identity == b"tls-id"
+        value = await server.read("tls-dev", "/3/0/0", timeout=TIMEOUT)
+        assert isinstance(value.content, Resource) and value.content.value == "ACME"
+        failed = asyncio.Event()
+        impostor.on_event = lambda _c, what: failed.set() if what == "failed" else None
+        await impostor.start()
+        await asyncio.wait_for(failed.wait(), TIMEOUT)
+        assert server.get_registration("other-dev") is None
+    finally:
+        await impostor.stop()
+        await good.stop()
+        await server.stop()
