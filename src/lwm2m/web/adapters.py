@@ -110,6 +110,7 @@ def client_info(reg: Registration, *, sleeping: bool = False) -> ClientInfo:
         root_path=reg.root_path,
         secure=reg.secure,
         sleeping=sleeping,
+        transport=("coaps" if reg.secure else "coap") + ("+tcp" if reg.transport == "tcp" else ""),
     )
 
 

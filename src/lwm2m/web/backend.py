@@ -86,6 +86,8 @@ class ClientInfo:
     root_path: str = "/"
     secure: bool = False
     sleeping: bool = False
+    #: how the client registered and is reached: coap, coaps, coap+tcp or coaps+tcp
+    transport: str = "coap"
 
 
 @dataclass(frozen=True, slots=True)

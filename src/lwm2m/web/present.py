@@ -111,6 +111,7 @@ def client_json(info: ClientInfo) -> dict[str, Any]:
         "queuemode": info.queue_mode,
         "sleeping": info.sleeping,
         "secure": info.secure,
+        "transport": info.transport,
         "smsNumber": info.sms_number,
         "rootPath": info.root_path,
         "registrationDate": _iso(info.registered_at),

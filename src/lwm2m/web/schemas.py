@@ -47,7 +47,12 @@ class Client(BaseModel):
     bindingMode: str
     queuemode: bool
     sleeping: bool = Field(description="Queue-mode client currently not reachable.")
-    secure: bool = Field(description="Registered over DTLS.")
+    secure: bool = Field(description="Registered over DTLS or TLS.")
+    transport: str = Field(
+        default="coap",
+        description="The URI scheme the client registered over and is reached by:"
+        " coap, coaps (UDP, DTLS), coap+tcp or coaps+tcp (RFC 8323).",
+    )
     smsNumber: str | None = None
     rootPath: str = "/"
     registrationDate: datetime.datetime

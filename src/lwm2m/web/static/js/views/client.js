@@ -398,11 +398,12 @@ export function renderClientView(endpoint) {
       h(
         "div",
         { class: "card client-card" },
-        h("div", { class: "client-title" }, h("h1", {}, client.endpoint), statusBadge(client), client.secure ? h("span", { class: "badge secure" }, "DTLS") : null),
+        h("div", { class: "client-title" }, h("h1", {}, client.endpoint), statusBadge(client), client.secure ? h("span", { class: "badge secure" }, client.transport === "coaps+tcp" ? "TLS" : "DTLS") : null),
         h(
           "div",
           { class: "kv-grid" },
           item("Address", client.address),
+          item("Transport", client.transport || "coap"),
           item("LwM2M", client.lwM2mVersion),
           item("Binding", client.bindingMode + (client.queuemode ? " · queue" : "")),
           item("Lifetime", `${client.lifetime} s`),
