@@ -6,8 +6,14 @@ comes from a duplicate cache) and counts answers.  Prints requests/s per
 server (median of ``--rounds``) and, last, ``ratio lwm2m/aiocoap: X`` using
 our best figure (uvloop when measured).
 
+The same load over CoAP over TCP and over TLS (RFC 8323; TLS with an ECDSA
+certificate, the version both ends pick) follows: one connection per load
+process, the same window of GETs in flight, frames written back to back.
+(DTLS requests/s: ``bench/dtls.py``.)
+
     python bench/coap_throughput.py --seconds 5
     python bench/coap_throughput.py --seconds 5 --no-uvloop
+    python bench/coap_throughput.py --seconds 5 --transports tcp,tls
 
 All traffic goes to 127.0.0.1.
 """
@@ -46,6 +52,44 @@ def _serve_lwm2m(use_uvloop: bool, eager: bool, conn: Connection) -> None:
 
     async def main() -> None:
         endpoint = await Endpoint.create("127.0.0.1", 0, handler=handler, eager_handlers=eager)
+        conn.send(endpoint.local_address[1])
+        await asyncio.Event().wait()
+
+    loop = new_event_loop(prefer_uvloop=use_uvloop)
+    conn.send(type(loop).__module__)
+    loop.run_until_complete(main())
+
+
+def _serve_lwm2m_stream(
+    use_uvloop: bool, tls: tuple[bytes, bytes] | None, conn: Connection
+) -> None:
+    """Our CoAP-over-TCP endpoint, under TLS when ``tls`` = (certificate PEM, key PEM)."""
+    from lwm2m.coap.codes import Code
+    from lwm2m.coap.endpoint import IncomingRequest
+    from lwm2m.coap.loop import new_event_loop
+    from lwm2m.coap.message import Message
+    from lwm2m.coap.tcp_connection import TcpConfig
+    from lwm2m.coap.tcp_transport import TcpEndpoint
+
+    response = Message(Code.CONTENT, payload=PAYLOAD, content_format=0)
+
+    async def handler(request: IncomingRequest) -> Message:
+        return response
+
+    async def main() -> None:
+        security = None
+        if tls is not None:
+            from lwm2m.coap.dtls import DtlsServerConfig
+            from lwm2m.coap.tls import TlsServer
+
+            security = TlsServer(
+                DtlsServerConfig(
+                    certificate_pem=tls[0], private_key_pem=tls[1], require_client_certificate=False
+                )
+            )
+        endpoint = await TcpEndpoint.listen(
+            "127.0.0.1", 0, handler=handler, config=TcpConfig(keepalive_s=None), security=security
+        )
         conn.send(endpoint.local_address[1])
         await asyncio.Event().wait()
 
@@ -144,15 +188,95 @@ def _load(port: int, seconds: float, window: int, seed: int, conn: Connection) -
     sock.close()
 
 
-def _measure(port: int, seconds: float, window: int, clients: int) -> float:
+def _load_stream(
+    port: int, seconds: float, window: int, seed: int, ca_pem: bytes | None, conn: Connection
+) -> None:
+    """Keep ``window`` GETs in flight over one TCP (or TLS) connection; report completions."""
+    import ssl
+
+    sock: socket.socket = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if ca_pem is not None:
+        ctx = ssl.create_default_context(cadata=ca_pem.decode())
+        sock = ctx.wrap_socket(sock, server_hostname="localhost")
+    # CSM first (RFC 8323 5.3): Max-Message-Size 1152
+    sock.sendall(bytes((0x30, 0xE1, 0x22, 0x04, 0x80)))
+    # Len 6 (Uri-Path "bench"), TKL 4 | GET | token
+    head = bytes((0x64, 0x01))
+    opt = bytes((0xB0 | len(PATH),)) + PATH
+    counter = seed << 24
+
+    def request() -> bytes:
+        nonlocal counter
+        counter = (counter + 1) & 0xFFFFFFFF
+        return head + counter.to_bytes(4, "big") + opt
+
+    conn.recv()  # go
+    start = time.perf_counter()
+    warm_end = start + min(0.5, seconds / 4)
+    end = warm_end + seconds
+    sock.sendall(b"".join(request() for _ in range(window)))
+    buf = bytearray()
+    done = counted_from = 0
+    warm = True
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            break
+        buf += data
+        answered = 0
+        pos = 0
+        while pos < len(buf):
+            first = buf[pos]
+            length, tkl = first >> 4, first & 0x0F
+            ext = (0, 1, 2, 4)[length - 12] if length >= 13 else 0
+            if length >= 13:
+                if pos + 1 + ext > len(buf):
+                    break
+                length = (
+                    int.from_bytes(buf[pos + 1 : pos + 1 + ext], "big") + (13, 269, 65805)[ext // 2]
+                )
+            size = 1 + ext + 1 + tkl + length
+            if pos + size > len(buf):
+                break
+            if buf[pos + 1 + ext] == 0x45:  # 2.05
+                answered += 1
+            pos += size
+        del buf[:pos]
+        if answered:
+            done += answered
+            sock.sendall(b"".join(request() for _ in range(answered)))
+            now = time.perf_counter()
+            if warm and now >= warm_end:
+                warm = False
+                counted_from = done
+            if now >= end:
+                break
+    elapsed = time.perf_counter() - warm_end
+    conn.send((done - counted_from, elapsed, 0))
+    sock.close()
+
+
+def _measure(
+    port: int,
+    seconds: float,
+    window: int,
+    clients: int,
+    stream: bool = False,
+    ca_pem: bytes | None = None,
+) -> float:
     ctx = mp.get_context("spawn")
     pipes = []
     procs = []
     for i in range(clients):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(
-            target=_load, args=(port, seconds, max(1, window // clients), i + 1, child), daemon=True
+        per = max(1, window // clients)
+        load_args: tuple[object, ...] = (
+            (port, seconds, per, i + 1, ca_pem, child)
+            if stream
+            else (port, seconds, per, i + 1, child)
         )
+        proc = ctx.Process(target=_load_stream if stream else _load, args=load_args, daemon=True)
         proc.start()
         pipes.append(parent)
         procs.append(proc)
@@ -188,13 +312,20 @@ def _free_port() -> int:
 
 
 def _run(
-    name: str, target: Callable[..., None], args: tuple[object, ...], opts: argparse.Namespace
+    name: str,
+    target: Callable[..., None],
+    args: tuple[object, ...],
+    opts: argparse.Namespace,
+    *,
+    stream: bool = False,
+    ca_pem: bytes | None = None,
 ) -> float:
     proc, port, loop_kind = _start_server(target, *args)
     try:
-        _measure(port, min(1.0, opts.seconds), opts.window, opts.clients)  # warm-up
+        _measure(port, min(1.0, opts.seconds), opts.window, opts.clients, stream, ca_pem)
         rates = [
-            _measure(port, opts.seconds, opts.window, opts.clients) for _ in range(opts.rounds)
+            _measure(port, opts.seconds, opts.window, opts.clients, stream, ca_pem)
+            for _ in range(opts.rounds)
         ]
     finally:
         proc.terminate()
@@ -230,8 +361,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="schedule a Task per handler instead of starting it eagerly (3.12+; always on 3.11)",
     )
+    parser.add_argument(
+        "--transports",
+        default="udp,tcp,tls",
+        help="comma-separated: udp (with the aiocoap comparison), tcp, tls (default: all)",
+    )
     parser.set_defaults(uvloop="both")
     opts = parser.parse_args(argv)
+    transports = {t.strip() for t in opts.transports.split(",") if t.strip()}
 
     print(
         f"CoAP CON GET -> 2.05 '{PAYLOAD.decode()}'; {opts.window} in flight; "
@@ -239,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     ours: dict[str, float] = {}
+    if transports & {"tcp", "tls"}:
+        _run_streams(opts, transports)
+    if "udp" not in transports:
+        return 0
     if opts.uvloop in ("both", "none"):
         ours["asyncio"] = _run("lwm2m.coap (asyncio)", _serve_lwm2m, (False, opts.eager), opts)
     if opts.uvloop in ("both", "only"):
@@ -254,6 +395,43 @@ def main(argv: list[str] | None = None) -> int:
     best = ours.get("uvloop", ours.get("asyncio", 0.0))
     print(f"ratio lwm2m/aiocoap: {best / theirs:.2f}")
     return 0
+
+
+def _run_streams(opts: argparse.Namespace, transports: set[str]) -> None:
+    """CoAP over TCP and TLS rows (our server on the asyncio loop, and uvloop when asked)."""
+    kinds = [
+        k for k in ("asyncio", "uvloop") if opts.uvloop in ("both", k if k == "uvloop" else "none")
+    ]
+    if opts.uvloop == "both":
+        kinds = ["asyncio", "uvloop"]
+    if "uvloop" in kinds:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            kinds.remove("uvloop")
+    if "tcp" in transports:
+        for kind in kinds:
+            _run(
+                f"lwm2m.coap TCP ({kind})",
+                _serve_lwm2m_stream,
+                (kind == "uvloop", None),
+                opts,
+                stream=True,
+            )
+    if "tls" in transports:
+        from lwm2m.security.certs import make_ca, make_cert
+
+        ca = make_ca("bench")
+        cert = make_cert(ca, "localhost", ["localhost"])
+        for kind in kinds:
+            _run(
+                f"lwm2m.coap TLS ({kind})",
+                _serve_lwm2m_stream,
+                (kind == "uvloop", (cert.cert_pem, cert.key_pem)),
+                opts,
+                stream=True,
+                ca_pem=ca.cert_pem,
+            )
 
 
 if __name__ == "__main__":
