@@ -399,11 +399,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_streams(opts: argparse.Namespace, transports: set[str]) -> None:
     """CoAP over TCP and TLS rows (our server on the asyncio loop, and uvloop when asked)."""
-    kinds = [
-        k for k in ("asyncio", "uvloop") if opts.uvloop in ("both", k if k == "uvloop" else "none")
-    ]
-    if opts.uvloop == "both":
-        kinds = ["asyncio", "uvloop"]
+    kinds = {"both": ["asyncio", "uvloop"], "none": ["asyncio"], "only": ["uvloop"]}[opts.uvloop]
     if "uvloop" in kinds:
         try:
             import uvloop  # noqa: F401
