@@ -171,3 +171,21 @@ async def test_console_commands(make_client: MakeClient) -> None:
     await console.execute("quit")
     assert quit_called == [True]
     await until(lambda: True)
+
+
+def test_build_config_tcp_servers_get_binding_t() -> None:
+    config = build_config(
+        parse(
+            "-e", "d",
+            "-s", "coap+tcp://127.0.0.1:5683",
+            "-s", "coaps+tcp://h", "--psk-identity", "id", "--psk-key", "00ff",
+            "--bootstrap", "coap+tcp://127.0.0.1:5783",
+        )
+    )  # fmt: skip
+    plain, secure, bootstrap = config.servers
+    assert (plain.binding, plain.security_mode) == ("T", 3)
+    assert (secure.binding, secure.security_mode, secure.psk_identity) == ("T", 0, b"id")
+    assert bootstrap.bootstrap and bootstrap.uri == "coap+tcp://127.0.0.1:5783"
+    assert build_config(parse("-e", "d", "-q", "-s", "coap+tcp://h")).servers[0].binding == "TQ"
+    with pytest.raises(ConfigError):  # coaps+tcp without credentials
+        build_config(parse("-e", "d", "-s", "coaps+tcp://h"))
