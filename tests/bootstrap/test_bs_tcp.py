@@ -6,9 +6,9 @@ import asyncio
 
 from lwm2m.bootstrap.events import SessionMode
 from lwm2m.bootstrap.server import BootstrapServer
-from lwm2m.client.bootstrap import BootstrapOptions, install_bootstrap
+from lwm2m.client.bootstrap.interface import BootstrapOptions, install_bootstrap
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.server import LwM2MServer, RegistrationEvent
 from lwm2m.server import ServerConfig as LwM2MServerConfig
 from lwm2m.stores.memory import MemoryStores
@@ -40,7 +40,9 @@ async def test_bootstrap_and_register_over_tcp() -> None:
             ClientConfig(
                 "bs-tcp",
                 servers=(
-                    ServerConfig(f"coap+tcp://127.0.0.1:{bs.coap_tcp_address[1]}", bootstrap=True),
+                    FactoryAccount(
+                        f"coap+tcp://127.0.0.1:{bs.coap_tcp_address[1]}", bootstrap=True
+                    ),
                 ),
                 local_host="127.0.0.1",
             )

@@ -187,5 +187,5 @@ def test_build_config_tcp_servers_get_binding_t() -> None:
     assert (secure.binding, secure.security_mode, secure.psk_identity) == ("T", 0, b"id")
     assert bootstrap.bootstrap and bootstrap.uri == "coap+tcp://127.0.0.1:5783"
     assert build_config(parse("-e", "d", "-q", "-s", "coap+tcp://h")).servers[0].binding == "TQ"
-    with pytest.raises(ConfigError):  # coaps+tcp without credentials
+    with pytest.raises(ClientConfigError):  # coaps+tcp without credentials
         build_config(parse("-e", "d", "-s", "coaps+tcp://h"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lwm2m.client.config import ClientConfig, ServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.simulator import Simulator
 from lwm2m.model.nodes import Resource
 from lwm2m.model.registry import ModelRegistry
@@ -27,7 +27,7 @@ async def test_thousand_devices_over_tcp(registry: ModelRegistry) -> None:
     base = ClientConfig(
         "tcpsim",
         servers=(
-            ServerConfig(
+            FactoryAccount(
                 f"coap+tcp://127.0.0.1:{server.coap_tcp_address[1]}", lifetime_s=600, binding="T"
             ),
         ),

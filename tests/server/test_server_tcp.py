@@ -10,14 +10,14 @@ import pytest
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig
-from lwm2m.client.config import ServerConfig as ClientServerConfig
+from lwm2m.client.config import FactoryAccount as ClientServerConfig
 from lwm2m.coap.tcp_transport import TcpEndpoint
 from lwm2m.model.nodes import ObjectInstance, Resource
 from lwm2m.server import (
+    ClientTimeout,
     LwM2MServer,
     NotificationEvent,
     RegistrationEvent,
-    RequestTimeout,
     ServerConfig,
     UpdatedEvent,
 )
@@ -124,7 +124,7 @@ async def test_request_to_a_disconnected_device_times_out_like_a_sleeping_one(
     await asyncio.wait_for(closed.wait(), TIMEOUT)
     assert tcp_server.get_registration("gone-dev") is not None
     assert not tcp_server.is_connected("gone-dev")
-    with pytest.raises(RequestTimeout):
+    with pytest.raises(ClientTimeout):
         await tcp_server.read("gone-dev", "/3/0/0", timeout=0.2)
 
 
