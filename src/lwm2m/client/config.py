@@ -39,7 +39,7 @@ def parse_server_uri(uri: str) -> tuple[str, str, int]:
     scheme = parsed.scheme.lower()
     if scheme not in ("coap", "coaps", "coap+tcp", "coaps+tcp"):
         raise ClientConfigError(
-            f"{uri!r}: server URI must be coap://, coaps://, coap+tcp:// or coaps+tcp://"
+            f"{uri!r}: server URI must be coap:// or coaps:// (UDP) or coap+tcp://, coaps+tcp://"
         )
     if not parsed.hostname:
         raise ClientConfigError(f"{uri!r}: server URI has no host")
