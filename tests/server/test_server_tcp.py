@@ -191,3 +191,22 @@ async def test_psk_client_registers_over_tls_and_the_identity_rule_holds() -> No
         await impostor.stop()
         await good.stop()
         await server.stop()
+
+
+async def test_observation_survives_a_reconnect(tcp_server: LwM2MServer) -> None:
+    client = _client(tcp_server, "obs-dev", tcp_reconnect_backoff_s=0.01)
+    with tcp_server.events.subscribe("obs-dev") as events:
+        await client.start()
+        try:
+            first = (await _next(events, RegistrationEvent)).registration
+            await tcp_server.observe("obs-dev", "/1/0/1", timeout=TIMEOUT)
+            tcp = tcp_server._coap_tcp
+            assert isinstance(tcp, TcpEndpoint)
+            tcp._links[first.address].stream.transport.abort()  # type: ignore[union-attr]
+            await _next(events, UpdatedEvent)  # reconnected
+            await tcp_server.wait_background()  # the dormant observation is registered again
+            await tcp_server.write("obs-dev", "/1/0/1", 500, timeout=TIMEOUT)
+            note = await _next(events, NotificationEvent)
+            assert note.content.value == 500
+        finally:
+            await client.stop(deregister=True)

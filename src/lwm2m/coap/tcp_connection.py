@@ -74,6 +74,7 @@ from lwm2m.coap.tcp_framing import (
 __all__ = [
     "CapabilitiesReceived",
     "ConnectionClosed",
+    "ConnectionLost",
     "PongReceived",
     "TcpConfig",
     "TcpConnection",
@@ -99,6 +100,14 @@ class TcpConfig:
     csm_timeout_s: float = 30.0
     #: Room kept for code, token and options when deciding to slice a body.
     header_room: int = 128
+
+
+class ConnectionLost(CoapError):
+    """An established observation ended because its connection closed.
+
+    Not an :class:`EndpointClosed`: the observation is not over for the
+    application, which may register it again once the peer reconnects.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,9 +374,8 @@ class TcpConnection:
         error: CoapError = EndpointClosed(f"connection closed: {reason}")
         for request_id, out in list(self._outgoing.items()):
             if out.observe and out.established:
-                self._events.append(
-                    ClientObservationEnded(request_id, f"connection closed: {reason}")
-                )
+                lost = ConnectionLost(f"connection closed: {reason}")
+                self._events.append(RequestFailed(request_id, lost))
             else:
                 self._events.append(RequestFailed(request_id, error))
         self._outgoing.clear()

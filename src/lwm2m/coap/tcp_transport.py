@@ -61,10 +61,16 @@ from lwm2m.coap.events import (
 )
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer, PeerIdentity, normalize_address
-from lwm2m.coap.tcp_connection import ConnectionClosed, PongReceived, TcpConfig, TcpConnection
+from lwm2m.coap.tcp_connection import (
+    ConnectionClosed,
+    ConnectionLost,
+    PongReceived,
+    TcpConfig,
+    TcpConnection,
+)
 from lwm2m.coap.traffic import TrafficCounter
 
-__all__ = ["NotConnected", "StreamSecurity", "TcpEndpoint", "TlsSessionError"]
+__all__ = ["ConnectionLost", "NotConnected", "StreamSecurity", "TcpEndpoint", "TlsSessionError"]
 
 logger = logging.getLogger(__name__)
 

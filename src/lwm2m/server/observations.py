@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from lwm2m.coap.codes import MessageType
 from lwm2m.coap.errors import CoapError
 from lwm2m.coap.message import Message
+from lwm2m.coap.tcp_connection import ConnectionLost
 from lwm2m.formats.errors import FormatError
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
@@ -161,6 +162,14 @@ class Observations:
                         records=records,
                     )
                 )
+        except ConnectionLost as exc:
+            # CoAP over TCP: the client's connection closed.  The observation
+            # stays stored, dormant, and is registered again when the client
+            # reconnects and updates (see LwM2MServer.restore_observations).
+            logger.info("observation %s on %s dormant: %s", record.id, record.endpoint, exc)
+            if self._live.get(record.id) is live:
+                del self._live[record.id]
+            return
         except CoapError as exc:
             logger.info("observation %s on %s ended: %s", record.id, record.endpoint, exc)
         except asyncio.CancelledError:
