@@ -10,14 +10,16 @@ import contextlib
 import shutil
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import IncomingRequest
 from lwm2m.coap.message import Message
+from lwm2m.coap.peer import Peer
 from lwm2m.coap.tcp_connection import TcpConfig
-from lwm2m.coap.tcp_transport import NotConnected, TcpEndpoint
+from lwm2m.coap.tcp_transport import NotConnected, StreamSecurity, TcpEndpoint
 
 SERVER_BIN = shutil.which("coap-server-notls")
 CLIENT_BIN = shutil.which("coap-client-notls")
@@ -152,3 +154,85 @@ async def test_observe_libcoap_time_over_tcp(libcoap_tcp_server: tuple[str, int]
                 assert note.code == Code.CONTENT and note.payload
                 break
         await obs.cancel(timeout=TIMEOUT)
+
+
+TLS_CLIENT_BIN = shutil.which("coap-client-openssl")
+needs_tls_client = pytest.mark.skipif(
+    TLS_CLIENT_BIN is None, reason="coap-client-openssl not installed"
+)
+
+
+async def run_tls_client(*args: str) -> str:
+    assert TLS_CLIENT_BIN is not None
+    proc = await asyncio.create_subprocess_exec(
+        TLS_CLIENT_BIN,
+        "-B",
+        "5",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return out.decode(errors="replace")
+
+
+async def _tls_server(security: StreamSecurity, peers: list[Peer]) -> TcpEndpoint:
+    async def handler(request: IncomingRequest) -> Message:
+        peers.append(request.peer)
+        return Message(Code.CONTENT, payload=b"over-tls")
+
+    return await TcpEndpoint.listen("127.0.0.1", 0, handler=handler, security=security)
+
+
+@needs_tls_client
+async def test_libcoap_client_over_tls_with_psk() -> None:
+    from lwm2m.coap.dtls import DtlsServerConfig
+    from lwm2m.coap.peer import PeerIdentity
+    from lwm2m.coap.tls import TlsServer
+
+    keys = {b"libcoap-id": b"secret-psk-key-1"}
+    peers: list[Peer] = []
+    server = await _tls_server(TlsServer(DtlsServerConfig(psk_lookup=keys.get)), peers)
+    async with server:
+        port = server.local_address[1]
+        out = await run_tls_client(
+            "-u", "libcoap-id", "-k", "secret-psk-key-1", f"coaps+tcp://127.0.0.1:{port}/3/0/0"
+        )
+        assert "over-tls" in out, out
+    (peer,) = peers
+    assert peer.identity == PeerIdentity(psk_identity=b"libcoap-id")
+
+
+@needs_tls_client
+async def test_libcoap_client_over_tls_with_certificates(tmp_path: Path) -> None:
+    from lwm2m.coap.dtls import DtlsServerConfig
+    from lwm2m.coap.peer import PeerIdentity
+    from lwm2m.coap.tls import TlsServer
+    from lwm2m.security.certs import make_ca, make_cert
+
+    ca = make_ca("libcoap tls root")
+    server_cert = make_cert(ca, "localhost", ["localhost", "127.0.0.1"])
+    device = make_cert(ca, "1:libcoap-dev")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    (tmp_path / "dev.pem").write_bytes(device.cert_pem)
+    (tmp_path / "dev.key").write_bytes(device.key_pem)
+    peers: list[Peer] = []
+    security = TlsServer(
+        DtlsServerConfig(
+            certificate_pem=server_cert.cert_pem,
+            private_key_pem=server_cert.key_pem,
+            trusted_ca_pems=(ca.cert_pem,),
+        )
+    )
+    server = await _tls_server(security, peers)
+    async with server:
+        port = server.local_address[1]
+        out = await run_tls_client(
+            "-c", str(tmp_path / "dev.pem"),
+            "-j", str(tmp_path / "dev.key"),
+            "-C", str(tmp_path / "ca.pem"),
+            f"coaps+tcp://127.0.0.1:{port}/3/0/0",
+        )  # fmt: skip
+        assert "over-tls" in out, out
+    (peer,) = peers
+    assert peer.identity == PeerIdentity(certificate_der=device.der)
