@@ -256,3 +256,57 @@ def test_pong_with_an_empty_token_answers_the_oldest_ping() -> None:
         PongReceived(first),
         PongReceived(second),
     ]
+
+
+def test_large_request_is_sent_with_block1_and_reassembled() -> None:
+    pair = Pair()
+    # b accepts only 1152 bytes per frame; a sends it a 5000-byte body
+    pair.b = TcpConnection(
+        Peer(("127.0.0.1", 1)), TcpConfig(max_message_size=1152), random.Random(2), 0.0
+    )
+    pair.flush()
+    body = bytes(range(256)) * 20
+    rid = pair.a.send_request(Message(Code.PUT, uri_path=("5", "0", "0"), payload=body), 0.0)
+    _, eb = pair.flush()  # the Continue exchanges happen inside the connections
+    assert len(eb) == 1 and isinstance(eb[0], RequestReceived)
+    assert eb[0].message.payload == body and eb[0].message.block1 is None
+    pair.b.respond(eb[0].request_id, Message(Code.CHANGED), 0.0)
+    ea, _ = pair.flush()
+    assert len(ea) == 1 and isinstance(ea[0], ResponseReceived) and ea[0].request_id == rid
+    assert ea[0].response.code == Code.CHANGED
+    assert ea[0].response.block1 == Block(4, False, 6)  # the last block, echoed
+
+
+def _answers(conn: TcpConnection, *requests: Message) -> list[object]:
+    """Feed raw requests to ``conn`` (after the CSM exchange); the frames it answers with."""
+    conn.receive_data(b"".join(encode_frame(r) for r in requests), 0.0)
+    return list(FrameDecoder(1 << 20).feed(conn.data_to_send()))
+
+
+def test_block1_out_of_order_gets_request_entity_incomplete() -> None:
+    pair = Pair()
+    pair.flush()
+    late = Message(
+        Code.PUT, token=b"t", uri_path=("x",), payload=b"y" * 1024, block1=Block(2, True, 6)
+    )
+    answers = _answers(pair.b, late)
+    assert answers == [Message(Code.REQUEST_ENTITY_INCOMPLETE, token=b"t")]
+    assert pair.b.next_event() is None  # never reaches the application
+
+
+def test_block1_body_beyond_the_limit_is_refused() -> None:
+    pair = Pair(TcpConfig(max_body_size=2048))
+    pair.flush()
+    blocks = [
+        Message(
+            Code.PUT, token=b"t", uri_path=("x",), payload=b"y" * 1024, block1=Block(n, True, 6)
+        )
+        for n in range(3)
+    ]
+    answers = _answers(pair.b, *blocks)
+    assert [getattr(a, "code", None) for a in answers] == [
+        Code.CONTINUE,
+        Code.CONTINUE,
+        Code.REQUEST_ENTITY_TOO_LARGE,
+    ]
+    assert pair.b.next_event() is None

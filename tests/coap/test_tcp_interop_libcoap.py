@@ -91,16 +91,19 @@ async def test_libcoap_client_reads_a_large_body_block_wise() -> None:
         assert BIG.decode() in out, out[-500:]
 
 
-@pytest.fixture
-async def libcoap_tcp_server() -> AsyncIterator[tuple[str, int]]:
+@pytest.fixture(params=[None, 1152], ids=["big-frames", "max-1152"])
+async def libcoap_tcp_server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, int]]:
+    """libcoap's server over TCP; with -X 1152 our bodies must go in Block1/Block2 blocks."""
     assert SERVER_BIN is not None
     port = free_tcp_port()
+    limit = () if request.param is None else ("-X", str(request.param))
     proc = await asyncio.create_subprocess_exec(
         SERVER_BIN,
         "-A",
         "127.0.0.1",
         "-p",
         str(port),
+        *limit,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -121,16 +124,22 @@ async def libcoap_tcp_server() -> AsyncIterator[tuple[str, int]]:
 
 @needs_server
 async def test_our_client_against_libcoap_server_over_tcp(
-    libcoap_tcp_server: tuple[str, int],
+    libcoap_tcp_server: tuple[str, int], request: pytest.FixtureRequest
 ) -> None:
     async with TcpEndpoint.connector() as client:
         core = await client.request(
             Message(Code.GET, uri_path=(".well-known", "core")), libcoap_tcp_server
         )
         assert core.code == Code.CONTENT and b"</time>" in core.payload
+        blocks: list[Message] = []
+        client.add_message_tracer(
+            lambda direction, msg, _a: blocks.append(msg) if msg.block1 is not None else None
+        )
         put = await client.request(
             Message(Code.PUT, uri_path=("example_data",), payload=BIG), libcoap_tcp_server
         )
+        # With -X 1152 libcoap's CSM makes us send the body in Block1 blocks; else in one frame.
+        assert bool(blocks) == (request.node.callspec.params["libcoap_tcp_server"] == 1152)
         assert put.code in (Code.CREATED, Code.CHANGED)
         got = await client.request(
             Message(Code.GET, uri_path=("example_data",)), libcoap_tcp_server

@@ -224,3 +224,16 @@ async def test_server_close_fails_the_client_pending_request() -> None:
     finally:
         await client.close()
         await server.close()
+
+
+async def test_message_tracer_sees_requests_and_responses(server: TcpEndpoint) -> None:
+    client = TcpEndpoint.connector()
+    try:
+        await client.request(Message(Code.GET, uri_path=("a",)), server.local_address)
+        seen: list[tuple[str, int, tuple[str, ...]]] = []
+        # added while the connection is open: it applies to it at once
+        server.add_message_tracer(lambda d, m, _a: seen.append((d, int(m.code), m.uri_path)))
+        await client.request(Message(Code.GET, uri_path=("b",)), server.local_address)
+        assert seen == [("in", int(Code.GET), ("b",)), ("out", int(Code.CONTENT), ())]
+    finally:
+        await client.close()

@@ -22,10 +22,13 @@ Rules:
    the sequence-number freshness test; Observe values still increase.  A
    client cancels actively (GET with Observe=1, same token); a notification
    for an unknown token is dropped.
-6. Block-wise: Block2 only, without BERT (we never send the Block-Wise-Transfer
-   option).  A response larger than the peer's Max-Message-Size (less
-   ``header_room``) is sliced into 1024-byte blocks and the body cached for
-   the follow-ups; a sliced response we receive is followed to its end.
+6. Block-wise without BERT (we never send the Block-Wise-Transfer option).
+   A body larger than the peer's Max-Message-Size (less ``header_room``) is
+   sliced into 1024-byte blocks: a response with Block2 (the body cached for
+   the follow-ups), a request with Block1 (the next block on each 2.31
+   Continue).  A sliced response we receive is followed to its end; a
+   Block1 request we receive is reassembled (up to ``max_body_size``) before
+   the application sees it.
 7. Keep-alive: after ``keepalive_s`` without receiving anything we Ping; no
    frame within ``pong_timeout_s`` after that closes the connection.
 
@@ -100,6 +103,8 @@ class TcpConfig:
     csm_timeout_s: float = 30.0
     #: Room kept for code, token and options when deciding to slice a body.
     header_room: int = 128
+    #: Largest request body reassembled from Block1 blocks (4.13 beyond).
+    max_body_size: int = 16 << 20
 
 
 class ConnectionLost(CoapError):
@@ -172,6 +177,9 @@ class TcpConnection:
         self._serving: dict[int, _Serving] = {}
         self._serving_by_token: dict[bytes, int] = {}
         self._block_cache: dict[tuple[str, tuple[str, ...]], tuple[Message, float]] = {}
+        #: Block1 bodies being received, by (path, query); final Block1 to echo, by request id
+        self._block1_bodies: dict[tuple[str, tuple[str, ...]], bytearray] = {}
+        self._block1_final: dict[int, Block] = {}
         self._pings: dict[bytes, int] = {}
         self._opened_at = now
         self._last_rx = now
@@ -246,8 +254,20 @@ class TcpConnection:
         if observe and message.observe is None:
             message = message.with_(observe=0)
         message = message.with_(token=token)
-        self._outgoing[request_id] = _Outgoing(message, observe)
+        out = _Outgoing(message, observe)
+        self._outgoing[request_id] = out
         self._by_token[token] = request_id
+        size = 1 << (_BLOCK_SZX + 4)
+        if len(message.payload) > max(size, self.peer_max_message_size - self.config.header_room):
+            out.upload = message.payload
+            self._send(
+                message.with_(
+                    payload=message.payload[:size],
+                    block1=Block(0, True, _BLOCK_SZX),
+                    size1=len(message.payload),
+                )
+            )
+            return request_id
         self._send(message)
         return request_id
 
@@ -284,6 +304,9 @@ class TcpConnection:
         request = self._incoming.pop(request_id, None)
         if request is None or self.closed:
             return
+        final = self._block1_final.pop(request_id, None)
+        if final is not None:
+            response = response.with_(block1=final)
         obs_id = self._serving_by_token.get(request.token)
         serving = self._serving.get(obs_id) if obs_id is not None else None
         if serving is not None and serving.request_id == request_id:
@@ -297,6 +320,7 @@ class TcpConnection:
     def decline(self, request_id: int) -> None:
         """Leave a request unanswered for good (No-Response)."""
         self._incoming.pop(request_id, None)
+        self._block1_final.pop(request_id, None)
 
     def start_observation(self, request_id: int) -> int:
         """Make the GET/FETCH ``request_id`` (Observe=0) an observation; its id."""
@@ -426,13 +450,50 @@ class TcpConnection:
             if cached is not None:
                 self._send_block(msg, cached[0], msg.block2.num, min(msg.block2.szx, _BLOCK_SZX))
                 return
+        final: Block | None = None
+        if msg.block1 is not None:
+            assembled = self._block1(msg)
+            if assembled is None:
+                return
+            msg, final = assembled
         if msg.observe == 1:
             obs_id = self._serving_by_token.get(msg.token)
             if obs_id is not None:
                 self._end_serving(obs_id, "cancelled by the client")
         request_id = self._new_id()
         self._incoming[request_id] = msg
+        if final is not None:
+            self._block1_final[request_id] = final
         self._events.append(RequestReceived(request_id, msg, self.peer))
+
+    def _block1(self, msg: Message) -> tuple[Message, Block] | None:
+        """Take one Block1 block: the whole request once complete, else None (answered here)."""
+        block = msg.block1
+        assert block is not None
+        key = (msg.path_str, msg.uri_query)
+        if block.num == 0:
+            self._block1_bodies[key] = bytearray()
+        body = self._block1_bodies.get(key)
+        if body is None or block.offset != len(body):
+            self._block1_bodies.pop(key, None)
+            self._send(Message(Code.REQUEST_ENTITY_INCOMPLETE, token=msg.token))
+            return None
+        body += msg.payload
+        if len(body) > self.config.max_body_size:
+            del self._block1_bodies[key]
+            self._send(
+                Message(
+                    Code.REQUEST_ENTITY_TOO_LARGE,
+                    token=msg.token,
+                    size1=self.config.max_body_size,
+                )
+            )
+            return None
+        if block.more:
+            self._send(Message(Code.CONTINUE, token=msg.token, block1=block))
+            return None
+        del self._block1_bodies[key]
+        return msg.with_(payload=bytes(body), block1=None, size1=None), block
 
     def _response(self, msg: Message, now: float) -> None:
         request_id = self._by_token.get(msg.token)
@@ -440,6 +501,23 @@ class TcpConnection:
             logger.debug("dropping a response with an unknown token from %s", self.peer.address)
             return
         out = self._outgoing[request_id]
+        if out.upload is not None:
+            if msg.code == Code.CONTINUE and msg.block1 is not None:
+                size = msg.block1.size
+                start = (msg.block1.num + 1) * size
+                if start < len(out.upload):
+                    chunk = out.upload[start : start + size]
+                    self._send(
+                        out.message.with_(
+                            payload=chunk,
+                            block1=Block(
+                                msg.block1.num + 1, start + size < len(out.upload), msg.block1.szx
+                            ),
+                        )
+                    )
+                    return
+            out.upload = None  # the final response (or an error) ends the upload
+            out.message = out.message.with_(payload=b"")
         block = msg.block2
         if block is not None and (block.more or out.body):
             if block.offset != len(out.body) or (out.etag is not None and msg.etag != out.etag):
@@ -516,11 +594,12 @@ class TcpConnection:
 
 
 class _Outgoing:
-    __slots__ = ("body", "established", "etag", "message", "observe")
+    __slots__ = ("body", "established", "etag", "message", "observe", "upload")
 
     def __init__(self, message: Message, observe: bool) -> None:
         self.message = message
         self.observe = observe
+        self.upload: bytes | None = None
         self.established = False
         self.body = bytearray()
         self.etag: tuple[bytes, ...] | None = None

@@ -295,10 +295,32 @@ class TcpEndpoint:
         raise ValueError("observations do not survive a TCP connection")
 
     def add_message_tracer(self, cb: MessageTracer) -> None:
+        """``cb(direction, message, address)`` for every request and response (signals excluded)."""
         self._tracers.append(cb)
+        for link in self._links.values():
+            self._trace_link(link)
 
     def remove_message_tracer(self, cb: MessageTracer) -> None:
         self._tracers.remove(cb)
+        if not self._tracers:
+            for link in self._links.values():
+                link.conn.tracer = None
+
+    def _trace_link(self, link: _Link) -> None:
+        """Let ``link``'s connection report its messages to the tracers (costs nothing without)."""
+        if not self._tracers or link.conn.tracer is not None:
+            return
+        tracers = self._tracers
+        address = link.conn.peer.address
+
+        def trace(direction: str, message: Message) -> None:
+            for cb in list(tracers):
+                try:
+                    cb(direction, message, address)
+                except Exception:
+                    logger.exception("message tracer failed")
+
+        link.conn.tracer = trace
 
     def add_activity_listener(self, cb: Callable[[Peer], None]) -> None:
         """``cb(peer)`` on every message received (as for UDP)."""
@@ -662,18 +684,7 @@ class _Stream(asyncio.Protocol):
             self.close()
             return
         self.link = link
-        if self.endpoint._tracers:
-            tracers = self.endpoint._tracers
-            address = peer.address
-
-            def trace(direction: str, message: Message) -> None:
-                for cb in list(tracers):
-                    try:
-                        cb(direction, message, address)
-                    except Exception:
-                        logger.exception("message tracer failed")
-
-            link.conn.tracer = trace
+        self.endpoint._trace_link(link)
         self.endpoint._pump(link)
         if not self.ready.done():
             self.ready.set_result(link)
