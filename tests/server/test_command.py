@@ -103,3 +103,46 @@ async def test_acknowledged_registration_survives_kill(tmp_path: FsPath) -> None
         assert reg.address == address
     finally:
         await stores.close()
+
+
+async def test_server_command_listens_for_coap_over_tcp(tmp_path: FsPath) -> None:
+    import socket
+
+    from lwm2m.coap.tcp_framing import Capabilities, FrameDecoder, encode_frame, encode_signal
+
+    with socket.socket() as probe:  # a free TCP port (0 means "disabled" on the command line)
+        probe.bind(("127.0.0.1", 0))
+        tcp_port = probe.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lwm2m", "server",
+        "--coap-port", "0", "--coaps-port", "0", "--http-port", "0", "--no-bootstrap",
+        "--coap-tcp-port", str(tcp_port), "--data", str(tmp_path / "data"),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    writer: asyncio.StreamWriter | None = None
+    try:
+        await _line(proc.stderr, rf"and coap\+tcp://127\.0\.0\.1:{tcp_port}")
+        reader, writer = await asyncio.open_connection("127.0.0.1", tcp_port)
+        register = Message(
+            Code.POST, token=b"r", uri_path=("rd",), uri_query=("ep=tcp-cmd", "b=T"),
+            content_format=40, payload=b"</3/0>",
+        )  # fmt: skip
+        writer.write(encode_signal(Capabilities(1152)) + encode_frame(register))
+        decoder = FrameDecoder(1 << 20)
+        frames: list[object] = []
+        while len(frames) < 2:
+            data = await asyncio.wait_for(reader.read(4096), 20)
+            assert data, "the server closed the connection"
+            frames.extend(decoder.feed(data))
+        assert isinstance(frames[0], Capabilities)
+        assert isinstance(frames[1], Message) and frames[1].code == Code.CREATED
+        await _line(proc.stderr, r"registered tcp-cmd ")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if writer is not None:
+            writer.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

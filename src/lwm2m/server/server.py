@@ -342,9 +342,15 @@ class LwM2MServer:
         logger.info(
             "LwM2M server listening on coap://%s:%d%s (%d registrations restored)",
             *self.coap_address,
-            f" and coaps://{self.coaps_address[0]}:{self.coaps_address[1]}"
-            if self.coaps_address
-            else "",
+            "".join(
+                f" and {scheme}://{address[0]}:{address[1]}"
+                for scheme, address in (
+                    ("coaps", self.coaps_address),
+                    ("coap+tcp", self.coap_tcp_address),
+                    ("coaps+tcp", self.coaps_tcp_address),
+                )
+                if address is not None
+            ),
             len(self.stores.registrations),
         )
 
