@@ -141,12 +141,12 @@ async def start_embedded(
     if coaps_tcp_port is not None:
         has_psk = any(e.psk is not None for e in stores.security.list())
         if has_psk or cert_pem is not None:
+            from lwm2m.coap.dtls import DtlsServer
             from lwm2m.coap.tls import TlsServer
 
-            layer: Any = build_dtls(
-                stores.security, cert_pem=cert_pem, key_pem=key_pem, ca_pems=ca_pems
-            )
-            tls = TlsServer(layer.config)
+            layer = build_dtls(stores.security, cert_pem=cert_pem, key_pem=key_pem, ca_pems=ca_pems)
+            assert isinstance(layer, DtlsServer)
+            tls = TlsServer(layer.config)  # the same credentials and checks as DTLS
         else:
             logger.warning(
                 "coaps+tcp disabled: no PSK credentials in the security store and no --cert/--key"
