@@ -179,3 +179,18 @@ def test_versions_tls13_for_certificates_tls12_for_psk(ca: IssuedCertificate) ->
         assert s.version == c.version == version
         c.send(b"hello")
         assert s.receive(c.data_to_send()) == b"hello"
+
+
+async def test_close_is_bounded_with_a_peer_stuck_before_its_handshake() -> None:
+    import asyncio
+
+    keys = {PSK_ID: PSK_KEY}
+    server = await TcpEndpoint.listen(
+        "127.0.0.1", 0, security=TlsServer(DtlsServerConfig(psk_lookup=keys.get))
+    )
+    reader, writer = await asyncio.open_connection(*server.local_address)  # says nothing
+    try:
+        await asyncio.wait_for(server.close(), TIMEOUT)
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # we closed it
+    finally:
+        writer.close()

@@ -142,6 +142,8 @@ class TcpEndpoint:
         self._local_host = local_host
         self._ids = itertools.count(1)
         self._links: dict[Address, _Link] = {}
+        #: every open socket, with or without a connection (TLS handshake, refused)
+        self._streams: set[_Stream] = set()
         self._connecting: dict[Address, asyncio.Future[_Link]] = {}
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._pings: dict[int, asyncio.Future[None]] = {}
@@ -334,7 +336,11 @@ class TcpEndpoint:
         self._connection_listeners.append(cb)
 
     async def close(self) -> None:
-        """Abort every connection and stop listening; pending requests fail."""
+        """Release every connection, stop listening; pending requests fail.
+
+        Bounded: a stream whose peer does not read what is left to write
+        (or that is still in its TLS handshake) is aborted, not waited for.
+        """
         if self._closed:
             return
         self._closed = True
@@ -342,8 +348,13 @@ class TcpEndpoint:
             self._server.close()
         for link in list(self._links.values()):
             link.conn.release("endpoint closing")
-            self._pump(link)
-            link.transport.abort() if link.transport.is_closing() else link.transport.close()
+            self._pump(link)  # writes the Release, then closes the stream
+        for stream in list(self._streams):
+            transport = stream.transport
+            if transport is not None and transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                stream.close()
         for fut in self._connecting.values():
             fut.cancel()
         error = EndpointClosed("endpoint closed")
@@ -612,6 +623,7 @@ class _Stream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.endpoint._streams.add(self)
         self.address = normalize_address(transport.get_extra_info("peername"))
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -647,6 +659,7 @@ class _Stream(asyncio.Protocol):
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.endpoint._streams.discard(self)
         if self.link is not None:
             self.endpoint._lost(self.link, str(exc) if exc else "closed by the peer")
         if not self.ready.done():
