@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from lwm2m.coap.codes import Code
 from lwm2m.coap.errors import EndpointClosed
 from lwm2m.coap.events import (
@@ -238,12 +241,22 @@ def test_request_after_close_fails_at_once() -> None:
     assert isinstance(event, RequestFailed) and event.request_id == rid
 
 
-def test_garbage_from_peer_never_raises() -> None:
-    for seed in range(200):
-        rng = random.Random(seed)
-        conn = TcpConnection(Peer(("127.0.0.1", 1)), TcpConfig(), rng, 0.0)
-        conn.receive_data(encode_signal(Capabilities()), 0.0)
-        conn.receive_data(rng.randbytes(rng.randrange(1, 200)), 0.0)
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=400), st.integers(1, 64))
+def test_garbage_from_peer_never_raises(garbage: bytes, chunk: int) -> None:
+    """Whatever follows the CSM, in any chunking: served, or aborted with a diagnostic."""
+    conn = TcpConnection(Peer(("127.0.0.1", 1)), TcpConfig(), random.Random(0), 0.0)
+    conn.data_to_send()
+    conn.receive_data(encode_signal(Capabilities()), 0.0)
+    for i in range(0, len(garbage), chunk):
+        conn.receive_data(garbage[i : i + chunk], 0.0)
+    out = list(FrameDecoder(1 << 20).feed(conn.data_to_send()))
+    events = []
+    while (event := conn.next_event()) is not None:
+        events.append(event)
+    closed = [e for e in events if isinstance(e, ConnectionClosed)]
+    if conn.closed and not closed[0].by_peer:
+        assert isinstance(out[-1], Abort) and out[-1].diagnostic
 
 
 def test_pong_with_an_empty_token_answers_the_oldest_ping() -> None:
