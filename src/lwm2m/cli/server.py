@@ -170,6 +170,10 @@ async def _main(args: argparse.Namespace) -> int:
     from lwm2m.server.server import LwM2MServer, ServerConfig
     from lwm2m.stores import StoreError, open_stores
 
+    # Installed before anything starts: a SIGTERM that arrives while the server is still
+    # starting is then a graceful stop once it has started, not a kill by the default handler.
+    signals = StopSignals("server")
+    signals.install()
     model = default_registry()
     if args.models:
         try:
@@ -227,8 +231,6 @@ async def _main(args: argparse.Namespace) -> int:
             bootstrap.follow_server(server)
         campaigns = await _start_campaigns(server)
         web_task = _start_web(args, server, bootstrap, campaigns)
-        signals = StopSignals("server")
-        signals.install()
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(signals.requested.wait())]
         if web_task is not None:
             waiters.append(web_task)
