@@ -105,6 +105,25 @@ async def test_factory_reset_deregisters_and_restores(
     assert h.client.instance(1, 0).get(1) == 60  # type: ignore[union-attr]
 
 
+async def test_factory_reset_goes_on_when_the_server_is_gone(
+    make_client: MakeClient, server: RawServer
+) -> None:
+    h = await make_client(deregister_timeout_s=0.5)
+    r = await server.request(Message(Code.POST, uri_path=("3", "0", "5")), h.address)
+    assert r.code == Code.CHANGED
+    msg, _ = await server.next_request()
+    assert msg.code == Code.DELETE  # never answered: the server is gone
+    # The De-register's retransmissions alone would last 62-93 s; the reset waits
+    # deregister_timeout_s and registers again from the factory configuration.
+    while True:
+        msg, addr = await server.next_request(timeout=40.0)
+        if msg.code == Code.POST and msg.uri_path == ("rd",):
+            break
+        assert msg.code == Code.DELETE  # a retransmission of the abandoned De-register
+    server.reply(msg, addr, Code.CREATED, location_path=("rd", "again"))
+    await until(lambda: h.client.sessions[1].registered)
+
+
 async def test_reboot_registers_again(make_client: MakeClient, server: RawServer) -> None:
     h = await make_client()
     r = await server.request(Message(Code.POST, uri_path=("3", "0", "4")), h.address)

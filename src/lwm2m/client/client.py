@@ -764,9 +764,13 @@ class LwM2MClient:
         await self.start()
 
     async def factory_reset(self) -> None:
-        """Device Factory Reset (3/0/5): de-register, forget everything, start from factory config."""
+        """Device Factory Reset (3/0/5): de-register, forget everything, start from factory config.
+
+        The De-registers are waited for at most ``config.deregister_timeout_s``,
+        as a stop's are: the reset goes on whether the servers answered or not.
+        """
         logger.info("%s: factory reset", self.endpoint_name)
-        await self.stop(deregister=True)
+        await self.stop(deregister=True, timeout_s=self.config.deregister_timeout_s)
         self.attributes = self.observations.attributes = self.dispatcher.attributes = (
             AttributeStore()
         )

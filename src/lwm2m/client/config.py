@@ -132,6 +132,10 @@ class ClientConfig:
     #: CoAP timing (ACK_TIMEOUT, MAX_RETRANSMIT ...) of the client's sockets; the
     #: Update is scheduled so that one exchange (MAX_TRANSMIT_WAIT) fits
     transmission: TransmissionParameters = field(default_factory=TransmissionParameters)
+    #: how long a device that goes away on its own (Factory Reset) waits for the
+    #: answers to its De-registers: a server that is gone must not hold the reset
+    #: for a whole retransmission sequence (up to MAX_TRANSMIT_WAIT, 93 s)
+    deregister_timeout_s: float = 5.0
     #: factory Communication Retry Timer (Server resource 18): the wait after the
     #: first failed Register of a sequence, doubled after each further one
     retry_initial_s: float = 2.0
@@ -171,6 +175,8 @@ class ClientConfig:
             raise ClientConfigError("stored_notifications_max must be at least 1")
         if self.bootstrap_after_failures < 1:
             raise ClientConfigError("bootstrap_after_failures must be at least 1")
+        if not self.deregister_timeout_s >= 0:  # also rejects NaN
+            raise ClientConfigError("deregister_timeout_s must be zero or more seconds")
         if self.retry_initial_s < 0 or self.retry_max_s < 0:
             raise ClientConfigError("retry timers must not be negative")
 
