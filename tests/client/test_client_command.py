@@ -66,10 +66,32 @@ def test_build_config() -> None:
         build_config(parse("-e", "d", "-s", "coap://h", "--stored-notifications", "0"))
 
 
+def test_coap_timing_options() -> None:
+    default = build_config(parse("-e", "d", "-s", "coap://h")).transmission
+    assert (default.ack_timeout_s, default.max_retransmit) == (2.0, 4)
+    slow = build_config(
+        parse("-e", "d", "-s", "coap://h", "--ack-timeout", "10", "--max-retransmit", "2")
+    ).transmission
+    assert (slow.ack_timeout_s, slow.max_retransmit) == (10.0, 2)
+    # The Update schedule reads the exchange time from the same parameters.
+    assert slow.max_transmit_wait_s == 10.0 * 7 * 1.5
+    # --stop-timeout bounds a Factory Reset's De-registers too.
+    assert (
+        build_config(parse("-e", "d", "-s", "coap://h", "--stop-timeout", "2")).deregister_timeout_s
+        == 2
+    )
+    for bad in ("0", "-1", "nan", "inf"):
+        with pytest.raises(ClientConfigError, match="--ack-timeout"):
+            build_config(parse("-e", "d", "-s", "coap://h", "--ack-timeout", bad))
+    with pytest.raises(ClientConfigError, match="--max-retransmit"):
+        build_config(parse("-e", "d", "-s", "coap://h", "--max-retransmit", "-1"))
+
+
 def test_run_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(parse("-e", "d", "-s", "coap://h", "--count", "0")) == 2
     assert run(parse("-e", "d", "-s", "coap://h", "--count", "2", "--state", "x.json")) == 2
     assert run(parse("-e", "d", "-s", "coap://h:99999")) == 2
+    assert run(parse("-e", "d", "-s", "coap://h", "--ack-timeout", "0")) == 2
     assert "lwm2m client:" in capsys.readouterr().err
 
 

@@ -6,18 +6,19 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import importlib
 import logging
+import math
 import sys
 import time
-from types import ModuleType
 from typing import TYPE_CHECKING, TextIO
 
 from lwm2m.cli.shutdown import StopSignals, add_stop_timeout_argument, check_stop_timeout
+from lwm2m.client.bootstrap import options as bootstrap_options
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import MODE_PSK, ClientConfig, ClientConfigError, FactoryAccount
 from lwm2m.client.ddf_objects import add_generic_objects
 from lwm2m.client.state import StateFileError
+from lwm2m.coap.params import TransmissionParameters
 from lwm2m.model.definitions import ObjectDef
 from lwm2m.model.registry import ModelRegistry, default_registry
 
@@ -29,15 +30,7 @@ logger = logging.getLogger(__name__)
 #: Exit status when the stop could not de-register every registered device in time.
 EXIT_NOT_DEREGISTERED = 3
 
-
-def _bootstrap_options() -> ModuleType | None:
-    """The bootstrap engineer's options (``--factory``, ``--smartcard``), when present."""
-    try:
-        return importlib.import_module("lwm2m.client.bootstrap.options")
-    except ModuleNotFoundError as exc:
-        if exc.name != "lwm2m.client.bootstrap.options":
-            raise
-        return None
+_RFC_TIMING = TransmissionParameters()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +92,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="factory value false for Server resource 6: drop notifications while offline",
     )
+    parser.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=_RFC_TIMING.ack_timeout_s,
+        metavar="S",
+        help="CoAP ACK_TIMEOUT in seconds (default 2; larger for slow links such as NB-IoT)",
+    )
+    parser.add_argument(
+        "--max-retransmit",
+        type=int,
+        default=_RFC_TIMING.max_retransmit,
+        metavar="N",
+        help="CoAP MAX_RETRANSMIT: retransmissions of a CON message (default 4)",
+    )
     parser.add_argument("--host", default="0.0.0.0", help="local address to bind (default 0.0.0.0)")
     parser.add_argument(
         "--count",
@@ -133,11 +140,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fw-seed", type=int, default=0, metavar="N", help="seed of --fw-fail-rate (default 0)"
     )
     parser.add_argument("--no-console", action="store_true", help="do not read commands from stdin")
-    add_stop_timeout_argument(parser, "wait for De-register answers")
-    options = _bootstrap_options()
-    if options is not None:
-        # Hook for the client-side bootstrap (--factory FILE, --smartcard FILE).
-        options.add_arguments(parser)
+    add_stop_timeout_argument(parser, "wait for De-register answers (also on Factory Reset)")
+    # The client-side bootstrap: --factory FILE, --smartcard FILE, ...
+    bootstrap_options.add_arguments(parser)
+
+
+def _transmission(args: argparse.Namespace) -> TransmissionParameters:
+    """RFC 7252 4.8 timing from ``--ack-timeout`` / ``--max-retransmit``.
+
+    Checked here as well as in :class:`TransmissionParameters` so that the error
+    names the option, and so that ``inf``/``nan`` (which pass ``> 0`` tests
+    unevenly) never reach the retransmission timer.
+    """
+    if not (math.isfinite(args.ack_timeout) and args.ack_timeout > 0):
+        raise ClientConfigError("--ack-timeout must be a positive number of seconds")
+    if args.max_retransmit < 0:
+        raise ClientConfigError("--max-retransmit must be 0 or more")
+    return TransmissionParameters(
+        ack_timeout_s=args.ack_timeout, max_retransmit=args.max_retransmit
+    )
 
 
 def build_config(args: argparse.Namespace) -> ClientConfig:
@@ -186,25 +207,23 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
         local_host=args.host,
         state_file=args.state,
         stored_notifications_max=args.stored_notifications,
+        transmission=_transmission(args),
+        deregister_timeout_s=args.stop_timeout,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = check_stop_timeout(args.stop_timeout)
+    if problem is not None:
+        print(f"lwm2m client: {problem}", file=sys.stderr)
+        return 2
     try:
         config = build_config(args)
     except ClientConfigError as exc:
         print(f"lwm2m client: {exc}", file=sys.stderr)
         return 2
-    options = _bootstrap_options()
-    if not config.servers and options is None:
-        print("lwm2m client: give --server or --bootstrap", file=sys.stderr)
-        return 2
     if args.count < 1:
         print("lwm2m client: --count must be at least 1", file=sys.stderr)
-        return 2
-    problem = check_stop_timeout(args.stop_timeout)
-    if problem is not None:
-        print(f"lwm2m client: {problem}", file=sys.stderr)
         return 2
     if not 0.0 <= args.fw_fail_rate <= 1.0:
         print("lwm2m client: --fw-fail-rate must be between 0 and 1", file=sys.stderr)
@@ -223,8 +242,8 @@ def run(args: argparse.Namespace) -> int:
     args.model_objects = model_objects
     try:
         if args.count == 1:
-            return asyncio.run(_run_single(config, registry, args, options))
-        return asyncio.run(_run_many(config, registry, args, options))
+            return asyncio.run(_run_single(config, registry, args))
+        return asyncio.run(_run_many(config, registry, args))
     except (StateFileError, ClientConfigError) as exc:
         print(f"lwm2m client: {exc}", file=sys.stderr)
         return 1
@@ -240,14 +259,11 @@ def _stopped(deregistered: int, registered: int, devices: int) -> int:
     return 0 if deregistered == registered else EXIT_NOT_DEREGISTERED
 
 
-def _apply_options(
-    client: LwM2MClient, args: argparse.Namespace, options: ModuleType | None
-) -> None:
+def _apply_options(client: LwM2MClient, args: argparse.Namespace) -> None:
     # Objects of --models DIR are served with default values (instance 0).
     add_generic_objects(client.store, getattr(args, "model_objects", ()))
     _simulate_firmware(client, args)
-    if options is not None and hasattr(options, "apply"):
-        options.apply(client, args)
+    bootstrap_options.apply(client, args)
 
 
 def _simulate_firmware(client: LwM2MClient, args: argparse.Namespace) -> None:
@@ -268,14 +284,13 @@ async def _run_single(
     config: ClientConfig,
     registry: ModelRegistry,
     args: argparse.Namespace,
-    options: ModuleType | None,
 ) -> int:
     from lwm2m.cli.console import Console
 
     signals = StopSignals("client")
     signals.install()
     client = LwM2MClient(config, registry=registry)
-    _apply_options(client, args, options)
+    _apply_options(client, args)
     await client.start()
     console = Console(client, signals.requested.set)
     interactive = not args.no_console and console.attach()
@@ -294,7 +309,6 @@ async def _run_many(
     config: ClientConfig,
     registry: ModelRegistry,
     args: argparse.Namespace,
-    options: ModuleType | None,
 ) -> int:
     from lwm2m.client.simulator import Simulator
 
@@ -305,7 +319,7 @@ async def _run_many(
         args.count,
         registry=registry,
         rate_per_s=args.rate,
-        customize=lambda c: _apply_options(c, args, options),
+        customize=lambda c: _apply_options(c, args),
     )
     progress = asyncio.ensure_future(report_progress(simulator, signals.requested))
     starting = asyncio.ensure_future(simulator.start())
