@@ -336,6 +336,20 @@ def test_load_file_errors(tmp_path: FsPath) -> None:
     assert str(info.value).startswith(f"{wrong}: clients['dev-1'].delete[0]")
 
 
+def test_empty_file_is_an_empty_configuration(tmp_path: FsPath) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    assert load_config_file(empty) == {}
+    no_clients = tmp_path / "no-clients.json"
+    no_clients.write_text('{"clients": {}}')
+    assert load_config_file(no_clients) == {}
+    # Other documents without "clients" still say what is missing.
+    other = tmp_path / "other.json"
+    other.write_text('{"client": {}}')
+    with pytest.raises(BootstrapConfigError, match="unknown key 'client'"):
+        load_config_file(other)
+
+
 def test_fingerprint_changes_with_content() -> None:
     a = parse_config(_doc())["dev-1"]
     b = parse_config(_doc())["dev-1"]

@@ -30,6 +30,11 @@ def load_config_file(path: str | FsPath) -> dict[str, BootstrapConfig]:
         ) from None
     except RecursionError:
         raise BootstrapConfigError(str(fs_path), "not JSON: nested too deeply") from None
+    if data == {}:
+        # An empty document: our shape without clients, or an empty Leshan
+        # store. Both mean "nothing configured yet" (clients are added later
+        # over REST), as they did before the two shapes were told apart.
+        return {}
     try:
         if looks_like_leshan_store(data):
             data = convert_leshan_store(data)
