@@ -31,14 +31,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_SUBSCRIBER_BUFFER = 1024
 
 
-class Event(Protocol):
+class EndpointEvent(Protocol):
     """What the bus needs of an event: the endpoint name it concerns."""
 
     @property
     def endpoint(self) -> str: ...
 
 
-E = TypeVar("E", bound=Event)
+E = TypeVar("E", bound=EndpointEvent)
 
 
 class Subscription(Generic[E]):
