@@ -59,6 +59,24 @@ def test_bad_models_directory_exits_2_with_file_and_line(tmp_path: FsPath) -> No
     assert "--models" in proc.stderr and "broken.xml" in proc.stderr
 
 
+def test_bad_security_file_exits_2_in_both_server_commands(tmp_path: FsPath) -> None:
+    security = tmp_path / "security.json"
+    security.write_text('[{"endpoint": "dev-1", "psk": {"identity": "id"}}]')
+    standalone = run_bootstrap("--security", str(security))
+    embedded = subprocess.run(
+        [
+            *(sys.executable, "-m", "lwm2m", "server", "--coap-port", "0", "--coaps-port", "0"),
+            *("--http-port", "0", "--store", "memory", "--security", str(security)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for proc in (standalone, embedded):
+        assert proc.returncode == 2, proc.stderr
+        assert str(security) in proc.stderr and "Traceback" not in proc.stderr
+
+
 async def test_embedded_start_uses_the_servers_model(tmp_path: FsPath) -> None:
     from lwm2m.model.registry import ModelRegistry
 

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from lwm2m.bootstrap.server import DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT
+from lwm2m.cli.inputs import ConfigurationError, load_models, load_security
 from lwm2m.cli.shutdown import StopSignals, add_stop_timeout_argument, bounded, check_stop_timeout
 
 logger = logging.getLogger(__name__)
@@ -64,14 +65,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_main(args))
-    except BootstrapStartError as exc:
+    except (BootstrapStartError, ConfigurationError) as exc:
         logger.error("%s", exc)
         return 2
 
 
 async def _main(args: argparse.Namespace) -> int:
     from lwm2m.bootstrap.embedded import BootstrapStartError, read_option_file, start_embedded
-    from lwm2m.model.registry import default_registry
     from lwm2m.stores import StoreError, open_stores
 
     spec = args.store or ("sqlite" if args.data else "memory")
@@ -80,24 +80,11 @@ async def _main(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise BootstrapStartError(str(exc)) from None
     try:
-        if args.security:
-            from lwm2m.security.credentials import SecurityConfigError, load_security_file
-
-            try:
-                entries = load_security_file(args.security)
-            except SecurityConfigError as exc:
-                raise BootstrapStartError(str(exc)) from None
-            for entry in entries:
-                await stores.security.put(entry)
+        await load_security(args.security, stores)
         if bool(args.cert) != bool(args.key):
             raise BootstrapStartError("--cert and --key go together")
         ca = read_option_file(args.ca, "--ca")
-        model = default_registry()
-        if args.models:
-            try:
-                model.load_directory(args.models)
-            except (OSError, ValueError) as exc:
-                raise BootstrapStartError(f"--models {args.models}: {exc}") from None
+        model = load_models(args.models)
         bs = await start_embedded(
             stores,
             host=args.host,

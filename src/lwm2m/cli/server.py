@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 from pathlib import Path
 from typing import Any
 
+from lwm2m.cli.inputs import ConfigurationError, load_models, load_security
 from lwm2m.cli.shutdown import (
     RequestGate,
     StopSignals,
@@ -154,10 +154,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-class ConfigurationError(Exception):
-    """A bad command-line option or input file."""
-
-
 def _read(path: str, what: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -166,7 +162,6 @@ def _read(path: str, what: str) -> bytes:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from lwm2m.model.registry import default_registry
     from lwm2m.server.server import LwM2MServer, ServerConfig
     from lwm2m.stores import StoreError, open_stores
 
@@ -174,26 +169,13 @@ async def _main(args: argparse.Namespace) -> int:
     # starting is then a graceful stop once it has started, not a kill by the default handler.
     signals = StopSignals("server")
     signals.install()
-    model = default_registry()
-    if args.models:
-        try:
-            model.load_directory(args.models)
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"--models {args.models}: {exc}") from None
+    model = load_models(args.models)
     try:
         stores = await open_stores(args.store, args.data)
     except StoreError as exc:
         raise ConfigurationError(str(exc)) from None
     try:
-        if args.security:
-            from lwm2m.security.credentials import SecurityConfigError, load_security_file
-
-            try:
-                entries = load_security_file(args.security)
-            except SecurityConfigError as exc:
-                raise ConfigurationError(str(exc)) from None
-            for entry in entries:
-                await stores.security.put(entry)
+        await load_security(args.security, stores)
         dtls = _dtls_config(args, stores) if args.coaps_port or args.coaps_tcp_port else None
         firmware = await _firmware(args, stores)
         server = LwM2MServer(
@@ -352,15 +334,11 @@ def _dtls_config(args: argparse.Namespace, stores: Any) -> Any:
 async def _start_bootstrap(args: argparse.Namespace, stores: Any, server: Any) -> Any:
     if args.no_bootstrap:
         return None
+    from lwm2m.bootstrap.embedded import BootstrapStartError, start
+
     try:
-        module = importlib.import_module("lwm2m.bootstrap.embedded")
-    except ImportError:
-        logger.info("no embedded bootstrap server available")
-        return None
-    start_error: type[Exception] = getattr(module, "BootstrapStartError", ValueError)
-    try:
-        return await module.start(args, stores, server)
-    except start_error as exc:
+        return await start(args, stores, server)
+    except BootstrapStartError as exc:
         raise ConfigurationError(f"bootstrap server: {exc}") from None
     except OSError as exc:
         raise ConfigurationError(f"bootstrap server cannot bind: {exc}") from None
