@@ -45,7 +45,7 @@ import enum
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -535,22 +535,26 @@ def _parse_acl(value: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def _parse_delete(value: Any, where: str) -> tuple[Path, ...]:
+def _parse_paths(value: Any, where: str, parse: Callable[[str], Path]) -> tuple[Path, ...]:
+    """A JSON array of path strings, each checked by ``parse`` (which raises PathError)."""
     if not isinstance(value, list):
         raise BootstrapConfigError(where, f"must be an array of paths, got {json_type_name(value)}")
     paths: list[Path] = []
     for i, item in enumerate(value):
         text = _str(item, f"{where}[{i}]")
         try:
-            path = Path.parse(text)
+            paths.append(parse(text))
         except PathError as exc:
             raise BootstrapConfigError(f"{where}[{i}]", str(exc)) from None
-        if path.depth > 2:
-            raise BootstrapConfigError(
-                f"{where}[{i}]", f"{text!r}: Bootstrap-Delete targets /, an object or an instance"
-            )
-        paths.append(path)
     return tuple(paths)
+
+
+def parse_delete_path(text: str) -> Path:
+    """A Bootstrap-Delete target: ``/``, an object or an instance; raises PathError."""
+    path = Path.parse(text)
+    if path.depth > 2:
+        raise PathError(f"{text!r}: Bootstrap-Delete targets /, an object or an instance")
+    return path
 
 
 #: Bootstrap-Read is restricted to these objects (LwM2M 1.1, 6.1.7.2).
@@ -566,19 +570,6 @@ def parse_read_path(text: str) -> Path:
             "or one of their instances"
         )
     return path
-
-
-def _parse_read(value: Any, where: str) -> tuple[Path, ...]:
-    if not isinstance(value, list):
-        raise BootstrapConfigError(where, f"must be an array of paths, got {json_type_name(value)}")
-    paths: list[Path] = []
-    for i, item in enumerate(value):
-        text = _str(item, f"{where}[{i}]")
-        try:
-            paths.append(parse_read_path(text))
-        except PathError as exc:
-            raise BootstrapConfigError(f"{where}[{i}]", str(exc)) from None
-    return tuple(paths)
 
 
 def _allocate(taken: set[int], start: int) -> int:
@@ -634,9 +625,9 @@ def parse_client_config(
     except EndpointNameError as exc:
         raise BootstrapConfigError(where, f"bad endpoint name: {exc}") from None
 
-    delete = _parse_delete(obj.get("delete", []), f"{where}.delete")
+    delete = _parse_paths(obj.get("delete", []), f"{where}.delete", parse_delete_path)
     discover = _bool(obj.get("discover", True), f"{where}.discover")
-    read = _parse_read(obj.get("read", []), f"{where}.read")
+    read = _parse_paths(obj.get("read", []), f"{where}.read", parse_read_path)
 
     content_format: ContentFormatChoice | None = None
     if "content_format" in obj and obj["content_format"] is not None:
