@@ -470,19 +470,11 @@ class BootstrapServer:
                 FailureReason.UNKNOWN_ENDPOINT,
                 "no bootstrap configuration for this endpoint",
             )
-        if endpoint in self._active:
-            return await self._reject_push(
-                endpoint,
-                text,
-                FailureReason.BUSY,
-                "a bootstrap session for this endpoint is already running",
-            )
-        if self._push_endpoint is None:
-            return await self._reject_push(
-                endpoint, text, FailureReason.TRANSPORT, "the bootstrap server is not started"
-            )
+        requester = await self._push_requester(endpoint, text)
+        if isinstance(requester, SessionRecord):
+            return requester  # refused
         fmt = content_format if content_format is not None else choose_content_format(config, None)
-        task = self._start(config, addr, self._push_endpoint, SessionMode.SERVER_INITIATED, fmt)
+        task = self._start(config, addr, requester, SessionMode.SERVER_INITIATED, fmt)
         return await asyncio.shield(task)
 
     async def read(
@@ -509,17 +501,9 @@ class BootstrapServer:
             raise ValueError(str(exc)) from None
         addr = parse_address(address) if isinstance(address, str) else address
         text = format_address(addr)
-        if endpoint in self._active:
-            return await self._reject_push(
-                endpoint,
-                text,
-                FailureReason.BUSY,
-                "a bootstrap session for this endpoint is already running",
-            )
-        if self._push_endpoint is None:
-            return await self._reject_push(
-                endpoint, text, FailureReason.TRANSPORT, "the bootstrap server is not started"
-            )
+        requester = await self._push_requester(endpoint, text)
+        if isinstance(requester, SessionRecord):
+            return requester  # refused
         config = self.configs.get(endpoint)
         if content_format is not None:
             fmt = content_format
@@ -540,7 +524,7 @@ class BootstrapServer:
         self.events.publish(
             SessionStarted(record.id, endpoint, now, record.mode, record.address, fmt)
         )
-        runner = self._runner(self._push_endpoint)
+        runner = self._runner(requester)
         task = asyncio.get_running_loop().create_task(
             self._finish_read(runner, record, target, addr), name=f"bootstrap read {endpoint}"
         )
@@ -583,6 +567,21 @@ class BootstrapServer:
             model=self.model,
             request_timeout_s=self.request_timeout_s,
         )
+
+    async def _push_requester(self, endpoint: str, address: str) -> Requester | SessionRecord:
+        """What a server-initiated session sends with, or its refused record when none can start."""
+        if endpoint in self._active:
+            return await self._reject_push(
+                endpoint,
+                address,
+                FailureReason.BUSY,
+                "a bootstrap session for this endpoint is already running",
+            )
+        if self._push_endpoint is None:
+            return await self._reject_push(
+                endpoint, address, FailureReason.TRANSPORT, "the bootstrap server is not started"
+            )
+        return self._push_endpoint
 
     async def _reject_push(
         self, endpoint: str, address: str, reason: FailureReason, message: str
