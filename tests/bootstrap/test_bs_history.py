@@ -79,3 +79,14 @@ async def test_identity_checker() -> None:
     assert check(Peer(("h", 1), PeerIdentity(psk_identity=b"id-1")), other) is not None
     assert check(Peer(("h", 1), PeerIdentity(certificate_der=b"\x30\x01")), other) is None
     assert check(Peer(("h", 1), PeerIdentity(certificate_der=b"\x30\x02")), other) is not None
+
+
+async def test_server_initiated_sessions_need_a_started_server() -> None:
+    bs = BootstrapServer()
+    await bs.configs.put("dev-1", {"servers": [{"short_server_id": 1, "uri": "coap://h"}]})
+    pushed = await bs.push("dev-1", ("127.0.0.1", 9))
+    read = await bs.read("dev-1", ("127.0.0.1", 9), "/1")
+    for record in (pushed, read):
+        assert record.failure == FailureReason.TRANSPORT
+        assert record.mode == SessionMode.SERVER_INITIATED
+    assert [r.id for r in bs.sessions.list("dev-1")] == [read.id, pushed.id]
