@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from client_harness import MakeClient, until
+from client_harness import MakeClient, make_bootstrapping_client, until
 from client_rawserver import RawServer
 
 from lwm2m.client.config import FactoryAccount
@@ -122,21 +122,9 @@ async def test_falls_back_to_bootstrap_after_failures(
 ) -> None:
     bs = await RawServer().start()
     try:
-        h = await make_client(
-            register=False,
-            servers=(
-                FactoryAccount(server.uri, lifetime_s=60),
-                FactoryAccount(bs.uri, short_server_id=0, bootstrap=True),
-            ),
-            bootstrap_after_failures=2,
+        h, called = await make_bootstrapping_client(
+            make_client, server, bs, bootstrap_after_failures=2
         )
-        called: list[int] = []
-
-        async def bootstrapper(client: object) -> bool:
-            called.append(1)
-            return False
-
-        h.client.bootstrapper = bootstrapper
         for _ in range(2):
             msg, addr = await server.next_request()
             server.reply(msg, addr, Code.FORBIDDEN)

@@ -6,10 +6,9 @@ the procedure are checked to the second without waiting for them.
 
 from __future__ import annotations
 
-from client_harness import Harness, MakeClient, until
+from client_harness import Harness, MakeClient, make_bootstrapping_client, until
 from client_rawserver import RawServer
 
-from lwm2m.client.config import FactoryAccount
 from lwm2m.client.registration import RegistrationState, RetryPolicy, update_delay
 from lwm2m.client.store import ServerAccount
 from lwm2m.coap.codes import Code
@@ -132,21 +131,9 @@ async def test_no_bootstrap_when_resource_16_forbids_it(
 ) -> None:
     bs = await RawServer().start()
     try:
-        h = await make_client(
-            register=False,
-            servers=(
-                FactoryAccount(server.uri, lifetime_s=60),
-                FactoryAccount(bs.uri, short_server_id=0, bootstrap=True),
-            ),
-            bootstrap_after_failures=1,
+        h, called = await make_bootstrapping_client(
+            make_client, server, bs, bootstrap_after_failures=1
         )
-        called: list[int] = []
-
-        async def bootstrapper(client: object) -> bool:
-            called.append(1)
-            return False
-
-        h.client.bootstrapper = bootstrapper
         server_instance = h.client.instance(1, 0)
         assert server_instance is not None
         server_instance.set(16, False)  # Bootstrap on Registration Failure
