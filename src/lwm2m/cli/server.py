@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lwm2m.cli.inputs import ConfigurationError, load_models, load_security
 from lwm2m.cli.shutdown import (
@@ -26,6 +26,9 @@ from lwm2m.cli.shutdown import (
 from lwm2m.server.firmware.repository import DEFAULT_MAX_IMAGE_BYTES
 from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED
 from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S
+
+if TYPE_CHECKING:
+    from lwm2m.bootstrap.server import BootstrapServer
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +211,7 @@ async def _main(args: argparse.Namespace) -> int:
         except Exception:
             await server.stop()
             raise
-        if bootstrap is not None and hasattr(bootstrap, "follow_server"):
+        if bootstrap is not None:
             # Registering clients whose bootstrap configuration changed get re-bootstrapped.
             bootstrap.follow_server(server)
         campaigns = await _start_campaigns(server)
@@ -254,7 +257,7 @@ async def _stop(
     gate: RequestGate,
     waiters: list[asyncio.Future[Any]],
     server: Any,
-    bootstrap: Any,
+    bootstrap: BootstrapServer | None,
     campaigns: Any = None,
 ) -> None:
     """Answer nothing new, let what is in flight finish, close; all within ``timeout_s``.
@@ -266,10 +269,10 @@ async def _stop(
     deadline = loop.time() + timeout_s
     logger.info("stopping (at most %g s)", timeout_s)
     gate.close()
-    if bootstrap is not None and hasattr(bootstrap, "stop_accepting"):
+    if bootstrap is not None:
         bootstrap.stop_accepting()
     in_flight = [gate.drained()]
-    if bootstrap is not None and hasattr(bootstrap, "wait_idle"):
+    if bootstrap is not None:
         in_flight.append(bootstrap.wait_idle())
     await bounded(asyncio.gather(*in_flight), deadline - loop.time(), "requests in flight")
     for task in waiters:
@@ -331,7 +334,9 @@ def _dtls_config(args: argparse.Namespace, stores: Any) -> Any:
         raise ConfigurationError(f"DTLS: {exc}") from None
 
 
-async def _start_bootstrap(args: argparse.Namespace, stores: Any, server: Any) -> Any:
+async def _start_bootstrap(
+    args: argparse.Namespace, stores: Any, server: Any
+) -> BootstrapServer | None:
     if args.no_bootstrap:
         return None
     from lwm2m.bootstrap.embedded import BootstrapStartError, start
