@@ -92,6 +92,7 @@ def test_bare_values_for_the_rest_api() -> None:
         ({"value": "2013-13-01"}, Path(3, 0, 13), "ISO 8601"),
         ({"value": "AQ"}, Path(10250, 0, 5), "base64"),
         ({"value": 1, "type": "Nope"}, Path(9999, 0, 1), "unknown resource type"),
+        ({"value": 1, "type": 5}, Path(9999, 0, 1), "'type': must be a type name"),
         ({"instances": []}, Path(3, 0, 6), "'instances' must be an object"),
     ],
 )

@@ -25,7 +25,7 @@ from web_fakes import Live, Running
 from lwm2m.model.nodes import ObjectInstance, Resource, ResourceInstance
 from lwm2m.model.path import Path
 from lwm2m.model.registry import default_registry
-from lwm2m.model.types import ObjectLink
+from lwm2m.model.types import ObjectLink, ResourceType
 from lwm2m.web.backend import InvalidInput
 from lwm2m.web.request_bodies import (
     bootstrap_doc,
@@ -384,3 +384,15 @@ def test_bootstrap_doc_tells_the_shapes_apart() -> None:
         deep = [deep]
     with pytest.raises(InvalidInput, match="nested too deeply"):
         bootstrap_doc("e", {"toDelete": deep})
+
+
+def test_reader_declared_type() -> None:
+    # The model's type wins over the body's; without a model entry the body's counts.
+    known = {"id": 1, "kind": "singleResource", "type": "string", "value": "300"}
+    assert node_from_body(known, Path(1, 0, 1), MODEL) == Resource.single(
+        1, 300, ResourceType.INTEGER
+    )
+    for bad, message in ((5, "'type': must be a type name"), ("Nope", "'type': unknown")):
+        body = {"id": 1, "kind": "singleResource", "type": bad, "value": 1}
+        with pytest.raises(InvalidInput, match=message):
+            node_from_body(body, Path(9999, 0, 1), MODEL)

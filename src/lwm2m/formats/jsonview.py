@@ -24,6 +24,7 @@ from lwm2m.formats.errors import FormatError, guard
 from lwm2m.formats.tree import check_node_path
 from lwm2m.formats.type_resolution import (
     as_type,
+    declared_type,
     effective_type,
     from_epoch,
     model_type,
@@ -166,19 +167,10 @@ def node_to_json(node: Node, path: Path, model: ModelRegistry | None = None) -> 
 def _node_type(
     raw: Mapping[str, object], model: ModelRegistry | None, path: Path
 ) -> ResourceType | None:
-    rtype = model_type(model, path)
-    if rtype is not None:
-        return rtype
-    name = raw.get("type")
-    if name is None:
-        return None
-    if not isinstance(name, str):
-        raise FormatError(f"{path}: 'type' must be a string")
     try:
-        parsed = ResourceType.parse(name)
+        return declared_type(model, path, raw.get("type"))
     except ValueError as exc:
-        raise FormatError(f"{path}: {exc}") from None
-    return None if parsed is ResourceType.NONE else parsed
+        raise FormatError(f"{path}: 'type': {exc}") from None
 
 
 def _id_of(raw: Mapping[str, object], expected: int | None, path: Path) -> None:

@@ -96,6 +96,22 @@ def model_type(model: ModelRegistry | None, path: Path) -> ResourceType | None:
     return rdef.type
 
 
+def declared_type(model: ModelRegistry | None, path: Path, declared: object) -> ResourceType | None:
+    """The model's type for ``path``, else the one a JSON view declares (its ``"type"``).
+
+    The model wins: a body cannot retype a resource the server knows. Raises
+    ValueError (its message without the field name, for the caller to add)
+    when the declared type is not a type name.
+    """
+    rtype = model_type(model, path)
+    if rtype is not None or declared is None:
+        return rtype
+    if not isinstance(declared, str):
+        raise ValueError(f"must be a type name, got {declared!r}")
+    parsed = ResourceType.parse(declared)
+    return None if parsed is ResourceType.NONE else parsed
+
+
 def infer_type(value: object) -> ResourceType:
     """The natural resource type of a Python value (see :func:`value_typing.infer_type`)."""
     try:

@@ -37,6 +37,7 @@ from typing import Any
 
 from lwm2m.bootstrap.leshan import convert_leshan_config
 from lwm2m.formats.jsonview import json_to_node
+from lwm2m.formats.type_resolution import declared_type
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import MAX_INSTANCE_ID, Path, PathError
 from lwm2m.model.registry import ModelRegistry
@@ -240,20 +241,10 @@ def _check_kind(raw: dict[str, Any], path: Path) -> None:
 
 
 def _rtype(raw: dict[str, Any], path: Path, model: ModelRegistry) -> ResourceType | None:
-    if path.object_id is not None and path.resource_id is not None:
-        rdef = model.resource(path.object_id, path.resource_id)
-        if rdef is not None and rdef.type is not ResourceType.NONE:
-            return rdef.type
-    name = raw.get("type")
-    if name is None:
-        return None
-    if not isinstance(name, str):
-        raise _BodyError(f"'type': {name!r} is not a type name")
     try:
-        rtype = ResourceType.parse(name)
+        return declared_type(model, path, raw.get("type"))
     except ValueError as exc:
         raise _BodyError(f"'type': {exc}") from None
-    return None if rtype is ResourceType.NONE else rtype
 
 
 def _children(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
