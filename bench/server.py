@@ -1,19 +1,25 @@
-"""Benchmark of the LwM2M server: registrations/s, reads/s, memory per registration.
+"""Benchmark of the LwM2M server's registration hot path (a re-registration storm).
 
-    python bench/server.py [--store memory|sqlite] [--clients 1000] [--seconds 5]
+    python bench/server.py [--seconds 5] [--store sqlite] [--million 1000000]
 
-1. Register + De-register cycles per second: a load generator in a separate
-   process keeps ``--window`` exchanges in flight over raw UDP (our codec),
-   each lane registering a fresh endpoint name and de-registering it.
-2. Reads per second: ``--clients`` simulated clients (one UDP socket each, in
-   a separate process) register, then answer every GET with a fixed
-   text/plain payload; the server reads from them with ``--read-window`` reads in
-   flight (beyond ~128 in flight on loopback, socket buffers overflow and
-   CoAP retransmission timeouts dominate the figure) through :meth:`LwM2MServer.read` (the full API path: typed
-   request, CON exchange, decoding with the model).
-3. Memory per registration: 100,000 Register requests run through the
-   registrar into the in-memory store; tracemalloc's net growth divided by
-   the count.
+The load comes from ``bench/loadgen.c`` (compiled here with ``cc``): a Python
+generator on the same cores would measure itself. It keeps ``--inflight``
+CON requests outstanding over ``--endpoints`` distinct names and runs three
+phases: Register (cycling over the names, so after the first round every
+Register replaces a live registration), Update of every held location,
+De-register of every held location.
+
+Printed, each figure the median of ``--rounds``:
+
+1. the generator's own ceiling against a trivial responder (loadgen.c itself);
+2. plain CON GETs/s answered by our CoAP engine with a trivial handler;
+3. Register/s, Update/s, De-register/s of ``lwm2m server`` (the real command,
+   default INFO logging) on each ``--store``, p50/p99 latency, and the ratio
+   Register/s / engine GET/s measured in the same run (the headline: it moves
+   less with the machine than absolute rates);
+4. with ``--million N``: N registrations with distinct payloads written to a
+   SQLite file, the server's start-up time on it, its RSS per registration,
+   Register latency while it holds them.
 
 Figures are printed; nothing is asserted (timings belong here, not in tests).
 """
@@ -21,289 +27,316 @@ Figures are printed; nothing is asserted (timings belong here, not in tests).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
-import multiprocessing as mp
 import os
+import shutil
+import socket
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
-from typing import Any
+from pathlib import Path
 
-from lwm2m.coap import codec
-from lwm2m.coap.codes import Code, MessageType
-from lwm2m.formats.media import ContentFormat
-from lwm2m.coap.message import Message
-from lwm2m.coap.peer import Peer
-from lwm2m.server import LwM2MServer, ServerConfig
-from lwm2m.stores import open_stores
-
-PAYLOAD = b'</>;rt="oma.lwm2m",</1/0>,</3/0>,</4/0>,</5/0>'
+HERE = Path(__file__).resolve().parent
+Phases = dict[str, dict[str, float]]
 
 
-def _install_loop() -> None:
-    try:
-        from lwm2m.coap.loop import install_best_event_loop
+def build_loadgen(workdir: Path) -> Path | None:
+    """Compile loadgen.c; None when there is no C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        return None
+    out = workdir / "loadgen"
+    subprocess.run([cc, "-O2", "-o", str(out), str(HERE / "loadgen.c")], check=True)
+    return out
 
-        install_best_event_loop()
-    except ImportError:
-        pass
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
-class _Socket(asyncio.DatagramProtocol):
-    """A raw UDP socket matching ACKs to waiters by message ID."""
-
-    def __init__(self, on_request: Any = None) -> None:
-        self.waiters: dict[int, asyncio.Future[Message]] = {}
-        self.transport: Any = None
-        self.on_request = on_request
-        self.mid = 0
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        msg = codec.decode(data)
-        if msg.type == MessageType.ACK:
-            fut = self.waiters.pop(msg.mid, None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-        elif msg.type == MessageType.CON and self.on_request is not None:
-            self.transport.sendto(codec.encode(self.on_request(msg)), addr)
-
-    async def request(self, message: Message, address: tuple[str, int]) -> Message:
-        self.mid = (self.mid + 1) & 0xFFFF
-        mid = self.mid
-        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self.waiters[mid] = fut
-        data = codec.encode(message.with_(mid=mid, token=mid.to_bytes(2, "big")))
-        # A lost datagram (full socket buffer) is retransmitted like CoAP would.
-        for _ in range(4):
-            self.transport.sendto(data, address)
+def wait_coap(port: int, timeout: float = 120.0) -> float:
+    """Seconds until a CON GET on ``port`` is answered (any code)."""
+    start = time.perf_counter()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.05)
+        mid = 1
+        while time.perf_counter() - start < timeout:
+            mid += 1
+            s.sendto(
+                bytes((0x40, 0x01, mid >> 8 & 255, mid & 255, 0xB4)) + b"ping", ("127.0.0.1", port)
+            )
             try:
-                return await asyncio.wait_for(asyncio.shield(fut), 2.0)
+                data = s.recv(1500)
             except TimeoutError:
                 continue
-        raise TimeoutError(f"no answer to MID {mid}")
+            if len(data) >= 4 and data[2:4] == bytes((mid >> 8 & 255, mid & 255)):
+                return time.perf_counter() - start
+    raise TimeoutError(f"nothing answers on port {port}")
 
 
-# --------------------------------------------------------------------------- load generators
+def run_loadgen(
+    loadgen: Path, mode: str, port: int, seconds: float, endpoints: int, inflight: int, prefix: str
+) -> Phases:
+    out = subprocess.run(
+        [
+            str(loadgen),
+            mode,
+            "127.0.0.1",
+            str(port),
+            str(seconds),
+            str(endpoints),
+            str(inflight),
+            prefix,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    phases: Phases = {}
+    for line in out.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split())
+        name = fields.pop("phase")
+        phases[name] = {k: float(v) for k, v in fields.items()}
+    return phases
 
 
-def _register_load(address: tuple[str, int], window: int, seconds: float, conn: Any) -> None:
-    _install_loop()
-
-    async def main() -> tuple[int, float]:
-        loop = asyncio.get_running_loop()
-        sockets = []
-        # One socket per lane: a MID must not come back within EXCHANGE_LIFETIME
-        # (247 s), or the server's deduplication rightly replays an old answer.
-        for _ in range(window):
-            _, proto = await loop.create_datagram_endpoint(_Socket, local_addr=("127.0.0.1", 0))
-            sockets.append(proto)
-        done = 0
-        stop_at = time.perf_counter() + seconds
-
-        async def lane(n: int) -> None:
-            nonlocal done
-            sock = sockets[n % len(sockets)]
-            i = 0
-            while time.perf_counter() < stop_at:
-                i += 1
-                reply = await sock.request(
-                    Message(
-                        Code.POST,
-                        uri_path=("rd",),
-                        uri_query=(f"ep=bench-{n}-{i}", "lt=300"),
-                        payload=PAYLOAD,
-                        content_format=int(ContentFormat.LINK_FORMAT),
-                    ),
-                    address,
-                )
-                assert reply.code == Code.CREATED, reply
-                reply = await sock.request(
-                    Message(Code.DELETE, uri_path=reply.location_path), address
-                )
-                assert reply.code == Code.DELETED, reply
-                done += 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(lane(n) for n in range(window)))
-        return done, time.perf_counter() - start
-
-    conn.send(asyncio.run(main()))
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-class _Responder(_Socket):
-    """A simulated client's socket: answers any CON request without decoding it.
+ENGINE = """
+import asyncio, sys
+from lwm2m.coap.codes import Code
+from lwm2m.coap.endpoint import Endpoint
+from lwm2m.coap.loop import install_best_event_loop
+from lwm2m.coap.message import Message
+response = Message(Code.CONTENT, payload=b"hello", content_format=0)
+async def handler(request):
+    return response
+async def main():
+    await Endpoint.create("127.0.0.1", int(sys.argv[1]), handler=handler)
+    await asyncio.Event().wait()
+install_best_event_loop()
+asyncio.run(main())
+"""
 
-    The reply is built from the request's header bytes (ACK, 2.05, same MID and
-    token, Content-Format 0, payload): the load generator must not be the
-    bottleneck of a server benchmark.
-    """
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if len(data) >= 4 and data[0] >> 4 & 3 == 0 and 1 <= data[1] <= 31:
-            tkl = data[0] & 0x0F
-            self.transport.sendto(
-                bytes((0x60 | tkl, 0x45)) + data[2 : 4 + tkl] + b"\xc0\xffACME Corp", addr
+def start_server(store: str, data: Path, port: int, log_level: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "lwm2m", "--log-level", log_level, "server", "--store", store]
+    cmd += ["--data", str(data), "--coap-port", str(port), "--coaps-port", "0", "--http-port", "0"]
+    cmd += ["--no-bootstrap"]
+    log = open(data / "server.log", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def median(rounds: list[Phases], phase: str, key: str) -> float:
+    return statistics.median(r[phase][key] for r in rounds if phase in r)
+
+
+def fill_sqlite(path: Path, count: int) -> None:
+    """``count`` registrations with distinct payloads, written as the server writes them."""
+    import sqlite3
+
+    from lwm2m.server.links import decode_links_payload
+    from lwm2m.stores.codec import registration_text
+    from lwm2m.stores.records import Registration
+    from lwm2m.stores.sqlite import SCHEMA
+
+    conn = sqlite3.connect(str(path))
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(SCHEMA)
+    now = time.time()
+    batch = []
+    for n in range(count):
+        payload = (
+            f'</>;rt="oma.lwm2m",</1/0>,</3/0>,</4/0>,</5/0>,</3303/{n % 7}>,</{30000 + n % 997}/0>'
+        )
+        reg = Registration(
+            id=f"{n:010x}",
+            endpoint=f"urn:dev:{n:08d}",
+            address=(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 5683),
+            lifetime_s=86400,
+            registered_at=now,
+            updated_at=now,
+            lwm2m_version="1.1",
+            links=decode_links_payload(payload.encode()),
+        )
+        batch.append((reg.id, reg.endpoint, registration_text(reg)))
+        if len(batch) == 50_000:
+            conn.executemany(
+                "INSERT INTO registrations (id, endpoint, doc) VALUES (?, ?, ?)", batch
             )
-            return
-        super().datagram_received(data, addr)
+            conn.commit()
+            batch.clear()
+    conn.executemany("INSERT INTO registrations (id, endpoint, doc) VALUES (?, ?, ?)", batch)
+    conn.commit()
+    conn.close()
 
 
-def _simulated_clients(address: tuple[str, int], count: int, conn: Any) -> None:
-    _install_loop()
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        socks = []
-        for _ in range(count):
-            _, proto = await loop.create_datagram_endpoint(_Responder, local_addr=("127.0.0.1", 0))
-            socks.append(proto)
-        sem = asyncio.Semaphore(200)
-
-        async def register(n: int, sock: _Socket) -> None:
-            async with sem:
-                reply = await sock.request(
-                    Message(
-                        Code.POST,
-                        uri_path=("rd",),
-                        uri_query=(f"ep=sim-{n}", "lt=3600"),
-                        payload=PAYLOAD,
-                    ),
-                    address,
-                )
-                assert reply.code == Code.CREATED
-
-        await asyncio.gather(*(register(n, s) for n, s in enumerate(socks)))
-        conn.send("registered")
-        await loop.run_in_executor(None, conn.recv)  # wait until the server is done
-
-    asyncio.run(main())
-
-
-# --------------------------------------------------------------------------- benchmarks
-
-
-async def bench_registrations(store: str, window: int, seconds: float) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        stores = await open_stores(store, tmp)
-        server = LwM2MServer(stores, config=ServerConfig(coap_port=0))
-        await server.start()
-        parent, child = mp.Pipe()
-        proc = mp.get_context("spawn").Process(
-            target=_register_load, args=(server.coap_address, window, seconds, child)
-        )
-        proc.start()
-        loop = asyncio.get_running_loop()
-        done, elapsed = await loop.run_in_executor(None, parent.recv)
-        proc.join()
-        await server.stop()
-        await stores.close()
-    rate = done / elapsed
-    print(f"Register+De-register ({store} store): {done} cycles in {elapsed:.2f} s = {rate:,.0f}/s")
-    return rate
-
-
-async def bench_reads(store: str, clients: int, window: int, seconds: float) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        stores = await open_stores(store, tmp)
-        server = LwM2MServer(stores, config=ServerConfig(coap_port=0, request_timeout_s=10))
-        await server.start()
-        parent, child = mp.Pipe()
-        proc = mp.get_context("spawn").Process(
-            target=_simulated_clients, args=(server.coap_address, clients, child)
-        )
-        proc.start()
-        loop = asyncio.get_running_loop()
-        assert await loop.run_in_executor(None, parent.recv) == "registered"
-        names = [f"sim-{n}" for n in range(clients)]
-        assert all(server.get_registration(n) is not None for n in names)
-        count = 0
-        stop_at = time.perf_counter() + seconds
-
-        async def lane(k: int) -> None:
-            nonlocal count
-            i = k
-            while time.perf_counter() < stop_at:
-                resp = await server.read(names[i % clients], "/3/0/0")
-                assert resp.content.value == "ACME Corp"  # type: ignore[union-attr]
-                count += 1
-                i += window
-
-        start = time.perf_counter()
-        await asyncio.gather(*(lane(k) for k in range(window)))
-        elapsed = time.perf_counter() - start
-        parent.send("done")
-        proc.join()
-        await server.stop()
-        await stores.close()
-    rate = count / elapsed
-    print(
-        f"Reads ({clients} simulated clients, {window} in flight): "
-        f"{count} in {elapsed:.2f} s = {rate:,.0f}/s"
-    )
-    return rate
-
-
-async def bench_memory(count: int) -> float:
-    stores = await open_stores("memory")
-    server = LwM2MServer(stores, config=ServerConfig(coap_port=0))
-    registrar = server.registrar
-    messages = [
-        Message(
-            Code.POST,
-            uri_path=("rd",),
-            uri_query=(f"ep=urn:uuid:{n:08x}-0000-4000-8000-000000000000", "lt=86400", "b=U"),
-            payload=PAYLOAD,
-        )
-        for n in range(count)
-    ]
-    peers = [Peer((f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", 5683)) for n in range(count)]
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for msg, peer in zip(messages, peers, strict=True):
-        reply = await registrar.register(msg, peer)
-        assert reply.code == Code.CREATED
-    gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    per = (after - before) / count
-    print(
-        f"Memory: {count:,} registrations add {(after - before) / 1e6:.1f} MB = {per:,.0f} bytes each"
-    )
-    return per
-
-
-async def main() -> int:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--store", default="memory", help="memory or sqlite")
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--window", type=int, default=64, help="requests in flight")
-    parser.add_argument("--read-window", type=int, default=64, help="reads in flight")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--registrations", type=int, default=100_000)
+    parser.add_argument("--store", action="append", help="sqlite and/or memory (default: both)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="median of this many runs")
+    parser.add_argument("--endpoints", type=int, default=20_000)
+    parser.add_argument("--inflight", type=int, default=128)
+    parser.add_argument("--log-level", default="INFO", help="of the server under test")
+    parser.add_argument("--million", type=int, default=0, help="registrations for the hold test")
     args = parser.parse_args()
+    stores = args.store or ["sqlite", "memory"]
+    load = os.getloadavg()
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, loop {type(asyncio.get_running_loop()).__module__}"
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
-    regs = await bench_registrations(args.store, args.window, args.seconds)
-    reads = await bench_reads(args.store, args.clients, args.read_window, args.seconds)
-    per = await bench_memory(args.registrations)
-    print(
-        f"targets: registrations >= 5,000/s {'met' if regs >= 5000 else 'MISSED'}; "
-        f"reads >= 10,000/s {'met' if reads >= 10000 else 'MISSED'}; "
-        f"< 2 KB per registration {'met' if per < 2048 else 'MISSED'}"
-    )
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        loadgen = build_loadgen(tmp)
+        if loadgen is None:
+            print("no C compiler (cc): the load generator bench/loadgen.c cannot run")
+            return 1
+        gen = (args.endpoints, args.inflight)
+
+        # 1. the generator's ceiling
+        responder = subprocess.Popen(
+            [str(loadgen), "respond", "0"], stdout=subprocess.PIPE, text=True
+        )
+        assert responder.stdout is not None
+        rport = int(responder.stdout.readline().split("=")[1])
+        ceiling = [
+            run_loadgen(loadgen, "storm", rport, args.seconds, *gen, "c")
+            for _ in range(args.rounds)
+        ]
+        ceiling_get = [
+            run_loadgen(loadgen, "get", rport, args.seconds, *gen, "c") for _ in range(args.rounds)
+        ]
+        responder.kill()
+        responder.wait()
+        print(
+            f"loadgen ceiling (trivial C responder): Register {median(ceiling, 'register', 'rate'):,.0f}/s, "
+            f"Update {median(ceiling, 'update', 'rate'):,.0f}/s, "
+            f"De-register {median(ceiling, 'deregister', 'rate'):,.0f}/s, "
+            f"GET {median(ceiling_get, 'get', 'rate'):,.0f}/s"
+        )
+
+        for store in stores:
+            results: list[Phases] = []
+            engine_rates: list[float] = []
+            for r in range(args.rounds):
+                # 2. our engine, plain CON GET, then 3. the server: one after the other, per round
+                eport = free_port()
+                engine = subprocess.Popen([sys.executable, "-c", ENGINE, str(eport)])
+                wait_coap(eport)
+                engine_rates.append(
+                    run_loadgen(loadgen, "get", eport, args.seconds, *gen, "g")["get"]["rate"]
+                )
+                stop(engine)
+                data = tmp / f"{store}-{r}"
+                data.mkdir()
+                port = free_port()
+                server = start_server(store, data, port, args.log_level)
+                wait_coap(port)
+                phases = run_loadgen(loadgen, "storm", port, args.seconds, *gen, f"s{r}")
+                phases["rss"] = {"mb": rss_mb(server.pid)}
+                stop(server)
+                results.append(phases)
+            get_rate = statistics.median(engine_rates)
+            reg = median(results, "register", "rate")
+            ratios = [
+                res["register"]["rate"] / g for res, g in zip(results, engine_rates, strict=True)
+            ]
+            print(f"engine: plain CON GET {get_rate:,.0f}/s (median of {args.rounds})")
+            for phase, label in (
+                ("register", "Register"),
+                ("update", "Update"),
+                ("deregister", "De-register"),
+            ):
+                print(
+                    f"{store}: {label} {median(results, phase, 'rate'):,.0f}/s "
+                    f"p50 {median(results, phase, 'p50_us') / 1000:.1f} ms "
+                    f"p99 {median(results, phase, 'p99_us') / 1000:.1f} ms "
+                    f"(errors {sum(x[phase]['errors'] for x in results):.0f}, "
+                    f"retransmits {sum(x[phase]['retransmits'] for x in results):.0f})"
+                )
+            print(
+                f"{store}: ratio Register/engine GET {statistics.median(ratios):.2f} "
+                f"(Register {reg:,.0f}/s; rounds {', '.join(f'{x:.2f}' for x in ratios)}); "
+                f"server RSS {median(results, 'rss', 'mb'):.0f} MB"
+            )
+
+        if args.million:
+            hold(loadgen, tmp, args)
     return 0
 
 
-if __name__ == "__main__":
-    import logging
+def hold(loadgen: Path, tmp: Path, args: argparse.Namespace) -> None:
+    """N registrations in a SQLite file: start-up time, RSS per registration, latency."""
+    empty = tmp / "empty"
+    empty.mkdir()
+    port = free_port()
+    server = start_server("sqlite", empty, port, args.log_level)
+    wait_coap(port)
+    base = rss_mb(server.pid)
+    stop(server)
 
-    logging.basicConfig(level=logging.WARNING)
-    _install_loop()
-    sys.exit(asyncio.run(main()))
+    data = tmp / "million"
+    data.mkdir()
+    start = time.perf_counter()
+    fill_sqlite(data / "lwm2m.sqlite3", args.million)
+    print(f"hold: wrote {args.million:,} registrations in {time.perf_counter() - start:.1f} s")
+    port = free_port()
+    start = time.perf_counter()
+    server = start_server("sqlite", data, port, args.log_level)
+    first = wait_coap(port, timeout=600)
+    wait_loaded(data / "server.log", server, timeout=600)
+    elapsed = time.perf_counter() - start
+    rss = rss_mb(server.pid)
+    per = (rss - base) * 1024 * 1024 / args.million
+    print(
+        f"hold: restart with {args.million:,}: answers after {first:.1f} s, all loaded after "
+        f"{elapsed:.1f} s; RSS {rss:,.0f} MB ({base:.0f} MB empty) = {per:,.0f} bytes per registration"
+    )
+    phases = run_loadgen(loadgen, "storm", port, args.seconds, args.endpoints, args.inflight, "h")
+    rss = rss_mb(server.pid)
+    stop(server)
+    for phase in ("register", "update", "deregister"):
+        p = phases[phase]
+        print(
+            f"hold: while holding {args.million:,}: {phase} {p['rate']:,.0f}/s "
+            f"p50 {p['p50_us'] / 1000:.1f} ms p99 {p['p99_us'] / 1000:.1f} ms"
+        )
+    print(f"hold: RSS after the storm {rss:,.0f} MB")
+
+
+def wait_loaded(log: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until the server logs that the stored registrations are loaded."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if "registrations loaded" in log.read_text(
+            errors="replace"
+        ) or "registrations restored" in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError("server exited")
+        time.sleep(0.1)
+    raise TimeoutError("registrations not loaded")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
