@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-import secrets
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -51,6 +51,7 @@ from lwm2m.server.events import (
     UpdatedEvent,
 )
 from lwm2m.server.object_links import LinkFormatError, decode_links_payload
+from lwm2m.server.registration_log import RegistrationLog
 from lwm2m.stores.base import RegistrationStore, SecurityStore, StoreError
 from lwm2m.stores.records import ObjectLinks, Registration
 
@@ -101,6 +102,11 @@ def _bad(diagnostic: str, reason: str = "bad_request") -> RegistrationRejected:
     return RegistrationRejected(Code.BAD_REQUEST, diagnostic, reason)
 
 
+def _random_id() -> str:
+    """10 hex digits from the OS's CSPRNG: a registration id is not guessable."""
+    return os.urandom(5).hex()
+
+
 def identity_key(peer_identity: PeerIdentity | None, address_host: str) -> tuple[str, bytes]:
     """What makes two requests come from "the same client" (conflict rule)."""
     if peer_identity is not None:
@@ -142,11 +148,13 @@ class Registrar:
         self.config = config or RegistrarConfig()
         self.clock = clock
         self.on_removed = on_removed
-        self._new_id = new_id or (lambda: secrets.token_hex(5))
+        self._new_id = new_id or _random_id
         #: Where refused Registers are logged, counted and remembered for the operator.
         self.refusals = (
             refusals if refusals is not None else RefusalLog("server", SERVER_REFUSALS, clock=clock)
         )
+        #: Per-registration lines within a budget, and the counts of the periodic summary.
+        self.log = RegistrationLog(logger)
 
     # ------------------------------------------------------------------ dispatch
     async def handle(self, message: Message, peer: Peer) -> Message:
@@ -216,16 +224,16 @@ class Registrar:
             transport=peer.transport,
         )
         old, new = await self.registrations.add(registration)
+        log = self.log
+        log.registered += 1
         if old is not None:
-            logger.info(
-                "deregistered %s (replaced by a new registration) id=%s", old.endpoint, old.id
-            )
+            log.line("deregistered %s (replaced by a new registration) id=%s", old.endpoint, old.id)
             self.events.publish(
                 DeregistrationEvent(old.endpoint, now, registration=old, replaced=True)
             )
             if self.on_removed is not None:
                 await self.on_removed(old, "replaced")
-        logger.info(
+        log.line(
             "registered %s id=%s from %s:%d lt=%d lwm2m=%s b=%s%s",
             new.endpoint,
             new.id,
@@ -268,9 +276,11 @@ class Registrar:
             links=links,
         )
         old, new = await self.registrations.update(updated)
+        log = self.log
+        log.updated += 1
         if old.address != new.address:
             # NAT rebinding or a new IP: later requests go to where the Update came from.
-            logger.info(
+            log.line(
                 "%s id=%s now at %s:%d (was %s:%d)",
                 new.endpoint,
                 new.id,
@@ -279,7 +289,7 @@ class Registrar:
                 old.address[0],
                 old.address[1],
             )
-        logger.info("updated %s id=%s lt=%d", new.endpoint, new.id, new.lifetime_s)
+        log.line("updated %s id=%s lt=%d", new.endpoint, new.id, new.lifetime_s)
         self.events.publish(UpdatedEvent(new.endpoint, now, previous=old, registration=new))
         return Message(Code.CHANGED)
 
@@ -300,7 +310,11 @@ class Registrar:
         removed = await self.registrations.remove(registration.id)
         if removed is None:
             return None
-        logger.info("deregistered %s id=%s (%s)", removed.endpoint, removed.id, reason)
+        if reason == "expired":
+            self.log.expired += 1
+        else:
+            self.log.deregistered += 1
+        self.log.line("deregistered %s id=%s (%s)", removed.endpoint, removed.id, reason)
         self.events.publish(
             DeregistrationEvent(
                 removed.endpoint, self.clock(), registration=removed, expired=reason == "expired"

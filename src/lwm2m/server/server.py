@@ -165,6 +165,8 @@ class ServerConfig:
     tcp_keepalive_s: float | None = 60.0
     #: Open TCP/TLS connections kept at most, per port; more are aborted.
     tcp_max_connections: int = 10_000
+    #: Seconds between INFO summaries of registration activity (counts, not lines).
+    summary_interval_s: float = 10.0
 
 
 def _path(p: PathLike) -> Path:
@@ -539,12 +541,17 @@ class LwM2MServer:
         await self.observations.drop_registration(registration.id)
 
     async def _expiry_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        summary_at = loop.time() + self.config.summary_interval_s
         while True:
             await asyncio.sleep(self.config.expiry_interval_s)
             try:
                 await self.registrar.expire()
             except Exception:
                 logger.exception("registration expiry sweep failed")
+            if loop.time() >= summary_at:
+                summary_at = loop.time() + self.config.summary_interval_s
+                self.registrar.log.summary(len(self.stores.registrations))
 
     def _orphan_plain(self, message: Message, peer: Peer) -> bool:
         return self._adopt_observation(message, peer, secure=False)
