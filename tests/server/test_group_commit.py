@@ -1,0 +1,116 @@
+"""Durable Register under group commit: 2.01 only after the batch holding the row committed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import sys
+from pathlib import Path as FsPath
+
+from server_helpers import RawPeer, register_message
+
+from lwm2m.coap.codes import Code
+from lwm2m.server import LwM2MServer, ServerConfig
+from lwm2m.stores import open_stores
+from lwm2m.stores.sqlite import SqliteStores
+
+
+async def test_register_refused_when_its_batch_fails_to_commit(tmp_path: FsPath) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    assert isinstance(stores, SqliteStores)
+
+    def failing_commit() -> None:
+        raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+    stores._db._commit = failing_commit  # type: ignore[method-assign]
+    peers = [await RawPeer.create() for _ in range(16)]
+    try:
+        async with LwM2MServer(stores, config=ServerConfig(coap_port=0)) as server:
+            replies = await asyncio.gather(
+                *(
+                    peer.request(register_message((f"ep=lost-{n}",)), server.coap_address)
+                    for n, peer in enumerate(peers)
+                )
+            )
+            assert [r.code for r in replies] == [Code.INTERNAL_SERVER_ERROR] * len(peers)
+            assert server.registrations() == []
+            del stores._db._commit  # the disk is back
+            reply = await peers[0].request(register_message(("ep=kept",)), server.coap_address)
+            assert reply.code == Code.CREATED
+    finally:
+        for peer in peers:
+            peer.close()
+        await stores.close()
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        assert [r.endpoint for r in reopened.registrations.list()] == ["kept"]
+    finally:
+        await reopened.close()
+
+
+async def _line(stream: asyncio.StreamReader, pattern: str) -> re.Match[str]:
+    while True:
+        raw = await asyncio.wait_for(stream.readline(), 20)
+        assert raw, "the server exited"
+        match = re.search(pattern, raw.decode())
+        if match:
+            return match
+
+
+async def test_every_acknowledged_register_survives_kill_9_in_a_storm(tmp_path: FsPath) -> None:
+    """SIGKILL while batches are in flight: every 2.01 the clients saw has its row."""
+    data = tmp_path / "data"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lwm2m",
+        "server",
+        "--coap-port",
+        "0",
+        "--coaps-port",
+        "0",
+        "--http-port",
+        "0",
+        "--no-bootstrap",
+        "--data",
+        str(data),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    peers = [await RawPeer.create() for _ in range(32)]
+    acknowledged: dict[str, str] = {}
+    enough = asyncio.Event()
+    try:
+        port = int((await _line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1))
+
+        async def lane(n: int, peer: RawPeer) -> None:
+            for i in range(10_000):
+                ep = f"storm-{n}-{i}"
+                reply = await peer.request(register_message((f"ep={ep}",)), ("127.0.0.1", port))
+                assert reply.code == Code.CREATED
+                acknowledged[ep] = reply.location_path[1]
+                if len(acknowledged) >= 400:
+                    enough.set()
+
+        lanes = [asyncio.ensure_future(lane(n, p)) for n, p in enumerate(peers)]
+        await asyncio.wait_for(enough.wait(), 60)
+        proc.kill()  # with requests of every lane in flight
+        await proc.wait()
+        for task in lanes:
+            task.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+    finally:
+        for peer in peers:
+            peer.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    stores = await open_stores("sqlite", data)
+    try:
+        stored = {r.endpoint: r.id for r in stores.registrations.list()}
+        missing = {ep for ep in acknowledged if stored.get(ep) != acknowledged[ep]}
+        assert not missing, f"{len(missing)} acknowledged registrations lost: {sorted(missing)[:5]}"
+        assert len(acknowledged) >= 400
+    finally:
+        await stores.close()

@@ -1,0 +1,140 @@
+"""SQLite group commit: a write is acknowledged only by the COMMIT that holds it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path as FsPath
+
+import pytest
+
+from lwm2m.coap.peer import PeerIdentity
+from lwm2m.stores import StoreError, open_stores
+from lwm2m.stores.codec import dumps, registration_text
+from lwm2m.stores.records import ObjectLinks, RegisteredObject, Registration
+from lwm2m.stores.sqlite import SqliteStores
+
+
+def _reg(n: int, **changes: object) -> Registration:
+    reg = Registration(
+        id=f"id{n:04d}",
+        endpoint=f"ep-{n}",
+        address=("127.0.0.1", 5000 + n),
+        lifetime_s=300,
+        registered_at=1_700_000_000.25,
+        updated_at=1_700_000_000.5,
+        links=ObjectLinks(
+            text="</1/0>,</3/0>",
+            objects=(RegisteredObject(1, None, (0,)), RegisteredObject(3, None, (0,))),
+        ),
+    )
+    return Registration(**{**{f: getattr(reg, f) for f in reg.__slots__}, **changes})  # type: ignore[arg-type]
+
+
+def _fail_commit(stores: SqliteStores) -> None:
+    def commit() -> None:
+        raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+    stores._db._commit = commit  # type: ignore[method-assign]
+
+
+async def test_failed_commit_refuses_every_write_of_the_batch(tmp_path: FsPath) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    assert isinstance(stores, SqliteStores)
+    kept = await stores.registrations.add(_reg(0))
+    _fail_commit(stores)
+    results = await asyncio.gather(
+        *(stores.registrations.add(_reg(n)) for n in range(1, 21)),
+        stores.registrations.remove(kept[1].id),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StoreError) for r in results), results
+    # The memory view went back: nothing the disk refused is visible.
+    assert [r.endpoint for r in stores.registrations.list()] == ["ep-0"]
+    del stores._db._commit  # the real COMMIT again
+    await stores.registrations.add(_reg(21))
+    await stores.close()
+
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        assert sorted(r.endpoint for r in reopened.registrations.list()) == ["ep-0", "ep-21"]
+    finally:
+        await reopened.close()
+
+
+async def test_failing_statement_refuses_only_its_own_write(tmp_path: FsPath) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    assert isinstance(stores, SqliteStores)
+    db = stores._db
+    insert = "INSERT INTO documents (namespace, key, doc) VALUES (?, ?, ?)"
+    results = await asyncio.gather(
+        db.execute([(insert, ("ns", "a", "{}"))]),
+        db.execute([(insert, ("ns", "b", "{}")), ("INSERT INTO no_such_table VALUES (1)", ())]),
+        db.execute([(insert, ("ns", "c", "{}"))]),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], StoreError)
+    await stores.close()
+
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        # The failing job's first statement went back with it.
+        assert [k for k, _ in await reopened.documents.items("ns")] == ["a", "c"]
+    finally:
+        await reopened.close()
+
+
+async def test_writes_of_one_loop_turn_share_a_commit(tmp_path: FsPath) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    assert isinstance(stores, SqliteStores)
+    try:
+        await asyncio.gather(*(stores.registrations.add(_reg(n)) for n in range(50)))
+        assert stores._db.batched_writes == 50
+        assert stores._db.batches < 50
+    finally:
+        await stores.close()
+
+
+async def test_close_commits_what_is_queued(tmp_path: FsPath) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    writes = [asyncio.ensure_future(stores.registrations.add(_reg(n))) for n in range(10)]
+    await asyncio.sleep(0)  # queued, not yet committed
+    await stores.close()
+    assert all(w.done() and w.exception() is None for w in writes)
+    with pytest.raises(StoreError):
+        await stores.registrations.add(_reg(99))
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        assert len(reopened.registrations) == 10
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"endpoint": 'odd "name"\\ é \u2603', "sms_number": "+3361234", "endpoint_type": 7},
+        {"queue_mode": True, "binding": "UQ", "lwm2m_version": "1.2"},
+        {"identity": PeerIdentity(psk_identity=b"\x00id")},
+        {
+            "links": ObjectLinks(
+                text='</lwm2m>;rt="oma.lwm2m";ct="60 110",</lwm2m/5>;ver=1.1',
+                root_path="/lwm2m",
+                content_formats=(60, 110),
+                objects=(RegisteredObject(5, "1.1", ()),),
+            )
+        },
+    ],
+)
+def test_registration_text_is_the_document_of_to_dict(changes: dict[str, object]) -> None:
+    reg = _reg(1, **changes)
+    assert registration_text(reg) == dumps(reg.to_dict())
+    # And again from the links cache.
+    assert registration_text(reg) == dumps(reg.to_dict())
+
+
+def test_registration_text_refuses_what_json_refuses() -> None:
+    with pytest.raises(ValueError):
+        registration_text(_reg(1, updated_at=float("nan")))
