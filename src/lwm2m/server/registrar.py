@@ -53,7 +53,7 @@ from lwm2m.server.events import (
 from lwm2m.server.object_links import LinkFormatError, decode_links_payload
 from lwm2m.server.registration_log import RegistrationLog
 from lwm2m.stores.base import RegistrationStore, SecurityStore, StoreError
-from lwm2m.stores.records import ObjectLinks, Registration
+from lwm2m.stores.records import ObjectLinks, Registration, shared_links
 
 if TYPE_CHECKING:
     from lwm2m.security.credentials import X509Expectation
@@ -359,7 +359,8 @@ class Registrar:
         if required and not message.payload.strip():
             raise _bad("missing payload: the objects and object instances (link-format)")
         try:
-            return decode_links_payload(message.payload)
+            # Shared objects: a fleet announces the same objects a million times.
+            return shared_links(decode_links_payload(message.payload))
         except LinkFormatError as exc:
             raise _bad(f"payload is not valid link-format: {exc}") from None
 

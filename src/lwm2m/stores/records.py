@@ -13,6 +13,7 @@ are ignored on load so that newer servers can add fields.
 from __future__ import annotations
 
 import base64
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,45 @@ class ObjectLinks:
             if obj.id == object_id:
                 return obj
         return None
+
+
+#: Interned announced objects and object lists: a fleet announces the same few
+#: ``</3/0>`` a million times, and a million copies cost ~200 MB. Bounded, so
+#: that hostile payloads cannot grow it without limit (beyond it: no sharing).
+_INTERN_LIMIT = 65536
+_objects: dict[tuple[int, str | None, tuple[int, ...]], RegisteredObject] = {}
+_object_lists: dict[tuple[RegisteredObject, ...], tuple[RegisteredObject, ...]] = {}
+
+
+def registered_object(
+    object_id: int, version: str | None, instances: tuple[int, ...]
+) -> RegisteredObject:
+    """The shared :class:`RegisteredObject` of these values."""
+    key = (object_id, version, instances)
+    obj = _objects.get(key)
+    if obj is None:
+        obj = RegisteredObject(object_id, version, instances)
+        if len(_objects) < _INTERN_LIMIT:
+            _objects[key] = obj
+    return obj
+
+
+def shared_objects(objects: tuple[RegisteredObject, ...]) -> tuple[RegisteredObject, ...]:
+    """The shared tuple equal to ``objects``, made of shared objects."""
+    shared = _object_lists.get(objects)
+    if shared is None:
+        shared = tuple(registered_object(o.id, o.version, o.instances) for o in objects)
+        if len(_object_lists) < _INTERN_LIMIT:
+            _object_lists[shared] = shared
+    return shared
+
+
+def shared_links(links: ObjectLinks) -> ObjectLinks:
+    """``links`` with its objects shared with every equal announcement."""
+    objects = shared_objects(links.objects)
+    if objects is links.objects:
+        return links
+    return ObjectLinks(links.text, links.root_path, objects, links.content_formats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,21 +194,23 @@ class Registration:
                 endpoint_type=None
                 if doc.get("endpoint_type") is None
                 else int(doc["endpoint_type"]),
-                lwm2m_version=str(doc.get("lwm2m_version", "1.0")),
-                binding=str(doc.get("binding", "U")),
+                lwm2m_version=sys.intern(str(doc.get("lwm2m_version", "1.0"))),
+                binding=sys.intern(str(doc.get("binding", "U"))),
                 queue_mode=bool(doc.get("queue_mode", False)),
                 sms_number=None if doc.get("sms_number") is None else str(doc["sms_number"]),
                 links=ObjectLinks(
                     text=str(links.get("text", "")),
                     root_path=str(links.get("root_path", "/")),
                     content_formats=tuple(int(c) for c in links.get("content_formats", ())),
-                    objects=tuple(
-                        RegisteredObject(
-                            id=int(o["id"]),
-                            version=None if o.get("version") is None else str(o["version"]),
-                            instances=tuple(int(i) for i in o.get("instances", ())),
+                    objects=shared_objects(
+                        tuple(
+                            registered_object(
+                                int(o["id"]),
+                                None if o.get("version") is None else str(o["version"]),
+                                tuple(int(i) for i in o.get("instances", ())),
+                            )
+                            for o in links.get("objects", ())
                         )
-                        for o in links.get("objects", ())
                     ),
                 ),
                 identity=identity,
