@@ -174,7 +174,8 @@ async def _main(args: argparse.Namespace) -> int:
     signals.install()
     model = load_models(args.models)
     try:
-        stores = await open_stores(args.store, args.data)
+        # A restart with a million registrations serves while it reads them back.
+        stores = await open_stores(args.store, args.data, load_in_background=True)
     except StoreError as exc:
         raise ConfigurationError(str(exc)) from None
     try:

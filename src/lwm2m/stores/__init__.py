@@ -52,8 +52,14 @@ __all__ = [
 SQLITE_FILENAME = "lwm2m.sqlite3"
 
 
-async def open_stores(spec: str = "sqlite", data_dir: str | Path = "lwm2m-data") -> Stores:
-    """Open the stores named by ``--store``: ``memory``, ``sqlite`` or a ``redis://`` URL."""
+async def open_stores(
+    spec: str = "sqlite", data_dir: str | Path = "lwm2m-data", *, load_in_background: bool = False
+) -> Stores:
+    """Open the stores named by ``--store``: ``memory``, ``sqlite`` or a ``redis://`` URL.
+
+    ``load_in_background`` (SQLite): return before the stored registrations are
+    all read back; they load while the server serves (see ``SqliteRegistrationStore``).
+    """
     if spec == "memory":
         return MemoryStores()
     if spec == "sqlite":
@@ -61,7 +67,9 @@ async def open_stores(spec: str = "sqlite", data_dir: str | Path = "lwm2m-data")
 
         directory = Path(data_dir)
         directory.mkdir(parents=True, exist_ok=True)
-        return await SqliteStores.open(directory / SQLITE_FILENAME)
+        return await SqliteStores.open(
+            directory / SQLITE_FILENAME, load_in_background=load_in_background
+        )
     if spec.startswith(("redis://", "rediss://", "unix://")):
         from lwm2m.stores.redis import RedisStores
 

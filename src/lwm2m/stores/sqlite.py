@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,7 +41,12 @@ from lwm2m.stores.memory import (
     MemorySecurityStore,
     StoreBundle,
 )
-from lwm2m.stores.records import ObservationRecord, Registration, security_entry_from_dict
+from lwm2m.stores.records import (
+    ObservationRecord,
+    RecordError,
+    Registration,
+    security_entry_from_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -260,18 +268,171 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_result(result)
 
 
+_POINT_READS = {
+    "id": "SELECT doc FROM registrations WHERE id = ?",
+    "endpoint": "SELECT doc FROM registrations WHERE endpoint = ?",
+}
+
+
 class SqliteRegistrationStore(MemoryRegistrationStore):
     """Registrations: memory view plus one row per registration.
 
-    A re-Register deletes the replaced row in the same transaction as it
-    inserts the new one (a crash never leaves two rows for one endpoint).
+    A re-Register replaces the old row in the same statement as it inserts
+    the new one (a crash never leaves two rows for one endpoint).
+
+    With ``load=False`` and :meth:`start_loading`, the stored registrations
+    are read back by a thread in chunks while the server already serves: a
+    million rows take tens of seconds, and a fleet coming back after the
+    restart must not wait for them. Until the load is over, a lookup by id or
+    endpoint name that misses the memory view reads that one row (an indexed
+    SELECT), so conflicts (4.09), Updates and De-registers of registrations
+    not loaded yet are answered as after the load; a name written since the
+    load began is never overwritten by the older stored row. Lookups by
+    address, :meth:`list` and ``len`` see the loaded part only.
     """
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    #: Rows per chunk handed from the loading thread to the event loop.
+    LOAD_CHUNK = 5000
+    #: Tests hold the loading thread here (before each chunk) to act mid-load.
+    _load_gate: threading.Event | None = None
+
+    def __init__(self, db: SqliteDatabase, *, load: bool = True) -> None:
         super().__init__()
         self._db = db
-        docs = [doc for (doc,) in db.read_all("SELECT doc FROM registrations")]
-        load_records(docs, Registration.from_dict, self._load, kind="registration", log=logger)
+        self._loading = False
+        self._touched: set[str] = set()
+        self._point: sqlite3.Connection | None = None
+        self._stop_loading = threading.Event()
+        self._load_thread: threading.Thread | None = None
+        self.loaded: asyncio.Future[int] | None = None
+        if load:
+            docs = [doc for (doc,) in db.read_all("SELECT doc FROM registrations")]
+            load_records(docs, Registration.from_dict, self._load, kind="registration", log=logger)
+
+    # -- loading while serving
+    def start_loading(self) -> asyncio.Future[int]:
+        """Start reading the stored registrations back; the future gives their count."""
+        loop = asyncio.get_running_loop()
+        self._loading = True
+        self._point = sqlite3.connect(str(self._db.path), check_same_thread=False)
+        self.loaded = loop.create_future()
+        self._load_thread = threading.Thread(
+            target=self._read_rows,
+            args=(loop, time.perf_counter()),
+            daemon=True,
+            name="sqlite load",
+        )
+        self._load_thread.start()
+        return self.loaded
+
+    def _read_rows(self, loop: asyncio.AbstractEventLoop, started: float) -> None:
+        """On the loading thread: read and decode chunks, index them on the loop."""
+        conn = sqlite3.connect(str(self._db.path))
+        try:
+            cur = conn.execute("SELECT doc FROM registrations")
+            while not self._stop_loading.is_set():
+                gate = self._load_gate
+                while gate is not None and not gate.wait(0.05):
+                    if self._stop_loading.is_set():
+                        return
+                rows = cur.fetchmany(self.LOAD_CHUNK)
+                if not rows:
+                    break
+                regs: list[Registration] = []
+                load_records(
+                    (d for (d,) in rows),
+                    Registration.from_dict,
+                    regs.append,
+                    kind="registration",
+                    log=logger,
+                )
+                loop.call_soon_threadsafe(self._index_loaded, regs)
+        except sqlite3.Error as exc:
+            logger.error("reading the stored registrations failed: %s", exc)
+        finally:
+            conn.close()
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                loop.call_soon_threadsafe(self._loading_done, started)
+
+    def _index_loaded(self, regs: list[Registration]) -> None:
+        touched = self._touched
+        by_endpoint = self._by_endpoint
+        for reg in regs:
+            # Written since the load began, or already read by a lookup: memory is newer.
+            if reg.endpoint not in touched and reg.endpoint not in by_endpoint:
+                self._index(reg)
+
+    def _loading_done(self, started: float) -> None:
+        self._loading = False
+        self._touched.clear()
+        if self._point is not None:
+            self._point.close()
+            self._point = None
+        count = len(self._by_id)
+        if not self._stop_loading.is_set():
+            logger.info("%d registrations loaded in %.1f s", count, time.perf_counter() - started)
+        if self.loaded is not None and not self.loaded.done():
+            self.loaded.set_result(count)
+
+    def _read_one(self, column: str, value: str) -> Registration | None:
+        """While loading: the stored row of a registration not in memory yet (then indexed)."""
+        point = self._point
+        if point is None:
+            return None
+        row = point.execute(_POINT_READS[column], (value,)).fetchone()
+        if row is None:
+            return None
+        try:
+            reg = Registration.from_dict(load_doc(row[0]))
+        except (RecordError, StoreError, ValueError):
+            return None
+        if reg.endpoint in self._touched or reg.endpoint in self._by_endpoint:
+            return None  # memory knows better (written since, or another id now)
+        self._index(reg)
+        return reg
+
+    async def stop_loading(self) -> None:
+        """Stop the loading thread (closing the store mid-load)."""
+        self._stop_loading.set()
+        thread = self._load_thread
+        if thread is not None and thread.is_alive():
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+
+    def get(self, registration_id: str) -> Registration | None:
+        """From memory; while loading, from the row when not loaded yet."""
+        reg = self._by_id.get(registration_id)
+        if reg is None and self._loading:
+            reg = self._read_one("id", registration_id)
+        return reg
+
+    def get_by_endpoint(self, endpoint: str) -> Registration | None:
+        """From memory; while loading, from the row when not loaded yet."""
+        rid = self._by_endpoint.get(endpoint)
+        if rid is not None:
+            return self._by_id.get(rid)
+        return self._read_one("endpoint", endpoint) if self._loading else None
+
+    async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
+        """As in memory; while loading, the name is marked so the loader skips its old row."""
+        if self._loading:
+            self.get_by_endpoint(registration.endpoint)
+            self._touched.add(registration.endpoint)
+        return await super().add(registration)
+
+    async def update(self, registration: Registration) -> tuple[Registration, Registration]:
+        """As in memory; while loading, the name is marked so the loader skips its old row."""
+        if self._loading:
+            self.get(registration.id)
+            self._touched.add(registration.endpoint)
+        return await super().update(registration)
+
+    async def remove(self, registration_id: str) -> Registration | None:
+        """As in memory; while loading, a removed name is not brought back by the loader."""
+        if self._loading:
+            reg = self.get(registration_id)
+            if reg is not None:
+                self._touched.add(reg.endpoint)
+        return await super().remove(registration_id)
 
     async def _persist_add(self, reg: Registration, replaced: Registration | None) -> None:
         # One statement: the UNIQUE endpoint makes REPLACE delete the replaced row
@@ -417,9 +578,9 @@ class SqliteStores(
 ):
     """All four stores in one SQLite file."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqliteDatabase, *, load_registrations: bool = True) -> None:
         super().__init__(
-            SqliteRegistrationStore(db),
+            SqliteRegistrationStore(db, load=load_registrations),
             SqliteObservationStore(db),
             SqliteSecurityStore(db),
             SqliteDocumentStore(db),
@@ -427,14 +588,26 @@ class SqliteStores(
         self._db = db
 
     @classmethod
-    async def open(cls, path: str | Path) -> SqliteStores:
-        """Open (and create) the file off the event loop: reading it back may take a while."""
+    async def open(cls, path: str | Path, *, load_in_background: bool = False) -> SqliteStores:
+        """Open (and create) the file off the event loop: reading it back may take a while.
+
+        ``load_in_background``: return at once and read the registrations back
+        while serving (see :class:`SqliteRegistrationStore`); the command does
+        this, so a restart with a million registrations answers at once.
+        """
+        loop = asyncio.get_running_loop()
         try:
-            db = await asyncio.get_running_loop().run_in_executor(None, SqliteDatabase, Path(path))
-            return await asyncio.get_running_loop().run_in_executor(None, cls, db)
+            db = await loop.run_in_executor(None, SqliteDatabase, Path(path))
+            stores = await loop.run_in_executor(
+                None, functools.partial(cls, db, load_registrations=not load_in_background)
+            )
+            if load_in_background:
+                stores.registrations.start_loading()
+            return stores
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store {path}: {exc}") from None
 
     async def close(self) -> None:
         """Flush pending writes and close the file."""
+        await self.registrations.stop_loading()
         await self._db.close()
