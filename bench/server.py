@@ -58,13 +58,17 @@ def free_port() -> int:
         return port
 
 
-def wait_coap(port: int, timeout: float = 120.0) -> float:
+def wait_coap(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 120.0
+) -> float:
     """Seconds until a CON GET on ``port`` is answered (any code)."""
     start = time.perf_counter()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(0.05)
         mid = 1
         while time.perf_counter() - start < timeout:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
             mid += 1
             s.sendto(
                 bytes((0x40, 0x01, mid >> 8 & 255, mid & 255, 0xB4)) + b"ping", ("127.0.0.1", port)
@@ -102,6 +106,12 @@ def run_loadgen(
         name = fields.pop("phase")
         phases[name] = {k: float(v) for k, v in fields.items()}
     return phases
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process: per request, a figure the shared load moves less."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -238,22 +248,27 @@ def main() -> int:
         for store in stores:
             results: list[Phases] = []
             engine_rates: list[float] = []
+            engine_cpu: list[float] = []
             for r in range(args.rounds):
                 # 2. our engine, plain CON GET, then 3. the server: one after the other, per round
                 eport = free_port()
                 engine = subprocess.Popen([sys.executable, "-c", ENGINE, str(eport)])
-                wait_coap(eport)
-                engine_rates.append(
-                    run_loadgen(loadgen, "get", eport, args.seconds, *gen, "g")["get"]["rate"]
-                )
+                wait_coap(eport, engine)
+                before = cpu_s(engine.pid)
+                got = run_loadgen(loadgen, "get", eport, args.seconds, *gen, "g")["get"]
+                engine_cpu.append((cpu_s(engine.pid) - before) / got["ok"] * 1e6)
+                engine_rates.append(got["rate"])
                 stop(engine)
                 data = tmp / f"{store}-{r}"
                 data.mkdir()
                 port = free_port()
                 server = start_server(store, data, port, args.log_level)
-                wait_coap(port)
+                wait_coap(port, server)
+                before = cpu_s(server.pid)
                 phases = run_loadgen(loadgen, "storm", port, args.seconds, *gen, f"s{r}")
+                served = sum(phases[p]["ok"] for p in ("register", "update", "deregister"))
                 phases["rss"] = {"mb": rss_mb(server.pid)}
+                phases["cpu"] = {"us": (cpu_s(server.pid) - before) / served * 1e6}
                 stop(server)
                 results.append(phases)
             get_rate = statistics.median(engine_rates)
@@ -261,7 +276,10 @@ def main() -> int:
             ratios = [
                 res["register"]["rate"] / g for res, g in zip(results, engine_rates, strict=True)
             ]
-            print(f"engine: plain CON GET {get_rate:,.0f}/s (median of {args.rounds})")
+            print(
+                f"engine: plain CON GET {get_rate:,.0f}/s, "
+                f"{statistics.median(engine_cpu):.0f} us CPU per request (median of {args.rounds})"
+            )
             for phase, label in (
                 ("register", "Register"),
                 ("update", "Update"),
@@ -278,6 +296,11 @@ def main() -> int:
                 f"{store}: ratio Register/engine GET {statistics.median(ratios):.2f} "
                 f"(Register {reg:,.0f}/s; rounds {', '.join(f'{x:.2f}' for x in ratios)}); "
                 f"server RSS {median(results, 'rss', 'mb'):.0f} MB"
+            )
+            print(
+                f"{store}: {median(results, 'cpu', 'us'):.0f} us server CPU per request "
+                f"(Register, Update, De-register together); CPU ratio engine GET/registration "
+                f"{statistics.median(engine_cpu) / median(results, 'cpu', 'us'):.2f}"
             )
 
         if args.million:
@@ -303,7 +326,7 @@ def hold(loadgen: Path, tmp: Path, args: argparse.Namespace) -> None:
     port = free_port()
     start = time.perf_counter()
     server = start_server("sqlite", data, port, args.log_level)
-    first = wait_coap(port, timeout=600)
+    first = wait_coap(port, server, timeout=600)
     wait_loaded(data / "server.log", server, timeout=600)
     elapsed = time.perf_counter() - start
     rss = rss_mb(server.pid)
