@@ -165,7 +165,7 @@ def fill_sqlite(path: Path, count: int) -> None:
 
     from lwm2m.server.links import decode_links_payload
     from lwm2m.stores.codec import registration_text
-    from lwm2m.stores.records import Registration
+    from lwm2m.stores.records import ObjectLinks, RegisteredObject, Registration
     from lwm2m.stores.sqlite import SCHEMA
 
     conn = sqlite3.connect(str(path))
@@ -173,10 +173,14 @@ def fill_sqlite(path: Path, count: int) -> None:
     conn.executescript(SCHEMA)
     now = time.time()
     batch = []
+    base = decode_links_payload(b'</>;rt="oma.lwm2m",</1/0>,</3/0>,</4/0>,</5/0>').objects
     for n in range(count):
-        payload = (
-            f'</>;rt="oma.lwm2m",</1/0>,</3/0>,</4/0>,</5/0>,</3303/{n % 7}>,</{30000 + n % 997}/0>'
-        )
+        # Distinct per device (an instance of object 3303 numbered after it), as
+        # decode_links_payload would read it; built directly, so that filling is fast.
+        vendor = 30000 + n % 997
+        payload = f'</>;rt="oma.lwm2m",</1/0>,</3/0>,</4/0>,</5/0>,</3303/{n}>,</{vendor}/0>'
+        objects = (*base, RegisteredObject(3303, None, (n,)), RegisteredObject(vendor, None, (0,)))
+        links = ObjectLinks(text=payload, objects=objects)
         reg = Registration(
             id=f"{n:010x}",
             endpoint=f"urn:dev:{n:08d}",
@@ -185,7 +189,7 @@ def fill_sqlite(path: Path, count: int) -> None:
             registered_at=now,
             updated_at=now,
             lwm2m_version="1.1",
-            links=decode_links_payload(payload.encode()),
+            links=links,
         )
         batch.append((reg.id, reg.endpoint, registration_text(reg)))
         if len(batch) == 50_000:

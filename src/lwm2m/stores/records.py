@@ -90,6 +90,28 @@ def shared_objects(objects: tuple[RegisteredObject, ...]) -> tuple[RegisteredObj
     return shared
 
 
+#: The stored form of an object list -> its shared tuple: reading a million
+#: registrations back, most lists are equal and need no validation again.
+_stored_lists: dict[tuple[tuple[Any, Any, tuple[Any, ...]], ...], tuple[RegisteredObject, ...]] = {}
+
+
+def _stored_objects(docs: Any) -> tuple[RegisteredObject, ...]:
+    key = tuple((o["id"], o.get("version"), tuple(o.get("instances", ()))) for o in docs)
+    shared = _stored_lists.get(key)
+    if shared is None:
+        shared = shared_objects(
+            tuple(
+                registered_object(
+                    int(oid), None if version is None else str(version), tuple(int(i) for i in inst)
+                )
+                for oid, version, inst in key
+            )
+        )
+        if len(_stored_lists) < _INTERN_LIMIT:
+            _stored_lists[key] = shared
+    return shared
+
+
 def shared_links(links: ObjectLinks) -> ObjectLinks:
     """``links`` with its objects shared with every equal announcement."""
     objects = shared_objects(links.objects)
@@ -202,16 +224,7 @@ class Registration:
                     text=str(links.get("text", "")),
                     root_path=str(links.get("root_path", "/")),
                     content_formats=tuple(int(c) for c in links.get("content_formats", ())),
-                    objects=shared_objects(
-                        tuple(
-                            registered_object(
-                                int(o["id"]),
-                                None if o.get("version") is None else str(o["version"]),
-                                tuple(int(i) for i in o.get("instances", ())),
-                            )
-                            for o in links.get("objects", ())
-                        )
-                    ),
+                    objects=_stored_objects(links.get("objects", ())),
                 ),
                 identity=identity,
                 transport=str(doc.get("transport", "udp")),
