@@ -166,7 +166,7 @@ def fill_sqlite(path: Path, count: int) -> None:
     """``count`` registrations with distinct payloads, written as the server writes them."""
     import sqlite3
 
-    from lwm2m.server.links import decode_links_payload
+    from lwm2m.server.object_links import decode_links_payload
     from lwm2m.stores.codec import registration_text
     from lwm2m.stores.records import ObjectLinks, RegisteredObject, Registration
     from lwm2m.stores.sqlite import SCHEMA
