@@ -274,7 +274,11 @@ def main() -> int:
                 data.mkdir()
                 port = free_port()
                 server = start_server(store, data, port, args.log_level)
-                wait_coap(port, server)
+                try:
+                    wait_coap(port, server)
+                except (TimeoutError, RuntimeError):
+                    print((data / "server.log").read_text()[-2000:])
+                    raise
                 before = cpu_s(server.pid)
                 phases = run_loadgen(loadgen, "storm", port, args.seconds, *gen, f"s{r}")
                 served = sum(phases[p]["ok"] for p in ("register", "update", "deregister"))
