@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -51,13 +52,6 @@ def build_loadgen(workdir: Path) -> Path | None:
     return out
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wait_coap(
     port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 120.0
 ) -> float:
@@ -77,7 +71,8 @@ def wait_coap(
                 data = s.recv(1500)
             except TimeoutError:
                 continue
-            if len(data) >= 4 and data[2:4] == bytes((mid >> 8 & 255, mid & 255)):
+            # Any of our MIDs: a loaded machine may answer later than the 50 ms we wait.
+            if len(data) >= 4 and 2 <= int.from_bytes(data[2:4], "big") <= mid:
                 return time.perf_counter() - start
     raise TimeoutError(f"nothing answers on port {port}")
 
@@ -125,7 +120,7 @@ def rss_mb(pid: int) -> float:
 
 
 ENGINE = """
-import asyncio, sys
+import asyncio
 from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.loop import install_best_event_loop
@@ -134,19 +129,34 @@ response = Message(Code.CONTENT, payload=b"hello", content_format=0)
 async def handler(request):
     return response
 async def main():
-    await Endpoint.create("127.0.0.1", int(sys.argv[1]), handler=handler)
+    endpoint = await Endpoint.create("127.0.0.1", 0, handler=handler)
+    print(endpoint.local_address[1], flush=True)
     await asyncio.Event().wait()
 install_best_event_loop()
 asyncio.run(main())
 """
 
 
-def start_server(store: str, data: Path, port: int, log_level: str) -> subprocess.Popen[bytes]:
+def start_server(store: str, data: Path, log_level: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The real command on a port it picks itself (a port picked here could be taken meanwhile
+    by another process on a shared machine), read back from its log."""
     cmd = [sys.executable, "-m", "lwm2m", "--log-level", log_level, "server", "--store", store]
-    cmd += ["--data", str(data), "--coap-port", str(port), "--coaps-port", "0", "--http-port", "0"]
+    cmd += ["--data", str(data), "--coap-port", "0", "--coaps-port", "0", "--http-port", "0"]
     cmd += ["--no-bootstrap"]
     log = open(data / "server.log", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline:
+        found = re.search(
+            r"listening on coap://127\.0\.0\.1:(\d+)", (data / "server.log").read_text()
+        )
+        if found:
+            return proc, int(found.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"the server did not start: {(data / 'server.log').read_text()[-2000:]}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -262,8 +272,9 @@ def main() -> int:
             engine_cpu: list[float] = []
             for r in range(args.rounds):
                 # 2. our engine, plain CON GET, then 3. the server: one after the other, per round
-                eport = free_port()
-                engine = subprocess.Popen([sys.executable, "-c", ENGINE, str(eport)])
+                engine = subprocess.Popen([sys.executable, "-c", ENGINE], stdout=subprocess.PIPE)
+                assert engine.stdout is not None
+                eport = int(engine.stdout.readline())
                 wait_coap(eport, engine)
                 before = cpu_s(engine.pid)
                 got = run_loadgen(loadgen, "get", eport, args.seconds, *gen, "g")["get"]
@@ -272,8 +283,7 @@ def main() -> int:
                 stop(engine)
                 data = tmp / f"{store}-{r}"
                 data.mkdir()
-                port = free_port()
-                server = start_server(store, data, port, args.log_level)
+                server, port = start_server(store, data, args.log_level)
                 try:
                     wait_coap(port, server)
                 except (TimeoutError, RuntimeError):
@@ -327,8 +337,7 @@ def hold(loadgen: Path, tmp: Path, args: argparse.Namespace) -> None:
     """N registrations in a SQLite file: start-up time, RSS per registration, latency."""
     empty = tmp / "empty"
     empty.mkdir()
-    port = free_port()
-    server = start_server("sqlite", empty, port, args.log_level)
+    server, port = start_server("sqlite", empty, args.log_level)
     wait_coap(port)
     base = rss_mb(server.pid)
     stop(server)
@@ -338,9 +347,8 @@ def hold(loadgen: Path, tmp: Path, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     fill_sqlite(data / "lwm2m.sqlite3", args.million)
     print(f"hold: wrote {args.million:,} registrations in {time.perf_counter() - start:.1f} s")
-    port = free_port()
     start = time.perf_counter()
-    server = start_server("sqlite", data, port, args.log_level)
+    server, port = start_server("sqlite", data, args.log_level)
     first = wait_coap(port, server, timeout=600)
     wait_loaded(data / "server.log", server, timeout=900)
     elapsed = time.perf_counter() - start
@@ -357,10 +365,9 @@ def hold(loadgen: Path, tmp: Path, args: argparse.Namespace) -> None:
     print(f"hold: RSS after the storm {rss:,.0f} MB")
 
     # Again, with the storm while the registrations load.
-    port = free_port()
     (data / "server.log").unlink()
     start = time.perf_counter()
-    server = start_server("sqlite", data, port, args.log_level)
+    server, port = start_server("sqlite", data, args.log_level)
     first = wait_coap(port, server, timeout=600)
     phases = run_loadgen(loadgen, "storm", port, args.seconds, args.endpoints, args.inflight, "l")
     wait_loaded(data / "server.log", server, timeout=900)
