@@ -140,7 +140,16 @@ class SqliteDatabase:
             self._wake_idle()
             return
         batch, self._pending = self._pending, []
-        results = self._run_statements(batch)
+        try:
+            results = self._run_statements(batch)
+        except Exception as exc:  # not an SQLite error: still no write may hang or half-commit
+            logger.exception("SQLite batch failed")
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            failure = StoreError(f"SQLite: {exc}")
+            for job in batch:
+                _resolve(job.future, None, failure)
+            return
         if results is None:  # no transaction could be opened: nothing to commit
             return
         self._committing = True
