@@ -55,6 +55,7 @@ from lwm2m.web.backend import (
     LinkInfo,
     UnknownClient,
 )
+from lwm2m.web.client_query import MAX_LIMIT, is_paged, parse_client_query
 from lwm2m.web.errors import DEVICE_ERRORS, STORE_ERRORS
 from lwm2m.web.metrics import Metrics
 from lwm2m.web.present import (
@@ -68,7 +69,7 @@ from lwm2m.web.present import (
     result_json,
 )
 from lwm2m.web.request_bodies import create_instance_id
-from lwm2m.web.schemas import CancelResult, Client, DeviceResult, ObjectSpec
+from lwm2m.web.schemas import CancelResult, Client, ClientPageSchema, DeviceResult, ObjectSpec
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -296,10 +297,45 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         return await run(operation, endpoint, make(p, fmt), t, answer, p)
 
     @router.get(
-        "", response_model=list[Client], summary="List registered clients", responses=STORE_ERRORS
+        "",
+        response_model=list[Client] | ClientPageSchema,
+        summary="List registered clients (all, or one page)",
+        description="Without parameters: every client, Leshan's array. With any of them: "
+        "a page {total, offset, limit, items} (docs/rest-api.md).",
+        responses=STORE_ERRORS,
     )
-    async def list_clients() -> list[dict[str, Any]]:
-        return [client_json(c) for c in sorted(devices.list_clients(), key=lambda c: c.endpoint)]
+    async def list_clients(
+        request: Request,
+        limit: str | None = Query(None, description=f"Page size 0..{MAX_LIMIT} (default 100)."),
+        offset: str | None = Query(None, description="Clients to skip (default 0)."),
+        q: str | None = Query(None, description="Substring of endpoint name or address."),
+        sort: str | None = Query(
+            None,
+            description="endpoint, registrationDate, lastUpdate, address, lifetime; -key descends.",
+        ),
+        binding: str | None = Query(None, description="Binding mode, exactly (U, UQ, T ...)."),
+        lwm2m: str | None = Query(None, description="LwM2M version, exactly (1.0, 1.1, 1.2)."),
+        queuemode: str | None = Query(None, description="true or false."),
+        sleeping: str | None = Query(None, description="true or false."),
+        secure: str | None = Query(None, description="Registered over DTLS: true or false."),
+        registeredAfter: str | None = Query(None, description="ISO 8601 or Unix seconds."),
+        registeredBefore: str | None = Query(None, description="ISO 8601 or Unix seconds."),
+        updatedAfter: str | None = Query(None, description="ISO 8601 or Unix seconds."),
+        updatedBefore: str | None = Query(None, description="ISO 8601 or Unix seconds."),
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        params = request.query_params
+        if not is_paged(params):
+            return [
+                client_json(c) for c in sorted(devices.list_clients(), key=lambda c: c.endpoint)
+            ]
+        asked = parse_client_query(params)
+        page = devices.query_clients(asked.query, sleeping=asked.sleeping)
+        return {
+            "total": page.total,
+            "offset": asked.query.offset,
+            "limit": asked.query.limit,
+            "items": [client_json(c) for c in page.items],
+        }
 
     # Composite routes come before /{endpoint}/{path} so "composite" is not read as a path.
     @router.get(
