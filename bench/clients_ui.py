@@ -58,7 +58,7 @@ async def main(args: argparse.Namespace) -> None:
                 id=f"r{i}",
                 endpoint=f"dev-{i:06d}",
                 address=(f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", 5683),
-                lifetime_s=300,
+                lifetime_s=86400,
                 registered_at=now - i % 3600,
                 updated_at=now - i % 600,
                 lwm2m_version="1.1" if i % 2 else "1.0",
@@ -66,7 +66,9 @@ async def main(args: argparse.Namespace) -> None:
                 queue_mode=i % 3 == 0,
             )
         )
-    print(f"{args.clients} registrations into the {args.store} store in {time.perf_counter() - start:.1f} s")
+    print(
+        f"{args.clients} registrations into the {args.store} store in {time.perf_counter() - start:.1f} s"
+    )
     await server.start()
     web = WebServer(create_app(server, None), "127.0.0.1", 0)
     await web.start()
@@ -74,15 +76,33 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with httpx.AsyncClient(base_url=base, timeout=120) as http:
             full_ms, full = await timed(lambda: http.get("/api/clients"), max(1, args.repeat // 3))
-            print(f"GET /api/clients (full list, old way): {full_ms:.0f} ms, {len(full.content) / 1e6:.1f} MB")  # type: ignore[attr-defined]
+            print(
+                f"GET /api/clients (full list, old way): {full_ms:.0f} ms, {len(full.content) / 1e6:.1f} MB"
+            )  # type: ignore[attr-defined]
             await http.get("/api/clients", params={"limit": 100})
-            page_ms, _ = await timed(lambda: http.get("/api/clients", params={"limit": 100}), args.repeat)
+            page_ms, _ = await timed(
+                lambda: http.get("/api/clients", params={"limit": 100}), args.repeat
+            )
             print(f"GET /api/clients?limit=100: {page_ms:.1f} ms")
-            deep_ms, _ = await timed(lambda: http.get("/api/clients", params={"limit": 100, "offset": args.clients // 2}), args.repeat)
+            deep_ms, _ = await timed(
+                lambda: http.get(
+                    "/api/clients", params={"limit": 100, "offset": args.clients // 2}
+                ),
+                args.repeat,
+            )
             print(f"GET /api/clients?limit=100&offset={args.clients // 2}: {deep_ms:.1f} ms")
-            q_ms, _ = await timed(lambda: http.get("/api/clients", params={"limit": 100, "q": "dev-0421"}), args.repeat)
+            q_ms, _ = await timed(
+                lambda: http.get("/api/clients", params={"limit": 100, "q": "dev-0421"}),
+                args.repeat,
+            )
             print(f"GET /api/clients?limit=100&q=dev-0421 (search): {q_ms:.1f} ms")
-            f_ms, _ = await timed(lambda: http.get("/api/clients", params={"limit": 100, "binding": "UQ", "sort": "-registrationDate"}), args.repeat)
+            f_ms, _ = await timed(
+                lambda: http.get(
+                    "/api/clients",
+                    params={"limit": 100, "binding": "UQ", "sort": "-registrationDate"},
+                ),
+                args.repeat,
+            )
             print(f"GET /api/clients?limit=100&binding=UQ&sort=-registrationDate: {f_ms:.1f} ms")
             s_ms, _ = await timed(lambda: http.get("/api/stats"), args.repeat)
             print(f"GET /api/stats: {s_ms:.1f} ms")
@@ -91,6 +111,7 @@ async def main(args: argparse.Namespace) -> None:
             firsts, searches = [], []
             for n in range(args.repeat):
                 page = await (await browser.new_context()).new_page()
+                page.on("pageerror", lambda exc: print("page error:", exc, file=sys.stderr))
                 start = time.perf_counter()
                 await page.goto(base + "/#/clients")
                 await page.wait_for_selector('tr[data-endpoint="dev-000000"]')
@@ -106,8 +127,12 @@ async def main(args: argparse.Namespace) -> None:
                 searches.append(time.perf_counter() - start)
                 await page.context.close()
             await browser.close()
-        print(f"Clients page, first rows: {statistics.median(firsts) * 1000:.0f} ms (median of {args.repeat})")
-        print(f"Search typed in the page, keystroke to rows (incl. 150 ms debounce): {statistics.median(searches) * 1000:.0f} ms")
+        print(
+            f"Clients page, first rows: {statistics.median(firsts) * 1000:.0f} ms (median of {args.repeat})"
+        )
+        print(
+            f"Search typed in the page, keystroke to rows (incl. 150 ms debounce): {statistics.median(searches) * 1000:.0f} ms"
+        )
     finally:
         await web.stop()
         await server.stop()

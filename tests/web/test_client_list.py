@@ -20,7 +20,7 @@ async def fill(live: Live, n: int) -> None:
                 id=f"r{i}",
                 endpoint=f"dev-{i:04d}",
                 address=(f"10.0.{i % 4}.{i % 250}", 5683),
-                lifetime_s=300 + i,
+                lifetime_s=3600 + i,  # none expires during the test
                 registered_at=NOW - i * 10,
                 updated_at=NOW - i * 5,
                 lwm2m_version="1.1" if i % 2 else "1.0",
