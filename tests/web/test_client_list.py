@@ -20,9 +20,9 @@ async def fill(live: Live, n: int) -> None:
                 id=f"r{i}",
                 endpoint=f"dev-{i:04d}",
                 address=(f"10.0.{i % 4}.{i % 250}", 5683),
-                lifetime_s=3600 + i,  # none expires during the test
+                lifetime_s=86400 + i,  # none expires during the test
                 registered_at=NOW - i * 10,
-                updated_at=NOW - i * 5,
+                updated_at=NOW - i % 300 * 5,
                 lwm2m_version="1.1" if i % 2 else "1.0",
                 binding="UQ" if i % 3 == 0 else "U",
                 queue_mode=i % 3 == 0,
