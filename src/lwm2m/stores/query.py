@@ -219,8 +219,15 @@ class RegistrationIndex:
     def _matches(self, names: list[str], query: RegistrationQuery) -> list[Registration]:
         """Each condition is one pass of a comprehension over what is left: C speed, not Python calls."""
         if query.text:
-            text, lines = query.text.lower(), self._lines
-            names = [n for n in names if text in lines[n]]
+            text = query.text.lower()
+            # Iterating the lines' dict avoids a lookup per name; the few hits
+            # are then sorted, many hits keep the order of the sorted list.
+            hits = [n for n, line in self._lines.items() if text in line]
+            if len(hits) < len(names) // 8:
+                names = sorted(hits)
+            else:
+                found = set(hits)
+                names = [n for n in names if n in found]
         by_name = self._by_name
         regs = [by_name[n] for n in names]
         q = query
