@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -113,4 +114,13 @@ async def test_stats_count_the_fleet(live: Live) -> None:
     assert stats["states"] == {"awake": 60, "sleeping": 30, "queueMode": 30, "secure": 0}
     minutes = stats["registrationsPerMinute"]
     assert len(minutes) == 60 and sum(m["count"] for m in minutes) == 90
-    assert stats["refusalsTotal"] is None
+    assert stats["refusalsTotal"] == 0
+    assert len(stats["refusalsPerMinute"]) == 60
+    # A real client claiming a name another address holds is refused (4.09).
+    await live.add_client("dev-0001")
+    async with asyncio.timeout(20):
+        while (await live.http.get("/api/stats")).json()["refusalsTotal"] == 0:
+            await asyncio.sleep(0.05)  # polling an HTTP answer: no event to await here
+    after = (await live.http.get("/api/stats")).json()
+    assert after["registrations"] == 90
+    assert 1 <= sum(m["count"] for m in after["refusalsPerMinute"]) <= after["refusalsTotal"]

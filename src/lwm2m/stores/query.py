@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from operator import attrgetter
@@ -173,18 +173,13 @@ class RegistrationIndex:
 
     def stats(self, now: float) -> RegistrationStats:
         """The counts as they are now; ``now`` (wall clock) ends the per-minute series."""
-        last = int(now // 60)
-        minutes = tuple(
-            (float(m * 60), self._minutes.get(m, 0))
-            for m in range(last - RECENT_MINUTES + 1, last + 1)
-        )
         return RegistrationStats(
             total=len(self._by_name),
             queue_mode=self._queue,
             secure=self._secure,
             by_binding={k: v for k, v in sorted(self._binding.items()) if v > 0},
             by_version={k: v for k, v in sorted(self._version.items()) if v > 0},
-            registered_per_minute=minutes,
+            registered_per_minute=_series(self._minutes, now),
         )
 
     # Private
@@ -252,6 +247,18 @@ class RegistrationIndex:
         return regs
 
 
+def per_minute(times: Iterable[float], now: float) -> tuple[tuple[float, int], ...]:
+    """``(minute start, count)`` of the last :data:`RECENT_MINUTES` minutes up to ``now``, oldest first."""
+    return _series(Counter(int(t // 60) for t in times), now)
+
+
+def _series(counts: Mapping[int, int], now: float) -> tuple[tuple[float, int], ...]:
+    last = int(now // 60)
+    return tuple(
+        (float(m * 60), counts.get(m, 0)) for m in range(last - RECENT_MINUTES + 1, last + 1)
+    )
+
+
 def _address(reg: Registration) -> str:
     host, port = reg.address[0], reg.address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -271,4 +278,5 @@ __all__ = [
     "RegistrationQuery",
     "RegistrationStats",
     "SortKey",
+    "per_minute",
 ]

@@ -45,7 +45,7 @@ from lwm2m.server.events import (
 )
 from lwm2m.server.operations import Request
 from lwm2m.stores.base import SecurityConflict, SecurityStore
-from lwm2m.stores.query import RegistrationQuery
+from lwm2m.stores.query import RegistrationQuery, per_minute
 from lwm2m.stores.records import Registration
 from lwm2m.web.backend import (
     BackendError,
@@ -182,17 +182,20 @@ class ServerAdapter:
 
     def fleet_stats(self) -> FleetStats:
         """The store's counters; sleeping = queue-mode clients minus the awake ones."""
-        stats = self._server.stores.registrations.stats(time.time())
+        now = time.time()
+        stats = self._server.stores.registrations.stats(now)
         sleeping = max(0, stats.queue_mode - self._server.queue.awake_count())
-        return FleetStats(stats, sleeping, self._refusals_total())
-
-    def _refusals_total(self) -> float | None:
-        """Hook for the registrar's refusal counter: None while the server keeps none.
-
-        The server's counters carry it under ``registrations_refused_total``
-        once the refusal log reports there.
-        """
-        return self._server.counters().get("registrations_refused_total")
+        log = self._server.refusals
+        # Per minute from what the refusal log remembers (the last few per name,
+        # the last unnamed ones): exact unless a burst outgrew that memory.
+        times = [r.time for _, entry in log.endpoints() for r in entry.recent]
+        times.extend(r.time for r in log.unnamed())
+        return FleetStats(
+            stats,
+            sleeping,
+            float(sum(log.counts().values())),
+            per_minute(times, now),
+        )
 
     def get_client(self, endpoint: str) -> ClientInfo | None:
         """One registration by endpoint name (None: not registered)."""

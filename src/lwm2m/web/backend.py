@@ -103,12 +103,15 @@ class ClientPage:
 class FleetStats:
     """The fleet overview: the store's counts plus what only the server knows.
 
-    ``refusals_total`` is None while the server exposes no refusal counter.
+    ``refusals_total`` counts refused Registers and failed DTLS handshakes
+    (None: the server keeps no count); ``refusals_per_minute`` has the shape
+    of ``registrations.registered_per_minute``.
     """
 
     registrations: RegistrationStats
     sleeping: int
     refusals_total: float | None = None
+    refusals_per_minute: tuple[tuple[float, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,9 @@ def stats_json(stats: FleetStats) -> dict[str, Any]:
             {"minute": _iso(start), "count": count} for start, count in regs.registered_per_minute
         ],
         "refusalsTotal": stats.refusals_total,
+        "refusalsPerMinute": [
+            {"minute": _iso(start), "count": count} for start, count in stats.refusals_per_minute
+        ],
     }
 
 

@@ -87,7 +87,11 @@ class Stats(BaseModel):
         description="Live registrations by the minute of their Register, last 60 minutes."
     )
     refusalsTotal: float | None = Field(
-        description="Refused Registers since start (null: the server counts none)."
+        description="Refused Registers and failed DTLS handshakes since start "
+        "(null: the server counts none)."
+    )
+    refusalsPerMinute: list[MinuteCount] = Field(
+        description="Refusals by minute, last 60 minutes (from the refusal log's bounded memory)."
     )
 
 
