@@ -2,13 +2,15 @@
 
 Without any of these parameters the list stays Leshan's plain array of every
 client, so Leshan scripts keep working; with any of them it becomes a page,
-``{"total", "offset", "limit", "items"}`` (see docs/rest-api.md). Each bad
+``{"total", "offset", "limit", "items"}`` (see docs/rest-api.md). The parameters'
+types and bounds are in the OpenAPI schema, so FastAPI checks them: a bad
 value is a 400 naming the parameter, never a silently ignored filter.
 """
 
 from __future__ import annotations
 
 import datetime
+import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,8 +42,14 @@ PARAMETERS = (
     "updatedBefore",
 )
 
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
+#: ``sort=`` values: a key, ascending, or ``-key``, descending.
+SortParam = enum.Enum(  # type: ignore[misc]
+    "SortParam", {v: v for k in SortKey for v in (k.value, "-" + k.value)}, type=str
+)
+#: No control characters in a search (it is echoed in the page).
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+#: A binding mode or a version: short, printable, no spaces.
+TOKEN_PATTERN = r"^[!-~]{1,20}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,40 +65,43 @@ def is_paged(params: Mapping[str, str]) -> bool:
     return any(name in params for name in PARAMETERS)
 
 
-def parse_client_query(params: Mapping[str, str]) -> ClientListQuery:
-    """The parameters as a query; :class:`InvalidInput` (400) names the first bad one."""
-    limit = _int(params, "limit", DEFAULT_LIMIT, 0, MAX_LIMIT)
-    offset = _int(params, "offset", 0, 0, None)
-    text = params.get("q")
-    if text is not None:
-        text = text.strip()
-        if len(text) > MAX_TEXT or any(ord(c) < 32 for c in text):
-            raise InvalidInput(f"q: at most {MAX_TEXT} printable characters")
-    sort_text = params.get("sort", "endpoint")
-    descending = sort_text.startswith("-")
-    try:
-        sort = SortKey(sort_text.removeprefix("-"))
-    except ValueError:
-        names = ", ".join(k.value for k in SortKey)
-        raise InvalidInput(
-            f"sort: unknown key {sort_text!r} (one of {names}; prefix - for descending)"
-        ) from None
-    query = RegistrationQuery(
-        text=text or None,
-        binding=_text(params, "binding"),
-        lwm2m_version=_text(params, "lwm2m"),
-        queue_mode=_bool(params, "queuemode"),
-        secure=_bool(params, "secure"),
-        registered_after=_time(params, "registeredAfter"),
-        registered_before=_time(params, "registeredBefore"),
-        updated_after=_time(params, "updatedAfter"),
-        updated_before=_time(params, "updatedBefore"),
-        sort=sort,
-        descending=descending,
-        offset=offset,
-        limit=limit,
+def client_list_query(
+    *,
+    limit: int | None = None,
+    offset: int | None = None,
+    q: str | None = None,
+    sort: str | None = None,
+    binding: str | None = None,
+    lwm2m: str | None = None,
+    queuemode: bool | None = None,
+    sleeping: bool | None = None,
+    secure: bool | None = None,
+    registered_after: datetime.datetime | float | None = None,
+    registered_before: datetime.datetime | float | None = None,
+    updated_after: datetime.datetime | float | None = None,
+    updated_before: datetime.datetime | float | None = None,
+) -> ClientListQuery:
+    """The parameters (already checked against the OpenAPI schema by FastAPI) as a store query."""
+    key = sort or SortKey.ENDPOINT.value
+    text = (q or "").strip()
+    return ClientListQuery(
+        RegistrationQuery(
+            text=text or None,
+            binding=binding,
+            lwm2m_version=lwm2m,
+            queue_mode=queuemode,
+            secure=secure,
+            registered_after=_seconds(registered_after, "registeredAfter"),
+            registered_before=_seconds(registered_before, "registeredBefore"),
+            updated_after=_seconds(updated_after, "updatedAfter"),
+            updated_before=_seconds(updated_before, "updatedBefore"),
+            sort=SortKey(key.removeprefix("-")),
+            descending=key.startswith("-"),
+            offset=offset or 0,
+            limit=DEFAULT_LIMIT if limit is None else limit,
+        ),
+        sleeping,
     )
-    return ClientListQuery(query, _bool(params, "sleeping"))
 
 
 def stats_json(stats: FleetStats) -> dict[str, Any]:
@@ -120,60 +131,14 @@ def _iso(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
 
 
-def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int | None) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    bound = f"{low}..{high}" if high is not None else f">= {low}"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name}: must be an integer {bound}, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
-        raise InvalidInput(f"{name}: must be an integer {bound}, got {raw!r}")
-    return value
-
-
-def _text(params: Mapping[str, str], name: str) -> str | None:
-    raw = params.get(name)
-    if raw is None:
+def _seconds(when: datetime.datetime | float | None, name: str) -> float | None:
+    """Wall-clock seconds; a date-time without a zone is UTC."""
+    if when is None:
         return None
-    if not raw or len(raw) > 20 or not raw.isprintable():
-        raise InvalidInput(f"{name}: expected a short value, got {raw!r}")
-    return raw
-
-
-def _bool(params: Mapping[str, str], name: str) -> bool | None:
-    raw = params.get(name)
-    if raw is None:
-        return None
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise InvalidInput(f"{name}: expected true or false, got {raw!r}")
-
-
-def _time(params: Mapping[str, str], name: str) -> float | None:
-    """ISO 8601 (``2026-12-04T21:00:00Z``; no zone means UTC) or Unix seconds."""
-    raw = params.get(name)
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(seconds):
-            return seconds
-        raise InvalidInput(f"{name}: not a finite time: {raw!r}")
-    try:
-        when = datetime.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"{name}: expected an ISO 8601 date-time or Unix seconds, got {raw!r}"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.timestamp()
+    if isinstance(when, datetime.datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return when.timestamp()
+    if not math.isfinite(when):
+        raise InvalidInput(f"{name}: not a finite time: {when!r}")
+    return float(when)
