@@ -50,13 +50,16 @@ from lwm2m.server.operations import (
     WriteResponse,
 )
 from lwm2m.stores.memory import MemorySecurityStore
+from lwm2m.stores.query import RegistrationQuery, RegistrationStats
 from lwm2m.stores.records import ObservationRecord
 from lwm2m.web.adapters import put_security_entry
 from lwm2m.web.app import WebServer
 from lwm2m.web.backend import (
     ClientInfo,
+    ClientPage,
     DeviceError,
     DeviceTimeout,
+    FleetStats,
     InvalidInput,
     LinkInfo,
     UnknownClient,
@@ -167,6 +170,23 @@ class FakeDevices:
 
     def get_client(self, endpoint: str) -> ClientInfo | None:
         return self.clients.get(endpoint)
+
+    def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
+        # The fake answers the search and the endpoint order only: filter
+        # semantics are tested against the real stores (tests/stores, test_client_list).
+        items = sorted(self.clients.values(), key=lambda c: c.endpoint)
+        if query.text:
+            text = query.text.lower()
+            items = [c for c in items if text in c.endpoint.lower() or text in c.address]
+        if sleeping is not None:
+            items = [c for c in items if c.sleeping == sleeping]
+        stop = None if query.limit is None else query.offset + query.limit
+        return ClientPage(len(items), tuple(items[query.offset : stop]))
+
+    def fleet_stats(self) -> FleetStats:
+        return FleetStats(
+            RegistrationStats(len(self.clients), 0, 0, {"U": len(self.clients)}, {}), 0
+        )
 
     def _tree(self, endpoint: str) -> dict[Path, Value]:
         if endpoint not in self.clients:

@@ -55,6 +55,10 @@ class QueueMode:
         # Unknown (e.g. loaded from the store after a restart): asleep until it shows up.
         return state is not None and state.awake
 
+    def awake_count(self) -> int:
+        """Queue-mode clients awake now: the fleet overview's complement of the sleeping ones."""
+        return sum(1 for state in self._clients.values() if state.awake and not state.gone)
+
     def queued(self, registration_id: str) -> int:
         state = self._clients.get(registration_id)
         return 0 if state is None else state.waiting

@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from lwm2m.coap.peer import Address
 from lwm2m.security.credentials import SecurityEntry
+from lwm2m.stores.query import RegistrationPage, RegistrationQuery, RegistrationStats
 from lwm2m.stores.records import ObservationRecord, Registration
 
 JsonDoc = dict[str, Any]
@@ -57,6 +58,14 @@ class RegistrationStore(Protocol):
         ...
 
     def __len__(self) -> int: ...
+
+    def query(self, query: RegistrationQuery) -> RegistrationPage:
+        """One page of matching registrations and their total: what the REST API lists at fleet scale."""
+        ...
+
+    def stats(self, now: float) -> RegistrationStats:
+        """Counts by binding, LwM2M version, queue mode, security; registrations per minute up to ``now``."""
+        ...
 
     def expired(self, now: float, grace_s: float = 0.0) -> builtins.list[Registration]:
         """Registrations whose ``expires_at + grace_s`` is before ``now`` (wall clock)."""

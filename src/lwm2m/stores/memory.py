@@ -15,6 +15,12 @@ from typing import Generic, TypeVar
 from lwm2m.coap.peer import Address
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.stores.base import JsonDoc, SecurityConflict, UnknownRegistration, check_json_doc
+from lwm2m.stores.query import (
+    RegistrationIndex,
+    RegistrationPage,
+    RegistrationQuery,
+    RegistrationStats,
+)
 from lwm2m.stores.records import ObservationRecord, Registration
 
 
@@ -26,6 +32,7 @@ class MemoryRegistrationStore:
         self._by_endpoint: dict[str, str] = {}
         self._by_address: dict[Address, str] = {}
         self._expiry: builtins.list[tuple[float, str]] = []
+        self._query_index = RegistrationIndex()
 
     # -- reads
     def get(self, registration_id: str) -> Registration | None:
@@ -68,6 +75,14 @@ class MemoryRegistrationStore:
         for reg in result:
             heapq.heappush(heap, (reg.expires_at, reg.id))
         return result
+
+    def query(self, query: RegistrationQuery) -> RegistrationPage:
+        """One page of the REST API's client list, from the secondary index (:mod:`lwm2m.stores.query`)."""
+        return self._query_index.query(query)
+
+    def stats(self, now: float) -> RegistrationStats:
+        """Fleet counts, kept up to date on every change; ``now`` is wall-clock seconds."""
+        return self._query_index.stats(now)
 
     # -- writes
     async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
@@ -120,17 +135,22 @@ class MemoryRegistrationStore:
 
     # -- indexing
     def _index(self, reg: Registration) -> None:
+        previous = self._by_id.get(reg.id)
+        if previous is not None:
+            self._query_index.removed(previous)
         self._by_id[reg.id] = reg
         self._by_endpoint[reg.endpoint] = reg.id
         self._by_address[reg.address] = reg.id
         heapq.heappush(self._expiry, (reg.expires_at, reg.id))
+        self._query_index.added(reg)
         # Lazy deletion leaves stale entries behind; rebuild when they dominate.
         if len(self._expiry) > 4 * len(self._by_id) + 64:
             self._expiry = [(r.expires_at, r.id) for r in self._by_id.values()]
             heapq.heapify(self._expiry)
 
     def _drop(self, reg: Registration) -> None:
-        self._by_id.pop(reg.id, None)
+        if self._by_id.pop(reg.id, None) is not None:
+            self._query_index.removed(reg)
         if self._by_endpoint.get(reg.endpoint) == reg.id:
             del self._by_endpoint[reg.endpoint]
         if self._by_address.get(reg.address) == reg.id:

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lwm2m.bootstrap.events import BootstrapEvent, FailureReason
@@ -44,12 +45,15 @@ from lwm2m.server.events import (
 )
 from lwm2m.server.operations import Request
 from lwm2m.stores.base import SecurityConflict, SecurityStore
+from lwm2m.stores.query import RegistrationQuery, per_minute
 from lwm2m.stores.records import Registration
 from lwm2m.web.backend import (
     BackendError,
     ClientInfo,
+    ClientPage,
     DeviceError,
     DeviceTimeout,
+    FleetStats,
     InvalidInput,
     JsonObject,
     LinkInfo,
@@ -163,6 +167,35 @@ class ServerAdapter:
     def list_clients(self) -> Sequence[ClientInfo]:
         """Every registration, with its queue-mode sleep state."""
         return [self._info(r) for r in self._server.registrations()]
+
+    def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
+        """The store's page; only its items become :class:`ClientInfo`."""
+        if sleeping is not None:
+            awake = self._server.queue.is_awake
+            # Only queue-mode clients can sleep: the store narrows to them first.
+            if sleeping:
+                query = replace(query, queue_mode=True, where=lambda r: not awake(r))
+            else:
+                query = replace(query, where=awake)
+        page = self._server.stores.registrations.query(query)
+        return ClientPage(page.total, tuple(self._info(r) for r in page.items))
+
+    def fleet_stats(self) -> FleetStats:
+        """The store's counters; sleeping = queue-mode clients minus the awake ones."""
+        now = time.time()
+        stats = self._server.stores.registrations.stats(now)
+        sleeping = max(0, stats.queue_mode - self._server.queue.awake_count())
+        log = self._server.refusals
+        # Per minute from what the refusal log remembers (the last few per name,
+        # the last unnamed ones): exact unless a burst outgrew that memory.
+        times = [r.time for _, entry in log.endpoints() for r in entry.recent]
+        times.extend(r.time for r in log.unnamed())
+        return FleetStats(
+            stats,
+            sleeping,
+            float(sum(log.counts().values())),
+            per_minute(times, now),
+        )
 
     def get_client(self, endpoint: str) -> ClientInfo | None:
         """One registration by endpoint name (None: not registered)."""

@@ -36,6 +36,7 @@ from lwm2m.web.routes_campaigns import build_campaigns_router, campaign_events
 from lwm2m.web.routes_clients import build_clients_router, build_model_router
 from lwm2m.web.routes_firmware import build_download_router, build_firmware_router
 from lwm2m.web.routes_refusals import build_refusals_router
+from lwm2m.web.routes_stats import build_stats_router
 from lwm2m.web.routes_stores import build_bootstrap_router, build_security_router
 from lwm2m.web.schemas import ServerInfo
 
@@ -279,6 +280,7 @@ def build_app(
 
     if devices is not None:
         app.include_router(build_clients_router(devices, metrics), dependencies=guard)
+        app.include_router(build_stats_router(devices), dependencies=guard)
         app.include_router(build_security_router(devices), dependencies=guard)
         app.include_router(build_model_router(devices), dependencies=guard)
     if bootstrap is not None:

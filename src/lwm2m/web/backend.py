@@ -24,6 +24,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.server.operations import Request
+from lwm2m.stores.query import RegistrationQuery, RegistrationStats
 
 R = TypeVar("R")
 
@@ -91,6 +92,29 @@ class ClientInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientPage:
+    """One page of the client list and how many clients match in all."""
+
+    total: int
+    items: tuple[ClientInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStats:
+    """The fleet overview: the store's counts plus what only the server knows.
+
+    ``refusals_total`` counts refused Registers and failed DTLS handshakes
+    (None: the server keeps no count); ``refusals_per_minute`` has the shape
+    of ``registrations.registered_per_minute``.
+    """
+
+    registrations: RegistrationStats
+    sleeping: int
+    refusals_total: float | None = None
+    refusals_per_minute: tuple[tuple[float, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceResponse:
     """A device's successful answer (error codes arrive as :class:`DeviceError`)."""
 
@@ -127,6 +151,17 @@ class DeviceManager(Protocol):
 
     def get_client(self, endpoint: str) -> ClientInfo | None:
         """One registration; None makes the routes answer 404."""
+        ...
+
+    def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
+        """One page of the client list, answered by the store's index (no full list built).
+
+        ``sleeping`` filters on the queue's state, which the store does not hold.
+        """
+        ...
+
+    def fleet_stats(self) -> FleetStats:
+        """Counts for the overview (``GET /api/stats``), without listing the clients."""
         ...
 
     async def send(self, endpoint: str, request: Request[R], timeout: float) -> R:

@@ -10,9 +10,10 @@ wakes up or ``timeout`` runs out (then 504).
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Query, Request
@@ -55,6 +56,15 @@ from lwm2m.web.backend import (
     LinkInfo,
     UnknownClient,
 )
+from lwm2m.web.client_query import (
+    MAX_LIMIT,
+    MAX_TEXT,
+    TEXT_PATTERN,
+    TOKEN_PATTERN,
+    SortParam,
+    client_list_query,
+    is_paged,
+)
 from lwm2m.web.errors import DEVICE_ERRORS, STORE_ERRORS
 from lwm2m.web.metrics import Metrics
 from lwm2m.web.present import (
@@ -68,7 +78,7 @@ from lwm2m.web.present import (
     result_json,
 )
 from lwm2m.web.request_bodies import create_instance_id
-from lwm2m.web.schemas import CancelResult, Client, DeviceResult, ObjectSpec
+from lwm2m.web.schemas import CancelResult, Client, ClientPageSchema, DeviceResult, ObjectSpec
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,6 +95,8 @@ FORMAT_Q = Query(
     max_length=40,
 )
 NODEFORMAT_Q = Query(default=None, description="Leshan's name for format.", max_length=40)
+WHEN = "ISO 8601 date-time (no zone: UTC) or Unix seconds; exclusive."
+SORT_Q = Query(default=None, description="Sort key; -key descends (default endpoint).")
 PATHS_Q = Query(description="Comma-separated paths: /3/0/1,/3/0/2", max_length=4000)
 
 _JSON_BODY: dict[str, Any] = {
@@ -296,10 +308,68 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         return await run(operation, endpoint, make(p, fmt), t, answer, p)
 
     @router.get(
-        "", response_model=list[Client], summary="List registered clients", responses=STORE_ERRORS
+        "",
+        response_model=list[Client] | ClientPageSchema,
+        summary="List registered clients (all, or one page)",
+        description="Without parameters: every client, Leshan's array. With any of them: "
+        "a page {total, offset, limit, items} (docs/rest-api.md).",
+        responses=STORE_ERRORS,
     )
-    async def list_clients() -> list[dict[str, Any]]:
-        return [client_json(c) for c in sorted(devices.list_clients(), key=lambda c: c.endpoint)]
+    async def list_clients(
+        request: Request,
+        limit: int | None = Query(None, ge=0, le=MAX_LIMIT, description="Page size (default 100)."),
+        offset: int | None = Query(None, ge=0, description="Clients to skip (default 0)."),
+        q: str | None = Query(
+            None,
+            max_length=MAX_TEXT,
+            pattern=TEXT_PATTERN,
+            description="Substring of endpoint name or address, any case.",
+        ),
+        sort: SortParam | None = SORT_Q,
+        binding: str | None = Query(
+            None, pattern=TOKEN_PATTERN, description="Binding mode, exactly (U, UQ, T ...)."
+        ),
+        lwm2m: str | None = Query(
+            None, pattern=TOKEN_PATTERN, description="LwM2M version, exactly (1.0, 1.1 ...)."
+        ),
+        queuemode: bool | None = Query(None),
+        sleeping: bool | None = Query(None, description="Queue-mode client asleep now."),
+        secure: bool | None = Query(None, description="Registered over DTLS."),
+        registeredAfter: Annotated[
+            datetime.datetime | float | None, Query(description=WHEN)
+        ] = None,
+        registeredBefore: Annotated[
+            datetime.datetime | float | None, Query(description=WHEN)
+        ] = None,
+        updatedAfter: Annotated[datetime.datetime | float | None, Query(description=WHEN)] = None,
+        updatedBefore: Annotated[datetime.datetime | float | None, Query(description=WHEN)] = None,
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        if not is_paged(request.query_params):
+            return [
+                client_json(c) for c in sorted(devices.list_clients(), key=lambda c: c.endpoint)
+            ]
+        asked = client_list_query(
+            limit=limit,
+            offset=offset,
+            q=q,
+            sort=None if sort is None else sort.value,
+            binding=binding,
+            lwm2m=lwm2m,
+            queuemode=queuemode,
+            sleeping=sleeping,
+            secure=secure,
+            registered_after=registeredAfter,
+            registered_before=registeredBefore,
+            updated_after=updatedAfter,
+            updated_before=updatedBefore,
+        )
+        page = devices.query_clients(asked.query, sleeping=asked.sleeping)
+        return {
+            "total": page.total,
+            "offset": asked.query.offset,
+            "limit": asked.query.limit,
+            "items": [client_json(c) for c in page.items],
+        }
 
     # Composite routes come before /{endpoint}/{path} so "composite" is not read as a path.
     @router.get(

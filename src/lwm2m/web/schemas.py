@@ -60,6 +60,41 @@ class Client(BaseModel):
     objectLinks: list[Link]
 
 
+class ClientPageSchema(BaseModel):
+    """One page of ``GET /api/clients`` (when any paging, search or filter parameter is given)."""
+
+    total: int = Field(description="Clients matching the search and filters, in all.")
+    offset: int
+    limit: int
+    items: list[Client]
+
+
+class MinuteCount(BaseModel):
+    """Registrations of one minute."""
+
+    minute: datetime.datetime
+    count: int
+
+
+class Stats(BaseModel):
+    """The fleet overview (``GET /api/stats``)."""
+
+    registrations: int
+    states: dict[str, int] = Field(description="awake, sleeping, queueMode, secure.")
+    bindings: dict[str, int]
+    lwm2mVersions: dict[str, int]
+    registrationsPerMinute: list[MinuteCount] = Field(
+        description="Live registrations by the minute of their Register, last 60 minutes."
+    )
+    refusalsTotal: float | None = Field(
+        description="Refused Registers and failed DTLS handshakes since start "
+        "(null: the server counts none)."
+    )
+    refusalsPerMinute: list[MinuteCount] = Field(
+        description="Refusals by minute, last 60 minutes (from the refusal log's bounded memory)."
+    )
+
+
 class DeviceResult(BaseModel):
     """A device's answer to an operation."""
 

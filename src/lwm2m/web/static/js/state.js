@@ -1,11 +1,11 @@
 // What every view shares: the registered clients and recent events, kept live by the event stream.
 
-import { api, onEvent, onStreamStatus } from "./api.js";
+import { onEvent, onStreamStatus } from "./api.js";
 import { toast } from "./dom.js";
 
 
 export const state = {
-  clients: new Map(), // endpoint -> client JSON
+  clients: new Map(), // endpoint -> client JSON, of the clients on screen only (never the fleet)
   events: [], // newest last, bounded
   onChange: null, // the current view's refresh hook
 };
@@ -18,15 +18,19 @@ function setLive(on) {
 }
 onStreamStatus((on) => {
   setLive(on);
-  if (on) loadClients().catch(() => {});
+  if (on) loadClients();
 });
 
 onEvent((kind, data) => {
   state.events.push({ kind, data, at: new Date() });
   if (state.events.length > MAX_EVENTS) state.events.shift();
   const ep = data.endpoint || data.ep || (data.registration && data.registration.endpoint);
-  if (kind === "REGISTRATION") state.clients.set(data.endpoint, data);
-  else if (kind === "UPDATED") state.clients.set(data.registration.endpoint, data.registration);
+  // Only clients a view shows are kept up to date: the fleet may be 100,000 strong.
+  if (kind === "REGISTRATION") {
+    if (state.clients.has(data.endpoint)) state.clients.set(data.endpoint, data);
+  } else if (kind === "UPDATED") {
+    if (state.clients.has(data.registration.endpoint)) state.clients.set(data.registration.endpoint, data.registration);
+  }
   else if (kind === "DEREGISTRATION") {
     const current = state.clients.get(data.endpoint);
     if (current && current.registrationId === data.registrationId) state.clients.delete(data.endpoint);
@@ -38,8 +42,7 @@ onEvent((kind, data) => {
   if (state.onChange) state.onChange(kind, data, ep);
 });
 
-export async function loadClients() {
-  const list = await api("GET", "/api/clients");
-  state.clients = new Map(list.map((c) => [c.endpoint, c]));
+// After a (re)connection events may have been missed: the current view reloads what it shows.
+export function loadClients() {
   if (state.onChange) state.onChange("RELOAD", {}, null);
 }

@@ -1,0 +1,282 @@
+"""Paged, searched, filtered and sorted views of the registrations, and fleet counts.
+
+Every backend keeps its registrations in memory (see :mod:`lwm2m.stores.base`):
+SQLite and Redis only write through, and reads never leave the process. So
+one index answers queries for all three backends, and they agree by
+construction; a query never touches the disk or the network.
+
+The index costs the registration path O(1) per change: counters are bumped
+in place, and new endpoint names go to an unsorted ``pending`` list merged
+into the sorted name list at the next query. The common page (no filter,
+sorted by endpoint) is then a slice, whatever the fleet size. A search or a
+filter scans the candidates once (the endpoint order is already there); other
+sort orders take the ``offset + limit`` first of the matches with a heap.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from operator import attrgetter
+from typing import Any
+
+from lwm2m.stores.records import Registration
+
+#: The chart of the overview covers this many minutes.
+RECENT_MINUTES = 60
+
+
+class SortKey(Enum):
+    """What a page is sorted by (the REST API's ``sort=`` names)."""
+
+    ENDPOINT = "endpoint"
+    REGISTERED = "registrationDate"
+    UPDATED = "lastUpdate"
+    ADDRESS = "address"
+    LIFETIME = "lifetime"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationQuery:
+    """One page of registrations: which ones (all filters must hold), in what order.
+
+    ``text`` is a case-insensitive substring of the endpoint name or of the
+    address (``host:port``). Times are wall-clock seconds, bounds exclusive.
+    ``where`` is a predicate the store cannot evaluate itself (the queue's
+    sleep state); it runs last, on candidates that passed the rest.
+    """
+
+    text: str | None = None
+    binding: str | None = None
+    lwm2m_version: str | None = None
+    queue_mode: bool | None = None
+    secure: bool | None = None
+    registered_after: float | None = None
+    registered_before: float | None = None
+    updated_after: float | None = None
+    updated_before: float | None = None
+    where: Callable[[Registration], bool] | None = None
+    sort: SortKey = SortKey.ENDPOINT
+    descending: bool = False
+    offset: int = 0
+    limit: int | None = None
+
+    @property
+    def filtered(self) -> bool:
+        """Whether any condition narrows the set (else the total is the store's size)."""
+        return any(
+            v is not None
+            for v in (
+                self.text,
+                self.binding,
+                self.lwm2m_version,
+                self.queue_mode,
+                self.secure,
+                self.registered_after,
+                self.registered_before,
+                self.updated_after,
+                self.updated_before,
+                self.where,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationPage:
+    """The matching registrations of one page, and how many match in all."""
+
+    total: int
+    items: tuple[Registration, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationStats:
+    """Fleet counts kept up to date on every change (no scan to answer them)."""
+
+    total: int
+    queue_mode: int
+    secure: int
+    by_binding: Mapping[str, int]
+    by_version: Mapping[str, int]
+    #: ``(minute start, registrations)`` for the last :data:`RECENT_MINUTES`
+    #: minutes, oldest first: live registrations by the minute of their Register.
+    registered_per_minute: tuple[tuple[float, int], ...] = field(default=())
+
+
+class RegistrationIndex:
+    """Secondary indexes of one registration store, told of every change by the store.
+
+    It holds the live registration per endpoint name (to walk them in name
+    order), a lower-case search line per name (endpoint and address), and
+    the counters of :meth:`stats`.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Registration] = {}
+        self._lines: dict[str, str] = {}
+        self._sorted: list[str] = []
+        self._pending: list[str] = []
+        self._members: set[str] = set()
+        self._queue = 0
+        self._secure = 0
+        self._binding: Counter[str] = Counter()
+        self._version: Counter[str] = Counter()
+        self._minutes: Counter[int] = Counter()
+
+    def added(self, reg: Registration) -> None:
+        """The store now holds ``reg`` (after :meth:`removed` of the one it replaces)."""
+        name = reg.endpoint
+        self._by_name[name] = reg
+        self._lines[name] = f"{name.lower()}\t{_address(reg)}"
+        self._count(reg, 1)
+        if name not in self._members:
+            self._members.add(name)
+            self._pending.append(name)
+
+    def removed(self, reg: Registration) -> None:
+        """The store no longer holds ``reg``; its name leaves the sorted list at the next query."""
+        if self._by_name.get(reg.endpoint) is reg:
+            del self._by_name[reg.endpoint]
+            del self._lines[reg.endpoint]
+        self._count(reg, -1)
+
+    def query(self, query: RegistrationQuery) -> RegistrationPage:
+        """The page ``query`` asks for; see the module docstring for the costs."""
+        names = self._names()
+        by_name = self._by_name
+        stop = None if query.limit is None else query.offset + query.limit
+        if not query.filtered and query.sort is SortKey.ENDPOINT:
+            total = len(names)
+            if query.descending:
+                end = total - query.offset
+                start = 0 if stop is None else max(0, total - stop)
+                chosen = names[start:end][::-1] if end > start else []
+            else:
+                chosen = names[query.offset : stop]
+            return RegistrationPage(total, tuple(by_name[n] for n in chosen))
+        matches = self._matches(names, query)
+        if query.sort is SortKey.ENDPOINT:
+            ordered = matches[::-1] if query.descending else matches
+            return RegistrationPage(len(matches), tuple(ordered[query.offset : stop]))
+        key = _SORT_KEYS[query.sort]
+        # Stable orders: equal keys stay in endpoint order, so pages never overlap.
+        if stop is not None and stop < len(matches) // 4:
+            pick = heapq.nlargest if query.descending else heapq.nsmallest
+            first = pick(stop, matches, key=key)
+            return RegistrationPage(len(matches), tuple(first[query.offset :]))
+        matches.sort(key=key, reverse=query.descending)
+        return RegistrationPage(len(matches), tuple(matches[query.offset : stop]))
+
+    def stats(self, now: float) -> RegistrationStats:
+        """The counts as they are now; ``now`` (wall clock) ends the per-minute series."""
+        return RegistrationStats(
+            total=len(self._by_name),
+            queue_mode=self._queue,
+            secure=self._secure,
+            by_binding={k: v for k, v in sorted(self._binding.items()) if v > 0},
+            by_version={k: v for k, v in sorted(self._version.items()) if v > 0},
+            registered_per_minute=_series(self._minutes, now),
+        )
+
+    # Private
+
+    def _count(self, reg: Registration, delta: int) -> None:
+        self._queue += delta if reg.queue_mode else 0
+        self._secure += delta if reg.secure else 0
+        self._binding[reg.binding] += delta
+        self._version[reg.lwm2m_version] += delta
+        minute = int(reg.registered_at // 60)
+        self._minutes[minute] += delta
+        if self._minutes[minute] <= 0:
+            del self._minutes[minute]
+
+    def _names(self) -> list[str]:
+        """The sorted live endpoint names, after merging what changed since the last query."""
+        if self._pending:
+            if len(self._pending) < 64:
+                for name in self._pending:
+                    bisect.insort(self._sorted, name)
+            else:
+                self._sorted.extend(self._pending)
+                self._sorted.sort()
+            self._pending.clear()
+        if len(self._members) != len(self._by_name):
+            # Removed names are dropped here rather than on the registration path.
+            live = self._by_name
+            self._sorted = [n for n in self._sorted if n in live]
+            self._members = set(self._sorted)
+        return self._sorted
+
+    def _matches(self, names: list[str], query: RegistrationQuery) -> list[Registration]:
+        """Each condition is one pass of a comprehension over what is left: C speed, not Python calls."""
+        if query.text:
+            text = query.text.lower()
+            # Iterating the lines' dict avoids a lookup per name; the few hits
+            # are then sorted, many hits keep the order of the sorted list.
+            hits = [n for n, line in self._lines.items() if text in line]
+            if len(hits) < len(names) // 8:
+                names = sorted(hits)
+            else:
+                found = set(hits)
+                names = [n for n in names if n in found]
+        by_name = self._by_name
+        regs = [by_name[n] for n in names]
+        q = query
+        if q.binding is not None:
+            regs = [r for r in regs if r.binding == q.binding]
+        if q.lwm2m_version is not None:
+            regs = [r for r in regs if r.lwm2m_version == q.lwm2m_version]
+        if q.queue_mode is not None:
+            regs = [r for r in regs if r.queue_mode == q.queue_mode]
+        if q.secure is not None:
+            regs = [r for r in regs if r.secure == q.secure]
+        if q.registered_after is not None:
+            regs = [r for r in regs if r.registered_at > q.registered_after]
+        if q.registered_before is not None:
+            regs = [r for r in regs if r.registered_at < q.registered_before]
+        if q.updated_after is not None:
+            regs = [r for r in regs if r.updated_at > q.updated_after]
+        if q.updated_before is not None:
+            regs = [r for r in regs if r.updated_at < q.updated_before]
+        if q.where is not None:
+            regs = [r for r in regs if q.where(r)]
+        return regs
+
+
+def per_minute(times: Iterable[float], now: float) -> tuple[tuple[float, int], ...]:
+    """``(minute start, count)`` of the last :data:`RECENT_MINUTES` minutes up to ``now``, oldest first."""
+    return _series(Counter(int(t // 60) for t in times), now)
+
+
+def _series(counts: Mapping[int, int], now: float) -> tuple[tuple[float, int], ...]:
+    last = int(now // 60)
+    return tuple(
+        (float(m * 60), counts.get(m, 0)) for m in range(last - RECENT_MINUTES + 1, last + 1)
+    )
+
+
+def _address(reg: Registration) -> str:
+    host, port = reg.address[0], reg.address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_SORT_KEYS: dict[SortKey, Callable[[Registration], Any]] = {
+    SortKey.REGISTERED: attrgetter("registered_at"),
+    SortKey.UPDATED: attrgetter("updated_at"),
+    SortKey.ADDRESS: attrgetter("address"),
+    SortKey.LIFETIME: attrgetter("lifetime_s"),
+}
+
+__all__ = [
+    "RECENT_MINUTES",
+    "RegistrationIndex",
+    "RegistrationPage",
+    "RegistrationQuery",
+    "RegistrationStats",
+    "SortKey",
+    "per_minute",
+]
