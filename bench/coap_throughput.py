@@ -8,12 +8,19 @@ our best figure (uvloop when measured).
 
 The same load over CoAP over TCP and over TLS (RFC 8323; TLS with an ECDSA
 certificate, the version both ends pick) follows: one connection per load
-process, the same window of GETs in flight, frames written back to back.
-(DTLS requests/s: ``bench/dtls.py``.)
+process, the same window of GETs in flight, frames written back to back, then
+``ratio TLS/TCP``.
+
+DTLS (PSK, CCM8, our endpoint on asyncio) reuses ``bench/dtls.py``'s method,
+since the raw load generator speaks no DTLS: ``--dtls-clients`` client
+Endpoints in one process send CON GETs back to back, rounds alternating plain
+UDP and DTLS.  Both rows are printed and ``ratio DTLS/UDP`` divides those two,
+not the raw-UDP rows above (different load, not comparable).
 
     python bench/coap_throughput.py --seconds 5
     python bench/coap_throughput.py --seconds 5 --no-uvloop
     python bench/coap_throughput.py --seconds 5 --transports tcp,tls
+    python bench/coap_throughput.py --seconds 5 --transports udp,dtls
 
 All traffic goes to 127.0.0.1.
 """
@@ -31,6 +38,11 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
+
+# bench/dtls.py is imported as the module ``dtls``; spawned children inherit sys.path.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 PATH = b"bench"
 PAYLOAD = b"hello world"
@@ -330,9 +342,14 @@ def _run(
     finally:
         proc.terminate()
         proc.join()
+    return _row(name, rates, f"loop {loop_kind}")
+
+
+def _row(name: str, rates: list[float], note: str) -> float:
+    """Print one table row (median of the rounds) and return the median."""
     median = statistics.median(rates)
     figures = ", ".join(f"{r:,.0f}" for r in rates)
-    print(f"{name:<28} {median:>10,.0f} req/s  (loop {loop_kind}; rounds: {figures})", flush=True)
+    print(f"{name:<32} {median:>10,.0f} req/s  ({note}; rounds: {figures})", flush=True)
     return median
 
 
@@ -362,13 +379,22 @@ def main(argv: list[str] | None = None) -> int:
         help="schedule a Task per handler instead of starting it eagerly (3.12+; always on 3.11)",
     )
     parser.add_argument(
+        "--dtls-clients",
+        type=int,
+        default=8,
+        help="client Endpoints sending back to back for the DTLS and its UDP reference rows",
+    )
+    parser.add_argument(
         "--transports",
-        default="udp,tcp,tls",
-        help="comma-separated: udp (with the aiocoap comparison), tcp, tls (default: all)",
+        default="udp,dtls,tcp,tls",
+        help="comma-separated: udp (with the aiocoap comparison), dtls, tcp, tls (default: all)",
     )
     parser.set_defaults(uvloop="both")
     opts = parser.parse_args(argv)
     transports = {t.strip() for t in opts.transports.split(",") if t.strip()}
+    unknown = transports - {"udp", "dtls", "tcp", "tls"}
+    if unknown:
+        parser.error(f"unknown transports: {', '.join(sorted(unknown))}")
 
     print(
         f"CoAP CON GET -> 2.05 '{PAYLOAD.decode()}'; {opts.window} in flight; "
@@ -378,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     ours: dict[str, float] = {}
     if transports & {"tcp", "tls"}:
         _run_streams(opts, transports)
+    if "dtls" in transports:
+        _run_dtls(opts)
     if "udp" not in transports:
         return 0
     if opts.uvloop in ("both", "none"):
@@ -405,9 +433,11 @@ def _run_streams(opts: argparse.Namespace, transports: set[str]) -> None:
             import uvloop  # noqa: F401
         except ImportError:
             kinds.remove("uvloop")
+    tcp: dict[str, float] = {}
+    tls: dict[str, float] = {}
     if "tcp" in transports:
         for kind in kinds:
-            _run(
+            tcp[kind] = _run(
                 f"lwm2m.coap TCP ({kind})",
                 _serve_lwm2m_stream,
                 (kind == "uvloop", None),
@@ -420,7 +450,7 @@ def _run_streams(opts: argparse.Namespace, transports: set[str]) -> None:
         ca = make_ca("bench")
         cert = make_cert(ca, "localhost", ["localhost"])
         for kind in kinds:
-            _run(
+            tls[kind] = _run(
                 f"lwm2m.coap TLS ({kind})",
                 _serve_lwm2m_stream,
                 (kind == "uvloop", (cert.cert_pem, cert.key_pem)),
@@ -428,6 +458,20 @@ def _run_streams(opts: argparse.Namespace, transports: set[str]) -> None:
                 stream=True,
                 ca_pem=ca.cert_pem,
             )
+    for kind in kinds:
+        if kind in tcp and kind in tls:
+            print(f"ratio TLS/TCP ({kind}): {tls[kind] / tcp[kind]:.2f}", flush=True)
+
+
+def _run_dtls(opts: argparse.Namespace) -> None:
+    """DTLS PSK row and its plain-UDP reference, both measured by bench/dtls.py's load."""
+    import dtls as dtls_bench  # bench/dtls.py
+
+    rates = dtls_bench.request_rates(opts.seconds, opts.dtls_clients, opts.rounds)
+    note = f"loop asyncio; {opts.dtls_clients} client endpoints"
+    plain = _row("lwm2m.coap UDP (endpoints)", rates[False], note)
+    secure = _row("lwm2m.coap DTLS PSK (endpoints)", rates[True], note)
+    print(f"ratio DTLS/UDP (same load): {secure / plain:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -199,12 +199,21 @@ def _measure(secure: bool, seconds: float, clients: int) -> float:
     return rate
 
 
-def bench_requests(seconds: float, clients: int, rounds: int) -> None:
-    """Alternate plain and secure rounds (so background load hits both); print the medians."""
+def request_rates(seconds: float, clients: int, rounds: int) -> dict[bool, list[float]]:
+    """Requests/s per round, plain (False) and DTLS PSK (True).
+
+    Rounds alternate plain and secure so that background load hits both alike;
+    ``bench/coap_throughput.py`` imports this for its DTLS row.
+    """
     rates: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(rounds):
         for secure in (False, True):
             rates[secure].append(_measure(secure, seconds, clients))
+    return rates
+
+
+def bench_requests(seconds: float, clients: int, rounds: int) -> None:
+    rates = request_rates(seconds, clients, rounds)
     for secure, label in ((False, "plain UDP"), (True, "DTLS PSK (CCM8)")):
         print(f"requests/s    {label:48s} {statistics.median(rates[secure]):10.0f}")
 
