@@ -72,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", default="sqlite", help="sqlite (default), memory, or a redis://host:port/db URL"
     )
+    parser.add_argument(
+        "--node-id",
+        default=None,
+        help="this node's name among the servers sharing a Redis store, recorded as the owner "
+        "of the registrations it receives (default: host-pid)",
+    )
     parser.add_argument("--models", help="directory of extra object definitions (DDF XML)")
     parser.add_argument("--security", help="JSON file of client credentials (PSK, X.509)")
     parser.add_argument("--ca", help="PEM file of CAs trusted for client certificates")
@@ -175,7 +181,9 @@ async def _main(args: argparse.Namespace) -> int:
     model = load_models(args.models)
     try:
         # A restart with a million registrations serves while it reads them back.
-        stores = await open_stores(args.store, args.data, load_in_background=True)
+        stores = await open_stores(
+            args.store, args.data, load_in_background=True, node_id=args.node_id
+        )
     except StoreError as exc:
         raise ConfigurationError(str(exc)) from None
     try:

@@ -52,7 +52,12 @@ from lwm2m.server.events import (
 )
 from lwm2m.server.object_links import LinkFormatError, decode_links_payload
 from lwm2m.server.registration_log import RegistrationLog
-from lwm2m.stores.base import RegistrationStore, SecurityStore, StoreError
+from lwm2m.stores.base import (
+    RegistrationConflict,
+    RegistrationStore,
+    SecurityStore,
+    StoreError,
+)
 from lwm2m.stores.records import ObjectLinks, Registration, shared_links
 
 if TYPE_CHECKING:
@@ -223,7 +228,10 @@ class Registrar:
             identity=peer.identity,
             transport=peer.transport,
         )
-        old, new = await self.registrations.add(registration)
+        try:
+            old, new = await self.registrations.add(registration)
+        except RegistrationConflict as exc:  # a shared store saw another node's client first
+            raise RegistrationRejected(Code.CONFLICT, str(exc), "conflict") from None
         log = self.log
         log.registered += 1
         if old is not None:

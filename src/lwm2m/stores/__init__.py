@@ -14,6 +14,7 @@ from lwm2m.stores.base import (
     DocumentStore,
     JsonDoc,
     ObservationStore,
+    RegistrationConflict,
     RegistrationStore,
     SecurityConflict,
     SecurityStore,
@@ -40,6 +41,7 @@ __all__ = [
     "RecordError",
     "RegisteredObject",
     "Registration",
+    "RegistrationConflict",
     "RegistrationStore",
     "SecurityConflict",
     "SecurityStore",
@@ -53,12 +55,19 @@ SQLITE_FILENAME = "lwm2m.sqlite3"
 
 
 async def open_stores(
-    spec: str = "sqlite", data_dir: str | Path = "lwm2m-data", *, load_in_background: bool = False
+    spec: str = "sqlite",
+    data_dir: str | Path = "lwm2m-data",
+    *,
+    load_in_background: bool = False,
+    node_id: str | None = None,
 ) -> Stores:
     """Open the stores named by ``--store``: ``memory``, ``sqlite`` or a ``redis://`` URL.
 
     ``load_in_background`` (SQLite): return before the stored registrations are
     all read back; they load while the server serves (see ``SqliteRegistrationStore``).
+    ``node_id`` names this process among the nodes sharing a Redis store (the
+    owner recorded with the registrations it receives); the other stores have
+    one process and ignore it.
     """
     if spec == "memory":
         return MemoryStores()
@@ -73,5 +82,5 @@ async def open_stores(
     if spec.startswith(("redis://", "rediss://", "unix://")):
         from lwm2m.stores.redis import RedisStores
 
-        return await RedisStores.open(spec)
+        return await RedisStores.open(spec, node_id=node_id)
     raise StoreError(f"unknown store {spec!r} (expected sqlite, memory or a redis:// URL)")

@@ -142,6 +142,15 @@ class SecurityStore(Protocol):
         ...
 
 
+class RegistrationConflict(StoreError):
+    """A Register of a name live under another client, found by a shared store (4.09).
+
+    The registrar checks the rule on its own view first; a store shared by
+    several nodes checks it again atomically, since another node may have taken
+    the name meanwhile.
+    """
+
+
 class SecurityConflict(StoreError, ValueError):
     """A PSK identity already bound to another endpoint."""
 
