@@ -21,8 +21,7 @@ from typing import Protocol
 from cryptography import x509
 from OpenSSL import SSL
 
-from lwm2m.coap.dtls_binding import install_psk_client_callback, verify_error_string
-from lwm2m.coap.dtls_context import new_context, trust_ca_pems, use_own_certificate
+from lwm2m.coap.dtls_context import check_server_leaf, install_client_credentials, new_context
 from lwm2m.coap.dtls_session import ConnectionState, DtlsLayerBase, DtlsSession
 from lwm2m.coap.peer import Address, Peer
 
@@ -125,30 +124,13 @@ class DtlsClient(DtlsLayerBase):
             SSL.DTLS_CLIENT_METHOD, psk=cfg.psk is not None, certificate=cfg.certificate is not None
         )
         ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
-        if cfg.psk is not None:
-            psk = cfg.psk
-            self._keepalive.append(
-                install_psk_client_callback(ctx, lambda _c, _h: (psk.identity, psk.key))
-            )
-        if cfg.certificate is not None:
-            own = cfg.certificate
-            use_own_certificate(ctx, own.cert_pem, own.key_pem, own.chain_pems)
-            if cfg.server_trust is not None:
-                trust_ca_pems(ctx, cfg.server_trust.ca_pems)
-            ctx.set_verify(SSL.VERIFY_PEER, self._verify)
+        self._keepalive.extend(install_client_credentials(ctx, cfg, self._verify))
         return ctx
 
     def _check_leaf(
         self, state: ConnectionState, leaf: x509.Certificate, errno: int, ok: int
     ) -> bool:
-        trust = self.config.server_trust
-        if trust is None:
-            return False
-        chain_error = verify_error_string(errno) if not ok else None
-        if chain_error is None and state.chain_failed:
-            chain_error = state.verify_error
-        state.verify_error = trust.check(leaf, state.expected_host or "", chain_error)
-        return state.verify_error is None
+        return check_server_leaf(self.config.server_trust, state, leaf, errno, ok)
 
     # ------------------------------------------------------------ SecurityLayer
 

@@ -2,16 +2,33 @@
 
 The server and the client differ in method, options and which callbacks they
 install; the protocol pinning, the cipher suites, loading our own certificate
-and filling the trust store are the same on both sides and live here.
+and filling the trust store are the same on both sides and live here. So do
+the credential callbacks, which CoAP over TLS (:mod:`lwm2m.coap.tls`) shares
+with DTLS: one definition keeps a PSK or certificate accepted (and its
+rejection reason worded) the same on both transports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from OpenSSL import SSL, crypto
 
-from lwm2m.coap.dtls_binding import DTLS1_2_VERSION
+from lwm2m.coap.dtls_binding import (
+    DTLS1_2_VERSION,
+    install_psk_client_callback,
+    verify_error_string,
+)
+from lwm2m.coap.dtls_session import ConnectionState, state_of
+
+if TYPE_CHECKING:
+    from lwm2m.coap.dtls_client import DtlsClientConfig, ServerCertificateCheck
+
+#: pyOpenSSL's certificate verification callback.
+VerifyCallback = Callable[[SSL.Connection, crypto.X509, int, int, int], bool]
 
 #: Cipher suites offered, most preferred first. The two CCM_8 suites are the
 #: LwM2M mandatory ones (TS 7.1.2/7.1.3); OpenSSL keeps them (and plain PSK)
@@ -74,3 +91,71 @@ def trust_ca_pems(ctx: SSL.Context, ca_pems: tuple[bytes, ...]) -> None:
     for pem in ca_pems:
         for cert in x509.load_pem_x509_certificates(pem):
             store.add_cert(crypto.X509.from_cryptography(cert))
+
+
+def install_client_credentials(
+    ctx: SSL.Context, config: DtlsClientConfig, verify: VerifyCallback
+) -> list[object]:
+    """Our PSK or certificate, and the server check; returns the callbacks to keep alive."""
+    keepalive: list[object] = []
+    if config.psk is not None:
+        psk = config.psk
+        keepalive.append(install_psk_client_callback(ctx, lambda _c, _h: (psk.identity, psk.key)))
+    if config.certificate is not None:
+        own = config.certificate
+        use_own_certificate(ctx, own.cert_pem, own.key_pem, own.chain_pems)
+        if config.server_trust is not None:
+            trust_ca_pems(ctx, config.server_trust.ca_pems)
+        ctx.set_verify(SSL.VERIFY_PEER, verify)
+    return keepalive
+
+
+def server_psk(
+    lookup: Callable[[bytes], bytes | None] | None, connection: SSL.Connection, identity: bytes
+) -> bytes | None:
+    """The key of ``identity``; records on the connection who it is, or why it was refused."""
+    key = lookup(identity) if lookup is not None else None
+    state = state_of(connection)
+    if state is not None:
+        if key is None:
+            state.verify_error = f"unknown PSK identity {identity!r}"
+        else:
+            state.psk_identity = identity
+    return key
+
+
+def check_client_leaf(
+    is_trusted: Callable[[bytes], bool] | None,
+    state: ConnectionState,
+    leaf: x509.Certificate,
+    errno: int,
+    ok: int,
+) -> bool:
+    """Server side: a directly trusted leaf passes even when its chain does not."""
+    if is_trusted is not None and is_trusted(leaf.public_bytes(Encoding.DER)):
+        state.verify_error = None
+        return True
+    if not ok or state.chain_failed:
+        if not ok:
+            state.verify_error = f"client certificate rejected: {verify_error_string(errno)}"
+        elif state.verify_error is not None:
+            state.verify_error = f"client certificate rejected: {state.verify_error}"
+        return False
+    return True
+
+
+def check_server_leaf(
+    trust: ServerCertificateCheck | None,
+    state: ConnectionState,
+    leaf: x509.Certificate,
+    errno: int,
+    ok: int,
+) -> bool:
+    """Client side: ``trust`` judges the leaf, told of any chain error OpenSSL found."""
+    if trust is None:
+        return False
+    chain_error = verify_error_string(errno) if not ok else None
+    if chain_error is None and state.chain_failed:
+        chain_error = state.verify_error
+    state.verify_error = trust.check(leaf, state.expected_host or "", chain_error)
+    return state.verify_error is None

@@ -21,15 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
 from lwm2m.coap.dtls_binding import (
     install_psk_server_callback,
     session_fingerprint,
-    verify_error_string,
 )
-from lwm2m.coap.dtls_context import new_context, trust_ca_pems, use_own_certificate
+from lwm2m.coap.dtls_context import (
+    check_client_leaf,
+    new_context,
+    server_psk,
+    trust_ca_pems,
+    use_own_certificate,
+)
 from lwm2m.coap.dtls_records import client_hello_random, is_client_hello
 from lwm2m.coap.dtls_session import (
     ConnectionState,
@@ -168,30 +172,12 @@ class DtlsServer(DtlsLayerBase):
         )
 
     def _psk(self, connection: SSL.Connection, identity: bytes) -> bytes | None:
-        lookup = self.config.psk_lookup
-        key = lookup(identity) if lookup is not None else None
-        state = state_of(connection)
-        if state is not None:
-            if key is None:
-                state.verify_error = f"unknown PSK identity {identity!r}"
-            else:
-                state.psk_identity = identity
-        return key
+        return server_psk(self.config.psk_lookup, connection, identity)
 
     def _check_leaf(
         self, state: ConnectionState, leaf: x509.Certificate, errno: int, ok: int
     ) -> bool:
-        lookup = self.config.is_trusted_certificate
-        if lookup is not None and lookup(leaf.public_bytes(Encoding.DER)):
-            state.verify_error = None
-            return True
-        if not ok or state.chain_failed:
-            if not ok:
-                state.verify_error = f"client certificate rejected: {verify_error_string(errno)}"
-            elif state.verify_error is not None:
-                state.verify_error = f"client certificate rejected: {state.verify_error}"
-            return False
-        return True
+        return check_client_leaf(self.config.is_trusted_certificate, state, leaf, errno, ok)
 
     def _identity_of(self, session: DtlsSession) -> PeerIdentity:
         identity = super()._identity_of(session)

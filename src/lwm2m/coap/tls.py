@@ -26,12 +26,19 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 
 from lwm2m.coap.dtls_binding import (
-    install_psk_client_callback,
     install_psk_server_callback,
     verify_error_string,
 )
 from lwm2m.coap.dtls_client import DtlsClientConfig
-from lwm2m.coap.dtls_context import cipher_string, trust_ca_pems, use_own_certificate
+from lwm2m.coap.dtls_context import (
+    check_client_leaf,
+    check_server_leaf,
+    cipher_string,
+    install_client_credentials,
+    server_psk,
+    trust_ca_pems,
+    use_own_certificate,
+)
 from lwm2m.coap.dtls_server import DtlsServerConfig
 from lwm2m.coap.dtls_session import ConnectionState, error_text, state_of
 from lwm2m.coap.peer import Address, PeerIdentity
@@ -192,30 +199,12 @@ class TlsServer(_TlsBase):
         return TlsSession(connection, state, server=True)
 
     def _psk(self, connection: SSL.Connection, identity: bytes) -> bytes | None:
-        lookup = self.config.psk_lookup
-        key = lookup(identity) if lookup is not None else None
-        state = state_of(connection)
-        if state is not None:
-            if key is None:
-                state.verify_error = f"unknown PSK identity {identity!r}"
-            else:
-                state.psk_identity = identity
-        return key
+        return server_psk(self.config.psk_lookup, connection, identity)
 
     def _check_leaf(
         self, state: ConnectionState, leaf: x509.Certificate, errno: int, ok: int
     ) -> bool:
-        lookup = self.config.is_trusted_certificate
-        if lookup is not None and lookup(leaf.public_bytes(Encoding.DER)):
-            state.verify_error = None
-            return True
-        if not ok or state.chain_failed:
-            if not ok:
-                state.verify_error = f"client certificate rejected: {verify_error_string(errno)}"
-            elif state.verify_error is not None:
-                state.verify_error = f"client certificate rejected: {state.verify_error}"
-            return False
-        return True
+        return check_client_leaf(self.config.is_trusted_certificate, state, leaf, errno, ok)
 
 
 class TlsClient(_TlsBase):
@@ -230,17 +219,7 @@ class TlsClient(_TlsBase):
         ctx = _context(
             SSL.TLS_CLIENT_METHOD, psk=cfg.psk is not None, certificate=cfg.certificate is not None
         )
-        if cfg.psk is not None:
-            psk = cfg.psk
-            self._keepalive.append(
-                install_psk_client_callback(ctx, lambda _c, _h: (psk.identity, psk.key))
-            )
-        if cfg.certificate is not None:
-            own = cfg.certificate
-            use_own_certificate(ctx, own.cert_pem, own.key_pem, own.chain_pems)
-            if cfg.server_trust is not None:
-                trust_ca_pems(ctx, cfg.server_trust.ca_pems)
-            ctx.set_verify(SSL.VERIFY_PEER, self._verify)
+        self._keepalive.extend(install_client_credentials(ctx, cfg, self._verify))
         self._context = ctx
 
     def session(self, server_side: bool, address: Address) -> TlsSession:
@@ -256,14 +235,7 @@ class TlsClient(_TlsBase):
     def _check_leaf(
         self, state: ConnectionState, leaf: x509.Certificate, errno: int, ok: int
     ) -> bool:
-        trust = self.config.server_trust
-        if trust is None:
-            return False
-        chain_error = verify_error_string(errno) if not ok else None
-        if chain_error is None and state.chain_failed:
-            chain_error = state.verify_error
-        state.verify_error = trust.check(leaf, state.expected_host or "", chain_error)
-        return state.verify_error is None
+        return check_server_leaf(self.config.server_trust, state, leaf, errno, ok)
 
 
 def _is_ip(host: str) -> bool:
