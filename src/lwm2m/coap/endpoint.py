@@ -34,14 +34,9 @@ from lwm2m.coap.errors import (
     SecureConnectionFailed,
 )
 from lwm2m.coap.events import (
-    ClientObservationEnded,
-    NotificationAcknowledged,
-    NotificationReceived,
-    RequestFailed,
     RequestReceived,
-    ResponseReceived,
-    ServerObservationEnded,
 )
+from lwm2m.coap.exchanges import Exchanges
 from lwm2m.coap.message import Message
 from lwm2m.coap.params import TransmissionParameters
 from lwm2m.coap.peer import Address, Peer, PeerIdentity, normalize_address
@@ -362,9 +357,12 @@ class Endpoint:
         self._transport: asyncio.DatagramTransport | None = None
         self._closed = False
         self._lost: asyncio.Future[None] = loop.create_future()
-        self._pending: dict[int, asyncio.Future[Message]] = {}
-        self._client_observations: dict[int, ClientObservation] = {}
-        self._server_observations: dict[int, ServerObservation] = {}
+        self._exchanges = Exchanges()
+        # the tables themselves, for the request path (no attribute hop per request)
+        self._pending = self._exchanges.pending
+        self._client_observations = self._exchanges.client_observations
+        self._server_observations = self._exchanges.server_observations
+        self._route = self._exchanges.route
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[Peer], None]] = []
         self._orphan_handler: OrphanNotificationHandler | None = None
@@ -607,15 +605,9 @@ class Endpoint:
             self._timer.cancel()
             self._timer = None
         error = EndpointClosed("endpoint closed")
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(error)
+        self._exchanges.fail_all(error)
         self._pending.clear()
-        for client_obs in list(self._client_observations.values()):
-            client_obs._failed(error)
         self._client_observations.clear()
-        for server_obs in list(self._server_observations.values()):
-            server_obs._ended("endpoint closed", call_back=False)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -784,42 +776,8 @@ class Endpoint:
     def _dispatch(self, event: object) -> None:
         if type(event) is RequestReceived:
             self._start_handler(event)
-        elif isinstance(event, ResponseReceived):
-            fut = self._pending.pop(event.request_id, None)
-            if fut is not None:
-                if not fut.done():
-                    fut.set_result(event.response)
-            else:
-                client_obs = self._client_observations.get(event.request_id)
-                if client_obs is not None:
-                    client_obs._response(event.response)
-                    if not client_obs.active:
-                        del self._client_observations[event.request_id]
-        elif isinstance(event, RequestFailed):
-            fut = self._pending.pop(event.request_id, None)
-            if fut is not None:
-                if not fut.done():
-                    fut.set_exception(event.error)
-            else:
-                client_obs = self._client_observations.pop(event.request_id, None)
-                if client_obs is not None:
-                    client_obs._failed(event.error)
-        elif isinstance(event, NotificationReceived):
-            client_obs = self._client_observations.get(event.request_id)
-            if client_obs is not None:
-                client_obs._notification(event.message)
-        elif isinstance(event, ClientObservationEnded):
-            client_obs = self._client_observations.pop(event.request_id, None)
-            if client_obs is not None:
-                client_obs._end(event.reason)
-        elif isinstance(event, NotificationAcknowledged):
-            server_obs = self._server_observations.get(event.observation_id)
-            if server_obs is not None:
-                server_obs._acknowledged(event.delivery_id)
-        elif isinstance(event, ServerObservationEnded):
-            server_obs = self._server_observations.get(event.observation_id)
-            if server_obs is not None:
-                server_obs._ended(event.reason)
+        else:
+            self._route(event)
 
     def _security_event(self, event: object, now: float) -> None:
         if isinstance(event, HandshakeFailed):

@@ -50,15 +50,10 @@ from lwm2m.coap.errors import (
     SecureConnectionFailed,
 )
 from lwm2m.coap.events import (
-    ClientObservationEnded,
     Event,
-    NotificationAcknowledged,
-    NotificationReceived,
-    RequestFailed,
     RequestReceived,
-    ResponseReceived,
-    ServerObservationEnded,
 )
+from lwm2m.coap.exchanges import Exchanges
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer, PeerIdentity, normalize_address
 from lwm2m.coap.tcp_connection import (
@@ -145,10 +140,12 @@ class TcpEndpoint:
         #: every open socket, with or without a connection (TLS handshake, refused)
         self._streams: set[_Stream] = set()
         self._connecting: dict[Address, asyncio.Future[_Link]] = {}
-        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._exchanges = Exchanges()
+        self._pending = self._exchanges.pending
+        self._client_observations = self._exchanges.client_observations
+        self._server_observations = self._exchanges.server_observations
+        self._route = self._exchanges.route
         self._pings: dict[int, asyncio.Future[None]] = {}
-        self._client_observations: dict[int, ClientObservation] = {}
-        self._server_observations: dict[int, ServerObservation] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Callable[[Peer], None]] = []
         self._connection_listeners: list[Callable[[Peer, bool], None]] = []
@@ -358,13 +355,7 @@ class TcpEndpoint:
         for fut in self._connecting.values():
             fut.cancel()
         error = EndpointClosed("endpoint closed")
-        for pending in self._pending.values():
-            if not pending.done():
-                pending.set_exception(error)
-        for obs in list(self._client_observations.values()):
-            obs._failed(error)
-        for sobs in list(self._server_observations.values()):
-            sobs._ended("endpoint closed", call_back=False)
+        self._exchanges.fail_all(error)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -481,42 +472,8 @@ class TcpEndpoint:
     def _dispatch(self, link: _Link, event: Event) -> None:
         if type(event) is RequestReceived:
             self._start_handler(link, event)
-        elif isinstance(event, ResponseReceived):
-            fut = self._pending.pop(event.request_id, None)
-            if fut is not None:
-                if not fut.done():
-                    fut.set_result(event.response)
-            else:
-                obs = self._client_observations.get(event.request_id)
-                if obs is not None:
-                    obs._response(event.response)
-                    if not obs.active:
-                        del self._client_observations[event.request_id]
-        elif isinstance(event, RequestFailed):
-            fut = self._pending.pop(event.request_id, None)
-            if fut is not None:
-                if not fut.done():
-                    fut.set_exception(event.error)
-            else:
-                failed = self._client_observations.pop(event.request_id, None)
-                if failed is not None:
-                    failed._failed(event.error)
-        elif isinstance(event, NotificationReceived):
-            obs = self._client_observations.get(event.request_id)
-            if obs is not None:
-                obs._notification(event.message)
-        elif isinstance(event, ClientObservationEnded):
-            ended = self._client_observations.pop(event.request_id, None)
-            if ended is not None:
-                ended._end(event.reason)
-        elif isinstance(event, NotificationAcknowledged):
-            sobs = self._server_observations.get(event.observation_id)
-            if sobs is not None:
-                sobs._acknowledged(event.delivery_id)
-        elif isinstance(event, ServerObservationEnded):
-            sobs = self._server_observations.get(event.observation_id)
-            if sobs is not None:
-                sobs._ended(event.reason)
+        elif self._route(event):
+            pass
         elif isinstance(event, PongReceived):
             ping = self._pings.pop(event.ping_id, None)
             if ping is not None and not ping.done():
