@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from libcoap_process import stop
 
 from lwm2m.coap.codes import Code
 from lwm2m.coap.dtls import DtlsClient, DtlsClientConfig, DtlsServer, DtlsServerConfig
@@ -220,8 +221,7 @@ async def libcoap_server(*args: str) -> AsyncIterator[tuple[str, int]]:
         # Our ClientHello is retransmitted by the DTLS timer until the server is up.
         yield ("127.0.0.1", port + 1)
     finally:
-        process.terminate()
-        await process.wait()
+        await stop(process)
 
 
 @needs_server

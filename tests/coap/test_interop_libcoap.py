@@ -6,13 +6,13 @@ Both directions: our client against their server, their client against ours.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from libcoap_process import start_server, stop
 
 from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Endpoint, IncomingRequest, ServerObservation
@@ -47,31 +47,25 @@ def free_port() -> int:
 @pytest.fixture
 async def libcoap_server() -> AsyncIterator[tuple[str, int]]:
     assert SERVER_BIN is not None
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        SERVER_BIN,
-        "-A",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-d",
-        "10",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    address = ("127.0.0.1", port)
+    server_bin = SERVER_BIN
+
+    def command(port: int) -> list[str]:
+        return [server_bin, "-A", "127.0.0.1", "-p", str(port), "-d", "10"]
+
+    async with await Endpoint.create() as probe:
+
+        async def ready(port: int) -> bool:
+            try:
+                await probe.request(Message(Code.GET), ("127.0.0.1", port), timeout=0.2)
+            except RequestTimeout:
+                return False
+            return True
+
+        proc, port = await start_server(command, free_port, ready)
     try:
-        async with await Endpoint.create() as probe:
-            for _ in range(50):
-                with contextlib.suppress(RequestTimeout):
-                    await probe.request(Message(Code.GET), address, timeout=0.2)
-                    break
-            else:
-                pytest.fail("libcoap server did not come up")
-        yield address
+        yield ("127.0.0.1", port)
     finally:
-        proc.terminate()
-        await proc.wait()
+        await stop(proc)
 
 
 @needs_server

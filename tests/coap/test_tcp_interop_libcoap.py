@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from libcoap_process import start_server, stop
 
 from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import IncomingRequest
@@ -95,31 +95,25 @@ async def test_libcoap_client_reads_a_large_body_block_wise() -> None:
 async def libcoap_tcp_server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, int]]:
     """libcoap's server over TCP; with -X 1152 our bodies must go in Block1/Block2 blocks."""
     assert SERVER_BIN is not None
-    port = free_tcp_port()
-    limit = () if request.param is None else ("-X", str(request.param))
-    proc = await asyncio.create_subprocess_exec(
-        SERVER_BIN,
-        "-A",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        *limit,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    address = ("127.0.0.1", port)
+    server_bin = SERVER_BIN
+    limit = [] if request.param is None else ["-X", str(request.param)]
+
+    def command(port: int) -> list[str]:
+        return [server_bin, "-A", "127.0.0.1", "-p", str(port), *limit]
+
+    async def ready(port: int) -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    proc, port = await start_server(command, free_tcp_port, ready, deadline_s=TIMEOUT)
     try:
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                with contextlib.suppress(OSError):
-                    _, writer = await asyncio.open_connection(*address)
-                    writer.close()
-                    break
-                await asyncio.sleep(0.05)  # polling for a subprocess to listen
-        yield address
+        yield ("127.0.0.1", port)
     finally:
-        proc.terminate()
-        await proc.wait()
+        await stop(proc)
 
 
 @needs_server
