@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lwm2m.coap.codes import MessageType
+from lwm2m.coap.codes import MessageType, is_success_code
 from lwm2m.coap.errors import CoapError
 from lwm2m.coap.message import Message
 from lwm2m.coap.tcp_connection import ConnectionLost
@@ -123,7 +123,7 @@ class Observations:
                 assert isinstance(message, Message)
                 if self.on_activity is not None:
                     self.on_activity(record)
-                if not int(message.code) or not (64 <= int(message.code) < 96):
+                if not is_success_code(int(message.code)):
                     # A 4.xx/5.xx notification ends the observation (RFC 7641 3.2).
                     logger.info(
                         "observation %s on %s ended by the client (%s)",

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from lwm2m.coap.codes import Code
+from lwm2m.coap.codes import Code, is_success_code
 from lwm2m.coap.errors import CoapError, RequestTimeout, ResetReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
@@ -962,7 +962,7 @@ class _ClientLink:
 
 def _check(response: Message) -> None:
     code = int(response.code)
-    if 64 <= code < 96:
+    if is_success_code(code):
         return
     text = response.payload.decode("utf-8", "replace") if response.payload else ""
     raise RemoteError(Code.from_byte(code), text)
