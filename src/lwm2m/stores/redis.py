@@ -69,7 +69,10 @@ def default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class _Redis:
+class RedisConnection:
+    """One redis-py client under a key prefix: what every cluster piece (stores, node
+    registry, event relay, forwarding) shares, so one node opens one connection pool."""
+
     def __init__(self, client: Any, prefix: str, error: type[Exception]) -> None:
         self.client = client
         self.prefix = prefix
@@ -105,7 +108,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
     """
 
     def __init__(
-        self, redis: _Redis, docs: dict[Any, Any], *, node_id: str, conflict_grace_s: float
+        self, redis: RedisConnection, docs: dict[Any, Any], *, node_id: str, conflict_grace_s: float
     ) -> None:
         super().__init__()
         self._r = redis
@@ -230,7 +233,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
 class RedisObservationStore(MemoryObservationStore):
     """Observations in one Redis hash (id -> JSON); each write announces its id."""
 
-    def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
+    def __init__(self, redis: RedisConnection, docs: dict[Any, Any]) -> None:
         super().__init__()
         self._r = redis
         load_records(docs.values(), ObservationRecord.from_dict, self._put, kind="observation")
@@ -258,7 +261,7 @@ class RedisObservationStore(MemoryObservationStore):
 class RedisSecurityStore(MemorySecurityStore):
     """Security entries in one Redis hash (endpoint -> JSON); each write announces its endpoint."""
 
-    def __init__(self, redis: _Redis, docs: dict[Any, Any]) -> None:
+    def __init__(self, redis: RedisConnection, docs: dict[Any, Any]) -> None:
         super().__init__()
         self._r = redis
         load_records(docs.values(), security_entry_from_dict, self._set, kind="security entry")
@@ -292,7 +295,7 @@ class RedisDocumentStore:
     so a round trip per read costs less than a second copy to keep in step.
     """
 
-    def __init__(self, redis: _Redis) -> None:
+    def __init__(self, redis: RedisConnection) -> None:
         self._r = redis
 
     async def get(self, namespace: str, key: str) -> JsonDoc | None:
@@ -350,7 +353,7 @@ class RedisStores(
 
     def __init__(
         self,
-        redis: _Redis,
+        redis: RedisConnection,
         loaded: dict[str, dict[Any, Any]],
         *,
         node_id: str,
@@ -396,7 +399,7 @@ class RedisStores(
             client = aioredis.from_url(url)
         except ValueError as exc:
             raise StoreError(f"bad Redis URL {url!r}: {exc}") from None
-        redis = _Redis(client, prefix, RedisError)
+        redis = RedisConnection(client, prefix, RedisError)
         pubsub = client.pubsub()
         try:
             try:
@@ -470,6 +473,11 @@ class RedisStores(
             raise StoreError("Redis change feed did not answer") from None
         finally:
             self._marks.pop(token, None)
+
+    @property
+    def redis(self) -> RedisConnection:
+        """The shared connection, for the cluster pieces that live above the stores."""
+        return self._redis
 
     async def close(self) -> None:
         """Stop following the changes and close the connection; Redis keeps the data."""
