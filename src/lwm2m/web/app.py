@@ -30,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from lwm2m.web.backend import BootstrapManager, DeviceManager
 from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_error_handlers
 from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource, cancel_and_wait
+from lwm2m.web.forwarding import Forwarding, install_forwarding
 from lwm2m.web.metrics import CONTENT_TYPE, Metrics
 from lwm2m.web.refusals import RefusalSource, refusal_counters
 from lwm2m.web.routes_campaigns import build_campaigns_router, campaign_events
@@ -100,6 +101,16 @@ def check_bind(host: str, api_token: str | None) -> str | None:
     )
 
 
+def bearer_ok(request: Request, api_token: str | None) -> bool:
+    """No token required, or the request's bearer token is the right one."""
+    if api_token is None:
+        return True
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), api_token.encode()
+    )
+
+
 def _token_guard(api_token: str) -> Callable[..., Awaitable[None]]:
     expected = api_token.encode()
 
@@ -131,13 +142,15 @@ def build_app(
     firmware: FirmwareRepository | None = None,
     campaigns: CampaignManager | None = None,
     refusals: Sequence[RefusalSource] = (),
+    forwarding: Forwarding | None = None,
 ) -> FastAPI:
     """The app over the web layer's backend protocols (tests give in-memory ones).
 
     ``firmware`` adds ``/api/firmware`` and the devices' download route ``/fw/{id}``;
     ``campaigns`` adds ``/api/campaigns`` and CAMPAIGN events on the event stream.
     ``refusals`` are the roles' refusal logs (``/api/refusals`` and the refusal
-    metrics read them).
+    metrics read them). ``forwarding`` (a node of a cluster) hands device operations
+    on endpoints another node owns to that node (:mod:`lwm2m.web.forwarding`).
 
     Without ``api_token``, requests must name this server by IP address or
     ``localhost`` (or one of ``trusted_hosts``) in their ``Host`` header, which
@@ -182,6 +195,9 @@ def build_app(
     install_error_handlers(app)
     # Without a token, no security requirement is declared (the OpenAPI document stays honest).
     guard = [Depends(_token_guard(api_token))] if api_token else []
+    if forwarding is not None:
+        # Added first, so it runs after the origin and host checks below.
+        install_forwarding(app, forwarding, lambda request: bearer_ok(request, api_token))
 
     @app.middleware("http")
     async def same_origin_writes(
@@ -365,6 +381,7 @@ def create_app(
     api_token: str | None = None,
     trusted_hosts: Collection[str] = (),
     campaigns: CampaignManager | None = None,
+    forwarding: Forwarding | None = None,
 ) -> FastAPI:
     """The app for a running LwM2M server and/or bootstrap server (the commands' entry)."""
     from lwm2m.web.adapters import BootstrapAdapter, ServerAdapter
@@ -377,6 +394,7 @@ def create_app(
         firmware=server.firmware if server is not None else None,
         campaigns=campaigns,
         refusals=[role.refusals for role in (server, bootstrap) if role is not None],
+        forwarding=forwarding,
     )
 
 
