@@ -78,6 +78,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="this node's name among the servers sharing a Redis store, recorded as the owner "
         "of the registrations it receives (default: host-pid)",
     )
+    parser.add_argument(
+        "--cluster-forward-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with a Redis store: how long a REST request forwarded to the node owning the "
+        "device waits for its answer (at least; a request's own ?timeout= plus 2 s when "
+        "longer), then 504 (default 10)",
+    )
     parser.add_argument("--models", help="directory of extra object definitions (DDF XML)")
     parser.add_argument("--security", help="JSON file of client credentials (PSK, X.509)")
     parser.add_argument("--ca", help="PEM file of CAs trusted for client certificates")
@@ -147,6 +156,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     problem = check_stop_timeout(args.stop_timeout)
+    if not args.cluster_forward_timeout > 0:
+        problem = "--cluster-forward-timeout must be positive"
     if problem is not None:
         logger.error("%s", problem)
         return 2
@@ -224,12 +235,15 @@ async def _main(args: argparse.Namespace) -> int:
             # Registering clients whose bootstrap configuration changed get re-bootstrapped.
             bootstrap.follow_server(server)
         campaigns = await _start_campaigns(server)
-        web_task = _start_web(args, server, bootstrap, campaigns)
+        rpc = _cluster_rpc(args, stores)
+        web_task = await _start_web(args, server, bootstrap, campaigns, rpc)
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(signals.requested.wait())]
         if web_task is not None:
             waiters.append(web_task)
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         await _stop(args.stop_timeout, gate, waiters, server, bootstrap, campaigns)
+        if rpc is not None:
+            await rpc.stop()
         return 0
     finally:
         await stores.close()
@@ -371,9 +385,22 @@ async def _start_campaigns(server: Any) -> Any:
     return campaigns
 
 
-def _start_web(
-    args: argparse.Namespace, server: Any, bootstrap: Any, campaigns: Any = None
+def _cluster_rpc(args: argparse.Namespace, stores: Any) -> Any:
+    """With a Redis store and a REST API: this node's end of the forwarding transport."""
+    from lwm2m.stores.redis import RedisStores
+
+    if not isinstance(stores, RedisStores) or not args.http_port:
+        return None
+    from lwm2m.server.cluster_rpc import ClusterRpc
+
+    return ClusterRpc(stores.redis, stores.node_id)
+
+
+async def _start_web(
+    args: argparse.Namespace, server: Any, bootstrap: Any, campaigns: Any = None, rpc: Any = None
 ) -> asyncio.Task[None] | None:
+    """The REST API and web UI; with ``rpc`` (a cluster node) it forwards device operations
+    to their owner node and serves the ones other nodes forward to it."""
     if not args.http_port:
         return None
     try:
@@ -386,9 +413,31 @@ def _start_web(
         logger.warning("%s", warning)
     # Devices fetch http:// Package URIs naming --public-host: a name the operator declared.
     trusted = (args.public_host,) if args.public_host else ()
+    forwarding = None
+    if rpc is not None:
+        from lwm2m.server.cluster_owners import ClusterOwners
+        from lwm2m.web.forwarding import Forwarding
+
+        forwarding = Forwarding(
+            rpc, ClusterOwners(server.stores.redis), timeout_s=args.cluster_forward_timeout
+        )
     app = create_app(
-        server, bootstrap, api_token=args.api_token, trusted_hosts=trusted, campaigns=campaigns
+        server,
+        bootstrap,
+        api_token=args.api_token,
+        trusted_hosts=trusted,
+        campaigns=campaigns,
+        forwarding=forwarding,
     )
+    if rpc is not None:
+        from lwm2m.stores import StoreError
+        from lwm2m.web.forwarding import asgi_handler
+
+        rpc.handler = asgi_handler(app)
+        try:
+            await rpc.start()
+        except StoreError as exc:
+            raise ConfigurationError(f"cluster forwarding: {exc}") from None
 
     def ready(port: int) -> None:
         # http:// firmware Package URIs name this port.
