@@ -1,22 +1,19 @@
 """Two server nodes on one Redis key prefix (issue 12, first stage): one fleet, one set of rules.
 
-A real redis-server is started per test on a free loopback port; the nodes are two
-``LwM2MServer`` instances in this process, each with its own Redis connection.
+A real redis-server is started per test on a free loopback port (``redis_url``, in
+conftest.py); the nodes are two ``LwM2MServer`` instances in this process, each with its
+own Redis connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path as FsPath
 from typing import Any
 
-import pytest
 from server_helpers import FakeClock, register_message
 
 from lwm2m.coap.codes import Code
@@ -27,46 +24,6 @@ from lwm2m.server import LwM2MServer, ServerConfig
 from lwm2m.server.events import DeregistrationEvent
 from lwm2m.stores import open_stores
 from lwm2m.stores.redis import RedisStores
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private, persistent (AOF) redis-server; skipped when the binary is absent."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'lwm2m[redis]')")
-    directory = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            *(binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)),
-            *("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.skip("redis-server did not start")
-                time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def _answer(request: Any) -> Message:
