@@ -12,6 +12,10 @@ import asyncio
 import base64
 import json
 import logging
+import re
+import signal
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,11 +25,14 @@ from typing import Any
 
 import httpx
 import pytest
+from server_helpers import register_message
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig, FactoryAccount
-from lwm2m.coap.endpoint import Address
+from lwm2m.coap.codes import Code
+from lwm2m.coap.endpoint import Address, Endpoint
 from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
 from lwm2m.server import LwM2MServer, NotificationEvent, ServerConfig, UpdatedEvent
 from lwm2m.server.cluster_owners import ClusterOwners
 from lwm2m.server.cluster_rpc import ClusterRpc, RpcBusy, RpcClosed, RpcRequest
@@ -449,3 +456,75 @@ def test_the_wait_honours_the_operation_timeout() -> None:
     assert forward_wait("format=TLV&timeout=3", forwarding) == 10
     assert forward_wait("timeout=abc", forwarding) == 10
     assert forward_wait("timeout=nan", forwarding) == 10
+
+
+async def _line(stream: asyncio.StreamReader, pattern: str) -> re.Match[str]:
+    while True:
+        raw = await asyncio.wait_for(stream.readline(), 30)
+        assert raw, "the server exited"
+        match = re.search(pattern, raw.decode())
+        if match:
+            return match
+
+
+def _free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_the_server_command_forwards_to_the_owner(redis_url: str, tmp_path: FsPath) -> None:
+    """Two ``lwm2m server`` processes on one Redis: the command wires the forwarding."""
+
+    async def answer(request: Any) -> Message:
+        return Message(Code.CONTENT, payload=b"hello", content_format=int(ContentFormat.TEXT))
+
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    http: dict[str, int] = {}
+    coap: dict[str, int] = {}
+    device = await Endpoint.create("127.0.0.1", 0, handler=answer)
+    try:
+        for node in ("a", "b"):
+            http[node] = _free_tcp_port()
+            procs[node] = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "lwm2m", "server", "--store", redis_url),
+                *("--node-id", node, "--coap-port", "0", "--coaps-port", "0", "--no-bootstrap"),
+                *("--http-port", str(http[node]), "--data", str(tmp_path / node)),
+                *("--cluster-forward-timeout", "5"),
+                stderr=asyncio.subprocess.PIPE,
+            )
+        for node, proc in procs.items():
+            assert proc.stderr is not None
+            found = await _line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")
+            coap[node] = int(found.group(1))
+            await _line(proc.stderr, r"REST API on http://")
+        reply = await device.request(
+            register_message(("ep=cmd-fwd",)), ("127.0.0.1", coap["a"]), timeout=10
+        )
+        assert reply.code == Code.CREATED
+        stores = await open_stores(redis_url, tmp_path / "t", node_id="t")
+        assert isinstance(stores, RedisStores)
+        try:
+            r = stores.redis
+            await r.run(("SET", r.key("node:a"), "{}"))  # node a's heartbeat
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http['b']}") as client:
+                read = await client.get("/api/clients/cmd-fwd/3/0/0", timeout=30)
+                assert read.status_code == 200, read.text
+                assert read.headers[SERVED_BY] == "a"
+                assert read.json()["content"]["value"] == "hello"
+                await r.run(("DEL", r.key("node:a")))
+                gone = await client.get("/api/clients/cmd-fwd/3/0/0", timeout=30)
+                assert gone.status_code == 503
+        finally:
+            await stores.close()
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        await device.close()
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
