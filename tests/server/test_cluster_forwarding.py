@@ -192,6 +192,9 @@ async def test_device_operations_through_node_b_are_served_by_node_a(
             assert execute.json()["code"] == "2.04"
             await _next(events, UpdatedEvent)
 
+            attributes = await b.http.put(f"{base}/1/0/1/attributes", params={"pmin": "1"})
+            assert attributes.status_code == 200, attributes.text
+            assert attributes.json()["code"] == "2.04" and attributes.headers[SERVED_BY] == "a"
             discover = await b.http.get(f"{base}/3/0/discover")
             assert discover.status_code == 200 and discover.headers[SERVED_BY] == "a"
             composite = await b.http.get(f"{base}/composite", params={"paths": "/3/0/0,/1/0/1"})
@@ -216,7 +219,7 @@ async def test_device_operations_through_node_b_are_served_by_node_a(
         assert device is not None
         assert b.sent == []
         assert any(peer == device.address for peer, _ in a.sent)
-        assert b.rpc.served == 0 and a.rpc.served >= 9
+        assert b.rpc.served == 0 and a.rpc.served == 10
 
 
 async def test_a_request_on_the_owner_is_not_forwarded(
