@@ -9,7 +9,6 @@ registry's heartbeats refresh them in a running cluster).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import re
@@ -33,9 +32,15 @@ from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Address, Endpoint
 from lwm2m.coap.message import Message
 from lwm2m.formats.media import ContentFormat
-from lwm2m.server import LwM2MServer, NotificationEvent, ServerConfig, UpdatedEvent
+from lwm2m.server import (
+    LwM2MServer,
+    NotificationEvent,
+    RegistrationEvent,
+    ServerConfig,
+    UpdatedEvent,
+)
 from lwm2m.server.cluster_owners import ClusterOwners
-from lwm2m.server.cluster_rpc import ClusterRpc, RpcBusy, RpcClosed, RpcRequest
+from lwm2m.server.cluster_rpc import ClusterRpc, RpcBusy, RpcClosed, RpcRequest, RpcResponse
 from lwm2m.stores import open_stores
 from lwm2m.stores.redis import RedisStores
 from lwm2m.web.app import WebServer, create_app
@@ -154,8 +159,6 @@ async def _cluster(
 
 
 async def _registered(events: Any) -> None:
-    from lwm2m.server import RegistrationEvent
-
     await _next(events, RegistrationEvent)
 
 
@@ -416,12 +419,10 @@ async def test_a_busy_owner_answers_at_once(
     release = asyncio.Event()
     entered = asyncio.Event()
 
-    async def slow(request: RpcRequest) -> Any:
-        from lwm2m.server.cluster_rpc import RpcResponse
-
+    async def slow(request: RpcRequest) -> RpcResponse:
         entered.set()
         await release.wait()
-        return RpcResponse(200, (), base64.b64decode(b""))
+        return RpcResponse(200)
 
     owner = ClusterRpc(stores.redis, "owner", handler=slow, max_in_flight=1)
     caller = ClusterRpc(stores.redis, "caller")
