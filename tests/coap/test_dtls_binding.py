@@ -63,3 +63,39 @@ def test_mandatory_ccm8_suites_are_available() -> None:
 
 def test_verify_error_string() -> None:
     assert dtls_binding.verify_error_string(10) == "certificate has expired"
+
+
+def test_ticket_keys_can_be_set_and_read_back() -> None:
+    """Sharing tickets between nodes needs OpenSSL's hidden SSL_CTX_ctrl (openssl_hidden)."""
+    assert dtls_binding.ticket_keys_supported(), (
+        "SSL_CTX_ctrl not found in cryptography's extension: DTLS sessions resume on"
+        " their own node only"
+    )
+    one, two = SSL.Context(SSL.DTLS_SERVER_METHOD), SSL.Context(SSL.DTLS_SERVER_METHOD)
+    # Fresh contexts get distinct random keys...
+    assert dtls_binding.ticket_key_name(one) != dtls_binding.ticket_key_name(two)
+    material = bytes(range(80))
+    dtls_binding.set_ticket_keys(one, material)
+    dtls_binding.set_ticket_keys(two, material)
+    # ...and the same keys once we set them.
+    assert dtls_binding.ticket_key_name(one) == dtls_binding.ticket_key_name(two) == material[:16]
+    with pytest.raises(ValueError):
+        dtls_binding.set_ticket_keys(one, b"too short")
+
+
+def test_hidden_symbol_lookup_refuses_what_it_cannot_find() -> None:
+    from lwm2m.coap import openssl_hidden
+
+    assert openssl_hidden.hidden_function("no_such_function", "void(*)(void)") is None
+    with pytest.raises(ValueError):
+        openssl_hidden._elf_function_offsets(b"MZ not an ELF file", ("SSL_CTX_ctrl",))
+
+
+def test_session_der_field_reader_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        dtls_binding._der_session_field(b"\x30\x05\x02", 0xA8)
+    with pytest.raises(ValueError):
+        dtls_binding._der_session_field(b"\x04\x00", 0xA8)
+    # A SEQUENCE without the field: None.
+    assert dtls_binding._der_session_field(b"\x30\x03\x02\x01\x01", 0xA8) is None
+    assert dtls_binding._der_session_field(b"\x30\x06\xa8\x04\x04\x02id", 0xA8) == b"id"

@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,8 +23,11 @@ from cryptography import x509
 from OpenSSL import SSL
 
 from lwm2m.coap.dtls_binding import (
-    install_psk_server_callback,
-    session_fingerprint,
+    new_psk_server_callback,
+    session_psk_identity,
+    set_psk_server_callback,
+    set_ticket_keys,
+    ticket_keys_supported,
 )
 from lwm2m.coap.dtls_context import (
     check_client_leaf,
@@ -43,6 +45,7 @@ from lwm2m.coap.dtls_session import (
     error_text,
     state_of,
 )
+from lwm2m.coap.dtls_tickets import TicketKey, TicketKeySource, client_hello_ticket_key_name
 from lwm2m.coap.peer import Address, Peer, PeerIdentity
 from lwm2m.coap.security_layer import HandshakeFailed
 
@@ -65,6 +68,11 @@ class DtlsServerConfig:
     certificates ``trusted_ca_pems`` (indirect trust) and/or
     ``is_trusted_certificate`` (direct trust). The per-endpoint checks (CN =
     ``ept:ep``, expected names) happen at Register with :mod:`lwm2m.security.x509`.
+
+    ``ticket_keys``: session-ticket keys shared with other server nodes
+    (:mod:`lwm2m.coap.dtls_tickets`); None keeps OpenSSL's node-local key.
+    ``session_lifetime_s``: how long a session (and its ticket) may be resumed,
+    counted from its full handshake; None is OpenSSL's default (2 h).
     """
 
     psk_lookup: PskLookup | None = None
@@ -84,6 +92,8 @@ class DtlsServerConfig:
     cookie_secret: bytes | None = None
     session_id_context: bytes = b"lwm2m"
     cookie_rotation_s: float = 3600.0
+    ticket_keys: TicketKeySource | None = None
+    session_lifetime_s: int | None = None
 
     def __post_init__(self) -> None:
         has_cert = self.certificate_pem is not None
@@ -97,6 +107,8 @@ class DtlsServerConfig:
             raise ValueError("max_half_open and max_sessions must be positive")
         if self.cookie_rotation_s <= 0:
             raise ValueError("cookie_rotation_s must be positive")
+        if self.session_lifetime_s is not None and self.session_lifetime_s <= 0:
+            raise ValueError("session_lifetime_s must be positive")
 
 
 class DtlsServer(DtlsLayerBase):
@@ -111,10 +123,21 @@ class DtlsServer(DtlsLayerBase):
         #: rotation stays valid for one more period
         self._cookie_secrets = (config.cookie_secret or os.urandom(32), os.urandom(32))
         self._cookie_rotated_at: float | None = None
-        self._keepalive: list[object] = []
-        #: master-secret fingerprint -> PSK identity, to name resumed PSK sessions
-        self._psk_sessions: OrderedDict[bytes, bytes] = OrderedDict()
+        #: one cffi PSK callback shared by all our contexts (OpenSSL keeps a raw pointer)
+        self._psk_callback = (
+            new_psk_server_callback(self._psk) if config.psk_lookup is not None else None
+        )
         self._context = self._make_context()
+        self._ticket_keys = config.ticket_keys
+        if self._ticket_keys is not None and not ticket_keys_supported():
+            logger.warning(
+                "DTLS: this OpenSSL binding cannot share session-ticket keys;"
+                " sessions resume on the node that made them only"
+            )
+            self._ticket_keys = None
+        #: ticket key name -> the context sealing/opening tickets with that key
+        self._keyed_contexts: dict[bytes, SSL.Context] = {}
+        self._key_names: tuple[bytes, ...] = ()
         #: counters, for tests and the bench
         self.hello_verify_sent = 0
         self.dropped_datagrams = 0
@@ -131,10 +154,12 @@ class DtlsServer(DtlsLayerBase):
         )
         ctx.set_session_id(cfg.session_id_context)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        if cfg.session_lifetime_s is not None:
+            ctx.set_timeout(cfg.session_lifetime_s)
         ctx.set_cookie_generate_callback(self._generate_cookie)
         ctx.set_cookie_verify_callback(self._verify_cookie)
-        if cfg.psk_lookup is not None:
-            self._keepalive.append(install_psk_server_callback(ctx, self._psk))
+        if self._psk_callback is not None:
+            set_psk_server_callback(ctx, self._psk_callback)
         if cfg.certificate_pem is not None and cfg.private_key_pem is not None:
             use_own_certificate(ctx, cfg.certificate_pem, cfg.private_key_pem, cfg.chain_pems)
             trust_ca_pems(ctx, cfg.trusted_ca_pems)
@@ -143,6 +168,34 @@ class DtlsServer(DtlsLayerBase):
                 mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
             ctx.set_verify(mode, self._verify)
         return ctx
+
+    def _context_for(self, hello: bytes) -> SSL.Context:
+        """The context whose ticket key sealed the hello's ticket, else the current key's."""
+        source = self._ticket_keys
+        keys = tuple(source.ticket_keys()) if source is not None else ()
+        if not keys:
+            return self._context
+        names = tuple(key.name for key in keys)
+        if names != self._key_names:
+            self._rekey(keys)
+        name = client_hello_ticket_key_name(hello)
+        if name is not None and name in self._keyed_contexts:
+            return self._keyed_contexts[name]
+        return self._keyed_contexts[names[0]]
+
+    def _rekey(self, keys: tuple[TicketKey, ...]) -> None:
+        """Contexts for a new key list; those of keys still listed are kept (their caches too)."""
+        old = self._keyed_contexts
+        contexts: dict[bytes, SSL.Context] = {}
+        for key in keys:
+            context = old.get(key.name)
+            if context is None:
+                context = self._make_context()
+                set_ticket_keys(context, key.material)
+            contexts[key.name] = context
+        self._keyed_contexts = contexts
+        self._key_names = tuple(key.name for key in keys)
+        logger.debug("DTLS: %d session-ticket key(s) in use", len(keys))
 
     def _rotate_cookie_secret(self, now: float) -> None:
         if self._cookie_rotated_at is None:
@@ -180,17 +233,18 @@ class DtlsServer(DtlsLayerBase):
         return check_client_leaf(self.config.is_trusted_certificate, state, leaf, errno, ok)
 
     def _identity_of(self, session: DtlsSession) -> PeerIdentity:
+        """A resumed session names its peer from the session (the PSK callback did not run).
+
+        The session came from this node's cache or from a ticket any node
+        sealed; either way it carries the identity of its full handshake.
+        """
         identity = super()._identity_of(session)
-        fingerprint = session_fingerprint(session.connection)
-        if fingerprint is None:
-            return identity
-        if identity.psk_identity is not None:
-            self._psk_sessions[fingerprint] = identity.psk_identity
-            self._psk_sessions.move_to_end(fingerprint)
-            while len(self._psk_sessions) > self.config.max_sessions:
-                self._psk_sessions.popitem(last=False)
-        elif identity.certificate_der is None:
-            known = self._psk_sessions.get(fingerprint)
+        if identity.psk_identity is None and identity.certificate_der is None:
+            try:
+                known = session_psk_identity(session.connection)
+            except ValueError as exc:
+                logger.warning("DTLS: unreadable session from %s: %s", session.address, exc)
+                known = None
             if known is not None:
                 identity = PeerIdentity(psk_identity=known)
         return identity
@@ -266,7 +320,7 @@ class DtlsServer(DtlsLayerBase):
         self, data: bytes, address: Address, now: float, replacing: DtlsSession | None
     ) -> None:
         """Run the stateless cookie exchange; start a session only on a valid cookie."""
-        connection = SSL.Connection(self._context, None)
+        connection = SSL.Connection(self._context_for(data), None)
         connection.set_accept_state()
         connection.set_ciphertext_mtu(self.config.mtu)
         state = ConnectionState(address=address)
