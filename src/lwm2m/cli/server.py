@@ -87,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "device waits for its answer (at least; a request's own ?timeout= plus 2 s when "
         "longer), then 504 (default 10)",
     )
+    parser.add_argument(
+        "--dtls-ticket-rotation",
+        type=float,
+        default=12 * 3600.0,
+        help="with a redis:// store: seconds between rotations of the DTLS session-ticket keys "
+        "the nodes share, so a device resumes its session on any node (default 43200)",
+    )
     parser.add_argument("--models", help="directory of extra object definitions (DDF XML)")
     parser.add_argument("--security", help="JSON file of client credentials (PSK, X.509)")
     parser.add_argument("--ca", help="PEM file of CAs trusted for client certificates")
@@ -197,9 +204,13 @@ async def _main(args: argparse.Namespace) -> int:
         )
     except StoreError as exc:
         raise ConfigurationError(str(exc)) from None
+    ticket_keys = None
     try:
         await load_security(args.security, stores)
-        dtls = _dtls_config(args, stores) if args.coaps_port or args.coaps_tcp_port else None
+        dtls = None
+        if args.coaps_port or args.coaps_tcp_port:
+            ticket_keys = await _start_ticket_keys(args, stores)
+            dtls = _dtls_config(args, stores, ticket_keys)
         firmware = await _firmware(args, stores)
         server = LwM2MServer(
             stores,
@@ -246,6 +257,8 @@ async def _main(args: argparse.Namespace) -> int:
             await rpc.stop()
         return 0
     finally:
+        if ticket_keys is not None:
+            await ticket_keys.close()
         await stores.close()
 
 
@@ -328,7 +341,26 @@ async def _firmware(args: argparse.Namespace, stores: Any) -> Any:
         raise ConfigurationError(f"firmware directory under {args.data}: {exc}") from None
 
 
-def _dtls_config(args: argparse.Namespace, stores: Any) -> Any:
+async def _start_ticket_keys(args: argparse.Namespace, stores: Any) -> Any:
+    """Session-ticket keys shared through Redis when the store is Redis, else None.
+
+    Nodes behind one load balancer then resume each other's DTLS sessions; a
+    single node keeps OpenSSL's own key (docs/cluster.md).
+    """
+    redis = getattr(stores, "redis", None)
+    if redis is None:
+        return None
+    from lwm2m.stores.redis_ticket_keys import RedisTicketKeys
+
+    try:
+        keys = RedisTicketKeys(redis, rotation_s=args.dtls_ticket_rotation)
+    except ValueError as exc:
+        raise ConfigurationError(f"--dtls-ticket-rotation: {exc}") from None
+    await keys.start()
+    return keys
+
+
+def _dtls_config(args: argparse.Namespace, stores: Any, ticket_keys: Any = None) -> Any:
     """DTLS with PSK from the security store, and X.509 when --cert/--key are given."""
     if bool(args.cert) != bool(args.key):
         raise ConfigurationError("--cert and --key go together")
@@ -352,6 +384,8 @@ def _dtls_config(args: argparse.Namespace, stores: Any) -> Any:
             trusted_ca_pems=cas,
             is_trusted_certificate=is_trusted,
             require_client_certificate=False,
+            ticket_keys=ticket_keys,
+            session_lifetime_s=None if ticket_keys is None else ticket_keys.session_lifetime_s,
         )
     except ValueError as exc:
         raise ConfigurationError(f"DTLS: {exc}") from None
