@@ -10,6 +10,8 @@ import os
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_dtls_helpers import CLIENT_ADDR, PSK_ID, PSK_KEY, SERVER_ADDR, Link, psk_store
 
 from lwm2m.coap.dtls import DtlsClient, DtlsClientConfig, DtlsServer, DtlsServerConfig
@@ -194,3 +196,11 @@ def test_ticket_key_material_stays_out_of_reprs() -> None:
     assert "material" not in repr(key)
     with pytest.raises(ValueError):
         TicketKey(b"short")
+
+
+@given(st.binary(max_size=400))
+def test_arbitrary_datagrams_give_a_key_name_or_none(data: bytes) -> None:
+    hello = bytes.fromhex("16fefd000000000000000000ff01") + data
+    for candidate in (data, hello):
+        name = client_hello_ticket_key_name(candidate)
+        assert name is None or len(name) == 16
