@@ -50,7 +50,13 @@ def psk_client() -> DtlsClient:
 
 
 def move_to(link: Link, node: DtlsServer) -> None:
-    """The load balancer now sends the client's datagrams to ``node``; the client re-handshakes."""
+    """The load balancer now sends the client's datagrams to ``node``; the client re-handshakes.
+
+    The node that had the client answered it first: a client forgets a resumed
+    session that never carried an answer (the server may have refused it).
+    """
+    if link.server.is_established(CLIENT_ADDR):
+        link.server_send(b"answer")
     link.server = node
     link.client.reset(SERVER_ADDR)
 
