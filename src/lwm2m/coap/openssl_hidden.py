@@ -77,7 +77,10 @@ def _symbols() -> tuple[int, dict[str, int]] | None:
     for name, anchor in zip(_ANCHORS, anchors, strict=True):
         if anchor not in offsets:
             return None
-        address = int(_ffi.cast("uintptr_t", _ffi.addressof(raw_lib, name)))
+        try:
+            address = int(_ffi.cast("uintptr_t", _ffi.addressof(raw_lib, name)))
+        except (AttributeError, TypeError):
+            return None
         bases.add(address - offsets[anchor])
     if len(bases) != 1:
         return None

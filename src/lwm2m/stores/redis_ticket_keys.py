@@ -115,6 +115,9 @@ class RedisTicketKeys:
                 await self.refresh()
             except StoreError as exc:
                 logger.warning("DTLS ticket keys not refreshed: %s", exc)
+            except Exception:
+                # Whatever Redis answered, the node keeps serving with the keys it has.
+                logger.exception("DTLS ticket keys not refreshed")
             await asyncio.sleep(self.refresh_interval_s)
 
     async def start(self) -> None:
