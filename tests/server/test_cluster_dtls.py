@@ -1,6 +1,6 @@
 """DTLS sessions resume across server nodes through ticket keys shared in Redis (issue 12).
 
-A real redis-server (the fixture of ``test_cluster``); the nodes are DTLS
+A real redis-server (the ``redis_url`` fixture of conftest); the nodes are DTLS
 server layers on their own UDP sockets, each with its own Redis connection and
 its own :class:`RedisTicketKeys`. A relay stands in for the load balancer: the
 client always sends to the relay, which forwards to whichever node is alive.
@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path as FsPath
 
 import pytest
-from test_cluster import redis_url  # noqa: F401  (the fixture)
 
 from lwm2m.coap.dtls import (
     DtlsClient,
@@ -76,7 +75,7 @@ async def connections(
 
 
 async def test_nodes_share_the_current_key_and_accept_the_previous_one_for_one_rotation(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     tmp_path: FsPath,
 ) -> None:
     clock = WallClock()
@@ -104,7 +103,7 @@ async def test_nodes_share_the_current_key_and_accept_the_previous_one_for_one_r
 
 
 async def test_a_malformed_key_in_redis_is_ignored_and_never_logged(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     tmp_path: FsPath,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -135,7 +134,7 @@ class Flaky(RedisConnection):
 
 
 async def test_keys_outlive_a_redis_outage_only_until_they_age_out(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     tmp_path: FsPath,
 ) -> None:
     clock = WallClock()
@@ -250,7 +249,7 @@ def _fields(config: DtlsServerConfig) -> dict[str, object]:
 
 @pytest.mark.parametrize("share", [True, False], ids=["shared keys", "node-local keys"])
 async def test_psk_session_resumes_on_the_other_node_only_with_shared_keys(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     tmp_path: FsPath,
     share: bool,
 ) -> None:
@@ -269,7 +268,7 @@ async def test_psk_session_resumes_on_the_other_node_only_with_shared_keys(
 
 
 async def test_certificate_session_resumes_on_the_other_node_with_its_certificate(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     tmp_path: FsPath,
 ) -> None:
     ca = make_ca("cluster root")
@@ -334,7 +333,7 @@ async def _start_node(
 
 
 async def test_server_command_on_a_redis_store_shares_ticket_keys(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     tmp_path: FsPath,
 ) -> None:
     """``lwm2m server --store redis://`` wires the Redis ticket keys without further options."""
