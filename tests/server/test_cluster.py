@@ -23,6 +23,7 @@ from lwm2m.formats.media import ContentFormat
 from lwm2m.server import LwM2MServer, ServerConfig
 from lwm2m.server.events import DeregistrationEvent
 from lwm2m.stores import open_stores
+from lwm2m.stores.query import RegistrationQuery
 from lwm2m.stores.redis import RedisStores
 
 
@@ -67,9 +68,10 @@ async def test_a_registration_on_node_a_is_seen_and_served_by_node_b(
             reply = await _register(device, a, "shared-1")
             assert reply.code == Code.CREATED
             await b_stores.sync()
-            reg = b.get_registration("shared-1")
+            reg = await b.fetch_registration("shared-1")
             assert reg is not None and reg.address == device.local_address
-            assert [r.endpoint for r in b.stores.registrations.list()] == ["shared-1"]
+            page = await b.stores.registrations.fetch_query(RegistrationQuery())
+            assert [r.endpoint for r in page.items] == ["shared-1"]
             assert await b_stores.registrations.owner(reg.id) == "a"
             # Node B reaches the device itself (plain UDP: the device answers any peer).
             response = await b.read("shared-1", "/3/0/0", timeout=5)
@@ -85,7 +87,7 @@ async def test_a_registration_on_node_a_is_seen_and_served_by_node_b(
             a_stores = a.stores
             assert isinstance(a_stores, RedisStores)
             await a_stores.sync()
-            a_reg = a.get_registration("shared-1")
+            a_reg = await a.fetch_registration("shared-1")
             assert a_reg is not None and a_reg.lifetime_s == 7200
     finally:
         await device.close()
@@ -111,10 +113,10 @@ async def test_concurrent_registers_of_one_name_on_two_nodes(
                 await b_stores.sync()
                 winner = first if replies[0].code == Code.CREATED else second
                 for node in (a, b):
-                    reg = node.get_registration(ep)
+                    reg = await node.fetch_registration(ep)
                     assert reg is not None and reg.address == winner.local_address
             # A re-Register by the holder replaces, through the other node.
-            held = a.get_registration("contested-0")
+            held = await a.fetch_registration("contested-0")
             assert held is not None
             holder = first if held.address == first.local_address else second
             other_node = b if holder is first else a
@@ -123,9 +125,9 @@ async def test_concurrent_registers_of_one_name_on_two_nodes(
             await a_stores.sync()
             await b_stores.sync()
             for node in (a, b):
-                reg = node.get_registration("contested-0")
+                reg = await node.fetch_registration("contested-0")
                 assert reg is not None and reg.id != held.id
-                assert node.stores.registrations.get(held.id) is None
+                assert await node.stores.registrations.fetch(held.id) is None
     finally:
         await first.close()
         await second.close()
@@ -152,7 +154,7 @@ async def test_an_expiry_seen_by_two_nodes_is_one_deregistration(
             for i in range(10):
                 assert (await _register(device, a, f"short-{i}", lt=60)).code == Code.CREATED
             await b_stores.sync()
-            assert len(b.stores.registrations) == 10
+            assert await b.stores.registrations.fetch_count() == 10
             clock.advance(60 + a.config.lifetime_grace_s + 1)
             removed_a, removed_b = await asyncio.gather(a.check_expiry(), b.check_expiry())
             assert len(removed_a) + len(removed_b) == 10
@@ -161,6 +163,7 @@ async def test_an_expiry_seen_by_two_nodes_is_one_deregistration(
             await a_stores.sync()
             await b_stores.sync()
             assert len(a.stores.registrations) == 0 and len(b.stores.registrations) == 0
+            assert await a.stores.registrations.fetch_count() == 0
     finally:
         await device.close()
 
@@ -178,7 +181,7 @@ async def test_an_update_on_one_node_wins_over_a_stale_expiry_on_the_other(
             reply = await _register(device, a, "late", lt=60)
             await b_stores.sync()
             clock.advance(60 + a.config.lifetime_grace_s + 1)
-            stale = b.stores.registrations.expired(clock(), a.config.lifetime_grace_s)
+            stale = await b.stores.registrations.fetch_expired(clock(), a.config.lifetime_grace_s)
             assert [r.endpoint for r in stale] == ["late"]
             # The device updates through A before B acts on its stale view.
             upd = await device.request(
@@ -187,7 +190,7 @@ async def test_an_update_on_one_node_wins_over_a_stale_expiry_on_the_other(
             assert upd.code == Code.CHANGED
             assert await b.stores.registrations.remove(stale[0].id) is None
             await b_stores.sync()
-            assert b.get_registration("late") is not None
+            assert await b.fetch_registration("late") is not None
         finally:
             await device.close()
 
@@ -211,9 +214,11 @@ async def test_a_restart_of_both_nodes_keeps_every_registration(
             _node(redis_url, tmp_path, "b") as (b, _),
         ):
             for node in (a, b):
-                assert sorted(r.endpoint for r in node.stores.registrations.list()) == sorted(
-                    locations
-                )
+                page = await node.stores.registrations.fetch_query(RegistrationQuery())
+                assert [r.endpoint for r in page.items] == sorted(locations)
+            # Each node read back its own registrations only.
+            assert sorted(r.endpoint for r in a.stores.registrations.list()) == ["kept-1", "kept-3"]
+            assert sorted(r.endpoint for r in b.stores.registrations.list()) == ["kept-0", "kept-2"]
             for i, device in enumerate(devices):
                 upd = await device.request(
                     Message(Code.POST, uri_path=locations[f"kept-{i}"]),

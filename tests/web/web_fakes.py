@@ -171,7 +171,10 @@ class FakeDevices:
     def get_client(self, endpoint: str) -> ClientInfo | None:
         return self.clients.get(endpoint)
 
-    def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
+    async def fetch_client(self, endpoint: str) -> ClientInfo | None:
+        return self.clients.get(endpoint)
+
+    async def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
         # The fake answers the search and the endpoint order only: filter
         # semantics are tested against the real stores (tests/stores, test_client_list).
         items = sorted(self.clients.values(), key=lambda c: c.endpoint)
@@ -183,7 +186,7 @@ class FakeDevices:
         stop = None if query.limit is None else query.offset + query.limit
         return ClientPage(len(items), tuple(items[query.offset : stop]))
 
-    def fleet_stats(self) -> FleetStats:
+    async def fleet_stats(self) -> FleetStats:
         return FleetStats(
             RegistrationStats(len(self.clients), 0, 0, {"U": len(self.clients)}, {}), 0
         )

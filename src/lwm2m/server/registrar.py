@@ -200,7 +200,8 @@ class Registrar:
         links = self._links(message, required=True)
         self._check_identity(params.endpoint, params.endpoint_type, peer)
         now = self.clock()
-        existing = self.registrations.get_by_endpoint(params.endpoint)
+        # fetch: in a cluster the name may be held by a registration another node owns.
+        existing = await self.registrations.fetch_by_endpoint(params.endpoint)
         if (
             existing is not None
             and existing.expires_at + self.config.lifetime_grace_s >= now
@@ -257,7 +258,9 @@ class Registrar:
 
     # ------------------------------------------------------------------ update
     async def update(self, registration_id: str, message: Message, peer: Peer) -> Message:
-        current = self.registrations.get(registration_id)
+        # fetch: the registration may be another node's (a node that is gone: this
+        # Update takes it over, same id, new address; see docs/cluster.md).
+        current = await self.registrations.fetch(registration_id)
         if current is None:
             raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
         try:
@@ -303,7 +306,7 @@ class Registrar:
 
     # ------------------------------------------------------------------ de-register
     async def deregister(self, registration_id: str, peer: Peer) -> Message:
-        current = self.registrations.get(registration_id)
+        current = await self.registrations.fetch(registration_id)
         if current is None:
             raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
         if current.identity is not None and identity_key(current.identity, "") != identity_key(
@@ -335,7 +338,8 @@ class Registrar:
     async def expire(self) -> list[Registration]:
         """Remove every registration past its lifetime plus the grace period."""
         removed: list[Registration] = []
-        for reg in self.registrations.expired(self.clock(), self.config.lifetime_grace_s):
+        now = self.clock()
+        for reg in await self.registrations.fetch_expired(now, self.config.lifetime_grace_s):
             if await self.remove(reg, "expired") is not None:
                 removed.append(reg)
         return removed

@@ -24,6 +24,7 @@ import secrets
 import socket
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -89,7 +90,7 @@ from lwm2m.server.registrar import (
     RegistrarConfig,
     identity_key,
 )
-from lwm2m.stores.base import Stores
+from lwm2m.stores.base import StoreError, Stores
 from lwm2m.stores.memory import MemoryStores
 from lwm2m.stores.records import ObservationRecord, Registration
 
@@ -98,6 +99,9 @@ if TYPE_CHECKING:
     from lwm2m.coap.tcp_transport import TcpEndpoint
 
 logger = logging.getLogger(__name__)
+
+#: Unknown notification tokens remembered, so their next notification gets RST at once.
+_UNKNOWN_TOKENS_KEPT = 4096
 
 PathLike = Path | str
 R = TypeVar("R")
@@ -228,6 +232,10 @@ class LwM2MServer:
         self._coaps_tcp: TcpEndpoint | None = None
         #: endpoint name -> woken when that client registers or updates (TCP reconnects)
         self._reconnects: dict[str, asyncio.Event] = {}
+        #: Tokens of notifications being matched against a shared store, and those it did
+        #: not know (refused with RST when they come again).
+        self._adopting: set[str] = set()
+        self._unknown_tokens: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expiry_task: asyncio.Task[None] | None = None
         self._started = False
@@ -428,7 +436,13 @@ class LwM2MServer:
         return self.stores.registrations.list()
 
     def get_registration(self, endpoint: str) -> Registration | None:
+        """From this node's memory: in a cluster (``stores.registrations.partial``) a miss
+        proves nothing, and :meth:`fetch_registration` is the answer for the fleet."""
         return self.stores.registrations.get_by_endpoint(endpoint)
+
+    async def fetch_registration(self, endpoint: str) -> Registration | None:
+        """The registration of ``endpoint`` wherever the fleet holds it (Redis on a miss)."""
+        return await self.stores.registrations.fetch_by_endpoint(endpoint)
 
     def is_awake(self, endpoint: str) -> bool:
         reg = self._registration(endpoint)
@@ -436,7 +450,7 @@ class LwM2MServer:
 
     async def deregister(self, endpoint: str) -> Registration:
         """Remove a client's registration on the operator's request."""
-        reg = self._registration(endpoint)
+        reg = await self._fetch_registration(endpoint)
         await self.registrar.remove(reg, "deregistered")
         return reg
 
@@ -447,6 +461,11 @@ class LwM2MServer:
     def observations_of(self, endpoint: str) -> list[ObservationRecord]:
         reg = self._registration(endpoint)
         return self.stores.observations.for_registration(reg.id)
+
+    async def fetch_observations_of(self, endpoint: str) -> list[ObservationRecord]:
+        """As :meth:`observations_of`, wherever the fleet holds them (Redis on a miss)."""
+        reg = await self._fetch_registration(endpoint)
+        return await self.stores.observations.fetch_for_registration(reg.id)
 
     # ================================================================== request handling
     async def handle(self, request: Any) -> Message:
@@ -504,7 +523,7 @@ class LwM2MServer:
     async def _handle_send(self, message: Message, peer: Peer) -> Message:
         if message.code != Code.POST:
             return Message(Code.METHOD_NOT_ALLOWED)
-        reg = self.stores.registrations.get_by_address(peer.address)
+        reg = await self.stores.registrations.fetch_by_address(peer.address)
         if reg is None or (reg.identity is not None and reg.identity != peer.identity):
             return _diagnostic(Code.NOT_FOUND, "not registered: Send needs a registration")
         received_at = self.clock()
@@ -551,7 +570,12 @@ class LwM2MServer:
                 logger.exception("registration expiry sweep failed")
             if loop.time() >= summary_at:
                 summary_at = loop.time() + self.config.summary_interval_s
-                self.registrar.log.summary(len(self.stores.registrations))
+                try:
+                    count = await self.stores.registrations.fetch_count()
+                except StoreError as exc:
+                    logger.warning("registration count unavailable for the summary: %s", exc)
+                    count = len(self.stores.registrations)
+                self.registrar.log.summary(count)
 
     def _orphan_plain(self, message: Message, peer: Peer) -> bool:
         return self._adopt_observation(message, peer, secure=False)
@@ -568,13 +592,76 @@ class LwM2MServer:
         observation is then adopted: this notification and the later ones
         are decoded and published like any other, and cancel works as usual.
         Runs inside the endpoint's datagram callback, hence synchronous.
+
+        With a shared store (a cluster) this node's memory may not hold the
+        observation or its registration, or the device comes from a new address
+        because its node is gone: the notification is then acknowledged and the
+        decision taken once both are read from the store (:meth:`_adopt_later`).
         """
         if not self._started or not message.token:
             return False
-        record = self.stores.observations.get(message.token.hex())
-        if record is None or self.observations.is_live(record.id):
+        oid = message.token.hex()
+        record = self.stores.observations.get(oid)
+        if record is not None and self.observations.is_live(record.id):
             return False
-        reg = self.stores.registrations.get(record.registration_id)
+        reg = None if record is None else self.stores.registrations.get(record.registration_id)
+        if (reg is None or reg.address != peer.address) and self.stores.registrations.partial:
+            return self._adopt_later(oid, message, peer, secure=secure)
+        if record is None:
+            return False
+        return self._adopt(record, reg, message, peer, secure=secure)
+
+    def _adopt_later(self, oid: str, message: Message, peer: Peer, *, secure: bool) -> bool:
+        """Claim the notification (ACK) while the store is read; a token the store did not
+        know is refused (RST) when it comes again."""
+        if oid in self._unknown_tokens:
+            return False
+        if oid not in self._adopting:
+            self._adopting.add(oid)
+            self._spawn(self._adopt_from_store(oid, message, peer, secure=secure))
+        return True
+
+    async def _adopt_from_store(
+        self, oid: str, message: Message, peer: Peer, *, secure: bool
+    ) -> None:
+        adopted = False
+        try:
+            record = await self.stores.observations.fetch(oid)
+            reg = (
+                None
+                if record is None
+                else await self.stores.registrations.fetch(record.registration_id)
+            )
+            if (
+                record is not None
+                and reg is not None
+                and reg.address != peer.address
+                and identity_key(reg.identity, reg.address[0] if not secure else "")
+                == identity_key(peer.identity, peer.address[0] if not secure else "")
+            ):
+                # The same client (identity; in NoSec the same IP address) from a new
+                # address: its node is gone and the load balancer sent it here.
+                reg = await self.stores.registrations.take_over(reg, peer.address) or reg
+            if record is not None and not self.observations.is_live(record.id):
+                adopted = self._adopt(record, reg, message, peer, secure=secure)
+        except StoreError as exc:
+            logger.warning("observation %s not adopted: store failure: %s", oid, exc)
+        finally:
+            self._adopting.discard(oid)
+        if not adopted:
+            self._unknown_tokens[oid] = None
+            while len(self._unknown_tokens) > _UNKNOWN_TOKENS_KEPT:
+                self._unknown_tokens.popitem(last=False)
+
+    def _adopt(
+        self,
+        record: ObservationRecord,
+        reg: Registration | None,
+        message: Message,
+        peer: Peer,
+        *,
+        secure: bool,
+    ) -> bool:
         if reg is None or reg.address != peer.address or (reg.identity is not None) != secure:
             logger.info(
                 "refusing notification for observation %s from %s: not the registered client",
@@ -597,9 +684,12 @@ class LwM2MServer:
         except FormatError as exc:
             logger.warning("cannot rebuild observation %s on %s: %s", record.id, reg.endpoint, exc)
             return False
-        handle = endpoint.adopt_observation(request, peer.address, message.token, message)
+        try:
+            handle = endpoint.adopt_observation(request, peer.address, message.token, message)
+        except ValueError:  # adopted meanwhile (a retransmission raced its fetch)
+            return False
         self.observations.adopt(record, handle)
-        logger.info("observation %s on %s adopted after a restart", record.id, reg.endpoint)
+        logger.info("observation %s on %s adopted", record.id, reg.endpoint)
         return True
 
     def _has_dormant_observations(self, reg: Registration) -> bool:
@@ -621,7 +711,7 @@ class LwM2MServer:
     async def restore_observations(self, registration: Registration) -> int:
         """Observe again every stored observation of this client that is not live."""
         restored = 0
-        for record in self.stores.observations.for_registration(registration.id):
+        for record in await self.stores.observations.fetch_for_registration(registration.id):
             if self.observations.is_live(record.id):
                 continue
             await self.stores.observations.remove(record.id)
@@ -644,6 +734,13 @@ class LwM2MServer:
     # ================================================================== request core
     def _registration(self, endpoint: str) -> Registration:
         reg = self.stores.registrations.get_by_endpoint(endpoint)
+        if reg is None:
+            raise ClientNotFound(endpoint)
+        return reg
+
+    async def _fetch_registration(self, endpoint: str) -> Registration:
+        """As :meth:`_registration`, for a registration of the whole fleet (Redis on a miss)."""
+        reg = await self.stores.registrations.fetch_by_endpoint(endpoint)
         if reg is None:
             raise ClientNotFound(endpoint)
         return reg
@@ -672,7 +769,7 @@ class LwM2MServer:
         request waits for that, as for a sleeping queue-mode client.
         """
         while True:
-            reg = self._registration(endpoint)
+            reg = await self._fetch_registration(endpoint)
             tcp = self._tcp_endpoint_for(reg)
             if tcp is None or tcp.is_connected(reg.address):
                 return reg
@@ -686,13 +783,13 @@ class LwM2MServer:
         timeout: float | None,
     ) -> tuple[Target, Message]:
         """One CON request built for the current registration; its 2.xx answer."""
-        reg = self._registration(endpoint)
+        reg = await self._fetch_registration(endpoint)
         try:
             async with asyncio.timeout(timeout):
                 if reg.queue_mode:
                     await self.queue.wait_awake(reg, None)
                     # The client may have re-registered (new address) while we waited.
-                    reg = self._registration(endpoint)
+                    reg = await self._fetch_registration(endpoint)
                 if reg.transport == "tcp":
                     reg = await self._connected(endpoint)
                 target = Target(reg, self.model)
@@ -836,14 +933,14 @@ class LwM2MServer:
         self, endpoint: str, request: ObservingRequest[object], timeout: float | None
     ) -> Observed:
         """Establish ``request``'s observation and hand it to :attr:`observations`."""
-        reg = self._registration(endpoint)
+        reg = await self._fetch_registration(endpoint)
         token = secrets.token_bytes(8)
         handle: Any = None
         try:
             async with asyncio.timeout(timeout):
                 if reg.queue_mode:
                     await self.queue.wait_awake(reg, None)
-                    reg = self._registration(endpoint)
+                    reg = await self._fetch_registration(endpoint)
                 if reg.transport == "tcp":
                     reg = await self._connected(endpoint)
                 message = request.to_message(Target(reg, self.model)).with_(token=token)
@@ -884,7 +981,7 @@ class LwM2MServer:
             # The client answered without Observe: it does not keep the observation.
             await _quiet_cancel(handle, active=False)
             raise InvalidResponse(f"{endpoint!r} did not accept the observation of {paths[0]}")
-        if self.stores.registrations.get(reg.id) is None:
+        if await self.stores.registrations.fetch(reg.id) is None:
             await _quiet_cancel(handle, active=False)
             raise ClientNotFound(endpoint)
         await self.observations.add(record, handle)
@@ -899,10 +996,10 @@ class LwM2MServer:
     ) -> ObservationRecord:
         """Cancel reactively (``active``: GET with Observe=1) or passively (RST the next one)."""
         oid = observation if isinstance(observation, str) else observation.id
-        record = self.stores.observations.get(oid)
+        record = await self.stores.observations.fetch(oid)
         if record is None or record.endpoint != endpoint:
             raise ObservationNotFound(f"no observation {oid} on {endpoint!r}")
-        reg = self.stores.registrations.get(record.registration_id)
+        reg = await self.stores.registrations.fetch(record.registration_id)
         if active and reg is not None and reg.queue_mode and not self.queue.is_awake(reg):
             # Reactive cancel of a sleeping client: forget now, RST its next notification.
             active = False
@@ -927,7 +1024,7 @@ class LwM2MServer:
         count = 0
         try:
             async with asyncio.timeout(timeout):
-                for rec in self.observations_of(endpoint):
+                for rec in await self.fetch_observations_of(endpoint):
                     if matches(rec):
                         await self.cancel_observation(endpoint, rec, active=active)
                         count += 1

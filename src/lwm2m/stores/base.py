@@ -5,9 +5,15 @@ through to a backend before the mutating coroutine returns: the server answers
 a Register only after ``await registrations.add(...)``, so an acknowledged
 registration is on disk (SQLite: WAL + fsync) when the client hears 2.01.
 
-Reads are synchronous (they hit the in-memory view): they sit on hot paths
-(every notification, every queued request) and the REST layer calls them from
-plain functions. Writes are coroutines so that a backend may do I/O.
+Two kinds of reads. The synchronous ones (``get``, ``query``, ...) answer from
+the node's memory: for the memory and SQLite stores that is everything, and
+they stay the fast path of every notification and Update. A store shared by
+several nodes (Redis) keeps only part of the fleet in memory, so a miss there
+proves nothing: the ``fetch*`` coroutines answer for the whole fleet (memory
+and SQLite return their in-memory answer; Redis reads Redis on a miss), and
+every caller that may meet a registration of another node uses them.
+``partial`` says which kind of store it is. Writes are coroutines so that a
+backend may do I/O.
 
 Mutations return ``(old, new)`` so that callers (events, logs) see both sides
 of a change without a second lookup.
@@ -71,6 +77,45 @@ class RegistrationStore(Protocol):
         """Registrations whose ``expires_at + grace_s`` is before ``now`` (wall clock)."""
         ...
 
+    @property
+    def partial(self) -> bool:
+        """True when the synchronous reads see only part of the fleet (a miss proves nothing)."""
+        ...
+
+    async def fetch(self, registration_id: str) -> Registration | None:
+        """As :meth:`get`, for the whole fleet: a registration of another node included."""
+        ...
+
+    async def fetch_by_endpoint(self, endpoint: str) -> Registration | None:
+        """As :meth:`get_by_endpoint`, for the whole fleet."""
+        ...
+
+    async def fetch_by_address(self, address: Address) -> Registration | None:
+        """As :meth:`get_by_address`, for the whole fleet."""
+        ...
+
+    async def fetch_query(self, query: RegistrationQuery) -> RegistrationPage:
+        """As :meth:`query`, over the whole fleet (see the backend for what it bounds)."""
+        ...
+
+    async def fetch_stats(self, now: float) -> RegistrationStats:
+        """As :meth:`stats`, over the whole fleet."""
+        ...
+
+    async def fetch_count(self) -> int:
+        """How many registrations the fleet holds (``len`` counts this node's memory)."""
+        ...
+
+    async def fetch_expired(self, now: float, grace_s: float = 0.0) -> builtins.list[Registration]:
+        """As :meth:`expired`, over the whole fleet: what the expiry sweep removes."""
+        ...
+
+    async def take_over(self, registration: Registration, address: Address) -> Registration | None:
+        """Make this node the owner of ``registration`` at the device's new ``address``
+        when the node that owned it is gone; None when nobody else could own it (one
+        process) or its owner is alive or it is gone."""
+        ...
+
     async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
         """Store a new registration; an existing one with the same endpoint name is
         replaced and returned as ``old``."""
@@ -98,7 +143,22 @@ class ObservationStore(Protocol):
         ...
 
     def list(self) -> builtins.list[ObservationRecord]:
-        """A snapshot of every stored observation."""
+        """A snapshot of every stored observation (of this node's memory, when ``partial``)."""
+        ...
+
+    @property
+    def partial(self) -> bool:
+        """True when the synchronous reads see only part of the observations."""
+        ...
+
+    async def fetch(self, observation_id: str) -> ObservationRecord | None:
+        """As :meth:`get`, for the whole fleet: an observation another node made included."""
+        ...
+
+    async def fetch_for_registration(
+        self, registration_id: str
+    ) -> builtins.list[ObservationRecord]:
+        """As :meth:`for_registration`, for the whole fleet."""
         ...
 
     async def add(self, record: ObservationRecord) -> ObservationRecord | None:
@@ -130,6 +190,14 @@ class SecurityStore(Protocol):
 
     def list(self) -> builtins.list[SecurityEntry]:
         """Every entry, sorted by endpoint, for the REST API and the command line."""
+        ...
+
+    async def fetch(self, endpoint: str) -> SecurityEntry | None:
+        """As :meth:`get`, as the backend holds it now."""
+        ...
+
+    async def fetch_by_psk_identity(self, identity: bytes) -> SecurityEntry | None:
+        """As :meth:`get_by_psk_identity`, as the backend holds it now."""
         ...
 
     async def put(self, entry: SecurityEntry) -> tuple[SecurityEntry | None, SecurityEntry]:

@@ -84,6 +84,44 @@ class MemoryRegistrationStore:
         """Fleet counts, kept up to date on every change; ``now`` is wall-clock seconds."""
         return self._query_index.stats(now)
 
+    # -- the whole fleet's reads: memory holds it all, so they are the reads above
+    @property
+    def partial(self) -> bool:
+        """Memory holds every registration: a miss is an answer."""
+        return False
+
+    async def fetch(self, registration_id: str) -> Registration | None:
+        """:meth:`get` (it sees the whole fleet)."""
+        return self.get(registration_id)
+
+    async def fetch_by_endpoint(self, endpoint: str) -> Registration | None:
+        """:meth:`get_by_endpoint` (it sees the whole fleet)."""
+        return self.get_by_endpoint(endpoint)
+
+    async def fetch_by_address(self, address: Address) -> Registration | None:
+        """:meth:`get_by_address` (it sees the whole fleet)."""
+        return self.get_by_address(address)
+
+    async def fetch_query(self, query: RegistrationQuery) -> RegistrationPage:
+        """:meth:`query` (it sees the whole fleet)."""
+        return self.query(query)
+
+    async def fetch_stats(self, now: float) -> RegistrationStats:
+        """:meth:`stats` (it sees the whole fleet)."""
+        return self.stats(now)
+
+    async def fetch_count(self) -> int:
+        """``len`` (it sees the whole fleet)."""
+        return len(self)
+
+    async def fetch_expired(self, now: float, grace_s: float = 0.0) -> builtins.list[Registration]:
+        """:meth:`expired` (it sees the whole fleet)."""
+        return self.expired(now, grace_s)
+
+    async def take_over(self, registration: Registration, address: Address) -> Registration | None:
+        """One process owns every registration: there is nothing to take over."""
+        return None
+
     # -- writes
     async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
         """Index first, then write through; a failed write undoes the indexing.
@@ -193,6 +231,21 @@ class MemoryObservationStore:
         """A copy of every observation (for restore and display)."""
         return list(self._by_id.values())
 
+    @property
+    def partial(self) -> bool:
+        """Memory holds every observation: a miss is an answer."""
+        return False
+
+    async def fetch(self, observation_id: str) -> ObservationRecord | None:
+        """:meth:`get` (it sees every observation)."""
+        return self.get(observation_id)
+
+    async def fetch_for_registration(
+        self, registration_id: str
+    ) -> builtins.list[ObservationRecord]:
+        """:meth:`for_registration` (it sees every observation)."""
+        return self.for_registration(registration_id)
+
     async def add(self, record: ObservationRecord) -> ObservationRecord | None:
         """Index, then write through (the backend hook of persistent subclasses)."""
         old = self._take(record.id)
@@ -258,6 +311,14 @@ class MemorySecurityStore:
     def list(self) -> builtins.list[SecurityEntry]:
         """Sorted by endpoint, so listings are stable."""
         return [self._by_endpoint[k] for k in sorted(self._by_endpoint)]
+
+    async def fetch(self, endpoint: str) -> SecurityEntry | None:
+        """:meth:`get`: memory is the whole store."""
+        return self.get(endpoint)
+
+    async def fetch_by_psk_identity(self, identity: bytes) -> SecurityEntry | None:
+        """:meth:`get_by_psk_identity`: memory is the whole store."""
+        return self.get_by_psk_identity(identity)
 
     async def put(self, entry: SecurityEntry) -> tuple[SecurityEntry | None, SecurityEntry]:
         """Checked against the identity index before anything changes (:class:`SecurityConflict`)."""

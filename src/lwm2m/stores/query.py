@@ -87,10 +87,15 @@ class RegistrationQuery:
 
 @dataclass(frozen=True, slots=True)
 class RegistrationPage:
-    """The matching registrations of one page, and how many match in all."""
+    """The matching registrations of one page, and how many match in all.
+
+    ``complete`` is False when a shared store answered a filter from a bounded
+    scan (see docs/cluster.md): ``total`` then counts the matches it examined.
+    """
 
     total: int
     items: tuple[Registration, ...]
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +257,11 @@ def per_minute(times: Iterable[float], now: float) -> tuple[tuple[float, int], .
     return _series(Counter(int(t // 60) for t in times), now)
 
 
+def per_minute_counts(counts: Mapping[int, int], now: float) -> tuple[tuple[float, int], ...]:
+    """As :func:`per_minute`, from counts already kept per minute number (``t // 60``)."""
+    return _series(counts, now)
+
+
 def _series(counts: Mapping[int, int], now: float) -> tuple[tuple[float, int], ...]:
     last = int(now // 60)
     return tuple(
@@ -279,4 +289,5 @@ __all__ = [
     "RegistrationStats",
     "SortKey",
     "per_minute",
+    "per_minute_counts",
 ]

@@ -1,20 +1,20 @@
 """Redis stores (``--store redis://host:port/db``): shared by every server node on one prefix.
 
-Layout (all under a key prefix, ``lwm2m:`` by default): hashes
-``registrations`` (id -> JSON), ``observations`` (id -> JSON), ``security``
-(endpoint -> JSON), ``doc:<namespace>`` (key -> JSON), lists ``log:<namespace>``,
-and the registration indexes of :mod:`lwm2m.stores.redis_scripts`
-(``reg:endpoint``, ``reg:client``, ``reg:deadline``, ``reg:owner``). Durability
-is Redis's: run it with ``appendonly yes`` and ``appendfsync always`` for the
-SQLite store's guarantee.
+Layout: see :mod:`lwm2m.stores.redis_scripts` (registrations and their indexes,
+observations, security entries) and :class:`RedisDocumentStore` (``doc:<ns>``
+hashes, ``log:<ns>`` lists), all under a key prefix (``lwm2m:`` by default).
+Durability is Redis's: run it with ``appendonly yes`` and ``appendfsync always``
+for the SQLite store's guarantee.
 
 Several ``lwm2m server`` processes (nodes) may share a prefix. Redis is the
-truth: Register, Update and De-register are Lua scripts, so the 4.09 rule and
-"one node removes an expired registration" hold across nodes. Each mutation
-publishes its key on the ``changes`` channel; every node applies those messages
-to its view, because the store interface reads synchronously (notifications
-and the REST layer read on hot paths). That view still holds the whole fleet:
-see docs/cluster.md for what remains.
+truth: every change is a Lua script, so the 4.09 rule, "one node removes an
+expired registration" and unique PSK identities hold across nodes. A node
+does not hold the fleet: it keeps in memory the registrations it owns and a
+bounded cache of others, reads Redis on a miss (the stores' ``fetch*``
+coroutines), and pages and counts the fleet from indexes the scripts keep.
+Each change is published on the ``changes`` channel; a node uses it to evict
+or refresh what it caches, and drops its cache when the channel is lost
+(Redis restarted) until it has subscribed again.
 """
 
 from __future__ import annotations
@@ -25,12 +25,17 @@ import logging
 import os
 import secrets
 import socket
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
+from lwm2m.coap.peer import Address
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.stores.base import (
     JsonDoc,
     RegistrationConflict,
+    SecurityConflict,
     StoreError,
     UnknownRegistration,
     check_json_doc,
@@ -49,13 +54,37 @@ from lwm2m.stores.memory import (
     MemorySecurityStore,
     StoreBundle,
 )
+from lwm2m.stores.query import (
+    RegistrationIndex,
+    RegistrationPage,
+    RegistrationQuery,
+    RegistrationStats,
+    SortKey,
+    per_minute_counts,
+)
 from lwm2m.stores.records import (
     ObservationRecord,
     RecordError,
     Registration,
     security_entry_from_dict,
 )
-from lwm2m.stores.redis_scripts import REGISTER, REMOVE, UPDATE, client_key
+from lwm2m.stores.redis_scripts import (
+    BY_INDEX,
+    BY_NAMES,
+    INDEX,
+    OBSERVATION_ADD,
+    OBSERVATION_REMOVE,
+    OBSERVATIONS_OF,
+    PAGE,
+    REGISTER,
+    REMOVE,
+    SECURITY_PUT,
+    SECURITY_REMOVE,
+    UPDATE,
+    address_key,
+    client_key,
+    tag,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,35 +131,254 @@ class RedisConnection:
 class RedisRegistrationStore(MemoryRegistrationStore):
     """Registrations in Redis, changed only by the scripts of :mod:`redis_scripts`.
 
-    The inherited in-memory indexes are this node's view, kept in step by the
-    ``changes`` channel; a write updates it at once, so the node that answered a
-    Register reads its own write.
+    The inherited in-memory indexes hold what this node needs, not the fleet:
+    the registrations it owns (it took their last Register or Update; loaded
+    from ``reg:owned:<node>`` at start) and at most :attr:`cache_size` others,
+    least recently used first out. The synchronous reads answer from there (so
+    ``partial`` is True); the ``fetch*`` coroutines read Redis on a miss, and the
+    REST API's pages and counts always read Redis (the scripts keep its indexes
+    and counters). The ``changes`` channel evicts or refreshes cached keys only.
     """
 
+    #: Registrations of other nodes kept in memory after a fetch.
+    DEFAULT_CACHE_SIZE = 10_000
+    #: Most registrations a filtered or re-sorted page examines (see :meth:`fetch_query`).
+    DEFAULT_SCAN_LIMIT = 20_000
+    #: Most expired registrations one sweep takes.
+    EXPIRED_BATCH = 1000
+
     def __init__(
-        self, redis: RedisConnection, docs: dict[Any, Any], *, node_id: str, conflict_grace_s: float
+        self,
+        redis: RedisConnection,
+        *,
+        node_id: str,
+        conflict_grace_s: float,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        scan_limit: int = DEFAULT_SCAN_LIMIT,
     ) -> None:
         super().__init__()
         self._r = redis
         self.node_id = node_id
         self.conflict_grace_s = conflict_grace_s
+        self.cache_size = cache_size
+        self.scan_limit = scan_limit
         #: id -> the deadline this node saw expired: its removal is refused if it moved.
         self._claims: dict[str, float] = {}
+        self._owned: set[str] = set()
+        #: Other nodes' registrations in memory, least recently used first.
+        self._cached: OrderedDict[str, None] = OrderedDict()
+        #: Change messages applied so far, and (while reads are in flight) the last one per id.
+        self._seq = 0
+        self._in_flight = 0
+        self._changed_at: dict[str, int] = {}
+        #: Called with an id this node has just taken from another node (its observations).
+        self.on_taken: Callable[[str], Awaitable[None]] | None = None
         client = redis.client
         self._register = client.register_script(REGISTER)
         self._update = client.register_script(UPDATE)
         self._remove = client.register_script(REMOVE)
-        load_records(docs.values(), Registration.from_dict, self._load, kind="registration")
+        self._index_script = client.register_script(INDEX)
+        self._page = client.register_script(PAGE)
+        self._by_names = client.register_script(BY_NAMES)
+        self._by_index = client.register_script(BY_INDEX)
 
-    def _keys(self, *names: str) -> list[str]:
-        return [self._r.key(n) for n in names] + [self._r.channel]
+    # -- what this node holds
+    @property
+    def partial(self) -> bool:
+        """Memory holds this node's registrations and a cache: a miss proves nothing."""
+        return True
+
+    @property
+    def owned_count(self) -> int:
+        """Registrations this node owns (all of them are in its memory)."""
+        return len(self._owned)
+
+    def owned_ids(self) -> list[str]:
+        """The ids of the registrations this node owns."""
+        return list(self._owned)
+
+    @property
+    def cached_count(self) -> int:
+        """Other nodes' registrations in this node's memory (at most :attr:`cache_size`)."""
+        return len(self._cached)
+
+    def get(self, registration_id: str) -> Registration | None:
+        """From memory; a cached one becomes the most recently used."""
+        reg = self._by_id.get(registration_id)
+        if reg is not None and registration_id in self._cached:
+            self._cached.move_to_end(registration_id)
+        return reg
+
+    async def load_owned(self) -> int:
+        """Read this node's registrations back (a restart, or after the change feed dropped)."""
+        owned_key = self._r.key("reg:owned:" + self.node_id)
+        cursor: Any = 0
+        loaded = 0
+        while True:
+            ((cursor, ids),) = await self._r.run(("SSCAN", owned_key, str(cursor), "COUNT", "1000"))
+            if ids:
+                (raws,) = await self._r.run(("HMGET", self._r.key("registrations"), *ids))
+                for raw in raws:
+                    reg = _registration(raw)
+                    if reg is not None:
+                        self._keep(reg, owned=True)
+                        loaded += 1
+            if int(cursor) == 0:
+                return loaded
+
+    def clear_view(self) -> None:
+        """Forget everything in memory (the change feed was lost: none of it is trusted)."""
+        for rid in list(self._by_id):
+            self._forget(rid)
+        self._claims.clear()
+
+    # -- the whole fleet's reads
+    async def fetch(self, registration_id: str) -> Registration | None:
+        """From memory, else one HGET (the answer is cached)."""
+        reg = self.get(registration_id)
+        if reg is not None:
+            return reg
+        return await self._read(("HGET", self._r.key("registrations"), registration_id))
+
+    async def fetch_by_endpoint(self, endpoint: str) -> Registration | None:
+        """From memory, else one script through ``reg:endpoint``."""
+        reg = self.get_by_endpoint(endpoint)
+        if reg is not None:
+            return reg
+        return await self._read_through("reg:endpoint", endpoint)
+
+    async def fetch_by_address(self, address: Address) -> Registration | None:
+        """From memory, else one script through ``reg:address``."""
+        reg = self.get_by_address(address)
+        if reg is not None:
+            return reg
+        return await self._read_through("reg:address", address_key(*address[:2]))
+
+    async def fetch_query(self, query: RegistrationQuery) -> RegistrationPage:
+        """A page from Redis.
+
+        Unfiltered and by name (the REST API's default): ranks of ``reg:names``, one
+        script, whatever the fleet size. Anything else is answered exactly while the
+        fleet has at most :attr:`scan_limit` registrations (they are read and indexed
+        for the query); beyond, from a bounded scan: a search examines the first
+        :attr:`scan_limit` endpoint names containing the text (case-insensitive; the
+        address is not searched), other filters and orders the first
+        :attr:`scan_limit` names, and the page says ``complete=False``.
+        """
+        if not query.filtered and query.sort is SortKey.ENDPOINT:
+            stop = -1 if query.limit is None else query.offset + query.limit - 1
+            if query.limit == 0:
+                (total,) = await self._r.run(("ZCARD", self._r.key("reg:names")))
+                return RegistrationPage(int(total), ())
+            reply = await self._r.script(
+                self._page,
+                [],
+                [self._r.prefix, str(query.offset), str(stop), "1" if query.descending else "0"],
+            )
+            return RegistrationPage(int(reply[0]), tuple(_registrations(reply[1:])))
+        (total,) = await self._r.run(("ZCARD", self._r.key("reg:names")))
+        complete = int(total) <= self.scan_limit
+        if complete:
+            names = await self._names(None)
+        else:
+            names = await self._names(query.text)
+        index = RegistrationIndex()
+        for reg in await self._fetch_names(names):
+            index.added(reg)
+        page = index.query(query)
+        return page if complete else RegistrationPage(page.total, page.items, complete=False)
+
+    async def fetch_stats(self, now: float) -> RegistrationStats:
+        """The counters the scripts keep in ``reg:stats``, and the size of ``reg:names``."""
+        raw, total = await self._r.run(
+            ("HGETALL", self._r.key("reg:stats")), ("ZCARD", self._r.key("reg:names"))
+        )
+        counts = {_text(k): int(v) for k, v in raw.items()}
+        minutes = {int(k[2:]): v for k, v in counts.items() if k.startswith("m:") and v > 0}
+        return RegistrationStats(
+            total=int(total),
+            queue_mode=counts.get("queue", 0),
+            secure=counts.get("secure", 0),
+            by_binding={k[2:]: v for k, v in sorted(counts.items()) if k[:2] == "b:" and v > 0},
+            by_version={k[2:]: v for k, v in sorted(counts.items()) if k[:2] == "v:" and v > 0},
+            registered_per_minute=per_minute_counts(minutes, now),
+        )
+
+    async def fetch_count(self) -> int:
+        """HLEN of the registrations hash."""
+        (count,) = await self._r.run(("HLEN", self._r.key("registrations")))
+        return int(count)
+
+    async def fetch_expired(self, now: float, grace_s: float = 0.0) -> list[Registration]:
+        """Up to :attr:`EXPIRED_BATCH` ids from ``reg:deadline``, remembering each deadline
+        for :meth:`remove`'s guard (every node sweeps; the remove script picks one)."""
+        (pairs,) = await self._r.run(
+            (
+                "ZRANGEBYSCORE",
+                self._r.key("reg:deadline"),
+                "-inf",
+                f"({now - grace_s!r}",
+                "WITHSCORES",
+                "LIMIT",
+                "0",
+                str(self.EXPIRED_BATCH),
+            )
+        )
+        if not pairs:
+            return []
+        ids = [_text(i) for i, _ in pairs]
+        (raws,) = await self._r.run(("HMGET", self._r.key("registrations"), *ids))
+        result: list[Registration] = []
+        for (_, deadline), raw in zip(pairs, raws, strict=True):
+            reg = _registration(raw)
+            if reg is not None:
+                self._claims[reg.id] = float(deadline)
+                result.append(reg)
+        return result
 
     def expired(self, now: float, grace_s: float = 0.0) -> list[Registration]:
-        """As the memory store's, remembering each deadline for :meth:`remove`'s guard."""
+        """As the memory store's (this node's memory only), remembering each deadline."""
         result = super().expired(now, grace_s)
         for reg in result:
             self._claims[reg.id] = reg.expires_at
         return result
+
+    async def take_over(self, registration: Registration, address: Address) -> Registration | None:
+        """An Update of the registration at ``address`` by this node, if its owner is gone.
+
+        The owner is gone when its liveness key ``node:<id>`` (kept by every node's
+        heartbeat) has expired. Same id, new source address; ``reg:owner`` becomes
+        this node. None when the owner is alive, is this node, or the registration
+        is gone.
+        """
+        owner_key = self._r.key("reg:owner")
+        (owner,) = await self._r.run(("HGET", owner_key, registration.id))
+        if owner is None or _text(owner) == self.node_id:
+            return None
+        (alive,) = await self._r.run(("EXISTS", self._r.key("node:" + _text(owner))))
+        if int(alive):
+            return None
+        try:
+            _, new = await self.update(replace(registration, address=address))
+        except UnknownRegistration:
+            return None
+        logger.info(
+            "took %s id=%s over from node %s (gone), now at %s:%d",
+            new.endpoint,
+            new.id,
+            _text(owner),
+            *address[:2],
+        )
+        return new
+
+    async def owner(self, registration_id: str) -> str | None:
+        """The node that received the registration's last Register or Update."""
+        (raw,) = await self._r.run(("HGET", self._r.key("reg:owner"), registration_id))
+        return None if raw is None else _text(raw)
+
+    # -- writes
+    def _args(self, *values: str) -> list[str]:
+        return [self._r.prefix, *values]
 
     async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
         """One script: refuse a name live under another client, else replace it.
@@ -140,8 +388,8 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         """
         reply = await self._r.script(
             self._register,
-            self._keys("registrations", "reg:endpoint", "reg:client", "reg:deadline", "reg:owner"),
-            [
+            [],
+            self._args(
                 registration.id,
                 registration.endpoint,
                 registration_text(registration),
@@ -150,7 +398,8 @@ class RedisRegistrationStore(MemoryRegistrationStore):
                 repr(registration.registered_at),
                 repr(self.conflict_grace_s),
                 self.node_id,
-            ],
+                tag(registration),
+            ),
         )
         if _text(reply[0]) == "conflict":
             raise RegistrationConflict(
@@ -159,133 +408,390 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         old = _registration(reply[1]) if len(reply) > 1 else None
         if old is not None:
             self._forget(old.id)
-        self._load(registration)
+        self._keep(registration, owned=True)
         return old, registration
 
     async def update(self, registration: Registration) -> tuple[Registration, Registration]:
-        """One script; this node becomes the owner (it received the Update)."""
+        """One script; this node becomes the owner (it received the Update).
+
+        When the registration was another node's, :attr:`on_taken` runs before this
+        returns (the observations store reads its observations in).
+        """
+        taken = registration.id not in self._owned
         reply = await self._r.script(
             self._update,
-            self._keys("registrations", "reg:deadline", "reg:owner"),
-            [
+            [],
+            self._args(
                 registration.id,
                 registration_text(registration),
                 repr(registration.expires_at),
                 self.node_id,
-            ],
+                tag(registration),
+            ),
         )
         old = _registration(reply)
-        if old is None:
-            self._forget(registration.id)
-            raise UnknownRegistration(registration.id)
         self._forget(registration.id)
-        self._load(registration)
+        if old is None:
+            raise UnknownRegistration(registration.id)
+        self._keep(registration, owned=True)
+        if taken and self.on_taken is not None:
+            await self.on_taken(registration.id)
         return old, registration
 
     async def remove(self, registration_id: str) -> Registration | None:
         """One script, so of two nodes removing one registration only one gets it back.
 
-        After :meth:`expired` the removal holds only if the deadline did not move
-        (an Update on another node wins over this node's stale view).
+        After :meth:`fetch_expired` the removal holds only if the deadline did not
+        move (an Update on another node wins over this node's stale view).
         """
         limit = self._claims.pop(registration_id, None)
         reply = await self._r.script(
             self._remove,
-            self._keys("registrations", "reg:endpoint", "reg:client", "reg:deadline", "reg:owner"),
-            [registration_id, "+inf" if limit is None else repr(limit)],
+            [],
+            self._args(registration_id, "+inf" if limit is None else repr(limit)),
         )
         removed = _registration(reply)
         if removed is not None or limit is None:
             self._forget(registration_id)
         return removed
 
-    async def owner(self, registration_id: str) -> str | None:
-        """The node that received the registration's last Register or Update."""
-        (raw,) = await self._r.run(("HGET", self._r.key("reg:owner"), registration_id))
-        return None if raw is None else _text(raw)
+    async def refresh(self, registration_id: str, writer: str | None = None) -> None:
+        """A change message: re-read a registration this node holds; ignore the others.
 
-    async def refresh(self, registration_id: str) -> None:
-        """Re-read one registration from Redis into this node's view (a change message)."""
-        (raw,) = await self._r.run(("HGET", self._r.key("registrations"), registration_id))
+        ``writer`` is the node that wrote it: this node's own writes are in memory already.
+        """
+        self._seq += 1
+        if self._in_flight:
+            self._changed_at[registration_id] = self._seq
+        if writer == self.node_id or registration_id not in self._by_id:
+            return
+        raw, owner = await self._r.run(
+            ("HGET", self._r.key("registrations"), registration_id),
+            ("HGET", self._r.key("reg:owner"), registration_id),
+        )
         self._forget(registration_id)
         reg = _registration(raw)
         if reg is not None:
-            self._load(reg)
+            self._keep(reg, owned=owner is not None and _text(owner) == self.node_id)
+
+    async def index_missing(self) -> None:
+        """Index and count registrations written before the indexes existed (an older
+        prefix), a chunk at a time: the fleet is never held in memory."""
+        cursor: Any = 0
+        while True:
+            ((cursor, raw),) = await self._r.run(
+                ("HSCAN", self._r.key("registrations"), str(cursor), "COUNT", "1000")
+            )
+            args: list[str] = []
+            for value in raw.values():
+                reg = _registration(value)
+                if reg is not None:
+                    args += [reg.id, reg.endpoint, client_key(reg), repr(reg.expires_at), tag(reg)]
+            if args:
+                await self._r.script(self._index_script, [], [self._r.prefix, *args])
+            if int(cursor) == 0:
+                return
+
+    # -- private
+    def _keep(self, reg: Registration, *, owned: bool) -> None:
+        """Into memory: owned ones stay, the others join the cache (the oldest leave)."""
+        other = self._by_endpoint.get(reg.endpoint)
+        if other is not None and other != reg.id:
+            self._forget(other)
+        self._load(reg)
+        if owned:
+            self._owned.add(reg.id)
+            self._cached.pop(reg.id, None)
+            return
+        self._owned.discard(reg.id)
+        self._cached[reg.id] = None
+        self._cached.move_to_end(reg.id)
+        while len(self._cached) > self.cache_size:
+            oldest, _ = self._cached.popitem(last=False)
+            current = self._by_id.get(oldest)
+            if current is not None:
+                self._drop(current)
 
     def _forget(self, registration_id: str) -> None:
         current = self._by_id.get(registration_id)
         if current is not None:
             self._drop(current)
+        self._owned.discard(registration_id)
+        self._cached.pop(registration_id, None)
 
-    async def index_missing(self) -> None:
-        """Build the indexes of registrations written before they existed (older prefixes)."""
-        commands: list[tuple[str, ...]] = []
-        for reg in self.list():
-            commands += [
-                ("HSETNX", self._r.key("reg:endpoint"), reg.endpoint, reg.id),
-                ("HSETNX", self._r.key("reg:client"), reg.id, client_key(reg)),
-                ("ZADD", self._r.key("reg:deadline"), "NX", repr(reg.expires_at), reg.id),
-            ]
-        if commands:
-            await self._r.run(*commands)
+    async def _read(self, command: tuple[str, ...]) -> Registration | None:
+        return await self._cached_read(self._r.run(command), first=True)
+
+    async def _read_through(self, index: str, field: str) -> Registration | None:
+        return await self._cached_read(
+            self._r.script(self._by_index, [], [self._r.prefix, index, field]), first=False
+        )
+
+    async def _cached_read(self, read: Awaitable[Any], *, first: bool) -> Registration | None:
+        """Run ``read``; cache its answer unless a change of that id came meanwhile
+        (the change message may be newer than the answer)."""
+        start = self._seq
+        self._in_flight += 1
+        try:
+            reply = await read
+        finally:
+            self._in_flight -= 1
+        reg = _registration(reply[0] if first else reply)
+        fresh = reg is not None and self._changed_at.get(reg.id, -1) < start
+        if fresh and reg is not None and reg.id not in self._by_id:
+            self._keep(reg, owned=False)
+        if not self._in_flight:
+            self._changed_at.clear()
+        return reg
+
+    async def _names(self, text: str | None) -> list[str]:
+        """Endpoint names to examine: all of them (small fleets), those containing ``text``
+        (ZSCAN, up to :attr:`scan_limit`), or the first :attr:`scan_limit`."""
+        key = self._r.key("reg:names")
+        if text is None:
+            (raw,) = await self._r.run(("ZRANGE", key, "0", str(self.scan_limit - 1)))
+            return [_text(n) for n in raw]
+        pattern = "*" + _glob_nocase(text) + "*"
+        names: list[str] = []
+        cursor: Any = 0
+        while len(names) < self.scan_limit:
+            ((cursor, raw),) = await self._r.run(
+                ("ZSCAN", key, str(cursor), "MATCH", pattern, "COUNT", "5000")
+            )
+            names += [_text(n) for n, _ in raw]
+            if int(cursor) == 0:
+                break
+        return names[: self.scan_limit]
+
+    async def _fetch_names(self, names: list[str]) -> list[Registration]:
+        result: list[Registration] = []
+        for start in range(0, len(names), 1000):
+            reply = await self._r.script(
+                self._by_names, [], [self._r.prefix, *names[start : start + 1000]]
+            )
+            result += _registrations(reply)
+        return result
 
 
 class RedisObservationStore(MemoryObservationStore):
-    """Observations in one Redis hash (id -> JSON); each write announces its id."""
+    """Observations in Redis (``observations``, ``obs:reg:<id>``); in memory only those this
+    node made and a bounded cache of others it read (least recently used out)."""
 
-    def __init__(self, redis: RedisConnection, docs: dict[Any, Any]) -> None:
+    DEFAULT_CACHE_SIZE = 10_000
+
+    def __init__(
+        self, redis: RedisConnection, *, node_id: str, cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
         super().__init__()
         self._r = redis
-        load_records(docs.values(), ObservationRecord.from_dict, self._put, kind="observation")
+        self.node_id = node_id
+        self.cache_size = cache_size
+        self._own: set[str] = set()
+        self._cached: OrderedDict[str, None] = OrderedDict()
+        client = redis.client
+        self._add_script = client.register_script(OBSERVATION_ADD)
+        self._remove_script = client.register_script(OBSERVATION_REMOVE)
+        self._of_script = client.register_script(OBSERVATIONS_OF)
 
-    async def _persist_add(self, record: ObservationRecord) -> None:
-        await self._r.run(
-            ("HSET", self._r.key("observations"), record.id, observation_text(record)),
-            ("PUBLISH", self._r.channel, "o " + record.id),
-        )
+    @property
+    def partial(self) -> bool:
+        """Memory holds this node's observations and a cache: a miss proves nothing."""
+        return True
 
-    async def _persist_remove(self, records: list[ObservationRecord]) -> None:
-        await self._r.run(
-            ("HDEL", self._r.key("observations"), *(r.id for r in records)),
-            *(("PUBLISH", self._r.channel, "o " + r.id) for r in records),
-        )
-
-    async def refresh(self, observation_id: str) -> None:
-        """Re-read one observation from Redis into this node's view."""
+    async def fetch(self, observation_id: str) -> ObservationRecord | None:
+        """From memory, else one HGET (cached)."""
+        record = self._by_id.get(observation_id)
+        if record is not None:
+            return record
         (raw,) = await self._r.run(("HGET", self._r.key("observations"), observation_id))
-        self._take(observation_id)
+        if raw is None:
+            return None
+        record = ObservationRecord.from_dict(load_doc(raw))
+        self._cache(record)
+        return record
+
+    async def fetch_for_registration(self, registration_id: str) -> list[ObservationRecord]:
+        """Every observation of the registration in Redis (and into memory)."""
+        reply = await self._r.script(self._of_script, [], [self._r.prefix, registration_id, "0"])
+        records = [ObservationRecord.from_dict(load_doc(raw)) for raw in reply]
+        for record in records:
+            if record.id not in self._own:
+                self._cache(record)
+        return records
+
+    async def load_for(self, registration_ids: list[str]) -> int:
+        """Read the observations of these registrations (this node's own) into memory,
+        a chunk of registrations per round trip."""
+        loaded = 0
+        for start in range(0, len(registration_ids), 500):
+            chunk = registration_ids[start : start + 500]
+            sets = await self._r.run(
+                *(("SMEMBERS", self._r.key("obs:reg:" + rid)) for rid in chunk)
+            )
+            ids = [_text(i) for members in sets for i in members]
+            if not ids:
+                continue
+            (raws,) = await self._r.run(("HMGET", self._r.key("observations"), *ids))
+            for raw in raws:
+                if raw is not None:
+                    record = ObservationRecord.from_dict(load_doc(raw))
+                    self._take(record.id)
+                    self._put(record)
+                    self._own.add(record.id)
+                    loaded += 1
+        return loaded
+
+    async def take(self, registration_id: str) -> None:
+        """This node took the registration over: its observations become this node's."""
+        for record in await self.fetch_for_registration(registration_id):
+            self._cached.pop(record.id, None)
+            self._own.add(record.id)
+
+    async def add(self, record: ObservationRecord) -> ObservationRecord | None:
+        """One script (hash, per-registration set, change message); kept in memory."""
+        raw = await self._r.script(
+            self._add_script,
+            [],
+            [
+                self._r.prefix,
+                record.id,
+                record.registration_id,
+                observation_text(record),
+                self.node_id,
+            ],
+        )
+        local = self._take(record.id)
+        self._cached.pop(record.id, None)
+        self._put(record)
+        self._own.add(record.id)
+        if raw is None:
+            return local
+        return ObservationRecord.from_dict(load_doc(raw))
+
+    async def remove(self, observation_id: str) -> ObservationRecord | None:
+        """One script: of two nodes removing it, one gets it back."""
+        self._forget(observation_id)
+        reply = await self._r.script(self._remove_script, [], [self._r.prefix, observation_id])
+        return ObservationRecord.from_dict(load_doc(reply[0])) if reply else None
+
+    async def remove_for_registration(self, registration_id: str) -> list[ObservationRecord]:
+        """Every observation of the registration in Redis, not only those in memory."""
+        for record in self.for_registration(registration_id):
+            self._forget(record.id)
+        reply = await self._r.script(self._of_script, [], [self._r.prefix, registration_id, "1"])
+        return [ObservationRecord.from_dict(load_doc(raw)) for raw in reply]
+
+    async def refresh(self, observation_id: str, writer: str | None = None) -> None:
+        """A change message: re-read an observation this node holds; ignore the others."""
+        if writer == self.node_id or observation_id not in self._by_id:
+            return
+        (raw,) = await self._r.run(("HGET", self._r.key("observations"), observation_id))
+        own = observation_id in self._own
+        self._forget(observation_id)
         if raw is not None:
-            self._put(ObservationRecord.from_dict(load_doc(raw)))
+            record = ObservationRecord.from_dict(load_doc(raw))
+            if own:
+                self._put(record)
+                self._own.add(record.id)
+            else:
+                self._cache(record)
+
+    def clear_view(self) -> None:
+        """Forget everything in memory (the change feed was lost); reads go to Redis."""
+        for oid in list(self._by_id):
+            self._forget(oid)
+
+    def _cache(self, record: ObservationRecord) -> None:
+        self._take(record.id)
+        self._put(record)
+        if record.id in self._own:
+            return
+        self._cached[record.id] = None
+        self._cached.move_to_end(record.id)
+        while len(self._cached) > self.cache_size:
+            oldest, _ = self._cached.popitem(last=False)
+            self._take(oldest)
+
+    def _forget(self, observation_id: str) -> None:
+        self._take(observation_id)
+        self._own.discard(observation_id)
+        self._cached.pop(observation_id, None)
 
 
 class RedisSecurityStore(MemorySecurityStore):
-    """Security entries in one Redis hash (endpoint -> JSON); each write announces its endpoint."""
+    """Security entries in Redis; every node holds them all (the DTLS handshake looks PSK
+    identities up synchronously). A PSK identity is unique across nodes: ``sec:psk`` is
+    checked and written by one script, so of two nodes putting one identity for two
+    endpoints, one gets :class:`SecurityConflict`."""
 
-    def __init__(self, redis: RedisConnection, docs: dict[Any, Any]) -> None:
+    def __init__(self, redis: RedisConnection, docs: dict[Any, Any], *, node_id: str) -> None:
         super().__init__()
         self._r = redis
+        self.node_id = node_id
+        self._put_script = redis.client.register_script(SECURITY_PUT)
+        self._remove_script = redis.client.register_script(SECURITY_REMOVE)
+        self.reload(docs)
+
+    def reload(self, docs: dict[Any, Any]) -> None:
+        """Replace the memory with ``docs`` (HGETALL of ``security``)."""
+        self._by_endpoint.clear()
+        self._by_identity.clear()
         load_records(docs.values(), security_entry_from_dict, self._set, kind="security entry")
 
-    async def _persist_put(self, entry: SecurityEntry) -> None:
-        await self._r.run(
-            ("HSET", self._r.key("security"), entry.endpoint, security_text(entry)),
-            ("PUBLISH", self._r.channel, "s " + entry.endpoint),
-        )
+    async def index_missing(self) -> None:
+        """``sec:psk`` and ``sec:identity`` for entries written before they existed."""
+        commands: list[tuple[str, ...]] = []
+        for entry in self.list():
+            if entry.psk is not None:
+                identity = entry.psk.identity.hex()
+                commands += [
+                    ("HSETNX", self._r.key("sec:psk"), identity, entry.endpoint),
+                    ("HSETNX", self._r.key("sec:identity"), entry.endpoint, identity),
+                ]
+        if commands:
+            await self._r.run(*commands)
 
-    async def _persist_remove(self, endpoint: str) -> None:
-        await self._r.run(
-            ("HDEL", self._r.key("security"), endpoint),
-            ("PUBLISH", self._r.channel, "s " + endpoint),
+    async def put(self, entry: SecurityEntry) -> tuple[SecurityEntry | None, SecurityEntry]:
+        """Checked against this node's memory, then atomically against Redis."""
+        self._check(entry)
+        identity = "" if entry.psk is None else entry.psk.identity.hex()
+        reply = await self._r.script(
+            self._put_script,
+            [],
+            [self._r.prefix, entry.endpoint, security_text(entry), identity, self.node_id],
         )
+        if _text(reply[0]) == "conflict":
+            raise SecurityConflict(
+                f"PSK identity {entry.psk.identity if entry.psk else b''!r} is already used "
+                f"by endpoint {_text(reply[1])!r}"
+            )
+        local = self._set(entry)
+        old = reply[1] if len(reply) > 1 else None
+        return (local if old is None else security_entry_from_dict(load_doc(old))), entry
 
-    async def refresh(self, endpoint: str) -> None:
-        """Re-read one entry from Redis into this node's view."""
+    async def remove(self, endpoint: str) -> SecurityEntry | None:
+        """One script, which frees the PSK identity for another endpoint."""
+        self._unset(endpoint)
+        raw = await self._r.script(self._remove_script, [], [self._r.prefix, endpoint])
+        return None if raw is None else security_entry_from_dict(load_doc(raw))
+
+    async def refresh(self, endpoint: str, writer: str | None = None) -> None:
+        """Re-read one entry from Redis into this node's memory."""
+        if writer == self.node_id:
+            return
         (raw,) = await self._r.run(("HGET", self._r.key("security"), endpoint))
-        old = self._by_endpoint.pop(endpoint, None)
-        if old is not None and old.psk is not None:
-            self._by_identity.pop(old.psk.identity, None)
+        self._unset(endpoint)
         if raw is not None:
             self._set(security_entry_from_dict(load_doc(raw)))
+
+    def _unset(self, endpoint: str) -> None:
+        old = self._by_endpoint.pop(endpoint, None)
+        if (
+            old is not None
+            and old.psk is not None
+            and self._by_identity.get(old.psk.identity) == endpoint
+        ):
+            del self._by_identity[old.psk.identity]
 
 
 class RedisDocumentStore:
@@ -344,6 +850,27 @@ def _registration(raw: Any) -> Registration | None:
     return None if raw is None else Registration.from_dict(load_doc(raw))
 
 
+def _registrations(raws: list[Any]) -> list[Registration]:
+    return [Registration.from_dict(load_doc(raw)) for raw in raws]
+
+
+def _glob_nocase(text: str) -> str:
+    """``text`` as a case-insensitive Redis glob (``[aA]``), its special characters escaped."""
+    out = []
+    for char in text:
+        if char.lower() != char.upper():
+            out.append(f"[{char.lower()}{char.upper()}]")
+        elif char in "*?[]\\^-":
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+#: Seconds between two attempts to subscribe again after the change feed dropped.
+RESUBSCRIBE_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
 class RedisStores(
     StoreBundle[
         RedisRegistrationStore, RedisObservationStore, RedisSecurityStore, RedisDocumentStore
@@ -354,28 +881,29 @@ class RedisStores(
     def __init__(
         self,
         redis: RedisConnection,
-        loaded: dict[str, dict[Any, Any]],
+        security: dict[Any, Any],
         *,
         node_id: str,
         conflict_grace_s: float = DEFAULT_CONFLICT_GRACE_S,
+        cache_size: int = RedisRegistrationStore.DEFAULT_CACHE_SIZE,
     ) -> None:
         super().__init__(
             RedisRegistrationStore(
-                redis,
-                loaded["registrations"],
-                node_id=node_id,
-                conflict_grace_s=conflict_grace_s,
+                redis, node_id=node_id, conflict_grace_s=conflict_grace_s, cache_size=cache_size
             ),
-            RedisObservationStore(redis, loaded["observations"]),
-            RedisSecurityStore(redis, loaded["security"]),
+            RedisObservationStore(redis, node_id=node_id, cache_size=cache_size),
+            RedisSecurityStore(redis, security, node_id=node_id),
             RedisDocumentStore(redis),
         )
+        self.registrations.on_taken = self.observations.take
         self._redis = redis
         self.node_id = node_id
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._marks: dict[str, asyncio.Future[None]] = {}
         self._closing = False
+        #: Set while the change feed is subscribed (cleared when it drops).
+        self.feed_up = asyncio.Event()
 
     @classmethod
     async def open(
@@ -385,8 +913,10 @@ class RedisStores(
         prefix: str = "lwm2m:",
         node_id: str | None = None,
         conflict_grace_s: float = DEFAULT_CONFLICT_GRACE_S,
+        cache_size: int = RedisRegistrationStore.DEFAULT_CACHE_SIZE,
     ) -> RedisStores:
-        """Subscribe to the changes, then read the stores back (no change falls in between).
+        """Subscribe to the changes, then read this node's share back (no change falls
+        in between): its own registrations and the security entries, not the fleet.
 
         A missing redis-py or a bad URL is a :class:`StoreError`.
         """
@@ -400,62 +930,134 @@ class RedisStores(
         except ValueError as exc:
             raise StoreError(f"bad Redis URL {url!r}: {exc}") from None
         redis = RedisConnection(client, prefix, RedisError)
-        pubsub = client.pubsub()
         try:
-            try:
-                await pubsub.subscribe(redis.channel)
-            except (OSError, RedisError) as exc:
-                raise StoreError(f"Redis: {exc}") from None
-            regs, obs, sec, indexed = await redis.run(
-                ("HGETALL", redis.key("registrations")),
-                ("HGETALL", redis.key("observations")),
+            pubsub = await cls._subscribe(redis)
+        except StoreError:
+            await client.aclose()
+            raise
+        try:
+            sec, regs, tagged, psk = await redis.run(
                 ("HGETALL", redis.key("security")),
-                ("HLEN", redis.key("reg:endpoint")),
+                ("HLEN", redis.key("registrations")),
+                ("HLEN", redis.key("reg:tags")),
+                ("HLEN", redis.key("sec:psk")),
             )
             stores = cls(
                 redis,
-                {"registrations": regs, "observations": obs, "security": sec},
+                sec,
                 node_id=node_id or default_node_id(),
                 conflict_grace_s=conflict_grace_s,
+                cache_size=cache_size,
             )
-            if regs and not indexed:
+            if int(regs) != int(tagged):
                 await stores.registrations.index_missing()
+            if sec and not int(psk):
+                await stores.security.index_missing()
+            await stores.registrations.load_owned()
+            await stores.observations.load_for(stores.registrations.owned_ids())
         except (StoreError, RecordError):
             await pubsub.aclose()
             await client.aclose()
             raise
         stores._pubsub = pubsub
+        stores.feed_up.set()
         stores._listener = asyncio.create_task(stores._listen(), name="redis-changes")
         return stores
 
-    async def _listen(self) -> None:
-        """Apply other nodes' changes to this node's view, in the order Redis ran them."""
-        assert self._pubsub is not None
+    @staticmethod
+    async def _subscribe(redis: RedisConnection) -> Any:
+        pubsub = redis.client.pubsub()
         try:
-            async for message in self._pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                kind, _, key = _text(message["data"]).partition(" ")
-                try:
-                    await self._apply(kind, key)
-                except (StoreError, RecordError) as exc:
-                    logger.error("Redis change %s %r not applied: %s", kind, key, exc)
-        except (OSError, self._redis.error) as exc:
+            await pubsub.subscribe(redis.channel)
+        except (OSError, redis.error) as exc:
+            with contextlib.suppress(OSError, redis.error):
+                await pubsub.aclose()
+            raise StoreError(f"Redis: {exc}") from None
+        return pubsub
+
+    async def _listen(self) -> None:
+        """Apply other nodes' changes to this node's memory, in the order Redis ran them;
+        when the feed drops, subscribe again with backoff and drop what memory held."""
+        while not self._closing:
+            try:
+                await self._follow()
+            except (OSError, self._redis.error) as exc:
+                if self._closing:
+                    return
+                self.feed_up.clear()
+                logger.error(
+                    "Redis change feed lost (%s); this node reads Redis only until it is back", exc
+                )
             if self._closing:
                 return
-            logger.error("Redis change feed lost; this node's view is now stale: %s", exc)
+            await self._resubscribe()
 
-    async def _apply(self, kind: str, key: str) -> None:
+    async def _follow(self) -> None:
+        assert self._pubsub is not None
+        async for message in self._pubsub.listen():
+            if message.get("type") != "message":
+                continue
+            try:
+                kind, _, rest = _text(message["data"]).partition(" ")
+                key, _, writer = rest.partition(" ")
+                await self._apply(kind, key, writer or None)
+            except (StoreError, RecordError, UnicodeDecodeError) as exc:
+                logger.error("Redis change %r not applied: %s", message.get("data"), exc)
+        # listen() ends when the subscription is closed under it.
+        if not self._closing:
+            raise OSError("the subscription ended")
+
+    async def _resubscribe(self) -> None:
+        """New subscription, then the memory is dropped and this node's share read again:
+        changes missed meanwhile cannot leave a stale entry behind."""
+        if self._pubsub is not None:
+            with contextlib.suppress(OSError, self._redis.error):
+                await self._pubsub.aclose()
+            self._pubsub = None
+        self.registrations.clear_view()
+        self.observations.clear_view()
+        attempt = 0
+        while not self._closing:
+            await asyncio.sleep(RESUBSCRIBE_BACKOFF_S[min(attempt, len(RESUBSCRIBE_BACKOFF_S) - 1)])
+            attempt += 1
+            try:
+                pubsub = await self._subscribe(self._redis)
+            except StoreError:
+                continue
+            try:
+                self.registrations.clear_view()
+                self.observations.clear_view()
+                (sec,) = await self._redis.run(("HGETALL", self._redis.key("security")))
+                self.security.reload(sec)
+                owned = await self.registrations.load_owned()
+                await self.observations.load_for(self.registrations.owned_ids())
+            except (StoreError, RecordError) as exc:
+                logger.debug("reloading after the change feed came back failed: %s", exc)
+                with contextlib.suppress(OSError, self._redis.error):
+                    await pubsub.aclose()
+                continue
+            self._pubsub = pubsub
+            self.feed_up.set()
+            logger.info(
+                "Redis change feed back after %d attempt(s); %d own registrations read again",
+                attempt,
+                owned,
+            )
+            return
+
+    async def _apply(self, kind: str, key: str, writer: str | None) -> None:
         if kind == "r":
-            await self.registrations.refresh(key)
+            await self.registrations.refresh(key, writer)
         elif kind == "o":
-            await self.observations.refresh(key)
+            await self.observations.refresh(key, writer)
         elif kind == "s":
-            await self.security.refresh(key)
+            await self.security.refresh(key, writer)
         elif kind == "m":
             mark = self._marks.pop(key, None)
             if mark is not None and not mark.done():
                 mark.set_result(None)
+        else:
+            logger.warning("unknown Redis change message kind %r ignored", kind)
 
     async def sync(self, timeout: float = 5.0) -> None:
         """Return once every change published before this call is in this node's view.

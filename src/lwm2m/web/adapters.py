@@ -168,7 +168,7 @@ class ServerAdapter:
         """Every registration, with its queue-mode sleep state."""
         return [self._info(r) for r in self._server.registrations()]
 
-    def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
+    async def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
         """The store's page; only its items become :class:`ClientInfo`."""
         if sleeping is not None:
             awake = self._server.queue.is_awake
@@ -177,13 +177,13 @@ class ServerAdapter:
                 query = replace(query, queue_mode=True, where=lambda r: not awake(r))
             else:
                 query = replace(query, where=awake)
-        page = self._server.stores.registrations.query(query)
+        page = await self._server.stores.registrations.fetch_query(query)
         return ClientPage(page.total, tuple(self._info(r) for r in page.items))
 
-    def fleet_stats(self) -> FleetStats:
+    async def fleet_stats(self) -> FleetStats:
         """The store's counters; sleeping = queue-mode clients minus the awake ones."""
         now = time.time()
-        stats = self._server.stores.registrations.stats(now)
+        stats = await self._server.stores.registrations.fetch_stats(now)
         sleeping = max(0, stats.queue_mode - self._server.queue.awake_count())
         log = self._server.refusals
         # Per minute from what the refusal log remembers (the last few per name,
@@ -198,8 +198,13 @@ class ServerAdapter:
         )
 
     def get_client(self, endpoint: str) -> ClientInfo | None:
-        """One registration by endpoint name (None: not registered)."""
+        """One registration by endpoint name from this node's memory (None: not there)."""
         reg = self._server.get_registration(endpoint)
+        return None if reg is None else self._info(reg)
+
+    async def fetch_client(self, endpoint: str) -> ClientInfo | None:
+        """One registration by endpoint name, wherever the fleet holds it (None: not registered)."""
+        reg = await self._server.fetch_registration(endpoint)
         return None if reg is None else self._info(reg)
 
     async def send(self, endpoint: str, request: Request[R], timeout: float) -> R:
@@ -208,7 +213,7 @@ class ServerAdapter:
         Any request class goes through unchanged: nothing here knows the
         operations.
         """
-        reg = self._server.get_registration(endpoint)
+        reg = await self._server.fetch_registration(endpoint)
         asleep = reg is not None and reg.queue_mode and not self._server.queue.is_awake(reg)
         try:
             return await self._server.send(endpoint, request, timeout)

@@ -279,7 +279,8 @@ def build_app(
         registrations = None
         configs = None
         if devices is not None:
-            registrations = len(devices.list_clients())
+            # The fleet's count (a cluster node's memory holds only part of it).
+            registrations = (await devices.fleet_stats()).registrations.total
             counters.update(devices.counters())
         if bootstrap is not None:
             configs = len(await bootstrap.list_configs())

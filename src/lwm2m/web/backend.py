@@ -150,17 +150,21 @@ class DeviceManager(Protocol):
         ...
 
     def get_client(self, endpoint: str) -> ClientInfo | None:
-        """One registration; None makes the routes answer 404."""
+        """One registration this node holds in memory (in a cluster, not the fleet)."""
         ...
 
-    def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
+    async def fetch_client(self, endpoint: str) -> ClientInfo | None:
+        """One registration of the fleet; None makes the routes answer 404."""
+        ...
+
+    async def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
         """One page of the client list, answered by the store's index (no full list built).
 
         ``sleeping`` filters on the queue's state, which the store does not hold.
         """
         ...
 
-    def fleet_stats(self) -> FleetStats:
+    async def fleet_stats(self) -> FleetStats:
         """Counts for the overview (``GET /api/stats``), without listing the clients."""
         ...
 

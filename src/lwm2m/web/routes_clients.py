@@ -194,9 +194,9 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
         raise InvalidInput("body is not valid JSON: nested too deeply") from None
 
 
-def registered(devices: DeviceManager, endpoint: str) -> ClientInfo:
+async def registered(devices: DeviceManager, endpoint: str) -> ClientInfo:
     """The client's registration; :class:`UnknownClient` (404) when it has none."""
-    info = devices.get_client(endpoint)
+    info = await devices.fetch_client(endpoint)
     if info is None:
         raise UnknownClient(f"no registered client with endpoint {endpoint!r}")
     return info
@@ -265,14 +265,14 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         """Send ``request``, count the outcome, and answer the :class:`DeviceResult` JSON."""
 
         async def on_registered_client() -> R:
-            registered(devices, endpoint)
+            await registered(devices, endpoint)
             return await devices.send(endpoint, request, timeout)
 
         response = await counted(operation, on_registered_client)
         return result_json(answer(response), path, devices.model)
 
-    def known(endpoint: str) -> None:
-        registered(devices, endpoint)
+    async def known(endpoint: str) -> None:
+        await registered(devices, endpoint)
 
     async def with_paths(
         operation: str,
@@ -283,7 +283,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         format: str | None,
         timeout: float | None,
     ) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         path_list = tuple(parse_paths(paths))
         fmt = _number(parse_format(format))
         t = parse_timeout(timeout)
@@ -301,7 +301,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         format: str | None,
         timeout: float | None,
     ) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         p = parse_path(path)
         fmt = _number(parse_format(format))
         t = parse_timeout(timeout)
@@ -363,7 +363,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
             updated_after=updatedAfter,
             updated_before=updatedBefore,
         )
-        page = devices.query_clients(asked.query, sleeping=asked.sleeping)
+        page = await devices.query_clients(asked.query, sleeping=asked.sleeping)
         return {
             "total": page.total,
             "offset": asked.query.offset,
@@ -411,7 +411,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         nodeformat: str | None = NODEFORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         fmt = _number(parse_format(format or nodeformat))
         t = parse_timeout(timeout)
         data = await read_json(request)
@@ -466,7 +466,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         active: bool = Query(default=True),
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         cancel = CancelCompositeObservationRequest(tuple(parse_paths(paths)), active)
         t = parse_timeout(timeout)
         response = await counted("cancel_observation", lambda: devices.send(endpoint, cancel, t))
@@ -479,7 +479,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         responses=STORE_ERRORS,
     )
     async def get_client(endpoint: str) -> dict[str, Any]:
-        return client_json(registered(devices, endpoint))
+        return client_json(await registered(devices, endpoint))
 
     @router.get(
         "/{endpoint}/{path:path}/discover",
@@ -491,7 +491,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     async def discover(
         endpoint: str, path: str, timeout: float | None = TIMEOUT_Q
     ) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         p = parse_path(path)
         t = parse_timeout(timeout)
         return await run("discover", endpoint, DiscoverRequest(p), t, _with_links, p)
@@ -518,7 +518,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         epmax: str | None = Query(default=None, max_length=20),
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         p = parse_path(path)
         t = parse_timeout(timeout)
         items: list[str] = []
@@ -574,7 +574,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         active: bool = Query(default=True),
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         cancel = CancelObservationRequest(parse_path(path), active)
         t = parse_timeout(timeout)
         response = await counted("cancel_observation", lambda: devices.send(endpoint, cancel, t))
@@ -609,7 +609,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         format: str | None = FORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         p = parse_path(path)
         if p.depth < 2:
             raise InvalidInput("Write targets an instance, a resource or a resource instance")
@@ -637,7 +637,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         format: str | None = FORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         p = parse_path(path)
         t = parse_timeout(timeout)
         fmt = _number(parse_format(format))
@@ -659,7 +659,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         responses=DEVICE_ERRORS,
     )
     async def delete(endpoint: str, path: str, timeout: float | None = TIMEOUT_Q) -> dict[str, Any]:
-        known(endpoint)
+        await known(endpoint)
         p = parse_path(path)
         if not p.is_instance:
             raise InvalidInput("Delete targets an object instance (/o/i)")
@@ -741,7 +741,7 @@ def build_model_router(devices: DeviceManager) -> APIRouter:
         responses=STORE_ERRORS,
     )
     async def client_specs(endpoint: str) -> list[dict[str, Any]]:
-        info = registered(devices, endpoint)
+        info = await registered(devices, endpoint)
         specs = []
         for oid, version in sorted(announced_objects(info.links).items()):
             obj = devices.model.resolve(oid, version)

@@ -18,6 +18,6 @@ def build_stats_router(devices: DeviceManager) -> APIRouter:
 
     @router.get("", response_model=Stats, summary="Fleet overview", responses=STORE_ERRORS)
     async def stats() -> dict[str, Any]:
-        return stats_json(devices.fleet_stats())
+        return stats_json(await devices.fleet_stats())
 
     return router
