@@ -6,7 +6,6 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
-from test_stores import redis_url  # noqa: F401  (fixture used through getfixturevalue)
 
 from lwm2m.server.firmware.campaign_machine import DeviceRecord, Method, Phase
 from lwm2m.server.firmware.campaign_records import (

@@ -6,7 +6,6 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
-from test_stores import redis_url  # noqa: F401  (fixture used through getfixturevalue)
 
 from lwm2m.server.firmware import FirmwareRepository
 from lwm2m.stores import open_stores

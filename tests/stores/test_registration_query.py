@@ -6,7 +6,7 @@ import random
 from pathlib import Path as FsPath
 from typing import Any
 
-from test_stores import redis_url, stores  # noqa: F401  (fixtures)
+from test_stores import stores  # noqa: F401  (fixture; redis_url is in tests/conftest.py)
 
 from lwm2m.coap.peer import PeerIdentity
 from lwm2m.stores import open_stores

@@ -752,8 +752,7 @@ class RedisSecurityStore(MemorySecurityStore):
             await self._r.run(*commands)
 
     async def put(self, entry: SecurityEntry) -> tuple[SecurityEntry | None, SecurityEntry]:
-        """Checked against this node's memory, then atomically against Redis."""
-        self._check(entry)
+        """Checked atomically against Redis (this node's memory may lag behind it)."""
         identity = "" if entry.psk is None else entry.psk.identity.hex()
         reply = await self._r.script(
             self._put_script,
