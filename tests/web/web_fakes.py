@@ -165,7 +165,7 @@ class FakeDevices:
         self.values[endpoint] = {Path.parse(k): v for k, v in values.items()}
         self.bus.publish(WebEvent("REGISTRATION", endpoint, {"endpoint": endpoint}))
 
-    def list_clients(self) -> Sequence[ClientInfo]:
+    async def list_clients(self) -> Sequence[ClientInfo]:
         return list(self.clients.values())
 
     def get_client(self, endpoint: str) -> ClientInfo | None:

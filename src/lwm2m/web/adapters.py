@@ -164,9 +164,11 @@ class ServerAdapter:
         sleeping = reg.queue_mode and not self._server.queue.is_awake(reg)
         return client_info(reg, sleeping=sleeping)
 
-    def list_clients(self) -> Sequence[ClientInfo]:
-        """Every registration, with its queue-mode sleep state."""
-        return [self._info(r) for r in self._server.registrations()]
+    async def list_clients(self) -> Sequence[ClientInfo]:
+        """Every registration of the fleet, with its queue-mode sleep state (one unbounded
+        page: with a cluster's fleet in Redis, pages are what scales)."""
+        page = await self._server.stores.registrations.fetch_query(RegistrationQuery())
+        return [self._info(r) for r in page.items]
 
     async def query_clients(self, query: RegistrationQuery, *, sleeping: bool | None) -> ClientPage:
         """The store's page; only its items become :class:`ClientInfo`."""

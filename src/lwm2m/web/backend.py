@@ -145,7 +145,7 @@ class DeviceManager(Protocol):
         """The object model values are typed with, before anything is sent."""
         ...
 
-    def list_clients(self) -> Sequence[ClientInfo]:
+    async def list_clients(self) -> Sequence[ClientInfo]:
         """Every registration (the routes sort them)."""
         ...
 

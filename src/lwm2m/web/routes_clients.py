@@ -346,7 +346,8 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     ) -> list[dict[str, Any]] | dict[str, Any]:
         if not is_paged(request.query_params):
             return [
-                client_json(c) for c in sorted(devices.list_clients(), key=lambda c: c.endpoint)
+                client_json(c)
+                for c in sorted(await devices.list_clients(), key=lambda c: c.endpoint)
             ]
         asked = client_list_query(
             limit=limit,
