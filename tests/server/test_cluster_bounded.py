@@ -327,3 +327,27 @@ async def test_one_psk_identity_for_two_endpoints_on_two_nodes_is_one_conflict(
         assert holder is not None
         await (a if holder.endpoint.startswith("one") else b).security.remove(holder.endpoint)
         await b.security.put(SecurityEntry("three", psk=PskCredential(b"shared-0", b"k")))
+
+
+async def test_a_prefix_written_before_the_indexes_is_indexed_at_start(redis_url: str) -> None:
+    from lwm2m.model.path import Path
+    from lwm2m.stores.codec import observation_text, registration_text
+    from lwm2m.stores.records import ObservationRecord
+
+    regs = [_reg(i) for i in range(30)]
+    obs = ObservationRecord("beef", regs[0].id, regs[0].endpoint, (Path.parse("/3/0/9"),))
+    async with _stores(redis_url, "old") as old:  # the keys an older version wrote, no more
+        await old.redis.client.flushdb()
+        await old.redis.run(
+            *(("HSET", "lwm2m:registrations", r.id, registration_text(r)) for r in regs),
+            ("HSET", "lwm2m:observations", obs.id, observation_text(obs)),
+        )
+    async with _stores(redis_url, "new") as new:
+        memory = MemoryRegistrationStore()
+        for reg in regs:
+            await memory.add(reg)
+        query = RegistrationQuery(limit=10, offset=5)
+        assert await new.registrations.fetch_query(query) == memory.query(query)
+        assert await new.registrations.fetch_stats(0.0) == memory.stats(0.0)
+        assert await new.registrations.fetch_by_endpoint(regs[3].endpoint) == regs[3]
+        assert await new.observations.fetch_for_registration(regs[0].id) == [obs]

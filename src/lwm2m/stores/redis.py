@@ -619,6 +619,26 @@ class RedisObservationStore(MemoryObservationStore):
                 self._cache(record)
         return records
 
+    async def index_missing(self) -> None:
+        """``obs:reg:<id>`` sets for observations written before they existed (an older
+        prefix), a chunk at a time; ``obs:indexed`` marks the prefix done."""
+        cursor: Any = 0
+        while True:
+            ((cursor, raw),) = await self._r.run(
+                ("HSCAN", self._r.key("observations"), str(cursor), "COUNT", "1000")
+            )
+            commands = []
+            for oid, value in raw.items():
+                record = ObservationRecord.from_dict(load_doc(value))
+                commands.append(
+                    ("SADD", self._r.key("obs:reg:" + record.registration_id), _text(oid))
+                )
+            if commands:
+                await self._r.run(*commands)
+            if int(cursor) == 0:
+                break
+        await self._r.run(("SET", self._r.key("obs:indexed"), "1"))
+
     async def load_for(self, registration_ids: list[str]) -> int:
         """Read the observations of these registrations (this node's own) into memory,
         a chunk of registrations per round trip."""
@@ -935,11 +955,12 @@ class RedisStores(
             await client.aclose()
             raise
         try:
-            sec, regs, tagged, psk = await redis.run(
+            sec, regs, tagged, psk, obs_indexed = await redis.run(
                 ("HGETALL", redis.key("security")),
                 ("HLEN", redis.key("registrations")),
                 ("HLEN", redis.key("reg:tags")),
                 ("HLEN", redis.key("sec:psk")),
+                ("EXISTS", redis.key("obs:indexed")),
             )
             stores = cls(
                 redis,
@@ -952,6 +973,8 @@ class RedisStores(
                 await stores.registrations.index_missing()
             if sec and not int(psk):
                 await stores.security.index_missing()
+            if not int(obs_indexed):  # a new prefix is marked before its first observation
+                await stores.observations.index_missing()
             await stores.registrations.load_owned()
             await stores.observations.load_for(stores.registrations.owned_ids())
         except (StoreError, RecordError):
