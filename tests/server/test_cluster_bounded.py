@@ -270,7 +270,7 @@ async def test_an_update_takes_a_registration_over_with_its_observations(redis_u
 async def test_the_change_feed_comes_back_after_a_redis_restart(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="lwm2m.stores.redis")
+    caplog.set_level(logging.INFO, logger="lwm2m.stores")
     async with _stores(redis_server.url, "a") as a, _stores(redis_server.url, "b") as b:
         reg = _reg(1)
         await a.registrations.add(reg)

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis_helpers import RedisServer
 from server_helpers import register_message
 
 from lwm2m.client.client import LwM2MClient
@@ -223,6 +224,25 @@ async def test_device_operations_through_node_b_are_served_by_node_a(
         assert b.sent == []
         assert any(peer == device.address for peer, _ in a.sent)
         assert b.rpc.served == 0 and a.rpc.served == 10
+
+
+async def test_forwarding_comes_back_after_redis_restarts(
+    redis_server: RedisServer,
+    tmp_path: FsPath,
+) -> None:
+    async with _cluster(redis_server.url, tmp_path) as (_a, b, _device):
+        redis_server.restart()  # both nodes lose every subscription; the AOF keeps the data
+        deadline = time.monotonic() + 20
+        while True:
+            read = await b.http.get(f"/api/clients/{EP}/3/0/0")
+            if read.status_code == 200:
+                break
+            # Until both subscriptions are back the answer is 503, never a hang.
+            assert read.status_code == 503, read.text
+            assert time.monotonic() < deadline, "forwarding did not come back after the restart"
+            await asyncio.sleep(0.1)
+        assert read.headers[SERVED_BY] == "a" and read.json()["content"]["value"] == "ACME"
+        assert b.sent == []
 
 
 async def test_a_request_on_the_owner_is_not_forwarded(

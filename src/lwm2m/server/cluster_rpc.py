@@ -25,6 +25,9 @@ Rules:
    and dropped; nothing another node publishes stops the listener.
 6. :meth:`ClusterRpc.stop` unsubscribes, fails every pending call with
    :class:`RpcClosed` and cancels the requests being served.
+7. A lost subscription (Redis restarted) fails the pending calls at once (their
+   answers may be lost) and is subscribed again with backoff
+   (:mod:`lwm2m.stores.redis_subscription`); the node serves again once back.
 
 Envelopes are JSON. A request: ``{"v": 1, "token", "reply", "from",
 "deadline", "method", "path", "query", "headers": [[name, value], ...],
@@ -37,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import math
@@ -50,6 +52,7 @@ from typing import Any
 from lwm2m.protocol.log_limit import LogLimiter
 from lwm2m.stores.base import StoreError
 from lwm2m.stores.redis import RedisConnection
+from lwm2m.stores.redis_subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +142,7 @@ class ClusterRpc:
         self._limiter = limiter if limiter is not None else LogLimiter()
         self._pending: dict[str, asyncio.Future[RpcResponse]] = {}
         self._serving: set[asyncio.Task[None]] = set()
-        self._pubsub: Any = None
-        self._listener: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
         self._closing = False
         #: Requests from other nodes that this node ran to an answer (what tests count).
         self.served = 0
@@ -159,14 +161,14 @@ class ClusterRpc:
 
     async def start(self) -> None:
         """Subscribe; requests and answers are accepted once this returns."""
-        pubsub = self._redis.client.pubsub()
-        try:
-            await pubsub.subscribe(self.channel(self.node_id), self.reply_channel)
-        except (OSError, self._redis.error) as exc:
-            await pubsub.aclose()
-            raise StoreError(f"Redis: {exc}") from None
-        self._pubsub = pubsub
-        self._listener = asyncio.create_task(self._listen(), name="cluster-rpc")
+        self._subscription = Subscription(
+            self._redis,
+            [self.channel(self.node_id), self.reply_channel],
+            self._on_message,
+            name="cluster RPC",
+            on_lost=self._fail_pending,
+        )
+        await self._subscription.start()
 
     async def stop(self) -> None:
         """Rule 6: unsubscribe, fail pending calls, cancel what is being served."""
@@ -175,16 +177,8 @@ class ClusterRpc:
             if not future.done():
                 future.set_exception(RpcClosed(f"node {self.node_id} is stopping"))
         self._pending.clear()
-        if self._pubsub is not None:
-            with contextlib.suppress(OSError, self._redis.error):
-                await self._pubsub.aclose()
-        if self._listener is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._listener), 1.0)
-            if not self._listener.done():
-                self._listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._listener
+        if self._subscription is not None:
+            await self._subscription.close()
         tasks = list(self._serving)
         for task in tasks:
             task.cancel()
@@ -197,7 +191,7 @@ class ClusterRpc:
         ``request.origin`` and ``request.deadline`` are filled here. Redis
         failing is a :class:`~lwm2m.stores.base.StoreError`.
         """
-        if self._closing or self._listener is None:
+        if self._closing or self._subscription is None:
             raise RpcClosed(f"node {self.node_id} does not forward (stopped or not started)")
         if len(self._pending) >= self.max_in_flight:
             raise RpcBusy(f"{len(self._pending)} forwarded requests already wait on this node")
@@ -224,31 +218,23 @@ class ClusterRpc:
 
     # Private
 
-    async def _listen(self) -> None:
-        assert self._pubsub is not None
-        requests = self.channel(self.node_id)
+    async def _on_message(self, channel: str, data: bytes) -> None:
         try:
-            async for message in self._pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                channel = _text(message.get("channel"))
-                try:
-                    doc = _decode(message.get("data"))
-                    if channel == requests:
-                        self._on_request(doc)
-                    else:
-                        self._on_reply(doc)
-                except (ValueError, TypeError, OverflowError) as exc:
-                    # EnvelopeError, and whatever else odd input may raise: never fatal.
-                    self._drop(channel, str(exc))
-        except (OSError, self._redis.error) as exc:
-            if not self._closing:
-                logger.error("cluster RPC subscription lost; no forwarding to this node: %s", exc)
-        finally:
-            # Nobody will deliver the answers any more.
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(RpcClosed("the cluster RPC subscription ended"))
+            doc = _decode(data)
+            if channel == self.channel(self.node_id):
+                self._on_request(doc)
+            else:
+                self._on_reply(doc)
+        except (ValueError, TypeError, OverflowError) as exc:
+            # EnvelopeError, and whatever else odd input may raise: never fatal.
+            self._drop(channel, str(exc))
+
+    def _fail_pending(self) -> None:
+        """The subscription dropped: answers published meanwhile are lost, so the
+        calls waiting for them fail now rather than at their timeout."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(RpcClosed("the cluster RPC subscription was lost"))
 
     def _on_request(self, doc: dict[str, Any]) -> None:
         request, token, reply = _parse_request(doc, self._redis.key("rpc:"))

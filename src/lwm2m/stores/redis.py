@@ -20,7 +20,6 @@ or refresh what it caches, and drops its cache when the channel is lost
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -85,6 +84,7 @@ from lwm2m.stores.redis_scripts import (
     client_key,
     tag,
 )
+from lwm2m.stores.redis_subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -887,7 +887,6 @@ def _glob_nocase(text: str) -> str:
 
 
 #: Seconds between two attempts to subscribe again after the change feed dropped.
-RESUBSCRIBE_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class RedisStores(
@@ -917,12 +916,17 @@ class RedisStores(
         self.registrations.on_taken = self.observations.take
         self._redis = redis
         self.node_id = node_id
-        self._pubsub: Any = None
-        self._listener: asyncio.Task[None] | None = None
+        self._feed = Subscription(
+            redis,
+            [redis.channel],
+            self._on_change,
+            name="change",
+            on_lost=self._forget_view,
+            on_back=self._reload_share,
+        )
         self._marks: dict[str, asyncio.Future[None]] = {}
-        self._closing = False
         #: Set while the change feed is subscribed (cleared when it drops).
-        self.feed_up = asyncio.Event()
+        self.feed_up = self._feed.up
 
     @classmethod
     async def open(
@@ -949,12 +953,15 @@ class RedisStores(
         except ValueError as exc:
             raise StoreError(f"bad Redis URL {url!r}: {exc}") from None
         redis = RedisConnection(client, prefix, RedisError)
+        stores = cls(
+            redis,
+            {},
+            node_id=node_id or default_node_id(),
+            conflict_grace_s=conflict_grace_s,
+            cache_size=cache_size,
+        )
         try:
-            pubsub = await cls._subscribe(redis)
-        except StoreError:
-            await client.aclose()
-            raise
-        try:
+            await stores._feed.start()
             sec, regs, tagged, psk, obs_indexed = await redis.run(
                 ("HGETALL", redis.key("security")),
                 ("HLEN", redis.key("registrations")),
@@ -962,13 +969,7 @@ class RedisStores(
                 ("HLEN", redis.key("sec:psk")),
                 ("EXISTS", redis.key("obs:indexed")),
             )
-            stores = cls(
-                redis,
-                sec,
-                node_id=node_id or default_node_id(),
-                conflict_grace_s=conflict_grace_s,
-                cache_size=cache_size,
-            )
+            stores.security.reload(sec)
             if int(regs) != int(tagged):
                 await stores.registrations.index_missing()
             if sec and not int(psk):
@@ -978,94 +979,37 @@ class RedisStores(
             await stores.registrations.load_owned()
             await stores.observations.load_for(stores.registrations.owned_ids())
         except (StoreError, RecordError):
-            await pubsub.aclose()
+            await stores._feed.close()
             await client.aclose()
             raise
-        stores._pubsub = pubsub
-        stores.feed_up.set()
-        stores._listener = asyncio.create_task(stores._listen(), name="redis-changes")
         return stores
 
-    @staticmethod
-    async def _subscribe(redis: RedisConnection) -> Any:
-        pubsub = redis.client.pubsub()
+    async def _on_change(self, channel: str, data: bytes) -> None:
+        """Apply another node's change to this node's memory, in the order Redis ran them."""
         try:
-            await pubsub.subscribe(redis.channel)
-        except (OSError, redis.error) as exc:
-            with contextlib.suppress(OSError, redis.error):
-                await pubsub.aclose()
-            raise StoreError(f"Redis: {exc}") from None
-        return pubsub
+            kind, _, rest = data.decode().partition(" ")
+            key, _, writer = rest.partition(" ")
+            await self._apply(kind, key, writer or None)
+        except (StoreError, RecordError, UnicodeDecodeError) as exc:
+            logger.error("Redis change %r not applied: %s", data, exc)
 
-    async def _listen(self) -> None:
-        """Apply other nodes' changes to this node's memory, in the order Redis ran them;
-        when the feed drops, subscribe again with backoff and drop what memory held."""
-        while not self._closing:
-            try:
-                await self._follow()
-            except (OSError, self._redis.error) as exc:
-                if self._closing:
-                    return
-                self.feed_up.clear()
-                logger.error(
-                    "Redis change feed lost (%s); this node reads Redis only until it is back", exc
-                )
-            if self._closing:
-                return
-            await self._resubscribe()
-
-    async def _follow(self) -> None:
-        assert self._pubsub is not None
-        async for message in self._pubsub.listen():
-            if message.get("type") != "message":
-                continue
-            try:
-                kind, _, rest = _text(message["data"]).partition(" ")
-                key, _, writer = rest.partition(" ")
-                await self._apply(kind, key, writer or None)
-            except (StoreError, RecordError, UnicodeDecodeError) as exc:
-                logger.error("Redis change %r not applied: %s", message.get("data"), exc)
-        # listen() ends when the subscription is closed under it.
-        if not self._closing:
-            raise OSError("the subscription ended")
-
-    async def _resubscribe(self) -> None:
-        """New subscription, then the memory is dropped and this node's share read again:
-        changes missed meanwhile cannot leave a stale entry behind."""
-        if self._pubsub is not None:
-            with contextlib.suppress(OSError, self._redis.error):
-                await self._pubsub.aclose()
-            self._pubsub = None
+    def _forget_view(self) -> None:
+        """The feed dropped: changes may be missed from now on, so memory holds nothing stale."""
         self.registrations.clear_view()
         self.observations.clear_view()
-        attempt = 0
-        while not self._closing:
-            await asyncio.sleep(RESUBSCRIBE_BACKOFF_S[min(attempt, len(RESUBSCRIBE_BACKOFF_S) - 1)])
-            attempt += 1
-            try:
-                pubsub = await self._subscribe(self._redis)
-            except StoreError:
-                continue
-            try:
-                self.registrations.clear_view()
-                self.observations.clear_view()
-                (sec,) = await self._redis.run(("HGETALL", self._redis.key("security")))
-                self.security.reload(sec)
-                owned = await self.registrations.load_owned()
-                await self.observations.load_for(self.registrations.owned_ids())
-            except (StoreError, RecordError) as exc:
-                logger.debug("reloading after the change feed came back failed: %s", exc)
-                with contextlib.suppress(OSError, self._redis.error):
-                    await pubsub.aclose()
-                continue
-            self._pubsub = pubsub
-            self.feed_up.set()
-            logger.info(
-                "Redis change feed back after %d attempt(s); %d own registrations read again",
-                attempt,
-                owned,
-            )
-            return
+
+    async def _reload_share(self) -> None:
+        """The feed is back: this node's share is read again (changes missed meanwhile
+        cannot leave a stale entry behind)."""
+        self._forget_view()
+        try:
+            (sec,) = await self._redis.run(("HGETALL", self._redis.key("security")))
+            self.security.reload(sec)
+            owned = await self.registrations.load_owned()
+            await self.observations.load_for(self.registrations.owned_ids())
+        except RecordError as exc:
+            raise StoreError(f"reading this node's share again: {exc}") from None
+        logger.info("Redis: %d own registrations read again after a feed loss", owned)
 
     async def _apply(self, kind: str, key: str, writer: str | None) -> None:
         if kind == "r":
@@ -1105,15 +1049,5 @@ class RedisStores(
 
     async def close(self) -> None:
         """Stop following the changes and close the connection; Redis keeps the data."""
-        # Closing the subscription ends the listener's read: redis-py's listen() can
-        # absorb a plain cancel while it reads, so the cancel is only the fallback.
-        self._closing = True
-        if self._pubsub is not None:
-            with contextlib.suppress(OSError, self._redis.error):
-                await self._pubsub.aclose()
-        if self._listener is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._listener), 1.0)
-            if not self._listener.done():
-                self._listener.cancel()
+        await self._feed.close()
         await self._redis.client.aclose()
