@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from lwm2m.coap.errors import CoapError
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer
+from lwm2m.coap.values import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Event:
     """Base class of engine events."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RequestReceived(Event):
     """A complete request (Block1 reassembled) for the application; answer with ``respond``."""
 
@@ -23,7 +22,7 @@ class RequestReceived(Event):
     peer: Peer
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ResponseReceived(Event):
     """The final response to ``send_request``/``observe`` (Block2 reassembled)."""
 
@@ -31,7 +30,7 @@ class ResponseReceived(Event):
     response: Message
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RequestFailed(Event):
     """Our request ended without a response (timeout, RST, security failure, too large)."""
 
@@ -39,7 +38,7 @@ class RequestFailed(Event):
     error: CoapError
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class NotificationReceived(Event):
     """A fresh notification for a client-side observation (stale ones are dropped)."""
 
@@ -47,7 +46,7 @@ class NotificationReceived(Event):
     message: Message
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ClientObservationEnded(Event):
     """The server ended our observation (error code, notification without Observe)."""
 
@@ -55,7 +54,7 @@ class ClientObservationEnded(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ServerObservationEnded(Event):
     """An observation we serve ended: RST, deregistration, failed CON notification."""
 
@@ -63,7 +62,7 @@ class ServerObservationEnded(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class NotificationAcknowledged(Event):
     """A confirmable notification (``delivery_id`` from ``notify``) was acknowledged."""
 

@@ -9,12 +9,13 @@ The codec (``encode``/``decode``) lives in :mod:`lwm2m.coap.codec`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from lwm2m.coap.codes import Code, MessageType, is_request_code, is_response_code
+from lwm2m.coap.values import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Block:
     """A Block1/Block2 option value (RFC 7959): block number, more flag, size exponent."""
 
@@ -31,8 +32,10 @@ class Block:
         return self.num * self.size
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Message:
+    """One CoAP message; immutable (see :mod:`lwm2m.coap.values` for why not ``frozen=True``)."""
+
     code: Code | int
     type: MessageType = MessageType.CON
     mid: int = 0

@@ -73,6 +73,7 @@ from lwm2m.coap.tcp_framing import (
     encode_frame,
     encode_signal,
 )
+from lwm2m.coap.values import value_class
 
 __all__ = [
     "CapabilitiesReceived",
@@ -115,21 +116,21 @@ class ConnectionLost(CoapError):
     """
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class CapabilitiesReceived(Event):
     """The peer's CSM arrived (the first one, or an update)."""
 
     capabilities: Capabilities
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class PongReceived(Event):
     """The answer to :meth:`TcpConnection.send_ping` ``ping_id``."""
 
     ping_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ConnectionClosed(Event):
     """The connection is over: ``aborted`` when either side sent Abort; ``by_peer`` who ended it."""
 
