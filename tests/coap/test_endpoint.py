@@ -74,9 +74,13 @@ async def echo(request: IncomingRequest) -> Message:
     )
 
 
-@pytest.fixture(params=[True, False], ids=["eager", "task"])
+@pytest.fixture(params=["eager", "task", "inline"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Endpoint, Endpoint]]:
-    server = await Endpoint.create(handler=echo, eager_handlers=request.param)
+    server = await Endpoint.create(
+        handler=echo,
+        eager_handlers=request.param == "eager",
+        inline_handlers=request.param == "inline",
+    )
     client = await Endpoint.create()
     yield client, server
     await client.close()

@@ -267,14 +267,19 @@ async def _start_gated(server: Any, gate: RequestGate, args: argparse.Namespace,
     from lwm2m.coap.endpoint import Endpoint
 
     handler = gate.admit(server.handle)
-    coap = await Endpoint.create(args.host, args.coap_port, handler=handler)
+    inline = server.inline_handlers
+    coap = await Endpoint.create(args.host, args.coap_port, handler=handler, inline_handlers=inline)
     coaps = None
     if dtls is not None and args.coaps_port:
         from lwm2m.coap.dtls import DtlsServer
 
         try:
             coaps = await Endpoint.create(
-                args.host, args.coaps_port, handler=handler, security=DtlsServer(dtls)
+                args.host,
+                args.coaps_port,
+                handler=handler,
+                security=DtlsServer(dtls),
+                inline_handlers=inline,
             )
         except BaseException:
             await coap.close()

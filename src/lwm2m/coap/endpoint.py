@@ -13,6 +13,7 @@ A server must reach a device on the very port the device registered from
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import ipaddress
 import logging
@@ -341,9 +342,17 @@ class Endpoint:
         security: SecurityLayer | None,
         eager_handlers: bool = False,
         traffic: TrafficCounter | None = None,
+        inline_handlers: bool = False,
     ) -> None:
         self._loop = loop
         self._eager = eager_handlers
+        self._inline = inline_handlers
+        # inline handlers suspended on a future: future -> (coroutine, its context, callback)
+        self._parked: dict[
+            asyncio.Future[Any],
+            tuple[Coroutine[Any, Any, None], contextvars.Context, Callable[[Any], None]],
+        ] = {}
+        self._flush_pending = False  # a _flush is scheduled for this loop turn
         self._in_eager_step = False  # a handler's eager first step runs inside _pump
         self._sock: socket.socket | None = None
         self._engine = engine
@@ -383,6 +392,7 @@ class Endpoint:
         rng: random.Random | None = None,
         eager_handlers: bool | None = None,
         traffic: TrafficCounter | None = None,
+        inline_handlers: bool = False,
     ) -> Endpoint:
         """Bind a UDP socket on (host, port) and start serving ``handler``.
 
@@ -395,12 +405,23 @@ class Endpoint:
         the handler's Task, so ``asyncio.timeout()`` works from its first line.
         ``traffic`` counts what the socket carries; pass one counter to
         several endpoints for a common total.
+
+        ``inline_handlers`` (any Python version; it overrides
+        ``eager_handlers``) runs the handler's first step inside the datagram
+        callback without any Task: a handler that answers without suspending
+        costs neither a Task nor a loop iteration.  One that suspends on a
+        future is parked on it and continues in a Task of its own once that
+        future is done (from its second step on, ``asyncio.current_task()``
+        is that Task).  Only for handlers whose first step needs no Task: no
+        ``asyncio.timeout()``, ``wait_for()`` (3.12+) or ``current_task()``
+        before their first suspension.  The handler runs in a copy of the
+        context either way.
         """
         loop = asyncio.get_running_loop()
         engine = Engine(params or TransmissionParameters(), rng=rng or random.Random())
         if eager_handlers is None:
             eager_handlers = True
-        endpoint = cls(loop, engine, handler, security, eager_handlers, traffic)
+        endpoint = cls(loop, engine, handler, security, eager_handlers, traffic, inline_handlers)
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
         family, _, _, _, sockaddr = infos[0]
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -600,6 +621,8 @@ class Endpoint:
         """Stop serving; pending requests and observations fail with EndpointClosed."""
         if self._closed:
             return
+        if self._flush_pending:
+            self._flush()  # answers of handlers that finished this loop turn
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -608,6 +631,11 @@ class Endpoint:
         self._exchanges.fail_all(error)
         self._pending.clear()
         self._client_observations.clear()
+        for fut, (coro, ctx, callback) in list(self._parked.items()):
+            # Cancelled at the await it is parked on, as the cancel of its Task would do.
+            fut.remove_done_callback(callback)
+            self._continue_in_task(coro, ctx, eager=False).cancel()
+        self._parked.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -804,6 +832,9 @@ class Endpoint:
         if handler is None:
             self._engine.respond(event.request_id, _NOT_FOUND, self._loop.time())
             return
+        if self._inline:
+            self._start_inline(self._serve(request, handler))
+            return
         if sys.version_info >= (3, 12) and self._eager:
             # Eager start: the Task runs its first step right here, as the
             # current task, so asyncio.timeout() and wait_for() work from the
@@ -823,6 +854,72 @@ class Endpoint:
                 task.add_done_callback(self._tasks.discard)
             return
         self._spawn(self._serve(request, handler))
+
+    def _start_inline(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run the first step of ``coro`` (a :meth:`_serve`) here, outside any Task.
+
+        Python 3.11 has no eager tasks: a Task per request costs its object,
+        its registration and a loop iteration before the handler even starts,
+        for handlers (the registrar on a memory store) that answer at once.
+        """
+        ctx = contextvars.copy_context()
+        outer = self._in_eager_step
+        self._in_eager_step = True  # the pump this dispatch runs in sends the answer
+        try:
+            yielded = ctx.run(coro.send, None)
+        except StopIteration:
+            return
+        except asyncio.CancelledError:
+            return  # the handler cancelled itself: as its Task would, it ends unanswered
+        finally:
+            self._in_eager_step = outer
+        self._park(coro, ctx, yielded)
+
+    def _park(
+        self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context, yielded: object
+    ) -> None:
+        """Wait for the future a suspended inline handler awaits, then continue it in a Task."""
+        if (
+            isinstance(yielded, asyncio.Future)
+            and yielded._asyncio_future_blocking
+            and yielded.get_loop() is self._loop
+        ):
+            yielded._asyncio_future_blocking = False  # what a Task does with it
+            fut: asyncio.Future[Any] = yielded
+
+            def resume(_: object) -> None:
+                self._parked.pop(fut, None)
+                self._continue_in_task(coro, ctx)
+
+            self._parked[fut] = (coro, ctx, resume)
+            fut.add_done_callback(resume, context=ctx)
+            return
+        # A bare yield (asyncio.sleep(0)) or anything else: the Task takes it from here.
+        self._continue_in_task(coro, ctx)
+
+    def _continue_in_task(
+        self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context, *, eager: bool = True
+    ) -> asyncio.Task[None]:
+        """A Task for the rest of a suspended handler (whose awaited future is done)."""
+        if eager and sys.version_info >= (3, 12):
+            # The future's callback resumes it at once, inside this callback.
+            task = asyncio.Task(coro, loop=self._loop, context=ctx, eager_start=True)
+        else:
+            task = self._loop.create_task(coro, context=ctx)
+        if not task.done():
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _flush(self) -> None:
+        """Send what the handlers that finished during this loop turn answered."""
+        self._flush_pending = False
+        if self._closed:
+            return
+        try:
+            self._pump(self._loop.time())
+        except Exception:
+            logger.exception("failed to send the handlers' answers")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coro)
@@ -856,5 +953,7 @@ class Endpoint:
             self._engine.decline(request._request_id)
         else:
             self._engine.respond(request._request_id, response, now)
-        if not self._in_eager_step:
-            self._pump(now)
+        if not self._in_eager_step and not self._flush_pending:
+            # One pump per loop turn for all the handlers answering in it, not one each.
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)

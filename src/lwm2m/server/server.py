@@ -93,6 +93,7 @@ from lwm2m.server.registrar import (
 from lwm2m.stores.base import StoreError, Stores
 from lwm2m.stores.memory import MemoryStores
 from lwm2m.stores.records import ObservationRecord, Registration
+from lwm2m.stores.sqlite import SqliteStores
 
 if TYPE_CHECKING:
     from lwm2m.coap.endpoint import MessageTracer
@@ -240,6 +241,17 @@ class LwM2MServer:
         self._expiry_task: asyncio.Task[None] | None = None
         self._started = False
 
+    @property
+    def inline_handlers(self) -> bool:
+        """Whether :meth:`handle` may start outside a Task (``Endpoint(inline_handlers=True)``).
+
+        True on the memory and SQLite stores: the first step of every request
+        either answers (a memory store never suspends) or suspends on a plain
+        future (SQLite's group commit), without needing ``asyncio.current_task()``
+        before that. A Redis client sets up timeouts that need a Task.
+        """
+        return type(self.stores) in (MemoryStores, SqliteStores)
+
     def counters(self) -> dict[str, float]:
         """Monotonic counters for /metrics (Prometheus ``_total`` names)."""
         secure = self._coaps
@@ -256,7 +268,10 @@ class LwM2MServer:
         if self._started:
             return
         self._coap = await Endpoint.create(
-            self.config.host, self.config.coap_port, handler=self.handle
+            self.config.host,
+            self.config.coap_port,
+            handler=self.handle,
+            inline_handlers=self.inline_handlers,
         )
         self._coap.add_activity_listener(self._activity)
         if self.config.dtls is not None:
@@ -268,6 +283,7 @@ class LwM2MServer:
                     self.config.coaps_port,
                     handler=self.handle,
                     security=tapped(DtlsServer(self.config.dtls), self.refusals),
+                    inline_handlers=self.inline_handlers,
                 )
             except BaseException:
                 await self._coap.close()
