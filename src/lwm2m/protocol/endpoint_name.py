@@ -43,6 +43,8 @@ _PUBLISHED_URNS: dict[str, re.Pattern[str]] = {
     "imei-msisdn": re.compile(r"[0-9]{15}-[0-9]{1,15}"),
     "imei-imsi": re.compile(r"[0-9]{15}-[0-9]{6,15}"),
 }
+# C0 controls and DEL (one regex search: a generator over the characters cost 2 µs a name)
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 # RFC 8141: "urn:" NID ":" NSS, NID 2-32 chars of alnum and "-".
 _GENERIC_URN = re.compile(r"urn:[A-Za-z0-9][A-Za-z0-9-]{0,30}[A-Za-z0-9]:\S+", re.IGNORECASE)
 
@@ -72,7 +74,7 @@ def validate_endpoint_name(name: str, ept: int | None = None) -> None:
         raise EndpointNameError(
             f"ep is {size} bytes long, the maximum is {MAX_ENDPOINT_NAME_BYTES}"
         )
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if _CONTROL.search(name):
         raise EndpointNameError("ep contains control characters")
     if ept is None or ept >= 65:
         return
