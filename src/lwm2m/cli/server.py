@@ -333,14 +333,20 @@ async def _stop(
 
 
 async def _firmware(args: argparse.Namespace, stores: Any) -> Any:
-    """The firmware repository: files under ``--data``/firmware, metadata in the store."""
+    """The firmware repository: files under ``--data``/firmware, metadata in the store;
+    with a Redis store the bytes too, so every node serves every image."""
     from lwm2m.server.firmware import FirmwareRepository
 
     if args.firmware_max_size <= 0:
         raise ConfigurationError("--firmware-max-size must be positive")
+    blobs = None
+    if getattr(stores, "node_id", None) is not None:
+        from lwm2m.server.firmware.shared_images import RedisImageBlobs
+
+        blobs = RedisImageBlobs(stores.redis)
     try:
         return await FirmwareRepository.open(
-            stores.documents, args.data, max_image_bytes=args.firmware_max_size
+            stores.documents, args.data, max_image_bytes=args.firmware_max_size, blobs=blobs
         )
     except OSError as exc:
         raise ConfigurationError(f"firmware directory under {args.data}: {exc}") from None

@@ -51,7 +51,7 @@ from lwm2m.server.errors import (
     ServerError,
 )
 from lwm2m.server.events import SendEvent, ServerEventBus
-from lwm2m.server.firmware.coap import URI_SEGMENT, firmware_response
+from lwm2m.server.firmware.coap import URI_SEGMENT, serve_firmware
 from lwm2m.server.firmware.repository import FirmwareRepository
 from lwm2m.server.observations import Observations, decode_values
 from lwm2m.server.operations import (
@@ -504,7 +504,7 @@ class LwM2MServer:
         if path == ("dp",):
             return await self._handle_send(message, peer)
         if path and path[0] == URI_SEGMENT and self.firmware is not None:
-            return firmware_response(self.firmware, message)
+            return await serve_firmware(self.firmware, message)
         return Message(Code.NOT_FOUND)
 
     def firmware_uri(self, image_id: str, registration: Registration, method: str) -> str:

@@ -148,7 +148,10 @@ def build_firmware_router(repository: FirmwareRepository) -> APIRouter:
         responses=STORE_ERRORS,
     )
     async def show(image_id: str) -> dict[str, object]:
-        return _image(repository, image_id).to_json()
+        image = await repository.get(image_id)
+        if image is None:
+            raise ApiError(404, f"no firmware image {image_id!r}")
+        return image.to_json()
 
     @router.delete(
         "/{image_id}",
@@ -184,7 +187,7 @@ def build_download_router(repository: FirmwareRepository) -> APIRouter:
     router = APIRouter(tags=["firmware"])
 
     async def download(image_id: str, request: Request) -> Response:
-        image = _image(repository, image_id)
+        image = await _image(repository, image_id)
         etag = f'"{image.sha256[:16]}"'
         headers = {"ETag": etag, "Accept-Ranges": "bytes"}
         if etag in _tags(request.headers.get("if-none-match")):
@@ -236,8 +239,12 @@ def build_download_router(repository: FirmwareRepository) -> APIRouter:
 _UNSATISFIABLE = object()
 
 
-def _image(repository: FirmwareRepository, image_id: str) -> FirmwareImage:
-    image = repository.lookup(image_id)
+async def _image(repository: FirmwareRepository, image_id: str) -> FirmwareImage:
+    """The image, ready to read on this node (shared images are fetched from the store)."""
+    try:
+        image = await repository.fetch(image_id)
+    except FirmwareError as exc:
+        raise ApiError(503, str(exc)) from None
     if image is None:
         raise ApiError(404, f"no firmware image {image_id!r}")
     return image

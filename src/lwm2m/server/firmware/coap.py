@@ -23,6 +23,27 @@ URI_SEGMENT = "fw"
 DEFAULT_BLOCK_SZX = 6
 
 
+async def serve_firmware(
+    repository: FirmwareRepository, request: Message, *, block_szx: int = DEFAULT_BLOCK_SZX
+) -> Message:
+    """:func:`firmware_response` after making the image readable on this node.
+
+    Shared images (a cluster, repository rule 5) are looked up in the store when a
+    transfer starts (block 0, or a node that does not know the image yet), so an
+    image uploaded on another node is served here and one deleted there is not.
+    Later blocks of a transfer are served from this node's copy alone.
+    """
+    segments = request.uri_path
+    if repository.shared and len(segments) == 2 and request.code == Code.GET:
+        requested = request.block2
+        if requested is None or requested.num == 0 or repository.lookup(segments[1]) is None:
+            try:
+                await repository.fetch(segments[1])
+            except FirmwareError:
+                return Message(Code.SERVICE_UNAVAILABLE, payload=b"firmware image unavailable")
+    return firmware_response(repository, request, block_szx=block_szx)
+
+
 def firmware_response(
     repository: FirmwareRepository, request: Message, *, block_szx: int = DEFAULT_BLOCK_SZX
 ) -> Message:

@@ -16,6 +16,13 @@ Rules:
    at different bytes.
 4. Reads are synchronous and served from the file (seek + read of one block),
    never by loading the whole image per request.
+5. Shared (a cluster on one Redis, ``blobs`` given): the bytes also live in the
+   store (:mod:`~lwm2m.server.firmware.shared_images`), written before the
+   metadata and deleted after it. The metadata in the store is the truth:
+   :meth:`FirmwareRepository.fetch` re-reads it, and a node without the file
+   copies the bytes from the store once, checks their size and SHA-256, and
+   keeps them as its local file (a cache). An image deleted on another node is
+   forgotten (and its cached file removed) at the next fetch.
 """
 
 from __future__ import annotations
@@ -29,10 +36,10 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from lwm2m.model.path import Path, PathError
 from lwm2m.stores.base import DocumentStore
@@ -147,6 +154,20 @@ def _check_text(what: str, value: str) -> str:
     return value
 
 
+class ImageBlobs(Protocol):
+    """Image bytes shared by the nodes of a cluster (rule 5)."""
+
+    async def put(self, image_id: str, data: bytes) -> None: ...
+
+    async def get(self, image_id: str) -> bytes | None: ...
+
+    async def delete(self, image_id: str) -> None: ...
+
+
+#: Tells whether a running campaign uses an image (sync on one node, async in a cluster).
+InUse = Callable[[str], "bool | Awaitable[bool]"]
+
+
 class FirmwareRepository:
     """Images as files under ``<data_dir>/firmware/``, metadata in the store (survives restarts).
 
@@ -162,13 +183,21 @@ class FirmwareRepository:
         *,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         clock: Callable[[], float] = time.time,
+        blobs: ImageBlobs | None = None,
     ) -> None:
         self.documents = documents
         self.directory = FsPath(directory)
         self.max_image_bytes = max_image_bytes
         self.clock = clock
-        self.in_use: Callable[[str], bool] | None = None
+        self.blobs = blobs
+        self.in_use: InUse | None = None
         self._images: dict[str, FirmwareImage] = {}
+        self._fetching: dict[str, asyncio.Future[FirmwareImage | None]] = {}
+
+    @property
+    def shared(self) -> bool:
+        """Whether images are shared with other nodes through the store (rule 5)."""
+        return self.blobs is not None
 
     @classmethod
     async def open(
@@ -178,6 +207,7 @@ class FirmwareRepository:
         *,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         clock: Callable[[], float] = time.time,
+        blobs: ImageBlobs | None = None,
     ) -> FirmwareRepository:
         """Load the metadata, and drop what a crash may have left (rule 1)."""
         repo = cls(
@@ -185,6 +215,7 @@ class FirmwareRepository:
             FsPath(data_dir) / DIRECTORY,
             max_image_bytes=max_image_bytes,
             clock=clock,
+            blobs=blobs,
         )
         await repo._load()
         return repo
@@ -195,11 +226,53 @@ class FirmwareRepository:
         return self._images.get(image_id)
 
     async def get(self, image_id: str) -> FirmwareImage | None:
-        return self._images.get(image_id)
+        """The image's metadata (shared: as the store has it now, bytes not fetched)."""
+        if self.blobs is None:
+            return self._images.get(image_id)
+        return await self._metadata(image_id)
 
     async def list(self) -> builtins.list[FirmwareImage]:
-        """Every image, oldest first."""
+        """Every image, oldest first (shared: every node's uploads)."""
+        if self.blobs is not None:
+            for key, doc in await self.documents.items(NAMESPACE):
+                try:
+                    image = FirmwareImage.from_json(doc)
+                except FirmwareError as exc:
+                    logger.error("skipping unreadable firmware metadata %s: %s", key, exc)
+                    continue
+                self._images[image.id] = image
         return sorted(self._images.values(), key=lambda i: (i.created, i.id))
+
+    async def fetch(self, image_id: str) -> FirmwareImage | None:
+        """The image ready to :meth:`read` on this node; None when there is no such image.
+
+        On one node this is :meth:`lookup`. Shared (rule 5), the metadata is read
+        from the store, and the bytes are copied from it when this node has no
+        file yet (once, however many devices ask at the same time);
+        :class:`FirmwareError` if the shared copy is incomplete or does not hash
+        to the image's SHA-256.
+        """
+        if self.blobs is None:
+            return self._images.get(image_id)
+        image = await self._metadata(image_id)
+        if image is None or (self.directory / f"{image.id}.bin").is_file():
+            return image
+        pending = self._fetching.get(image.id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[FirmwareImage | None] = asyncio.get_running_loop().create_future()
+        self._fetching[image.id] = future
+        try:
+            result = await self._copy_from_store(image)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a lone fetch raises it below
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            self._fetching.pop(image.id, None)
 
     def file_path(self, image_id: str) -> FsPath:
         """Where the bytes of ``image_id`` live; :class:`ImageNotFound` if unknown."""
@@ -221,6 +294,12 @@ class FirmwareRepository:
 
     async def verify(self, image_id: str) -> bool:
         """Re-hash the stored file; False when it no longer matches its SHA-256 (or is gone)."""
+        if self.blobs is not None:
+            try:
+                await self.fetch(image_id)
+            except FirmwareError as exc:
+                logger.error("firmware %s: %s", image_id, exc)
+                return False
         image = self._images.get(image_id)
         if image is None:
             raise ImageNotFound(f"no firmware image {image_id!r}")
@@ -259,6 +338,13 @@ class FirmwareRepository:
         while image_id in self._images:
             image_id = secrets.token_hex(8)
         digest = await asyncio.to_thread(self._write, image_id, bytes(data), expected)
+        if self.blobs is not None:
+            try:
+                await self.blobs.put(image_id, bytes(data))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    (self.directory / f"{image_id}.bin").unlink()
+                raise
         image = FirmwareImage(
             id=image_id,
             name=name,
@@ -273,6 +359,9 @@ class FirmwareRepository:
         except BaseException:
             with contextlib.suppress(OSError):
                 (self.directory / f"{image_id}.bin").unlink()
+            if self.blobs is not None:
+                with contextlib.suppress(Exception):
+                    await self.blobs.delete(image_id)
             raise
         self._images[image_id] = image
         logger.info(
@@ -286,19 +375,66 @@ class FirmwareRepository:
         return image
 
     async def delete(self, image_id: str) -> bool:
-        """Remove an image; False if unknown, :class:`ImageInUse` if a campaign uses it."""
-        if image_id not in self._images:
+        """Remove an image; False if unknown, :class:`ImageInUse` if a campaign uses it.
+
+        Shared (rule 5): whichever node uploaded it, and refused while a campaign
+        of any node uses it (``in_use`` then reads the shared campaigns).
+        """
+        known = image_id in self._images
+        if self.blobs is not None:
+            known = await self._metadata(image_id) is not None
+        if not known:
             return False
-        if self.in_use is not None and self.in_use(image_id):
-            raise ImageInUse(f"firmware image {image_id} is used by a running campaign")
+        if self.in_use is not None:
+            used = self.in_use(image_id)
+            if not isinstance(used, bool):
+                used = await used
+            if used:
+                raise ImageInUse(f"firmware image {image_id} is used by a running campaign")
         await self.documents.delete(NAMESPACE, image_id)
-        self._images.pop(image_id, None)
-        with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread((self.directory / f"{image_id}.bin").unlink)
+        if self.blobs is not None:
+            await self.blobs.delete(image_id)
+        self._forget(image_id)
         logger.info("firmware %s deleted", image_id)
         return True
 
     # ================================================================== Private
+    async def _metadata(self, image_id: str) -> FirmwareImage | None:
+        """The store's metadata of ``image_id`` (shared mode); forgets an image deleted elsewhere."""
+        if not _ID.fullmatch(image_id):
+            return None
+        doc = await self.documents.get(NAMESPACE, image_id)
+        if doc is None:
+            if image_id in self._images:
+                self._forget(image_id)
+            return None
+        image = FirmwareImage.from_json(doc)
+        self._images[image.id] = image
+        return image
+
+    def _forget(self, image_id: str) -> None:
+        self._images.pop(image_id, None)
+        with contextlib.suppress(OSError):
+            (self.directory / f"{image_id}.bin").unlink()
+
+    async def _copy_from_store(self, image: FirmwareImage) -> FirmwareImage | None:
+        """Cache the shared bytes as this node's file, once they check out (rule 5)."""
+        assert self.blobs is not None
+        data = await self.blobs.get(image.id)
+        if data is None:
+            if await self.documents.get(NAMESPACE, image.id) is None:
+                self._forget(image.id)  # deleted meanwhile
+                return None
+            raise FirmwareError(f"firmware image {image.id}: its shared bytes are missing")
+        if len(data) != image.size:
+            raise FirmwareError(
+                f"firmware image {image.id}: the shared copy has {len(data)} bytes, "
+                f"not {image.size}"
+            )
+        await asyncio.to_thread(self._write, image.id, data, image.sha256)
+        logger.info("firmware %s copied from the shared store (%d bytes)", image.id, image.size)
+        return image
+
     def _write(self, image_id: str, data: bytes, expected: str | None) -> str:
         """Hash, then write atomically (rule 1); the hash is checked before any byte lands."""
         digest = hashlib.sha256(data).hexdigest()
@@ -329,7 +465,7 @@ class FirmwareRepository:
             except FirmwareError as exc:
                 logger.error("skipping unreadable firmware metadata %s: %s", key, exc)
                 continue
-            if not (self.directory / f"{image.id}.bin").is_file():
+            if self.blobs is None and not (self.directory / f"{image.id}.bin").is_file():
                 logger.error(
                     "firmware %s (%s %s): file missing", image.id, image.name, image.version
                 )
