@@ -425,7 +425,13 @@ async def _start_campaigns(server: Any) -> Any:
         return None
     from lwm2m.server.firmware.campaigns import CampaignManager
 
-    campaigns = CampaignManager(server, server.firmware)
+    cluster = None
+    node_id = getattr(server.stores, "node_id", None)
+    if node_id is not None:  # a Redis store: every node drives the devices it owns
+        from lwm2m.server.firmware.campaign_cluster import CampaignCluster
+
+        cluster = CampaignCluster(server.stores.redis, node_id)
+    campaigns = CampaignManager(server, server.firmware, cluster=cluster)
     await campaigns.start()
     return campaigns
 

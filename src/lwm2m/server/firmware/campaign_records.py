@@ -208,6 +208,28 @@ class CampaignStore:
     async def save_device(self, campaign_id: str, record: DeviceRecord) -> None:
         await self.documents.put(DEVICES, f"{campaign_id}/{record.endpoint}", record.to_json())
 
+    async def load_campaign(self, campaign_id: str) -> Campaign | None:
+        """One campaign's document, without its devices (a cluster node re-reads it)."""
+        doc = await self.documents.get(CAMPAIGNS, campaign_id)
+        return None if doc is None else Campaign.from_json(doc)
+
+    async def load_device(self, campaign_id: str, endpoint: str) -> DeviceRecord | None:
+        doc = await self.documents.get(DEVICES, f"{campaign_id}/{endpoint}")
+        return None if doc is None else DeviceRecord.from_json(doc)
+
+    async def load_devices(self, campaign_id: str) -> dict[str, DeviceRecord]:
+        """Every device record of one campaign (a campaign created on another node)."""
+        records: dict[str, DeviceRecord] = {}
+        for key, doc in await self.documents.items(DEVICES):
+            if key.partition("/")[0] == campaign_id:
+                record = DeviceRecord.from_json(doc)
+                records[record.endpoint] = record
+        return records
+
+    async def load_campaigns(self) -> list[Campaign]:
+        """Every campaign's document, without devices (what ``in_use`` needs)."""
+        return [Campaign.from_json(doc) for _key, doc in await self.documents.items(CAMPAIGNS)]
+
     async def load(self) -> list[Campaign]:
         """Every stored campaign with its devices, oldest first."""
         campaigns: dict[str, Campaign] = {}

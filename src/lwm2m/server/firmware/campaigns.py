@@ -17,6 +17,26 @@ tells listeners (the web's SSE stream) how things go.
 - A restart (:meth:`CampaignManager.start` on the same store) resumes running
   campaigns where their devices were; a device whose Execute was sent is only
   ever waited for (machine rule 3).
+
+In a cluster (``cluster`` given: nodes on one Redis, see
+:mod:`~lwm2m.server.firmware.campaign_cluster`) every node runs every campaign
+and drives the devices it owns, under a lease per device:
+
+- A node looks at the campaign's unfinished devices every ``poll_s`` and when
+  something changed (a Register or Update it received, a record another node
+  stored, a driver ending). It drives a device it owns once it holds the
+  device's lease, reading the device's record from the store first, so a device
+  that moved to it continues from its stored phase (machine ``resume``).
+- A driver sends only while its node owns the device: before each request it
+  checks ``reg:owner``, and hands over (stops, record kept) when the owner
+  changed. ``concurrency`` bounds the devices in progress per node.
+- A device no node can reach (unregistered, or its owner's liveness key gone)
+  waits: any node may take its lease for an instant, without sending anything,
+  to start it (WAITING, not registered) or to apply its timeout, so the wait is
+  bounded by the campaign's timeouts.
+- Pause, resume and cancel store the campaign and publish the change; every
+  node applies it to its drivers. Progress and the end come from the shared
+  device records, so every node's API shows the same campaign.
 """
 
 from __future__ import annotations
@@ -35,6 +55,7 @@ from lwm2m.model.path import Path
 from lwm2m.protocol.errors import RemoteError
 from lwm2m.server.errors import ServerError
 from lwm2m.server.events import NotificationEvent, RegistrationEvent, UpdatedEvent
+from lwm2m.server.firmware.campaign_cluster import CampaignCluster, Change
 from lwm2m.server.firmware.campaign_machine import (
     TERMINAL,
     Action,
@@ -67,6 +88,7 @@ from lwm2m.server.firmware.campaign_records import (
     CorruptedImage,
 )
 from lwm2m.server.firmware.repository import FirmwareImage, FirmwareRepository
+from lwm2m.stores.base import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +125,15 @@ class CampaignManager:
         store: CampaignStore | None = None,
         clock: Callable[[], float] = time.time,
         poll_s: float = DEFAULT_POLL_S,
+        cluster: CampaignCluster | None = None,
     ) -> None:
         self.server = server
         self.repository = repository
         self.store = store or CampaignStore(server.stores.documents)
         self.clock = clock
         self.poll_s = poll_s
+        self.cluster = cluster
+        self._lease_task: asyncio.Task[None] | None = None
         self.campaigns: dict[str, Campaign] = {}
         self.counts: dict[str, float] = {}
         self._runs: dict[str, _Run] = {}
@@ -122,7 +147,12 @@ class CampaignManager:
         """Load stored campaigns and resume the running ones (after a restart)."""
         self._subscription = self.server.events.subscribe(buffer=100_000)
         self._events_task = asyncio.create_task(self._route_events())
-        self.repository.in_use = self.in_use
+        if self.cluster is None:
+            self.repository.in_use = self.in_use
+        else:
+            self.repository.in_use = self.in_use_anywhere
+            await self.cluster.start(self._apply_change)
+            self._lease_task = asyncio.create_task(self._keep_leases())
         for campaign in await self.store.load():
             self.campaigns[campaign.id] = campaign
             if campaign.state in (CampaignState.RUNNING, CampaignState.PAUSED):
@@ -139,6 +169,12 @@ class CampaignManager:
         for run in runs:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await run.task
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self._subscription is not None:
             self._subscription.close()
         if self._events_task is not None:
@@ -151,6 +187,13 @@ class CampaignManager:
         return any(
             c.spec.firmware == image_id and c.state in (CampaignState.RUNNING, CampaignState.PAUSED)
             for c in self.campaigns.values()
+        )
+
+    async def in_use_anywhere(self, image_id: str) -> bool:
+        """:meth:`in_use` over the shared campaigns of every node (a cluster)."""
+        return any(
+            c.spec.firmware == image_id and c.state in (CampaignState.RUNNING, CampaignState.PAUSED)
+            for c in await self.store.load_campaigns()
         )
 
     def counters(self) -> dict[str, float]:
@@ -223,6 +266,8 @@ class CampaignManager:
             await self.store.save_device(campaign.id, record)
         await self.store.save(campaign)
         self.campaigns[campaign.id] = campaign
+        if self.cluster is not None:
+            await self.cluster.published(campaign.id)
         self._count("campaigns_started_total")
         logger.info(
             "campaign %s: %s %s to %d device(s) by %s",
@@ -236,7 +281,7 @@ class CampaignManager:
         return campaign
 
     async def pause(self, campaign_id: str) -> Campaign:
-        campaign = self.get(campaign_id)
+        campaign = await self._current(campaign_id)
         if campaign.state is not CampaignState.RUNNING:
             raise CampaignConflict(f"campaign {campaign_id} is {campaign.state.value}, not running")
         await self._set_state(campaign, CampaignState.PAUSED)
@@ -246,7 +291,7 @@ class CampaignManager:
         return campaign
 
     async def resume(self, campaign_id: str) -> Campaign:
-        campaign = self.get(campaign_id)
+        campaign = await self._current(campaign_id)
         if campaign.state is not CampaignState.PAUSED:
             raise CampaignConflict(f"campaign {campaign_id} is {campaign.state.value}, not paused")
         await self._set_state(campaign, CampaignState.RUNNING)
@@ -258,16 +303,18 @@ class CampaignManager:
         return campaign
 
     async def cancel(self, campaign_id: str) -> Campaign:
-        campaign = self.get(campaign_id)
+        campaign = await self._current(campaign_id)
         if campaign.state in (CampaignState.CANCELLED, CampaignState.FINISHED):
             raise CampaignConflict(f"campaign {campaign_id} is already {campaign.state.value}")
         run = self._runs.get(campaign_id)
         await self._set_state(campaign, CampaignState.CANCELLED)
         if run is not None:
-            run.cancelled = True
-            run.go.set()
-            for inbox in run.inboxes.values():
-                inbox.put_nowait(Cancel())
+            _cancel_run(run)
+        if self.cluster is not None:
+            # Every node cancels the devices it drives or finds unreachable (its scan).
+            if run is None:
+                await self._launch(campaign)
+            return campaign
         # Devices no driver holds (pending, or all of a paused campaign after a restart).
         now = self.clock()
         for endpoint, record in list(campaign.devices.items()):
@@ -288,6 +335,16 @@ class CampaignManager:
         return campaign
 
     # ================================================================== Private
+    async def _current(self, campaign_id: str) -> Campaign:
+        """The campaign, its state re-read from the store in a cluster (another node may have
+        paused, resumed or cancelled it a moment ago)."""
+        campaign = self.get(campaign_id)
+        if self.cluster is not None:
+            stored = await self.store.load_campaign(campaign_id)
+            if stored is not None:
+                campaign.state, campaign.finished = stored.state, stored.finished
+        return campaign
+
     def _busy_endpoints(self) -> set[str]:
         return {
             ep
@@ -314,6 +371,9 @@ class CampaignManager:
         self._publish_progress(campaign)
 
     async def _run(self, run: _Run) -> None:
+        if self.cluster is not None:
+            await self._run_cluster(run, self.cluster)
+            return
         campaign = run.campaign
         slots = asyncio.Semaphore(campaign.spec.concurrency)
         drivers: list[asyncio.Task[None]] = []
@@ -349,13 +409,184 @@ class CampaignManager:
             del self._runs[campaign.id]
             await self._finish(campaign)
 
+    async def _run_cluster(self, run: _Run, cluster: CampaignCluster) -> None:
+        """Drive the devices this node owns; tend the ones no node can reach (module doc)."""
+        campaign = run.campaign
+        slots = asyncio.Semaphore(campaign.spec.concurrency)
+        try:
+            while True:
+                run.wake.clear()
+                undone = [r for r in campaign.devices.values() if r.phase not in TERMINAL]
+                if not undone:
+                    break
+                idle = [r for r in undone if r.endpoint not in run.inboxes]
+                idle.sort(key=lambda r: r.phase is Phase.PENDING)  # under way first
+                owners = await cluster.owners_of([r.endpoint for r in idle])
+                alive = await cluster.alive(o for o in owners.values() if o is not None)
+                for record in idle:
+                    owner = owners[record.endpoint]
+                    if owner == cluster.node_id:
+                        held_back = record.phase is Phase.PENDING and not run.go.is_set()
+                        if not held_back and not slots.locked():
+                            await self._take(run, cluster, record, slots)
+                    elif owner is None or owner not in alive:
+                        await self._tend_unreachable(run, cluster, record, owner is None)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.wake.wait(), self.poll_s)
+            if run.drivers:
+                await asyncio.gather(*run.drivers.values(), return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in run.drivers.values():
+                task.cancel()
+            await asyncio.gather(*run.drivers.values(), return_exceptions=True)
+            raise
+        if self._runs.get(campaign.id) is run:
+            del self._runs[campaign.id]
+            await self._finish(campaign)
+
+    async def _take(
+        self, run: _Run, cluster: CampaignCluster, record: DeviceRecord, slots: asyncio.Semaphore
+    ) -> None:
+        """Drive a device this node owns, once its lease is ours; the stored record is the truth."""
+        campaign, endpoint = run.campaign, record.endpoint
+        if not await cluster.claim(campaign.id, endpoint):
+            return  # another node drives it (the device moved here a moment ago)
+        stored = await self.store.load_device(campaign.id, endpoint) or record
+        campaign.devices[endpoint] = stored
+        if stored.done:
+            await cluster.release(campaign.id, endpoint)
+            return
+        await slots.acquire()
+        run.inboxes[endpoint] = asyncio.Queue()
+        run.drivers[endpoint] = asyncio.create_task(self._drive_slot(run, stored, slots))
+
+    async def _tend_unreachable(
+        self, run: _Run, cluster: CampaignCluster, record: DeviceRecord, unregistered: bool
+    ) -> None:
+        """A device no node can reach waits, within its timeouts; nothing is sent to it."""
+        now = self.clock()
+        due = record.deadline is not None and now >= record.deadline
+        event: DeviceEvent
+        if run.cancelled and not record.executed:
+            event = Cancel()
+        elif record.phase is Phase.PENDING and unregistered and run.go.is_set():
+            event = Begin(registered=False)
+        elif due:
+            event = Tick()
+        else:
+            return
+        campaign = run.campaign
+        if not await cluster.claim(campaign.id, record.endpoint):
+            return
+        try:
+            stored = await self.store.load_device(campaign.id, record.endpoint) or record
+            campaign.devices[record.endpoint] = stored
+            if stored.done:
+                return
+            machine = self._machine(campaign, stored)
+            # The actions asked for (a new attempt's check, clean-up) are not performed:
+            # the device's next driver redoes its phase's request (machine resume).
+            machine.handle(event, self.clock())
+            await self._commit(campaign, machine)
+        finally:
+            await cluster.release(campaign.id, record.endpoint)
+
+    async def _apply_change(self, change: Change) -> None:
+        """Another node stored a campaign or device record: take it into this node's view."""
+        campaign = self.campaigns.get(change.campaign)
+        if change.device is not None:
+            record = await self.store.load_device(change.campaign, change.device)
+            if campaign is None or record is None:
+                return  # a campaign's devices come with its first change (below)
+            old = campaign.devices.get(record.endpoint)
+            if old is not None and old.done and not record.done:
+                return  # an end is final; an older write read late
+            campaign.devices[record.endpoint] = record
+            self._publish(
+                CampaignEvent(
+                    "CAMPAIGN_DEVICE", campaign.id, {"campaign": campaign.id, **record.to_json()}
+                )
+            )
+            if old is None or old.phase is not record.phase:
+                self._publish_progress(campaign)
+            run = self._runs.get(campaign.id)
+            if run is not None:
+                run.wake.set()
+            return
+        stored = await self.store.load_campaign(change.campaign)
+        if stored is None:
+            return
+        if campaign is None:
+            stored.devices = await self.store.load_devices(stored.id)
+            self.campaigns[stored.id] = stored
+            if stored.finished is not None:
+                self._ended.setdefault(stored.id, asyncio.Event()).set()
+            elif stored.state in (CampaignState.RUNNING, CampaignState.PAUSED):
+                await self._launch(stored)
+            self._publish_progress(stored)
+            return
+        campaign.state, campaign.finished, campaign.error = (
+            stored.state,
+            stored.finished,
+            stored.error,
+        )
+        run = self._runs.get(campaign.id)
+        if campaign.state is CampaignState.PAUSED and run is not None:
+            run.go.clear()
+        elif campaign.state is CampaignState.RUNNING:
+            if run is None:
+                await self._launch(campaign)
+            else:
+                run.go.set()
+        elif campaign.state is CampaignState.CANCELLED:
+            if run is None and campaign.finished is None:
+                await self._launch(campaign)
+                run = self._runs.get(campaign.id)
+            if run is not None:
+                _cancel_run(run)
+        if run is not None:
+            run.wake.set()
+        if campaign.finished is not None:
+            self._ended.setdefault(campaign.id, asyncio.Event()).set()
+        self._publish_progress(campaign)
+
+    async def _keep_leases(self) -> None:
+        """Refresh the leases of the devices this node drives; stop a driver whose lease is lost."""
+        assert self.cluster is not None
+        while True:
+            await asyncio.sleep(self.cluster.lease_s / 3)
+            held = [(cid, ep) for cid, run in self._runs.items() for ep in run.drivers]
+            try:
+                lost = await self.cluster.refresh(held)
+            except StoreError as exc:
+                logger.error("campaign leases not refreshed: %s", exc)
+                continue
+            for campaign_id, endpoint in lost:
+                run = self._runs.get(campaign_id)
+                task = None if run is None else run.drivers.get(endpoint)
+                if task is not None:
+                    logger.warning(
+                        "campaign %s: lease of %s lost; another node may drive it",
+                        campaign_id,
+                        endpoint,
+                    )
+                    task.cancel()
+
     async def _finish(self, campaign: Campaign) -> None:
         if any(r.phase not in TERMINAL for r in campaign.devices.values()):
             return
+        if self.cluster is not None:
+            if not await self.cluster.claim_end(campaign.id):
+                return  # another node writes the end; its change reaches this view
+            stored = await self.store.load_campaign(campaign.id)
+            if stored is not None:
+                campaign.state = stored.state
         if campaign.state is CampaignState.RUNNING:
             campaign.state = CampaignState.FINISHED
         campaign.finished = self.clock()
         await self.store.save(campaign)
+        if self.cluster is not None:
+            await self.cluster.published(campaign.id)
         self._ended.setdefault(campaign.id, asyncio.Event()).set()
         self._publish_progress(campaign)
         logger.info("campaign %s %s: %s", campaign.id, campaign.state.value, campaign.totals())
@@ -363,11 +594,18 @@ class CampaignManager:
     async def _drive_slot(self, run: _Run, record: DeviceRecord, slots: asyncio.Semaphore) -> None:
         try:
             await self._drive(run, record)
+        except _HandOver as exc:
+            logger.info("campaign %s: %s handed over: %s", run.campaign.id, record.endpoint, exc)
         except Exception:
             logger.exception("campaign %s: driving %s failed", run.campaign.id, record.endpoint)
         finally:
             run.inboxes.pop(record.endpoint, None)
+            run.drivers.pop(record.endpoint, None)
             slots.release()
+            if self.cluster is not None:
+                with contextlib.suppress(StoreError):
+                    await self.cluster.release(run.campaign.id, record.endpoint)
+                run.wake.set()
 
     async def _drive(self, run: _Run, record: DeviceRecord) -> None:
         campaign = run.campaign
@@ -397,9 +635,16 @@ class CampaignManager:
                 return
             timer = machine.timer()
             wait = None if timer is None else max(0.0, timer - self.clock())
+            if self.cluster is not None:
+                # Wake up now and then to notice that the device moved to another node.
+                wait = self.poll_s if wait is None else min(wait, self.poll_s)
             try:
                 event = await asyncio.wait_for(inbox.get(), wait)
             except TimeoutError:
+                if self.cluster is not None and not await self.cluster.reachable_here(
+                    record.endpoint
+                ):
+                    raise _HandOver("another node owns the device now") from None
                 event = Tick()
             actions = machine.handle(event, self.clock())
 
@@ -420,6 +665,8 @@ class CampaignManager:
         if old == record:
             return
         await self.store.save_device(campaign.id, record)
+        if self.cluster is not None:
+            await self.cluster.published(campaign.id, record.endpoint)
         # Shown only once stored: what the API shows is what a restart resumes from.
         campaign.devices[record.endpoint] = record
         if old is not None and record.attempts > max(old.attempts, 1):
@@ -444,6 +691,8 @@ class CampaignManager:
     async def _set_state(self, campaign: Campaign, state: CampaignState) -> None:
         campaign.state = state
         await self.store.save(campaign)
+        if self.cluster is not None:
+            await self.cluster.published(campaign.id)
         self._publish_progress(campaign)
 
     def _publish_progress(self, campaign: Campaign) -> None:
@@ -464,6 +713,9 @@ class CampaignManager:
     ) -> DeviceEvent | None:
         endpoint = machine.record.endpoint
         deadline = machine.record.deadline
+        if self.cluster is not None and not await self.cluster.reachable_here(endpoint):
+            # Only the owner reaches the device; the new owner redoes this phase's request.
+            raise _HandOver(f"{action.value}: another node owns the device now")
         if machine.record.done:
             timeout = CLEANUP_REQUEST_S  # best effort: the device's result is already known
         else:
@@ -573,6 +825,11 @@ class CampaignManager:
     async def _route_events(self) -> None:
         """Server events into the inboxes of the devices' drivers."""
         async for event in self._subscription:
+            if self.cluster is not None and isinstance(event, RegistrationEvent | UpdatedEvent):
+                # The device may have just come to this node: look again at once.
+                for run in self._runs.values():
+                    if event.endpoint in run.campaign.devices:
+                        run.wake.set()
             targets = [
                 (run, run.inboxes[event.endpoint])
                 for run in self._runs.values()
@@ -586,6 +843,18 @@ class CampaignManager:
                     inbox.put_nowait(translated)
 
 
+class _HandOver(Exception):
+    """The device is no longer this node's to drive (cluster): stop, keep its record."""
+
+
+def _cancel_run(run: _Run) -> None:
+    run.cancelled = True
+    run.go.set()
+    run.wake.set()
+    for inbox in run.inboxes.values():
+        inbox.put_nowait(Cancel())
+
+
 class _Run:
     """A campaign being driven: its launcher task, the devices' inboxes, the pause gate."""
 
@@ -594,6 +863,9 @@ class _Run:
         self.image = image
         self.go = asyncio.Event()
         self.cancelled = False
+        #: Cluster: something changed, look at the devices again.
+        self.wake = asyncio.Event()
+        self.drivers: dict[str, asyncio.Task[None]] = {}
         self.inboxes: dict[str, asyncio.Queue[DeviceEvent]] = {}
         self.task: asyncio.Task[None]
         self._package: bytes | None = None
