@@ -46,6 +46,8 @@ class Node:
     http: httpx.AsyncClient
     #: CoAP messages this node sent and received: (direction, peer, message).
     traffic: list[tuple[str, Address, Message]] = field(default_factory=list)
+    #: The simulated devices registered on this node (by :func:`_cluster`).
+    devices: list[LwM2MClient] = field(default_factory=list)
 
     def peers(self) -> set[Address]:
         return {peer for _, peer, _ in self.traffic}
@@ -106,6 +108,7 @@ async def _cluster(
                 sim = fleet(node.server, per_node, base=node.id, customize=customize)
                 sims.append(sim)
                 await sim.start()
+                node.devices = sim.clients
             await until(lambda: all(len(n.server.registrations()) == 2 * per_node for n in (a, b)))
             yield a, b
         finally:
@@ -236,6 +239,45 @@ async def test_pause_on_b_stops_a_and_an_image_in_use_cannot_be_deleted_from_b(
         assert await RedisImageBlobs(a.stores.redis).get(image_id) is None
 
 
+async def test_cancel_on_b_cancels_what_both_nodes_had_not_started(
+    redis_url: str, tmp_path: FsPath
+) -> None:
+    gate = asyncio.Event()
+
+    def hold_first(client: LwM2MClient, index: int) -> None:
+        if index == 0:
+            firmware(client).installer = CountingInstaller(release=gate)
+
+    async with _cluster(redis_url, tmp_path, customize=hold_first) as (a, b):
+        image_id = await _upload(a, "3.1")
+        devices = ["a-0", "a-1", "b-0", "b-1"]
+        created = await a.http.post(
+            "/api/campaigns",
+            json={"firmware": image_id, "endpoints": devices, "concurrency": 1, "timeout": 30},
+        )
+        assert created.status_code == 201, created.text
+        campaign_id = created.json()["id"]
+
+        def both_executed(view: dict[str, Any]) -> bool:
+            states = {d["endpoint"]: d["state"] for d in view["devices"]}
+            return states["a-0"] == states["b-0"] == "updating"
+
+        await _until_view(a, campaign_id, both_executed)
+        cancelled = await b.http.post(f"/api/campaigns/{campaign_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        gate.set()
+        view = await _until_view(a, campaign_id, lambda v: v["finished"] is not None)
+        assert view == await _until_view(b, campaign_id, lambda v: v["finished"] is not None)
+
+    assert view["state"] == "cancelled"
+    assert {d["endpoint"]: d["state"] for d in view["devices"]} == {
+        "a-0": "updated",  # told to Execute before the cancel: confirmed, not abandoned
+        "b-0": "updated",
+        "a-1": "cancelled",
+        "b-1": "cancelled",
+    }
+
+
 async def test_an_image_uploaded_on_a_is_served_by_b_over_http_and_checked(
     redis_url: str, tmp_path: FsPath
 ) -> None:
@@ -253,6 +295,144 @@ async def test_an_image_uploaded_on_a_is_served_by_b_over_http_and_checked(
             broken = await c.http.get(f"/fw/{image_id}")
             assert broken.status_code == 503
             assert not (tmp_path / "c" / "firmware" / f"{image_id}.bin").exists()
+
+
+class _Balancer:
+    """A UDP load balancer in miniature: one upstream socket per device, the target switchable.
+
+    Switching ``target`` is what a take-over looks like to the nodes: the device's
+    next datagram (its Update) reaches the other node, which becomes the owner.
+    """
+
+    def __init__(self, target: Address) -> None:
+        self.target = target
+        self.front: asyncio.DatagramTransport | None = None
+        self.backs: dict[Address, asyncio.DatagramTransport] = {}
+        self.opening: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        balancer = self
+
+        class Front(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                device = (addr[0], addr[1])
+                back = balancer.backs.get(device)
+                if back is None:
+                    task = loop.create_task(balancer._open(device, data))
+                    balancer.opening.add(task)
+                    task.add_done_callback(balancer.opening.discard)
+                else:
+                    back.sendto(data, balancer.target)
+
+        self.front, _ = await loop.create_datagram_endpoint(Front, local_addr=("127.0.0.1", 0))
+        port: int = self.front.get_extra_info("sockname")[1]
+        return port
+
+    async def _open(self, device: Address, first: bytes) -> None:
+        balancer = self
+
+        class Back(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                if balancer.front is not None:
+                    balancer.front.sendto(data, device)
+
+        loop = asyncio.get_running_loop()
+        back, _ = await loop.create_datagram_endpoint(Back, local_addr=("127.0.0.1", 0))
+        self.backs[device] = back
+        back.sendto(first, self.target)
+
+    def upstream(self) -> set[Address]:
+        """The addresses the nodes see the devices at."""
+        return {t.get_extra_info("sockname")[:2] for t in self.backs.values()}
+
+    def close(self) -> None:
+        for transport in [*self.backs.values(), self.front]:
+            if transport is not None:
+                transport.close()
+
+
+async def test_a_device_taken_over_by_b_mid_update_is_confirmed_by_b_from_its_stored_state(
+    redis_url: str, tmp_path: FsPath
+) -> None:
+    gate = asyncio.Event()
+    installers: list[CountingInstaller] = []
+
+    def hold(client: LwM2MClient, index: int) -> None:
+        installers.append(CountingInstaller(release=gate))
+        firmware(client).installer = installers[-1]
+
+    async with _node(redis_url, tmp_path, "a") as a, _node(redis_url, tmp_path, "b") as b:
+        balancer = _Balancer(a.server.coap_address)
+        port = await balancer.start()
+        sim = fleet(a.server, 1, base="mv", coap_port=port, customize=hold)
+        await sim.start()
+        try:
+            await until(lambda: a.server.get_registration("mv-0") is not None)
+            image_id = await _upload(a, "5.0")
+            created = await a.http.post(
+                "/api/campaigns",
+                json={"firmware": image_id, "endpoints": ["mv-0"], "timeout": 30},
+            )
+            assert created.status_code == 201, created.text
+            campaign_id = created.json()["id"]
+            await _until_view(b, campaign_id, lambda v: v["devices"][0]["state"] == "updating")
+
+            balancer.target = b.server.coap_address  # the take-over
+            sim.clients[0].trigger_update()
+            await until(lambda: "mv-0" in b.campaigns._runs[campaign_id].drivers)
+            device = balancer.upstream()
+            before = {m.mid for d, peer, m in a.traffic if d == "out" and peer in device}
+            taken = len(a.traffic)
+            gate.set()
+            view = await _until_view(a, campaign_id, lambda v: v["state"] == "finished")
+            assert view == await _view(b, campaign_id)
+        finally:
+            await sim.stop()
+            balancer.close()
+
+    record = view["devices"][0]
+    assert (record["state"], record["newVersion"], record["attempts"]) == ("updated", "5.0", 1)
+    assert installers[0].checks == 1  # continued from its stored phase: delivered once
+    # After the take-over a sent the device nothing new (retransmissions of an earlier
+    # request at most), and b confirmed the update.
+    late = {m.mid for d, peer, m in a.traffic[taken:] if d == "out" and peer in device}
+    assert late <= before
+    assert any(d == "out" and peer in device for d, peer, _ in b.traffic)
+
+
+async def test_devices_whose_owner_is_gone_wait_until_owned_again_or_their_timeout(
+    redis_url: str, tmp_path: FsPath
+) -> None:
+    async with _cluster(redis_url, tmp_path) as (a, b):
+        image_id = await _upload(a, "6.0")
+        r = b.stores.redis
+        for endpoint in ("b-0", "b-1"):  # their owner died (no liveness key)
+            (reg_id,) = await r.run(("HGET", r.key("reg:endpoint"), endpoint))
+            await r.run(("HSET", r.key("reg:owner"), reg_id, "ghost"))
+        owned_b = _owned(b)
+        seen = len(a.traffic), len(b.traffic)
+        created = await a.http.post(
+            "/api/campaigns",
+            json={"firmware": image_id, "endpoints": ["b-0", "b-1"], "timeout": 6, "retries": 0},
+        )
+        assert created.status_code == 201, created.text
+        campaign_id = created.json()["id"]
+        await _until_view(
+            b, campaign_id, lambda v: [d["state"] for d in v["devices"]] == ["waiting"] * 2
+        )
+        # Nobody could reach them, so nobody tried.
+        assert not {p for _, p, _ in a.traffic[seen[0] :] + b.traffic[seen[1] :]} & owned_b
+
+        b0 = next(c for c in b.devices if c.endpoint_name == "b-0")
+        b0.trigger_update()  # b-0 shows up again: b owns it and drives it
+        view = await _until_view(a, campaign_id, lambda v: v["state"] == "finished")
+
+    states = {d["endpoint"]: (d["state"], d["error"]) for d in view["devices"]}
+    assert states == {
+        "b-0": ("updated", ""),
+        "b-1": ("failed", "offline: did not register within the timeout"),
+    }
 
 
 def test_malformed_campaign_changes_are_refused() -> None:

@@ -430,7 +430,7 @@ class CampaignManager:
                         if not held_back and not slots.locked():
                             await self._take(run, cluster, record, slots)
                     elif owner is None or owner not in alive:
-                        await self._tend_unreachable(run, cluster, record, owner is None)
+                        await self._tend_unreachable(run, cluster, record)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(run.wake.wait(), self.poll_s)
             if run.drivers:
@@ -461,15 +461,20 @@ class CampaignManager:
         run.drivers[endpoint] = asyncio.create_task(self._drive_slot(run, stored, slots))
 
     async def _tend_unreachable(
-        self, run: _Run, cluster: CampaignCluster, record: DeviceRecord, unregistered: bool
+        self, run: _Run, cluster: CampaignCluster, record: DeviceRecord
     ) -> None:
-        """A device no node can reach waits, within its timeouts; nothing is sent to it."""
+        """A device no node can reach waits, within its timeouts; nothing is sent to it.
+
+        It starts as not registered (WAITING: its attempt's deadline runs), and the
+        deadline ends the wait as on one node; the node that receives its next
+        Register or Update owns it and drives it on from there.
+        """
         now = self.clock()
         due = record.deadline is not None and now >= record.deadline
         event: DeviceEvent
         if run.cancelled and not record.executed:
             event = Cancel()
-        elif record.phase is Phase.PENDING and unregistered and run.go.is_set():
+        elif record.phase is Phase.PENDING and run.go.is_set():
             event = Begin(registered=False)
         elif due:
             event = Tick()
