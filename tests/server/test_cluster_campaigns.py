@@ -223,7 +223,10 @@ async def test_pause_on_b_stops_a_and_an_image_in_use_cannot_be_deleted_from_b(
         run = a.campaigns._runs[campaign_id]
         await until(lambda: not run.drivers)
         await a.http.get(f"/api/campaigns/{campaign_id}")  # a round trip: a's loop had its turn
-        states = [d["state"] for d in (await _view(b, campaign_id))["devices"]]
+        seen_by_b = await _until_view(
+            b, campaign_id, lambda v: v["devices"][0]["state"] == "updated"
+        )
+        states = [d["state"] for d in seen_by_b["devices"]]
         assert states == ["updated", "pending", "pending"]
 
         resumed = await b.http.post(f"/api/campaigns/{campaign_id}/resume")
@@ -386,7 +389,7 @@ async def test_a_device_taken_over_by_b_mid_update_is_confirmed_by_b_from_its_st
             taken = len(a.traffic)
             gate.set()
             view = await _until_view(a, campaign_id, lambda v: v["state"] == "finished")
-            assert view == await _view(b, campaign_id)
+            assert view == await _until_view(b, campaign_id, lambda v: v["state"] == "finished")
         finally:
             await sim.stop()
             balancer.close()

@@ -141,6 +141,7 @@ class CampaignManager:
         self._events_task: asyncio.Task[None] | None = None
         self._subscription: Any = None
         self._ended: dict[str, asyncio.Event] = {}
+        self._launching: set[str] = set()
 
     # ================================================================ lifecycle
     async def start(self) -> None:
@@ -154,6 +155,8 @@ class CampaignManager:
             await self.cluster.start(self._apply_change)
             self._lease_task = asyncio.create_task(self._keep_leases())
         for campaign in await self.store.load():
+            if campaign.id in self.campaigns:
+                continue  # a cluster node's change brought it in while we loaded
             self.campaigns[campaign.id] = campaign
             if campaign.state in (CampaignState.RUNNING, CampaignState.PAUSED):
                 # Paused ones too: their devices under way are confirmed, none starts.
@@ -355,6 +358,19 @@ class CampaignManager:
         }
 
     async def _launch(self, campaign: Campaign) -> None:
+        if campaign.id in self._runs or campaign.id in self._launching:
+            return
+        self._launching.add(campaign.id)
+        try:
+            await self._launch_checked(campaign)
+        finally:
+            self._launching.discard(campaign.id)
+        run = self._runs.get(campaign.id)
+        cancelled = campaign.state is CampaignState.CANCELLED
+        if self.cluster is not None and run is not None and cancelled:
+            _cancel_run(run)  # its devices not told to Execute end cancelled
+
+    async def _launch_checked(self, campaign: Campaign) -> None:
         image = await self.repository.get(campaign.spec.firmware)
         if image is None or not await self.repository.verify(image.id):
             campaign.error = "firmware image missing or corrupted; campaign paused"
@@ -523,6 +539,8 @@ class CampaignManager:
             return
         if campaign is None:
             stored.devices = await self.store.load_devices(stored.id)
+            if stored.id in self.campaigns:
+                return  # loaded meanwhile (start, or an earlier change)
             self.campaigns[stored.id] = stored
             if stored.finished is not None:
                 self._ended.setdefault(stored.id, asyncio.Event()).set()
