@@ -36,7 +36,7 @@ async def serve_firmware(
     segments = request.uri_path
     if repository.shared and len(segments) == 2 and request.code == Code.GET:
         requested = request.block2
-        if requested is None or requested.num == 0 or repository.lookup(segments[1]) is None:
+        if requested is None or requested.num == 0 or not repository.cached(segments[1]):
             try:
                 await repository.fetch(segments[1])
             except FirmwareError:

@@ -225,6 +225,10 @@ class FirmwareRepository:
         """:meth:`get` without the coroutine, for the per-block CoAP path."""
         return self._images.get(image_id)
 
+    def cached(self, image_id: str) -> bool:
+        """Whether this node can :meth:`read` the image now (known, and its file is here)."""
+        return image_id in self._images and (self.directory / f"{image_id}.bin").is_file()
+
     async def get(self, image_id: str) -> FirmwareImage | None:
         """The image's metadata (shared: as the store has it now, bytes not fetched)."""
         if self.blobs is None:
