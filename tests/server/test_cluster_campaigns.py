@@ -32,6 +32,7 @@ from lwm2m.server.firmware.campaign_cluster import CampaignCluster, parse_change
 from lwm2m.server.firmware.campaigns import CampaignManager
 from lwm2m.server.firmware.shared_images import RedisImageBlobs
 from lwm2m.stores import open_stores
+from lwm2m.stores.records import Registration
 from lwm2m.stores.redis import RedisStores
 from lwm2m.web.app import WebServer, create_app
 
@@ -109,16 +110,22 @@ async def _cluster(
                 sims.append(sim)
                 await sim.start()
                 node.devices = sim.clients
-            await until(lambda: all(len(n.server.registrations()) == 2 * per_node for n in (a, b)))
+            await until(lambda: all(len(_own(n)) == per_node for n in (a, b)))
+            assert await a.stores.registrations.fetch_count() == 2 * per_node
             yield a, b
         finally:
             for sim in sims:
                 await sim.stop()
 
 
+def _own(node: Node) -> list[Registration]:
+    """The registrations of the devices registered on ``node`` (its memory holds them)."""
+    return [r for r in node.server.registrations() if r.endpoint.startswith(node.id)]
+
+
 def _owned(node: Node) -> set[Address]:
     """The addresses of the devices registered on ``node``."""
-    return {r.address for r in node.server.registrations() if r.endpoint.startswith(node.id)}
+    return {r.address for r in _own(node)}
 
 
 async def _upload(node: Node, version: str, size: int = 5000) -> str:
@@ -253,10 +260,10 @@ async def test_cancel_on_b_cancels_what_both_nodes_had_not_started(
 
     async with _cluster(redis_url, tmp_path, customize=hold_first) as (a, b):
         image_id = await _upload(a, "3.1")
-        devices = ["a-0", "a-1", "b-0", "b-1"]
+        # A filter selects from the fleet in Redis: a's memory holds a's devices only.
         created = await a.http.post(
             "/api/campaigns",
-            json={"firmware": image_id, "endpoints": devices, "concurrency": 1, "timeout": 30},
+            json={"firmware": image_id, "filter": {"endpoint": "*"}, "concurrency": 1},
         )
         assert created.status_code == 201, created.text
         campaign_id = created.json()["id"]

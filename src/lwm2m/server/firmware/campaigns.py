@@ -42,10 +42,11 @@ and drives the devices it owns, under a lease per device:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,7 @@ from lwm2m.server.firmware.campaign_records import (
 )
 from lwm2m.server.firmware.repository import FirmwareImage, FirmwareRepository
 from lwm2m.stores.base import StoreError
+from lwm2m.stores.query import RegistrationQuery
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,8 @@ DEFAULT_POLL_S = 5.0
 MAX_REQUEST_S = 300.0
 #: Clean-up requests of a finished device (stop observing, reset) wait no longer.
 CLEANUP_REQUEST_S = 10.0
+#: Registrations read per page when a cluster node lists the fleet for a filter.
+FLEET_PAGE = 1000
 #: Bounded buffer of each listener of :meth:`CampaignManager.subscribe`.
 LISTENER_BUFFER = 1000
 
@@ -247,9 +251,7 @@ class CampaignManager:
         if spec.endpoints is not None:
             endpoints = list(spec.endpoints)
         else:
-            endpoints = sorted(
-                r.endpoint for r in self.server.registrations() if spec.selects(r.endpoint)
-            )
+            endpoints = sorted(r.endpoint for r in await self._fleet() if spec.selects(r.endpoint))
             if not endpoints:
                 raise CampaignError("filter: no registered device matches")
         busy = sorted(set(endpoints) & self._busy_endpoints())
@@ -347,6 +349,26 @@ class CampaignManager:
             if stored is not None:
                 campaign.state, campaign.finished = stored.state, stored.finished
         return campaign
+
+    async def _fleet(self) -> Sequence[Any]:
+        """Every registration: this node's memory, or in a cluster the fleet in Redis, by pages."""
+        if self.cluster is None:
+            registrations: Sequence[Any] = self.server.registrations()
+            return registrations
+        fleet: builtins.list[Any] = []
+        while True:
+            page = await self.server.stores.registrations.fetch_query(
+                RegistrationQuery(offset=len(fleet), limit=FLEET_PAGE)
+            )
+            fleet.extend(page.items)
+            if not page.items or len(fleet) >= page.total:
+                return fleet
+
+    async def _registration(self, endpoint: str) -> Any:
+        """The device's registration; in a cluster a node's memory holds only part of the fleet."""
+        if self.cluster is None:
+            return self.server.get_registration(endpoint)
+        return await self.server.fetch_registration(endpoint)
 
     def _busy_endpoints(self) -> set[str]:
         return {
@@ -635,7 +657,7 @@ class CampaignManager:
         machine = self._machine(campaign, record)
         inbox = run.inboxes[record.endpoint]
         now = self.clock()
-        registered = self.server.get_registration(record.endpoint) is not None
+        registered = await self._registration(record.endpoint) is not None
         if record.phase is Phase.PENDING:
             actions = machine.handle(Begin(registered=registered), now)
         elif record.phase is Phase.WAITING and registered:
@@ -754,7 +776,7 @@ class CampaignManager:
             return RequestFailed(f"{action.value}: {exc or type(exc).__name__}")
 
     async def _read_support(self, run: _Run, endpoint: str, timeout: float) -> DeviceEvent:
-        registration = self.server.get_registration(endpoint)
+        registration = await self._registration(endpoint)
         if registration is None:
             return Unregistered()
         fw = _resources(
@@ -799,7 +821,7 @@ class CampaignManager:
             )
             self._count("campaign_pushes_total")
             return Delivered()
-        registration = self.server.get_registration(endpoint)
+        registration = await self._registration(endpoint)
         if registration is None:
             return RequestFailed("the device is not registered")
         uri = self.server.firmware_uri(run.image.id, registration, method.value)
