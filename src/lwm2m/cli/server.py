@@ -339,8 +339,10 @@ async def _firmware(args: argparse.Namespace, stores: Any) -> Any:
 
     if args.firmware_max_size <= 0:
         raise ConfigurationError("--firmware-max-size must be positive")
+    from lwm2m.stores.redis import RedisStores
+
     blobs = None
-    if getattr(stores, "node_id", None) is not None:
+    if isinstance(stores, RedisStores):
         from lwm2m.server.firmware.shared_images import RedisImageBlobs
 
         blobs = RedisImageBlobs(stores.redis)
@@ -424,13 +426,13 @@ async def _start_campaigns(server: Any) -> Any:
     if server.firmware is None:
         return None
     from lwm2m.server.firmware.campaigns import CampaignManager
+    from lwm2m.stores.redis import RedisStores
 
     cluster = None
-    node_id = getattr(server.stores, "node_id", None)
-    if node_id is not None:  # a Redis store: every node drives the devices it owns
+    if isinstance(server.stores, RedisStores):  # every node drives the devices it owns
         from lwm2m.server.firmware.campaign_cluster import CampaignCluster
 
-        cluster = CampaignCluster(server.stores.redis, node_id)
+        cluster = CampaignCluster(server.stores.redis, server.stores.node_id)
     campaigns = CampaignManager(server, server.firmware, cluster=cluster)
     await campaigns.start()
     return campaigns
