@@ -177,13 +177,14 @@ def fill_sqlite(path: Path, count: int) -> None:
     import sqlite3
 
     from lwm2m.server.object_links import decode_links_payload
-    from lwm2m.stores.codec import registration_text
+    from lwm2m.stores.codec import registration_row
     from lwm2m.stores.records import ObjectLinks, RegisteredObject, Registration
-    from lwm2m.stores.sqlite import SCHEMA
+    from lwm2m.stores.sqlite import REGISTRATION_UPSERT, SCHEMA, migrate_registrations
 
     conn = sqlite3.connect(str(path))
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(SCHEMA)
+    migrate_registrations(conn)
     now = time.time()
     batch = []
     base = decode_links_payload(b'</>;rt="oma.lwm2m",</1/0>,</3/0>,</4/0>,</5/0>').objects
@@ -204,14 +205,12 @@ def fill_sqlite(path: Path, count: int) -> None:
             lwm2m_version="1.1",
             links=links,
         )
-        batch.append((reg.id, reg.endpoint, registration_text(reg)))
+        batch.append(registration_row(reg))
         if len(batch) == 50_000:
-            conn.executemany(
-                "INSERT INTO registrations (id, endpoint, doc) VALUES (?, ?, ?)", batch
-            )
+            conn.executemany(REGISTRATION_UPSERT, batch)
             conn.commit()
             batch.clear()
-    conn.executemany("INSERT INTO registrations (id, endpoint, doc) VALUES (?, ?, ?)", batch)
+    conn.executemany(REGISTRATION_UPSERT, batch)
     conn.commit()
     conn.close()
 

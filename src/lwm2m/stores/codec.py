@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from lwm2m.security.credentials import SecurityEntry
@@ -20,8 +22,13 @@ from lwm2m.stores.records import (
     ObjectLinks,
     ObservationRecord,
     RecordError,
+    RegisteredObject,
     Registration,
+    identity_from_dict,
+    identity_to_dict,
+    registered_object,
     security_entry_to_dict,
+    stored_objects,
 )
 
 T = TypeVar("T")
@@ -99,6 +106,203 @@ def _encode_links(links: ObjectLinks) -> str:
         f'{{"text":{_str(links.text)},"root_path":{_str(links.root_path)},'
         f'"content_formats":[{formats}],"objects":[{objects}]}}'
     )
+
+
+#: The columns of a SQLite registration row, in the order of :func:`registration_row`.
+REGISTRATION_COLUMNS = (
+    "id",
+    "endpoint",
+    "doc",
+    "host",
+    "port",
+    "lifetime_s",
+    "registered_at",
+    "updated_at",
+    "endpoint_type",
+    "lwm2m_version",
+    "binding",
+    "queue_mode",
+    "sms_number",
+    "transport",
+    "links_text",
+    "root_path",
+    "content_formats",
+    "objects",
+    "identity",
+)
+
+#: The columns an Update rewrites when only the address, lifetime and time changed.
+REGISTRATION_UPDATE_COLUMNS = ("host", "port", "lifetime_s", "updated_at", "transport")
+
+
+def registration_row(reg: Registration) -> tuple[Any, ...]:
+    """The SQLite row of a registration, one column per field (see :func:`registration_from_row`).
+
+    Columns rather than one JSON document: reading a million rows back is
+    then a fetch of typed values instead of a JSON parse per row, and an
+    Update that changes only the address and lifetime rewrites those columns
+    alone. ``doc`` stays empty (it holds the document of rows written before).
+    """
+    links = reg.links
+    host, port = reg.address
+    identity = reg.identity
+    return (
+        reg.id,
+        reg.endpoint,
+        "",
+        host,
+        int(port),
+        int(reg.lifetime_s),
+        _finite(reg.registered_at),
+        _finite(reg.updated_at),
+        reg.endpoint_type,
+        reg.lwm2m_version,
+        reg.binding,
+        1 if reg.queue_mode else 0,
+        reg.sms_number,
+        reg.transport,
+        links.text,
+        links.root_path,
+        _formats_text(links.content_formats),
+        _objects_text(links.objects),
+        None if identity is None else dumps(identity_to_dict(identity)),
+    )
+
+
+def registration_update_row(reg: Registration) -> tuple[Any, ...]:
+    """The values of :data:`REGISTRATION_UPDATE_COLUMNS`, then the id."""
+    host, port = reg.address
+    return (host, int(port), int(reg.lifetime_s), _finite(reg.updated_at), reg.transport, reg.id)
+
+
+def registration_from_row(row: Sequence[Any]) -> Registration:
+    """A registration back from its row (:data:`REGISTRATION_COLUMNS`), without a JSON parse.
+
+    The object list is decoded once per distinct text (a fleet announces a
+    few lists a million times). A malformed row is a :class:`RecordError`.
+    """
+    try:
+        (rid, endpoint, doc, host, port, lifetime_s, registered_at, updated_at, ept,
+         version, binding, queue_mode, sms, transport, links_text, root_path, formats,
+         objects, identity) = row  # fmt: skip
+        if registered_at is None:  # a row of the document format (before the columns)
+            return Registration.from_dict(load_doc(doc))
+        links = ObjectLinks(
+            links_text if type(links_text) is str else str(links_text),
+            root_path if type(root_path) is str else str(root_path),
+            _stored_objects_text(objects),
+            _stored_formats(formats),
+        )
+        return Registration(
+            rid if type(rid) is str else str(rid),
+            endpoint if type(endpoint) is str else str(endpoint),
+            (host if type(host) is str else str(host), int(port)),
+            int(lifetime_s),
+            float(registered_at),
+            float(updated_at),
+            None if ept is None else int(ept),
+            sys.intern(str(version)),
+            sys.intern(str(binding)),
+            bool(queue_mode),
+            None if sms is None else str(sms),
+            links,
+            None if identity is None else identity_from_dict(load_doc(identity)),
+            transport if transport == "udp" else str(transport),
+        )
+    except (TypeError, ValueError, AttributeError, StoreError) as exc:
+        if isinstance(exc, RecordError):
+            raise
+        raise RecordError(f"not a registration row: {exc!r}") from None
+
+
+def _finite(value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+    return value
+
+
+def _formats_text(formats: tuple[int, ...]) -> str:
+    return " ".join(str(int(c)) for c in formats)
+
+
+_formats_cache: dict[str, tuple[int, ...]] = {}
+
+
+def _stored_formats(text: object) -> tuple[int, ...]:
+    if not text:
+        return ()
+    raw = str(text)
+    cached = _formats_cache.get(raw)
+    if cached is None:
+        # Written as "60 110"; a migrated document row holds the JSON list "[60,110]".
+        items: list[Any] = json.loads(raw) if raw.startswith("[") else raw.split()
+        cached = tuple(int(c) for c in items)
+        if len(_formats_cache) < _CACHE_LIMIT:
+            _formats_cache[raw] = cached
+    return cached
+
+
+#: id(objects) -> (objects, text), as for the links' text: an Update keeps its objects.
+_objects_cache: dict[int, tuple[tuple[RegisteredObject, ...], str]] = {}
+#: Stored text -> shared tuple: most rows of a fleet hold one of a few lists.
+_stored_objects_cache: dict[str, tuple[RegisteredObject, ...]] = {}
+_CACHE_LIMIT = 65536
+#: A version holding one of these is written as JSON (the compact form could not say it).
+_COMPACT_UNSAFE = frozenset(",/@[")
+
+
+def _objects_text(objects: tuple[RegisteredObject, ...]) -> str:
+    """``1/0,3/0,5@1.1``: object id, ``@version`` when announced, ``/instance`` each."""
+    cached = _objects_cache.get(id(objects))
+    if cached is not None and cached[0] is objects:
+        return cached[1]
+    parts = []
+    compact = True
+    for o in objects:
+        head = str(int(o.id))
+        if o.version is not None:
+            if _COMPACT_UNSAFE.intersection(o.version):
+                compact = False
+                break
+            head = f"{head}@{o.version}"
+        parts.append("/".join((head, *(str(int(i)) for i in o.instances))))
+    if compact:
+        text = ",".join(parts)
+    else:
+        text = dumps(
+            [{"id": o.id, "version": o.version, "instances": list(o.instances)} for o in objects]
+        )
+    if len(_objects_cache) >= _CACHE_LIMIT:
+        _objects_cache.clear()
+    _objects_cache[id(objects)] = (objects, text)
+    return text
+
+
+def _stored_objects_text(text: object) -> tuple[RegisteredObject, ...]:
+    if type(text) is not str:
+        raise RecordError(f"object list is not text: {text!r}")
+    shared = _stored_objects_cache.get(text)
+    if shared is not None:
+        return shared
+    if text.startswith("["):  # JSON: written so, or migrated from a document row
+        try:
+            shared = stored_objects(json.loads(text))
+        except (KeyError, TypeError) as exc:
+            raise RecordError(f"not an object list: {exc!r}") from None
+    else:
+        objects = []
+        for part in text.split(",") if text else ():
+            head, *instances = part.split("/")
+            oid, at, version = head.partition("@")
+            objects.append(
+                registered_object(int(oid), version if at else None, tuple(map(int, instances)))
+            )
+        # Equal lists have equal texts: the cache below shares them.
+        shared = tuple(objects)
+    if len(_stored_objects_cache) < _CACHE_LIMIT:
+        _stored_objects_cache[text] = shared
+    return shared
 
 
 def observation_text(record: ObservationRecord) -> str:

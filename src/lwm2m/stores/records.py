@@ -95,7 +95,8 @@ def shared_objects(objects: tuple[RegisteredObject, ...]) -> tuple[RegisteredObj
 _stored_lists: dict[tuple[tuple[Any, Any, tuple[Any, ...]], ...], tuple[RegisteredObject, ...]] = {}
 
 
-def _stored_objects(docs: Any) -> tuple[RegisteredObject, ...]:
+def stored_objects(docs: Any) -> tuple[RegisteredObject, ...]:
+    """The shared object list of its stored JSON form (``[{"id", "version", "instances"}]``)."""
     key = tuple((o["id"], o.get("version"), tuple(o.get("instances", ()))) for o in docs)
     shared = _stored_lists.get(key)
     if shared is None:
@@ -187,10 +188,7 @@ class Registration:
         if self.transport != "udp":
             doc["transport"] = self.transport
         if self.identity is not None:
-            doc["identity"] = {
-                "psk_identity": _b64(self.identity.psk_identity),
-                "certificate_der": _b64(self.identity.certificate_der),
-            }
+            doc["identity"] = identity_to_dict(self.identity)
         return doc
 
     @classmethod
@@ -199,12 +197,7 @@ class Registration:
         try:
             links = doc.get("links") or {}
             identity_doc = doc.get("identity")
-            identity = None
-            if identity_doc is not None:
-                identity = PeerIdentity(
-                    psk_identity=_unb64(identity_doc.get("psk_identity")),
-                    certificate_der=_unb64(identity_doc.get("certificate_der")),
-                )
+            identity = None if identity_doc is None else identity_from_dict(identity_doc)
             host, port = doc["address"]
             return cls(
                 id=str(doc["id"]),
@@ -224,13 +217,34 @@ class Registration:
                     text=str(links.get("text", "")),
                     root_path=str(links.get("root_path", "/")),
                     content_formats=tuple(int(c) for c in links.get("content_formats", ())),
-                    objects=_stored_objects(links.get("objects", ())),
+                    objects=stored_objects(links.get("objects", ())),
                 ),
                 identity=identity,
                 transport=str(doc.get("transport", "udp")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"not a registration document: {exc!r}") from None
+
+
+def identity_to_dict(identity: PeerIdentity) -> dict[str, Any]:
+    """The stored form of a DTLS identity (bytes as base64)."""
+    return {
+        "psk_identity": _b64(identity.psk_identity),
+        "certificate_der": _b64(identity.certificate_der),
+    }
+
+
+def identity_from_dict(doc: Mapping[str, Any]) -> PeerIdentity:
+    """Read back what :func:`identity_to_dict` wrote; malformed: :class:`RecordError`."""
+    try:
+        return PeerIdentity(
+            psk_identity=_unb64(doc.get("psk_identity")),
+            certificate_der=_unb64(doc.get("certificate_der")),
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, RecordError):
+            raise
+        raise RecordError(f"not an identity document: {exc!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
