@@ -117,6 +117,7 @@ async def test_close_commits_what_is_queued(tmp_path: FsPath) -> None:
         {},
         {"endpoint": 'odd "name"\\ é \u2603', "sms_number": "+3361234", "endpoint_type": 7},
         {"queue_mode": True, "binding": "UQ", "lwm2m_version": "1.2"},
+        {"transport": "tcp"},
         {"identity": PeerIdentity(psk_identity=b"\x00id")},
         {
             "links": ObjectLinks(

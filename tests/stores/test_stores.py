@@ -185,7 +185,9 @@ async def test_sqlite_skips_unreadable_rows(
     await s.security.put(SecurityEntry("dev-a", psk=PskCredential(b"id", b"k")))
     await s.close()
     with sqlite3.connect(tmp_path / "lwm2m.sqlite3") as conn:
-        conn.execute("INSERT INTO registrations (id, endpoint, doc) VALUES ('b', 'dev-b', '{not json')")
+        conn.execute(
+            "INSERT INTO registrations (id, endpoint, doc) VALUES ('b', 'dev-b', '{not json')"
+        )
         conn.execute("INSERT INTO observations VALUES ('t2', 'a', '{\"id\": 1}')")
         conn.execute("INSERT INTO security VALUES ('dev-b', 'nope')")
         conn.execute("INSERT INTO security VALUES ('dev-c', '[]')")

@@ -59,11 +59,15 @@ def registration_text(reg: Registration) -> str:
         f'"lwm2m_version":{_str(reg.lwm2m_version)},"binding":{_str(reg.binding)},'
         f'"queue_mode":{"true" if reg.queue_mode else "false"},'
         f'"sms_number":{"null" if reg.sms_number is None else _str(reg.sms_number)},'
-        f'"links":{_links_text(links)}}}'
+        f'"links":{_links_text(links)}{_transport(reg.transport)}}}'
     )
 
 
 _str = json.encoder.encode_basestring_ascii
+
+
+def _transport(transport: str) -> str:
+    return "" if transport == "udp" else f',"transport":{_str(transport)}'
 
 
 def _float(value: float) -> str:
