@@ -197,13 +197,16 @@ def registration_from_row(row: Sequence[Any]) -> Registration:
             _stored_objects_text(objects),
             _stored_formats(formats),
         )
+        registered_at = float(registered_at)
+        updated_at = float(updated_at)
         return Registration(
             rid if type(rid) is str else str(rid),
             endpoint if type(endpoint) is str else str(endpoint),
-            (host if type(host) is str else str(host), int(port)),
-            int(lifetime_s),
-            float(registered_at),
-            float(updated_at),
+            (host if type(host) is str else str(host), _shared_int(int(port))),
+            _shared_int(int(lifetime_s)),
+            registered_at,
+            # One float object for both when equal (never updated since the Register).
+            registered_at if updated_at == registered_at else updated_at,
             None if ept is None else int(ept),
             sys.intern(str(version)),
             sys.intern(str(binding)),
@@ -217,6 +220,20 @@ def registration_from_row(row: Sequence[Any]) -> Registration:
         if isinstance(exc, RecordError):
             raise
         raise RecordError(f"not a registration row: {exc!r}") from None
+
+
+#: Ports and lifetimes read back: a fleet uses a few (5683, 86400), and every int
+#: above 256 read from SQLite is an object of its own (28 bytes, two per row).
+_ints: dict[int, int] = {}
+
+
+def _shared_int(value: int) -> int:
+    shared = _ints.get(value)
+    if shared is None:
+        shared = value
+        if len(_ints) < _CACHE_LIMIT:
+            _ints[value] = value
+    return shared
 
 
 def _finite(value: float) -> float:
@@ -283,6 +300,19 @@ def _objects_text(objects: tuple[RegisteredObject, ...]) -> str:
     return text
 
 
+#: One object's compact text (``3/0``) -> the shared object: most are common to every row.
+_stored_parts: dict[str, RegisteredObject] = {}
+
+
+def _stored_object(part: str) -> RegisteredObject:
+    head, *instances = part.split("/")
+    oid, at, version = head.partition("@")
+    obj = registered_object(int(oid), version if at else None, tuple(map(int, instances)))
+    if len(_stored_parts) < _CACHE_LIMIT:
+        _stored_parts[part] = obj
+    return obj
+
+
 def _stored_objects_text(text: object) -> tuple[RegisteredObject, ...]:
     if type(text) is not str:
         raise RecordError(f"object list is not text: {text!r}")
@@ -295,15 +325,9 @@ def _stored_objects_text(text: object) -> tuple[RegisteredObject, ...]:
         except (KeyError, TypeError) as exc:
             raise RecordError(f"not an object list: {exc!r}") from None
     else:
-        objects = []
-        for part in text.split(",") if text else ():
-            head, *instances = part.split("/")
-            oid, at, version = head.partition("@")
-            objects.append(
-                registered_object(int(oid), version if at else None, tuple(map(int, instances)))
-            )
         # Equal lists have equal texts: the cache below shares them.
-        shared = tuple(objects)
+        parts = _stored_parts
+        shared = tuple(parts.get(p) or _stored_object(p) for p in text.split(",")) if text else ()
     if len(_stored_objects_cache) < _CACHE_LIMIT:
         _stored_objects_cache[text] = shared
     return shared
