@@ -427,7 +427,8 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
         self._stop_loading = threading.Event()
         self._load_thread: threading.Thread | None = None
         self.loaded: asyncio.Future[int] | None = None
-        self._touch_next: dict[str, bool] = {}
+        #: id() of an Update's new registration -> its row needs the touched columns only.
+        self._touch_next: dict[int, bool] = {}
         migrate_registrations(db.connection)
         if load:
             for reg in decode_rows(db.read_all(_REGISTRATION_SELECT)):
@@ -543,12 +544,14 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
             self.get(registration.id)
             self._touched.add(registration.endpoint)
         old = self._by_id.get(registration.id)
-        # Read by _persist_update before this coroutine yields.
-        self._touch_next[registration.id] = old is not None and _same_but_touched(old, registration)
+        # Keyed by the object (alive until popped), so interleaved Updates of one id cannot
+        # read each other's answer.
+        key = id(registration)
+        self._touch_next[key] = old is not None and _same_but_touched(old, registration)
         try:
             return await super().update(registration)
         finally:
-            self._touch_next.pop(registration.id, None)
+            self._touch_next.pop(key, None)
 
     async def remove(self, registration_id: str) -> Registration | None:
         """As in memory; while loading, a removed name is not brought back by the loader."""
@@ -562,7 +565,7 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
         await self._db.execute([(REGISTRATION_UPSERT, registration_row(reg))])
 
     async def _persist_update(self, reg: Registration) -> None:
-        if self._touch_next.pop(reg.id, False):
+        if self._touch_next.pop(id(reg), False):
             await self._db.execute([(REGISTRATION_TOUCH, registration_update_row(reg))])
         else:
             await self._db.execute([(REGISTRATION_UPSERT, registration_row(reg))])
