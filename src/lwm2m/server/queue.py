@@ -11,8 +11,9 @@ when it next shows up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from lwm2m.server.errors import ClientNotFound, ClientTimeout, QueueFull
@@ -63,17 +64,24 @@ class QueueMode:
         state = self._clients.get(registration_id)
         return 0 if state is None else state.waiting
 
-    def on_activity(self, registration: Registration) -> None:
-        """The client sent something: it is awake for another ``awake_time_s``."""
+    def on_activity(self, registration: Registration) -> bool:
+        """The client sent something: it is awake for another ``awake_time_s``.
+
+        True when it was asleep (or unknown to this node) until now: the
+        moment to send what is queued for it.
+        """
         if not registration.queue_mode:
             # Left queue mode (Update without Q): waiting requests may go now.
+            known = registration.id in self._clients
             self.forget(registration.id, gone=False)
-            return
+            return known
+        woke = False
         state = self._clients.get(registration.id)
         if state is None:
             state = _ClientState(registration.endpoint, awake=False)
             self._clients[registration.id] = state
         if not state.awake:
+            woke = True
             state.awake = True
             state.wake.set()
             self.events.publish(AwakeEvent(registration.endpoint, self.clock(), registration.id))
@@ -81,6 +89,7 @@ class QueueMode:
             state.timer.cancel()
         loop = asyncio.get_running_loop()
         state.timer = loop.call_later(self.awake_time_s, self._fall_asleep, registration.id)
+        return woke
 
     def _fall_asleep(self, registration_id: str) -> None:
         state = self._clients.get(registration_id)
@@ -125,6 +134,19 @@ class QueueMode:
             state.waiting -= 1
         if state.gone:
             raise ClientNotFound(registration.endpoint)
+
+    @contextlib.contextmanager
+    def parked(self, registration: Registration) -> Iterator[None]:
+        """Count a request waiting for the client (queued in the store) in :meth:`queued`."""
+        state = self._clients.get(registration.id)
+        if state is None:
+            state = _ClientState(registration.endpoint, awake=False)
+            self._clients[registration.id] = state
+        state.waiting += 1
+        try:
+            yield
+        finally:
+            state.waiting -= 1
 
     def forget(self, registration_id: str, *, gone: bool = True) -> None:
         """Drop the client's state; waiters are released (with :class:`ClientNotFound`

@@ -48,6 +48,7 @@ from lwm2m.server.errors import (
     ClientTimeout,
     InvalidResponse,
     ObservationNotFound,
+    QueueFull,
     ServerError,
 )
 from lwm2m.server.events import SendEvent, ServerEventBus
@@ -84,6 +85,7 @@ from lwm2m.server.operations import (
     observing_request,
 )
 from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED, QueueMode
+from lwm2m.server.queued_requests import QueuedRequests, QueuedResult
 from lwm2m.server.registrar import (
     DEFAULT_LIFETIME_GRACE_S,
     Registrar,
@@ -205,6 +207,13 @@ class LwM2MServer:
             max_queued=self.config.max_queued,
             clock=clock,
         )
+        #: Requests for sleeping queue-mode clients, in the document store (any node sends them).
+        self.queued = QueuedRequests(
+            self.stores.documents,
+            node_id=str(getattr(self.stores, "node_id", None) or "local"),
+            clock=clock,
+        )
+        self._queue_relay: Any = None
         self.observations = Observations(
             self.stores.observations,
             self.events,
@@ -359,6 +368,7 @@ class LwM2MServer:
 
     async def _after_start(self) -> None:
         assert self._coap is not None
+        await self._start_queue_relay()
         self._coap.set_orphan_notification_handler(self._orphan_plain)
         if self._coaps is not None:
             self._coaps.set_orphan_notification_handler(self._orphan_secure)
@@ -394,6 +404,10 @@ class LwM2MServer:
                     await task
         self._tasks.clear()
         self.queue.close()
+        self.queued.close()
+        if self._queue_relay is not None:
+            await self._queue_relay.close()
+            self._queue_relay = None
         await self.observations.close()
         for ep in (self._coap, self._coaps, self._coap_tcp, self._coaps_tcp):
             if ep is not None:
@@ -494,7 +508,8 @@ class LwM2MServer:
             if response.code in (Code.CREATED, Code.CHANGED):
                 reg = self.stores.registrations.get_by_address(peer.address)
                 if reg is not None:
-                    self.queue.on_activity(reg)
+                    if self.queue.on_activity(reg):
+                        self._spawn(self._send_queued(reg.id))
                     waiting = self._reconnects.pop(reg.endpoint, None)
                     if waiting is not None:
                         waiting.set()
@@ -563,16 +578,20 @@ class LwM2MServer:
 
     def _activity(self, peer: Peer) -> None:
         reg = self.stores.registrations.get_by_address(peer.address)
-        if reg is not None and reg.queue_mode:
-            self.queue.on_activity(reg)
+        if reg is not None and reg.queue_mode and self.queue.on_activity(reg):
+            self._spawn(self._send_queued(reg.id))
 
     def _observation_activity(self, record: ObservationRecord) -> None:
         reg = self.stores.registrations.get(record.registration_id)
-        if reg is not None and reg.queue_mode:
-            self.queue.on_activity(reg)
+        if reg is not None and reg.queue_mode and self.queue.on_activity(reg):
+            self._spawn(self._send_queued(reg.id))
 
     async def _registration_removed(self, registration: Registration, reason: str) -> None:
         self.queue.forget(registration.id)
+        try:
+            await self.queued.drop_registration(registration.id)
+        except StoreError as exc:
+            logger.warning("queued requests of %s not dropped: %s", registration.endpoint, exc)
         await self.observations.drop_registration(registration.id)
 
     async def _expiry_loop(self) -> None:
@@ -800,12 +819,10 @@ class LwM2MServer:
     ) -> tuple[Target, Message]:
         """One CON request built for the current registration; its 2.xx answer."""
         reg = await self._fetch_registration(endpoint)
+        if reg.queue_mode and not self.queue.is_awake(reg):
+            return await self._queued_exchange(reg, build, timeout)
         try:
             async with asyncio.timeout(timeout):
-                if reg.queue_mode:
-                    await self.queue.wait_awake(reg, None)
-                    # The client may have re-registered (new address) while we waited.
-                    reg = await self._fetch_registration(endpoint)
                 if reg.transport == "tcp":
                     reg = await self._connected(endpoint)
                 target = Target(reg, self.model)
@@ -820,6 +837,92 @@ class LwM2MServer:
             raise ServerError(f"request to {endpoint!r} failed: {exc}") from None
         _check(response)
         return target, response
+
+    async def _queued_exchange(
+        self, reg: Registration, build: Callable[[Target], Message], timeout: float | None
+    ) -> tuple[Target, Message]:
+        """Queue the request in the store for whichever node sees the client wake up.
+
+        The request is built now, against the current registration. The
+        answer comes back to this call when it is still waiting; else it is
+        logged by the node that sent it (see :mod:`lwm2m.server.queued_requests`).
+        """
+        if await self.queued.count(reg.id) >= self.config.max_queued:
+            raise QueueFull(
+                f"{self.config.max_queued} requests already wait for sleeping client "
+                f"{reg.endpoint!r}"
+            )
+        target = Target(reg, self.model)
+        request, future = await self.queued.enqueue(reg.id, reg.endpoint, build(target), timeout)
+        try:
+            await self.queued.relay.queued(reg.id)
+        except StoreError as exc:
+            logger.warning("other nodes not told of a request queued for %s: %s", reg.endpoint, exc)
+        if self.queue.is_awake(reg):
+            self._spawn(self._send_queued(reg.id))  # woke while we queued
+        try:
+            with self.queue.parked(reg):
+                result = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            withdrawn = await self.queued.withdraw(request)
+            detail = "stayed asleep" if withdrawn else "did not answer"
+            raise ClientTimeout(f"client {reg.endpoint!r} {detail} for {timeout} s") from None
+        except asyncio.CancelledError:
+            await asyncio.shield(self.queued.withdraw(request))
+            raise
+        if result.response is None:
+            if result.error == "gone":
+                raise ClientNotFound(reg.endpoint)
+            if result.error == "timeout":
+                raise ClientTimeout(f"no answer from {reg.endpoint!r}")
+            if result.error == "reset":
+                raise RemoteError(Code.EMPTY, "the client answered with RST")
+            raise ServerError(f"request to {reg.endpoint!r} failed: {result.error}")
+        _check(result.response)
+        return target, result.response
+
+    async def _send_queued(self, registration_id: str) -> None:
+        """The client is awake on this node: send what is queued for it, from here."""
+        try:
+            await self.queued.drain(registration_id, lambda m: self._send_one(registration_id, m))
+        except StoreError as exc:
+            logger.warning("queued requests of registration %s not sent: %s", registration_id, exc)
+
+    async def _send_one(self, registration_id: str, message: Message) -> QueuedResult:
+        reg = await self.stores.registrations.fetch(registration_id)
+        if reg is None:
+            return QueuedResult(error="gone")
+        try:
+            if reg.transport == "tcp":
+                reg = await self._connected(reg.endpoint)
+            response = await self._endpoint_for(reg).request(message, reg.address)
+        except RequestTimeout:
+            return QueuedResult(error="timeout")
+        except ResetReceived:
+            return QueuedResult(error="reset")
+        except (CoapError, ServerError) as exc:
+            return QueuedResult(error=f"error: {exc}")
+        return QueuedResult(response=response)
+
+    def _queued_news(self, registration_id: str) -> None:
+        """Another node queued a request: send it when the client is awake here."""
+        reg = self.stores.registrations.get(registration_id)
+        if reg is not None and reg.queue_mode and self.queue.is_awake(reg):
+            self._spawn(self._send_queued(registration_id))
+
+    async def _start_queue_relay(self) -> None:
+        """With a Redis store, hear of requests queued and answered on the other nodes."""
+        redis = getattr(self.stores, "redis", None)
+        if redis is None:
+            return
+        from lwm2m.server.queue_relay import RedisQueueRelay
+
+        relay = RedisQueueRelay(
+            redis, self.queued.node_id, on_queued=self._queued_news, on_answer=self.queued.answer
+        )
+        await relay.start()
+        self._queue_relay = relay
+        self.queued.relay = relay
 
     # ================================================================== operations
     async def send(self, endpoint: str, request: Request[R], timeout: float | None = None) -> R:
