@@ -162,6 +162,7 @@ async def start_embedded(
     checker = identity_checker(stores.security, require_dtls=dtls is not None or tls is not None)
     if model is None and server is not None:
         model = getattr(server, "model", None)
+    kwargs.setdefault("node_id", str(getattr(stores, "node_id", None) or "local"))
     bs = BootstrapServer(documents=stores.documents, identity_check=checker, model=model, **kwargs)
     for problem in await bs.load():
         logger.warning("stored bootstrap configuration ignored: %s", problem)

@@ -35,7 +35,12 @@ from lwm2m.bootstrap.events import (
     SessionMode,
     SessionStarted,
 )
-from lwm2m.bootstrap.history import SessionHistory, SessionRecord, SessionStatus
+from lwm2m.bootstrap.history import (
+    DEFAULT_STALE_AFTER_S,
+    SessionHistory,
+    SessionRecord,
+    SessionStatus,
+)
 from lwm2m.bootstrap.session import DEFAULT_REQUEST_TIMEOUT_S, Requester, SessionRunner
 from lwm2m.bootstrap.store import ConfigStore
 from lwm2m.coap.codes import Code
@@ -147,9 +152,17 @@ class BootstrapServer:
         clock: Callable[[], float] = time.time,
         history_limit: int = 1000,
         identity_check: IdentityCheck | None = None,
+        node_id: str = "local",
     ) -> None:
         self.configs = ConfigStore(documents)
-        self.sessions = SessionHistory(documents, history_limit)
+        self.sessions = SessionHistory(
+            documents,
+            history_limit,
+            node=node_id,
+            # A step waits at most request_timeout_s; a session silent for several is dead.
+            stale_after_s=max(DEFAULT_STALE_AFTER_S, 4 * request_timeout_s),
+            clock=clock,
+        )
         self.events = BootstrapEventBus()
         self.model = model if model is not None else default_registry()
         self.request_timeout_s = request_timeout_s
@@ -283,6 +296,7 @@ class BootstrapServer:
         for endpoint in self._endpoints:
             await endpoint.close()
         self._endpoints.clear()
+        await self.sessions.flush()
         self.refusals.close()
 
     # ------------------------------------------------------------------ Request Bootstrap
@@ -319,7 +333,7 @@ class BootstrapServer:
             ep = message.query().get("ep", "")
             await self._reject(ep, peer, FailureReason.BAD_REQUEST, str(exc))
             return _bad_request(str(exc))
-        config = self.configs.get(params.endpoint)
+        config = await self.configs.fetch(params.endpoint)
         if config is None or (
             params.endpoint_type is not None
             and config.endpoint_type is not None
@@ -334,7 +348,9 @@ class BootstrapServer:
                 label = "security_required" if peer.identity is None else "identity_mismatch"
                 await self._reject(params.endpoint, peer, FailureReason.BAD_REQUEST, problem, label)
                 return _bad_request(problem)
-        if params.endpoint in self._active:
+        if params.endpoint in self._active or await self.sessions.running_elsewhere(
+            params.endpoint
+        ):
             reason = "a bootstrap session for this endpoint is already running"
             await self._reject(params.endpoint, peer, FailureReason.BUSY, reason)
             return _bad_request(reason)
@@ -462,7 +478,7 @@ class BootstrapServer:
         """
         addr = parse_address(address) if isinstance(address, str) else address
         text = format_address(addr)
-        config = self.configs.get(endpoint)
+        config = await self.configs.fetch(endpoint)
         if config is None:
             return await self._reject_push(
                 endpoint,
@@ -504,7 +520,7 @@ class BootstrapServer:
         requester = await self._push_requester(endpoint, text)
         if isinstance(requester, SessionRecord):
             return requester  # refused
-        config = self.configs.get(endpoint)
+        config = await self.configs.fetch(endpoint)
         if content_format is not None:
             fmt = content_format
         elif config is not None and config.content_format is not None:
@@ -570,7 +586,7 @@ class BootstrapServer:
 
     async def _push_requester(self, endpoint: str, address: str) -> Requester | SessionRecord:
         """What a server-initiated session sends with, or its refused record when none can start."""
-        if endpoint in self._active:
+        if endpoint in self._active or await self.sessions.running_elsewhere(endpoint):
             return await self._reject_push(
                 endpoint,
                 address,
@@ -595,7 +611,7 @@ class BootstrapServer:
         self, endpoint: str, address: Address, lwm2m_version: str | None = None
     ) -> SessionRecord | None:
         """Co-located server hook: re-bootstrap a registering client whose config changed."""
-        config = self.configs.get(endpoint)
+        config = await self.configs.fetch(endpoint)
         if config is None or not self.configs.needs_bootstrap(endpoint) or endpoint in self._active:
             return None
         logger.info("configuration of %s changed: server-initiated bootstrap", endpoint)
@@ -615,8 +631,6 @@ class BootstrapServer:
             if kind != "registration" or registration is None:
                 return
             endpoint = registration.endpoint
-            if not self.configs.needs_bootstrap(endpoint):
-                return
             if getattr(registration, "identity", None) is not None:
                 # Registered over DTLS: our plain endpoint cannot reach that socket, and
                 # the bootstrap server does not start DTLS handshakes as a client.

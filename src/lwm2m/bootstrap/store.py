@@ -10,6 +10,13 @@ The ``bootstrap-applied`` namespace remembers, per endpoint, the fingerprint
 of the configuration last written successfully; a registration of a client
 whose configuration has changed since then triggers a server-initiated
 bootstrap (:meth:`BootstrapServer.on_registration`).
+
+Several nodes may share the document store (Redis): what one node writes,
+another reads with :meth:`ConfigStore.fetch` and :meth:`ConfigStore.fetch_all`,
+which the bootstrap server calls before it serves a Request Bootstrap, a push
+or a registration, and the REST layer before it shows configurations. The
+synchronous reads (:meth:`ConfigStore.get`, :meth:`ConfigStore.list`) give
+this node's last view.
 """
 
 from __future__ import annotations
@@ -42,16 +49,50 @@ class ConfigStore:
     async def load(self) -> list[BootstrapConfigError]:
         """Read stored configurations; returns the problems of documents that no longer validate."""
         problems: list[BootstrapConfigError] = []
+        configs: dict[str, BootstrapConfig] = {}
+        applied: dict[str, str] = {}
         for endpoint, doc in await self._documents.items(CONFIG_NAMESPACE):
             try:
-                self._configs[endpoint] = parse_client_config(endpoint, doc)
+                configs[endpoint] = parse_client_config(endpoint, doc)
             except BootstrapConfigError as exc:
                 problems.append(exc)
         for endpoint, doc in await self._documents.items(APPLIED_NAMESPACE):
             fingerprint = doc.get("fingerprint")
             if isinstance(fingerprint, str):
-                self._applied[endpoint] = fingerprint
+                applied[endpoint] = fingerprint
+        self._configs, self._applied = configs, applied
         return problems
+
+    async def fetch(self, endpoint: str) -> BootstrapConfig | None:
+        """The stored configuration of ``endpoint`` and its applied mark, read from the store.
+
+        The view is updated with what was read. A stored document that no
+        longer validates counts as no configuration (as at :meth:`load`).
+        """
+        doc = await self._documents.get(CONFIG_NAMESPACE, endpoint)
+        config: BootstrapConfig | None = None
+        if doc is not None:
+            try:
+                config = parse_client_config(endpoint, doc)
+            except BootstrapConfigError:
+                config = None
+        if config is None:
+            self._configs.pop(endpoint, None)
+            self._applied.pop(endpoint, None)
+            return None
+        self._configs[endpoint] = config
+        applied = await self._documents.get(APPLIED_NAMESPACE, endpoint)
+        fingerprint = None if applied is None else applied.get("fingerprint")
+        if isinstance(fingerprint, str):
+            self._applied[endpoint] = fingerprint
+        else:
+            self._applied.pop(endpoint, None)
+        return config
+
+    async def fetch_all(self) -> list[BootstrapConfig]:
+        """Every stored configuration (sorted by endpoint), the view replaced by what was read."""
+        await self.load()
+        return self.list()
 
     def get(self, endpoint: str) -> BootstrapConfig | None:
         return self._configs.get(endpoint)

@@ -43,6 +43,7 @@ from lwm2m.protocol.errors import RemoteError
 from lwm2m.protocol.handshake_failures import tapped
 from lwm2m.protocol.refusals import SERVER_REFUSALS, RefusalLog
 from lwm2m.server import payloads
+from lwm2m.server.attributes_set import Attributes, ServerAttributes
 from lwm2m.server.errors import (
     ClientNotFound,
     ClientTimeout,
@@ -214,6 +215,8 @@ class LwM2MServer:
             clock=clock,
         )
         self._queue_relay: Any = None
+        #: The Write-Attributes accepted by clients, in the document store (every node sees them).
+        self.attributes = ServerAttributes(self.stores.documents)
         self.observations = Observations(
             self.stores.observations,
             self.events,
@@ -588,6 +591,11 @@ class LwM2MServer:
 
     async def _registration_removed(self, registration: Registration, reason: str) -> None:
         self.queue.forget(registration.id)
+        if reason != "replaced":
+            try:
+                await self.attributes.forget(registration.endpoint)
+            except StoreError as exc:
+                logger.warning("attributes of %s not forgotten: %s", registration.endpoint, exc)
         try:
             await self.queued.drop_registration(registration.id)
         except StoreError as exc:
@@ -934,7 +942,17 @@ class LwM2MServer:
         wait and the exchange (default ``config.request_timeout_s``).
         """
         limit = self.config.request_timeout_s if timeout is None else timeout
-        return await request.run(_ClientLink(self, endpoint, limit))
+        response = await request.run(_ClientLink(self, endpoint, limit))
+        if isinstance(request, WriteAttributesRequest):
+            try:
+                await self.attributes.record(endpoint, request.path, request.attributes)
+            except StoreError as exc:
+                logger.warning("attributes set on %s not recorded: %s", endpoint, exc)
+        return response
+
+    async def attributes_set(self, endpoint: str) -> dict[Path, Attributes]:
+        """The attributes the server's accepted Write-Attributes left on ``endpoint``, per path."""
+        return await self.attributes.of(endpoint)
 
     async def read(
         self,

@@ -375,16 +375,16 @@ class BootstrapAdapter:
 
     async def list_configs(self) -> Mapping[str, JsonObject]:
         """Redacted (keys as ``<hidden>``): listings must not leak secrets."""
-        return {c.endpoint: c.to_json(redact=True) for c in self._bs.configs.list()}
+        return {c.endpoint: c.to_json(redact=True) for c in await self._bs.configs.fetch_all()}
 
     async def get_config(self, endpoint: str) -> JsonObject | None:
         """Redacted like :meth:`list_configs`."""
-        config = self._bs.configs.get(endpoint)
+        config = await self._bs.configs.fetch(endpoint)
         return None if config is None else config.to_json(redact=True)
 
     async def put_config(self, endpoint: str, config: JsonObject) -> JsonObject:
         """Validate and store; secrets the UI saw as ``<hidden>`` keep their stored value."""
-        old = self._bs.configs.get(endpoint)
+        old = await self._bs.configs.fetch(endpoint)
         doc = _restore_hidden_keys(
             json.loads(json.dumps(config)), None if old is None else old.to_json()
         )
@@ -400,7 +400,7 @@ class BootstrapAdapter:
 
     async def sessions(self, endpoint: str | None) -> Sequence[JsonObject]:
         """The session history as JSON, newest first (running sessions before ended ones)."""
-        return [r.to_json() for r in self._bs.sessions.list(endpoint)]
+        return [r.to_json() for r in await self._bs.sessions.shared_list(endpoint)]
 
     async def push(self, endpoint: str, address: tuple[str, int], *, timeout: float) -> JsonObject:
         """Run a server-initiated session, waiting at most ``timeout``.
