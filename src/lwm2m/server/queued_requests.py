@@ -210,8 +210,13 @@ class QueuedRequests:
             logger.warning("could not withdraw queued request %s: %s", request.id, exc)
             return False
 
-    async def drain(self, registration_id: str, send: Sender) -> int:
+    async def drain(
+        self, registration_id: str, send: Sender, awake: Callable[[], bool] = lambda: True
+    ) -> int:
         """Send, in order, every request queued for an awake client; returns how many went.
+
+        Stops when ``awake()`` turns False (the client fell asleep meanwhile):
+        the rest waits for its next wake-up.
 
         A drain asked for while one runs for the registration on this node makes
         that one read the queue again; across nodes the atomic delete keeps each
@@ -227,9 +232,11 @@ class QueuedRequests:
             while True:
                 self._again.discard(registration_id)
                 items = await self.documents.items(ns)
-                if not items and registration_id not in self._again:
+                if not awake() or (not items and registration_id not in self._again):
                     return sent
                 for key, _ in items:
+                    if not awake():
+                        return sent
                     doc = await self.documents.delete(ns, key)
                     if doc is None:
                         continue  # another node popped it

@@ -891,8 +891,15 @@ class LwM2MServer:
 
     async def _send_queued(self, registration_id: str) -> None:
         """The client is awake on this node: send what is queued for it, from here."""
+
+        def awake() -> bool:
+            reg = self.stores.registrations.get(registration_id)
+            return reg is not None and self.queue.is_awake(reg)
+
         try:
-            await self.queued.drain(registration_id, lambda m: self._send_one(registration_id, m))
+            await self.queued.drain(
+                registration_id, lambda m: self._send_one(registration_id, m), awake
+            )
         except StoreError as exc:
             logger.warning("queued requests of registration %s not sent: %s", registration_id, exc)
 
