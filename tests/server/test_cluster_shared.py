@@ -2,8 +2,8 @@
 requests queued for sleeping clients, the Write-Attributes the server set, and the
 bootstrap server's configurations and sessions.
 
-Redis tests run a real redis-server (the fixture of ``test_cluster``) and two nodes in
-this process; the SQLite tests show the same state surviving a restart of one node.
+Redis tests run a real redis-server (the ``redis_url`` fixture of conftest) and two nodes
+(``test_cluster._node``) in this process; the SQLite tests show the same state surviving a restart of one node.
 """
 
 from __future__ import annotations
@@ -34,9 +34,6 @@ from lwm2m.stores import open_stores
 from lwm2m.stores.base import Stores
 from lwm2m.stores.memory import MemoryDocumentStore
 from lwm2m.stores.redis import RedisStores
-
-#: The real redis-server of ``test_cluster`` (AOF, free loopback port, skipped when absent).
-redis_url = test_cluster.redis_url
 
 
 class FakeDevice:
