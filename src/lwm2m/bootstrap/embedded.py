@@ -162,7 +162,9 @@ async def start_embedded(
     checker = identity_checker(stores.security, require_dtls=dtls is not None or tls is not None)
     if model is None and server is not None:
         model = getattr(server, "model", None)
-    kwargs.setdefault("node_id", str(getattr(stores, "node_id", None) or "local"))
+    node_id = getattr(stores, "node_id", None)  # only stores shared by several nodes have one
+    if isinstance(node_id, str):
+        kwargs.setdefault("node_id", node_id)
     bs = BootstrapServer(documents=stores.documents, identity_check=checker, model=model, **kwargs)
     for problem in await bs.load():
         logger.warning("stored bootstrap configuration ignored: %s", problem)

@@ -152,13 +152,15 @@ class BootstrapServer:
         clock: Callable[[], float] = time.time,
         history_limit: int = 1000,
         identity_check: IdentityCheck | None = None,
-        node_id: str = "local",
+        node_id: str | None = None,
     ) -> None:
         self.configs = ConfigStore(documents)
+        #: Other nodes share the document store (``node_id`` given): read through, not the view.
+        self._shared = node_id is not None
         self.sessions = SessionHistory(
             documents,
             history_limit,
-            node=node_id,
+            node=node_id or "local",
             # A step waits at most request_timeout_s; a session silent for several is dead.
             stale_after_s=max(DEFAULT_STALE_AFTER_S, 4 * request_timeout_s),
             clock=clock,
@@ -631,6 +633,8 @@ class BootstrapServer:
             if kind != "registration" or registration is None:
                 return
             endpoint = registration.endpoint
+            if not self._shared and not self.configs.needs_bootstrap(endpoint):
+                return  # this process alone writes the configurations: its view is exact
             if getattr(registration, "identity", None) is not None:
                 # Registered over DTLS: our plain endpoint cannot reach that socket, and
                 # the bootstrap server does not start DTLS handshakes as a client.
