@@ -103,7 +103,7 @@ def stream_config(
     def server(port: int, name: str) -> str:
         return (
             "    server {\n"
-            f"        listen 127.0.0.1:{port} udp;\n"
+            f"        listen 127.0.0.1:{port} udp reuseport;\n"
             f"        proxy_pass {name};\n"
             f"        proxy_timeout {proxy_timeout_s}s;\n"
             "    }\n"
