@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import build_loadgen, run_loadgen, stop, wait_coap
+from server import build_loadgen, cpu_s, run_loadgen, stop, wait_coap
 
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
@@ -163,9 +163,17 @@ def nodes(workdir: Path, url: str, count: int) -> Iterator[list[Node]]:
             stop(node.proc)
 
 
-def storm(loadgen: Path, port: int, args: argparse.Namespace, tag: str) -> dict[str, float]:
+def storm(
+    loadgen: Path, port: int, args: argparse.Namespace, tag: str, pids: tuple[int, ...] = ()
+) -> dict[str, float]:
+    """Rates of the storm's phases, and ``cpu_us``: the nodes' CPU per request answered."""
+    before = sum(cpu_s(pid) for pid in pids)
     phases = run_loadgen(loadgen, "storm", port, args.seconds, args.endpoints, args.inflight, tag)
-    return {p: phases[p]["rate"] for p in ("register", "update", "deregister") if p in phases}
+    rates = {p: phases[p]["rate"] for p in ("register", "update", "deregister") if p in phases}
+    served = sum(phases[p]["ok"] for p in rates)
+    if pids and served:
+        rates["cpu_us"] = (sum(cpu_s(pid) for pid in pids) - before) / served * 1e6
+    return rates
 
 
 def reads_per_s(
@@ -288,6 +296,7 @@ def main() -> int:
         registers: dict[int, list[float]] = {1: [], 2: []}
         updates: dict[int, list[float]] = {1: [], 2: []}
         reads: dict[int, list[float]] = {1: [], 2: []}
+        cpu: dict[int, list[float]] = {1: [], 2: []}
         for r in range(args.rounds):
             for count in (1, 2):
                 with (
@@ -295,7 +304,9 @@ def main() -> int:
                     nodes(tmp, url, count) as node_list,
                     nginx(tmp, [n.coap_port for n in node_list]) as port,
                 ):
-                    rates = storm(loadgen, port, args, f"s{count}{r}")
+                    pids = tuple(n.proc.pid for n in node_list)
+                    rates = storm(loadgen, port, args, f"s{count}{r}", pids)
+                    cpu[count].append(rates.get("cpu_us", float("nan")))
                     registers[count].append(rates["register"])
                     updates[count].append(rates.get("update", float("nan")))
                     reads[count].append(
@@ -318,6 +329,10 @@ def main() -> int:
                 f"ratio {two / one:.2f} (rounds: {[round(x) for x in figures[1]]} / "
                 f"{[round(x) for x in figures[2]]})"
             )
+        print(
+            f"nodes' CPU per storm request (Register, Update, De-register): 1 node "
+            f"{statistics.median(cpu[1]):,.0f} us, 2 nodes {statistics.median(cpu[2]):,.0f} us"
+        )
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
 
