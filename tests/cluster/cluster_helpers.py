@@ -314,8 +314,9 @@ class SseParser:
 
 #: Devices of one simulated fleet.
 FLEET_SIZE = 300
-#: Their registration lifetime: Updates every ~10 s, expiry ~25 s after a silent device's last one.
-LIFETIME_S = 20
+#: Their registration lifetime: Updates every ~5 s, expiry ~15 s after a silent device's last one
+#: (the node-kill and restart tests ask for 30 s: an Update then has time for retransmissions).
+LIFETIME_S = 10
 #: nginx keeps a device's UDP session this long without traffic; longer than the Update interval,
 #: so the owner node can reach every device between its Updates.
 PROXY_TIMEOUT_S = 60
