@@ -54,6 +54,13 @@ class RedisServer:
             self._proc.wait(10)
             self._proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, only what the AOF already holds survives (:meth:`start` again)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+            self._proc = None
+
     def restart(self) -> None:
         self.stop()
         self.start()

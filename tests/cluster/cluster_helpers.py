@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
-from redis_server import RedisServer
+from redis_helpers import RedisServer
 
 #: Where Debian's libnginx-mod-stream puts the stream module.
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
@@ -329,8 +329,14 @@ class Cluster:
     def __init__(self, directory: Path) -> None:
         nginx_binary()  # skip before starting anything when nginx is absent
         self.directory = directory
-        self.redis = RedisServer(directory / "redis")
+        redis_binary = shutil.which("redis-server")
+        if redis_binary is None:
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.importorskip(
+            "redis", reason="redis-py is not installed (pip install 'lwm2m[redis]')"
+        )
         (directory / "redis").mkdir()
+        self.redis = RedisServer(redis_binary, directory / "redis")
         self.nodes = {
             node_id: Node(node_id, self.redis.url, directory / node_id) for node_id in NODE_IDS
         }
