@@ -351,3 +351,15 @@ async def test_a_prefix_written_before_the_indexes_is_indexed_at_start(redis_url
         assert await new.registrations.fetch_stats(0.0) == memory.stats(0.0)
         assert await new.registrations.fetch_by_endpoint(regs[3].endpoint) == regs[3]
         assert await new.observations.fetch_for_registration(regs[0].id) == [obs]
+
+
+async def test_more_commands_in_flight_than_connections_wait_for_one(redis_url: str) -> None:
+    # 200 Registers at once through a pool of 4 connections (the change feed holds one):
+    # each waits for a free connection; none fails with "Too many connections".
+    async with _stores(redis_url, "a", max_connections=4) as a:
+        regs = [_reg(i) for i in range(200)]
+        results = await asyncio.gather(
+            *(a.registrations.add(r) for r in regs), return_exceptions=True
+        )
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert await a.registrations.fetch_count() == 200

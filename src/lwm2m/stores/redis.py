@@ -92,6 +92,11 @@ logger = logging.getLogger(__name__)
 #: the name stays held against other clients.
 DEFAULT_CONFLICT_GRACE_S = 15.0
 
+#: Connections a node opens to Redis at most (each pub/sub feed holds one for good).
+MAX_CONNECTIONS = 64
+#: How long a command waits for a free connection before it is a StoreError.
+POOL_WAIT_S = 10.0
+
 
 def default_node_id() -> str:
     """Host and pid: unique among the processes sharing one Redis, and readable in logs."""
@@ -937,6 +942,7 @@ class RedisStores(
         node_id: str | None = None,
         conflict_grace_s: float = DEFAULT_CONFLICT_GRACE_S,
         cache_size: int = RedisRegistrationStore.DEFAULT_CACHE_SIZE,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> RedisStores:
         """Subscribe to the changes, then read this node's share back (no change falls
         in between): its own registrations and the security entries, not the fleet.
@@ -949,7 +955,13 @@ class RedisStores(
         except ImportError:
             raise StoreError("the Redis store needs redis-py: pip install 'lwm2m[redis]'") from None
         try:
-            client = aioredis.from_url(url)
+            # A storm keeps more commands in flight than a node should open connections:
+            # beyond the bound a command waits for a free connection instead of failing
+            # ("Too many connections" answered Registers 5.00 under 64 requests in flight).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=POOL_WAIT_S
+            )
+            client = aioredis.Redis.from_pool(pool)
         except ValueError as exc:
             raise StoreError(f"bad Redis URL {url!r}: {exc}") from None
         redis = RedisConnection(client, prefix, RedisError)
