@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import cast
 
 import pytest
@@ -42,6 +43,30 @@ class Raw(asyncio.DatagramProtocol):
         return await asyncio.wait_for(self.received.get(), 5)
 
 
+@pytest.fixture(autouse=True)
+async def loop_errors() -> AsyncIterator[list[dict[str, object]]]:
+    """Fail, instead of hanging, when a loop callback of the endpoint raises.
+
+    A callback that raises while resuming a parked handler can leave the loop
+    unable to run any task again (an eager start that fails after taking the
+    loop's current task), so no ``wait_for`` timeout would ever fire: stopping
+    the loop makes the test's ``run_until_complete`` return with an error.
+    """
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+
+    def on_error(_: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        loop.default_exception_handler(context)  # logged with its traceback
+        errors.append(context)
+        loop.stop()
+
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(on_error)
+    yield errors
+    loop.set_exception_handler(previous)
+    assert errors == []
+
+
 @pytest.fixture
 async def raw() -> AsyncIterator[Raw]:
     loop = asyncio.get_running_loop()
@@ -50,8 +75,18 @@ async def raw() -> AsyncIterator[Raw]:
     transport.close()
 
 
+@asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[Endpoint]:
+    """An inline-handler endpoint whose close is bounded, like every wait here."""
+    server = await asyncio.wait_for(Endpoint.create(handler=handler, inline_handlers=True), 5)
+    try:
+        yield server
+    finally:
+        await asyncio.wait_for(server.close(), 5)
+
+
 class Handler:
-    """Counts its calls; /boom raises, /wait suspends on ``gate``, /who reports its task."""
+    """Counts its calls; /boom raises, /wait suspends on ``gate``, /yield on nothing."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -66,6 +101,10 @@ class Handler:
         LABEL.set("handler")  # must not leak into the endpoint's context
         if path == ("boom",):
             raise RuntimeError("handler bug")
+        if path == ("yield",):
+            await asyncio.sleep(0)  # a bare yield, no future to park on
+            self.in_task_after_wait = asyncio.current_task() is not None
+            return Message(Code.CONTENT, payload=b"yielded by " + LABEL.get().encode())
         if path == ("wait",):
             self.gate = asyncio.get_running_loop().create_future()
             self.waiting.set()
@@ -85,7 +124,7 @@ def con(mid: int, *path: str) -> Message:
 
 async def test_retransmitted_con_is_answered_from_the_cache(raw: Raw) -> None:
     handler = Handler()
-    async with await Endpoint.create(handler=handler, inline_handlers=True) as server:
+    async with serving(handler) as server:
         raw.send(con(7, "r"), server.local_address)
         first = await raw.next()
         raw.send(con(7, "r"), server.local_address)  # the same MID again: a retransmission
@@ -98,7 +137,7 @@ async def test_retransmitted_con_is_answered_from_the_cache(raw: Raw) -> None:
 
 async def test_handler_exception_answers_500_and_the_endpoint_serves_on(raw: Raw) -> None:
     handler = Handler()
-    async with await Endpoint.create(handler=handler, inline_handlers=True) as server:
+    async with serving(handler) as server:
         raw.send(con(1, "boom"), server.local_address)
         assert decode(await raw.next()).code == Code.INTERNAL_SERVER_ERROR
         raw.send(con(1, "boom"), server.local_address)  # its retransmission: the cached 5.00
@@ -111,7 +150,7 @@ async def test_handler_exception_answers_500_and_the_endpoint_serves_on(raw: Raw
 
 async def test_handler_suspended_on_a_future_answers_once_it_is_done(raw: Raw) -> None:
     handler = Handler()
-    async with await Endpoint.create(handler=handler, inline_handlers=True) as server:
+    async with serving(handler) as server:
         raw.send(con(3, "wait"), server.local_address)
         await asyncio.wait_for(handler.waiting.wait(), 5)
         raw.send(con(4, "r"), server.local_address)  # others are served meanwhile
@@ -124,9 +163,19 @@ async def test_handler_suspended_on_a_future_answers_once_it_is_done(raw: Raw) -
         assert LABEL.get() == "endpoint"
 
 
+async def test_handler_yielding_without_a_future_continues_in_a_task(raw: Raw) -> None:
+    handler = Handler()
+    async with serving(handler) as server:
+        raw.send(con(6, "yield"), server.local_address)
+        answer = decode(await raw.next())
+        assert (answer.mid, answer.payload) == (6, b"yielded by handler")
+        assert handler.in_task_after_wait is True
+        assert LABEL.get() == "endpoint"
+
+
 async def test_close_cancels_a_parked_handler(raw: Raw) -> None:
     handler = Handler()
-    server = await Endpoint.create(handler=handler, inline_handlers=True)
+    server = await asyncio.wait_for(Endpoint.create(handler=handler, inline_handlers=True), 5)
     raw.send(con(5, "wait"), server.local_address)
     await asyncio.wait_for(handler.waiting.wait(), 5)
     await asyncio.wait_for(server.close(), 5)
@@ -136,7 +185,7 @@ async def test_close_cancels_a_parked_handler(raw: Raw) -> None:
 
 async def test_answers_of_one_loop_turn_all_go_out(raw: Raw) -> None:
     handler = Handler()
-    async with await Endpoint.create(handler=handler, inline_handlers=True) as server:
+    async with serving(handler) as server:
         for mid in range(20):
             raw.send(con(100 + mid, "r"), server.local_address)
         mids = sorted([decode(await raw.next()).mid for _ in range(20)])

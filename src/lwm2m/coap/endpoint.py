@@ -892,7 +892,11 @@ class Endpoint:
                 self._continue_in_task(coro, ctx)
 
             self._parked[fut] = (coro, ctx, resume)
-            fut.add_done_callback(resume, context=ctx)
+            # Not in ``ctx``: on 3.12+ the Task below starts eagerly inside this
+            # callback and enters ``ctx`` itself; a context cannot be entered
+            # twice, and the failed eager start would leave the loop's current
+            # task set, so that no task could ever run again.
+            fut.add_done_callback(resume)
             return
         # A bare yield (asyncio.sleep(0)) or anything else: the Task takes it from here.
         self._continue_in_task(coro, ctx)
@@ -902,7 +906,8 @@ class Endpoint:
     ) -> asyncio.Task[None]:
         """A Task for the rest of a suspended handler (whose awaited future is done)."""
         if eager and sys.version_info >= (3, 12):
-            # The future's callback resumes it at once, inside this callback.
+            # The future's callback resumes it at once, inside this callback
+            # (which must not run in ``ctx``: the eager step enters it).
             task = asyncio.Task(coro, loop=self._loop, context=ctx, eager_start=True)
         else:
             task = self._loop.create_task(coro, context=ctx)
