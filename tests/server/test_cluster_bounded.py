@@ -105,11 +105,13 @@ async def test_a_registration_of_node_a_is_fetched_by_node_b(redis_url: str) -> 
         assert await b.registrations.fetch_by_endpoint(reg.endpoint) == reg
         b.registrations.clear_view()
         assert await b.registrations.fetch_by_address(reg.address) == reg
-        # Cached on b, then changed on a: the change message refreshes b's copy.
+        # Cached on b, then changed on a: the change message evicts b's stale copy (no
+        # round trip to Redis on b), and b's next fetch reads the new one.
         updated = replace(reg, lifetime_s=999)
         await a.registrations.update(updated)
         await b.sync()
-        assert b.registrations.get(reg.id) == updated
+        assert b.registrations.get(reg.id) is None
+        assert await b.registrations.fetch(reg.id) == updated
         assert await b.registrations.owner(reg.id) == "a"
         await a.registrations.remove(reg.id)
         await b.sync()
@@ -294,7 +296,8 @@ async def test_the_change_feed_comes_back_after_a_redis_restart(
             except StoreError:
                 await a.sync(timeout=1.0)
         await b.sync()
-        assert b.registrations.get(reg.id) == changed
+        assert b.registrations.get(reg.id) is None  # evicted by the change message
+        assert await b.registrations.fetch(reg.id) == changed
     lost = [r for r in caplog.records if "change feed lost" in r.getMessage()]
     back = [r for r in caplog.records if "change feed back" in r.getMessage()]
     # Once per node at ERROR when it drops, once at INFO when it is back.

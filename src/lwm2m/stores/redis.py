@@ -461,23 +461,21 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         return removed
 
     async def refresh(self, registration_id: str, writer: str | None = None) -> None:
-        """A change message: re-read a registration this node holds; ignore the others.
+        """A change message: forget a registration this node holds; ignore the others.
 
-        ``writer`` is the node that wrote it: this node's own writes are in memory already.
+        ``writer`` is the node that wrote it (None: it was removed). This node's own
+        writes are in memory already. Another node's write also made that node the
+        owner (Register and Update move ``reg:owner`` to the writer), so what this node
+        held is no longer its own: it is forgotten rather than read again, and the next
+        read that needs it fetches it. Every node receives every change of the cluster,
+        so a change costs the others no round trip to Redis.
         """
         self._seq += 1
         if self._in_flight:
             self._changed_at[registration_id] = self._seq
         if writer == self.node_id or registration_id not in self._by_id:
             return
-        raw, owner = await self._r.run(
-            ("HGET", self._r.key("registrations"), registration_id),
-            ("HGET", self._r.key("reg:owner"), registration_id),
-        )
         self._forget(registration_id)
-        reg = _registration(raw)
-        if reg is not None:
-            self._keep(reg, owned=owner is not None and _text(owner) == self.node_id)
 
     async def index_missing(self) -> None:
         """Index and count registrations written before the indexes existed (an older
