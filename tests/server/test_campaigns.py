@@ -223,7 +223,9 @@ async def test_restart_mid_campaign_resumes_and_updates_nobody_twice(tmp_path: F
         if second is not None:
             await second.stop()
         await stores.close()
-    assert [r.phase.value for r in resumed.devices.values()] == ["updated"] * 6
+    assert [r.phase.value for r in resumed.devices.values()] == ["updated"] * 6, {
+        ep: (r.phase.value, r.error, r.attempts) for ep, r in resumed.devices.items()
+    }
     for endpoint, installer in installers.items():
         assert len(installer.installed) == 1, endpoint  # updated once
         if endpoint in executed:
