@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 from typing import Any
@@ -131,6 +132,35 @@ async def test_documents(stores: Any) -> None:
     assert await docs.tail("log", 1) == [{"i": 4}]
     with pytest.raises(StoreError):
         await docs.put("cfg", "bad", {"x": object()})
+
+
+async def test_take_all_empties_a_namespace_once(stores: Any) -> None:
+    docs = stores.documents
+    assert await docs.take_all("queued:r1") == []
+    await docs.put("queued:r1", "2", {"n": 2})
+    await docs.put("queued:r1", "1", {"n": 1})
+    await docs.put("other", "k", {"n": 0})
+    # Two takers at once: every document goes to exactly one of them.
+    first, second = await asyncio.gather(docs.take_all("queued:r1"), docs.take_all("queued:r1"))
+    assert sorted([*first, *second]) == [("1", {"n": 1}), ("2", {"n": 2})]
+    assert await docs.items("queued:r1") == [] and await docs.take_all("queued:r1") == []
+    assert await docs.items("other") == [("k", {"n": 0})]  # other namespaces untouched
+    await docs.put("queued:r1", "3", {"n": 3})  # a namespace taken empty fills again
+    assert await docs.take_all("queued:r1") == [("3", {"n": 3})]
+
+
+async def test_sqlite_take_all_sees_documents_written_before_a_reopen(tmp_path: FsPath) -> None:
+    s = await open_stores("sqlite", tmp_path)
+    await s.documents.put("attributes:dev", "/3/0", {"attributes": {"pmin": 1}})
+    await s.close()
+    s = await open_stores("sqlite", tmp_path)
+    try:
+        assert await s.documents.take_all("attributes:dev") == [
+            ("/3/0", {"attributes": {"pmin": 1}})
+        ]
+        assert await s.documents.take_all("attributes:dev") == []
+    finally:
+        await s.close()
 
 
 async def test_sqlite_survives_reopen(tmp_path: FsPath) -> None:

@@ -65,9 +65,7 @@ class ServerAttributes:
 
     async def forget(self, endpoint: str) -> None:
         """The client left: what it was told no longer holds."""
-        ns = namespace(endpoint)
-        for key, _ in await self.documents.items(ns):
-            await self.documents.delete(ns, key)
+        await self.documents.take_all(namespace(endpoint))
 
 
 def _attributes(doc: object) -> Attributes:

@@ -248,10 +248,7 @@ class QueuedRequests:
 
     async def drop_registration(self, registration_id: str) -> None:
         """The registration is gone: its queued requests will never go."""
-        ns = namespace(registration_id)
-        for key, doc in await self.documents.items(ns):
-            if await self.documents.delete(ns, key) is None:
-                continue
+        for _, doc in await self.documents.take_all(namespace(registration_id)):
             await self._deliver(doc, QueuedResult(error="gone"))
 
     def answer(self, request_id: str, result: QueuedResult) -> bool:

@@ -248,6 +248,16 @@ class DocumentStore(Protocol):
         """Every (key, doc) of a namespace, keys sorted."""
         ...
 
+    async def take_all(self, namespace: str) -> builtins.list[tuple[str, JsonDoc]]:
+        """Remove every document of a namespace and return them (keys sorted), as one
+        step: of two callers, each document goes to one only.
+
+        What a registration leaves behind (its queued requests, the attributes set on
+        it) is taken at every De-register, so an empty namespace must cost no I/O
+        where the store can know it (memory, SQLite) and one round trip elsewhere.
+        """
+        ...
+
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
         """Append to a log, dropping the oldest entries beyond ``keep``."""
         ...

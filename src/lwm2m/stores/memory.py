@@ -389,6 +389,11 @@ class MemoryDocumentStore:
         space = self._docs.get(namespace, {})
         return [(k, copy.deepcopy(space[k])) for k in sorted(space)]
 
+    async def take_all(self, namespace: str) -> builtins.list[tuple[str, JsonDoc]]:
+        """The namespace leaves the store whole (nobody else holds its documents)."""
+        space = self._docs.pop(namespace, {})
+        return [(k, space[k]) for k in sorted(space)]
+
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
         """A bounded deque per log: the oldest entries go beyond ``keep``."""
         check_json_doc(doc)

@@ -850,6 +850,14 @@ class RedisDocumentStore:
         items = {_text(k): load_doc(v) for k, v in raw.items()}
         return [(k, items[k]) for k in sorted(items)]
 
+    async def take_all(self, namespace: str) -> list[tuple[str, JsonDoc]]:
+        """HGETALL and DEL in one transaction: one round trip, and each document goes
+        to one node only."""
+        name = self._r.key(f"doc:{namespace}")
+        raw, _ = await self._r.run(("HGETALL", name), ("DEL", name))
+        items = {_text(k): load_doc(v) for k, v in raw.items()}
+        return [(k, items[k]) for k in sorted(items)]
+
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
         """RPUSH then LTRIM in one transaction: the log never exceeds ``keep``."""
         check_json_doc(doc)

@@ -650,10 +650,18 @@ class SqliteSecurityStore(MemorySecurityStore):
 
 
 class SqliteDocumentStore:
-    """Documents live only on disk (they are small and rarely read)."""
+    """Documents live only on disk (they are small and rarely read); the names of the
+    namespaces that hold any are kept in memory, so :meth:`take_all` of an empty one
+    (every De-register asks for the registration's queued requests and attributes)
+    reads nothing. This process is the file's only writer while it serves."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        #: namespace -> number of the last put into it (0: found at open); see take_all.
+        self._namespaces: dict[str, int] = {
+            str(ns): 0 for (ns,) in db.read_all("SELECT DISTINCT namespace FROM documents")
+        }
+        self._puts = 0
 
     async def get(self, namespace: str, key: str) -> JsonDoc | None:
         """One indexed SELECT; None when absent."""
@@ -666,6 +674,8 @@ class SqliteDocumentStore:
         """Returns the document it replaced (read just before the write)."""
         check_json_doc(doc)
         old = await self.get(namespace, key)
+        self._puts += 1  # with the submit below in one step: a take_all from now on looks
+        self._namespaces[namespace] = self._puts
         await self._db.execute(
             [
                 (
@@ -691,6 +701,20 @@ class SqliteDocumentStore:
             "SELECT key, doc FROM documents WHERE namespace = ? ORDER BY key", (namespace,)
         )
         return [(str(k), load_doc(d)) for k, d in rows]
+
+    async def take_all(self, namespace: str) -> list[tuple[str, JsonDoc]]:
+        """Nothing read for a namespace that holds no document; else one DELETE ...
+        RETURNING in the group commit, so of two takers each row goes to one."""
+        seen = self._namespaces.get(namespace)
+        if seen is None:
+            return []
+        rows = await self._db.query(
+            "DELETE FROM documents WHERE namespace = ? RETURNING key, doc", (namespace,)
+        )
+        if not rows and self._namespaces.get(namespace) == seen:
+            # Empty, and no put began since: one that did may have landed after the DELETE.
+            del self._namespaces[namespace]
+        return sorted((str(k), load_doc(d)) for k, d in rows)
 
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
         """Insert and trim in one unit: the log never exceeds ``keep`` rows."""
