@@ -47,11 +47,19 @@ class EventType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ServerEvent:
-    """Base of every event; ``endpoint`` is the client's Endpoint Client Name."""
+    """Base of every event; ``endpoint`` is the client's Endpoint Client Name.
+
+    Whatever acts on an event (pushes a bootstrap configuration, drives a device)
+    must check ``origin``: a relayed event is the other node's, which acted already.
+    """
 
     type: ClassVar[EventType]
     endpoint: str
     time: float  # wall clock seconds
+    #: None: this node published it; else the id of the cluster node it came from
+    #: (relayed by :mod:`lwm2m.server.cluster_events`). Keyword-only, and left out of
+    #: equality, so a relayed copy equals its original.
+    origin: str | None = field(default=None, kw_only=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
