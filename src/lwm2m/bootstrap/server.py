@@ -632,6 +632,8 @@ class BootstrapServer:
             registration = getattr(event, "registration", None)
             if kind != "registration" or registration is None:
                 return
+            if getattr(event, "origin", None) is not None:
+                return  # relayed from another cluster node, whose bootstrap server acts on it
             endpoint = registration.endpoint
             if not self._shared and not self.configs.needs_bootstrap(endpoint):
                 return  # this process alone writes the configurations: its view is exact

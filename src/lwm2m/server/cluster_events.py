@@ -1,0 +1,274 @@
+"""Every event to every cluster node, once: the relay over the Redis ``<prefix>events`` channel.
+
+Rules:
+
+1. A node relays what it published itself (``event.origin is None``) and nothing
+   else: an event relayed to it is re-published on its bus with ``origin`` set to
+   the node it came from, so it is never relayed again.
+2. Its own messages come back from the channel (a subscriber hears every PUBLISH);
+   they are recognised by their origin and ignored, so each node's bus carries
+   each event exactly once.
+3. Publishing on the bus never waits on Redis (it runs inside request handling):
+   the listener only queues the event; a sender task encodes and PUBLISHes in
+   batches. A full queue (Redis slow or away) drops the oldest and counts it.
+4. What arrives is the network's: a message that is not JSON, names an unknown lane
+   or holds an event that does not decode is logged (rate-limited) and dropped; the
+   listener goes on. Losing the subscription (Redis restarted) is logged and the
+   listener subscribes again with a bounded back-off.
+
+Pub/sub keeps no history: a node hears the events published while it is
+subscribed, not those from before it started or while it was cut off.
+
+Each message: ``{"v": 1, "origin": node id, "lane": "server"|"bootstrap", "event": {...}}``;
+a lane pairs a bus with its event codec (the server's :mod:`lwm2m.server.cluster_event_codec`,
+the bootstrap server's :func:`lwm2m.bootstrap.events.bootstrap_event_from_json`), so one relay
+carries the events of both roles without this package importing the other role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from lwm2m.protocol.events import EventBus
+from lwm2m.protocol.log_limit import LogLimiter
+from lwm2m.server.cluster_event_codec import event_from_json, event_to_json
+from lwm2m.server.events import ServerEvent, ServerEventBus
+from lwm2m.stores.redis import RedisConnection
+
+logger = logging.getLogger(__name__)
+
+#: The channel under the key prefix.
+CHANNEL = "events"
+#: Events waiting for the sender; beyond, the oldest are dropped.
+DEFAULT_BUFFER = 10_000
+#: PUBLISHes sent in one pipeline.
+BATCH = 500
+#: Seconds between attempts to subscribe again after the subscription was lost.
+RESUBSCRIBE_MIN_S = 0.1
+RESUBSCRIBE_MAX_S = 5.0
+VERSION = 1
+
+
+class RelayedEvent(Protocol):
+    """What the relay needs of an event: where it came from (None: this node)."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def origin(self) -> str | None: ...
+
+
+E = TypeVar("E", bound=RelayedEvent)
+
+
+@dataclass(frozen=True, slots=True)
+class EventLane(Generic[E]):
+    """One bus and how its events travel: ``decode`` raises ValueError on bad input."""
+
+    name: str
+    bus: EventBus[E]
+    encode: Callable[[E], Mapping[str, Any]]
+    decode: Callable[[object, str], E]
+
+
+def server_lane(bus: ServerEventBus) -> EventLane[ServerEvent]:
+    """The LwM2M server's events (REGISTRATION ... SEND) as the ``server`` lane."""
+    return EventLane(
+        "server", bus, event_to_json, lambda data, origin: event_from_json(data, origin=origin)
+    )
+
+
+class ClusterEvents:
+    """The relay of one node; ``await start()`` once, ``await stop()`` at the end."""
+
+    def __init__(
+        self,
+        redis: RedisConnection,
+        node_id: str,
+        lanes: Sequence[EventLane[Any]],
+        *,
+        buffer: int = DEFAULT_BUFFER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = redis
+        self.node_id = node_id
+        self.channel = redis.key(CHANNEL)
+        self._lanes = {lane.name: lane for lane in lanes}
+        self._clock = clock
+        self._pending: deque[tuple[EventLane[Any], Any]] = deque(maxlen=buffer)
+        self._wake = asyncio.Event()
+        self._removers: list[Callable[[], None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: Any = None
+        self._closing = False
+        self._log = LogLimiter()
+        #: For /metrics and tests: events sent, re-published, dropped, refused.
+        self.relayed = 0
+        self.received = 0
+        self.dropped = 0
+        self.malformed = 0
+
+    async def start(self) -> None:
+        """Subscribe first, then relay: a node hears the others from the moment it relays."""
+        self._pubsub = await self._subscribe()
+        for lane in self._lanes.values():
+            self._removers.append(lane.bus.add_listener(self._listener(lane)))
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name="cluster events out"),
+            asyncio.create_task(self._receive_loop(), name="cluster events in"),
+        ]
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Stop listening; what is queued is sent within ``timeout`` seconds, then dropped."""
+        for remove in self._removers:
+            remove()
+        self._removers.clear()
+        self._closing = True
+        self._wake.set()
+        if self._tasks:
+            sender = self._tasks[0]
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(sender), timeout)
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._tasks = []
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+    def counters(self) -> dict[str, float]:
+        """For /metrics."""
+        return {
+            "cluster_events_relayed_total": float(self.relayed),
+            "cluster_events_received_total": float(self.received),
+            "cluster_events_dropped_total": float(self.dropped),
+            "cluster_events_malformed_total": float(self.malformed),
+        }
+
+    def handle_message(self, data: bytes | str) -> None:
+        """One message of the channel: re-published on its lane's bus, ignored, or refused."""
+        try:
+            doc = json.loads(data)
+            if not isinstance(doc, dict) or doc.get("v") != VERSION:
+                raise ValueError("not a version 1 relay message")
+            origin = doc.get("origin")
+            if not isinstance(origin, str) or not origin:
+                raise ValueError("origin is not a node id")
+            if origin == self.node_id:
+                return
+            lane = self._lanes.get(doc.get("lane"))  # type: ignore[arg-type]
+            if lane is None:
+                raise ValueError(f"unknown lane {doc.get('lane')!r}")
+            event = lane.decode(doc.get("event"), origin)
+        except (ValueError, TypeError, KeyError) as exc:
+            self.malformed += 1
+            self._warn("malformed", "cluster event message dropped: %s", exc)
+            return
+        self.received += 1
+        lane.bus.publish(event)
+
+    # Private
+
+    def _listener(self, lane: EventLane[Any]) -> Callable[[Any], None]:
+        def listener(event: Any) -> None:
+            if event.origin is not None:
+                return  # relayed to us: its node relayed it already
+            if len(self._pending) == self._pending.maxlen:
+                self.dropped += 1
+            self._pending.append((lane, event))
+            self._wake.set()
+
+        return listener
+
+    async def _send_loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
+            messages = []
+            for lane, event in batch:
+                try:
+                    body = {
+                        "v": VERSION,
+                        "origin": self.node_id,
+                        "lane": lane.name,
+                        "event": lane.encode(event),
+                    }
+                    messages.append(json.dumps(body, separators=(",", ":"), allow_nan=False))
+                except (ValueError, TypeError) as exc:
+                    self.dropped += 1
+                    self._warn("encode", "cluster event %r not relayed: %s", event, exc)
+            if not messages:
+                continue
+            try:
+                pipe = self._redis.client.pipeline(transaction=False)
+                for message in messages:
+                    pipe.publish(self.channel, message)
+                await pipe.execute()
+                self.relayed += len(messages)
+            except (OSError, self._redis.error) as exc:
+                self.dropped += len(messages)
+                self._warn("publish", "cluster events not relayed (Redis: %s)", exc)
+                if not self._closing:
+                    await asyncio.sleep(RESUBSCRIBE_MIN_S)
+
+    async def _subscribe(self) -> Any:
+        pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            raise
+        return pubsub
+
+    async def _receive_loop(self) -> None:
+        backoff = RESUBSCRIBE_MIN_S
+        while not self._closing:
+            try:
+                if self._pubsub is None:
+                    self._pubsub = await self._subscribe()
+                    logger.warning("cluster event relay subscribed again to %s", self.channel)
+                message = await self._pubsub.get_message(timeout=1.0)
+                backoff = RESUBSCRIBE_MIN_S
+            except (OSError, self._redis.error) as exc:
+                if self._closing:
+                    return
+                self._warn("subscription", "cluster event relay lost Redis: %s", exc)
+                if self._pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.aclose()
+                    self._pubsub = None
+                await asyncio.sleep(backoff)
+                backoff = min(RESUBSCRIBE_MAX_S, backoff * 2)
+                continue
+            if message is not None and message.get("type") == "message":
+                self.handle_message(message["data"])
+            self._summary()
+
+    def _warn(self, key: str, text: str, *args: object) -> None:
+        if self._log.allow(key, self._clock()):
+            logger.warning(text, *args)
+
+    def _summary(self) -> None:
+        counts = self._log.take_summary(self._clock())
+        if counts:
+            detail = ", ".join(f"{n} {key}" for key, n in sorted(counts.items()))
+            logger.warning("cluster event relay: %s more lines not logged", detail)
