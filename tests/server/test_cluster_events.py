@@ -1,0 +1,208 @@
+"""Every event to every node, once: the relay over Redis between three server nodes
+(real redis-server, real UDP devices, nodes in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from contextlib import AsyncExitStack
+from pathlib import Path as FsPath
+from typing import Any
+
+import pytest
+from server_helpers import register_message
+from test_cluster_nodes import Node, cluster_node
+
+from lwm2m.coap.codes import Code
+from lwm2m.coap.endpoint import Endpoint
+from lwm2m.coap.message import Message
+from lwm2m.formats.media import ContentFormat
+from lwm2m.server.cluster_event_codec import event_to_json
+from lwm2m.server.events import (
+    AwakeEvent,
+    NotificationEvent,
+    ServerEvent,
+    Subscription,
+)
+
+TEXT = int(ContentFormat.TEXT)
+
+
+class Battery:
+    """A device answering /3/0/9 and keeping the observations it accepted."""
+
+    def __init__(self) -> None:
+        self.observations: list[Any] = []
+
+    async def handle(self, request: Any) -> Message:
+        if request.message.observe == 0:
+            self.observations.append(request.start_observation())
+        return Message(Code.CONTENT, payload=b"42", content_format=TEXT)
+
+
+async def drain_until_fences(
+    events: Subscription[ServerEvent], fences: set[str]
+) -> list[ServerEvent]:
+    """Every event until each fence (an AWAKE of one of ``fences``) has come; fences left out."""
+    seen = []
+    waiting = set(fences)
+    while waiting:
+        event = await events.get(timeout=5)
+        if isinstance(event, AwakeEvent) and event.endpoint in waiting:
+            waiting.discard(event.endpoint)
+            continue
+        seen.append(event)
+    return seen
+
+
+def kinds(events: list[ServerEvent]) -> Counter[tuple[str, str | None]]:
+    return Counter((e.type.name, e.origin) for e in events)
+
+
+async def test_each_event_reaches_every_node_exactly_once(redis_url: str, tmp_path: FsPath) -> None:
+    battery = Battery()
+    device = await Endpoint.create("127.0.0.1", 0, handler=battery.handle)
+    other = await Endpoint.create("127.0.0.1", 0)
+    try:
+        async with AsyncExitStack() as stack:
+            nodes: dict[str, Node] = {}
+            subs: dict[str, Subscription[ServerEvent]] = {}
+            for name in "abc":
+                nodes[name] = await stack.enter_async_context(
+                    cluster_node(redis_url, tmp_path, name)
+                )
+            for name, node in nodes.items():
+                subs[name] = stack.enter_context(node.server.events.subscribe())
+            a, b = nodes["a"], nodes["b"]
+            reply = await device.request(
+                register_message(("ep=bat", "lt=3600"), b"</3/0>"), a.server.coap_address, timeout=5
+            )
+            assert reply.code == Code.CREATED
+            await a.server.observe("bat", "/3/0/9", timeout=5)
+            (observation,) = battery.observations
+            for value in (b"43", b"44", b"45"):
+                await observation.notify(
+                    Message(Code.CONTENT, payload=value, content_format=TEXT), confirmable=True
+                )
+            upd = await device.request(
+                Message(Code.POST, uri_path=reply.location_path), a.server.coap_address, timeout=5
+            )
+            assert upd.code == Code.CHANGED
+            # The other way: a device registering on b is seen by a and c.
+            reply_b = await other.request(
+                register_message(("ep=other", "lt=3600")), b.server.coap_address, timeout=5
+            )
+            assert reply_b.code == Code.CREATED
+            gone = await device.request(
+                Message(Code.DELETE, uri_path=reply.location_path), a.server.coap_address, timeout=5
+            )
+            assert gone.code == Code.DELETED
+            # Fences: one event from each relaying node, the last of its events; Redis keeps
+            # one publisher's order, so everything before it has arrived (or never will).
+            a.server.events.publish(AwakeEvent("fence-a", 0.0, "-"))
+            b.server.events.publish(AwakeEvent("fence-b", 0.0, "-"))
+            seen = {
+                name: await drain_until_fences(sub, {"fence-a", "fence-b"})
+                for name, sub in subs.items()
+            }
+
+            on_a = kinds([e for e in seen["a"] if e.endpoint == "bat"])
+            assert on_a == Counter(
+                {
+                    ("REGISTRATION", None): 1,
+                    ("NOTIFICATION", None): 3,
+                    ("UPDATED", None): 1,
+                    ("DEREGISTRATION", None): 1,
+                }
+            )
+            for name in "bc":
+                bat = [e for e in seen[name] if e.endpoint == "bat"]
+                assert kinds(bat) == Counter(
+                    {
+                        ("REGISTRATION", "a"): 1,
+                        ("NOTIFICATION", "a"): 3,
+                        ("UPDATED", "a"): 1,
+                        ("DEREGISTRATION", "a"): 1,
+                    }
+                ), name
+                # In a's order, and equal to what a published.
+                assert bat == [e for e in seen["a"] if e.endpoint == "bat"]
+                notes = [e for e in bat if isinstance(e, NotificationEvent)]
+                assert [n.content.value for n in notes] == [43, 44, 45]  # type: ignore[union-attr]
+            for name in "ac":
+                others = [e for e in seen[name] if e.endpoint == "other"]
+                assert kinds(others) == Counter({("REGISTRATION", "b"): 1}), name
+            assert kinds([e for e in seen["b"] if e.endpoint == "other"]) == Counter(
+                {("REGISTRATION", None): 1}
+            )
+            assert a.relay.malformed == 0 and a.relay.dropped == 0
+    finally:
+        await device.close()
+        await other.close()
+
+
+async def test_malformed_relay_messages_are_logged_and_dropped_and_the_listener_goes_on(
+    redis_url: str, tmp_path: FsPath, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with cluster_node(redis_url, tmp_path, "b") as b:
+        client = b.stores.redis.client
+        good = AwakeEvent("dev-x", 1.0, "r-x")
+        message = {"v": 1, "origin": "x", "lane": "server", "event": event_to_json(good)}
+        bad = [
+            b"\xff\xfe not json",
+            b"[1, 2]",
+            json.dumps({**message, "v": 2}),
+            json.dumps({**message, "origin": 7}),
+            json.dumps({**message, "lane": "moon"}),
+            json.dumps({**message, "event": {"type": "awake", "endpoint": "e"}}),
+            json.dumps({**message, "event": {**event_to_json(good), "type": "exploded"}}),
+        ]
+        with caplog.at_level(logging.WARNING), b.server.events.subscribe() as events:
+            for raw in bad:
+                await client.publish("lwm2m:events", raw)
+            await client.publish("lwm2m:events", json.dumps(message))
+            event = await events.get(timeout=5)
+        assert event == good and event.origin == "x"
+        assert b.relay.malformed == len(bad)
+        assert b.relay.received == 1
+        dropped = [r for r in caplog.records if "cluster event message dropped" in r.getMessage()]
+        assert len(dropped) == len(bad)
+
+
+async def test_own_messages_and_relayed_events_are_not_relayed_again(
+    redis_url: str, tmp_path: FsPath
+) -> None:
+    async with cluster_node(redis_url, tmp_path, "a") as a:
+        client = a.stores.redis.client
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe("lwm2m:events")
+        try:
+            with a.server.events.subscribe() as events:
+                # One from "x" is re-published here and must not go back to Redis; one that
+                # claims to be a's own is ignored.
+                relayed = AwakeEvent("dev-x", 1.0, "r-x")
+                doc = {"v": 1, "lane": "server", "event": event_to_json(relayed)}
+                await client.publish("lwm2m:events", json.dumps({**doc, "origin": "a"}))
+                await client.publish("lwm2m:events", json.dumps({**doc, "origin": "x"}))
+                event = await events.get(timeout=5)
+                assert event.origin == "x"
+                a.server.events.publish(AwakeEvent("fence", 2.0, "-"))
+                assert (await events.get(timeout=5)).endpoint == "fence"
+            origins = []
+            async with asyncio.timeout(5):
+                while True:
+                    # None: the subscription's confirmation (ignored) or no message yet.
+                    message = await pubsub.get_message(timeout=1)
+                    if message is None:
+                        continue
+                    doc = json.loads(message["data"])
+                    origins.append(doc["origin"])
+                    if doc["event"]["endpoint"] == "fence":
+                        break
+            # What went through the channel: the two test messages and a's fence only.
+            assert origins == ["a", "x", "a"]
+            assert a.relay.relayed == 1 and a.relay.received == 1
+        finally:
+            await pubsub.aclose()
