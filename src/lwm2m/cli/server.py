@@ -29,6 +29,8 @@ from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S
 
 if TYPE_CHECKING:
     from lwm2m.bootstrap.server import BootstrapServer
+    from lwm2m.server.cluster_events import ClusterEvents
+    from lwm2m.server.cluster_nodes import ClusterNodes
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=12 * 3600.0,
         help="with a redis:// store: seconds between rotations of the DTLS session-ticket keys "
         "the nodes share, so a device resumes its session on any node (default 43200)",
+    )
+    parser.add_argument(
+        "--cluster-heartbeat",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="with a Redis store: seconds between this node's heartbeats; a node is gone "
+        "3 intervals after its last one (default 1)",
     )
     parser.add_argument("--models", help="directory of extra object definitions (DDF XML)")
     parser.add_argument("--security", help="JSON file of client credentials (PSK, X.509)")
@@ -165,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
     problem = check_stop_timeout(args.stop_timeout)
     if not args.cluster_forward_timeout > 0:
         problem = "--cluster-forward-timeout must be positive"
+    if problem is None and not args.cluster_heartbeat > 0:
+        problem = "--cluster-heartbeat must be a positive number of seconds"
     if problem is not None:
         logger.error("%s", problem)
         return 2
@@ -246,13 +258,20 @@ async def _main(args: argparse.Namespace) -> int:
             # Registering clients whose bootstrap configuration changed get re-bootstrapped.
             bootstrap.follow_server(server)
         campaigns = await _start_campaigns(server)
+        try:
+            cluster = await _start_cluster(args, stores, server, bootstrap)
+        except Exception:
+            for role in (campaigns, bootstrap, server):
+                if role is not None:
+                    await role.stop()
+            raise
         rpc = _cluster_rpc(args, stores)
-        web_task = await _start_web(args, server, bootstrap, campaigns, rpc)
+        web_task = await _start_web(args, server, bootstrap, campaigns, rpc, cluster)
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(signals.requested.wait())]
         if web_task is not None:
             waiters.append(web_task)
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        await _stop(args.stop_timeout, gate, waiters, server, bootstrap, campaigns)
+        await _stop(args.stop_timeout, gate, waiters, server, bootstrap, campaigns, cluster)
         if rpc is not None:
             await rpc.stop()
         return 0
@@ -300,6 +319,7 @@ async def _stop(
     server: Any,
     bootstrap: BootstrapServer | None,
     campaigns: Any = None,
+    cluster: Cluster | None = None,
 ) -> None:
     """Answer nothing new, let what is in flight finish, close; all within ``timeout_s``.
 
@@ -327,6 +347,10 @@ async def _stop(
     if campaigns is not None:
         # Stored as they go: a restart resumes them.
         await bounded(campaigns.stop(), deadline - loop.time(), "firmware campaigns")
+    if cluster is not None:
+        # The heartbeat key goes now (the others see this node gone at once); the
+        # events still queued go out within what is left of the deadline.
+        await bounded(cluster.stop(deadline - loop.time()), deadline - loop.time(), "cluster")
     # Closing the endpoints never waits on a peer: no deadline can be missed here.
     await server.stop()
     logger.info("stopped")
@@ -449,8 +473,72 @@ def _cluster_rpc(args: argparse.Namespace, stores: Any) -> Any:
     return ClusterRpc(stores.redis, stores.node_id)
 
 
+class Cluster:
+    """This node among the nodes sharing its store: its heartbeat, and the event relay
+    (Redis only; without it the registry answers this node alone)."""
+
+    def __init__(self, nodes: ClusterNodes, relay: ClusterEvents | None) -> None:
+        self.nodes = nodes
+        self.relay = relay
+
+    def counters(self) -> dict[str, float]:
+        return self.relay.counters() if self.relay is not None else {}
+
+    async def stop(self, timeout_s: float) -> None:
+        await self.nodes.stop()
+        if self.relay is not None:
+            await self.relay.stop(max(0.0, timeout_s))
+
+
+async def _start_cluster(
+    args: argparse.Namespace, stores: Any, server: Any, bootstrap: Any
+) -> Cluster:
+    """With a Redis store: heartbeats and the event relay; else the one-node registry."""
+    from lwm2m.server.cluster_events import ClusterEvents, EventLane, server_lane
+    from lwm2m.server.cluster_nodes import ClusterNodes
+    from lwm2m.stores import StoreError
+    from lwm2m.stores.redis import RedisStores, default_node_id
+
+    if not isinstance(stores, RedisStores):
+        return Cluster(ClusterNodes.of_server(server, args.node_id or default_node_id()), None)
+    lanes: list[EventLane[Any]] = [server_lane(server.events)]
+    if bootstrap is not None:
+        from lwm2m.bootstrap.events import bootstrap_event_from_json
+
+        lanes.append(
+            EventLane(
+                "bootstrap",
+                bootstrap.events,
+                lambda event: event.to_json(),
+                lambda data, origin: bootstrap_event_from_json(data, origin=origin),
+            )
+        )
+    relay = ClusterEvents(stores.redis, stores.node_id, lanes)
+    nodes = ClusterNodes.of_server(
+        server, stores.node_id, stores.redis, interval_s=args.cluster_heartbeat
+    )
+    try:
+        await relay.start()
+        await nodes.start()
+    except (StoreError, OSError, stores.redis.error) as exc:
+        await relay.stop(0)
+        raise ConfigurationError(f"cluster registry on Redis: {exc}") from None
+    logger.info(
+        "cluster node %s: heartbeat every %g s, events relayed on %s",
+        stores.node_id,
+        args.cluster_heartbeat,
+        relay.channel,
+    )
+    return Cluster(nodes, relay)
+
+
 async def _start_web(
-    args: argparse.Namespace, server: Any, bootstrap: Any, campaigns: Any = None, rpc: Any = None
+    args: argparse.Namespace,
+    server: Any,
+    bootstrap: Any,
+    campaigns: Any = None,
+    rpc: Any = None,
+    cluster: Cluster | None = None,
 ) -> asyncio.Task[None] | None:
     """The REST API and web UI; with ``rpc`` (a cluster node) it forwards device operations
     to their owner node and serves the ones other nodes forward to it."""
@@ -481,6 +569,8 @@ async def _start_web(
         trusted_hosts=trusted,
         campaigns=campaigns,
         forwarding=forwarding,
+        cluster=cluster.nodes if cluster is not None else None,
+        counters=cluster.counters if cluster is not None else None,
     )
     if rpc is not None:
         from lwm2m.stores import StoreError

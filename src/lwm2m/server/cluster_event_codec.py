@@ -41,7 +41,11 @@ __all__ = ["event_from_json", "event_to_json"]
 
 def event_to_json(event: ServerEvent) -> dict[str, Any]:
     """The JSON document of ``event`` (``origin`` aside: the relay adds its own)."""
-    data: dict[str, Any] = {"type": event.type.value, "endpoint": event.endpoint, "time": event.time}
+    data: dict[str, Any] = {
+        "type": event.type.value,
+        "endpoint": event.endpoint,
+        "time": event.time,
+    }
     match event:
         case RegistrationEvent():
             data["registration"] = event.registration.to_dict()
@@ -157,7 +161,9 @@ def _read_awake(
     return AwakeEvent(endpoint, when, _str(doc, "registration_id"), origin=origin)
 
 
-def _read_send(doc: Mapping[str, Any], endpoint: str, when: float, origin: str | None) -> ServerEvent:
+def _read_send(
+    doc: Mapping[str, Any], endpoint: str, when: float, origin: str | None
+) -> ServerEvent:
     return SendEvent(
         endpoint,
         when,
@@ -227,9 +233,8 @@ def _value(data: object) -> Value:
         if moment.utcoffset() is None:
             raise ValueError("value: time without a time zone")
         return moment
-    if tag == "l" and isinstance(raw, list) and len(raw) == 2:
-        if all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
-            return ObjectLink(raw[0], raw[1])
+    if tag == "l" and isinstance(raw, list) and len(raw) == 2 and all(map(_is_int, raw)):
+        return ObjectLink(raw[0], raw[1])
     raise ValueError(f"value: bad {tag!r} value")
 
 
@@ -294,7 +299,9 @@ def _node(data: object) -> Node:
             raise ValueError("node: an object holds instances only")
         return LwM2MObject.of(_int(doc, "object"), instances)  # type: ignore[arg-type]
     if "instance" in doc:
-        return ObjectInstance.of(_int(doc, "instance"), [_resource(r) for r in _list(doc, "resources")])
+        return ObjectInstance.of(
+            _int(doc, "instance"), [_resource(r) for r in _list(doc, "resources")]
+        )
     if "resource" in doc:
         return _resource(doc["resource"])
     if "resource_instance" in doc:

@@ -51,6 +51,7 @@ from lwm2m.web.backend import (
     BackendError,
     ClientInfo,
     ClientPage,
+    ClusterNode,
     DeviceError,
     DeviceTimeout,
     FleetStats,
@@ -66,6 +67,7 @@ from lwm2m.web.present import client_json, composite_json, notification_json
 
 if TYPE_CHECKING:
     from lwm2m.bootstrap.server import BootstrapServer
+    from lwm2m.server.cluster_nodes import ClusterNodes
     from lwm2m.server.server import LwM2MServer
 
 T = TypeVar("T")
@@ -280,12 +282,16 @@ class ServerAdapter:
         """The SSE form of a server event (Leshan's event names and data shapes)."""
         ep = event.endpoint
         data: dict[str, Any]
+        # A Register or Update is the client's own activity: on the node that took it
+        # the client is awake. Relayed from another node (``origin``), this node's
+        # queue does not know the client, so it is shown as on the node it came from.
+        info = self._info if event.origin is None else client_info
         match event:
             case RegistrationEvent():
-                data = client_json(self._info(event.registration))
+                data = client_json(info(event.registration))
             case UpdatedEvent():
                 data = {
-                    "registration": client_json(self._info(event.registration)),
+                    "registration": client_json(info(event.registration)),
                     "previous": client_json(client_info(event.previous)),
                 }
             case DeregistrationEvent():
@@ -456,3 +462,25 @@ def bootstrap_web_event(event: BootstrapEvent) -> WebEvent:
     data = event.to_json()
     data["ep"] = event.endpoint
     return WebEvent(f"BOOTSTRAP_{event.type.name}", event.endpoint, data)
+
+
+class ClusterAdapter:
+    """:class:`lwm2m.web.backend.ClusterView` over the server's node registry."""
+
+    def __init__(self, nodes: ClusterNodes) -> None:
+        self._nodes = nodes
+
+    @property
+    def node_id(self) -> str:
+        return self._nodes.node_id
+
+    @property
+    def shared(self) -> bool:
+        return self._nodes.shared
+
+    async def nodes(self) -> Sequence[ClusterNode]:
+        """Every node the registry lists; a Redis failure is the routes' 503."""
+        return [
+            ClusterNode(s.id, s.alive, s.http, s.coap, s.started, s.heartbeat, s.owned)
+            for s in await self._nodes.list()
+        ]

@@ -13,8 +13,18 @@ import contextlib
 import hmac
 import ipaddress
 import logging
+import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+import time
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from importlib import metadata, resources
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,7 +37,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from lwm2m.web.backend import BootstrapManager, DeviceManager
+from lwm2m.web.backend import BootstrapManager, ClusterView, DeviceManager
 from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_error_handlers
 from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource, cancel_and_wait
 from lwm2m.web.forwarding import Forwarding, install_forwarding
@@ -35,6 +45,7 @@ from lwm2m.web.metrics import CONTENT_TYPE, Metrics
 from lwm2m.web.refusals import RefusalSource, refusal_counters
 from lwm2m.web.routes_campaigns import build_campaigns_router, campaign_events
 from lwm2m.web.routes_clients import build_clients_router, build_model_router
+from lwm2m.web.routes_cluster import build_cluster_router, cluster_gauges, read_nodes
 from lwm2m.web.routes_firmware import build_download_router, build_firmware_router
 from lwm2m.web.routes_refusals import build_refusals_router
 from lwm2m.web.routes_stats import build_stats_router
@@ -43,6 +54,7 @@ from lwm2m.web.schemas import ServerInfo
 
 if TYPE_CHECKING:
     from lwm2m.bootstrap.server import BootstrapServer
+    from lwm2m.server.cluster_nodes import ClusterNodes
     from lwm2m.server.firmware import FirmwareRepository
     from lwm2m.server.firmware.campaigns import CampaignManager
     from lwm2m.server.server import LwM2MServer
@@ -143,8 +155,13 @@ def build_app(
     campaigns: CampaignManager | None = None,
     refusals: Sequence[RefusalSource] = (),
     forwarding: Forwarding | None = None,
+    cluster: ClusterView | None = None,
+    counters: Callable[[], Mapping[str, float]] | None = None,
 ) -> FastAPI:
     """The app over the web layer's backend protocols (tests give in-memory ones).
+
+    ``cluster`` adds ``GET /api/cluster`` and the cluster gauges of ``/metrics``;
+    ``counters`` adds more counters to ``/metrics`` (the cluster event relay's).
 
     ``firmware`` adds ``/api/firmware`` and the devices' download route ``/fw/{id}``;
     ``campaigns`` adds ``/api/campaigns`` and CAMPAIGN events on the event stream.
@@ -157,6 +174,7 @@ def build_app(
     defeats DNS rebinding against an unauthenticated API.
     """
     metrics = Metrics()
+    extra_counters = counters
     sources: list[EventSource] = []
     if devices is not None:
         sources.append(devices.events)
@@ -287,11 +305,17 @@ def build_app(
             counters.update({f"bootstrap_{k}": v for k, v in bootstrap.counters().items()})
         if campaigns is not None:
             counters.update(campaigns.counters())
+        if extra_counters is not None:
+            counters.update(extra_counters())
+        gauges = []
+        if cluster is not None:
+            gauges = cluster_gauges(await read_nodes(cluster), time.time())
         text = metrics.render(
             registrations=registrations,
             bootstrap_configs=configs,
             backend_counters=counters,
             labelled=refusal_counters(refusals),
+            gauges=gauges,
         )
         return Response(text, media_type=CONTENT_TYPE)
 
@@ -307,6 +331,8 @@ def build_app(
         app.include_router(build_download_router(firmware))
     if campaigns is not None:
         app.include_router(build_campaigns_router(campaigns), dependencies=guard)
+    if cluster is not None:
+        app.include_router(build_cluster_router(cluster), dependencies=guard)
     app.include_router(
         build_refusals_router(
             refusals,
@@ -383,9 +409,19 @@ def create_app(
     trusted_hosts: Collection[str] = (),
     campaigns: CampaignManager | None = None,
     forwarding: Forwarding | None = None,
+    cluster: ClusterNodes | None = None,
+    counters: Callable[[], Mapping[str, float]] | None = None,
 ) -> FastAPI:
-    """The app for a running LwM2M server and/or bootstrap server (the commands' entry)."""
-    from lwm2m.web.adapters import BootstrapAdapter, ServerAdapter
+    """The app for a running LwM2M server and/or bootstrap server (the commands' entry).
+
+    ``cluster``: the node registry; without one, a server's app still answers
+    ``/api/cluster`` with this node alone (its id from the store, else host-pid).
+    """
+    from lwm2m.server.cluster_nodes import ClusterNodes
+    from lwm2m.web.adapters import BootstrapAdapter, ClusterAdapter, ServerAdapter
+
+    if cluster is None and server is not None:
+        cluster = ClusterNodes.of_server(server, _local_node_id(server))
 
     return build_app(
         ServerAdapter(server) if server is not None else None,
@@ -396,7 +432,16 @@ def create_app(
         campaigns=campaigns,
         refusals=[role.refusals for role in (server, bootstrap) if role is not None],
         forwarding=forwarding,
+        cluster=ClusterAdapter(cluster) if cluster is not None else None,
+        counters=counters,
     )
+
+
+def _local_node_id(server: LwM2MServer) -> str:
+    node_id = getattr(server.stores, "node_id", None)
+    if isinstance(node_id, str):
+        return node_id
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class _Uvicorn(uvicorn.Server):

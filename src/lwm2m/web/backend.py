@@ -137,6 +137,37 @@ class WebEvent:
     data: JsonObject
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterNode:
+    """One server node as the cluster registry knows it (None: it did not say)."""
+
+    id: str
+    alive: bool
+    http: str | None
+    coap: str | None
+    started: float | None
+    heartbeat: float | None
+    owned: int | None
+
+
+class ClusterView(Protocol):
+    """The nodes sharing the server's store: ``GET /api/cluster``, cluster metrics, UI panel."""
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """True when the store is shared with other nodes (Redis)."""
+        ...
+
+    async def nodes(self) -> Sequence[ClusterNode]:
+        """Every known node, alive or gone (this one alone without a shared store)."""
+        ...
+
+
 class DeviceManager(Protocol):
     """The LwM2M server seen from the REST API."""
 

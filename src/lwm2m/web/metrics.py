@@ -76,6 +76,15 @@ class LabelledCounter:
     samples: Sequence[tuple[Mapping[str, str], float]]
 
 
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    """A gauge family read at scrape time (the cluster's nodes ...): its samples as (labels, value)."""
+
+    name: str
+    help: str
+    samples: Sequence[tuple[Mapping[str, str], float]]
+
+
 def render_family(
     name: str, kind: str, help_text: str, samples: Iterable[tuple[Mapping[str, str], float]]
 ) -> list[str]:
@@ -116,6 +125,7 @@ class Metrics:
         bootstrap_configs: int | None,
         backend_counters: Mapping[str, float],
         labelled: Sequence[LabelledCounter] = (),
+        gauges: Sequence[Gauge] = (),
     ) -> str:
         """The /metrics text; gauges and backend counters are read now, not tracked."""
         lines: list[str] = []
@@ -151,7 +161,9 @@ class Metrics:
             )
         for counter in labelled:
             lines += render_family(counter.name, "counter", counter.help, counter.samples)
-        taken = {counter.name for counter in labelled}
+        for gauge in gauges:
+            lines += render_family(gauge.name, "gauge", gauge.help, gauge.samples)
+        taken = {counter.name for counter in labelled} | {gauge.name for gauge in gauges}
         for key, value in sorted(backend_counters.items()):
             name = sanitize_name(key if key.startswith("lwm2m_") else f"lwm2m_{key}")
             if name in taken:

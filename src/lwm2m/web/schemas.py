@@ -229,3 +229,30 @@ class ObjectSpec(BaseModel):
     mandatory: bool
     description: str = ""
     resources: list[ResourceSpec]
+
+
+class ClusterNode(BaseModel):
+    """One server node of the cluster (``GET /api/cluster``)."""
+
+    id: str = Field(description="The node's --node-id.")
+    alive: bool = Field(description="Its heartbeat key exists (last beat under 3 intervals ago).")
+    self_: bool = Field(alias="self", description="This is the node that answered.")
+    http: str | None = Field(description="Base URL of its REST API and web UI, if it serves one.")
+    coap: str | None = Field(description="host:port of its CoAP (UDP) endpoint.")
+    started: float | None = Field(description="When it started, Unix seconds.")
+    heartbeat: float | None = Field(description="Its last heartbeat, Unix seconds.")
+    heartbeatAge: float | None = Field(description="Seconds since its last heartbeat.")
+    owned: int | None = Field(
+        description="Registrations it owns (reg:owner): it received their last Register or "
+        "Update. Null without a shared store."
+    )
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Cluster(BaseModel):
+    """The nodes sharing this server's store; one node (this one) without Redis."""
+
+    node: str = Field(description="The id of the node that answered.")
+    shared: bool = Field(description="The store is shared with other nodes (Redis).")
+    nodes: list[ClusterNode] = Field(description="Every known node, alive or gone, by id.")
