@@ -9,6 +9,7 @@ import { api } from "../api.js";
 import { Series, renderChart } from "../chart.js";
 import { ago, errorText, h, perFrame, toast, view } from "../dom.js";
 import { state } from "../state.js";
+import { clusterPanel } from "./cluster.js";
 
 const PAGE_SIZE = 100;
 const SEARCH_DELAY_MS = 150;
@@ -140,6 +141,7 @@ export function renderClientsView() {
   const lwm2m = h("input", { class: "search short", placeholder: "LwM2M", "aria-label": "LwM2M version", value: saved.lwm2m || "" });
   const count = h("span", { class: "muted" });
   const overview = h("div", { class: "card overview" });
+  const cluster = clusterPanel();
   const body = h("tbody");
   const table = h(
     "table",
@@ -290,6 +292,7 @@ export function renderClientsView() {
       { class: "page" },
       h("div", { class: "page-head" }, h("h1", {}, "Clients"), count),
       overview,
+      cluster.element,
       h("div", { class: "toolbar wrap" }, filter, h("label", { class: "inline" }, "Show ", only), binding, lwm2m, h("label", { class: "inline" }, "Sort ", sort)),
       h("div", { class: "card flush" }, table, empty),
       pager,
@@ -313,6 +316,7 @@ export function renderClientsView() {
     loadRefusals(filter.value.trim(), { force: true });
   }, 15000);
   return () => {
+    cluster.stop();
     clearInterval(timer);
     clearTimeout(refusalTimer);
     clearTimeout(searchTimer);
