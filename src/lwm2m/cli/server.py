@@ -266,7 +266,14 @@ async def _main(args: argparse.Namespace) -> int:
                     await role.stop()
             raise
         rpc = _cluster_rpc(args, stores)
-        web_task = await _start_web(args, server, bootstrap, campaigns, rpc, cluster)
+        try:
+            web_task = await _start_web(args, server, bootstrap, campaigns, rpc, cluster)
+        except BaseException:
+            await cluster.stop(0)
+            raise
+        # Beats start once the web app is imported: that import holds the loop for
+        # seconds on a loaded machine, longer than a short heartbeat's TTL.
+        await cluster.start_heartbeat()
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(signals.requested.wait())]
         if web_task is not None:
             waiters.append(web_task)
@@ -484,6 +491,10 @@ class Cluster:
     def counters(self) -> dict[str, float]:
         return self.relay.counters() if self.relay is not None else {}
 
+    async def start_heartbeat(self) -> None:
+        """The first beat, then one per interval (nothing without Redis)."""
+        await self.nodes.start()
+
     async def stop(self, timeout_s: float) -> None:
         await self.nodes.stop()
         if self.relay is not None:
@@ -519,7 +530,6 @@ async def _start_cluster(
     )
     try:
         await relay.start()
-        await nodes.start()
     except (StoreError, OSError, stores.redis.error) as exc:
         await relay.stop(0)
         raise ConfigurationError(f"cluster registry on Redis: {exc}") from None

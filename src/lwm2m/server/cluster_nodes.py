@@ -179,9 +179,9 @@ class ClusterNodes:
         self._remove_listener = self._bus.add_listener(self._on_event)
         try:
             await self.recount()
-        except StoreError as exc:
-            logger.error("owned registrations not counted: %s", exc)
-        await self.heartbeat()
+            await self.heartbeat()
+        except StoreError as exc:  # Redis away: the loop tries again every interval
+            logger.error("cluster registry: %s", exc)
         self._task = asyncio.create_task(self._beat_loop(), name="cluster heartbeat")
 
     async def stop(self, *, clean: bool = True) -> None:
