@@ -23,9 +23,10 @@ from lwm2m.server.cluster_events import ClusterEvents, server_lane
 from lwm2m.server.cluster_nodes import ClusterNodes
 from lwm2m.server.events import AwakeEvent
 from lwm2m.stores import open_stores
+from lwm2m.stores.base import StoreError
 from lwm2m.stores.memory import MemoryStores
 from lwm2m.stores.redis import RedisStores
-from lwm2m.web.app import WebServer, create_app
+from lwm2m.web.app import WebServer, build_app, create_app
 
 TEXT = int(ContentFormat.TEXT)
 
@@ -191,3 +192,27 @@ async def test_without_redis_the_cluster_is_this_node_alone() -> None:
             assert 'lwm2m_cluster_nodes{state="alive"} 1' in text
     finally:
         await server.stop()
+
+
+class UnreachableCluster:
+    """A registry whose Redis is away."""
+
+    node_id = "a"
+    shared = True
+
+    async def nodes(self) -> list[Any]:
+        raise StoreError("Redis: Connection refused")
+
+
+async def test_redis_away_is_a_503_and_metrics_still_answer() -> None:
+    app = build_app(None, None, cluster=UnreachableCluster())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as http:
+        answer = await http.get("/api/cluster")
+        assert answer.status_code == 503
+        assert "Connection refused" in answer.json()["message"]
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200
+        assert "lwm2m_http_requests_total" in metrics.text
+        assert "lwm2m_cluster_nodes" not in metrics.text

@@ -173,7 +173,7 @@ class ClusterEvents:
             if lane is None:
                 raise ValueError(f"unknown lane {doc.get('lane')!r}")
             event = lane.decode(doc.get("event"), origin)
-        except (ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # the network's bytes: whatever they break, the relay goes on
             self.malformed += 1
             self._warn("malformed", "cluster event message dropped: %s", exc)
             return

@@ -309,7 +309,10 @@ def build_app(
             counters.update(extra_counters())
         gauges = []
         if cluster is not None:
-            gauges = cluster_gauges(await read_nodes(cluster), time.time())
+            try:
+                gauges = cluster_gauges(await read_nodes(cluster), time.time())
+            except ApiError as exc:  # Redis away: the rest of the metrics still answer
+                logger.warning("/metrics without the cluster gauges: %s", exc.message)
         text = metrics.render(
             registrations=registrations,
             bootstrap_configs=configs,
