@@ -155,17 +155,20 @@ async def test_malformed_relay_messages_are_logged_and_dropped_and_the_listener_
             b"[1, 2]",
             json.dumps({**message, "v": 2}),
             json.dumps({**message, "origin": 7}),
-            json.dumps({**message, "lane": "moon"}),
+            json.dumps({**message, "lane": 7}),
             json.dumps({**message, "event": {"type": "awake", "endpoint": "e"}}),
             json.dumps({**message, "event": {**event_to_json(good), "type": "exploded"}}),
         ]
         with caplog.at_level(logging.WARNING), b.server.events.subscribe() as events:
             for raw in bad:
                 await client.publish("lwm2m:events", raw)
+            # A role b does not run: skipped, not an error.
+            await client.publish("lwm2m:events", json.dumps({**message, "lane": "moon"}))
             await client.publish("lwm2m:events", json.dumps(message))
             event = await events.get(timeout=5)
         assert event == good and event.origin == "x"
         assert b.relay.malformed == len(bad)
+        assert b.relay.ignored == 1
         assert b.relay.received == 1
         dropped = [r for r in caplog.records if "cluster event message dropped" in r.getMessage()]
         assert len(dropped) == len(bad)
@@ -206,3 +209,43 @@ async def test_own_messages_and_relayed_events_are_not_relayed_again(
             assert a.relay.relayed == 1 and a.relay.received == 1
         finally:
             await pubsub.aclose()
+
+
+async def test_bootstrap_events_travel_on_their_own_lane(redis_url: str, tmp_path: FsPath) -> None:
+    from lwm2m.bootstrap.events import (
+        BootstrapEvent,
+        BootstrapEventBus,
+        SessionFinished,
+        bootstrap_event_from_json,
+    )
+    from lwm2m.server.cluster_events import ClusterEvents, EventLane
+
+    def lane(bus: BootstrapEventBus) -> EventLane[BootstrapEvent]:
+        return EventLane(
+            "bootstrap",
+            bus,
+            lambda event: event.to_json(),
+            lambda data, origin: bootstrap_event_from_json(data, origin=origin),
+        )
+
+    async with (
+        cluster_node(redis_url, tmp_path, "a") as a,
+        cluster_node(redis_url, tmp_path, "b") as b,
+    ):
+        buses = {"a": BootstrapEventBus(), "b": BootstrapEventBus()}
+        relays = [
+            ClusterEvents(node.stores.redis, name, [lane(buses[name])])
+            for name, node in (("a", a), ("b", b))
+        ]
+        for relay in relays:
+            await relay.start()
+        try:
+            with buses["b"].subscribe() as on_b, b.server.events.subscribe() as server_on_b:
+                finished = SessionFinished("s1", "dev-bs", 5.0)
+                buses["a"].publish(finished)
+                got = await on_b.get(timeout=5)
+                assert got == finished and got.origin == "a"
+                assert server_on_b.get_nowait() is None  # not on the server's bus
+        finally:
+            for relay in relays:
+                await relay.stop()

@@ -11,9 +11,9 @@ Rules:
 3. Publishing on the bus never waits on Redis (it runs inside request handling):
    the listener only queues the event; a sender task encodes and PUBLISHes in
    batches. A full queue (Redis slow or away) drops the oldest and counts it.
-4. What arrives is the network's: a message that is not JSON, names an unknown lane
-   or holds an event that does not decode is logged (rate-limited) and dropped; the
-   listener goes on. Losing the subscription (Redis restarted) is logged and the
+4. What arrives is the network's: a message that is not JSON or holds an event that
+   does not decode is logged (rate-limited) and dropped; the listener goes on. A lane
+   this node does not have (a role it does not run) is skipped silently. Losing the subscription (Redis restarted) is logged and the
    listener subscribes again with a bounded back-off.
 
 Pub/sub keeps no history: a node hears the events published while it is
@@ -116,6 +116,7 @@ class ClusterEvents:
         self.received = 0
         self.dropped = 0
         self.malformed = 0
+        self.ignored = 0
 
     async def start(self) -> None:
         """Subscribe first, then relay: a node hears the others from the moment it relays."""
@@ -169,9 +170,14 @@ class ClusterEvents:
                 raise ValueError("origin is not a node id")
             if origin == self.node_id:
                 return
-            lane = self._lanes.get(doc.get("lane"))  # type: ignore[arg-type]
+            name = doc.get("lane")
+            if not isinstance(name, str):
+                raise ValueError("lane is not a name")
+            lane = self._lanes.get(name)
             if lane is None:
-                raise ValueError(f"unknown lane {doc.get('lane')!r}")
+                # A role this node does not run (its bootstrap server disabled): not an error.
+                self.ignored += 1
+                return
             event = lane.decode(doc.get("event"), origin)
         except Exception as exc:  # the network's bytes: whatever they break, the relay goes on
             self.malformed += 1
