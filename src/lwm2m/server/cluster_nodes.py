@@ -10,13 +10,9 @@ Rules (the contract the cluster pieces share, docs/cluster.md):
 2. A clean stop DELetes the key at once (and leaves its last state).
 3. A node gone for ``prune_after_s`` (1 h) is removed from the set and the hash by
    whichever alive node notices first, so the list does not grow forever.
-4. ``owned`` counts the registrations whose ``reg:owner`` is this node without
-   reading the hash on every beat: this node's ids, kept from the events on its bus
-   (its own Register/Update add one; another node's Register/Update and any
-   De-register or expiry remove it, the relay of :mod:`lwm2m.server.cluster_events`
-   bringing the other nodes' events), and set right by a recount that scans
-   ``reg:owner`` in chunks with a Lua script (only the matching ids come back)
-   at start and every ``recount_s``.
+4. ``owned`` is ``SCARD reg:owned:<id>``, read at each beat: the set the store's
+   Register/Update/remove scripts keep exact (the registrations whose last Register or
+   Update this node received), so counting costs one O(1) command, not a scan.
 
 Without a shared store (SQLite, memory) there is no Redis: nothing is written, and
 :meth:`ClusterNodes.list` answers this node alone, so its readers work the same.
@@ -34,13 +30,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lwm2m.protocol.log_limit import LogLimiter
-from lwm2m.server.events import (
-    DeregistrationEvent,
-    RegistrationEvent,
-    ServerEvent,
-    ServerEventBus,
-    UpdatedEvent,
-)
 from lwm2m.stores.base import StoreError
 from lwm2m.stores.redis import RedisConnection
 
@@ -53,20 +42,8 @@ DEFAULT_INTERVAL_S = 1.0
 #: A key lives this many intervals: two missed beats are forgiven.
 TTL_INTERVALS = 3
 DEFAULT_PRUNE_AFTER_S = 3600.0
-DEFAULT_RECOUNT_S = 300.0
-#: ``reg:owner`` entries one recount step looks at (one short script run each).
-SCAN_CHUNK = 5000
-
-#: One HSCAN step over ``reg:owner``: the cursor, and the ids whose owner is ARGV[3].
-_OWNED_CHUNK = """
-local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
-local ids = {}
-local kv = r[2]
-for i = 1, #kv, 2 do
-  if kv[i + 1] == ARGV[3] then ids[#ids + 1] = kv[i] end
-end
-return {r[1], ids}
-"""
+#: At most this often, an alive node looks for nodes to forget.
+PRUNE_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +66,12 @@ class ClusterNodes:
     def __init__(
         self,
         node_id: str,
-        bus: ServerEventBus,
         redis: RedisConnection | None = None,
         *,
         http: Callable[[], str | None] = lambda: None,
         coap: Callable[[], str | None] = lambda: None,
         interval_s: float = DEFAULT_INTERVAL_S,
         prune_after_s: float = DEFAULT_PRUNE_AFTER_S,
-        recount_s: float = DEFAULT_RECOUNT_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if interval_s <= 0:
@@ -105,20 +80,14 @@ class ClusterNodes:
         self.redis = redis
         self.interval_s = interval_s
         self.prune_after_s = prune_after_s
-        self.recount_s = recount_s
-        self._bus = bus
         self._http = http
         self._coap = coap
         self._clock = clock
         self.started = clock()
         self.last_heartbeat: float | None = None
-        self._owned: set[str] = set()
-        #: During a recount: ids that events added / removed since it began.
-        self._added: set[str] | None = None
-        self._removed: set[str] | None = None
-        self._remove_listener: Callable[[], None] | None = None
+        #: Registrations this node owned at its last beat (None: not counted yet).
+        self.owned: int | None = None
         self._task: asyncio.Task[None] | None = None
-        self._script: Any = None
         self._log = LogLimiter()
 
     @classmethod
@@ -130,10 +99,9 @@ class ClusterNodes:
         *,
         interval_s: float = DEFAULT_INTERVAL_S,
         prune_after_s: float = DEFAULT_PRUNE_AFTER_S,
-        recount_s: float = DEFAULT_RECOUNT_S,
     ) -> ClusterNodes:
-        """The registry of ``server``'s node: its bus, and its addresses read at each beat
-        (the HTTP port is known only once the web server listens)."""
+        """The registry of ``server``'s node, its addresses read at each beat (the HTTP
+        port is known only once the web server listens)."""
 
         def http() -> str | None:
             address = server.http_address
@@ -147,13 +115,11 @@ class ClusterNodes:
 
         return cls(
             node_id,
-            server.events,
             redis,
             http=http,
             coap=coap,
             interval_s=interval_s,
             prune_after_s=prune_after_s,
-            recount_s=recount_s,
         )
 
     @property
@@ -161,34 +127,23 @@ class ClusterNodes:
         """True when other nodes may share the store (Redis)."""
         return self.redis is not None
 
-    @property
-    def owned(self) -> int:
-        """Registrations this node owns, as last counted."""
-        return len(self._owned)
-
     def key(self, node_id: str) -> str:
         """The liveness key of a node."""
         assert self.redis is not None
         return self.redis.key(f"node:{node_id}")
 
     async def start(self) -> None:
-        """Count what this node owns, beat once, then every interval."""
+        """Beat once, then every interval (nothing without Redis)."""
         if self.redis is None or self._task is not None:
             return
-        self._script = self.redis.client.register_script(_OWNED_CHUNK)
-        self._remove_listener = self._bus.add_listener(self._on_event)
         try:
-            await self.recount()
             await self.heartbeat()
         except StoreError as exc:  # Redis away: the loop tries again every interval
-            logger.error("cluster registry: %s", exc)
+            logger.error("cluster heartbeat: %s", exc)
         self._task = asyncio.create_task(self._beat_loop(), name="cluster heartbeat")
 
     async def stop(self, *, clean: bool = True) -> None:
         """Stop beating; ``clean`` DELetes the key now (else it expires: a crash, in tests)."""
-        if self._remove_listener is not None:
-            self._remove_listener()
-            self._remove_listener = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -205,8 +160,10 @@ class ClusterNodes:
                 logger.warning("node key not deleted (it expires by itself): %s", exc)
 
     async def heartbeat(self) -> None:
-        """One beat: the key with its TTL, the set, the last state."""
+        """One beat: count what this node owns, then the key with its TTL, the set, the last state."""
         assert self.redis is not None
+        (owned,) = await self.redis.run(("SCARD", self.redis.key(f"reg:owned:{self.node_id}")))
+        self.owned = int(owned)
         now = self._clock()
         state = self._state(now)
         ttl_ms = max(1, round(self.interval_s * TTL_INTERVALS * 1000))
@@ -218,16 +175,14 @@ class ClusterNodes:
         self.last_heartbeat = now
 
     async def list(self) -> list[NodeState]:
-        """Every node of ``<prefix>nodes``, alive or gone, sorted by id (this node first
-        when it is the only one known: no Redis, or not yet beaten)."""
+        """Every node of ``<prefix>nodes``, alive or gone, sorted by id; this node alone
+        without Redis."""
         if self.redis is None:
             return [self.local_state()]
-        nodes = self.redis.key("nodes")
-        (members,) = await self.redis.run(("SMEMBERS", nodes))
+        (members,) = await self.redis.run(("SMEMBERS", self.redis.key("nodes")))
         ids = sorted({_text(m) for m in members} | {self.node_id})
-        keys = [self.key(i) for i in ids]
         live, last = await self.redis.run(
-            ("MGET", *keys), ("HMGET", self.redis.key("nodes:last"), *ids)
+            ("MGET", *(self.key(i) for i in ids)), ("HMGET", self.redis.key("nodes:last"), *ids)
         )
         result = []
         for node_id, alive_doc, last_doc in zip(ids, live, last, strict=True):
@@ -253,28 +208,8 @@ class ClusterNodes:
             self._coap(),
             self.started,
             self.last_heartbeat if self.redis is not None else self._clock(),
-            self.owned if self.redis is not None else None,
+            self.owned,
         )
-
-    async def recount(self) -> None:
-        """Scan ``reg:owner`` for this node's ids; events during the scan are kept."""
-        assert self.redis is not None and self._script is not None
-        self._added, self._removed = set(), set()
-        try:
-            found: set[str] = set()
-            cursor = "0"
-            owner = self.redis.key("reg:owner")
-            while True:
-                next_cursor, ids = await self.redis.script(
-                    self._script, [owner], [cursor, str(SCAN_CHUNK), self.node_id]
-                )
-                found.update(_text(i) for i in ids)
-                cursor = _text(next_cursor)
-                if cursor == "0":
-                    break
-            self._owned = (found - self._removed) | self._added
-        finally:
-            self._added = self._removed = None
 
     async def prune(self) -> int:
         """Forget nodes gone for longer than ``prune_after_s``; how many were."""
@@ -331,41 +266,10 @@ class ClusterNodes:
             _count(doc.get("owned")),
         )
 
-    def _on_event(self, event: ServerEvent) -> None:
-        mine = event.origin is None
-        match event:
-            case RegistrationEvent():
-                if event.replaced is not None:
-                    self._lose(event.replaced.id)
-                if mine:
-                    self._gain(event.registration.id)
-                else:
-                    self._lose(event.registration.id)
-            case UpdatedEvent():
-                if mine:
-                    self._gain(event.registration.id)
-                else:
-                    self._lose(event.registration.id)
-            case DeregistrationEvent():
-                self._lose(event.registration.id)
-
-    def _gain(self, registration_id: str) -> None:
-        self._owned.add(registration_id)
-        if self._added is not None and self._removed is not None:
-            self._added.add(registration_id)
-            self._removed.discard(registration_id)
-
-    def _lose(self, registration_id: str) -> None:
-        self._owned.discard(registration_id)
-        if self._added is not None and self._removed is not None:
-            self._removed.add(registration_id)
-            self._added.discard(registration_id)
-
     async def _beat_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + self.interval_s
-        recount_at = loop.time() + self.recount_s
-        prune_at = loop.time() + min(60.0, self.prune_after_s)
+        prune_at = loop.time() + min(PRUNE_EVERY_S, self.prune_after_s)
         while True:
             await asyncio.sleep(max(0.0, next_beat - loop.time()))
             next_beat += self.interval_s
@@ -373,11 +277,8 @@ class ClusterNodes:
                 next_beat = loop.time() + self.interval_s
             try:
                 await self.heartbeat()
-                if loop.time() >= recount_at:
-                    recount_at = loop.time() + self.recount_s
-                    await self.recount()
                 if loop.time() >= prune_at:
-                    prune_at = loop.time() + min(60.0, self.prune_after_s)
+                    prune_at = loop.time() + min(PRUNE_EVERY_S, self.prune_after_s)
                     await self.prune()
             except StoreError as exc:
                 self._warn("heartbeat", "cluster heartbeat failed: %s", exc)
