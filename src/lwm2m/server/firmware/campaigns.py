@@ -870,6 +870,10 @@ class CampaignManager:
     async def _route_events(self) -> None:
         """Server events into the inboxes of the devices' drivers."""
         async for event in self._subscription:
+            if event.origin is not None:
+                # Relayed from another cluster node: that node owns the device and drives
+                # it from its own events; a device that comes here brings its own Update.
+                continue
             if self.cluster is not None and isinstance(event, RegistrationEvent | UpdatedEvent):
                 # The device may have just come to this node: look again at once.
                 for run in self._runs.values():
