@@ -595,5 +595,7 @@ async def _start_web(
     def ready(port: int) -> None:
         # http:// firmware Package URIs name this port.
         server.http_address = (args.host, port)
+        if cluster is not None:
+            cluster.nodes.beat_soon()  # the other nodes learn the address now
 
     return asyncio.ensure_future(serve(app, args.host, args.http_port, ready=ready))

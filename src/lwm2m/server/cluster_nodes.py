@@ -88,6 +88,7 @@ class ClusterNodes:
         #: Registrations this node owned at its last beat (None: not counted yet).
         self.owned: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
         self._log = LogLimiter()
 
     @classmethod
@@ -140,7 +141,14 @@ class ClusterNodes:
             await self.heartbeat()
         except StoreError as exc:  # Redis away: the loop tries again every interval
             logger.error("cluster heartbeat: %s", exc)
+        self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._beat_loop(), name="cluster heartbeat")
+
+    def beat_soon(self) -> None:
+        """Beat now rather than at the next interval: what the node says changed (its
+        HTTP address became known)."""
+        if self._wake is not None:
+            self._wake.set()
 
     async def stop(self, *, clean: bool = True) -> None:
         """Stop beating; ``clean`` DELetes the key now (else it expires: a crash, in tests)."""
@@ -270,8 +278,12 @@ class ClusterNodes:
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + self.interval_s
         prune_at = loop.time() + min(PRUNE_EVERY_S, self.prune_after_s)
+        wake = self._wake
+        assert wake is not None
         while True:
-            await asyncio.sleep(max(0.0, next_beat - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(0.0, next_beat - loop.time()))
+            wake.clear()
             next_beat += self.interval_s
             if next_beat < loop.time():  # the loop was held up: no burst of beats after it
                 next_beat = loop.time() + self.interval_s
