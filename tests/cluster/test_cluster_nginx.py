@@ -133,10 +133,6 @@ async def test_every_device_is_readable_through_its_owner(cluster: Cluster) -> N
     assert await _reads(pairs) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the node liveness keys (nodes): REST forwarding (landed) answers 503 without them",
-)
 async def test_every_device_is_readable_through_every_node(cluster: Cluster) -> None:
     fleet = cluster.live_fleet()
     pairs = [
@@ -180,7 +176,6 @@ async def test_a_notification_reaches_the_owner_nodes_event_stream(cluster: Clus
     await _observed_notification(cluster, "a")
 
 
-@pytest.mark.xfail(strict=True, reason="needs every event relayed to every node (nodes)")
 async def test_a_notification_reaches_another_nodes_event_stream(cluster: Cluster) -> None:
     await _observed_notification(cluster, "c")
 
