@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
+from redis_helpers import RedisServer
 from server_helpers import register_message
 from test_cluster_nodes import Node, cluster_node
 
@@ -172,6 +174,28 @@ async def test_malformed_relay_messages_are_logged_and_dropped_and_the_listener_
         assert b.relay.received == 1
         dropped = [r for r in caplog.records if "cluster event message dropped" in r.getMessage()]
         assert len(dropped) == len(bad)
+
+
+async def test_the_relay_comes_back_after_redis_restarts(
+    redis_server: RedisServer, tmp_path: FsPath
+) -> None:
+    async with (
+        cluster_node(redis_server.url, tmp_path, "a") as a,
+        cluster_node(redis_server.url, tmp_path, "b") as b,
+    ):
+        redis_server.restart()  # both lose their subscription; pub/sub keeps nothing
+        with b.server.events.subscribe() as events:
+            deadline = time.monotonic() + 20
+            n = 0
+            while True:  # until a's sender and b's subscription are both back
+                n += 1
+                a.server.events.publish(AwakeEvent("dev-r", float(n), "r-r"))
+                try:
+                    event = await events.get(timeout=0.5)
+                    break
+                except TimeoutError:
+                    assert time.monotonic() < deadline, "the relay did not come back"
+        assert event.endpoint == "dev-r" and event.origin == "a"
 
 
 async def test_own_messages_and_relayed_events_are_not_relayed_again(

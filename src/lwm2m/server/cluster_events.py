@@ -42,6 +42,7 @@ from lwm2m.protocol.log_limit import LogLimiter
 from lwm2m.server.cluster_event_codec import event_from_json, event_to_json
 from lwm2m.server.events import ServerEvent, ServerEventBus
 from lwm2m.stores.redis import RedisConnection
+from lwm2m.stores.redis_subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ CHANNEL = "events"
 DEFAULT_BUFFER = 10_000
 #: PUBLISHes sent in one pipeline.
 BATCH = 500
-#: Seconds between attempts to subscribe again after the subscription was lost.
-RESUBSCRIBE_MIN_S = 0.1
-RESUBSCRIBE_MAX_S = 5.0
+#: Seconds the sender waits after Redis refused a batch (the subscription's own
+#: backoff is :mod:`lwm2m.stores.redis_subscription`'s).
+RETRY_S = 0.1
 VERSION = 1
 
 
@@ -108,7 +109,9 @@ class ClusterEvents:
         self._wake = asyncio.Event()
         self._removers: list[Callable[[], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._subscription = Subscription(
+            redis, [self.channel], self._on_message, name="cluster event relay"
+        )
         self._closing = False
         self._log = LogLimiter()
         #: For /metrics and tests: events sent, re-published, dropped, refused.
@@ -120,13 +123,10 @@ class ClusterEvents:
 
     async def start(self) -> None:
         """Subscribe first, then relay: a node hears the others from the moment it relays."""
-        self._pubsub = await self._subscribe()
+        await self._subscription.start()
         for lane in self._lanes.values():
             self._removers.append(lane.bus.add_listener(self._listener(lane)))
-        self._tasks = [
-            asyncio.create_task(self._send_loop(), name="cluster events out"),
-            asyncio.create_task(self._receive_loop(), name="cluster events in"),
-        ]
+        self._tasks = [asyncio.create_task(self._send_loop(), name="cluster events out")]
 
     async def stop(self, timeout: float = 2.0) -> None:
         """Stop listening; what is queued is sent within ``timeout`` seconds, then dropped."""
@@ -145,10 +145,7 @@ class ClusterEvents:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._tasks = []
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-            self._pubsub = None
+        await self._subscription.close()
 
     def counters(self) -> dict[str, float]:
         """For /metrics."""
@@ -233,41 +230,11 @@ class ClusterEvents:
                 self.dropped += len(messages)
                 self._warn("publish", "cluster events not relayed (Redis: %s)", exc)
                 if not self._closing:
-                    await asyncio.sleep(RESUBSCRIBE_MIN_S)
+                    await asyncio.sleep(RETRY_S)
 
-    async def _subscribe(self) -> Any:
-        pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self.channel)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-            raise
-        return pubsub
-
-    async def _receive_loop(self) -> None:
-        backoff = RESUBSCRIBE_MIN_S
-        while not self._closing:
-            try:
-                if self._pubsub is None:
-                    self._pubsub = await self._subscribe()
-                    logger.warning("cluster event relay subscribed again to %s", self.channel)
-                message = await self._pubsub.get_message(timeout=1.0)
-                backoff = RESUBSCRIBE_MIN_S
-            except (OSError, self._redis.error) as exc:
-                if self._closing:
-                    return
-                self._warn("subscription", "cluster event relay lost Redis: %s", exc)
-                if self._pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        await self._pubsub.aclose()
-                    self._pubsub = None
-                await asyncio.sleep(backoff)
-                backoff = min(RESUBSCRIBE_MAX_S, backoff * 2)
-                continue
-            if message is not None and message.get("type") == "message":
-                self.handle_message(message["data"])
-            self._summary()
+    async def _on_message(self, channel: str, data: bytes) -> None:
+        self.handle_message(data)
+        self._summary()
 
     def _warn(self, key: str, text: str, *args: object) -> None:
         if self._log.allow(key, self._clock()):
