@@ -117,7 +117,11 @@ class RedisConnection:
         return self.prefix + name
 
     async def run(self, *commands: tuple[str, ...]) -> list[Any]:
+        """The commands in one MULTI/EXEC round trip; one command alone is atomic by
+        itself and goes without the MULTI/EXEC around it (the common read)."""
         try:
+            if len(commands) == 1:
+                return [await self.client.execute_command(*commands[0])]
             pipe = self.client.pipeline(transaction=True)
             for command in commands:
                 pipe.execute_command(*command)
