@@ -16,16 +16,14 @@ does not parse is logged and skipped; it never stops the listener.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from lwm2m.server.queued_requests import QueuedResult
-from lwm2m.stores.base import StoreError
 from lwm2m.stores.redis import RedisConnection
+from lwm2m.stores.redis_subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +46,14 @@ class RedisQueueRelay:
         self._channel = redis.key(CHANNEL)
         self._on_queued = on_queued
         self._on_answer = on_answer
-        self._pubsub: Any = None
-        self._listener: asyncio.Task[None] | None = None
-        self._closing = False
+        self._subscription = Subscription(
+            redis, [self._channel], self._on_message, name="queued-request"
+        )
 
     async def start(self) -> None:
-        """Subscribe before returning, so no news published after start is missed."""
-        self._pubsub = self._redis.client.pubsub()
-        try:
-            await self._pubsub.subscribe(self._channel)
-        except (OSError, self._redis.error) as exc:
-            raise StoreError(f"Redis: {exc}") from None
-        self._listener = asyncio.get_running_loop().create_task(
-            self._listen(), name="redis queued requests"
-        )
+        """Subscribe before returning, so no news published after start is missed
+        (and again after Redis restarts: news published meanwhile are lost hints)."""
+        await self._subscription.start()
 
     async def queued(self, registration_id: str) -> None:
         await self._publish({"kind": "queued", "registration_id": registration_id})
@@ -72,32 +64,15 @@ class RedisQueueRelay:
         )
 
     async def close(self) -> None:
-        self._closing = True
-        if self._pubsub is not None:
-            with contextlib.suppress(OSError, self._redis.error):
-                await self._pubsub.aclose()
-        if self._listener is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._listener), 1.0)
-            if not self._listener.done():
-                self._listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._listener
+        await self._subscription.close()
 
     # Private
 
     async def _publish(self, message: dict[str, Any]) -> None:
         await self._redis.run(("PUBLISH", self._channel, json.dumps(message)))
 
-    async def _listen(self) -> None:
-        assert self._pubsub is not None
-        try:
-            async for message in self._pubsub.listen():
-                if message.get("type") == "message":
-                    self.receive(message["data"])
-        except (OSError, self._redis.error) as exc:
-            if not self._closing:
-                logger.error("Redis queued-request channel lost: %s", exc)
+    async def _on_message(self, channel: str, data: bytes) -> None:
+        self.receive(data)
 
     def receive(self, data: bytes | str) -> None:
         """Act on one channel message; a malformed one is logged and skipped."""

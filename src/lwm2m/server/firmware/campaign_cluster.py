@@ -19,19 +19,17 @@ each node drive only the devices it owns, and lets every node see every change:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from lwm2m.protocol.log_limit import LogLimiter
 from lwm2m.server.cluster_owners import ClusterOwners
 from lwm2m.stores.base import StoreError
 from lwm2m.stores.redis import RedisConnection
+from lwm2m.stores.redis_subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -82,33 +80,32 @@ class CampaignCluster:
         self.owners = ClusterOwners(redis)
         self._release = redis.client.register_script(_RELEASE)
         self._refresh = redis.client.register_script(_REFRESH)
-        self._pubsub: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+        self._on_change: Callable[[Change], Awaitable[None]] | None = None
         self._limit = LogLimiter()
         #: Malformed change messages dropped (rule 1).
         self.malformed = 0
-        self._closing = False
 
     # ================================================================ lifecycle
-    async def start(self, on_change: Callable[[Change], Awaitable[None]]) -> None:
-        """Subscribe before the caller loads the records, so no change falls in between."""
-        pubsub = self.redis.client.pubsub()
-        try:
-            await pubsub.subscribe(self.channel)
-        except (OSError, self.redis.error) as exc:
-            raise StoreError(f"Redis: {exc}") from None
-        self._pubsub = pubsub
-        self._task = asyncio.create_task(self._listen(on_change), name="campaign-changes")
+    async def start(
+        self,
+        on_change: Callable[[Change], Awaitable[None]],
+        on_back: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Subscribe before the caller loads the records, so no change falls in between.
+
+        ``on_back`` runs when the subscription comes back after Redis restarted:
+        changes published meanwhile are lost, so the caller reads the records again.
+        """
+        self._on_change = on_change
+        self._subscription = Subscription(
+            self.redis, [self.channel], self._on_message, name="campaign change", on_back=on_back
+        )
+        await self._subscription.start()
 
     async def stop(self) -> None:
-        self._closing = True
-        if self._pubsub is not None:
-            with contextlib.suppress(OSError, self.redis.error):
-                await self._pubsub.aclose()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._subscription is not None:
+            await self._subscription.close()
 
     # ================================================================== changes
     async def published(self, campaign: str, device: str | None = None) -> None:
@@ -178,26 +175,18 @@ class CampaignCluster:
         return bool(done)
 
     # ================================================================== Private
-    async def _listen(self, on_change: Callable[[Change], Awaitable[None]]) -> None:
-        assert self._pubsub is not None
+    async def _on_message(self, channel: str, data: bytes) -> None:
         try:
-            async for message in self._pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                try:
-                    change = parse_change(message["data"])
-                except ValueError as exc:
-                    self._drop(str(exc))
-                    continue
-                if change.origin == self.node_id:
-                    continue
-                try:
-                    await on_change(change)
-                except (StoreError, ValueError, KeyError) as exc:
-                    logger.error("campaign change %s not applied: %s", change, exc)
-        except (OSError, self.redis.error) as exc:
-            if not self._closing:
-                logger.error("campaign change feed lost; campaign views are now stale: %s", exc)
+            change = parse_change(data)
+        except ValueError as exc:
+            self._drop(str(exc))
+            return
+        if change.origin == self.node_id or self._on_change is None:
+            return
+        try:
+            await self._on_change(change)
+        except (StoreError, ValueError, KeyError) as exc:
+            logger.error("campaign change %s not applied: %s", change, exc)
 
     def _drop(self, reason: str) -> None:
         self.malformed += 1

@@ -156,7 +156,7 @@ class CampaignManager:
             self.repository.in_use = self.in_use
         else:
             self.repository.in_use = self.in_use_anywhere
-            await self.cluster.start(self._apply_change)
+            await self.cluster.start(self._apply_change, self._read_all_again)
             self._lease_task = asyncio.create_task(self._keep_leases())
         for campaign in await self.store.load():
             if campaign.id in self.campaigns:
@@ -533,6 +533,13 @@ class CampaignManager:
             await self._commit(campaign, machine)
         finally:
             await cluster.release(campaign.id, record.endpoint)
+
+    async def _read_all_again(self) -> None:
+        """The cluster's change feed came back after Redis restarted: what other nodes
+        stored meanwhile was not announced, so every campaign is read again."""
+        assert self.cluster is not None
+        for campaign in await self.store.load():
+            await self._apply_change(Change(self.cluster.node_id, campaign.id, None))
 
     async def _apply_change(self, change: Change) -> None:
         """Another node stored a campaign or device record: take it into this node's view."""
