@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -111,3 +113,23 @@ class Device:
         return await self.endpoint.request(
             Message(method, uri_path=self.location, uri_query=query), self.server_address, timeout=5
         )
+
+
+async def output_line(
+    stream: asyncio.StreamReader, pattern: str, timeout: float = 20
+) -> re.Match[str]:
+    """The first line of a server process's output matching ``pattern`` (each line
+    waited for at most ``timeout`` seconds; the process exiting fails the test)."""
+    while True:
+        raw = await asyncio.wait_for(stream.readline(), timeout)
+        assert raw, "the server exited"
+        match = re.search(pattern, raw.decode())
+        if match:
+            return match
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

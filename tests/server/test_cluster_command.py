@@ -4,31 +4,14 @@ takes its node out of the list at once (the stop deletes its key)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path as FsPath
 
 import httpx
-
-
-async def _line(stream: asyncio.StreamReader, pattern: str) -> re.Match[str]:
-    while True:
-        raw = await asyncio.wait_for(stream.readline(), 20)
-        assert raw, "the server exited"
-        match = re.search(pattern, raw.decode())
-        if match:
-            return match
-
-
-def _free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from server_helpers import free_tcp_port, output_line
 
 
 @asynccontextmanager
@@ -38,14 +21,14 @@ async def server_process(
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "lwm2m", "server", "--store", redis_url, "--node-id", node_id),
         *("--coap-port", "0", "--coaps-port", "0", "--no-bootstrap"),
-        *("--http-port", str(_free_tcp_port())),
+        *("--http-port", str(free_tcp_port())),
         *("--cluster-heartbeat", "1", "--data", str(tmp_path / node_id)),
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
     try:
-        await _line(proc.stderr, rf"cluster node {node_id}: heartbeat every 1 s")
-        port = (await _line(proc.stderr, r"REST API on http://127\.0\.0\.1:(\d+)/")).group(1)
+        await output_line(proc.stderr, rf"cluster node {node_id}: heartbeat every 1 s")
+        port = (await output_line(proc.stderr, r"REST API on http://127\.0\.0\.1:(\d+)/")).group(1)
         yield proc, f"http://127.0.0.1:{port}"
     finally:
         if proc.returncode is None:

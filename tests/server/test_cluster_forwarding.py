@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from redis_helpers import RedisServer
-from server_helpers import register_message
+from server_helpers import free_tcp_port, output_line, register_message
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig, FactoryAccount
@@ -482,22 +480,6 @@ def test_the_wait_honours_the_operation_timeout() -> None:
     assert forward_wait("timeout=nan", forwarding) == 10
 
 
-async def _line(stream: asyncio.StreamReader, pattern: str) -> re.Match[str]:
-    while True:
-        raw = await asyncio.wait_for(stream.readline(), 30)
-        assert raw, "the server exited"
-        match = re.search(pattern, raw.decode())
-        if match:
-            return match
-
-
-def _free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_the_server_command_forwards_to_the_owner(redis_url: str, tmp_path: FsPath) -> None:
     """Two ``lwm2m server`` processes on one Redis: the command wires the forwarding."""
 
@@ -510,7 +492,7 @@ async def test_the_server_command_forwards_to_the_owner(redis_url: str, tmp_path
     device = await Endpoint.create("127.0.0.1", 0, handler=answer)
     try:
         for node in ("a", "b"):
-            http[node] = _free_tcp_port()
+            http[node] = free_tcp_port()
             procs[node] = await asyncio.create_subprocess_exec(
                 *(sys.executable, "-m", "lwm2m", "server", "--store", redis_url),
                 *("--node-id", node, "--coap-port", "0", "--coaps-port", "0", "--no-bootstrap"),
@@ -520,9 +502,11 @@ async def test_the_server_command_forwards_to_the_owner(redis_url: str, tmp_path
             )
         for node, proc in procs.items():
             assert proc.stderr is not None
-            found = await _line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")
+            found = await output_line(
+                proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)", timeout=30
+            )
             coap[node] = int(found.group(1))
-            await _line(proc.stderr, r"REST API on http://")
+            await output_line(proc.stderr, r"REST API on http://", timeout=30)
         reply = await device.request(
             register_message(("ep=cmd-fwd",)), ("127.0.0.1", coap["a"]), timeout=10
         )

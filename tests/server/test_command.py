@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import sys
 from pathlib import Path as FsPath
 
-from server_helpers import RawPeer, register_message
+from server_helpers import RawPeer, output_line, register_message
 
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
-
-
-async def _line(stream: asyncio.StreamReader, pattern: str) -> re.Match[str]:
-    while True:
-        raw = await asyncio.wait_for(stream.readline(), 20)
-        assert raw, "the server exited"
-        match = re.search(pattern, raw.decode())
-        if match:
-            return match
 
 
 async def test_server_command_lifecycle(tmp_path: FsPath) -> None:
@@ -43,15 +33,17 @@ async def test_server_command_lifecycle(tmp_path: FsPath) -> None:
     assert proc.stderr is not None
     peer = await RawPeer.create()
     try:
-        port = int((await _line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1))
+        port = int(
+            (await output_line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1)
+        )
         reply = await peer.request(register_message(("ep=cmd-dev",)), ("127.0.0.1", port))
         assert reply.code == Code.CREATED
-        await _line(proc.stderr, r"registered cmd-dev ")
+        await output_line(proc.stderr, r"registered cmd-dev ")
         reply = await peer.request(
             Message(Code.DELETE, uri_path=reply.location_path), ("127.0.0.1", port)
         )
         assert reply.code == Code.DELETED
-        await _line(proc.stderr, r"deregistered cmd-dev ")
+        await output_line(proc.stderr, r"deregistered cmd-dev ")
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
         assert (tmp_path / "data" / "lwm2m.sqlite3").exists()
@@ -85,7 +77,9 @@ async def test_acknowledged_registration_survives_kill(tmp_path: FsPath) -> None
     assert proc.stderr is not None
     peer = await RawPeer.create()
     try:
-        port = int((await _line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1))
+        port = int(
+            (await output_line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1)
+        )
         address = peer.address
         reply = await peer.request(register_message(("ep=durable", "lt=600")), ("127.0.0.1", port))
         assert reply.code == Code.CREATED
@@ -122,7 +116,7 @@ async def test_server_command_listens_for_coap_over_tcp(tmp_path: FsPath) -> Non
     assert proc.stderr is not None
     writer: asyncio.StreamWriter | None = None
     try:
-        await _line(proc.stderr, rf"and coap\+tcp://127\.0\.0\.1:{tcp_port}")
+        await output_line(proc.stderr, rf"and coap\+tcp://127\.0\.0\.1:{tcp_port}")
         reader, writer = await asyncio.open_connection("127.0.0.1", tcp_port)
         register = Message(
             Code.POST, token=b"r", uri_path=("rd",), uri_query=("ep=tcp-cmd", "b=T"),
@@ -137,7 +131,7 @@ async def test_server_command_listens_for_coap_over_tcp(tmp_path: FsPath) -> Non
             frames.extend(decoder.feed(data))
         assert isinstance(frames[0], Capabilities)
         assert isinstance(frames[1], Message) and frames[1].code == Code.CREATED
-        await _line(proc.stderr, r"registered tcp-cmd ")
+        await output_line(proc.stderr, r"registered tcp-cmd ")
     finally:
         if writer is not None:
             writer.close()

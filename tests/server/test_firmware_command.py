@@ -19,15 +19,6 @@ from lwm2m.web.app import WebServer, build_app
 IMAGE = b"LWM2MFW1 4.2\n" + bytes(range(256)) * 100
 
 
-def _free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def _lwm2m(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -105,7 +96,7 @@ async def test_server_serves_what_the_data_dir_holds(tmp_path: FsPath) -> None:
     import signal
 
     import httpx
-    from server_helpers import RawPeer
+    from server_helpers import RawPeer, free_tcp_port
 
     from lwm2m.coap.codes import Code
     from lwm2m.coap.message import Message
@@ -120,7 +111,7 @@ async def test_server_serves_what_the_data_dir_holds(tmp_path: FsPath) -> None:
     image_id = json.loads(out)["id"]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "lwm2m", "server", "--coap-port", "0", "--coaps-port", "0",
-        "--http-port", str(_free_tcp_port()), "--no-bootstrap", "--data", str(data),
+        "--http-port", str(free_tcp_port()), "--no-bootstrap", "--data", str(data),
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 import sys
 from pathlib import Path as FsPath
 
-from server_helpers import RawPeer, register_message
+from server_helpers import RawPeer, output_line, register_message
 
 from lwm2m.coap.codes import Code
 from lwm2m.server import LwM2MServer, ServerConfig
@@ -49,15 +48,6 @@ async def test_register_refused_when_its_batch_fails_to_commit(tmp_path: FsPath)
         await reopened.close()
 
 
-async def _line(stream: asyncio.StreamReader, pattern: str) -> re.Match[str]:
-    while True:
-        raw = await asyncio.wait_for(stream.readline(), 20)
-        assert raw, "the server exited"
-        match = re.search(pattern, raw.decode())
-        if match:
-            return match
-
-
 async def test_every_acknowledged_register_survives_kill_9_in_a_storm(tmp_path: FsPath) -> None:
     """SIGKILL while batches are in flight: every 2.01 the clients saw has its row."""
     data = tmp_path / "data"
@@ -82,7 +72,9 @@ async def test_every_acknowledged_register_survives_kill_9_in_a_storm(tmp_path: 
     acknowledged: dict[str, str] = {}
     enough = asyncio.Event()
     try:
-        port = int((await _line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1))
+        port = int(
+            (await output_line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1)
+        )
 
         async def lane(n: int, peer: RawPeer) -> None:
             for i in range(10_000):
