@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from lwm2m.bootstrap.server import DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT
+from lwm2m.cli.gc_policy import tune_for_server
 from lwm2m.cli.inputs import ConfigurationError, load_models, load_security
 from lwm2m.cli.shutdown import StopSignals, add_stop_timeout_argument, bounded, check_stop_timeout
 
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         logger.error("%s", problem)
         return 2
     try:
+        tune_for_server()
         return asyncio.run(_main(args))
     except (BootstrapStartError, ConfigurationError) as exc:
         logger.error("%s", exc)

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lwm2m.cli.gc_policy import tune_for_server
 from lwm2m.cli.inputs import ConfigurationError, load_models, load_security
 from lwm2m.cli.shutdown import (
     RequestGate,
@@ -187,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     try:
+        tune_for_server()
         return asyncio.run(_main(args))
     except ConfigurationError as exc:
         logger.error("%s", exc)
