@@ -102,13 +102,13 @@ def test_row_refuses_what_json_refuses_and_a_bad_row_is_a_record_error() -> None
 def _spy(stores: SqliteStores) -> list[Statement]:
     """Every statement the stores hand to the database from now on."""
     seen: list[Statement] = []
-    execute = stores._db.execute
+    submit = stores._db.submit
 
-    async def spying(statements: list[Statement]) -> None:
+    def spying(statements: list[Statement]) -> asyncio.Future[None]:
         seen.extend(statements)
-        await execute(statements)
+        return submit(statements)
 
-    stores._db.execute = spying  # type: ignore[method-assign]
+    stores._db.submit = spying  # type: ignore[method-assign]
     return seen
 
 

@@ -10,6 +10,7 @@ import builtins
 import copy
 import heapq
 from collections import deque
+from collections.abc import Awaitable
 from typing import Generic, TypeVar
 
 from lwm2m.coap.peer import Address
@@ -134,7 +135,9 @@ class MemoryRegistrationStore:
             self._drop(old)
         self._index(registration)
         try:
-            await self._persist_add(registration, old)
+            pending = self._persist_add(registration, old)
+            if pending is not None:
+                await pending
         except Exception:
             # Not durable, so not acknowledged: the memory view goes back too.
             self._drop(registration)
@@ -145,13 +148,15 @@ class MemoryRegistrationStore:
 
     async def update(self, registration: Registration) -> tuple[Registration, Registration]:
         """As :meth:`add`: the memory view goes back when the write-through fails."""
-        old = self._by_id.get(registration.id)
+        old = self.get(registration.id)
         if old is None:
             raise UnknownRegistration(registration.id)
         self._drop(old)
         self._index(registration)
         try:
-            await self._persist_update(registration)
+            pending = self._persist_update(registration, old)
+            if pending is not None:
+                await pending
         except Exception:
             self._drop(registration)
             self._index(old)
@@ -160,12 +165,14 @@ class MemoryRegistrationStore:
 
     async def remove(self, registration_id: str) -> Registration | None:
         """As :meth:`add`: the registration comes back when the write-through fails."""
-        old = self._by_id.get(registration_id)
+        old = self.get(registration_id)
         if old is None:
             return None
         self._drop(old)
         try:
-            await self._persist_remove(old)
+            pending = self._persist_remove(old)
+            if pending is not None:
+                await pending
         except Exception:
             self._index(old)
             raise
@@ -201,14 +208,18 @@ class MemoryRegistrationStore:
             self._drop(old)
         self._index(reg)
 
-    # -- write-through hooks (no-ops in memory)
-    async def _persist_add(self, reg: Registration, replaced: Registration | None) -> None:
+    # -- write-through hooks: what to await until the write is durable, None when there is
+    # nothing to write (memory). Plain calls, not coroutines: on the SQLite store each is the
+    # future of the group commit, awaited once by the write above (no coroutine per layer).
+    def _persist_add(
+        self, reg: Registration, replaced: Registration | None
+    ) -> Awaitable[None] | None:
         return None
 
-    async def _persist_update(self, reg: Registration) -> None:
+    def _persist_update(self, reg: Registration, old: Registration) -> Awaitable[None] | None:
         return None
 
-    async def _persist_remove(self, reg: Registration) -> None:
+    def _persist_remove(self, reg: Registration) -> Awaitable[None] | None:
         return None
 
 

@@ -21,7 +21,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,13 @@ from lwm2m.stores.records import (
     RecordError,
     Registration,
     security_entry_from_dict,
+)
+from lwm2m.stores.sqlite_bulk import (
+    delete_form,
+    insert_form,
+    register_form,
+    run_group,
+    update_form,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,6 +94,16 @@ REGISTRATION_TOUCH = (
     f"UPDATE registrations SET {', '.join(f'{c} = ?' for c in REGISTRATION_UPDATE_COLUMNS)} "
     "WHERE id = ?"
 )
+REGISTRATION_DELETE = "DELETE FROM registrations WHERE id = ?"
+register_form(
+    REGISTRATION_UPSERT,
+    insert_form(
+        f"INSERT OR REPLACE INTO registrations ({', '.join(REGISTRATION_COLUMNS)}) VALUES",
+        len(REGISTRATION_COLUMNS),
+    ),
+)
+register_form(REGISTRATION_TOUCH, update_form("registrations", REGISTRATION_UPDATE_COLUMNS, "id"))
+register_form(REGISTRATION_DELETE, delete_form("registrations", "id"))
 _REGISTRATION_SELECT = f"SELECT {', '.join(REGISTRATION_COLUMNS)} FROM registrations"
 
 
@@ -110,7 +127,7 @@ class SqliteDatabase:
     the writer thread: sqlite3 releases the GIL inside each statement's step
     and during the fsync, so on a second core SQLite's B-tree work overlaps
     the loop's CoAP work, and the next batch gathers meanwhile. Consecutive
-    identical statements go through one ``executemany``. Every caller's
+    identical statements go through one statement (:mod:`lwm2m.stores.sqlite_bulk`). Every caller's
     future resolves (on the loop) after the COMMIT that contains its
     statements returned: an acknowledged write is durable. A failed COMMIT
     fails every write of the batch (none of them is acknowledged); a failing
@@ -145,14 +162,19 @@ class SqliteDatabase:
 
     async def execute(self, statements: list[Statement]) -> None:
         """Run ``statements`` as one unit in the next group commit; returns once durable."""
-        await self._submit(statements, fetch=False)
+        await self.submit(statements)
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read in turn with the writes, so a read sees every write acknowledged before it."""
-        result: list[tuple[Any, ...]] = await self._submit([(sql, params)], fetch=True)
+        result: list[tuple[Any, ...]] = await self._enqueue([(sql, params)], fetch=True)
         return result
 
-    async def _submit(self, statements: list[Statement], *, fetch: bool) -> Any:
+    def submit(self, statements: list[Statement]) -> asyncio.Future[None]:
+        """:meth:`execute` without its coroutine: the future, done once durable (the hot path
+        awaits it straight, one suspension for a whole Register)."""
+        return self._enqueue(statements, fetch=False)
+
+    def _enqueue(self, statements: list[Statement], *, fetch: bool) -> asyncio.Future[Any]:
         if self._closed:
             raise StoreError("the SQLite store is closed")
         loop = asyncio.get_running_loop()
@@ -162,7 +184,7 @@ class SqliteDatabase:
             # The rest of this loop turn's writes join the batch.
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -256,7 +278,7 @@ class SqliteDatabase:
         for job in batch:
             if job.fetch:
                 if sql is not None:
-                    conn.executemany(sql, rows_of)
+                    run_group(conn, sql, rows_of)
                     sql, rows_of = None, []
                 rows: Any = None
                 for q, params in job.statements:
@@ -266,12 +288,12 @@ class SqliteDatabase:
             for q, params in job.statements:
                 if q != sql:
                     if sql is not None:
-                        conn.executemany(sql, rows_of)
+                        run_group(conn, sql, rows_of)
                     sql, rows_of = q, []
                 rows_of.append(params)
             results.append((None, None))
         if sql is not None:
-            conn.executemany(sql, rows_of)
+            run_group(conn, sql, rows_of)
         return results
 
     def _wake_idle(self) -> None:
@@ -427,8 +449,6 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
         self._stop_loading = threading.Event()
         self._load_thread: threading.Thread | None = None
         self.loaded: asyncio.Future[int] | None = None
-        #: id() of an Update's new registration -> its row needs the touched columns only.
-        self._touch_next: dict[int, bool] = {}
         migrate_registrations(db.connection)
         if load:
             for reg in decode_rows(db.read_all(_REGISTRATION_SELECT)):
@@ -531,47 +551,25 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
             return self._by_id.get(rid)
         return self._read_one("endpoint", endpoint) if self._loading else None
 
-    async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
-        """As in memory; while loading, the name is marked so the loader skips its old row."""
+    # The memory store's add, update and remove read the old registration with get(), which
+    # reads its row while loading; the hooks below mark the name, so that the loader skips
+    # the stored row of a name written (or removed) since the load began.
+    def _persist_add(self, reg: Registration, replaced: Registration | None) -> Awaitable[None]:
         if self._loading:
-            self.get_by_endpoint(registration.endpoint)
-            self._touched.add(registration.endpoint)
-        return await super().add(registration)
+            self._touched.add(reg.endpoint)
+        return self._db.submit([(REGISTRATION_UPSERT, registration_row(reg))])
 
-    async def update(self, registration: Registration) -> tuple[Registration, Registration]:
-        """As in memory; while loading, the name is marked so the loader skips its old row."""
+    def _persist_update(self, reg: Registration, old: Registration) -> Awaitable[None]:
         if self._loading:
-            self.get(registration.id)
-            self._touched.add(registration.endpoint)
-        old = self._by_id.get(registration.id)
-        # Keyed by the object (alive until popped), so interleaved Updates of one id cannot
-        # read each other's answer.
-        key = id(registration)
-        self._touch_next[key] = old is not None and _same_but_touched(old, registration)
-        try:
-            return await super().update(registration)
-        finally:
-            self._touch_next.pop(key, None)
+            self._touched.add(reg.endpoint)
+        if _same_but_touched(old, reg):
+            return self._db.submit([(REGISTRATION_TOUCH, registration_update_row(reg))])
+        return self._db.submit([(REGISTRATION_UPSERT, registration_row(reg))])
 
-    async def remove(self, registration_id: str) -> Registration | None:
-        """As in memory; while loading, a removed name is not brought back by the loader."""
+    def _persist_remove(self, reg: Registration) -> Awaitable[None]:
         if self._loading:
-            reg = self.get(registration_id)
-            if reg is not None:
-                self._touched.add(reg.endpoint)
-        return await super().remove(registration_id)
-
-    async def _persist_add(self, reg: Registration, replaced: Registration | None) -> None:
-        await self._db.execute([(REGISTRATION_UPSERT, registration_row(reg))])
-
-    async def _persist_update(self, reg: Registration) -> None:
-        if self._touch_next.pop(id(reg), False):
-            await self._db.execute([(REGISTRATION_TOUCH, registration_update_row(reg))])
-        else:
-            await self._db.execute([(REGISTRATION_UPSERT, registration_row(reg))])
-
-    async def _persist_remove(self, reg: Registration) -> None:
-        await self._db.execute([("DELETE FROM registrations WHERE id = ?", (reg.id,))])
+            self._touched.add(reg.endpoint)
+        return self._db.submit([(REGISTRATION_DELETE, (reg.id,))])
 
 
 def _same_but_touched(old: Registration, new: Registration) -> bool:
