@@ -878,7 +878,14 @@ class Endpoint:
     def _park(
         self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context, yielded: object
     ) -> None:
-        """Wait for the future a suspended inline handler awaits, then continue it in a Task."""
+        """Wait for the future a suspended inline handler awaits, then step it on, still inline.
+
+        Every step of an inline handler runs outside a Task, its later steps
+        included (as its first one always did): a handler resumed from the
+        group commit of SQLite, for a hundred registrations at once, costs no
+        Task each. A handler that needs a Task (``asyncio.timeout``) does not
+        belong on an inline endpoint; a bare yield hands it to one.
+        """
         if (
             isinstance(yielded, asyncio.Future)
             and yielded._asyncio_future_blocking
@@ -888,18 +895,25 @@ class Endpoint:
             fut: asyncio.Future[Any] = yielded
 
             def resume(_: object) -> None:
-                self._parked.pop(fut, None)
-                self._continue_in_task(coro, ctx)
+                if self._parked.pop(fut, None) is not None:  # else close() took it over
+                    self._resume_inline(coro, ctx)
 
             self._parked[fut] = (coro, ctx, resume)
-            # Not in ``ctx``: on 3.12+ the Task below starts eagerly inside this
-            # callback and enters ``ctx`` itself; a context cannot be entered
-            # twice, and the failed eager start would leave the loop's current
-            # task set, so that no task could ever run again.
             fut.add_done_callback(resume)
             return
-        # A bare yield (asyncio.sleep(0)) or anything else: the Task takes it from here.
+        # A bare yield (asyncio.sleep(0)) or anything else: a Task takes it from here.
         self._continue_in_task(coro, ctx)
+
+    def _resume_inline(self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context) -> None:
+        """The next step of a parked handler whose future is done (its result, or its error,
+        is what the ``await`` then returns or raises, as in a Task's step)."""
+        try:
+            yielded = ctx.run(coro.send, None)
+        except StopIteration:
+            return
+        except asyncio.CancelledError:
+            return
+        self._park(coro, ctx, yielded)
 
     def _continue_in_task(
         self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context, *, eager: bool = True
