@@ -6,13 +6,13 @@ import it without pulling in the engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from lwm2m.coap.values import value_class
 
 Address = tuple[str, int]
 """``(host, port)``; IPv6 socket 4-tuples are cut to their first two items."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class PeerIdentity:
     """What the DTLS handshake proved about the peer."""
 
@@ -20,7 +20,7 @@ class PeerIdentity:
     certificate_der: bytes | None = None  # the peer's leaf certificate
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Peer:
     """A remote endpoint: its transport address and, on (D)TLS, its proven identity."""
 

@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lwm2m.coap.codes import Code
@@ -275,8 +275,7 @@ class Registrar:
             raise _bad("the update does not come from the registered client's security identity")
         links = self._links(message, required=False) if message.payload else current.links
         now = self.clock()
-        updated = replace(
-            current,
+        updated = current.renewed(
             address=peer.address,
             transport=peer.transport,
             updated_at=now,

@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from lwm2m.coap.peer import Address, PeerIdentity
+from lwm2m.coap.values import value_class
 from lwm2m.model.path import Path
 from lwm2m.security.credentials import PskCredential, SecurityEntry, X509Expectation
 
@@ -27,7 +28,7 @@ class RecordError(ValueError):
     """A stored document that cannot be turned back into a record."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RegisteredObject:
     """One object announced in the Register payload: ``</3>;ver=1.1`` or ``</3/0>``."""
 
@@ -36,7 +37,7 @@ class RegisteredObject:
     instances: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ObjectLinks:
     """What a Register/Update payload announced, interpreted.
 
@@ -121,7 +122,7 @@ def shared_links(links: ObjectLinks) -> ObjectLinks:
     return ObjectLinks(links.text, links.root_path, objects, links.content_formats)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Registration:
     """A live registration of one LwM2M client (Register, then Updates)."""
 
@@ -160,6 +161,37 @@ class Registration:
     def root_path(self) -> str:
         """Shortcut to ``links.root_path``: every request's Uri-Path starts below it."""
         return self.links.root_path
+
+    def renewed(
+        self,
+        *,
+        address: Address,
+        transport: str,
+        updated_at: float,
+        lifetime_s: int,
+        sms_number: str | None,
+        binding: str,
+        queue_mode: bool,
+        links: ObjectLinks,
+    ) -> Registration:
+        """This registration after an Update: ``dataclasses.replace`` with every field an
+        Update may change, built directly (six times cheaper, it runs once per Update)."""
+        return Registration(
+            id=self.id,
+            endpoint=self.endpoint,
+            address=address,
+            lifetime_s=lifetime_s,
+            registered_at=self.registered_at,
+            updated_at=updated_at,
+            endpoint_type=self.endpoint_type,
+            lwm2m_version=self.lwm2m_version,
+            binding=binding,
+            queue_mode=queue_mode,
+            sms_number=sms_number,
+            links=links,
+            identity=self.identity,
+            transport=transport,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form the persistent stores keep (bytes as base64)."""
@@ -247,7 +279,7 @@ def identity_from_dict(doc: Mapping[str, Any]) -> PeerIdentity:
         raise RecordError(f"not an identity document: {exc!r}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ObservationRecord:
     """An observation the server holds on a client (single path or composite).
 
