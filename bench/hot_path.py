@@ -3,7 +3,8 @@
     python bench/hot_path.py [--store memory|sqlite] [--endpoints 20000] [--rounds 3]
 
 Builds the server as ``lwm2m server`` does (``LwM2MServer`` behind the shutdown
-gate, the endpoint with the server's ``inline_handlers``), replaces the
+gate, the endpoint with the server's ``inline_handlers``, the command's garbage
+collector thresholds), replaces the
 endpoint's socket by a sink, and feeds Register, Update and De-register
 datagrams straight into the endpoint's datagram callback, 128 in flight per
 loop turn as ``bench/loadgen.c`` keeps them. It prints the process CPU time per
@@ -22,6 +23,7 @@ import tempfile
 import time
 from typing import Any
 
+from lwm2m.cli.gc_policy import tune_for_server
 from lwm2m.cli.shutdown import RequestGate
 from lwm2m.coap.codec import decode, encode
 from lwm2m.coap.codes import Code, MessageType
@@ -137,6 +139,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     install_best_event_loop()
+    tune_for_server()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for store in args.store or ["memory", "sqlite"]:
         figures = asyncio.run(run(store, args.endpoints, args.rounds))

@@ -65,12 +65,15 @@ class MemoryRegistrationStore:
         that fails to remove one finds it again next time.
         """
         result: builtins.list[Registration] = []
+        found: set[str] = set()
         heap = self._expiry
         while heap and heap[0][0] + grace_s < now:
             expires_at, rid = heapq.heappop(heap)
             reg = self._by_id.get(rid)
-            # Stale heap entries (updated or removed registrations) are skipped.
-            if reg is not None and reg.expires_at == expires_at:
+            # Stale heap entries (updated or removed registrations) are skipped, and so is
+            # a second entry of one deadline (a lifetime changed, then changed back).
+            if reg is not None and reg.expires_at == expires_at and rid not in found:
+                found.add(rid)
                 result.append(reg)
                 # Keep it in the heap until it is really removed by the caller.
         for reg in result:
@@ -151,15 +154,13 @@ class MemoryRegistrationStore:
         old = self.get(registration.id)
         if old is None:
             raise UnknownRegistration(registration.id)
-        self._drop(old)
-        self._index(registration)
+        self._replace(old, registration)
         try:
             pending = self._persist_update(registration, old)
             if pending is not None:
                 await pending
         except Exception:
-            self._drop(registration)
-            self._index(old)
+            self._replace(registration, old)
             raise
         return old, registration
 
@@ -192,6 +193,23 @@ class MemoryRegistrationStore:
         if len(self._expiry) > 4 * len(self._by_id) + 64:
             self._expiry = [(r.expires_at, r.id) for r in self._by_id.values()]
             heapq.heapify(self._expiry)
+
+    def _replace(self, old: Registration, new: Registration) -> None:
+        """``new`` (same id) in the place of ``old``: an Update touches only what it changed."""
+        if new.endpoint != old.endpoint or self._by_id.get(old.id) is not old:
+            self._drop(old)
+            self._index(new)
+            return
+        self._by_id[new.id] = new
+        if new.address != old.address and self._by_address.get(old.address) == old.id:
+            del self._by_address[old.address]
+        self._by_address[new.address] = new.id
+        if new.expires_at != old.expires_at:
+            heapq.heappush(self._expiry, (new.expires_at, new.id))
+            if len(self._expiry) > 4 * len(self._by_id) + 64:
+                self._expiry = [(r.expires_at, r.id) for r in self._by_id.values()]
+                heapq.heapify(self._expiry)
+        self._query_index.replaced(old, new)
 
     def _drop(self, reg: Registration) -> None:
         if self._by_id.pop(reg.id, None) is not None:
