@@ -55,7 +55,7 @@ from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Resource
 from lwm2m.model.path import Path
 from lwm2m.protocol.errors import RemoteError
 from lwm2m.server.errors import ServerError
-from lwm2m.server.events import NotificationEvent, RegistrationEvent, UpdatedEvent
+from lwm2m.server.events import NotificationEvent, RegistrationEvent, ServerEvent, UpdatedEvent
 from lwm2m.server.firmware.campaign_cluster import CampaignCluster, Change
 from lwm2m.server.firmware.campaign_machine import (
     TERMINAL,
@@ -142,16 +142,14 @@ class CampaignManager:
         self.counts: dict[str, float] = {}
         self._runs: dict[str, _Run] = {}
         self._listeners: list[asyncio.Queue[CampaignEvent]] = []
-        self._events_task: asyncio.Task[None] | None = None
-        self._subscription: Any = None
+        self._stop_routing: Callable[[], None] | None = None
         self._ended: dict[str, asyncio.Event] = {}
         self._launching: set[str] = set()
 
     # ================================================================ lifecycle
     async def start(self) -> None:
         """Load stored campaigns and resume the running ones (after a restart)."""
-        self._subscription = self.server.events.subscribe(buffer=100_000)
-        self._events_task = asyncio.create_task(self._route_events())
+        self._stop_routing = self.server.events.add_listener(self._route_event)
         if self.cluster is None:
             self.repository.in_use = self.in_use
         else:
@@ -182,12 +180,9 @@ class CampaignManager:
                 await self._lease_task
         if self.cluster is not None:
             await self.cluster.stop()
-        if self._subscription is not None:
-            self._subscription.close()
-        if self._events_task is not None:
-            self._events_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._events_task
+        if self._stop_routing is not None:
+            self._stop_routing()
+            self._stop_routing = None
 
     def in_use(self, image_id: str) -> bool:
         """Whether a running or paused campaign uses the image (it may not be deleted)."""
@@ -874,26 +869,25 @@ class CampaignManager:
         return None
 
     # ------------------------------------------------------------------- events
-    async def _route_events(self) -> None:
-        """Server events into the inboxes of the devices' drivers."""
-        async for event in self._subscription:
-            if event.origin is not None:
-                # Relayed from another cluster node: that node owns the device and drives
-                # it from its own events; a device that comes here brings its own Update.
-                continue
-            if self.cluster is not None and isinstance(event, RegistrationEvent | UpdatedEvent):
-                # The device may have just come to this node: look again at once.
-                for run in self._runs.values():
-                    if event.endpoint in run.campaign.devices:
-                        run.wake.set()
-            targets = [
-                (run, run.inboxes[event.endpoint])
-                for run in self._runs.values()
-                if event.endpoint in run.inboxes
-            ]
-            if not targets:
-                continue
-            for run, inbox in targets:
+    def _route_event(self, event: ServerEvent) -> None:
+        """A server event into the inboxes of the devices' drivers, as it is published.
+
+        A listener rather than a subscription: every event of a registration
+        storm went through a buffer and a task step here even with no campaign
+        running; now it costs one test of ``_runs``, and nothing is dropped.
+        """
+        if not self._runs or event.origin is not None:
+            # Relayed from another cluster node: that node owns the device and drives
+            # it from its own events; a device that comes here brings its own Update.
+            return
+        if self.cluster is not None and isinstance(event, RegistrationEvent | UpdatedEvent):
+            # The device may have just come to this node: look again at once.
+            for run in self._runs.values():
+                if event.endpoint in run.campaign.devices:
+                    run.wake.set()
+        for run in list(self._runs.values()):
+            inbox = run.inboxes.get(event.endpoint)
+            if inbox is not None:
                 translated = _translate(event, run.campaign.devices[event.endpoint])
                 if translated is not None:
                     inbox.put_nowait(translated)
