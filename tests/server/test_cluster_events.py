@@ -155,7 +155,8 @@ async def test_malformed_relay_messages_are_logged_and_dropped_and_the_listener_
         bad = [
             b"\xff\xfe not json",
             b"[1, 2]",
-            json.dumps({**message, "v": 2}),
+            json.dumps({**message, "v": 2}),  # version 2 holds "events"
+            json.dumps({**message, "v": 3}),
             json.dumps({**message, "origin": 7}),
             json.dumps({**message, "lane": 7}),
             json.dumps({**message, "event": {"type": "awake", "endpoint": "e"}}),
@@ -172,8 +173,57 @@ async def test_malformed_relay_messages_are_logged_and_dropped_and_the_listener_
         assert b.relay.malformed == len(bad)
         assert b.relay.ignored == 1
         assert b.relay.received == 1
-        dropped = [r for r in caplog.records if "cluster event message dropped" in r.getMessage()]
+        dropped = [
+            r
+            for r in caplog.records
+            if r.getMessage().startswith(("cluster event message dropped", "cluster event dropped"))
+        ]
         assert len(dropped) == len(bad)
+
+
+async def test_a_batch_relays_its_good_events_and_drops_its_bad_ones(
+    redis_url: str, tmp_path: FsPath
+) -> None:
+    async with cluster_node(redis_url, tmp_path, "b") as b:
+        client = b.stores.redis.client
+        first, second = AwakeEvent("dev-1", 1.0, "r-1"), AwakeEvent("dev-2", 2.0, "r-2")
+        items = [
+            {"lane": "server", "event": event_to_json(first)},
+            {"lane": "server", "event": {"type": "exploded"}},
+            "not an item",
+            {"lane": "moon", "event": {}},
+            {"lane": "server", "event": event_to_json(second)},
+        ]
+        with b.server.events.subscribe() as events:
+            await client.publish(
+                "lwm2m:events", json.dumps({"v": 2, "origin": "x", "events": items})
+            )
+            got = [await events.get(timeout=5), await events.get(timeout=5)]
+        assert got == [first, second] and {e.origin for e in got} == {"x"}
+        assert (b.relay.received, b.relay.malformed, b.relay.ignored) == (2, 2, 1)
+
+
+async def test_the_events_of_one_loop_turn_go_in_one_message(
+    redis_url: str, tmp_path: FsPath
+) -> None:
+    async with cluster_node(redis_url, tmp_path, "a") as a:
+        pubsub = a.stores.redis.client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe("lwm2m:events")
+        try:
+            for n in range(300):  # one loop turn, as a registration storm's answers
+                a.server.events.publish(AwakeEvent(f"dev-{n}", float(n), f"r-{n}"))
+            docs = []
+            async with asyncio.timeout(5):
+                while sum(len(d["events"]) for d in docs) < 300:
+                    message = await pubsub.get_message(timeout=1)
+                    if message is not None:
+                        docs.append(json.loads(message["data"]))
+            assert len(docs) == 1 and docs[0]["v"] == 2 and docs[0]["origin"] == "a"
+            endpoints = [item["event"]["endpoint"] for item in docs[0]["events"]]
+            assert endpoints == [f"dev-{n}" for n in range(300)]
+            assert a.relay.relayed == 300
+        finally:
+            await pubsub.aclose()
 
 
 async def test_the_relay_comes_back_after_redis_restarts(
@@ -226,7 +276,9 @@ async def test_own_messages_and_relayed_events_are_not_relayed_again(
                         continue
                     doc = json.loads(message["data"])
                     origins.append(doc["origin"])
-                    if doc["event"]["endpoint"] == "fence":
+                    # The test's own messages are version 1, the relay's version 2.
+                    sent = doc["events"] if doc["v"] == 2 else [doc]
+                    if sent[-1]["event"]["endpoint"] == "fence":
                         break
             # What went through the channel: the two test messages and a's fence only.
             assert origins == ["a", "x", "a"]

@@ -19,8 +19,14 @@ Rules:
 Pub/sub keeps no history: a node hears the events published while it is
 subscribed, not those from before it started or while it was cut off.
 
-Each message: ``{"v": 1, "origin": node id, "lane": "server"|"bootstrap", "event": {...}}``;
-a lane pairs a bus with its event codec (the server's :mod:`lwm2m.server.cluster_event_codec`,
+Each message carries the events one node queued since its last message:
+``{"v": 2, "origin": node id, "events": [{"lane": "server"|"bootstrap", "event": {...}}, ...]}``
+(at most :data:`BATCH` events or about :data:`MESSAGE_BYTES`). Under a registration storm
+that is one PUBLISH, and one message for each other node to read, per loop turn instead of
+per request. A version 1 message (one event: ``{"v": 1, "origin", "lane", "event"}``, what
+nodes before batching sent) is still understood, so nodes can be upgraded one at a time;
+an old node drops the batches of a new one (counted as malformed) until it is upgraded.
+A lane pairs a bus with its event codec (the server's :mod:`lwm2m.server.cluster_event_codec`,
 the bootstrap server's :func:`lwm2m.bootstrap.events.bootstrap_event_from_json`), so one relay
 carries the events of both roles without this package importing the other role.
 """
@@ -50,12 +56,18 @@ logger = logging.getLogger(__name__)
 CHANNEL = "events"
 #: Events waiting for the sender; beyond, the oldest are dropped.
 DEFAULT_BUFFER = 10_000
-#: PUBLISHes sent in one pipeline.
+#: Events in one message at most.
 BATCH = 500
+#: A message is closed once its events' JSON passes this many bytes.
+MESSAGE_BYTES = 256 * 1024
+#: Messages sent in one pipeline (then the sender looks at its queue again).
+MESSAGES_PER_SEND = 8
 #: Seconds the sender waits after Redis refused a batch (the subscription's own
 #: backoff is :mod:`lwm2m.stores.redis_subscription`'s).
 RETRY_S = 0.1
-VERSION = 1
+VERSION = 2
+#: The single-event messages of nodes from before batching.
+SINGLE_VERSION = 1
 
 
 class RelayedEvent(Protocol):
@@ -157,17 +169,40 @@ class ClusterEvents:
         }
 
     def handle_message(self, data: bytes | str) -> None:
-        """One message of the channel: re-published on its lane's bus, ignored, or refused."""
+        """One message of the channel: its events re-published on their lanes' buses,
+        ignored (this node's own, a lane it does not run), or refused."""
         try:
             doc = json.loads(data)
-            if not isinstance(doc, dict) or doc.get("v") != VERSION:
-                raise ValueError("not a version 1 relay message")
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
             origin = doc.get("origin")
             if not isinstance(origin, str) or not origin:
                 raise ValueError("origin is not a node id")
             if origin == self.node_id:
                 return
-            name = doc.get("lane")
+            version = doc.get("v")
+            if version == VERSION:
+                items = doc.get("events")
+                if not isinstance(items, list):
+                    raise ValueError("events is not a list")
+            elif version == SINGLE_VERSION:
+                items = [doc]
+            else:
+                raise ValueError(f"not a relay message of version {SINGLE_VERSION} or {VERSION}")
+        except Exception as exc:  # the network's bytes: whatever they break, the relay goes on
+            self.malformed += 1
+            self._warn("malformed", "cluster event message dropped: %s", exc)
+            return
+        for item in items:
+            self._republish(item, origin)
+
+    # Private
+
+    def _republish(self, item: object, origin: str) -> None:
+        try:
+            if not isinstance(item, dict):
+                raise ValueError("an event item is not a JSON object")
+            name = item.get("lane")
             if not isinstance(name, str):
                 raise ValueError("lane is not a name")
             lane = self._lanes.get(name)
@@ -175,15 +210,13 @@ class ClusterEvents:
                 # A role this node does not run (its bootstrap server disabled): not an error.
                 self.ignored += 1
                 return
-            event = lane.decode(doc.get("event"), origin)
-        except Exception as exc:  # the network's bytes: whatever they break, the relay goes on
+            event = lane.decode(item.get("event"), origin)
+        except Exception as exc:  # one bad event: the others of its message still go
             self.malformed += 1
-            self._warn("malformed", "cluster event message dropped: %s", exc)
+            self._warn("malformed", "cluster event dropped: %s", exc)
             return
         self.received += 1
         lane.bus.publish(event)
-
-    # Private
 
     def _listener(self, lane: EventLane[Any]) -> Callable[[Any], None]:
         def listener(event: Any) -> None:
@@ -204,35 +237,54 @@ class ClusterEvents:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
-            messages = []
-            for lane, event in batch:
-                try:
-                    body = {
-                        "v": VERSION,
-                        "origin": self.node_id,
-                        "lane": lane.name,
-                        "event": lane.encode(event),
-                    }
-                    messages.append(json.dumps(body, separators=(",", ":"), allow_nan=False))
-                except (ValueError, TypeError) as exc:
-                    self.dropped += 1
-                    self._warn("encode", "cluster event %r not relayed: %s", event, exc)
+            messages, count = self._messages()
             if not messages:
                 continue
             try:
-                pipe = self._redis.client.pipeline(transaction=False)
-                for message in messages:
-                    pipe.publish(self.channel, message)
-                await pipe.execute()
-                self.relayed += len(messages)
+                if len(messages) == 1:
+                    await self._redis.client.publish(self.channel, messages[0])
+                else:
+                    pipe = self._redis.client.pipeline(transaction=False)
+                    for message in messages:
+                        pipe.publish(self.channel, message)
+                    await pipe.execute()
+                self.relayed += count
             except (OSError, self._redis.error) as exc:
-                self.dropped += len(messages)
+                self.dropped += count
                 self._warn("publish", "cluster events not relayed (Redis: %s)", exc)
                 if not self._closing:
                     await asyncio.sleep(RETRY_S)
 
-    async def _on_message(self, channel: str, data: bytes) -> None:
+    def _messages(self) -> tuple[list[str], int]:
+        """What is queued, as version 2 messages, and how many events they hold."""
+        messages: list[str] = []
+        items: list[str] = []
+        size = 0
+        count = 0
+        head = f'{{"v":{VERSION},"origin":{json.dumps(self.node_id)},"events":['
+        while self._pending and len(messages) < MESSAGES_PER_SEND:
+            lane, event = self._pending.popleft()
+            try:
+                item = json.dumps(
+                    {"lane": lane.name, "event": lane.encode(event)},
+                    separators=(",", ":"),
+                    allow_nan=False,
+                )
+            except (ValueError, TypeError) as exc:
+                self.dropped += 1
+                self._warn("encode", "cluster event %r not relayed: %s", event, exc)
+                continue
+            items.append(item)
+            size += len(item)
+            count += 1
+            if len(items) >= BATCH or size >= MESSAGE_BYTES:
+                messages.append(head + ",".join(items) + "]}")
+                items, size = [], 0
+        if items:
+            messages.append(head + ",".join(items) + "]}")
+        return messages, count
+
+    def _on_message(self, channel: str, data: bytes) -> None:
         self.handle_message(data)
         self._summary()
 

@@ -218,7 +218,7 @@ class ClusterRpc:
 
     # Private
 
-    async def _on_message(self, channel: str, data: bytes) -> None:
+    def _on_message(self, channel: str, data: bytes) -> None:
         try:
             doc = _decode(data)
             if channel == self.channel(self.node_id):

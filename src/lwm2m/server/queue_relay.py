@@ -71,7 +71,7 @@ class RedisQueueRelay:
     async def _publish(self, message: dict[str, Any]) -> None:
         await self._redis.run(("PUBLISH", self._channel, json.dumps(message)))
 
-    async def _on_message(self, channel: str, data: bytes) -> None:
+    def _on_message(self, channel: str, data: bytes) -> None:
         self.receive(data)
 
     def receive(self, data: bytes | str) -> None:

@@ -464,7 +464,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
             self._forget(registration_id)
         return removed
 
-    async def refresh(self, registration_id: str, writer: str | None = None) -> None:
+    def refresh(self, registration_id: str, writer: str | None = None) -> None:
         """A change message: forget a registration this node holds; ignore the others.
 
         ``writer`` is the node that wrote it (None: it was removed). This node's own
@@ -1006,14 +1006,23 @@ class RedisStores(
             raise
         return stores
 
-    async def _on_change(self, channel: str, data: bytes) -> None:
-        """Apply another node's change to this node's memory, in the order Redis ran them."""
+    def _on_change(self, channel: str, data: bytes) -> Awaitable[None] | None:
+        """Apply another node's change to this node's memory, in the order Redis ran them.
+
+        A registration's change (nearly all of them: one per Register, Update,
+        De-register of the cluster) is applied here and now; the others read
+        Redis, and the feed waits for them before the next message.
+        """
         try:
             kind, _, rest = data.decode().partition(" ")
-            key, _, writer = rest.partition(" ")
-            await self._apply(kind, key, writer or None)
-        except (StoreError, RecordError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             logger.error("Redis change %r not applied: %s", data, exc)
+            return None
+        key, _, writer = rest.partition(" ")
+        if kind == "r":
+            self.registrations.refresh(key, writer or None)
+            return None
+        return self._apply(kind, key, writer or None, data)
 
     def _forget_view(self) -> None:
         """The feed dropped: changes may be missed from now on, so memory holds nothing stale."""
@@ -1033,19 +1042,20 @@ class RedisStores(
             raise StoreError(f"reading this node's share again: {exc}") from None
         logger.info("Redis: %d own registrations read again after a feed loss", owned)
 
-    async def _apply(self, kind: str, key: str, writer: str | None) -> None:
-        if kind == "r":
-            await self.registrations.refresh(key, writer)
-        elif kind == "o":
-            await self.observations.refresh(key, writer)
-        elif kind == "s":
-            await self.security.refresh(key, writer)
-        elif kind == "m":
-            mark = self._marks.pop(key, None)
-            if mark is not None and not mark.done():
-                mark.set_result(None)
-        else:
-            logger.warning("unknown Redis change message kind %r ignored", kind)
+    async def _apply(self, kind: str, key: str, writer: str | None, data: bytes) -> None:
+        try:
+            if kind == "o":
+                await self.observations.refresh(key, writer)
+            elif kind == "s":
+                await self.security.refresh(key, writer)
+            elif kind == "m":
+                mark = self._marks.pop(key, None)
+                if mark is not None and not mark.done():
+                    mark.set_result(None)
+            else:
+                logger.warning("unknown Redis change message kind %r ignored", kind)
+        except (StoreError, RecordError) as exc:
+            logger.error("Redis change %r not applied: %s", data, exc)
 
     async def sync(self, timeout: float = 5.0) -> None:
         """Return once every change published before this call is in this node's view.

@@ -10,6 +10,17 @@ more attempt), and say once at INFO that it is back.
 
 Pub/sub delivers nothing that was published while a subscriber was away: the
 owner's ``on_back`` is where it re-reads what it needs.
+
+Every node hears every change and event of the cluster, one message per
+write, so the read side is on every request's path. redis-py's ``listen()``
+costs several coroutines, a health check and a retry wrapper per message;
+with hiredis (a dependency of the ``redis`` extra) this module reads the
+subscribed connection itself instead: one read per chunk of the socket, every
+complete message in it parsed by hiredis and handed over in order, and a
+handler that has nothing to wait for returns None and costs no coroutine.
+redis-py still makes the connection (address, AUTH, TLS) and sends SUBSCRIBE.
+Without hiredis, or with a redis-py whose connection does not expose its
+stream, the feed goes through ``listen()`` as before.
 """
 
 from __future__ import annotations
@@ -27,7 +38,64 @@ logger = logging.getLogger(__name__)
 #: Seconds between two attempts to subscribe again (the last one repeats).
 RESUBSCRIBE_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
-MessageHandler = Callable[[str, bytes], Awaitable[None]]
+#: Called with the channel and the raw data, in the order Redis published them; returns
+#: None when done, else what to await before the next message is delivered.
+MessageHandler = Callable[[str, bytes], Awaitable[None] | None]
+
+try:
+    from hiredis import Reader as HiredisReader
+except ImportError:  # pragma: no cover - hiredis comes with the redis extra
+    HiredisReader = None  # type: ignore[assignment,misc]
+
+#: Bytes asked of the socket per read: a burst of messages arrives as one chunk.
+READ_CHUNK = 1 << 16
+
+
+class _RawFeed:
+    """A subscribed connection read directly: chunks in, parsed messages out."""
+
+    def __init__(self, conn: Any, stream: asyncio.StreamReader) -> None:
+        self._conn = conn
+        self._stream = stream
+        self._parser = HiredisReader()
+
+    @classmethod
+    async def open(cls, redis: Any, channels: Sequence[str]) -> _RawFeed | None:
+        """None when this redis-py (or the lack of hiredis) does not allow it."""
+        if HiredisReader is None:
+            return None
+        pool = redis.client.connection_pool
+        conn = pool.connection_class(**pool.connection_kwargs)
+        await conn.connect()
+        stream = getattr(conn, "_reader", None)
+        if not isinstance(stream, asyncio.StreamReader):
+            await conn.disconnect()
+            return None
+        try:
+            await conn.send_command("SUBSCRIBE", *channels)
+        except BaseException:
+            await conn.disconnect()
+            raise
+        return cls(conn, stream)
+
+    async def read(self) -> list[tuple[bytes, bytes]]:
+        """The messages of the next chunk (none when it held only confirmations or part
+        of a message); raises :class:`_Lost` when the connection ends."""
+        chunk = await self._stream.read(READ_CHUNK)
+        if not chunk:
+            raise _Lost("Redis closed the subscription")
+        parser = self._parser
+        parser.feed(chunk)
+        out: list[tuple[bytes, bytes]] = []
+        while (reply := parser.gets()) is not False:
+            if isinstance(reply, Exception):
+                raise _Lost(f"Redis: {reply}")
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                out.append((reply[1], reply[2]))
+        return out
+
+    async def aclose(self) -> None:
+        await self._conn.disconnect()
 
 
 class _Lost(Exception):
@@ -90,6 +158,12 @@ class Subscription:
                     await self._listener
 
     async def _subscribe(self) -> Any:
+        try:
+            raw = await _RawFeed.open(self._redis, self._channels)
+        except (OSError, self._redis.error) as exc:
+            raise StoreError(f"Redis: {exc}") from None
+        if raw is not None:
+            return raw
         pubsub = self._redis.client.pubsub()
         try:
             await pubsub.subscribe(*self._channels)
@@ -115,24 +189,42 @@ class Subscription:
             await self._resubscribe()
 
     async def _follow(self) -> None:
-        assert self._pubsub is not None
-        async for message in self._pubsub.listen():
+        feed = self._pubsub
+        assert feed is not None
+        if isinstance(feed, _RawFeed):
+            while not self._closing:
+                for channel, data in await feed.read():
+                    pending = self._call(channel, data)
+                    if pending is not None:
+                        await self._wait(pending, data)
+            return
+        async for message in feed.listen():
             if message.get("type") != "message":
                 continue
             channel = message.get("channel")
             data = message.get("data")
-            try:
-                await self._on_message(
-                    channel.decode(errors="replace")
-                    if isinstance(channel, bytes)
-                    else str(channel),
-                    data if isinstance(data, bytes) else str(data).encode(),
-                )
-            except Exception:
-                # A handler's bug or a message it did not foresee must not end the feed.
-                logger.exception("Redis %s message %r not handled", self.name, data)
+            raw = data if isinstance(data, bytes) else str(data).encode()
+            pending = self._call(
+                channel if isinstance(channel, bytes) else str(channel).encode(), raw
+            )
+            if pending is not None:
+                await self._wait(pending, raw)
         if not self._closing:
             raise _Lost("the subscription ended")
+
+    def _call(self, channel: bytes, data: bytes) -> Awaitable[None] | None:
+        try:
+            return self._on_message(channel.decode(errors="replace"), data)
+        except Exception:
+            # A handler's bug or a message it did not foresee must not end the feed.
+            logger.exception("Redis %s message %r not handled", self.name, data)
+            return None
+
+    async def _wait(self, pending: Awaitable[None], data: bytes) -> None:
+        try:
+            await pending
+        except Exception:
+            logger.exception("Redis %s message %r not handled", self.name, data)
 
     async def _resubscribe(self) -> None:
         if self._pubsub is not None:
