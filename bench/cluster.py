@@ -12,7 +12,11 @@ redis://...`` nodes, and the load:
 2. Register/s (also Update/s, De-register/s) of the re-registration storm of
    ``bench/loadgen.c`` through nginx, with 1 node then 2 nodes; the
    generator's lanes are separate sockets, so nginx's hash on
-   ``$remote_addr:$remote_port`` spreads them over the nodes;
+   ``$remote_addr:$remote_port`` spreads them over the nodes, and each name
+   always goes out of the same lane (``sticky``), as a device keeps its
+   source port and so its node (without it, every other Register and Update
+   moved a registration to the other node: a take-over per request, which
+   real devices do only when their node dies);
 3. Read/s: ``--devices`` simulated devices (``lwm2m client --count``)
    registered through nginx, read (/3/0/0) through the REST API of each one's
    owner node by ``--concurrency`` requests in flight, with 1 node then 2.
@@ -44,6 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from server import build_loadgen, cpu_s, run_loadgen, stop, wait_coap
 
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+#: redis-server's pid by URL, and nginx's master pid by its UDP port, for their CPU figures.
+REDIS_PIDS: dict[str, int] = {}
+NGINX_PIDS: dict[int, int] = {}
 
 
 def free_port(kind: socket.SocketKind) -> int:
@@ -88,6 +95,7 @@ def nginx(workdir: Path, upstreams: list[int]) -> Iterator[int]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not start: {(prefix / 'error.log').read_text()}")
             time.sleep(0.05)
+        NGINX_PIDS[port] = proc.pid
         yield port
     finally:
         stop(proc)
@@ -115,6 +123,7 @@ def redis(workdir: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+        REDIS_PIDS[f"redis://127.0.0.1:{port}/0"] = proc.pid
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         stop(proc)
@@ -163,16 +172,38 @@ def nodes(workdir: Path, url: str, count: int) -> Iterator[list[Node]]:
             stop(node.proc)
 
 
+def with_children(pid: int) -> list[int]:
+    """``pid`` and its children (nginx's master and its worker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(c) for c in children)]
+
+
 def storm(
-    loadgen: Path, port: int, args: argparse.Namespace, tag: str, pids: tuple[int, ...] = ()
+    loadgen: Path,
+    port: int,
+    args: argparse.Namespace,
+    tag: str,
+    pids: tuple[int, ...] = (),
+    others: tuple[int, ...] = (),
 ) -> dict[str, float]:
-    """Rates of the storm's phases, and ``cpu_us``: the nodes' CPU per request answered."""
-    before = sum(cpu_s(pid) for pid in pids)
-    phases = run_loadgen(loadgen, "storm", port, args.seconds, args.endpoints, args.inflight, tag)
+    """Rates of the storm's phases, ``cpu_us``: the nodes' CPU per request answered, and
+    ``others_us``: what Redis and nginx (``others``) spent per request."""
+    watched = [*pids, *others]
+    before = {pid: cpu_s(pid) for pid in watched}
+    phases = run_loadgen(
+        loadgen, "storm", port, args.seconds, args.endpoints, args.inflight, tag, sticky=True
+    )
     rates = {p: phases[p]["rate"] for p in ("register", "update", "deregister") if p in phases}
     served = sum(phases[p]["ok"] for p in rates)
-    if pids and served:
-        rates["cpu_us"] = (sum(cpu_s(pid) for pid in pids) - before) / served * 1e6
+    if served:
+        spent = {pid: cpu_s(pid) - before[pid] for pid in watched}
+        if pids:
+            rates["cpu_us"] = sum(spent[pid] for pid in pids) / served * 1e6
+        if others:
+            rates["others_us"] = sum(spent[pid] for pid in others) / served * 1e6
     return rates
 
 
@@ -297,6 +328,7 @@ def main() -> int:
         updates: dict[int, list[float]] = {1: [], 2: []}
         reads: dict[int, list[float]] = {1: [], 2: []}
         cpu: dict[int, list[float]] = {1: [], 2: []}
+        other_cpu: dict[int, list[float]] = {1: [], 2: []}
         for r in range(args.rounds):
             for count in (1, 2):
                 with (
@@ -305,8 +337,10 @@ def main() -> int:
                     nginx(tmp, [n.coap_port for n in node_list]) as port,
                 ):
                     pids = tuple(n.proc.pid for n in node_list)
-                    rates = storm(loadgen, port, args, f"s{count}{r}", pids)
+                    others = (REDIS_PIDS[url], *with_children(NGINX_PIDS[port]))
+                    rates = storm(loadgen, port, args, f"s{count}{r}", pids, others)
                     cpu[count].append(rates.get("cpu_us", float("nan")))
+                    other_cpu[count].append(rates.get("others_us", float("nan")))
                     registers[count].append(rates["register"])
                     updates[count].append(rates.get("update", float("nan")))
                     reads[count].append(
@@ -332,6 +366,12 @@ def main() -> int:
         print(
             f"nodes' CPU per storm request (Register, Update, De-register): 1 node "
             f"{statistics.median(cpu[1]):,.0f} us, 2 nodes {statistics.median(cpu[2]):,.0f} us"
+        )
+        print(
+            f"redis-server + nginx CPU per storm request: 1 node "
+            f"{statistics.median(other_cpu[1]):,.0f} us, 2 nodes "
+            f"{statistics.median(other_cpu[2]):,.0f} us (on 2 cores, 2 nodes can give at most "
+            "2 x (node) / (node + these) of one node bound by its core)"
         )
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0

@@ -5,11 +5,14 @@
  * one UDP socket per lane (so a lane's MIDs never repeat within the
  * server's EXCHANGE_LIFETIME), and retransmits after --rto seconds.
  *
- *   loadgen storm HOST PORT SECONDS [ENDPOINTS [INFLIGHT [PREFIX]]]
+ *   loadgen storm HOST PORT SECONDS [ENDPOINTS [INFLIGHT [PREFIX [sticky]]]]
  *       Register for SECONDS (cycling over ENDPOINTS names, so after the
  *       first round every Register replaces a live registration: a
  *       re-registration storm), then Update every held location for
  *       SECONDS, then De-register every held location (bounded by SECONDS).
+ *       A free lane takes the next name; with "sticky", name n always goes
+ *       out of lane n % INFLIGHT, as a device keeps its source port (so a
+ *       load balancer hashing on the address keeps it on one node).
  *   loadgen get HOST PORT SECONDS [ENDPOINTS [INFLIGHT]]
  *       plain CON GET /bench.
  *   loadgen respond PORT
@@ -55,6 +58,7 @@ static int nendpoints = 20000;
 static const char *prefix = "storm";
 static struct sockaddr_in server;
 static double rto = 2.0;
+static int sticky = 0;
 
 /* per endpoint: the location (registration id) from the last 2.01 */
 static char (*locations)[MAXLOC];
@@ -165,6 +169,22 @@ static int next_request(struct lane *l, enum phase phase, int *next, int once) {
     return 0;
 }
 
+/* Sticky: the next name of lane `li` (li, li + nlanes, ...) with something to send. */
+static int next_sticky(int li, enum phase phase, int *lnext, int once) {
+    int per = nendpoints / nlanes + (li < nendpoints % nlanes);
+    for (int tries = 0; tries < per; tries++) {
+        if (once && lnext[li] >= per) return 0;
+        int ep = li + nlanes * (lnext[li]++ % per);
+        if (build(&lanes[li], phase, ep)) return 1;
+    }
+    return 0;
+}
+
+static int next_for(int li, enum phase phase, int *next, int *lnext, int once) {
+    return sticky ? next_sticky(li, phase, lnext, once)
+                  : next_request(&lanes[li], phase, next, once);
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -176,13 +196,15 @@ static void run(enum phase phase, double seconds) {
     double *lat = malloc(cap * sizeof *lat);
     long ok = 0, errors = 0, retransmits = 0;
     int next = 0;
+    static int lnext[MAXLANES];
+    memset(lnext, 0, sizeof lnext);
     int once = phase == P_DEREGISTER; /* every location is removed once */
     double start = now(), stop_at = start + seconds;
     int active = 0;
     for (int i = 0; i < nlanes; i++) {
         struct lane *l = &lanes[i];
         l->busy = 0;
-        if (next_request(l, phase, &next, once)) {
+        if (next_for(i, phase, &next, lnext, once)) {
             l->busy = 1;
             l->sent_at = now();
             l->resend_at = l->sent_at + rto;
@@ -217,7 +239,7 @@ static void run(enum phase phase, double seconds) {
                     lat[nlat++] = t - l->sent_at;
                     l->busy = 0;
                     active--;
-                    if (t < stop_at && next_request(l, phase, &next, once)) {
+                    if (t < stop_at && next_for(i, phase, &next, lnext, once)) {
                         l->busy = 1;
                         l->sent_at = now();
                         l->resend_at = l->sent_at + rto;
@@ -296,7 +318,8 @@ static int respond(int port) {
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "respond") == 0) return respond(atoi(argv[2]));
     if (argc < 5) {
-        fprintf(stderr, "usage: loadgen storm|get HOST PORT SECONDS [ENDPOINTS [INFLIGHT [PREFIX]]]\n"
+        fprintf(stderr, "usage: loadgen storm|get HOST PORT SECONDS [ENDPOINTS [INFLIGHT [PREFIX "
+                        "[sticky]]]]\n"
                         "       loadgen respond PORT\n");
         return 2;
     }
@@ -305,6 +328,7 @@ int main(int argc, char **argv) {
     if (argc > 5) nendpoints = atoi(argv[5]);
     if (argc > 6) nlanes = atoi(argv[6]);
     if (argc > 7) prefix = argv[7];
+    if (argc > 8) sticky = strcmp(argv[8], "sticky") == 0;
     if (nlanes < 1 || nlanes > MAXLANES || nendpoints < 1) return 2;
     locations = calloc((size_t)nendpoints, sizeof *locations);
     server.sin_family = AF_INET;

@@ -78,8 +78,17 @@ def wait_coap(
 
 
 def run_loadgen(
-    loadgen: Path, mode: str, port: int, seconds: float, endpoints: int, inflight: int, prefix: str
+    loadgen: Path,
+    mode: str,
+    port: int,
+    seconds: float,
+    endpoints: int,
+    inflight: int,
+    prefix: str,
+    *,
+    sticky: bool = False,
 ) -> Phases:
+    """``sticky``: each name always from one lane (source port), as a real device."""
     done = subprocess.run(
         [
             str(loadgen),
@@ -90,6 +99,7 @@ def run_loadgen(
             str(endpoints),
             str(inflight),
             prefix,
+            *(["sticky"] if sticky else []),
         ],
         check=True,
         capture_output=True,

@@ -124,6 +124,9 @@ class ClusterEvents:
         self._subscription = Subscription(
             redis, [self.channel], self._on_message, name="cluster event relay"
         )
+        #: How this node's own messages start: they come back from the channel and are
+        #: recognised without parsing them (every node hears every batch of its own).
+        self._own_head = f'{{"v":{VERSION},"origin":{json.dumps(node_id)},'.encode()
         self._closing = False
         self._log = LogLimiter()
         #: For /metrics and tests: events sent, re-published, dropped, refused.
@@ -171,6 +174,8 @@ class ClusterEvents:
     def handle_message(self, data: bytes | str) -> None:
         """One message of the channel: its events re-published on their lanes' buses,
         ignored (this node's own, a lane it does not run), or refused."""
+        if isinstance(data, bytes) and data.startswith(self._own_head):
+            return
         try:
             doc = json.loads(data)
             if not isinstance(doc, dict):
@@ -261,7 +266,7 @@ class ClusterEvents:
         items: list[str] = []
         size = 0
         count = 0
-        head = f'{{"v":{VERSION},"origin":{json.dumps(self.node_id)},"events":['
+        head = self._own_head.decode() + '"events":['
         while self._pending and len(messages) < MESSAGES_PER_SEND:
             lane, event = self._pending.popleft()
             try:

@@ -200,8 +200,11 @@ class Registrar:
         links = self._links(message, required=True)
         self._check_identity(params.endpoint, params.endpoint_type, peer)
         now = self.clock()
-        # fetch: in a cluster the name may be held by a registration another node owns.
-        existing = await self.registrations.fetch_by_endpoint(params.endpoint)
+        # From memory: the whole fleet on one process's stores; in a cluster (a partial
+        # store) what this node holds, and a name held elsewhere is the store's to refuse:
+        # its add() checks the same rule atomically (RegistrationConflict below), so a
+        # Register of a name this node does not hold costs no read before the write.
+        existing = self.registrations.get_by_endpoint(params.endpoint)
         if (
             existing is not None
             and existing.expires_at + self.config.lifetime_grace_s >= now
