@@ -3,8 +3,7 @@
 Real processes throughout: redis-server with AOF, nginx with the stream
 configuration of docs/cluster-nginx.conf, three nodes, and ``lwm2m client
 --count 300`` sending to nginx's port. The tests share one cluster and run in
-file order; the destructive ones come last. Tests that need a piece of issue 12
-built elsewhere are marked xfail (strict) with that piece's name.
+file order; the destructive ones come last.
 """
 
 from __future__ import annotations
