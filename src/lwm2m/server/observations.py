@@ -86,18 +86,21 @@ class Observations:
         self.clock = clock
         self.on_activity = on_activity
         self._live: dict[str, _Live] = {}
+        #: The live observation ids of each registration: a De-register stops its own
+        #: without looking at every live observation of the server.
+        self._live_of: dict[str, set[str]] = {}
 
     def is_live(self, observation_id: str) -> bool:
         return observation_id in self._live
 
     async def add(self, record: ObservationRecord, handle: ClientObservationLike) -> None:
         """Keep a newly established observation and start routing its notifications."""
-        old = self._live.pop(record.id, None)
+        old = self._release(record.id)
         if old is not None:
             await self._stop(old, active=False)
         await self.store.add(record)
         live = _Live(record, handle)
-        self._live[record.id] = live
+        self._hold(live)
         live.task = asyncio.get_running_loop().create_task(
             self._pump(live), name=f"observation {record.endpoint} {record.id}"
         )
@@ -111,10 +114,25 @@ class Observations:
         if record.id in self._live:
             raise ValueError(f"observation {record.id} is already live")
         live = _Live(record, handle)
-        self._live[record.id] = live
+        self._hold(live)
         live.task = asyncio.get_running_loop().create_task(
             self._pump(live), name=f"observation {record.endpoint} {record.id}"
         )
+
+    def _hold(self, live: _Live) -> None:
+        record = live.record
+        self._live[record.id] = live
+        self._live_of.setdefault(record.registration_id, set()).add(record.id)
+
+    def _release(self, observation_id: str) -> _Live | None:
+        live = self._live.pop(observation_id, None)
+        if live is not None:
+            ids = self._live_of.get(live.record.registration_id)
+            if ids is not None:
+                ids.discard(observation_id)
+                if not ids:
+                    del self._live_of[live.record.registration_id]
+        return live
 
     async def _pump(self, live: _Live) -> None:
         record = live.record
@@ -168,7 +186,7 @@ class Observations:
             # reconnects and updates (see LwM2MServer.restore_observations).
             logger.info("observation %s on %s dormant: %s", record.id, record.endpoint, exc)
             if self._live.get(record.id) is live:
-                del self._live[record.id]
+                self._release(record.id)
             return
         except CoapError as exc:
             logger.info("observation %s on %s ended: %s", record.id, record.endpoint, exc)
@@ -176,12 +194,12 @@ class Observations:
             raise
         # Ended on the client's side (error notification, RST, stream closed).
         if self._live.get(record.id) is live:
-            del self._live[record.id]
+            self._release(record.id)
             await self.store.remove(record.id)
 
     async def cancel(self, observation_id: str, *, active: bool) -> ObservationRecord | None:
         """Reactive (``active=True``: GET with Observe=1) or passive (forget; RST next) cancel."""
-        live = self._live.pop(observation_id, None)
+        live = self._release(observation_id)
         record = await self.store.remove(observation_id)
         if live is not None:
             await self._stop(live, active=active)
@@ -192,12 +210,13 @@ class Observations:
         """The registration ended: forget its observations (passive cancel)."""
         records = await self.store.remove_for_registration(registration_id)
         for rec in records:
-            live = self._live.pop(rec.id, None)
+            live = self._release(rec.id)
             if live is not None:
                 await self._stop(live, active=False)
-        for oid, live in list(self._live.items()):
-            if live.record.registration_id == registration_id:
-                del self._live[oid]
+        # Live ones the store no longer listed (another node's write, a failed add).
+        for oid in list(self._live_of.get(registration_id, ())):
+            live = self._release(oid)
+            if live is not None:
                 await self._stop(live, active=False)
         return records
 
@@ -214,3 +233,4 @@ class Observations:
         for live in list(self._live.values()):
             await self._stop(live, active=False)
         self._live.clear()
+        self._live_of.clear()
