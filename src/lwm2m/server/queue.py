@@ -56,6 +56,11 @@ class QueueMode:
         # Unknown (e.g. loaded from the store after a restart): asleep until it shows up.
         return state is not None and state.awake
 
+    def is_awake_id(self, registration_id: str) -> bool:
+        """:meth:`is_awake` of a queue-mode client known by its id only."""
+        state = self._clients.get(registration_id)
+        return state is not None and state.awake
+
     def awake_count(self) -> int:
         """Queue-mode clients awake now: the fleet overview's complement of the sleeping ones."""
         return sum(1 for state in self._clients.values() if state.awake and not state.gone)

@@ -893,8 +893,14 @@ class LwM2MServer:
         """The client is awake on this node: send what is queued for it, from here."""
 
         def awake() -> bool:
+            # This node's view of the client's wake state. In a cluster the registration
+            # may leave this node's memory for a moment (another node's Update raced this
+            # one's, and this node's own write puts it back): that does not put the client
+            # to sleep, and the store's atomic delete keeps each request to one sender.
             reg = self.stores.registrations.get(registration_id)
-            return reg is not None and self.queue.is_awake(reg)
+            if reg is not None:
+                return self.queue.is_awake(reg)
+            return self.queue.is_awake_id(registration_id)
 
         try:
             await self.queued.drain(

@@ -67,6 +67,7 @@ from lwm2m.stores.records import (
     Registration,
     security_entry_from_dict,
 )
+from lwm2m.stores.redis_pipeline import open_pipeline
 from lwm2m.stores.redis_scripts import (
     BY_INDEX,
     BY_NAMES,
@@ -79,6 +80,7 @@ from lwm2m.stores.redis_scripts import (
     REMOVE,
     SECURITY_PUT,
     SECURITY_REMOVE,
+    TAKE_ALL,
     UPDATE,
     address_key,
     client_key,
@@ -112,6 +114,7 @@ class RedisConnection:
         self.prefix = prefix
         self.error = error
         self.channel = prefix + "changes"
+        self.pipeline = open_pipeline(client, error)
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -135,6 +138,22 @@ class RedisConnection:
             return await script(keys=keys, args=args)
         except (OSError, self.error) as exc:
             raise StoreError(f"Redis: {exc}") from None
+
+    async def hot_script(self, script: Any, keys: list[str], args: list[str]) -> Any:
+        """:meth:`script` through the pipelined connection (:mod:`redis_pipeline`), for the
+        scripts of every Register, Update and De-register; short replies only."""
+        if self.pipeline is None:
+            return await self.script(script, keys, args)
+        try:
+            return await self.pipeline.evalsha(script, keys, args)
+        except (OSError, self.error) as exc:
+            raise StoreError(f"Redis: {exc}") from None
+
+    async def close(self) -> None:
+        """Close the pipelined connection and redis-py's pool."""
+        if self.pipeline is not None:
+            await self.pipeline.close()
+        await self.client.aclose()
 
 
 class RedisRegistrationStore(MemoryRegistrationStore):
@@ -180,6 +199,8 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         self._seq = 0
         self._in_flight = 0
         self._changed_at: dict[str, int] = {}
+        #: The ``reg:seq`` number of this node's last write of each registration it holds.
+        self._write_numbers: dict[str, int] = {}
         #: Called with an id this node has just taken from another node (its observations).
         self.on_taken: Callable[[str], Awaitable[None]] | None = None
         client = redis.client
@@ -395,7 +416,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         Raises :class:`RegistrationConflict` (the registrar answers 4.09), whichever
         node holds the other registration.
         """
-        reply = await self._r.script(
+        reply = await self._r.hot_script(
             self._register,
             [],
             self._args(
@@ -418,6 +439,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         if old is not None:
             self._forget(old.id)
         self._keep(registration, owned=True)
+        self._written(registration.id, reply[2] if len(reply) > 2 else None)
         return old, registration
 
     async def update(self, registration: Registration) -> tuple[Registration, Registration]:
@@ -427,7 +449,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         returns (the observations store reads its observations in).
         """
         taken = registration.id not in self._owned
-        reply = await self._r.script(
+        reply = await self._r.hot_script(
             self._update,
             [],
             self._args(
@@ -438,11 +460,13 @@ class RedisRegistrationStore(MemoryRegistrationStore):
                 tag(registration),
             ),
         )
-        old = _registration(reply)
+        # {old JSON, write number}; a bare JSON from a script of an older version.
+        old = _registration(reply[0] if isinstance(reply, list) else reply)
         self._forget(registration.id)
         if old is None:
             raise UnknownRegistration(registration.id)
         self._keep(registration, owned=True)
+        self._written(registration.id, reply[1] if isinstance(reply, list) else None)
         if taken and self.on_taken is not None:
             await self.on_taken(registration.id)
         return old, registration
@@ -454,7 +478,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         move (an Update on another node wins over this node's stale view).
         """
         limit = self._claims.pop(registration_id, None)
-        reply = await self._r.script(
+        reply = await self._r.hot_script(
             self._remove,
             [],
             self._args(registration_id, "+inf" if limit is None else repr(limit)),
@@ -464,7 +488,9 @@ class RedisRegistrationStore(MemoryRegistrationStore):
             self._forget(registration_id)
         return removed
 
-    def refresh(self, registration_id: str, writer: str | None = None) -> None:
+    def refresh(
+        self, registration_id: str, writer: str | None = None, number: int | None = None
+    ) -> None:
         """A change message: forget a registration this node holds; ignore the others.
 
         ``writer`` is the node that wrote it (None: it was removed). This node's own
@@ -478,6 +504,11 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         if self._in_flight:
             self._changed_at[registration_id] = self._seq
         if writer == self.node_id or registration_id not in self._by_id:
+            return
+        mine = self._write_numbers.get(registration_id)
+        if number is not None and mine is not None and number < mine:
+            # Older than this node's own write of it (both Updates raced; the message came
+            # in after the script's answer): the registration is still this node's.
             return
         self._forget(registration_id)
 
@@ -525,6 +556,12 @@ class RedisRegistrationStore(MemoryRegistrationStore):
             self._drop(current)
         self._owned.discard(registration_id)
         self._cached.pop(registration_id, None)
+        self._write_numbers.pop(registration_id, None)
+
+    def _written(self, registration_id: str, number: Any) -> None:
+        """The write number of this node's own Register or Update (see ``reg:seq``)."""
+        if isinstance(number, int):
+            self._write_numbers[registration_id] = number
 
     async def _read(self, command: tuple[str, ...]) -> Registration | None:
         return await self._cached_read(self._r.run(command), first=True)
@@ -705,7 +742,9 @@ class RedisObservationStore(MemoryObservationStore):
         """Every observation of the registration in Redis, not only those in memory."""
         for record in self.for_registration(registration_id):
             self._forget(record.id)
-        reply = await self._r.script(self._of_script, [], [self._r.prefix, registration_id, "1"])
+        reply = await self._r.hot_script(
+            self._of_script, [], [self._r.prefix, registration_id, "1"]
+        )
         return [ObservationRecord.from_dict(load_doc(raw)) for raw in reply]
 
     async def refresh(self, observation_id: str, writer: str | None = None) -> None:
@@ -829,6 +868,7 @@ class RedisDocumentStore:
 
     def __init__(self, redis: RedisConnection) -> None:
         self._r = redis
+        self._take_all = redis.client.register_script(TAKE_ALL)
 
     async def get(self, namespace: str, key: str) -> JsonDoc | None:
         """One HGET; None when absent."""
@@ -855,11 +895,11 @@ class RedisDocumentStore:
         return [(k, items[k]) for k in sorted(items)]
 
     async def take_all(self, namespace: str) -> list[tuple[str, JsonDoc]]:
-        """HGETALL and DEL in one transaction: one round trip, and each document goes
-        to one node only."""
+        """HGETALL and DEL in one script: one round trip (pipelined: every De-register
+        takes two namespaces, nearly always empty), and each document goes to one node."""
         name = self._r.key(f"doc:{namespace}")
-        raw, _ = await self._r.run(("HGETALL", name), ("DEL", name))
-        items = {_text(k): load_doc(v) for k, v in raw.items()}
+        flat = await self._r.hot_script(self._take_all, [name], [])
+        items = {_text(flat[i]): load_doc(flat[i + 1]) for i in range(0, len(flat), 2)}
         return [(k, items[k]) for k in sorted(items)]
 
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
@@ -1020,7 +1060,10 @@ class RedisStores(
             return None
         key, _, writer = rest.partition(" ")
         if kind == "r":
-            self.registrations.refresh(key, writer or None)
+            writer, _, number = writer.partition(" ")
+            self.registrations.refresh(
+                key, writer or None, int(number) if number.isdigit() else None
+            )
             return None
         return self._apply(kind, key, writer or None, data)
 
@@ -1082,4 +1125,4 @@ class RedisStores(
     async def close(self) -> None:
         """Stop following the changes and close the connection; Redis keeps the data."""
         await self._feed.close()
-        await self._redis.client.aclose()
+        await self._redis.close()

@@ -18,6 +18,9 @@ Keys (under the prefix):
   ``reg:deadline`` (ZSET id -> expires_at), ``reg:owner`` (id -> node id),
 - ``reg:owned:<node>`` (set of the ids a node owns: what it loads at start),
 - ``reg:names`` (ZSET of endpoint names, all scored 0: pages in name order),
+- ``reg:seq`` (a counter: each Register and Update takes the next number and puts it in
+  its change message, ``r <id> <node> <number>``, so a node can tell a change message
+  older than its own write of the same registration),
 - ``reg:address`` (``host port`` -> id), ``reg:tags`` (id -> the tag of :func:`tag`),
 - ``reg:stats`` (hash of counters: ``queue``, ``secure``, ``b:<binding>``,
   ``v:<version>``, ``m:<minute of Register>``),
@@ -107,7 +110,7 @@ end
 """
 
 #: ARGV: prefix, id, endpoint, json, client key, expires_at, now, grace_s, node id, tag
-#: Returns {"conflict"} or {"ok", replaced JSON or nil}.
+#: Returns {"conflict"} or {"ok", replaced JSON or nil, write sequence number}.
 REGISTER = (
     _LIB
     + """
@@ -132,13 +135,14 @@ redis.call('HSET', P .. 'reg:client', ARGV[2], ARGV[5])
 redis.call('ZADD', P .. 'reg:deadline', ARGV[6], ARGV[2])
 retag(P, ARGV[2], ARGV[10])
 own(P, ARGV[2], ARGV[9])
-redis.call('PUBLISH', P .. 'changes', 'r ' .. ARGV[2] .. ' ' .. ARGV[9])
-return {'ok', old_json}
+local seq = redis.call('INCR', P .. 'reg:seq')
+redis.call('PUBLISH', P .. 'changes', 'r ' .. ARGV[2] .. ' ' .. ARGV[9] .. ' ' .. seq)
+return {'ok', old_json, seq}
 """
 )
 
 #: ARGV: prefix, id, json, expires_at, node id, tag
-#: Returns the JSON replaced, or nil when the registration is gone.
+#: Returns {the JSON replaced, write sequence number}, or nil when the registration is gone.
 UPDATE = (
     _LIB
     + """
@@ -151,8 +155,9 @@ redis.call('HSET', P .. 'registrations', ARGV[2], ARGV[3])
 redis.call('ZADD', P .. 'reg:deadline', ARGV[4], ARGV[2])
 retag(P, ARGV[2], ARGV[6])
 own(P, ARGV[2], ARGV[5])
-redis.call('PUBLISH', P .. 'changes', 'r ' .. ARGV[2] .. ' ' .. ARGV[5])
-return old_json
+local seq = redis.call('INCR', P .. 'reg:seq')
+redis.call('PUBLISH', P .. 'changes', 'r ' .. ARGV[2] .. ' ' .. ARGV[5] .. ' ' .. seq)
+return {old_json, seq}
 """
 )
 
@@ -359,6 +364,17 @@ def client_key(reg: Registration) -> str:
         if identity.psk_identity is not None:
             return "psk:" + identity.psk_identity.hex()
     return "ip:" + reg.address[0]
+
+
+#: KEYS: one document hash. Its fields and values, then the hash is gone: one round trip,
+#: and of two nodes taking the same namespace each document goes to one of them.
+TAKE_ALL = """
+local all = redis.call('HGETALL', KEYS[1])
+if #all > 0 then
+  redis.call('DEL', KEYS[1])
+end
+return all
+"""
 
 
 def address_key(host: str, port: int) -> str:
