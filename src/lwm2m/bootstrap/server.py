@@ -174,6 +174,8 @@ class BootstrapServer:
         self.refusals = RefusalLog("bootstrap", BOOTSTRAP_REFUSALS, clock=clock)
         self._active: dict[str, asyncio.Task[SessionRecord]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Removers of the listeners on co-located servers (:meth:`follow_server`).
+        self._unfollow: list[Callable[[], None]] = []
         self._endpoints: list[Endpoint | TcpEndpoint] = []
         self._push_endpoint: Requester | None = None
         #: False once stopping: a Request Bootstrap then gets no answer (see stop_accepting)
@@ -279,18 +281,15 @@ class BootstrapServer:
     def follow_server(self, server: Any) -> None:
         """Watch a co-located LwM2M server's events (``server.events.subscribe()``) and
         re-bootstrap registering clients whose configuration changed."""
-        listener = self.registration_listener()
-
-        async def watch() -> None:
-            with server.events.subscribe() as subscription:
-                async for event in subscription:
-                    listener(event)
-
-        task = asyncio.get_running_loop().create_task(watch(), name="bootstrap registration hook")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # A listener, not a subscription: it runs as each event is published and returns at
+        # once for all but REGISTRATION, so a storm of Updates costs it nothing (a
+        # subscription woke a task and went through an async iterator for every event).
+        self._unfollow.append(server.events.add_listener(self.registration_listener()))
 
     async def close(self) -> None:
+        for unfollow in self._unfollow:
+            unfollow()
+        self._unfollow.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
