@@ -125,6 +125,20 @@ async def test_a_closed_pipeline_refuses_calls(client: Any) -> None:
         await pipeline.evalsha(echo, [], ["y", "1"])
 
 
+def _moved(reg: Any, port: int) -> Any:
+    """``reg`` after an Update from another port (its number as the time)."""
+    return reg.renewed(
+        address=("127.0.0.1", port),
+        transport="udp",
+        updated_at=float(port),
+        lifetime_s=60,
+        sms_number=None,
+        binding="U",
+        queue_mode=False,
+        links=reg.links,
+    )
+
+
 async def test_a_change_older_than_the_nodes_own_write_does_not_evict_it(
     redis_url: str, tmp_path: Any
 ) -> None:
@@ -145,48 +159,15 @@ async def test_a_change_older_than_the_nodes_own_write_does_not_evict_it(
             updated_at=1.0,
         )
         await a.registrations.add(reg)
-        await b.registrations.update(
-            reg.renewed(
-                address=("127.0.0.1", 2),
-                transport="udp",
-                updated_at=2.0,
-                lifetime_s=60,
-                sms_number=None,
-                binding="U",
-                queue_mode=False,
-                links=reg.links,
-            )
-        )
-        await a.registrations.update(
-            reg.renewed(
-                address=("127.0.0.1", 3),
-                transport="udp",
-                updated_at=3.0,
-                lifetime_s=60,
-                sms_number=None,
-                binding="U",
-                queue_mode=False,
-                links=reg.links,
-            )
-        )
+        await b.registrations.update(_moved(reg, 2))
+        await a.registrations.update(_moved(reg, 3))
         mine = a.registrations._write_numbers["race1"]
         a.registrations.refresh("race1", "b", mine - 1)  # b's write, before a's
         assert a.registrations.get("race1") is not None
         a.registrations.refresh("race1", "b", mine + 1)  # a write after a's
         assert a.registrations.get("race1") is None
         assert await a.registrations.fetch("race1") is not None  # still in Redis
-        await a.registrations.update(
-            reg.renewed(
-                address=("127.0.0.1", 4),
-                transport="udp",
-                updated_at=4.0,
-                lifetime_s=60,
-                sms_number=None,
-                binding="U",
-                queue_mode=False,
-                links=reg.links,
-            )
-        )
+        await a.registrations.update(_moved(reg, 4))
         a.registrations.refresh("race1", "b")  # a message without a number: as before
         assert a.registrations.get("race1") is None
     finally:
