@@ -366,3 +366,61 @@ async def test_more_commands_in_flight_than_connections_wait_for_one(redis_url: 
         )
         assert [r for r in results if isinstance(r, BaseException)] == []
         assert await a.registrations.fetch_count() == 200
+
+
+class _Request:
+    """What ``LwM2MServer.handle`` reads of an incoming request."""
+
+    def __init__(self, message: Message, address: tuple[str, int], psk_identity: bytes) -> None:
+        from lwm2m.coap.peer import Peer
+
+        self.message = message
+        self.peer = Peer(address, PeerIdentity(psk_identity=psk_identity))
+
+
+def _send(value: int) -> Message:
+    payload = b'[{"n":"/3/0/9","v":%d}]' % value
+    fmt = int(ContentFormat.SENML_JSON)
+    return Message(Code.POST, uri_path=("dp",), payload=payload, content_format=fmt)
+
+
+async def test_a_send_from_a_moved_dtls_client_takes_its_registration_over(
+    redis_url: str,
+) -> None:
+    """A device whose node died re-handshakes with another node and Sends before any
+    Update: its PSK identity names it, its registration is taken over, the data kept."""
+    from lwm2m.server.events import SendEvent
+
+    async with _node(redis_url, "a") as a, _node(redis_url, "b") as b:
+        redis = b.stores.registrations._r  # type: ignore[attr-defined]
+        liveness = redis.key("node:a")
+        await redis.run(("SET", liveness, '{"id": "a"}'))
+        await a.stores.security.put(SecurityEntry("dtls-dev", psk=PskCredential(b"dev-id", b"k")))
+        await a.stores.security.put(SecurityEntry("other", psk=PskCredential(b"other-id", b"k")))
+        reg = Registration(
+            id="mv1",
+            endpoint="dtls-dev",
+            address=("10.1.1.1", 5001),
+            lifetime_s=600,
+            registered_at=1.0,
+            updated_at=1.0,
+            lwm2m_version="1.1",
+            identity=PeerIdentity(psk_identity=b"dev-id"),
+        )
+        await a.stores.registrations.add(reg)
+        moved = ("10.2.2.2", 6002)
+        # a is alive: b does not take the device (4.04, the client registers again).
+        reply = await b.handle(_Request(_send(1), moved, b"dev-id"))
+        assert reply.code == Code.NOT_FOUND
+        await redis.run(("DEL", liveness))  # a is gone
+        # Another device's identity from that address takes nothing.
+        reply = await b.handle(_Request(_send(2), moved, b"other-id"))
+        assert reply.code == Code.NOT_FOUND
+        with b.events.subscribe("dtls-dev") as events:
+            reply = await b.handle(_Request(_send(3), moved, b"dev-id"))
+            assert reply.code == Code.CHANGED
+            event = await asyncio.wait_for(events.get(), 5)
+        assert isinstance(event, SendEvent) and event.registration_id == "mv1"
+        assert await b.stores.registrations.owner("mv1") == "b"
+        taken = await b.fetch_registration("dtls-dev")
+        assert taken is not None and taken.id == "mv1" and taken.address == moved

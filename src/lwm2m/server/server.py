@@ -558,6 +558,8 @@ class LwM2MServer:
         if message.code != Code.POST:
             return Message(Code.METHOD_NOT_ALLOWED)
         reg = await self.stores.registrations.fetch_by_address(peer.address)
+        if reg is None and peer.identity is not None:
+            reg = await self._moved_secure_client(peer)
         if reg is None or (reg.identity is not None and reg.identity != peer.identity):
             return _diagnostic(Code.NOT_FOUND, "not registered: Send needs a registration")
         received_at = self.clock()
@@ -578,6 +580,44 @@ class LwM2MServer:
             )
         )
         return Message(Code.CHANGED)
+
+    async def _moved_secure_client(self, peer: Peer) -> Registration | None:
+        """The registration of a DTLS client heard from an address no registration has.
+
+        In a cluster that is a device whose node died: the load balancer moved it
+        here and it re-handshook, so the Send it was sending comes from a new
+        address before any Update. Its proven identity names it (the PSK identity's
+        security entry, the certificate's CN ``ep`` or ``ept:ep``); when its
+        registration's owner is gone it is taken over here (same id, this address)
+        and the Send is kept. In NoSec the address is all there is: the client gets
+        4.04 and registers again, as LwM2M has it.
+        """
+        identity = peer.identity
+        if identity is None or not self.stores.registrations.partial:
+            return None
+        names: list[str] = []
+        if identity.psk_identity is not None:
+            entry = await self.stores.security.fetch_by_psk_identity(identity.psk_identity)
+            if entry is not None:
+                names.append(entry.endpoint)
+        elif identity.certificate_der is not None:
+            from lwm2m.security.x509 import CertificateError, common_names
+
+            try:
+                for cn in common_names(identity.certificate_der):
+                    ept, colon, ep = cn.partition(":")
+                    names.append(ep if colon and ept.isdigit() else cn)
+            except (CertificateError, ValueError):
+                return None
+        for name in names:
+            reg = await self.stores.registrations.fetch_by_endpoint(name)
+            if (
+                reg is not None
+                and reg.address != peer.address
+                and identity_key(reg.identity, "") == identity_key(identity, "")
+            ):
+                return await self.stores.registrations.take_over(reg, peer.address)
+        return None
 
     def _activity(self, peer: Peer) -> None:
         reg = self.stores.registrations.get_by_address(peer.address)
