@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -66,10 +67,14 @@ ops = st.lists(
 )
 
 
-def _connection() -> sqlite3.Connection:
+@contextmanager
+def _connection() -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.executescript(SCHEMA)
-    return conn
+    try:
+        conn.executescript(SCHEMA)
+        yield conn
+    finally:
+        conn.close()
 
 
 def _table(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
@@ -91,17 +96,17 @@ def _groups(sequence: list[Op]) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
 
 
 def _one_by_one(sequence: list[Op]) -> list[tuple[Any, ...]]:
-    conn = _connection()
-    for sql, params in sequence:
-        conn.execute(sql, params)
-    return _table(conn)
+    with _connection() as conn:
+        for sql, params in sequence:
+            conn.execute(sql, params)
+        return _table(conn)
 
 
 def _grouped(sequence: list[Op]) -> list[tuple[Any, ...]]:
-    conn = _connection()
-    for sql, rows in _groups(sequence):
-        run_group(conn, sql, rows)
-    return _table(conn)
+    with _connection() as conn:
+        for sql, rows in _groups(sequence):
+            run_group(conn, sql, rows)
+        return _table(conn)
 
 
 @settings(max_examples=150, deadline=None)
@@ -127,24 +132,24 @@ def test_groups_wider_than_the_parameter_limit_are_cut(
 
 
 def test_a_group_runs_as_one_statement() -> None:
-    conn = _connection()
-    traced: list[str] = []
-    conn.set_trace_callback(traced.append)
-    rows = [_op("upsert", n, n, 1000 + n, 60)[1] for n in range(50)]
-    run_group(conn, REGISTRATION_UPSERT, rows)
-    assert len(traced) == 1
-    assert len(_table(conn)) == 50
+    with _connection() as conn:
+        traced: list[str] = []
+        conn.set_trace_callback(traced.append)
+        rows = [_op("upsert", n, n, 1000 + n, 60)[1] for n in range(50)]
+        run_group(conn, REGISTRATION_UPSERT, rows)
+        assert len(traced) == 1
+        assert len(_table(conn)) == 50
 
 
 def test_a_failing_row_fails_the_whole_statement() -> None:
     """The group commit then runs the batch job by job, so only the bad write is refused."""
-    conn = _connection()
     good = _op("upsert", 1, 1, 1000, 60)[1]
     bad = list(_op("upsert", 2, 2, 1001, 60)[1])
     bad[1] = None  # endpoint NOT NULL: the second row violates a constraint
-    with pytest.raises(sqlite3.Error):
-        run_group(conn, REGISTRATION_UPSERT, [good, bad])
-    assert _table(conn) == []
+    with _connection() as conn:
+        with pytest.raises(sqlite3.Error):
+            run_group(conn, REGISTRATION_UPSERT, [good, bad])
+        assert _table(conn) == []
 
 
 def test_renewed_is_replace_with_the_update_fields() -> None:
