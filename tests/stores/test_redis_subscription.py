@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from redis_helpers import RedisServer
 
-from lwm2m.stores import redis_subscription
+from lwm2m.stores import redis_raw
 from lwm2m.stores.redis_subscription import Subscription, _RawFeed
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install 'lwm2m[redis]')")
@@ -28,7 +28,7 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
             "hiredis", reason="hiredis is not installed (pip install 'lwm2m[redis]')"
         )
     else:
-        monkeypatch.setattr(redis_subscription, "HiredisReader", None)
+        monkeypatch.setattr(redis_raw, "HiredisReader", None)
     mode: str = request.param
     return mode
 

@@ -26,22 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-try:
-    from hiredis import Reader as HiredisReader
-    from hiredis import pack_command
-except ImportError:  # pragma: no cover - hiredis comes with the redis extra
-    HiredisReader = None  # type: ignore[assignment,misc]
-    pack_command = None  # type: ignore[assignment]
-
-logger = logging.getLogger(__name__)
-
-#: Bytes asked of the socket per read.
-READ_CHUNK = 1 << 16
+from lwm2m.stores.redis_raw import RawConnection, available, open_raw, pack
 
 
 class PipelinedScripts:
@@ -50,8 +39,7 @@ class PipelinedScripts:
     def __init__(self, client: Any, error: type[Exception]) -> None:
         self._client = client
         self._error = error
-        self._conn: Any = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._raw: RawConnection | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._connecting: asyncio.Lock | None = None
         self._waiting: deque[asyncio.Future[Any]] = deque()
@@ -78,15 +66,14 @@ class PipelinedScripts:
     # Private
 
     async def _call(self, command: tuple[Any, ...]) -> Any:
-        if self._writer is None:
+        if self._raw is None:
             await self._connect()
-        writer = self._writer
-        if writer is None:
+        if self._raw is None:
             raise ConnectionError("Redis is not connected")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting.append(future)
-        self._out.append(pack_command(command))
+        self._out.append(pack(command))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -95,11 +82,11 @@ class PipelinedScripts:
     def _flush(self) -> None:
         self._flush_scheduled = False
         out, self._out = self._out, []
-        writer = self._writer
-        if not out or writer is None:
+        raw = self._raw
+        if not out or raw is None:
             return
         try:
-            writer.write(b"".join(out))
+            raw.writer.write(b"".join(out))
         except (OSError, RuntimeError) as exc:
             self._drop(ConnectionError(f"Redis: {exc}"))
 
@@ -109,31 +96,20 @@ class PipelinedScripts:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._writer is not None:
+            if self._raw is not None:
                 return
-            pool = self._client.connection_pool
-            conn = pool.connection_class(**pool.connection_kwargs)
-            await conn.connect()
-            reader = getattr(conn, "_reader", None)
-            writer = getattr(conn, "_writer", None)
-            if not isinstance(reader, asyncio.StreamReader) or writer is None:
-                await conn.disconnect()
+            raw = await open_raw(self._client)
+            if raw is None:
                 raise ConnectionError("this redis-py does not expose its connection's streams")
-            self._conn = conn
-            self._writer = writer
+            self._raw = raw
             self._reader_task = asyncio.get_running_loop().create_task(
-                self._read(reader, writer), name="redis pipeline"
+                self._read(raw), name="redis pipeline"
             )
 
-    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        parser = HiredisReader()
+    async def _read(self, raw: RawConnection) -> None:
         try:
             while True:
-                chunk = await reader.read(READ_CHUNK)
-                if not chunk:
-                    raise ConnectionError("Redis closed the connection")
-                parser.feed(chunk)
-                while (reply := parser.gets()) is not False:
+                for reply in await raw.replies():
                     if not self._waiting:
                         raise ConnectionError("Redis answered a command nobody sent")
                     future = self._waiting.popleft()
@@ -146,13 +122,12 @@ class PipelinedScripts:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the socket, or bytes hiredis cannot parse: start over
-            if self._writer is writer:
+            if self._raw is raw:
                 self._drop(ConnectionError(f"Redis: {exc}"))
 
     def _drop(self, error: Exception) -> None:
         """The connection is gone: every waiting call fails; the next call connects again."""
-        conn, self._conn = self._conn, None
-        self._writer = None
+        raw, self._raw = self._raw, None
         self._out = []
         waiting, self._waiting = self._waiting, deque()
         for future in waiting:
@@ -161,19 +136,19 @@ class PipelinedScripts:
         task, self._reader_task = self._reader_task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-        if conn is not None:
-            closing = asyncio.get_running_loop().create_task(self._disconnect(conn))
+        if raw is not None:
+            closing = asyncio.get_running_loop().create_task(self._disconnect(raw))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
 
     @staticmethod
-    async def _disconnect(conn: Any) -> None:
+    async def _disconnect(raw: RawConnection) -> None:
         with contextlib.suppress(Exception):
-            await conn.disconnect(nowait=True)
+            await raw.conn.disconnect(nowait=True)
 
 
 def open_pipeline(client: Any, error: type[Exception]) -> PipelinedScripts | None:
     """A pipeline for ``client`` (redis-py), or None when hiredis is absent."""
-    if HiredisReader is None or pack_command is None:
+    if not available():
         return None
     return PipelinedScripts(client, error)

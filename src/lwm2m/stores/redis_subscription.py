@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from lwm2m.stores.base import StoreError
+from lwm2m.stores.redis_raw import RawConnection, open_raw
 
 logger = logging.getLogger(__name__)
 
@@ -42,52 +43,35 @@ RESUBSCRIBE_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: None when done, else what to await before the next message is delivered.
 MessageHandler = Callable[[str, bytes], Awaitable[None] | None]
 
-try:
-    from hiredis import Reader as HiredisReader
-except ImportError:  # pragma: no cover - hiredis comes with the redis extra
-    HiredisReader = None  # type: ignore[assignment,misc]
-
-#: Bytes asked of the socket per read: a burst of messages arrives as one chunk.
-READ_CHUNK = 1 << 16
-
 
 class _RawFeed:
-    """A subscribed connection read directly: chunks in, parsed messages out."""
+    """A subscribed connection read directly (:mod:`redis_raw`): chunks in, messages out."""
 
-    def __init__(self, conn: Any, stream: asyncio.StreamReader) -> None:
-        self._conn = conn
-        self._stream = stream
-        self._parser = HiredisReader()
+    def __init__(self, raw: RawConnection) -> None:
+        self._raw = raw
 
     @classmethod
     async def open(cls, redis: Any, channels: Sequence[str]) -> _RawFeed | None:
         """None when this redis-py (or the lack of hiredis) does not allow it."""
-        if HiredisReader is None:
-            return None
-        pool = redis.client.connection_pool
-        conn = pool.connection_class(**pool.connection_kwargs)
-        await conn.connect()
-        stream = getattr(conn, "_reader", None)
-        if not isinstance(stream, asyncio.StreamReader):
-            await conn.disconnect()
+        raw = await open_raw(redis.client)
+        if raw is None:
             return None
         try:
-            await conn.send_command("SUBSCRIBE", *channels)
+            await raw.conn.send_command("SUBSCRIBE", *channels)
         except BaseException:
-            await conn.disconnect()
+            await raw.close()
             raise
-        return cls(conn, stream)
+        return cls(raw)
 
     async def read(self) -> list[tuple[bytes, bytes]]:
         """The messages of the next chunk (none when it held only confirmations or part
         of a message); raises :class:`_Lost` when the connection ends."""
-        chunk = await self._stream.read(READ_CHUNK)
-        if not chunk:
-            raise _Lost("Redis closed the subscription")
-        parser = self._parser
-        parser.feed(chunk)
         out: list[tuple[bytes, bytes]] = []
-        while (reply := parser.gets()) is not False:
+        try:
+            replies = await self._raw.replies()
+        except ConnectionError:
+            raise _Lost("Redis closed the subscription") from None
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise _Lost(f"Redis: {reply}")
             if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
@@ -95,7 +79,7 @@ class _RawFeed:
         return out
 
     async def aclose(self) -> None:
-        await self._conn.disconnect()
+        await self._raw.close()
 
 
 class _Lost(Exception):
