@@ -52,13 +52,12 @@ class QueueMode:
     def is_awake(self, registration: Registration) -> bool:
         if not registration.queue_mode:
             return True
-        state = self._clients.get(registration.id)
-        # Unknown (e.g. loaded from the store after a restart): asleep until it shows up.
-        return state is not None and state.awake
+        return self.is_awake_id(registration.id)
 
     def is_awake_id(self, registration_id: str) -> bool:
         """:meth:`is_awake` of a queue-mode client known by its id only."""
         state = self._clients.get(registration_id)
+        # Unknown (e.g. loaded from the store after a restart): asleep until it shows up.
         return state is not None and state.awake
 
     def awake_count(self) -> int:

@@ -187,8 +187,11 @@ class MemoryRegistrationStore:
         self._by_id[reg.id] = reg
         self._by_endpoint[reg.endpoint] = reg.id
         self._by_address[reg.address] = reg.id
-        heapq.heappush(self._expiry, (reg.expires_at, reg.id))
         self._query_index.added(reg)
+        self._push_deadline(reg)
+
+    def _push_deadline(self, reg: Registration) -> None:
+        heapq.heappush(self._expiry, (reg.expires_at, reg.id))
         # Lazy deletion leaves stale entries behind; rebuild when they dominate.
         if len(self._expiry) > 4 * len(self._by_id) + 64:
             self._expiry = [(r.expires_at, r.id) for r in self._by_id.values()]
@@ -205,10 +208,7 @@ class MemoryRegistrationStore:
             del self._by_address[old.address]
         self._by_address[new.address] = new.id
         if new.expires_at != old.expires_at:
-            heapq.heappush(self._expiry, (new.expires_at, new.id))
-            if len(self._expiry) > 4 * len(self._by_id) + 64:
-                self._expiry = [(r.expires_at, r.id) for r in self._by_id.values()]
-                heapq.heapify(self._expiry)
+            self._push_deadline(new)
         self._query_index.replaced(old, new)
 
     def _drop(self, reg: Registration) -> None:
