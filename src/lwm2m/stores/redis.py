@@ -439,7 +439,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         if old is not None:
             self._forget(old.id)
         self._keep(registration, owned=True)
-        self._written(registration.id, reply[2] if len(reply) > 2 else None)
+        self._written(registration.id, reply[2])
         return old, registration
 
     async def update(self, registration: Registration) -> tuple[Registration, Registration]:
@@ -460,13 +460,13 @@ class RedisRegistrationStore(MemoryRegistrationStore):
                 tag(registration),
             ),
         )
-        # {old JSON, write number}; a bare JSON from a script of an older version.
-        old = _registration(reply[0] if isinstance(reply, list) else reply)
+        # {the JSON replaced, its write number}, or nil when the registration is gone.
+        old = None if reply is None else _registration(reply[0])
         self._forget(registration.id)
         if old is None:
             raise UnknownRegistration(registration.id)
         self._keep(registration, owned=True)
-        self._written(registration.id, reply[1] if isinstance(reply, list) else None)
+        self._written(registration.id, reply[1])
         if taken and self.on_taken is not None:
             await self.on_taken(registration.id)
         return old, registration
@@ -558,10 +558,9 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         self._cached.pop(registration_id, None)
         self._write_numbers.pop(registration_id, None)
 
-    def _written(self, registration_id: str, number: Any) -> None:
+    def _written(self, registration_id: str, number: int) -> None:
         """The write number of this node's own Register or Update (see ``reg:seq``)."""
-        if isinstance(number, int):
-            self._write_numbers[registration_id] = number
+        self._write_numbers[registration_id] = number
 
     async def _read(self, command: tuple[str, ...]) -> Registration | None:
         return await self._cached_read(self._r.run(command), first=True)
