@@ -85,23 +85,15 @@ Statement = tuple[str, Sequence[Any]]
 #: A Register, or an Update that changed more than the address and lifetime: the whole row.
 #: The UNIQUE endpoint makes REPLACE delete a replaced registration's row (same name) in
 #: the same statement.
-REGISTRATION_UPSERT = (
-    f"INSERT OR REPLACE INTO registrations ({', '.join(REGISTRATION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(REGISTRATION_COLUMNS))})"
-)
+_UPSERT_HEAD = f"INSERT OR REPLACE INTO registrations ({', '.join(REGISTRATION_COLUMNS)}) VALUES"
+REGISTRATION_UPSERT = f"{_UPSERT_HEAD} ({', '.join('?' * len(REGISTRATION_COLUMNS))})"
 #: An Update that changed only the address, lifetime or transport (the common one).
 REGISTRATION_TOUCH = (
     f"UPDATE registrations SET {', '.join(f'{c} = ?' for c in REGISTRATION_UPDATE_COLUMNS)} "
     "WHERE id = ?"
 )
 REGISTRATION_DELETE = "DELETE FROM registrations WHERE id = ?"
-register_form(
-    REGISTRATION_UPSERT,
-    insert_form(
-        f"INSERT OR REPLACE INTO registrations ({', '.join(REGISTRATION_COLUMNS)}) VALUES",
-        len(REGISTRATION_COLUMNS),
-    ),
-)
+register_form(REGISTRATION_UPSERT, insert_form(_UPSERT_HEAD, len(REGISTRATION_COLUMNS)))
 register_form(REGISTRATION_TOUCH, update_form("registrations", REGISTRATION_UPDATE_COLUMNS, "id"))
 register_form(REGISTRATION_DELETE, delete_form("registrations", "id"))
 _REGISTRATION_SELECT = f"SELECT {', '.join(REGISTRATION_COLUMNS)} FROM registrations"
@@ -127,8 +119,8 @@ class SqliteDatabase:
     the writer thread: sqlite3 releases the GIL inside each statement's step
     and during the fsync, so on a second core SQLite's B-tree work overlaps
     the loop's CoAP work, and the next batch gathers meanwhile. Consecutive
-    identical statements go through one statement (:mod:`lwm2m.stores.sqlite_bulk`). Every caller's
-    future resolves (on the loop) after the COMMIT that contains its
+    identical statements go through one statement (:mod:`lwm2m.stores.sqlite_bulk`).
+    Every caller's future resolves (on the loop) after the COMMIT that contains its
     statements returned: an acknowledged write is durable. A failed COMMIT
     fails every write of the batch (none of them is acknowledged); a failing
     statement fails only its own write. After the schema is set up, only

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 #: SQLite's default ceiling on bound parameters per statement (3.32+).
 MAX_VARIABLES = 32_766
 
+T = TypeVar("T")
 Rows = Sequence[Sequence[Any]]
 #: From rows of the single-row statement to (sql, parameters) of multi-row statements.
 BulkForm = Callable[[Rows], list[tuple[str, list[Any]]]]
@@ -46,7 +47,8 @@ def run_group(conn: sqlite3.Connection, sql: str, rows: Rows) -> None:
         conn.execute(bulk_sql, params)
 
 
-def _chunks(rows: Rows, width: int) -> list[Rows]:
+def _chunks(rows: Sequence[T], width: int) -> list[Sequence[T]]:
+    """``rows`` cut so that a chunk binds at most :data:`MAX_VARIABLES` values."""
     per = max(1, MAX_VARIABLES // max(1, width))
     return [rows[i : i + per] for i in range(0, len(rows), per)]
 
@@ -99,7 +101,7 @@ def delete_form(table: str, key: str) -> BulkForm:
                 f"DELETE FROM {table} WHERE {key} IN ({', '.join('?' * len(chunk))})",
                 list(chunk),
             )
-            for chunk in (keys[i : i + MAX_VARIABLES] for i in range(0, len(keys), MAX_VARIABLES))
+            for chunk in _chunks(keys, 1)
         ]
 
     return form
