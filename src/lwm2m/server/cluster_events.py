@@ -127,6 +127,7 @@ class ClusterEvents:
         #: How this node's own messages start: they come back from the channel and are
         #: recognised without parsing them (every node hears every batch of its own).
         self._own_head = f'{{"v":{VERSION},"origin":{json.dumps(node_id)},'.encode()
+        self._batch_head = self._own_head.decode() + '"events":['
         self._closing = False
         self._log = LogLimiter()
         #: For /metrics and tests: events sent, re-published, dropped, refused.
@@ -266,7 +267,7 @@ class ClusterEvents:
         items: list[str] = []
         size = 0
         count = 0
-        head = self._own_head.decode() + '"events":['
+        head = self._batch_head
         while self._pending and len(messages) < MESSAGES_PER_SEND:
             lane, event = self._pending.popleft()
             try:
