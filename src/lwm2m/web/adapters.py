@@ -480,7 +480,4 @@ class ClusterAdapter:
 
     async def nodes(self) -> Sequence[ClusterNode]:
         """Every node the registry lists; a Redis failure is the routes' 503."""
-        return [
-            ClusterNode(s.id, s.alive, s.http, s.coap, s.started, s.heartbeat, s.owned)
-            for s in await self._nodes.list()
-        ]
+        return await self._nodes.list()

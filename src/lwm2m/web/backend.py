@@ -23,6 +23,7 @@ from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.security.credentials import SecurityEntry
+from lwm2m.server.cluster_nodes import NodeState
 from lwm2m.server.operations import Request
 from lwm2m.stores.query import RegistrationQuery, RegistrationStats
 
@@ -137,17 +138,9 @@ class WebEvent:
     data: JsonObject
 
 
-@dataclass(frozen=True, slots=True)
-class ClusterNode:
-    """One server node as the cluster registry knows it (None: it did not say)."""
-
-    id: str
-    alive: bool
-    http: str | None
-    coap: str | None
-    started: float | None
-    heartbeat: float | None
-    owned: int | None
+#: One server node as the cluster registry knows it (None: it did not say): the registry's
+#: own record, as the routes need every field of it.
+ClusterNode = NodeState
 
 
 class ClusterView(Protocol):
