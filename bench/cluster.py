@@ -45,7 +45,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import build_loadgen, cpu_s, run_loadgen, stop, wait_coap
+from server import build_loadgen, cpu_s, machine_line, run_loadgen, stop, wait_coap
 
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 #: redis-server's pid by URL, and nginx's master pid by its UDP port, for their CPU figures.
@@ -295,16 +295,11 @@ def main() -> int:
     if not Path(STREAM_MODULE).exists():
         print(f"{STREAM_MODULE} is absent (apt-get install libnginx-mod-stream)")
         return 1
-    load = os.getloadavg()
-    print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+    print(machine_line())
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         loadgen = build_loadgen(tmp)
         if loadgen is None:
-            print("no C compiler (cc): the load generator bench/loadgen.c cannot run")
             return 1
 
         # 1. the generator's ceiling, straight and through nginx

@@ -36,7 +36,6 @@ def main() -> int:
         tmp = Path(tmpdir)
         loadgen = build_loadgen(tmp)
         if loadgen is None:
-            print("no C compiler (cc): the load generator bench/loadgen.c cannot run")
             return 1
         for r in range(args.rounds):
             with redis(tmp) as url, nodes(tmp, url, 2) as (a, b):

@@ -42,10 +42,20 @@ HERE = Path(__file__).resolve().parent
 Phases = dict[str, dict[str, float]]
 
 
+def machine_line() -> str:
+    """Python, cores and load average: what every bench prints first."""
+    load = os.getloadavg()
+    return (
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+
+
 def build_loadgen(workdir: Path) -> Path | None:
-    """Compile loadgen.c; None when there is no C compiler."""
+    """Compile loadgen.c; None (and says why) when there is no C compiler."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
+        print("no C compiler (cc): the load generator bench/loadgen.c cannot run")
         return None
     out = workdir / "loadgen"
     subprocess.run([cc, "-O2", "-o", str(out), str(HERE / "loadgen.c")], check=True)
@@ -237,16 +247,11 @@ def main() -> int:
     parser.add_argument("--hold-only", action="store_true", help="only the --million test")
     args = parser.parse_args()
     stores = args.store or ["sqlite", "memory"]
-    load = os.getloadavg()
-    print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+    print(machine_line())
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         loadgen = build_loadgen(tmp)
         if loadgen is None:
-            print("no C compiler (cc): the load generator bench/loadgen.c cannot run")
             return 1
         gen = (args.endpoints, args.inflight)
         if args.hold_only:
