@@ -97,6 +97,31 @@ async def test_upload_errors(
     assert await repo.list() == []
 
 
+@pytest.mark.parametrize(
+    ("files", "field"),
+    [
+        (
+            [("file", ("a.bin", IMAGE)), ("version", (None, "1")), ("version", (None, "2"))],
+            "version",
+        ),
+        (
+            [("file", ("a.bin", IMAGE)), ("file", ("b.bin", b"other")), ("version", (None, "1"))],
+            "file",
+        ),
+    ],
+)
+async def test_a_repeated_form_field_is_refused(
+    http: httpx.AsyncClient,
+    repo: FirmwareRepository,
+    files: list[tuple[str, tuple[str | None, bytes | str]]],
+    field: str,
+) -> None:
+    response = await http.post("/api/firmware", files=files)
+    assert response.status_code == 400, response.text
+    assert response.json()["message"] == f"form field {field!r} is given more than once"
+    assert await repo.list() == []
+
+
 async def test_api_needs_the_token_but_download_does_not(
     http: httpx.AsyncClient, repo: FirmwareRepository
 ) -> None:

@@ -276,11 +276,17 @@ def _parse_multipart(content_type: str, body: bytes) -> tuple[bytes, str | None,
     data = b""
     filename: str | None = None
     fields: dict[str, str] = {}
+    seen: set[str] = set()
     for part in message.iter_parts():
         field = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
         if not isinstance(field, str) or not isinstance(payload, bytes):
             continue
+        if field in seen:
+            # two versions (or two images) in one upload: taking either would store
+            # something the uploader may not have meant
+            raise ApiError(400, f"form field {field!r} is given more than once")
+        seen.add(field)
         if field == "file":
             data = payload
             filename = part.get_filename()
