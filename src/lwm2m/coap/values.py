@@ -12,7 +12,7 @@ is frozen, so ``mypy --strict`` still rejects any assignment to a field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field
 from typing import TypeVar, dataclass_transform
 
 __all__ = ["value_class"]
@@ -20,7 +20,7 @@ __all__ = ["value_class"]
 _T = TypeVar("_T")
 
 
-@dataclass_transform(frozen_default=True)
+@dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
 def value_class(cls: type[_T]) -> type[_T]:
     """``@dataclass(frozen=True, slots=True)`` for the type checker; no per-field setattr call."""
     return dataclass(slots=True, unsafe_hash=True)(cls)

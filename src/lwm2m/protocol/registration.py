@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from lwm2m.coap.values import value_class
 from lwm2m.protocol.endpoint_name import (
     EndpointNameError,
     parse_endpoint_type,
@@ -28,7 +28,7 @@ class RegistrationParamError(ValueError):
     """A bad Register/Update/Bootstrap-Request parameter (answered with 4.00)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RegisterParams:
     endpoint: str
     endpoint_type: int | None = None
@@ -54,7 +54,7 @@ class RegisterParams:
         return tuple(query)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class UpdateParams:
     lifetime_s: int | None = None
     sms_number: str | None = None
@@ -77,7 +77,7 @@ class UpdateParams:
         return tuple(query)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class BootstrapRequestParams:
     endpoint: str
     endpoint_type: int | None = None
@@ -115,17 +115,26 @@ def _value(params: dict[str, str | None], key: str) -> str | None:
 
 
 def _lifetime(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) <= 0:
+    value = int(text) if text.isascii() and text.isdigit() else 0
+    if value <= 0:
         raise RegistrationParamError(f"lt={text!r} is not a positive integer")
-    value = int(text)
     if value > 0xFFFFFFFF:
         raise RegistrationParamError(f"lt={text!r} is too large")
     return value
 
 
+#: Binding modes already found valid: a fleet sends the same two or three a million
+#: times. Only valid ones are kept, and the pattern allows a few hundred at most.
+_VALID_BINDINGS: dict[str, str] = {}
+
+
 def _binding(text: str) -> str:
+    known = _VALID_BINDINGS.get(text)
+    if known is not None:
+        return known
     if not _BINDING.fullmatch(text) or len(set(text)) != len(text):
         raise RegistrationParamError(f"b={text!r} is not a binding mode")
+    _VALID_BINDINGS[text] = text
     return text
 
 
@@ -165,27 +174,28 @@ _BOOTSTRAP_KEYS = frozenset({"ep", "ept", "pct"})
 
 def parse_register_query(query: Iterable[str]) -> RegisterParams:
     params = _split(query, _REGISTER_KEYS)
-    ept = _ept(params)
+    ept = _ept(params) if "ept" in params else None
     endpoint = _endpoint(params, ept, required=True)
     assert endpoint is not None
-    lt_text = _value(params, "lt")
-    version = _value(params, "lwm2m") or DEFAULT_LWM2M_VERSION
+    lt_text = _value(params, "lt") if "lt" in params else None
+    version = (_value(params, "lwm2m") if "lwm2m" in params else None) or DEFAULT_LWM2M_VERSION
     if version not in SUPPORTED_LWM2M_VERSIONS:
         raise RegistrationParamError(
             f"lwm2m={version!r} is not a supported version ({', '.join(SUPPORTED_LWM2M_VERSIONS)})"
         )
-    binding = _binding(_value(params, "b") or "U")
-    if "Q" in params and params["Q"] is not None:
+    binding = _binding((_value(params, "b") if "b" in params else None) or "U")
+    queue_mode = "Q" in params
+    if queue_mode and params["Q"] is not None:
         raise RegistrationParamError("parameter 'Q' takes no value")
-    sms = _value(params, "sms")
+    sms = _value(params, "sms") if "sms" in params else None
     return RegisterParams(
-        endpoint=endpoint,
-        endpoint_type=ept,
-        lifetime_s=_lifetime(lt_text) if lt_text is not None else DEFAULT_LIFETIME_S,
-        sms_number=_sms(sms) if sms is not None else None,
-        lwm2m_version=version,
-        binding=binding,
-        queue_mode="Q" in params or "Q" in binding,
+        endpoint,
+        ept,
+        _lifetime(lt_text) if lt_text is not None else DEFAULT_LIFETIME_S,
+        _sms(sms) if sms is not None else None,
+        version,
+        binding,
+        queue_mode or "Q" in binding,
     )
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import ClassVar
 
+from lwm2m.coap.values import value_class
 from lwm2m.model.nodes import Node
 from lwm2m.model.path import Path
 from lwm2m.protocol.events import EventBus, Subscription
@@ -45,7 +46,7 @@ class EventType(enum.Enum):
     SEND = "send"
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ServerEvent:
     """Base of every event; ``endpoint`` is the client's Endpoint Client Name.
 
@@ -62,7 +63,7 @@ class ServerEvent:
     origin: str | None = field(default=None, kw_only=True, compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RegistrationEvent(ServerEvent):
     """A client registered; ``replaced`` is its previous registration (re-Register)."""
 
@@ -71,14 +72,14 @@ class RegistrationEvent(ServerEvent):
     replaced: Registration | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class UpdatedEvent(ServerEvent):
     type: ClassVar[EventType] = EventType.UPDATED
     previous: Registration
     registration: Registration
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class DeregistrationEvent(ServerEvent):
     """A registration ended: De-register, lifetime expiry (``expired``) or replacement."""
 
@@ -88,7 +89,7 @@ class DeregistrationEvent(ServerEvent):
     replaced: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class NotificationEvent(ServerEvent):
     """A notification of an observation, decoded.
 
@@ -115,7 +116,7 @@ class NotificationEvent(ServerEvent):
         return self.values.get(self.observation.path)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SleepingEvent(ServerEvent):
     """A queue-mode client is considered asleep (its awake time ran out)."""
 
@@ -123,7 +124,7 @@ class SleepingEvent(ServerEvent):
     registration_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class AwakeEvent(ServerEvent):
     """A queue-mode client showed up; queued requests go out now."""
 
@@ -131,7 +132,7 @@ class AwakeEvent(ServerEvent):
     registration_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SendEvent(ServerEvent):
     """Data a client pushed with the Send operation (``POST /dp``).
 

@@ -211,10 +211,13 @@ class RegistrationIndex:
         self._secure += delta if reg.secure else 0
         self._binding[reg.binding] += delta
         self._version[reg.lwm2m_version] += delta
+        minutes = self._minutes
         minute = int(reg.registered_at // 60)
-        self._minutes[minute] += delta
-        if self._minutes[minute] <= 0:
-            del self._minutes[minute]
+        left = minutes[minute] + delta
+        if left > 0:
+            minutes[minute] = left
+        else:
+            minutes.pop(minute, None)
 
     def _names(self) -> list[str]:
         """The sorted live endpoint names, after merging what changed since the last query."""
