@@ -13,7 +13,14 @@ import pytest
 
 from lwm2m.coap.codec import decode, encode
 from lwm2m.coap.codes import Code, MessageType
-from lwm2m.coap.endpoint import ClientObservation, Endpoint, IncomingRequest, ServerObservation
+from lwm2m.coap.endpoint import (
+    NO_RESPONSE,
+    ClientObservation,
+    Endpoint,
+    IncomingRequest,
+    NoResponse,
+    ServerObservation,
+)
 from lwm2m.coap.errors import EndpointClosed, ObservationCancelled, RequestTimeout, ResetReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.params import TransmissionParameters
@@ -117,6 +124,45 @@ async def test_bad_handler_results() -> None:
         assert response.code == Code.INTERNAL_SERVER_ERROR
         response = await client.request(Message(Code.GET), client.local_address)  # no handler
         assert response.code == Code.NOT_FOUND
+
+
+@pytest.mark.parametrize("inline", [False, True])
+async def test_a_plain_function_handler_answers_on_the_spot_or_later(inline: bool) -> None:
+    """A handler may return the answer itself (no coroutine), or an awaitable of it."""
+    loop = asyncio.get_running_loop()
+    later: asyncio.Future[Message] = loop.create_future()
+
+    def plain(request: IncomingRequest) -> Message | NoResponse | asyncio.Future[Message]:
+        path = request.message.uri_path
+        if path == ("now",):
+            return Message(Code.CONTENT, payload=b"now")
+        if path == ("later",):
+            loop.call_later(0.05, later.set_result, Message(Code.CONTENT, payload=b"later"))
+            return later
+        if path == ("boom",):
+            raise RuntimeError("a bug in the handler")
+        if path == ("wrong",):
+            return cast(Message, "not a message")
+        return NO_RESPONSE
+
+    server = await Endpoint.create(handler=plain, inline_handlers=inline)
+    client = await Endpoint.create(
+        params=TransmissionParameters(ack_timeout_s=0.2, ack_random_factor=1.0, max_retransmit=1)
+    )
+    async with server, client:
+        for path, code, payload in (
+            ("now", Code.CONTENT, b"now"),
+            ("later", Code.CONTENT, b"later"),
+            ("boom", Code.INTERNAL_SERVER_ERROR, b""),
+            ("wrong", Code.INTERNAL_SERVER_ERROR, b""),
+            ("now", Code.CONTENT, b"now"),  # and it serves on
+        ):
+            response = await client.request(
+                Message(Code.GET, uri_path=(path,)), server.local_address
+            )
+            assert (response.code, response.payload) == (code, payload)
+        with pytest.raises(RequestTimeout):  # NO_RESPONSE: nothing at all comes back
+            await client.request(Message(Code.GET, uri_path=("silent",)), server.local_address)
 
 
 async def test_blockwise_both_ways(pair: tuple[Endpoint, Endpoint]) -> None:

@@ -49,6 +49,27 @@ async def test_client_connects_on_demand_and_reuses_the_connection(server: TcpEn
         await client.close()
 
 
+async def test_a_plain_function_handler_answers_over_tcp() -> None:
+    def plain(request: IncomingRequest) -> Message | asyncio.Future[Message]:
+        if request.message.uri_path == ("later",):
+            later: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+            later.set_result(Message(Code.CONTENT, payload=b"later"))
+            return later
+        return Message(Code.CONTENT, payload=b"now")
+
+    server = await TcpEndpoint.listen("127.0.0.1", 0, handler=plain)
+    client = TcpEndpoint.connector(handler=echo)
+    try:
+        for path in ("now", "later"):
+            response = await client.request(
+                Message(Code.GET, uri_path=(path,)), server.local_address, timeout=TIMEOUT
+            )
+            assert response.code == Code.CONTENT and response.payload == path.encode()
+    finally:
+        await client.close()
+        await server.close()
+
+
 async def test_server_reaches_the_client_over_its_connection(server: TcpEndpoint) -> None:
     seen: asyncio.Queue[Peer] = asyncio.Queue()
     server.add_activity_listener(seen.put_nowait)

@@ -7,6 +7,7 @@ begins. Bounds are generous: they prove the stop is bounded, not its speed.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import signal
@@ -131,10 +132,12 @@ async def test_gate_finishes_admitted_requests_and_declines_new_ones() -> None:
 
     handler = gate.admit(slow)
     request = cast(IncomingRequest, object())  # the gate never looks inside
-    admitted = asyncio.ensure_future(handler(request))
+    pending = handler(request)
+    assert inspect.isawaitable(pending)
+    admitted = asyncio.ensure_future(pending)
     await asyncio.wait_for(_until(lambda: gate.in_flight == 1), 5)
     gate.close()
-    assert await handler(request) is NO_RESPONSE
+    assert handler(request) is NO_RESPONSE  # declined on the spot, nothing to await
     drained = asyncio.ensure_future(gate.drained())
     assert not drained.done()
     release.set()
@@ -142,6 +145,24 @@ async def test_gate_finishes_admitted_requests_and_declines_new_ones() -> None:
     assert isinstance(response, Message) and response.code == Code.CREATED
     await asyncio.wait_for(drained, 5)
     assert gate.in_flight == 0
+
+
+async def test_the_gate_passes_answers_given_on_the_spot_without_counting_them() -> None:
+    gate = RequestGate()
+    seen: list[int] = []
+
+    def at_once(request: IncomingRequest) -> Message | NoResponse:
+        seen.append(gate.in_flight)
+        return Message(Code.CHANGED)
+
+    handler = gate.admit(at_once)
+    request = cast(IncomingRequest, object())
+    answer = handler(request)
+    assert isinstance(answer, Message) and answer.code == Code.CHANGED
+    assert seen == [0] and gate.in_flight == 0
+    await asyncio.wait_for(gate.drained(), 5)  # nothing in flight: drained at once
+    gate.close()
+    assert handler(request) is NO_RESPONSE and seen == [0]  # the handler is not called
 
 
 async def _until(predicate: Any) -> None:

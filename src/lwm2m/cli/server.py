@@ -294,7 +294,7 @@ async def _start_gated(server: Any, gate: RequestGate, args: argparse.Namespace,
     """Start ``server`` on endpoints whose requests pass ``gate`` (closed when stopping)."""
     from lwm2m.coap.endpoint import Endpoint
 
-    handler = gate.admit(server.handle)
+    handler = gate.admit(server.handle_now)
     inline = server.inline_handlers
     coap = await Endpoint.create(args.host, args.coap_port, handler=handler, inline_handlers=inline)
     coaps = None

@@ -117,21 +117,33 @@ class RequestGate:
         return self._in_flight
 
     def admit(self, handler: Handler) -> Handler:
-        """``handler`` behind this gate."""
+        """``handler`` behind this gate.
 
-        async def gated(request: IncomingRequest) -> Message | NoResponse:
+        A request the handler answers on the spot (a plain return, no awaitable)
+        is never in flight: nothing can run between its start and its answer.
+        """
+
+        def gated(
+            request: IncomingRequest,
+        ) -> Awaitable[Message | NoResponse] | Message | NoResponse:
             if not self._open:
                 return NO_RESPONSE
+            pending = handler(request)
+            if isinstance(pending, (Message, NoResponse)):
+                return pending
             self._in_flight += 1
             self._idle.clear()
-            try:
-                return await handler(request)
-            finally:
-                self._in_flight -= 1
-                if not self._in_flight:
-                    self._idle.set()
+            return self._finish(pending)
 
         return gated
+
+    async def _finish(self, pending: Awaitable[Message | NoResponse]) -> Message | NoResponse:
+        try:
+            return await pending
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
 
     def close(self) -> None:
         self._open = False

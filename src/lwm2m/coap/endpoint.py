@@ -308,7 +308,10 @@ request times out.  For a server that must ignore a peer, such as an LwM2M
 client while that server's account is disabled (LwM2M 1.1 E.2).
 """
 
-Handler = Callable[[IncomingRequest], Awaitable[Message | NoResponse]]
+Handler = Callable[[IncomingRequest], Awaitable[Message | NoResponse] | Message | NoResponse]
+"""Answers a request: a coroutine function, or a plain function that returns the
+answer itself when it has it at once and an awaitable otherwise (no coroutine is
+then created for a request answered on the spot)."""
 
 OrphanNotificationHandler = Callable[[Message, Peer], bool]
 """Claims (True) or refuses (False) a notification/response with an unknown token."""
@@ -832,8 +835,18 @@ class Endpoint:
         if handler is None:
             self._engine.respond(event.request_id, _NOT_FOUND, self._loop.time())
             return
+        try:
+            pending = handler(request)  # a coroutine function's body does not run yet
+        except Exception:
+            logger.exception("handler failed for %r", request)
+            self._engine.respond(event.request_id, _INTERNAL_ERROR, self._loop.time())
+            return
+        if isinstance(pending, (Message, NoResponse)):
+            # Answered on the spot: the pump this dispatch runs in sends it.
+            self._answer(request, pending)
+            return
         if self._inline:
-            self._start_inline(self._serve(request, handler))
+            self._start_inline(self._serve(request, pending))
             return
         if sys.version_info >= (3, 12) and self._eager:
             # Eager start: the Task runs its first step right here, as the
@@ -845,7 +858,7 @@ class Endpoint:
             self._in_eager_step = True
             try:
                 task = asyncio.Task(
-                    self._serve(request, handler), loop=self._loop, eager_start=True
+                    self._serve(request, pending), loop=self._loop, eager_start=True
                 )
             finally:
                 self._in_eager_step = outer
@@ -853,7 +866,7 @@ class Endpoint:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return
-        self._spawn(self._serve(request, handler))
+        self._spawn(self._serve(request, pending))
 
     def _start_inline(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run the first step of ``coro`` (a :meth:`_serve`) here, outside any Task.
@@ -956,10 +969,22 @@ class Endpoint:
             raise TypeError(f"handler returned {response!r}, not a response Message")
         return response
 
-    async def _serve(self, request: IncomingRequest, handler: Handler) -> None:
-        """Run ``handler`` for ``request`` (inside its own Task) and answer with its result."""
+    def _answer(self, request: IncomingRequest, result: object) -> None:
+        """Answer with a handler's immediate result (5.00 when it is no response Message)."""
         try:
-            response = self._checked(await handler(request))
+            response = self._checked(result)
+        except TypeError:
+            logger.exception("handler failed for %r", request)
+            response = _INTERNAL_ERROR
+        if response is None:
+            self._engine.decline(request._request_id)
+        else:
+            self._engine.respond(request._request_id, response, self._loop.time())
+
+    async def _serve(self, request: IncomingRequest, pending: Awaitable[object]) -> None:
+        """Await the handler's answer for ``request`` (inline or in a Task) and send it."""
+        try:
+            response = self._checked(await pending)
         except asyncio.CancelledError:
             raise
         except Exception:

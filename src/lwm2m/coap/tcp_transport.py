@@ -40,6 +40,7 @@ from lwm2m.coap.endpoint import (
     Handler,
     IncomingRequest,
     MessageTracer,
+    NoResponse,
     ServerObservation,
 )
 from lwm2m.coap.errors import (
@@ -528,7 +529,8 @@ class TcpEndpoint:
 
     async def _serve(self, link: _Link, request: _TcpIncomingRequest, handler: Handler) -> None:
         try:
-            response: object = await handler(request)
+            answer = handler(request)
+            response: object = answer if isinstance(answer, (Message, NoResponse)) else await answer
             if response is not NO_RESPONSE and (
                 not isinstance(response, Message) or not response.is_response
             ):

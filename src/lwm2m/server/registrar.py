@@ -129,6 +129,18 @@ _LINKS_CACHE_LIMIT = 4096
 _LINKS_CACHE_MAX_BYTES = 1024
 
 
+#: Requests :meth:`Registrar.answer` may answer on the spot, by Uri-Path length: a
+#: Register (POST /rd) and an Update (POST or PUT /rd/<id>).
+_AT_ONCE: dict[int, tuple[Code, ...]] = {0: (), 1: (Code.POST,), 2: (Code.POST, Code.PUT)}
+
+
+def _store_failure(exc: StoreError) -> Message:
+    logger.error("registration store failure: %s", exc)
+    return RegistrationRejected(
+        Code.INTERNAL_SERVER_ERROR, "the registration could not be stored"
+    ).to_response()
+
+
 def identity_key(peer_identity: PeerIdentity | None, address_host: str) -> tuple[str, bytes]:
     """What makes two requests come from "the same client" (conflict rule)."""
     if peer_identity is not None:
@@ -203,13 +215,64 @@ class Registrar:
         except RegistrationRejected as exc:
             return exc.to_response()
         except StoreError as exc:
-            logger.error("registration store failure: %s", exc)
-            return RegistrationRejected(
-                Code.INTERNAL_SERVER_ERROR, "the registration could not be stored"
-            ).to_response()
+            return _store_failure(exc)
+
+    def answer(self, message: Message, peer: Peer) -> Message | Awaitable[Message]:
+        """:meth:`handle`, answered on the spot where nothing needs to wait.
+
+        On a :attr:`~lwm2m.stores.base.RegistrationStore.synchronous` store a
+        Register (unless it replaces a registration whose end has work to await)
+        and an Update are done without a coroutine: the Message is returned. The
+        rest, and every request on a store that writes through, is the awaitable
+        of :meth:`handle`.
+        """
+        path = message.uri_path
+        store = self.registrations
+        if not store.synchronous or len(path) > 2 or message.code not in _AT_ONCE[len(path)]:
+            return self.handle(message, peer)
+        try:
+            if len(path) == 2:
+                current = store.get(path[1])
+                if current is None:
+                    raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
+                return self._updated(*store.update_now(self._renewed(current, message, peer)))
+            try:
+                registration = self._new_registration(message, peer)
+            except RegistrationRejected as exc:
+                self._refused(message, peer, exc)
+                raise
+            old, new = store.add_now(registration)
+            if old is None:
+                return self._registered(new, None)
+            if self.on_removed is not None:
+                return self._after_replacing(old, new)
+            self._replaced_now(old, new.registered_at)
+            return self._registered(new, old)
+        except RegistrationRejected as exc:
+            return exc.to_response()
+        except StoreError as exc:
+            return _store_failure(exc)
+
+    async def _after_replacing(self, old: Registration, new: Registration) -> Message:
+        try:
+            await self._replaced(old, new.registered_at)
+        except StoreError as exc:
+            return _store_failure(exc)
+        return self._registered(new, old)
 
     # ------------------------------------------------------------------ register
     async def register(self, message: Message, peer: Peer) -> Message:
+        registration = self._new_registration(message, peer)
+        try:
+            old, new = await self.registrations.add(registration)
+        except RegistrationConflict as exc:  # a shared store saw another node's client first
+            raise RegistrationRejected(Code.CONFLICT, str(exc), "conflict") from None
+        if old is not None:
+            await self._replaced(old, new.registered_at)
+        return self._registered(new, old)
+
+    def _new_registration(self, message: Message, peer: Peer) -> Registration:
+        """The registration a Register asks for, once every rule holds (else rejected)."""
         try:
             params = parse_register_query(message.uri_query)
         except RegistrationParamError as exc:
@@ -219,8 +282,8 @@ class Registrar:
         now = self.clock()
         # From memory: the whole fleet on one process's stores; in a cluster (a partial
         # store) what this node holds, and a name held elsewhere is the store's to refuse:
-        # its add() checks the same rule atomically (RegistrationConflict below), so a
-        # Register of a name this node does not hold costs no read before the write.
+        # its add() checks the same rule atomically (RegistrationConflict in register()), so
+        # a Register of a name this node does not hold costs no read before the write.
         existing = self.registrations.get_by_endpoint(params.endpoint)
         if (
             existing is not None
@@ -233,7 +296,7 @@ class Registrar:
                 f"endpoint name {params.endpoint!r} is registered by another client",
                 "conflict",
             )
-        registration = Registration(
+        return Registration(
             id=self._unique_id(),
             endpoint=params.endpoint,
             address=peer.address,
@@ -249,19 +312,21 @@ class Registrar:
             identity=peer.identity,
             transport=peer.transport,
         )
-        try:
-            old, new = await self.registrations.add(registration)
-        except RegistrationConflict as exc:  # a shared store saw another node's client first
-            raise RegistrationRejected(Code.CONFLICT, str(exc), "conflict") from None
+
+    async def _replaced(self, old: Registration, now: float) -> None:
+        self._replaced_now(old, now)
+        if self.on_removed is not None:
+            await self.on_removed(old, "replaced")
+
+    def _replaced_now(self, old: Registration, now: float) -> None:
+        self.log.line(
+            "deregistered %s (replaced by a new registration) id=%s", old.endpoint, old.id
+        )
+        self.events.publish(DeregistrationEvent(old.endpoint, now, registration=old, replaced=True))
+
+    def _registered(self, new: Registration, old: Registration | None) -> Message:
         log = self.log
         log.registered += 1
-        if old is not None:
-            log.line("deregistered %s (replaced by a new registration) id=%s", old.endpoint, old.id)
-            self.events.publish(
-                DeregistrationEvent(old.endpoint, now, registration=old, replaced=True)
-            )
-            if self.on_removed is not None:
-                await self.on_removed(old, "replaced")
         log.line(
             "registered %s id=%s from %s:%d lt=%d lwm2m=%s b=%s%s",
             new.endpoint,
@@ -273,7 +338,9 @@ class Registrar:
             new.binding,
             " (queue mode)" if new.queue_mode else "",
         )
-        self.events.publish(RegistrationEvent(new.endpoint, now, registration=new, replaced=old))
+        self.events.publish(
+            RegistrationEvent(new.endpoint, new.registered_at, registration=new, replaced=old)
+        )
         return Message(Code.CREATED, location_path=("rd", new.id))
 
     # ------------------------------------------------------------------ update
@@ -283,6 +350,11 @@ class Registrar:
         current = await self.registrations.fetch(registration_id)
         if current is None:
             raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
+        old, new = await self.registrations.update(self._renewed(current, message, peer))
+        return self._updated(old, new)
+
+    def _renewed(self, current: Registration, message: Message, peer: Peer) -> Registration:
+        """``current`` as an Update renews it, once every rule holds (else rejected)."""
         try:
             params = parse_update_query(message.uri_query)
         except RegistrationParamError as exc:
@@ -294,18 +366,18 @@ class Registrar:
         if identity_key(current.identity, "") != identity_key(peer.identity, ""):
             raise _bad("the update does not come from the registered client's security identity")
         links = self._links(message, required=False) if message.payload else current.links
-        now = self.clock()
-        updated = current.renewed(
+        return current.renewed(
             address=peer.address,
             transport=peer.transport,
-            updated_at=now,
+            updated_at=self.clock(),
             lifetime_s=params.lifetime_s if params.lifetime_s is not None else current.lifetime_s,
             sms_number=params.sms_number if params.sms_number is not None else current.sms_number,
             binding=params.binding if params.binding is not None else current.binding,
             queue_mode=params.queue_mode if params.queue_mode is not None else current.queue_mode,
             links=links,
         )
-        old, new = await self.registrations.update(updated)
+
+    def _updated(self, old: Registration, new: Registration) -> Message:
         log = self.log
         log.updated += 1
         if old.address != new.address:
@@ -320,7 +392,9 @@ class Registrar:
                 old.address[1],
             )
         log.line("updated %s id=%s lt=%d", new.endpoint, new.id, new.lifetime_s)
-        self.events.publish(UpdatedEvent(new.endpoint, now, previous=old, registration=new))
+        self.events.publish(
+            UpdatedEvent(new.endpoint, new.updated_at, previous=old, registration=new)
+        )
         return Message(Code.CHANGED)
 
     # ------------------------------------------------------------------ de-register

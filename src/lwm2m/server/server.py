@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lwm2m.coap.codes import Code, is_success_code
+from lwm2m.coap.endpoint import Handler
 from lwm2m.coap.errors import CoapError, RequestTimeout, ResetReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
@@ -282,7 +283,7 @@ class LwM2MServer:
         self._coap = await Endpoint.create(
             self.config.host,
             self.config.coap_port,
-            handler=self.handle,
+            handler=self.handle_now,
             inline_handlers=self.inline_handlers,
         )
         self._coap.add_activity_listener(self._activity)
@@ -293,7 +294,7 @@ class LwM2MServer:
                 self._coaps = await Endpoint.create(
                     self.config.host,
                     self.config.coaps_port,
-                    handler=self.handle,
+                    handler=self.handle_now,
                     security=tapped(DtlsServer(self.config.dtls), self.refusals),
                     inline_handlers=self.inline_handlers,
                 )
@@ -303,7 +304,7 @@ class LwM2MServer:
                 raise
             self._coaps.add_activity_listener(self._activity)
         try:
-            await self._start_tcp(self.handle)
+            await self._start_tcp(self.handle_now)
         except BaseException:
             for ep in (self._coap, self._coaps):
                 if ep is not None:
@@ -317,7 +318,7 @@ class LwM2MServer:
         coap: ServerEndpoint,
         coaps: ServerEndpoint | None = None,
         *,
-        tcp_handler: Callable[[Any], Awaitable[Any]] | None = None,
+        tcp_handler: Handler | None = None,
     ) -> None:
         """Start on endpoints created by the caller (their handler must call :meth:`handle`).
 
@@ -329,10 +330,10 @@ class LwM2MServer:
         coap.add_activity_listener(self._activity)
         if coaps is not None:
             coaps.add_activity_listener(self._activity)
-        await self._start_tcp(tcp_handler or self.handle)
+        await self._start_tcp(tcp_handler or self.handle_now)
         await self._after_start()
 
-    async def _start_tcp(self, handler: Callable[[Any], Awaitable[Any]]) -> None:
+    async def _start_tcp(self, handler: Handler) -> None:
         """Listen for CoAP over TCP and TLS (RFC 8323) as the config says."""
         from lwm2m.coap.tcp_connection import TcpConfig
         from lwm2m.coap.tcp_transport import TcpEndpoint
@@ -502,28 +503,48 @@ class LwM2MServer:
 
     # ================================================================== request handling
     async def handle(self, request: Any) -> Message:
-        """The endpoint's request handler (``IncomingRequest`` -> response)."""
+        """The request handler as a coroutine function (``IncomingRequest`` -> response)."""
+        answer = self.handle_now(request)
+        return answer if isinstance(answer, Message) else await answer
+
+    def handle_now(self, request: Any) -> Message | Awaitable[Message]:
+        """The endpoints' request handler: the response, or an awaitable of it.
+
+        Registers and Updates on a store that writes nothing through are answered
+        on the spot (:meth:`Registrar.answer`): a storm of them costs no coroutine.
+        """
         message: Message = request.message
         peer: Peer = request.peer
         path = message.uri_path
         if path and path[0] == "rd":
-            response = await self.registrar.handle(message, peer)
-            if response.code in (Code.CREATED, Code.CHANGED):
-                reg = self.stores.registrations.get_by_address(peer.address)
-                if reg is not None:
-                    if self.queue.on_activity(reg):
-                        self._spawn(self._send_queued(reg.id))
-                    waiting = self._reconnects.pop(reg.endpoint, None)
-                    if waiting is not None:
-                        waiting.set()
-                    if response.code == Code.CHANGED and self._has_dormant_observations(reg):
-                        self._spawn(self.restore_observations(reg))
-            return response
+            answer = self.registrar.answer(message, peer)
+            if isinstance(answer, Message):
+                self._registration_answered(answer, peer)
+                return answer
+            return self._registration_answered_later(answer, peer)
         if path == ("dp",):
-            return await self._handle_send(message, peer)
+            return self._handle_send(message, peer)
         if path and path[0] == URI_SEGMENT and self.firmware is not None:
-            return await serve_firmware(self.firmware, message)
+            return serve_firmware(self.firmware, message)
         return Message(Code.NOT_FOUND)
+
+    async def _registration_answered_later(self, answer: Awaitable[Message], peer: Peer) -> Message:
+        response = await answer
+        self._registration_answered(response, peer)
+        return response
+
+    def _registration_answered(self, response: Message, peer: Peer) -> None:
+        """After a Register or an Update: queued requests, waiting reconnects, observations."""
+        if response.code in (Code.CREATED, Code.CHANGED):
+            reg = self.stores.registrations.get_by_address(peer.address)
+            if reg is not None:
+                if self.queue.on_activity(reg):
+                    self._spawn(self._send_queued(reg.id))
+                waiting = self._reconnects.pop(reg.endpoint, None)
+                if waiting is not None:
+                    waiting.set()
+                if response.code == Code.CHANGED and self._has_dormant_observations(reg):
+                    self._spawn(self.restore_observations(reg))
 
     def firmware_uri(self, image_id: str, registration: Registration, method: str) -> str:
         """The Package URI (/5/0/1) to give a device for pulling ``image_id``.

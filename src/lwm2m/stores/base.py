@@ -129,6 +129,20 @@ class RegistrationStore(Protocol):
         """Remove and return the registration, or None when unknown."""
         ...
 
+    @property
+    def synchronous(self) -> bool:
+        """Whether :meth:`add_now` and :meth:`update_now` may be used: the store writes
+        nothing through and holds the whole fleet, so a write is done when it returns."""
+        ...
+
+    def add_now(self, registration: Registration) -> tuple[Registration | None, Registration]:
+        """:meth:`add` of a :attr:`synchronous` store, without a coroutine."""
+        ...
+
+    def update_now(self, registration: Registration) -> tuple[Registration, Registration]:
+        """:meth:`update` of a :attr:`synchronous` store, without a coroutine."""
+        ...
+
 
 @runtime_checkable
 class ObservationStore(Protocol):

@@ -244,6 +244,8 @@ def _finite(value: float) -> float:
 
 
 def _formats_text(formats: tuple[int, ...]) -> str:
+    if not formats:  # what nearly every client announces
+        return ""
     return " ".join(str(int(c)) for c in formats)
 
 

@@ -24,6 +24,18 @@ from lwm2m.stores.query import (
 )
 from lwm2m.stores.records import ObservationRecord, Registration
 
+#: What a subclass must leave as it is for its writes to be done when they return.
+_SYNCHRONOUS_ONLY_AS_DEFINED_HERE = (
+    "get",
+    "get_by_endpoint",
+    "fetch",
+    "add",
+    "update",
+    "_persist_add",
+    "_persist_update",
+    "_persist_remove",
+)
+
 
 class MemoryRegistrationStore:
     """Registrations in dicts, with an expiry heap (lazy deletion) for :meth:`expired`."""
@@ -34,6 +46,11 @@ class MemoryRegistrationStore:
         self._by_address: dict[Address, str] = {}
         self._expiry: builtins.list[tuple[float, str]] = []
         self._query_index = RegistrationIndex()
+        cls = type(self)
+        self._synchronous = all(
+            getattr(cls, name) is getattr(MemoryRegistrationStore, name)
+            for name in _SYNCHRONOUS_ONLY_AS_DEFINED_HERE
+        )
 
     # -- reads
     def get(self, registration_id: str) -> Registration | None:
@@ -127,16 +144,32 @@ class MemoryRegistrationStore:
         return None
 
     # -- writes
+    @property
+    def synchronous(self) -> bool:
+        """True for this class itself; a subclass that writes through (a ``_persist_*``
+        hook) or reads elsewhere (its own ``add``, ``fetch``...) is not."""
+        return self._synchronous
+
+    def add_now(self, registration: Registration) -> tuple[Registration | None, Registration]:
+        """:meth:`add` with nothing to write through: the registrar's Register without a
+        coroutine (only when :attr:`synchronous`)."""
+        return self._put(registration), registration
+
+    def update_now(self, registration: Registration) -> tuple[Registration, Registration]:
+        """:meth:`update` with nothing to write through (only when :attr:`synchronous`)."""
+        old = self.get(registration.id)
+        if old is None:
+            raise UnknownRegistration(registration.id)
+        self._replace(old, registration)
+        return old, registration
+
     async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
         """Index first, then write through; a failed write undoes the indexing.
 
         A registration is acknowledged only once durable, so the memory view must
         not hold one the backend refused.
         """
-        old = self.get_by_endpoint(registration.endpoint)
-        if old is not None:
-            self._drop(old)
-        self._index(registration)
+        old = self._put(registration)
         try:
             pending = self._persist_add(registration, old)
             if pending is not None:
@@ -180,6 +213,14 @@ class MemoryRegistrationStore:
         return old
 
     # -- indexing
+    def _put(self, registration: Registration) -> Registration | None:
+        """Index ``registration`` in the place of the one of its name; returns that one."""
+        old = self.get_by_endpoint(registration.endpoint)
+        if old is not None:
+            self._drop(old)
+        self._index(registration)
+        return old
+
     def _index(self, reg: Registration) -> None:
         previous = self._by_id.get(reg.id)
         if previous is not None:
@@ -221,10 +262,7 @@ class MemoryRegistrationStore:
 
     def _load(self, reg: Registration) -> None:
         """Index a registration read back from a backend (no write-through)."""
-        old = self.get_by_endpoint(reg.endpoint)
-        if old is not None:
-            self._drop(old)
-        self._index(reg)
+        self._put(reg)
 
     # -- write-through hooks: what to await until the write is durable, None when there is
     # nothing to write (memory). Plain calls, not coroutines: on the SQLite store each is the

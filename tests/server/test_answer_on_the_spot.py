@@ -1,0 +1,172 @@
+"""Registers and Updates answered without a coroutine (``Registrar.answer``, ``LwM2MServer.handle_now``).
+
+On a store that writes nothing through, the registrar returns the response
+itself; everywhere else (a write to wait for, a replaced registration whose
+end has work to await, a De-register) it returns the awaitable of
+``Registrar.handle``. Both must give the same answers, store contents and
+events as ``handle`` does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable
+from pathlib import Path
+
+from server_helpers import register_message
+
+from lwm2m.coap.codes import Code
+from lwm2m.coap.message import Message
+from lwm2m.coap.peer import Peer
+from lwm2m.protocol.events import EventBus
+from lwm2m.server.events import DeregistrationEvent, RegistrationEvent, ServerEvent, UpdatedEvent
+from lwm2m.server.registrar import Registrar
+from lwm2m.server.server import LwM2MServer, ServerConfig
+from lwm2m.stores import open_stores
+from lwm2m.stores.memory import MemoryRegistrationStore, MemoryStores
+from lwm2m.stores.records import Registration
+
+PEER = Peer(("127.0.0.1", 5000))
+QUERY = ("ep=dev1", "lt=300", "lwm2m=1.1", "b=U")
+
+
+class _Request:
+    def __init__(self, message: Message, peer: Peer) -> None:
+        self.message = message
+        self.peer = peer
+
+
+def _recorded(registrar: Registrar) -> list[ServerEvent]:
+    seen: list[ServerEvent] = []
+    registrar.events.add_listener(seen.append)
+    return seen
+
+
+async def _resolved(answer: Message | Awaitable[Message]) -> Message:
+    return answer if isinstance(answer, Message) else await answer
+
+
+def test_only_a_store_that_writes_nothing_through_is_synchronous(tmp_path: Path) -> None:
+    class Persisting(MemoryRegistrationStore):
+        def _persist_add(self, reg: Registration, replaced: Registration | None) -> None:
+            return None
+
+    assert MemoryRegistrationStore().synchronous
+    assert not Persisting().synchronous
+
+
+async def test_register_and_update_come_back_as_messages_on_the_memory_store() -> None:
+    registrar = Registrar(MemoryRegistrationStore(), None, EventBus())
+    events = _recorded(registrar)
+    created = registrar.answer(register_message(QUERY), PEER)
+    assert isinstance(created, Message) and created.code == Code.CREATED
+    rid = created.location_path[1]
+    assert registrar.registrations.get(rid) is not None
+    changed = registrar.answer(
+        Message(Code.POST, uri_path=("rd", rid), uri_query=("lt=600",)), PEER
+    )
+    assert isinstance(changed, Message) and changed.code == Code.CHANGED
+    reg = registrar.registrations.get(rid)
+    assert reg is not None and reg.lifetime_s == 600
+    assert [type(e) for e in events] == [RegistrationEvent, UpdatedEvent]
+    # A De-register has the end of a registration to await: the handle() path.
+    deleted = registrar.answer(Message(Code.DELETE, uri_path=("rd", rid)), PEER)
+    assert inspect.isawaitable(deleted)
+    assert (await deleted).code == Code.DELETED
+    assert [type(e) for e in events][-1] is DeregistrationEvent
+
+
+async def test_refusals_are_answered_on_the_spot_and_recorded() -> None:
+    registrar = Registrar(MemoryRegistrationStore(), None, EventBus())
+    bad = registrar.answer(register_message(("ep=dev1", "lt=zero")), PEER)
+    assert isinstance(bad, Message) and bad.code == Code.BAD_REQUEST
+    assert b"lt='zero'" in bad.payload
+    assert [name for name, _ in registrar.refusals.endpoints()] == ["dev1"]
+    unknown = registrar.answer(Message(Code.POST, uri_path=("rd", "nope")), PEER)
+    assert isinstance(unknown, Message) and unknown.code == Code.NOT_FOUND
+    # Methods the fast path does not serve go through handle() and keep its answers.
+    wrong = registrar.answer(Message(Code.GET, uri_path=("rd",)), PEER)
+    assert inspect.isawaitable(wrong)
+    assert (await wrong).code == Code.METHOD_NOT_ALLOWED
+
+
+async def test_a_replaced_registration_whose_end_is_awaited_keeps_the_order_of_handle() -> None:
+    ended: list[tuple[str, str]] = []
+
+    async def on_removed(reg: Registration, reason: str) -> None:
+        ended.append((reg.id, reason))
+
+    registrar = Registrar(MemoryRegistrationStore(), None, EventBus(), on_removed=on_removed)
+    events = _recorded(registrar)
+    first = await _resolved(registrar.answer(register_message(QUERY), PEER))
+    again = registrar.answer(register_message(QUERY), PEER)
+    assert inspect.isawaitable(again)  # on_removed has to be awaited before 2.01
+    second = await again
+    assert second.code == Code.CREATED and second.location_path != first.location_path
+    assert ended == [(first.location_path[1], "replaced")]
+    kinds = [(type(e).__name__, getattr(e, "replaced", None)) for e in events]
+    assert [k for k, _ in kinds] == [
+        "RegistrationEvent",
+        "DeregistrationEvent",
+        "RegistrationEvent",
+    ]
+    assert registrar.registrations.get(first.location_path[1]) is None
+
+
+async def test_a_replacement_without_an_end_hook_is_answered_on_the_spot() -> None:
+    registrar = Registrar(MemoryRegistrationStore(), None, EventBus())
+    events = _recorded(registrar)
+    await _resolved(registrar.answer(register_message(QUERY), PEER))
+    again = registrar.answer(register_message(QUERY), PEER)
+    assert isinstance(again, Message) and again.code == Code.CREATED
+    replaced = [e for e in events if isinstance(e, DeregistrationEvent)]
+    assert len(replaced) == 1 and replaced[0].replaced
+
+
+async def test_the_sqlite_store_waits_for_its_commit(tmp_path: Path) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    try:
+        assert not stores.registrations.synchronous
+        registrar = Registrar(stores.registrations, stores.security, EventBus())
+        pending = registrar.answer(register_message(QUERY), PEER)
+        assert inspect.isawaitable(pending)
+        created = await pending
+        assert created.code == Code.CREATED
+        assert stores.registrations.get(created.location_path[1]) is not None
+    finally:
+        await stores.close()
+    stores = await open_stores("sqlite", tmp_path)  # and the row is there after a restart
+    try:
+        assert stores.registrations.get(created.location_path[1]) is not None
+    finally:
+        await stores.close()
+
+
+async def test_handle_now_and_handle_agree() -> None:
+    """The server's two entry points give the same answers for the same requests."""
+    answers: dict[str, list[tuple[Code | int, bool]]] = {}
+    for entry in ("handle", "handle_now"):
+        server = LwM2MServer(MemoryStores(), config=ServerConfig(coap_port=0))
+        call = getattr(server, entry)
+        got: list[tuple[Code | int, bool]] = []
+        created = await _resolved(call(_Request(register_message(QUERY), PEER)))
+        rid = created.location_path[1]
+        for message in (
+            Message(Code.POST, uri_path=("rd", rid), uri_query=("lt=90",)),
+            Message(Code.PUT, uri_path=("rd", rid), payload=b"</1/0>", content_format=40),
+            register_message(("ep=dev1", "b=X")),
+            Message(Code.DELETE, uri_path=("rd", rid)),
+            Message(Code.GET, uri_path=("nothing",)),
+        ):
+            reply = await _resolved(call(_Request(message, PEER)))
+            got.append((reply.code, bool(reply.payload)))
+        answers[entry] = [(created.code, False), *got]
+    assert answers["handle"] == answers["handle_now"]
+    assert [code for code, _ in answers["handle"]] == [
+        Code.CREATED,
+        Code.CHANGED,
+        Code.CHANGED,
+        Code.BAD_REQUEST,
+        Code.DELETED,
+        Code.NOT_FOUND,
+    ]
