@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from lwm2m.coap import codec
@@ -126,6 +128,35 @@ async def output_line(
         match = re.search(pattern, raw.decode())
         if match:
             return match
+
+
+async def started_server(data: Path) -> tuple[asyncio.subprocess.Process, int]:
+    """``lwm2m server`` on its default SQLite store in ``data``, and its CoAP port once it
+    listens (every port picked by the command itself). The caller ends the process."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lwm2m",
+        "server",
+        "--coap-port",
+        "0",
+        "--coaps-port",
+        "0",
+        "--http-port",
+        "0",
+        "--no-bootstrap",
+        "--data",
+        str(data),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        found = await output_line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc, int(found.group(1))
 
 
 def free_tcp_port() -> int:

@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path as FsPath
 
-from server_helpers import RawPeer, output_line, register_message
+from server_helpers import RawPeer, output_line, register_message, started_server
 
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
@@ -58,28 +58,9 @@ async def test_acknowledged_registration_survives_kill(tmp_path: FsPath) -> None
     from lwm2m.stores import open_stores
 
     data = tmp_path / "data"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lwm2m",
-        "server",
-        "--coap-port",
-        "0",
-        "--coaps-port",
-        "0",
-        "--http-port",
-        "0",
-        "--no-bootstrap",
-        "--data",
-        str(data),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stderr is not None
+    proc, port = await started_server(data)
     peer = await RawPeer.create()
     try:
-        port = int(
-            (await output_line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1)
-        )
         address = peer.address
         reply = await peer.request(register_message(("ep=durable", "lt=600")), ("127.0.0.1", port))
         assert reply.code == Code.CREATED

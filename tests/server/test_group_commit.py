@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
 from pathlib import Path as FsPath
 
-from server_helpers import RawPeer, output_line, register_message
+from server_helpers import RawPeer, register_message, started_server
 
 from lwm2m.coap.codes import Code
 from lwm2m.server import LwM2MServer, ServerConfig
@@ -51,30 +50,11 @@ async def test_register_refused_when_its_batch_fails_to_commit(tmp_path: FsPath)
 async def test_every_acknowledged_register_survives_kill_9_in_a_storm(tmp_path: FsPath) -> None:
     """SIGKILL while batches are in flight: every 2.01 the clients saw has its row."""
     data = tmp_path / "data"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lwm2m",
-        "server",
-        "--coap-port",
-        "0",
-        "--coaps-port",
-        "0",
-        "--http-port",
-        "0",
-        "--no-bootstrap",
-        "--data",
-        str(data),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stderr is not None
+    proc, port = await started_server(data)
     peers = [await RawPeer.create() for _ in range(32)]
     acknowledged: dict[str, str] = {}
     enough = asyncio.Event()
     try:
-        port = int(
-            (await output_line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1)
-        )
 
         async def lane(n: int, peer: RawPeer) -> None:
             for i in range(10_000):
