@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer, PeerIdentity
+from lwm2m.server import registrar as registrar_module
 from lwm2m.server.events import EventBus, SleepingEvent
 from lwm2m.server.registrar import Registrar
 from lwm2m.stores.base import StoreError
@@ -100,3 +103,17 @@ def test_garbage_gets_an_answer(
         Code.METHOD_NOT_ALLOWED,
         Code.CONFLICT,
     )
+
+
+def test_registration_ids_grow_with_time_around_40_random_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ordered by the second (the SQLite id index appends), unguessable by the random part."""
+    ids = []
+    for now in (1_800_000_000.2, 1_800_000_000.9, 1_800_000_001.1):
+        monkeypatch.setattr(registrar_module.time, "time", lambda now=now: now)
+        ids.append(registrar_module._random_id())
+    assert all(re.fullmatch(r"[0-9a-f]{18}", rid) for rid in ids)
+    assert ids[0][:8] == ids[1][:8] == f"{1_800_000_000:08x}"
+    assert ids[2][:8] == f"{1_800_000_001:08x}" and ids[2] > max(ids[0], ids[1])
+    assert len({rid[8:] for rid in ids}) == 3
