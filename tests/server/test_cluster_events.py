@@ -10,9 +10,9 @@ import time
 from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path as FsPath
-from typing import Any
 
 import pytest
+from cluster_devices import TEXT, Battery
 from redis_helpers import RedisServer
 from server_helpers import register_message
 from test_cluster_nodes import Node, cluster_node
@@ -20,7 +20,6 @@ from test_cluster_nodes import Node, cluster_node
 from lwm2m.coap.codes import Code
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.message import Message
-from lwm2m.formats.media import ContentFormat
 from lwm2m.server.cluster_event_codec import event_to_json
 from lwm2m.server.events import (
     AwakeEvent,
@@ -28,20 +27,6 @@ from lwm2m.server.events import (
     ServerEvent,
     Subscription,
 )
-
-TEXT = int(ContentFormat.TEXT)
-
-
-class Battery:
-    """A device answering /3/0/9 and keeping the observations it accepted."""
-
-    def __init__(self) -> None:
-        self.observations: list[Any] = []
-
-    async def handle(self, request: Any) -> Message:
-        if request.message.observe == 0:
-            self.observations.append(request.start_observation())
-        return Message(Code.CONTENT, payload=b"42", content_format=TEXT)
 
 
 async def drain_until_fences(

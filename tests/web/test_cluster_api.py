@@ -12,6 +12,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import httpx
+from cluster_devices import TEXT, Battery
 from web_fakes import SseReader
 
 from lwm2m.coap.codes import Code
@@ -27,8 +28,6 @@ from lwm2m.stores.base import StoreError
 from lwm2m.stores.memory import MemoryStores
 from lwm2m.stores.redis import RedisStores
 from lwm2m.web.app import WebServer, build_app, create_app
-
-TEXT = int(ContentFormat.TEXT)
 
 
 @dataclass
@@ -64,16 +63,6 @@ async def web_node(url: str, tmp_path: FsPath, node_id: str) -> AsyncIterator[We
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{web.port}", timeout=10)
         )
         yield WebNode(server, nodes, relay, http)
-
-
-class Battery:
-    def __init__(self) -> None:
-        self.observations: list[Any] = []
-
-    async def handle(self, request: Any) -> Message:
-        if request.message.observe == 0:
-            self.observations.append(request.start_observation())
-        return Message(Code.CONTENT, payload=b"42", content_format=TEXT)
 
 
 def register(ep: str) -> Message:
