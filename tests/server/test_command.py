@@ -14,28 +14,10 @@ from lwm2m.coap.message import Message
 
 
 async def test_server_command_lifecycle(tmp_path: FsPath) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lwm2m",
-        "server",
-        "--coap-port",
-        "0",
-        "--coaps-port",
-        "0",
-        "--http-port",
-        "0",
-        "--no-bootstrap",
-        "--data",
-        str(tmp_path / "data"),
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc, port = await started_server(tmp_path / "data")
     assert proc.stderr is not None
     peer = await RawPeer.create()
     try:
-        port = int(
-            (await output_line(proc.stderr, r"listening on coap://127\.0\.0\.1:(\d+)")).group(1)
-        )
         reply = await peer.request(register_message(("ep=cmd-dev",)), ("127.0.0.1", port))
         assert reply.code == Code.CREATED
         await output_line(proc.stderr, r"registered cmd-dev ")
