@@ -23,6 +23,7 @@ from lwm2m.server.events import DeregistrationEvent, RegistrationEvent, ServerEv
 from lwm2m.server.registrar import Registrar
 from lwm2m.server.server import LwM2MServer, ServerConfig
 from lwm2m.stores import open_stores
+from lwm2m.stores.base import RegistrationConflict
 from lwm2m.stores.memory import MemoryRegistrationStore, MemoryStores
 from lwm2m.stores.records import Registration
 
@@ -84,10 +85,27 @@ async def test_refusals_are_answered_on_the_spot_and_recorded() -> None:
     assert [name for name, _ in registrar.refusals.endpoints()] == ["dev1"]
     unknown = registrar.answer(Message(Code.POST, uri_path=("rd", "nope")), PEER)
     assert isinstance(unknown, Message) and unknown.code == Code.NOT_FOUND
-    # Methods the fast path does not serve go through handle() and keep its answers.
+    # A wrong method is refused on the spot too, with handle()'s answer.
     wrong = registrar.answer(Message(Code.GET, uri_path=("rd",)), PEER)
-    assert inspect.isawaitable(wrong)
-    assert (await wrong).code == Code.METHOD_NOT_ALLOWED
+    assert isinstance(wrong, Message) and wrong.code == Code.METHOD_NOT_ALLOWED
+    assert (await registrar.handle(Message(Code.GET, uri_path=("rd",)), PEER)).code == wrong.code
+
+
+async def test_refusals_of_a_store_that_writes_through_are_recorded_too(tmp_path: Path) -> None:
+    class Shared(MemoryRegistrationStore):
+        """Stands for a cluster's store, which sees another node's client first."""
+
+        async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
+            raise RegistrationConflict(f"{registration.endpoint!r} is held by another node")
+
+    registrar = Registrar(Shared(), None, EventBus())
+    bad = registrar.answer(register_message(("ep=dev1", "lt=zero")), PEER)
+    assert inspect.isawaitable(bad)
+    assert (await bad).code == Code.BAD_REQUEST
+    held = registrar.answer(register_message(("ep=dev2",)), PEER)
+    assert inspect.isawaitable(held)
+    assert (await held).code == Code.CONFLICT
+    assert sorted(name for name, _ in registrar.refusals.endpoints()) == ["dev1", "dev2"]
 
 
 async def test_a_replaced_registration_whose_end_is_awaited_keeps_the_order_of_handle() -> None:

@@ -138,11 +138,6 @@ _LINKS_CACHE_LIMIT = 4096
 _LINKS_CACHE_MAX_BYTES = 1024
 
 
-#: Requests :meth:`Registrar.answer` may answer on the spot, by Uri-Path length: a
-#: Register (POST /rd) and an Update (POST or PUT /rd/<id>).
-_AT_ONCE: dict[int, tuple[Code, ...]] = {0: (), 1: (Code.POST,), 2: (Code.POST, Code.PUT)}
-
-
 def _store_failure(exc: StoreError) -> Message:
     logger.error("registration store failure: %s", exc)
     return RegistrationRejected(
@@ -202,21 +197,29 @@ class Registrar:
     # ------------------------------------------------------------------ dispatch
     async def handle(self, message: Message, peer: Peer) -> Message:
         """Answer one request whose Uri-Path starts with ``rd``."""
+        answer = self.answer(message, peer)
+        return answer if isinstance(answer, Message) else await answer
+
+    def answer(self, message: Message, peer: Peer) -> Message | Awaitable[Message]:
+        """:meth:`handle`, answered on the spot where nothing needs to wait.
+
+        On a :attr:`~lwm2m.stores.base.RegistrationStore.synchronous` store a
+        Register (unless it replaces a registration whose end has work to await)
+        and an Update are done without a coroutine, refusals included; so is a
+        wrong method or path on any store: the Message is returned. The rest (a
+        write to wait for, a De-register) is an awaitable of the Message.
+        """
         path = message.uri_path
         try:
             if len(path) == 1:
                 if message.code != Code.POST:
                     raise RegistrationRejected(Code.METHOD_NOT_ALLOWED, "use POST /rd to register")
-                try:
-                    return await self.register(message, peer)
-                except RegistrationRejected as exc:
-                    self._refused(message, peer, exc)
-                    raise
+                return self._register_answer(message, peer)
             if len(path) == 2:
                 if message.code in (Code.POST, Code.PUT):
-                    return await self.update(path[1], message, peer)
+                    return self._update_answer(path[1], message, peer)
                 if message.code == Code.DELETE:
-                    return await self.deregister(path[1], peer)
+                    return self._answered(self.deregister(path[1], peer))
                 raise RegistrationRejected(
                     Code.METHOD_NOT_ALLOWED, "use POST or PUT to update, DELETE to de-register"
                 )
@@ -226,59 +229,47 @@ class Registrar:
         except StoreError as exc:
             return _store_failure(exc)
 
-    def answer(self, message: Message, peer: Peer) -> Message | Awaitable[Message]:
-        """:meth:`handle`, answered on the spot where nothing needs to wait.
-
-        On a :attr:`~lwm2m.stores.base.RegistrationStore.synchronous` store a
-        Register (unless it replaces a registration whose end has work to await)
-        and an Update are done without a coroutine: the Message is returned. The
-        rest, and every request on a store that writes through, is the awaitable
-        of :meth:`handle`.
-        """
-        path = message.uri_path
-        store = self.registrations
-        if not store.synchronous or len(path) > 2 or message.code not in _AT_ONCE[len(path)]:
-            return self.handle(message, peer)
+    async def _answered(self, pending: Awaitable[Message]) -> Message:
+        """The answer of a request that had to wait, its refusal or store failure included."""
         try:
-            if len(path) == 2:
-                current = store.get(path[1])
-                if current is None:
-                    raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
-                return self._updated(*store.update_now(self._renewed(current, message, peer)))
-            try:
-                registration = self._new_registration(message, peer)
-            except RegistrationRejected as exc:
-                self._refused(message, peer, exc)
-                raise
-            old, new = store.add_now(registration)
-            if old is None:
-                return self._registered(new, None)
-            if self.on_removed is not None:
-                return self._after_replacing(old, new)
-            self._replaced_now(old, new.registered_at)
-            return self._registered(new, old)
+            return await pending
         except RegistrationRejected as exc:
             return exc.to_response()
         except StoreError as exc:
             return _store_failure(exc)
 
-    async def _after_replacing(self, old: Registration, new: Registration) -> Message:
-        try:
-            await self._replaced(old, new.registered_at)
-        except StoreError as exc:
-            return _store_failure(exc)
+    # ------------------------------------------------------------------ register
+    def _register_answer(self, message: Message, peer: Peer) -> Message | Awaitable[Message]:
+        store = self.registrations
+        if not store.synchronous:
+            return self._answered(self.register(message, peer))
+        old, new = store.add_now(self._checked_registration(message, peer))
+        if old is None:
+            return self._registered(new, None)
+        if self.on_removed is not None:
+            return self._answered(self._replacing(old, new))
+        self._replaced_now(old, new.registered_at)
         return self._registered(new, old)
 
-    # ------------------------------------------------------------------ register
     async def register(self, message: Message, peer: Peer) -> Message:
-        registration = self._new_registration(message, peer)
+        registration = self._checked_registration(message, peer)
         try:
             old, new = await self.registrations.add(registration)
         except RegistrationConflict as exc:  # a shared store saw another node's client first
-            raise RegistrationRejected(Code.CONFLICT, str(exc), "conflict") from None
+            rejection = RegistrationRejected(Code.CONFLICT, str(exc), "conflict")
+            self._refused(message, peer, rejection)
+            raise rejection from None
         if old is not None:
-            await self._replaced(old, new.registered_at)
-        return self._registered(new, old)
+            return await self._replacing(old, new)
+        return self._registered(new, None)
+
+    def _checked_registration(self, message: Message, peer: Peer) -> Registration:
+        """:meth:`_new_registration`, its refusal told to the operator."""
+        try:
+            return self._new_registration(message, peer)
+        except RegistrationRejected as exc:
+            self._refused(message, peer, exc)
+            raise
 
     def _new_registration(self, message: Message, peer: Peer) -> Registration:
         """The registration a Register asks for, once every rule holds (else rejected)."""
@@ -322,10 +313,12 @@ class Registrar:
             transport=peer.transport,
         )
 
-    async def _replaced(self, old: Registration, now: float) -> None:
-        self._replaced_now(old, now)
+    async def _replacing(self, old: Registration, new: Registration) -> Message:
+        """``new`` took ``old``'s place: ``old`` ends (its hook awaited), then 2.01."""
+        self._replaced_now(old, new.registered_at)
         if self.on_removed is not None:
             await self.on_removed(old, "replaced")
+        return self._registered(new, old)
 
     def _replaced_now(self, old: Registration, now: float) -> None:
         self.log.line(
@@ -353,6 +346,17 @@ class Registrar:
         return Message(Code.CREATED, location_path=("rd", new.id))
 
     # ------------------------------------------------------------------ update
+    def _update_answer(
+        self, registration_id: str, message: Message, peer: Peer
+    ) -> Message | Awaitable[Message]:
+        store = self.registrations
+        if not store.synchronous:
+            return self._answered(self.update(registration_id, message, peer))
+        current = store.get(registration_id)
+        if current is None:
+            raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
+        return self._updated(*store.update_now(self._renewed(current, message, peer)))
+
     async def update(self, registration_id: str, message: Message, peer: Peer) -> Message:
         # fetch: the registration may be another node's (a node that is gone: this
         # Update takes it over, same id, new address; see docs/cluster.md).
