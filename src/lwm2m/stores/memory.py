@@ -157,11 +157,7 @@ class MemoryRegistrationStore:
 
     def update_now(self, registration: Registration) -> tuple[Registration, Registration]:
         """:meth:`update` with nothing to write through (only when :attr:`synchronous`)."""
-        old = self.get(registration.id)
-        if old is None:
-            raise UnknownRegistration(registration.id)
-        self._replace(old, registration)
-        return old, registration
+        return self._renew(registration), registration
 
     async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
         """Index first, then write through; a failed write undoes the indexing.
@@ -184,10 +180,7 @@ class MemoryRegistrationStore:
 
     async def update(self, registration: Registration) -> tuple[Registration, Registration]:
         """As :meth:`add`: the memory view goes back when the write-through fails."""
-        old = self.get(registration.id)
-        if old is None:
-            raise UnknownRegistration(registration.id)
-        self._replace(old, registration)
+        old = self._renew(registration)
         try:
             pending = self._persist_update(registration, old)
             if pending is not None:
@@ -219,6 +212,14 @@ class MemoryRegistrationStore:
         if old is not None:
             self._drop(old)
         self._index(registration)
+        return old
+
+    def _renew(self, registration: Registration) -> Registration:
+        """Index ``registration`` in the place of the one of its id; returns that one."""
+        old = self.get(registration.id)
+        if old is None:
+            raise UnknownRegistration(registration.id)
+        self._replace(old, registration)
         return old
 
     def _index(self, reg: Registration) -> None:
