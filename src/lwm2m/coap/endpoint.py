@@ -839,8 +839,7 @@ class Endpoint:
             pending = handler(request)  # a coroutine function's body does not run yet
         except Exception:
             logger.exception("handler failed for %r", request)
-            self._engine.respond(event.request_id, _INTERNAL_ERROR, self._loop.time())
-            return
+            pending = _INTERNAL_ERROR
         if isinstance(pending, (Message, NoResponse)):
             # Answered on the spot: the pump this dispatch runs in sends it.
             self._answer(request, pending)
@@ -984,19 +983,15 @@ class Endpoint:
     async def _serve(self, request: IncomingRequest, pending: Awaitable[object]) -> None:
         """Await the handler's answer for ``request`` (inline or in a Task) and send it."""
         try:
-            response = self._checked(await pending)
+            result = await pending
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("handler failed for %r", request)
-            response = _INTERNAL_ERROR
+            result = _INTERNAL_ERROR
         if self._closed:
             return
-        now = self._loop.time()
-        if response is None:
-            self._engine.decline(request._request_id)
-        else:
-            self._engine.respond(request._request_id, response, now)
+        self._answer(request, result)
         if not self._in_eager_step and not self._flush_pending:
             # One pump per loop turn for all the handlers answering in it, not one each.
             self._flush_pending = True
