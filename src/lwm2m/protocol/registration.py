@@ -174,20 +174,20 @@ _BOOTSTRAP_KEYS = frozenset({"ep", "ept", "pct"})
 
 def parse_register_query(query: Iterable[str]) -> RegisterParams:
     params = _split(query, _REGISTER_KEYS)
-    ept = _ept(params) if "ept" in params else None
+    ept = _ept(params)
     endpoint = _endpoint(params, ept, required=True)
     assert endpoint is not None
-    lt_text = _value(params, "lt") if "lt" in params else None
-    version = (_value(params, "lwm2m") if "lwm2m" in params else None) or DEFAULT_LWM2M_VERSION
+    lt_text = _value(params, "lt")
+    version = _value(params, "lwm2m") or DEFAULT_LWM2M_VERSION
     if version not in SUPPORTED_LWM2M_VERSIONS:
         raise RegistrationParamError(
             f"lwm2m={version!r} is not a supported version ({', '.join(SUPPORTED_LWM2M_VERSIONS)})"
         )
-    binding = _binding((_value(params, "b") if "b" in params else None) or "U")
+    binding = _binding(_value(params, "b") or "U")
     queue_mode = "Q" in params
     if queue_mode and params["Q"] is not None:
         raise RegistrationParamError("parameter 'Q' takes no value")
-    sms = _value(params, "sms") if "sms" in params else None
+    sms = _value(params, "sms")
     return RegisterParams(
         endpoint,
         ept,
