@@ -98,7 +98,8 @@ async def test_beating_nodes_are_listed_alive_with_their_state(
 async def test_a_node_that_stops_beating_is_gone_after_the_ttl_and_pruned_later(
     redis_url: str, tmp_path: FsPath
 ) -> None:
-    async with cluster_node(redis_url, tmp_path, "b", prune_after_s=0.0) as b:
+    # b's own loop does not prune during the test (its first look is a minute away).
+    async with cluster_node(redis_url, tmp_path, "b") as b:
         async with cluster_node(redis_url, tmp_path, "a", clean=False) as a:
             await until(lambda: b.nodes.is_alive("a"))
             last = a.nodes.last_heartbeat
@@ -108,9 +109,22 @@ async def test_a_node_that_stops_beating_is_gone_after_the_ttl_and_pruned_later(
         assert not gone.alive and gone.heartbeat is not None and last is not None
         assert gone.heartbeat >= last
         assert by_id(await b.nodes.list())["b"].alive
-        # Gone for longer than prune_after_s (0 here): forgotten.
+        # Gone for less than prune_after_s: kept; for longer: forgotten.
+        assert await b.nodes.prune() == 0
+        b.nodes.prune_after_s = 0.0
         assert await b.nodes.prune() == 1
         assert [s.id for s in await b.nodes.list()] == ["b"]
+
+
+async def test_the_beat_loop_forgets_gone_nodes_by_itself(redis_url: str, tmp_path: FsPath) -> None:
+    async with cluster_node(redis_url, tmp_path, "b", prune_after_s=0.0) as b:
+        async with cluster_node(redis_url, tmp_path, "a", clean=False):
+            await until(lambda: b.nodes.is_alive("a"))
+        await until(lambda: _listed_only(b, "b"))
+
+
+async def _listed_only(node: Node, node_id: str) -> bool:
+    return [s.id for s in await node.nodes.list()] == [node_id]
 
 
 async def test_a_clean_stop_deletes_the_key_at_once(redis_url: str, tmp_path: FsPath) -> None:
