@@ -10,7 +10,13 @@ from typing import Any
 from lwm2m.bootstrap.server import DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT
 from lwm2m.cli.gc_policy import tune_for_server
 from lwm2m.cli.inputs import ConfigurationError, load_models, load_security
-from lwm2m.cli.shutdown import StopSignals, add_stop_timeout_argument, bounded, check_stop_timeout
+from lwm2m.cli.shutdown import (
+    StopSignals,
+    add_stop_timeout_argument,
+    bounded,
+    check_stop_timeout,
+    disarm_watchdog,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     except (BootstrapStartError, ConfigurationError) as exc:
         logger.error("%s", exc)
         return 2
+    finally:
+        disarm_watchdog()
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -111,7 +119,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, bs: Any) -> None:
-    signals = StopSignals("bootstrap")
+    signals = StopSignals("bootstrap", stop_timeout_s=args.stop_timeout)
     signals.install()
     waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(signals.requested.wait())]
     if args.http_port:

@@ -12,7 +12,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from lwm2m.cli.shutdown import StopSignals, add_stop_timeout_argument, check_stop_timeout
+from lwm2m.cli.shutdown import (
+    StopSignals,
+    add_stop_timeout_argument,
+    check_stop_timeout,
+    disarm_watchdog,
+)
 from lwm2m.client.bootstrap import options as bootstrap_options
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import MODE_PSK, ClientConfig, ClientConfigError, FactoryAccount
@@ -140,7 +145,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fw-seed", type=int, default=0, metavar="N", help="seed of --fw-fail-rate (default 0)"
     )
     parser.add_argument("--no-console", action="store_true", help="do not read commands from stdin")
-    add_stop_timeout_argument(parser, "wait for De-register answers (also on Factory Reset)")
+    # A fleet's stop is paced by the server's answers, not bounded: no watchdog (_run_many).
+    add_stop_timeout_argument(
+        parser, "wait for De-register answers (also on Factory Reset)", watchdog=False
+    )
     # The client-side bootstrap: --factory FILE, --smartcard FILE, ...
     bootstrap_options.add_arguments(parser)
 
@@ -247,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
     except (StateFileError, ClientConfigError) as exc:
         print(f"lwm2m client: {exc}", file=sys.stderr)
         return 1
+    finally:
+        disarm_watchdog()
 
 
 def _stopped(deregistered: int, registered: int, devices: int) -> int:
@@ -287,7 +297,7 @@ async def _run_single(
 ) -> int:
     from lwm2m.cli.console import Console
 
-    signals = StopSignals("client")
+    signals = StopSignals("client", stop_timeout_s=args.stop_timeout)
     signals.install()
     client = LwM2MClient(config, registry=registry)
     _apply_options(client, args)

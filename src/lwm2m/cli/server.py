@@ -23,6 +23,7 @@ from lwm2m.cli.shutdown import (
     add_stop_timeout_argument,
     bounded,
     check_stop_timeout,
+    disarm_watchdog,
 )
 from lwm2m.server.firmware.repository import DEFAULT_MAX_IMAGE_BYTES
 from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED
@@ -193,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         logger.error("%s", exc)
         return 2
+    finally:
+        disarm_watchdog()
 
 
 def _read(path: str, what: str) -> bytes:
@@ -208,7 +211,7 @@ async def _main(args: argparse.Namespace) -> int:
 
     # Installed before anything starts: a SIGTERM that arrives while the server is still
     # starting is then a graceful stop once it has started, not a kill by the default handler.
-    signals = StopSignals("server")
+    signals = StopSignals("server", stop_timeout_s=args.stop_timeout)
     signals.install()
     model = load_models(args.models)
     try:

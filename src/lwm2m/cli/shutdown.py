@@ -10,6 +10,13 @@ So every command stops in two steps:
   acknowledged is already durable (stores commit before answering, the
   client's state file is written synchronously), so skipping the rest loses
   only work nobody was told is done.
+
+Nobody may need to send that second signal: a stop still running
+:data:`REPORT_AFTER_S` past its bound logs what it waits on (every pending
+task and where it is suspended), and one still running :data:`EXIT_AFTER_S`
+past it is ended by faulthandler's watchdog thread, which prints every
+thread's stack first. Both name the step that broke the bound, which a
+service manager's SIGKILL would not.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -34,16 +42,25 @@ DEFAULT_STOP_TIMEOUT_S = 5.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: How long an abandoned step may take to unwind its cancellation.
 _CANCEL_GRACE_S = 1.0
+#: Past the stop's bound, after this many seconds the tasks still pending are logged...
+REPORT_AFTER_S = 3.0
+#: ... and after this many the process ends (exit status 1) with every thread's stack.
+EXIT_AFTER_S = 10.0
 
 
-def add_stop_timeout_argument(parser: argparse.ArgumentParser, what: str) -> None:
+def add_stop_timeout_argument(
+    parser: argparse.ArgumentParser, what: str, *, watchdog: bool = True
+) -> None:
+    """``watchdog``: the command arms :class:`StopSignals`' watchdog, and its help says so."""
+    ends = f", and so does a stop still running S + {EXIT_AFTER_S:g} s after it (exit 1)"
     parser.add_argument(
         "--stop-timeout",
         type=float,
         default=DEFAULT_STOP_TIMEOUT_S,
         metavar="S",
         help=f"on SIGINT/SIGTERM, {what} for at most S seconds "
-        f"(default {DEFAULT_STOP_TIMEOUT_S:g}); a second signal exits at once",
+        f"(default {DEFAULT_STOP_TIMEOUT_S:g}); a second signal exits at once"
+        f"{ends if watchdog else ''}",
     )
 
 
@@ -55,12 +72,23 @@ def check_stop_timeout(value: float) -> str | None:
 
 
 class StopSignals:
-    """SIGINT/SIGTERM: the first sets :attr:`requested`, a second exits the process now."""
+    """SIGINT/SIGTERM: the first sets :attr:`requested`, a second exits the process now.
 
-    def __init__(self, name: str, exit_now: Callable[[int], None] = os._exit) -> None:
+    With ``stop_timeout_s``, the first signal also arms the watchdog of the
+    module docstring (counted from the signal, as a service manager counts).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        exit_now: Callable[[int], None] = os._exit,
+        *,
+        stop_timeout_s: float | None = None,
+    ) -> None:
         self.name = name
         self.requested = asyncio.Event()
         self._exit_now = exit_now
+        self.stop_timeout_s = stop_timeout_s
 
     def install(self) -> None:
         loop = asyncio.get_running_loop()
@@ -71,11 +99,49 @@ class StopSignals:
     def _received(self, sig: signal.Signals) -> None:
         if not self.requested.is_set():
             self.requested.set()
+            self._arm_watchdog()
             return
         # The graceful stop is taking too long for the user: leave now.
         sys.stderr.write(f"lwm2m {self.name}: {sig.name} again, exiting now\n")
         sys.stderr.flush()
         self._exit_now(128 + int(sig))
+
+    def _arm_watchdog(self) -> None:
+        if self.stop_timeout_s is None:
+            return
+        asyncio.get_running_loop().call_later(
+            self.stop_timeout_s + REPORT_AFTER_S, self._report_pending
+        )
+        # A thread of its own: it fires even when the loop is blocked, or already closed
+        # while asyncio.run() joins a thread.
+        faulthandler.dump_traceback_later(
+            self.stop_timeout_s + EXIT_AFTER_S, exit=True, file=sys.stderr
+        )
+
+    def _report_pending(self) -> None:
+        assert self.stop_timeout_s is not None
+        logger.error(
+            "stop still running %g s after the signal (bound %g s); waiting on:\n%s",
+            self.stop_timeout_s + REPORT_AFTER_S,
+            self.stop_timeout_s,
+            pending_tasks_text(),
+        )
+
+
+def disarm_watchdog() -> None:
+    """The stop is over (its loop has closed): no forced exit for a caller that goes on."""
+    faulthandler.cancel_dump_traceback_later()
+
+
+def pending_tasks_text() -> str:
+    """Every pending task of the running loop, and where each is suspended (innermost last)."""
+    lines = []
+    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+        lines.append(f"  task {task.get_name()!r}: {task.get_coro()!r}")
+        for frame in task.get_stack(limit=8):
+            code = frame.f_code
+            lines.append(f"    {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+    return "\n".join(lines) or "  (no task)"
 
 
 async def bounded(step: Awaitable[object], timeout_s: float, what: str) -> bool:
