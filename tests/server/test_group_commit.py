@@ -18,7 +18,7 @@ async def test_register_refused_when_its_batch_fails_to_commit(tmp_path: FsPath)
     stores = await open_stores("sqlite", tmp_path)
     assert isinstance(stores, SqliteStores)
 
-    def failing_commit() -> None:
+    def failing_commit(single: object = None) -> None:
         raise sqlite3.OperationalError("disk I/O error (simulated)")
 
     stores._db._commit = failing_commit  # type: ignore[method-assign]

@@ -9,10 +9,11 @@ from pathlib import Path as FsPath
 import pytest
 
 from lwm2m.coap.peer import PeerIdentity
-from lwm2m.stores import StoreError, open_stores
-from lwm2m.stores.codec import dumps, registration_text
+from lwm2m.stores import StoreError, open_stores, sqlite_bulk
+from lwm2m.stores.codec import dumps, registration_row, registration_text
 from lwm2m.stores.records import ObjectLinks, RegisteredObject, Registration
-from lwm2m.stores.sqlite import SqliteStores
+from lwm2m.stores.sqlite import REGISTRATION_UPSERT, SqliteStores
+from lwm2m.stores.sqlite_bulk import single_statement
 
 
 def _reg(n: int, **changes: object) -> Registration:
@@ -32,7 +33,7 @@ def _reg(n: int, **changes: object) -> Registration:
 
 
 def _fail_commit(stores: SqliteStores) -> None:
-    def commit() -> None:
+    def commit(single: object = None) -> None:
         raise sqlite3.OperationalError("disk I/O error (simulated)")
 
     stores._db._commit = commit  # type: ignore[method-assign]
@@ -139,3 +140,74 @@ def test_registration_text_is_the_document_of_to_dict(changes: dict[str, object]
 def test_registration_text_refuses_what_json_refuses() -> None:
     with pytest.raises(ValueError):
         registration_text(_reg(1, updated_at=float("nan")))
+
+
+async def test_a_batch_of_one_kind_of_write_is_one_statement_and_its_own_commit(
+    tmp_path: FsPath,
+) -> None:
+    """A storm's batch: no BEGIN and no COMMIT around it, the statement commits itself."""
+    stores = await open_stores("sqlite", tmp_path)
+    assert isinstance(stores, SqliteStores)
+    traced: list[str] = []
+    stores._db.connection.set_trace_callback(traced.append)
+    try:
+        await asyncio.gather(*(stores.registrations.add(_reg(n)) for n in range(30)))
+        held = stores.registrations.list()
+        await asyncio.gather(*(stores.registrations.remove(r.id) for r in held[:10]))
+    finally:
+        stores._db.connection.set_trace_callback(None)
+        await stores.close()
+    assert len(traced) == 2, traced
+    assert traced[0].startswith("INSERT OR REPLACE INTO registrations")
+    assert traced[1].startswith("DELETE FROM registrations")
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        assert sorted(r.endpoint for r in reopened.registrations.list()) == sorted(
+            r.endpoint for r in held[10:]
+        )
+    finally:
+        await reopened.close()
+
+
+async def test_a_failing_row_of_a_single_statement_batch_refuses_only_its_write(
+    tmp_path: FsPath,
+) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    assert isinstance(stores, SqliteStores)
+    db = stores._db
+    rows = [registration_row(_reg(n)) for n in range(5)]
+    bad = list(registration_row(_reg(5)))
+    bad[1] = None  # endpoint NOT NULL: the whole statement fails, then the long way
+    traced: list[str] = []
+    db.connection.set_trace_callback(traced.append)
+    try:
+        results = await asyncio.gather(
+            *(db.execute([(REGISTRATION_UPSERT, row)]) for row in rows[:3]),
+            db.execute([(REGISTRATION_UPSERT, tuple(bad))]),
+            *(db.execute([(REGISTRATION_UPSERT, row)]) for row in rows[3:]),
+            return_exceptions=True,
+        )
+    finally:
+        db.connection.set_trace_callback(None)
+    assert [isinstance(r, StoreError) for r in results] == [False] * 3 + [True] + [False] * 2
+    assert "BEGIN IMMEDIATE" in traced  # the one statement failed: the batch went the long way
+    await stores.close()
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        assert sorted(r.endpoint for r in reopened.registrations.list()) == [
+            f"ep-{n}" for n in range(5)
+        ]
+    finally:
+        await reopened.close()
+
+
+def test_single_statement_is_the_statement_itself_for_one_row_and_none_past_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    row = registration_row(_reg(1))
+    assert single_statement(REGISTRATION_UPSERT, [row]) == (REGISTRATION_UPSERT, list(row))
+    sql, params = single_statement(REGISTRATION_UPSERT, [row, row]) or ("", [])
+    assert sql.count("(?") == 2 and params == [*row, *row]
+    assert single_statement("INSERT INTO documents VALUES (?, ?, ?)", [("a", "b", "c")]) is None
+    monkeypatch.setattr(sqlite_bulk, "MAX_VARIABLES", len(row))
+    assert single_statement(REGISTRATION_UPSERT, [row, row]) is None

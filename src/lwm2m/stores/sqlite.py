@@ -57,6 +57,7 @@ from lwm2m.stores.sqlite_bulk import (
     insert_form,
     register_form,
     run_group,
+    single_statement,
     update_form,
 )
 
@@ -108,6 +109,24 @@ class _Job:
         self.statements = statements
         self.future = future
         self.fetch = fetch
+
+
+def _single_statement(batch: list[_Job]) -> tuple[str, list[Any]] | None:
+    """The one statement that does all of ``batch``, or None: it reads, mixes
+    statements, or has no bulk form."""
+    first = batch[0].statements
+    if not first:
+        return None
+    sql = first[0][0]
+    rows: list[Sequence[Any]] = []
+    for job in batch:
+        if job.fetch:
+            return None
+        for q, params in job.statements:
+            if q != sql:
+                return None
+            rows.append(params)
+    return single_statement(sql, rows)
 
 
 class SqliteDatabase:
@@ -191,10 +210,24 @@ class SqliteDatabase:
     def _write(self, batch: list[_Job]) -> list[tuple[Any, BaseException | None]]:
         """On the writer thread: the batch's statements, then its COMMIT.
 
+        A batch of one kind of write (a storm's Registers, Updates or
+        De-registers) that fits one statement runs as that statement alone,
+        its own transaction: SQLite steps once, so the writer takes the GIL
+        back from the loop once instead of for BEGIN, the statement and the
+        COMMIT (each time the loop is busy, that wait is a switch interval).
+        If it fails nothing of it is kept, and the batch runs the long way.
+
         Raises when nothing of the batch is durable (no transaction, a
         failure that is not a statement's, a failed COMMIT): every write of
         the batch is then refused.
         """
+        single = _single_statement(batch)
+        if single is not None:
+            try:
+                self._commit(single)
+                return [(None, None)] * len(batch)
+            except sqlite3.Error:
+                pass  # a row's constraint, or the disk: the long way tells which
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -206,9 +239,14 @@ class SqliteDatabase:
             raise
         return results
 
-    def _commit(self) -> None:
-        """On the writer thread: the fsync. Tests replace it to simulate a failing disk."""
-        self._conn.execute("COMMIT")
+    def _commit(self, single: tuple[str, Sequence[Any]] | None = None) -> None:
+        """On the writer thread: the fsync, by the COMMIT of the open transaction or by
+        ``single``, a statement run as its own transaction. Tests replace it to simulate
+        a failing disk."""
+        if single is None:
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.execute(*single)
 
     def _written(
         self,

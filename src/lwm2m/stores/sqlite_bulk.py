@@ -47,6 +47,18 @@ def run_group(conn: sqlite3.Connection, sql: str, rows: Rows) -> None:
         conn.execute(bulk_sql, params)
 
 
+def single_statement(sql: str, rows: Rows) -> tuple[str, list[Any]] | None:
+    """``sql`` once per row as exactly one statement, or None (no form, or too many
+    values for one statement)."""
+    form = _FORMS.get(sql)
+    if form is None:
+        return None
+    if len(rows) == 1:
+        return sql, list(rows[0])
+    statements = form(rows)
+    return statements[0] if len(statements) == 1 else None
+
+
 def _chunks(rows: Sequence[T], width: int) -> list[Sequence[T]]:
     """``rows`` cut so that a chunk binds at most :data:`MAX_VARIABLES` values."""
     per = max(1, MAX_VARIABLES // max(1, width))
