@@ -246,6 +246,8 @@ def main() -> int:
     parser.add_argument("--million", type=int, default=0, help="registrations for the hold test")
     parser.add_argument("--hold-only", action="store_true", help="only the --million test")
     args = parser.parse_args()
+    if args.million < 0 or (args.hold_only and args.million == 0):
+        parser.error("--hold-only needs --million N with N > 0 (the registrations to hold)")
     stores = args.store or ["sqlite", "memory"]
     print(machine_line())
     with tempfile.TemporaryDirectory() as tmpdir:
