@@ -207,3 +207,53 @@ async def test_updates_leave_the_indexes_a_fresh_store_would_build() -> None:
         assert sorted(r.id for r in store.expired(horizon)) == sorted(
             r.id for r in fresh.expired(horizon)
         )
+
+
+async def test_text_search_between_changes_sees_each_change() -> None:
+    """Search lines are made at the search after a change: a search between Registers,
+    moves, re-Registers and De-registers finds what is live then, and only that."""
+    from dataclasses import replace
+
+    from lwm2m.stores.memory import MemoryRegistrationStore
+
+    rnd = random.Random(5)
+    store = MemoryRegistrationStore()
+    pool = fleet(40)
+    live: dict[str, Registration] = {}
+    searches = [
+        RegistrationQuery(text=t)
+        for t in ("meter", "VALVE-00", "10.1.", "10.7.7.", ":5687", "gate-003")
+    ]
+    for step in range(300):
+        action = rnd.random()
+        if action < 0.35 or not live:
+            reg = rnd.choice(pool)
+            # A re-Register of a held name comes under a new id.
+            new = replace(reg, id=f"{reg.id}-{step}")
+            await store.add(new)
+            live[new.endpoint] = new
+        elif action < 0.7:
+            old = live[rnd.choice(sorted(live))]
+            new = replace(old, address=(f"10.7.{rnd.randrange(9)}.{rnd.randrange(9)}", 5683))
+            await store.update(new)
+            live[new.endpoint] = new
+        else:
+            gone = live.pop(rnd.choice(sorted(live)))
+            await store.remove(gone.id)
+        for q in searches:
+            page = store.query(q)
+            assert (page.total, [r.endpoint for r in page.items]) == reference(
+                list(live.values()), q
+            ), (step, q)
+    # A searched name De-registers among many live ones: no longer found.
+    for reg in pool:
+        if reg.endpoint not in live:
+            await store.add(reg)
+            live[reg.endpoint] = reg
+    last = live.pop(pool[-1].endpoint)
+    assert store.query(RegistrationQuery(text=last.endpoint)).total == 1
+    await store.remove(last.id)
+    assert store.query(RegistrationQuery(text=last.endpoint)).total == 0
+    for reg in list(live.values()):
+        await store.remove(reg.id)
+    assert [store.query(q).total for q in searches] == [0] * len(searches)

@@ -117,12 +117,16 @@ class RegistrationIndex:
 
     It holds the live registration per endpoint name (to walk them in name
     order), a lower-case search line per name (endpoint and address), and
-    the counters of :meth:`stats`.
+    the counters of :meth:`stats`. The search lines are built by the first
+    text search after a change, not on the registration path: a storm only
+    notes which names changed.
     """
 
     def __init__(self) -> None:
         self._by_name: dict[str, Registration] = {}
         self._lines: dict[str, str] = {}
+        #: Names whose search line is missing, outdated or belongs to a removed name.
+        self._stale: set[str] = set()
         self._sorted: list[str] = []
         self._pending: list[str] = []
         self._members: set[str] = set()
@@ -136,7 +140,7 @@ class RegistrationIndex:
         """The store now holds ``reg`` (after :meth:`removed` of the one it replaces)."""
         name = reg.endpoint
         self._by_name[name] = reg
-        self._lines[name] = f"{name.lower()}\t{_address(reg)}"
+        self._stale.add(name)
         self._count(reg, 1)
         if name not in self._members:
             self._members.add(name)
@@ -148,7 +152,7 @@ class RegistrationIndex:
         name = new.endpoint
         self._by_name[name] = new
         if new.address != old.address:
-            self._lines[name] = f"{name.lower()}\t{_address(new)}"
+            self._stale.add(name)
         if (
             new.queue_mode != old.queue_mode
             or new.secure != old.secure
@@ -163,7 +167,7 @@ class RegistrationIndex:
         """The store no longer holds ``reg``; its name leaves the sorted list at the next query."""
         if self._by_name.get(reg.endpoint) is reg:
             del self._by_name[reg.endpoint]
-            del self._lines[reg.endpoint]
+            self._stale.add(reg.endpoint)
         self._count(reg, -1)
 
     def query(self, query: RegistrationQuery) -> RegistrationPage:
@@ -236,13 +240,27 @@ class RegistrationIndex:
             self._members = set(self._sorted)
         return self._sorted
 
+    def _search_lines(self) -> dict[str, str]:
+        """The search line of every live name, those of the names changed since the last
+        search made now."""
+        if self._stale:
+            lines, live = self._lines, self._by_name
+            for name in self._stale:
+                reg = live.get(name)
+                if reg is None:
+                    lines.pop(name, None)
+                else:
+                    lines[name] = f"{name.lower()}\t{_address(reg)}"
+            self._stale.clear()
+        return self._lines
+
     def _matches(self, names: list[str], query: RegistrationQuery) -> list[Registration]:
         """Each condition is one pass of a comprehension over what is left: C speed, not Python calls."""
         if query.text:
             text = query.text.lower()
             # Iterating the lines' dict avoids a lookup per name; the few hits
             # are then sorted, many hits keep the order of the sorted list.
-            hits = [n for n, line in self._lines.items() if text in line]
+            hits = [n for n, line in self._search_lines().items() if text in line]
             if len(hits) < len(names) // 8:
                 names = sorted(hits)
             else:
