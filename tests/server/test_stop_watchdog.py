@@ -4,10 +4,15 @@ then the process ends, with no second signal (a real process and a real SIGTERM)
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import sys
 import textwrap
 import time
+
+import pytest
+
+from lwm2m.cli import shutdown
 
 #: A command's shape: StopSignals, then a stop step that never ends (it even swallows
 #: its cancellation, the worst case), so only the watchdog can end the process.
@@ -98,3 +103,22 @@ async def test_a_stop_within_its_bound_is_left_alone() -> None:
     assert "stop still running" not in err
     assert "Timeout (" not in err
     assert "went on" in err
+
+
+def test_a_stderr_without_a_descriptor_leaves_only_the_report(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In process, with stderr replaced (as a test runner or an embedding app may do)."""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+
+    async def arm() -> None:
+        signals = shutdown.StopSignals("test", stop_timeout_s=3600)
+        signals.install()
+        try:
+            signals._received(signal.SIGTERM)
+        finally:
+            shutdown.disarm_watchdog()
+
+    with caplog.at_level("WARNING", logger="lwm2m.cli.shutdown"):
+        asyncio.run(arm())
+    assert "stop watchdog thread not armed" in caplog.text

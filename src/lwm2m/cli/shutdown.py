@@ -114,9 +114,14 @@ class StopSignals:
         )
         # A thread of its own: it fires even when the loop is blocked, or already closed
         # while asyncio.run() joins a thread.
-        faulthandler.dump_traceback_later(
-            self.stop_timeout_s + EXIT_AFTER_S, exit=True, file=sys.stderr
-        )
+        try:
+            faulthandler.dump_traceback_later(
+                self.stop_timeout_s + EXIT_AFTER_S, exit=True, file=sys.stderr
+            )
+        except (AttributeError, OSError, RuntimeError, ValueError) as exc:
+            # stderr is not a file (closed, or replaced by an object without a descriptor):
+            # the report above still goes through logging.
+            logger.warning("stop watchdog thread not armed: %s", exc)
 
     def _report_pending(self) -> None:
         assert self.stop_timeout_s is not None
