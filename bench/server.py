@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 Phases = dict[str, dict[str, float]]
@@ -157,6 +158,24 @@ asyncio.run(main())
 """
 
 
+#: Every process the bench started: whatever fails, none of them outlives it (main()).
+_children: list[subprocess.Popen[Any]] = []
+
+
+def spawn(cmd: list[str], **options: Any) -> subprocess.Popen[Any]:
+    proc: subprocess.Popen[Any] = subprocess.Popen(cmd, **options)
+    _children.append(proc)
+    return proc
+
+
+def kill_children() -> None:
+    for proc in _children:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _children.clear()
+
+
 def start_server(store: str, data: Path, log_level: str) -> tuple[subprocess.Popen[bytes], int]:
     """The real command on a port it picks itself (a port picked here could be taken meanwhile
     by another process on a shared machine), read back from its log."""
@@ -164,7 +183,7 @@ def start_server(store: str, data: Path, log_level: str) -> tuple[subprocess.Pop
     cmd += ["--data", str(data), "--coap-port", "0", "--coaps-port", "0", "--http-port", "0"]
     cmd += ["--no-bootstrap"]
     log = open(data / "server.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = spawn(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.perf_counter() + 120
     while time.perf_counter() < deadline:
         found = re.search(
@@ -261,9 +280,7 @@ def main() -> int:
             return 0
 
         # 1. the generator's ceiling
-        responder = subprocess.Popen(
-            [str(loadgen), "respond", "0"], stdout=subprocess.PIPE, text=True
-        )
+        responder = spawn([str(loadgen), "respond", "0"], stdout=subprocess.PIPE, text=True)
         assert responder.stdout is not None
         rport = int(responder.stdout.readline().split("=")[1])
         ceiling = [
@@ -288,7 +305,7 @@ def main() -> int:
             engine_cpu: list[float] = []
             for r in range(args.rounds):
                 # 2. our engine, plain CON GET, then 3. the server: one after the other, per round
-                engine = subprocess.Popen([sys.executable, "-c", ENGINE], stdout=subprocess.PIPE)
+                engine = spawn([sys.executable, "-c", ENGINE], stdout=subprocess.PIPE)
                 assert engine.stdout is not None
                 eport = int(engine.stdout.readline())
                 wait_coap(eport, engine)
@@ -416,4 +433,7 @@ def wait_loaded(log: Path, proc: subprocess.Popen[bytes], timeout: float) -> Non
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        kill_children()
