@@ -45,7 +45,16 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import build_loadgen, cpu_s, machine_line, run_loadgen, stop, wait_coap
+from server import (
+    build_loadgen,
+    cpu_s,
+    kill_children,
+    machine_line,
+    run_loadgen,
+    spawn,
+    stop,
+    wait_coap,
+)
 
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 #: redis-server's pid by URL, and nginx's master pid by its UDP port, for their CPU figures.
@@ -84,7 +93,7 @@ def nginx(workdir: Path, upstreams: list[int]) -> Iterator[int]:
     port = free_port(socket.SOCK_DGRAM)
     conf = prefix / "nginx.conf"
     conf.write_text(nginx_config(prefix, port, upstreams))
-    proc = subprocess.Popen(
+    proc = spawn(
         ["nginx", "-p", str(prefix), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -106,7 +115,7 @@ def redis(workdir: Path) -> Iterator[str]:
     directory = workdir / f"redis-{time.monotonic_ns()}"
     directory.mkdir()
     port = free_port(socket.SOCK_STREAM)
-    proc = subprocess.Popen(
+    proc = spawn(
         [
             *("redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)),
             *("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
@@ -136,7 +145,7 @@ class Node:
         self.http_port = free_port(socket.SOCK_STREAM)
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         log = open(self.data / "node.log", "wb")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [
                 *(sys.executable, "-m", "lwm2m", "server", "--store", url, "--node-id", node_id),
                 *("--data", str(self.data), "--coap-port", "0", "--coaps-port", "0"),
@@ -214,7 +223,7 @@ def reads_per_s(
     import redis as redis_py
 
     fleet_log = open(workdir / f"fleet-{tag}.log", "wb")  # noqa: SIM115 - closed below
-    fleet = subprocess.Popen(
+    fleet = spawn(
         [
             *(sys.executable, "-m", "lwm2m", "client", "--endpoint", tag),
             *("--server", f"coap://127.0.0.1:{port}", "--count", str(args.devices)),
@@ -303,9 +312,7 @@ def main() -> int:
             return 1
 
         # 1. the generator's ceiling, straight and through nginx
-        responder = subprocess.Popen(
-            [str(loadgen), "respond", "0"], stdout=subprocess.PIPE, text=True
-        )
+        responder = spawn([str(loadgen), "respond", "0"], stdout=subprocess.PIPE, text=True)
         assert responder.stdout is not None
         rport = int(responder.stdout.readline().split("=")[1])
         direct = [storm(loadgen, rport, args, "c")["register"] for _ in range(args.rounds)]
@@ -373,4 +380,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        kill_children()

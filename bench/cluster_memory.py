@@ -30,6 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from server import kill_children, spawn
+
 from lwm2m.coap import codec
 from lwm2m.coap.codes import Code, MessageType
 from lwm2m.coap.message import Message
@@ -60,7 +62,7 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     if binary is None:
         sys.exit("redis-server is not installed")
     port = free_port()
-    proc = subprocess.Popen(
+    proc = spawn(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""],
         stdout=subprocess.DEVNULL,
     )
@@ -148,7 +150,7 @@ def start_node(port: int, node: str, data: Path) -> tuple[subprocess.Popen[bytes
     cmd += ["--coap-port", "0", "--coaps-port", "0", "--http-port", str(free_port())]
     cmd += ["--no-bootstrap"]
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = spawn(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.perf_counter() + 600
     while time.perf_counter() < deadline:
         text = log_path.read_text(errors="replace")
@@ -282,4 +284,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        kill_children()
