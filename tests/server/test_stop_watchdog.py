@@ -24,10 +24,13 @@ STUCK_COMMAND = textwrap.dedent(
     shutdown.REPORT_AFTER_S = 0.3
     shutdown.EXIT_AFTER_S = 3.0  # room for the report on a loaded machine
 
+    async def inner_wait() -> None:
+        await asyncio.get_running_loop().create_future()
+
     async def stuck_step() -> None:
         while True:
             try:
-                await asyncio.sleep(3600)
+                await inner_wait()
             except asyncio.CancelledError:
                 pass
 
@@ -89,10 +92,11 @@ async def test_an_overrun_stop_names_what_held_it_then_the_process_ends() -> Non
     status, err, _ = await _run_and_stop(STUCK_COMMAND)
     assert status == 1, err
     report, _, dump = err.partition("Timeout (")
-    # The loop's report: the stuck task by name, and the line it waits on.
+    # The loop's report: the stuck task by name, its chain of awaits and what that ends on.
     assert "stop still running 0.5 s after the signal (bound 0.2 s)" in report
-    assert "task 'the stuck step'" in report
-    assert "in stuck_step" in report
+    step = report.split("task 'the stuck step':", 1)[1]
+    assert step.index("in stuck_step") < step.index("in inner_wait")
+    assert "waiting on <Future pending" in step
     # faulthandler's dump: every thread's stack, the main thread in the loop's wait.
     assert "Thread 0x" in dump or "Current thread 0x" in dump, dump
 

@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from lwm2m.coap.endpoint import NO_RESPONSE, Handler, IncomingRequest, NoResponse
 from lwm2m.coap.message import Message
@@ -139,14 +140,28 @@ def disarm_watchdog() -> None:
 
 
 def pending_tasks_text() -> str:
-    """Every pending task of the running loop, and where each is suspended (innermost last)."""
+    """Every pending task of the running loop, and its chain of awaits down to what it
+    waits on (a Task's own stack shows only its outermost coroutine)."""
     lines = []
     for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
-        lines.append(f"  task {task.get_name()!r}: {task.get_coro()!r}")
-        for frame in task.get_stack(limit=8):
+        lines.append(f"  task {task.get_name()!r}:")
+        awaited: Any = task.get_coro()
+        for _ in range(_AWAIT_DEPTH):
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                break
             code = frame.f_code
             lines.append(f"    {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        # The future the Task is parked on (the chain above ends in its iterator).
+        waiter = getattr(task, "_fut_waiter", None)
+        if waiter is not None:
+            lines.append(f"    waiting on {waiter!r}")
     return "\n".join(lines) or "  (no task)"
+
+
+#: How deep a chain of awaits :func:`pending_tasks_text` follows.
+_AWAIT_DEPTH = 16
 
 
 async def bounded(step: Awaitable[object], timeout_s: float, what: str) -> bool:
