@@ -32,6 +32,15 @@ def _reg(n: int, **changes: object) -> Registration:
     return Registration(**{**{f: getattr(reg, f) for f in reg.__slots__}, **changes})  # type: ignore[arg-type]
 
 
+async def _stored_endpoints(path: FsPath) -> list[str]:
+    """The endpoints of the registrations the SQLite file holds, opened afresh, sorted."""
+    reopened = await open_stores("sqlite", path)
+    try:
+        return sorted(r.endpoint for r in reopened.registrations.list())
+    finally:
+        await reopened.close()
+
+
 def _fail_commit(stores: SqliteStores) -> None:
     def commit(single: object = None) -> None:
         raise sqlite3.OperationalError("disk I/O error (simulated)")
@@ -56,11 +65,7 @@ async def test_failed_commit_refuses_every_write_of_the_batch(tmp_path: FsPath) 
     await stores.registrations.add(_reg(21))
     await stores.close()
 
-    reopened = await open_stores("sqlite", tmp_path)
-    try:
-        assert sorted(r.endpoint for r in reopened.registrations.list()) == ["ep-0", "ep-21"]
-    finally:
-        await reopened.close()
+    assert await _stored_endpoints(tmp_path) == ["ep-0", "ep-21"]
 
 
 async def test_failing_statement_refuses_only_its_own_write(tmp_path: FsPath) -> None:
@@ -160,13 +165,7 @@ async def test_a_batch_of_one_kind_of_write_is_one_statement_and_its_own_commit(
     assert len(traced) == 2, traced
     assert traced[0].startswith("INSERT OR REPLACE INTO registrations")
     assert traced[1].startswith("DELETE FROM registrations")
-    reopened = await open_stores("sqlite", tmp_path)
-    try:
-        assert sorted(r.endpoint for r in reopened.registrations.list()) == sorted(
-            r.endpoint for r in held[10:]
-        )
-    finally:
-        await reopened.close()
+    assert await _stored_endpoints(tmp_path) == sorted(r.endpoint for r in held[10:])
 
 
 async def test_a_failing_row_of_a_single_statement_batch_refuses_only_its_write(
@@ -192,13 +191,7 @@ async def test_a_failing_row_of_a_single_statement_batch_refuses_only_its_write(
     assert [isinstance(r, StoreError) for r in results] == [False] * 3 + [True] + [False] * 2
     assert "BEGIN IMMEDIATE" in traced  # the one statement failed: the batch went the long way
     await stores.close()
-    reopened = await open_stores("sqlite", tmp_path)
-    try:
-        assert sorted(r.endpoint for r in reopened.registrations.list()) == [
-            f"ep-{n}" for n in range(5)
-        ]
-    finally:
-        await reopened.close()
+    assert await _stored_endpoints(tmp_path) == [f"ep-{n}" for n in range(5)]
 
 
 def test_single_statement_is_the_statement_itself_for_one_row_and_none_past_the_limit(
