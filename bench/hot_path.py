@@ -111,25 +111,31 @@ async def run(store: str, endpoints: int, rounds: int) -> dict[str, list[float]]
         )
         return encode(framed), ("127.0.0.1", 40000 + lane)
 
-    figures: dict[str, list[float]] = {"register": [], "update": [], "deregister": []}
+    figures: dict[str, list[float]] = {
+        "register": [],
+        "reregister": [],
+        "update": [],
+        "deregister": [],
+    }
     try:
         for _ in range(rounds):
             query = ("lt=86400", "lwm2m=1.1", "b=U")
-            registers = [
-                datagram(
-                    n,
-                    Message(
-                        Code.POST,
-                        uri_path=("rd",),
-                        uri_query=(f"ep=dev{n:07d}", *query),
-                        payload=PAYLOAD,
-                        content_format=40,
-                    ),
-                )
-                for n in range(endpoints)
-            ]
-            sink.sent.clear()
-            figures["register"].append(await phase(endpoint, sink, registers))
+            for name in ("register", "reregister"):  # the second replaces each one (a storm)
+                registers = [
+                    datagram(
+                        n,
+                        Message(
+                            Code.POST,
+                            uri_path=("rd",),
+                            uri_query=(f"ep=dev{n:07d}", *query),
+                            payload=PAYLOAD,
+                            content_format=40,
+                        ),
+                    )
+                    for n in range(endpoints)
+                ]
+                sink.sent.clear()
+                figures[name].append(await phase(endpoint, sink, registers))
             locations = [decode(d).location_path for d, _ in sink.sent]
             held = [path for path in locations if path]
             for name, code in (("update", Code.POST), ("deregister", Code.DELETE)):

@@ -27,6 +27,7 @@ Figures are printed; nothing is asserted (timings belong here, not in tests).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -128,9 +129,19 @@ def run_loadgen(
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process: per request, a figure the shared load moves less."""
+    """User + system CPU seconds of a process and its live children (the SQLite writer
+    process): per request, a figure the shared load moves less."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        kids = [int(k) for k in children.read_text().split()]
+    except (FileNotFoundError, ValueError):
+        kids = []
+    for kid in kids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            own += cpu_s(kid)
+    return own
 
 
 def rss_mb(pid: int) -> float:

@@ -9,6 +9,7 @@ events as ``handle`` does.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from server_helpers import register_message
 
 from lwm2m.coap.codes import Code
+from lwm2m.coap.later import Later
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer
 from lwm2m.protocol.events import EventBus
@@ -139,6 +141,56 @@ async def test_a_replacement_without_an_end_hook_is_answered_on_the_spot() -> No
     assert isinstance(again, Message) and again.code == Code.CREATED
     replaced = [e for e in events if isinstance(e, DeregistrationEvent)]
     assert len(replaced) == 1 and replaced[0].replaced
+
+
+async def test_an_end_hook_with_nothing_left_to_await_answers_a_replacement_on_the_spot() -> None:
+    ended: list[str] = []
+
+    def on_removed(reg: Registration, reason: str) -> None:
+        ended.append(reason)  # all done here: nothing to await
+
+    registrar = Registrar(MemoryRegistrationStore(), None, EventBus(), on_removed=on_removed)
+    await _resolved(registrar.answer(register_message(QUERY), PEER))
+    again = registrar.answer(register_message(QUERY), PEER)
+    assert isinstance(again, Message) and again.code == Code.CREATED
+    assert ended == ["replaced"]
+
+
+async def test_a_durable_register_is_answered_by_its_commit_with_a_later(tmp_path: Path) -> None:
+    """SQLite: the answer is a Later, resolved from the batch's commit; a replacement
+    whose end has work to await resolves it once that work is done."""
+    ended: list[str] = []
+
+    async def on_removed(reg: Registration, reason: str) -> None:
+        await asyncio.sleep(0.01)
+        ended.append(reg.id)
+
+    stores = await open_stores("sqlite", tmp_path)
+    try:
+        registrar = Registrar(stores.registrations, None, EventBus(), on_removed=on_removed)
+        events = _recorded(registrar)
+        first = registrar.answer(register_message(QUERY), PEER)
+        assert isinstance(first, Later) and not first.done  # the commit is to come
+        created = await first
+        assert created.code == Code.CREATED
+        old_id = created.location_path[1]
+        again = registrar.answer(register_message(QUERY), PEER)
+        assert isinstance(again, Later)
+        replaced = await again
+        assert replaced.code == Code.CREATED and ended == [old_id]
+        assert [type(e).__name__ for e in events] == [
+            "RegistrationEvent",
+            "DeregistrationEvent",
+            "RegistrationEvent",
+        ]
+        assert stores.registrations.get(old_id) is None
+    finally:
+        await stores.close()
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        assert [r.id for r in reopened.registrations.list()] == [replaced.location_path[1]]
+    finally:
+        await reopened.close()
 
 
 async def test_the_sqlite_store_waits_for_its_commit(tmp_path: Path) -> None:

@@ -10,18 +10,19 @@ from server_helpers import RawPeer, register_message, started_server
 
 from lwm2m.coap.codes import Code
 from lwm2m.server import LwM2MServer, ServerConfig
-from lwm2m.stores import open_stores
+from lwm2m.stores import SQLITE_FILENAME, open_stores
 from lwm2m.stores.sqlite import SqliteStores
 
 
 async def test_register_refused_when_its_batch_fails_to_commit(tmp_path: FsPath) -> None:
-    stores = await open_stores("sqlite", tmp_path)
-    assert isinstance(stores, SqliteStores)
+    # The writer on a thread, to swap its COMMIT for a failing disk (the writer process
+    # runs the same BatchWriter).
+    stores = await SqliteStores.open(tmp_path / SQLITE_FILENAME, writer="thread")
 
     def failing_commit(single: object = None) -> None:
         raise sqlite3.OperationalError("disk I/O error (simulated)")
 
-    stores._db._commit = failing_commit  # type: ignore[method-assign]
+    stores._db._batch_writer.commit = failing_commit  # type: ignore[method-assign]
     peers = [await RawPeer.create() for _ in range(16)]
     try:
         async with LwM2MServer(stores, config=ServerConfig(coap_port=0)) as server:
@@ -33,7 +34,7 @@ async def test_register_refused_when_its_batch_fails_to_commit(tmp_path: FsPath)
             )
             assert [r.code for r in replies] == [Code.INTERNAL_SERVER_ERROR] * len(peers)
             assert server.registrations() == []
-            del stores._db._commit  # the disk is back
+            del stores._db._batch_writer.commit  # the disk is back
             reply = await peers[0].request(register_message(("ep=kept",)), server.coap_address)
             assert reply.code == Code.CREATED
     finally:

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from lwm2m.coap.peer import PeerIdentity
-from lwm2m.stores import StoreError, open_stores
+from lwm2m.stores import SQLITE_FILENAME, StoreError, open_stores
 from lwm2m.stores import sqlite as sqlite_store
 from lwm2m.stores.codec import (
-    REGISTRATION_COLUMNS,
     registration_from_row,
     registration_row,
     registration_text,
@@ -27,6 +26,7 @@ from lwm2m.stores.sqlite import (
     SqliteStores,
     Statement,
 )
+from lwm2m.stores.sqlite_schema import REGISTRATION_COLUMNS
 
 LEGACY_SCHEMA = """
 CREATE TABLE registrations (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
@@ -153,9 +153,8 @@ async def test_update_of_address_and_lifetime_writes_those_columns_only(
 async def test_statements_run_on_the_writer_thread_and_a_failure_there_refuses_the_batch(
     tmp_path: FsPath,
 ) -> None:
-    stores = await open_stores("sqlite", tmp_path)
-    assert isinstance(stores, SqliteStores)
-    db = stores._db
+    stores = await SqliteStores.open(tmp_path / SQLITE_FILENAME, writer="thread")
+    db = stores._db._batch_writer
     kept, other = _reg(0), _reg(12)
     await stores.registrations.add(kept)
     await stores.registrations.add(other)

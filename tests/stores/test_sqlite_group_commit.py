@@ -9,10 +9,10 @@ from pathlib import Path as FsPath
 import pytest
 
 from lwm2m.coap.peer import PeerIdentity
-from lwm2m.stores import StoreError, open_stores, sqlite_bulk
+from lwm2m.stores import SQLITE_FILENAME, StoreError, open_stores, sqlite_bulk
 from lwm2m.stores.codec import dumps, registration_row, registration_text
 from lwm2m.stores.records import ObjectLinks, RegisteredObject, Registration
-from lwm2m.stores.sqlite import REGISTRATION_UPSERT, SqliteStores
+from lwm2m.stores.sqlite import REGISTRATION_UPSERT, SqliteStores, WriterKind
 from lwm2m.stores.sqlite_bulk import single_statement
 
 
@@ -41,16 +41,24 @@ async def _stored_endpoints(path: FsPath) -> list[str]:
         await reopened.close()
 
 
+async def _open(path: FsPath, writer: WriterKind = "thread") -> SqliteStores:
+    """The stores with their writer in ``writer``: a thread where the test swaps a part of
+    the batch writer (the same code runs in the writer process) or traces its statements."""
+    return await SqliteStores.open(path / SQLITE_FILENAME, writer=writer)
+
+
+both_writers = pytest.mark.parametrize("writer", ["process", "thread"])
+
+
 def _fail_commit(stores: SqliteStores) -> None:
     def commit(single: object = None) -> None:
         raise sqlite3.OperationalError("disk I/O error (simulated)")
 
-    stores._db._commit = commit  # type: ignore[method-assign]
+    stores._db._batch_writer.commit = commit  # type: ignore[method-assign]
 
 
 async def test_failed_commit_refuses_every_write_of_the_batch(tmp_path: FsPath) -> None:
-    stores = await open_stores("sqlite", tmp_path)
-    assert isinstance(stores, SqliteStores)
+    stores = await _open(tmp_path)
     kept = await stores.registrations.add(_reg(0))
     _fail_commit(stores)
     results = await asyncio.gather(
@@ -61,16 +69,18 @@ async def test_failed_commit_refuses_every_write_of_the_batch(tmp_path: FsPath) 
     assert all(isinstance(r, StoreError) for r in results), results
     # The memory view went back: nothing the disk refused is visible.
     assert [r.endpoint for r in stores.registrations.list()] == ["ep-0"]
-    del stores._db._commit  # the real COMMIT again
+    del stores._db._batch_writer.commit  # the real COMMIT again
     await stores.registrations.add(_reg(21))
     await stores.close()
 
     assert await _stored_endpoints(tmp_path) == ["ep-0", "ep-21"]
 
 
-async def test_failing_statement_refuses_only_its_own_write(tmp_path: FsPath) -> None:
-    stores = await open_stores("sqlite", tmp_path)
-    assert isinstance(stores, SqliteStores)
+@both_writers
+async def test_failing_statement_refuses_only_its_own_write(
+    tmp_path: FsPath, writer: WriterKind
+) -> None:
+    stores = await _open(tmp_path, writer)
     db = stores._db
     insert = "INSERT INTO documents (namespace, key, doc) VALUES (?, ?, ?)"
     results = await asyncio.gather(
@@ -91,9 +101,9 @@ async def test_failing_statement_refuses_only_its_own_write(tmp_path: FsPath) ->
         await reopened.close()
 
 
-async def test_writes_of_one_loop_turn_share_a_commit(tmp_path: FsPath) -> None:
-    stores = await open_stores("sqlite", tmp_path)
-    assert isinstance(stores, SqliteStores)
+@both_writers
+async def test_writes_of_one_loop_turn_share_a_commit(tmp_path: FsPath, writer: WriterKind) -> None:
+    stores = await _open(tmp_path, writer)
     try:
         await asyncio.gather(*(stores.registrations.add(_reg(n)) for n in range(50)))
         assert stores._db.batched_writes == 50
@@ -102,8 +112,9 @@ async def test_writes_of_one_loop_turn_share_a_commit(tmp_path: FsPath) -> None:
         await stores.close()
 
 
-async def test_close_commits_what_is_queued(tmp_path: FsPath) -> None:
-    stores = await open_stores("sqlite", tmp_path)
+@both_writers
+async def test_close_commits_what_is_queued(tmp_path: FsPath, writer: WriterKind) -> None:
+    stores = await _open(tmp_path, writer)
     writes = [asyncio.ensure_future(stores.registrations.add(_reg(n))) for n in range(10)]
     await asyncio.sleep(0)  # queued, not yet committed
     await stores.close()
@@ -151,8 +162,7 @@ async def test_a_batch_of_one_kind_of_write_is_one_statement_and_its_own_commit(
     tmp_path: FsPath,
 ) -> None:
     """A storm's batch: no BEGIN and no COMMIT around it, the statement commits itself."""
-    stores = await open_stores("sqlite", tmp_path)
-    assert isinstance(stores, SqliteStores)
+    stores = await _open(tmp_path)
     traced: list[str] = []
     stores._db.connection.set_trace_callback(traced.append)
     try:
@@ -171,8 +181,7 @@ async def test_a_batch_of_one_kind_of_write_is_one_statement_and_its_own_commit(
 async def test_a_failing_row_of_a_single_statement_batch_refuses_only_its_write(
     tmp_path: FsPath,
 ) -> None:
-    stores = await open_stores("sqlite", tmp_path)
-    assert isinstance(stores, SqliteStores)
+    stores = await _open(tmp_path)
     db = stores._db
     rows = [registration_row(_reg(n)) for n in range(5)]
     bad = list(registration_row(_reg(5)))

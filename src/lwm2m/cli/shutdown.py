@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lwm2m.coap.endpoint import NO_RESPONSE, Handler, IncomingRequest, NoResponse
+from lwm2m.coap.later import Later
 from lwm2m.coap.message import Message
 
 logger = logging.getLogger(__name__)
@@ -219,6 +220,9 @@ class RequestGate:
                 return pending
             self._in_flight += 1
             self._idle.clear()
+            if isinstance(pending, Later):
+                pending.then(self._finished)
+                return pending
             return self._finish(pending)
 
         return gated
@@ -227,9 +231,12 @@ class RequestGate:
         try:
             return await pending
         finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
+            self._finished(None)
+
+    def _finished(self, _: object) -> None:
+        self._in_flight -= 1
+        if not self._in_flight:
+            self._idle.set()
 
     def close(self) -> None:
         self._open = False

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import functools
 import ipaddress
 import logging
 import random
@@ -38,6 +39,7 @@ from lwm2m.coap.events import (
     RequestReceived,
 )
 from lwm2m.coap.exchanges import Exchanges
+from lwm2m.coap.later import Later
 from lwm2m.coap.message import Message
 from lwm2m.coap.params import TransmissionParameters
 from lwm2m.coap.peer import Address, Peer, PeerIdentity, normalize_address
@@ -844,6 +846,13 @@ class Endpoint:
             # Answered on the spot: the pump this dispatch runs in sends it.
             self._answer(request, pending)
             return
+        if isinstance(pending, Later):
+            # Answered by a callback (a durable Register, from its batch's commit).
+            if pending.done:
+                self._answer(request, pending.result())
+            else:
+                pending.then(functools.partial(self._answer_later, request))
+            return
         if self._inline:
             self._start_inline(self._serve(request, pending))
             return
@@ -979,6 +988,15 @@ class Endpoint:
             self._engine.decline(request._request_id)
         else:
             self._engine.respond(request._request_id, response, self._loop.time())
+
+    def _answer_later(self, request: IncomingRequest, result: object) -> None:
+        """Send the answer of a :class:`Later` handler, with the others of this loop turn."""
+        if self._closed:
+            return
+        self._answer(request, result)
+        if not self._in_eager_step and not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
 
     async def _serve(self, request: IncomingRequest, pending: Awaitable[object]) -> None:
         """Await the handler's answer for ``request`` (inline or in a Task) and send it."""

@@ -206,6 +206,13 @@ class Observations:
             return live.record
         return record
 
+    def may_hold(self, registration_id: str) -> bool:
+        """False when no observation of the registration is live here and the store
+        knows, without I/O, that it holds none."""
+        return registration_id in self._live_of or self.store.may_hold_for_registration(
+            registration_id
+        )
+
     async def drop_registration(self, registration_id: str) -> list[ObservationRecord]:
         """The registration ended: forget its observations (passive cancel)."""
         records = await self.store.remove_for_registration(registration_id)

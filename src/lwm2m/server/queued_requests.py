@@ -246,6 +246,10 @@ class QueuedRequests:
             self._draining.discard(registration_id)
             self._again.discard(registration_id)
 
+    def may_hold(self, registration_id: str) -> bool:
+        """False when the store knows, without I/O, that nothing is queued for it."""
+        return self.documents.may_hold(namespace(registration_id))
+
     async def drop_registration(self, registration_id: str) -> None:
         """The registration is gone: its queued requests will never go."""
         for _, doc in await self.documents.take_all(namespace(registration_id)):

@@ -26,6 +26,7 @@ restart is routine and the client registers again.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import os
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lwm2m.coap.codes import Code
+from lwm2m.coap.later import Later
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer, PeerIdentity
 from lwm2m.formats.media import ContentFormat
@@ -98,9 +100,11 @@ class RegistrationRejected(Exception):
 
 _REASON_OF_CODE = {Code.FORBIDDEN: "forbidden", Code.CONFLICT: "conflict"}
 
-RemovedCallback = Callable[[Registration, str], Awaitable[None]]
+RemovedCallback = Callable[[Registration, str], Awaitable[None] | None]
 """Called with (registration, reason) after a registration ended: ``deregistered``,
-``expired`` or ``replaced``. The server drops observations and queued requests."""
+``expired`` or ``replaced``. The server drops observations and queued requests. It
+returns what is left to await, or None when it is all done (a replaced registration
+that left nothing behind: a storm's Register then needs no coroutine)."""
 
 
 def _bad(diagnostic: str, reason: str = "bad_request") -> RegistrationRejected:
@@ -193,6 +197,8 @@ class Registrar:
         )
         #: Per-registration lines within a budget, and the counts of the periodic summary.
         self.log = RegistrationLog(logger)
+        #: Answers that wait for a replaced registration's end (rare: it left work behind).
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ dispatch
     async def handle(self, message: Message, peer: Peer) -> Message:
@@ -241,14 +247,62 @@ class Registrar:
     # ------------------------------------------------------------------ register
     def _register_answer(self, message: Message, peer: Peer) -> Message | Awaitable[Message]:
         store = self.registrations
-        if not store.synchronous:
-            return self._answered(self.register(message, peer))
-        old, new = store.add_now(self._checked_registration(message, peer))
-        if old is None:
-            return self._registered(new, None)
-        if self.on_removed is not None:
-            return self._answered(self._replacing(old, new))
+        if store.synchronous:
+            old, new = store.add_now(self._checked_registration(message, peer))
+            return self._registered(new, old) if old is None else self._replaced(old, new)
+        if store.adds_by_callback:
+            return self._register_later(self._checked_registration(message, peer), message, peer)
+        return self._answered(self.register(message, peer))
+
+    def _register_later(
+        self, registration: Registration, message: Message, peer: Peer
+    ) -> Later[Message]:
+        """A durable Register answered from the store's callback once its batch committed
+        (:class:`~lwm2m.coap.later.Later`: no coroutine per request)."""
+        answer: Later[Message] = Later()
+
+        def done(old: Registration | None, error: BaseException | None) -> None:
+            if isinstance(error, RegistrationConflict):
+                rejection = RegistrationRejected(Code.CONFLICT, str(error), "conflict")
+                self._refused(message, peer, rejection)
+                answer.resolve(rejection.to_response())
+            elif error is not None:
+                failure = error if isinstance(error, StoreError) else StoreError(str(error))
+                answer.resolve(_store_failure(failure))
+            elif old is None:
+                answer.resolve(self._registered(registration, None))
+            else:
+                replaced = self._replaced(old, registration)
+                if isinstance(replaced, Message):
+                    answer.resolve(replaced)
+                else:
+                    self._spawn_then(replaced, answer)
+
+        self.registrations.add_then(registration, done)
+        return answer
+
+    def _spawn_then(self, pending: Awaitable[Message], answer: Later[Message]) -> None:
+        """Resolve ``answer`` with ``pending``'s Message, awaited in a task of its own."""
+
+        async def run() -> None:
+            answer.resolve(await self._answered(pending))
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _replaced(self, old: Registration, new: Registration) -> Message | Awaitable[Message]:
+        """``new`` took ``old``'s place: ``old`` ends, then 2.01 (once its hook is done)."""
         self._replaced_now(old, new.registered_at)
+        pending = self.on_removed(old, "replaced") if self.on_removed is not None else None
+        if pending is None:
+            return self._registered(new, old)
+        return self._answered(self._registered_after(pending, new, old))
+
+    async def _registered_after(
+        self, pending: Awaitable[None], new: Registration, old: Registration
+    ) -> Message:
+        await pending
         return self._registered(new, old)
 
     async def register(self, message: Message, peer: Peer) -> Message:
@@ -260,7 +314,8 @@ class Registrar:
             self._refused(message, peer, rejection)
             raise rejection from None
         if old is not None:
-            return await self._replacing(old, new)
+            replaced = self._replaced(old, new)
+            return replaced if isinstance(replaced, Message) else await replaced
         return self._registered(new, None)
 
     def _checked_registration(self, message: Message, peer: Peer) -> Registration:
@@ -312,13 +367,6 @@ class Registrar:
             identity=peer.identity,
             transport=peer.transport,
         )
-
-    async def _replacing(self, old: Registration, new: Registration) -> Message:
-        """``new`` took ``old``'s place: ``old`` ends (its hook awaited), then 2.01."""
-        self._replaced_now(old, new.registered_at)
-        if self.on_removed is not None:
-            await self.on_removed(old, "replaced")
-        return self._registered(new, old)
 
     def _replaced_now(self, old: Registration, now: float) -> None:
         self.log.line(
@@ -437,8 +485,9 @@ class Registrar:
                 removed.endpoint, self.clock(), registration=removed, expired=reason == "expired"
             )
         )
-        if self.on_removed is not None:
-            await self.on_removed(removed, reason)
+        pending = self.on_removed(removed, reason) if self.on_removed is not None else None
+        if pending is not None:
+            await pending
         return removed
 
     async def expire(self) -> list[Registration]:

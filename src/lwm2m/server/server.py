@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from lwm2m.coap.codes import Code, is_success_code
 from lwm2m.coap.endpoint import Handler
 from lwm2m.coap.errors import CoapError, RequestTimeout, ResetReceived
+from lwm2m.coap.later import Later
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
 from lwm2m.formats.errors import FormatError
@@ -511,7 +512,9 @@ class LwM2MServer:
         """The endpoints' request handler: the response, or an awaitable of it.
 
         Registers and Updates on a store that writes nothing through are answered
-        on the spot (:meth:`Registrar.answer`): a storm of them costs no coroutine.
+        on the spot (:meth:`Registrar.answer`): a storm of them costs no coroutine;
+        a durable Register (SQLite) is a :class:`~lwm2m.coap.later.Later`, answered
+        from its batch's commit, no coroutine either.
         """
         message: Message = request.message
         peer: Peer = request.peer
@@ -520,6 +523,9 @@ class LwM2MServer:
             answer = self.registrar.answer(message, peer)
             if isinstance(answer, Message):
                 self._registration_answered(answer, peer)
+                return answer
+            if isinstance(answer, Later):
+                answer.then(lambda response: self._registration_answered(response, peer))
                 return answer
             return self._registration_answered_later(answer, peer)
         if path == ("dp",):
@@ -650,8 +656,21 @@ class LwM2MServer:
         if reg is not None and reg.queue_mode and self.queue.on_activity(reg):
             self._spawn(self._send_queued(reg.id))
 
-    async def _registration_removed(self, registration: Registration, reason: str) -> None:
+    def _registration_removed(
+        self, registration: Registration, reason: str
+    ) -> Awaitable[None] | None:
+        """What a registration's end leaves to do; None when it left nothing (a storm's
+        replaced registrations: no coroutine each)."""
         self.queue.forget(registration.id)
+        if (
+            reason == "replaced"
+            and not self.queued.may_hold(registration.id)
+            and not self.observations.may_hold(registration.id)
+        ):
+            return None
+        return self._registration_removed_rest(registration, reason)
+
+    async def _registration_removed_rest(self, registration: Registration, reason: str) -> None:
         if reason != "replaced":
             try:
                 await self.attributes.forget(registration.endpoint)

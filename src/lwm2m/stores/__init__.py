@@ -8,28 +8,67 @@ JSON documents (bootstrap configurations, session history).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from lwm2m.stores.base import (
-    DocumentStore,
-    JsonDoc,
-    ObservationStore,
-    RegistrationConflict,
-    RegistrationStore,
-    SecurityConflict,
-    SecurityStore,
-    StoreError,
-    Stores,
-    UnknownRegistration,
-)
-from lwm2m.stores.memory import MemoryStores
-from lwm2m.stores.records import (
-    ObjectLinks,
-    ObservationRecord,
-    RecordError,
-    RegisteredObject,
-    Registration,
-)
+if TYPE_CHECKING:
+    from lwm2m.stores.base import (
+        DocumentStore,
+        JsonDoc,
+        ObservationStore,
+        RegistrationConflict,
+        RegistrationStore,
+        SecurityConflict,
+        SecurityStore,
+        StoreError,
+        Stores,
+        UnknownRegistration,
+    )
+    from lwm2m.stores.memory import MemoryStores
+    from lwm2m.stores.records import (
+        ObjectLinks,
+        ObservationRecord,
+        RecordError,
+        RegisteredObject,
+        Registration,
+    )
+
+#: Where each name of ``__all__`` lives. Imported at first use (PEP 562): the SQLite
+#: writer process imports ``lwm2m.stores.sqlite_writer`` and must not pay for the
+#: stores' dependencies (cryptography among them) at every start.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "DocumentStore",
+            "JsonDoc",
+            "ObservationStore",
+            "RegistrationConflict",
+            "RegistrationStore",
+            "SecurityConflict",
+            "SecurityStore",
+            "StoreError",
+            "Stores",
+            "UnknownRegistration",
+        ),
+        "lwm2m.stores.base",
+    ),
+    "MemoryStores": "lwm2m.stores.memory",
+    **dict.fromkeys(
+        ("ObjectLinks", "ObservationRecord", "RecordError", "RegisteredObject", "Registration"),
+        "lwm2m.stores.records",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DocumentStore",
@@ -69,6 +108,9 @@ async def open_stores(
     owner recorded with the registrations it receives); the other stores have
     one process and ignore it.
     """
+    from lwm2m.stores.base import StoreError
+    from lwm2m.stores.memory import MemoryStores
+
     if spec == "memory":
         return MemoryStores()
     if spec == "sqlite":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from lwm2m.coap.peer import Address
@@ -41,6 +41,11 @@ class StoreError(Exception):
 
 class UnknownRegistration(StoreError, KeyError):
     """An update for a registration the store does not hold."""
+
+
+#: ``done(replaced registration or None, None)`` after a durable add, ``done(None, error)``
+#: after a refused one.
+AddDone = Callable[[Registration | None, BaseException | None], None]
 
 
 @runtime_checkable
@@ -143,6 +148,18 @@ class RegistrationStore(Protocol):
         """:meth:`update` of a :attr:`synchronous` store, without a coroutine."""
         ...
 
+    @property
+    def adds_by_callback(self) -> bool:
+        """Whether :meth:`add_then` tells the end of a durable add by its callback (a store
+        that holds the whole fleet and writes it through a group commit: SQLite)."""
+        ...
+
+    def add_then(self, registration: Registration, done: AddDone) -> None:
+        """:meth:`add` without a coroutine (only when :attr:`adds_by_callback`): indexed at
+        once, then ``done(old, None)`` once durable, or ``done(None, error)`` once the
+        memory view went back (the write was refused)."""
+        ...
+
 
 @runtime_checkable
 class ObservationStore(Protocol):
@@ -187,6 +204,11 @@ class ObservationStore(Protocol):
         self, registration_id: str
     ) -> builtins.list[ObservationRecord]:
         """Forget a registration's observations at once (its client lost its state); returns them."""
+        ...
+
+    def may_hold_for_registration(self, registration_id: str) -> bool:
+        """False only when the store knows, without I/O, that the registration has no
+        observation (a replaced registration then ends without a coroutine)."""
         ...
 
 
@@ -270,6 +292,10 @@ class DocumentStore(Protocol):
         it) is taken at every De-register, so an empty namespace must cost no I/O
         where the store can know it (memory, SQLite) and one round trip elsewhere.
         """
+        ...
+
+    def may_hold(self, namespace: str) -> bool:
+        """False only when the store knows, without I/O, that ``namespace`` is empty."""
         ...
 
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:

@@ -112,33 +112,6 @@ def _encode_links(links: ObjectLinks) -> str:
     )
 
 
-#: The columns of a SQLite registration row, in the order of :func:`registration_row`.
-REGISTRATION_COLUMNS = (
-    "id",
-    "endpoint",
-    "doc",
-    "host",
-    "port",
-    "lifetime_s",
-    "registered_at",
-    "updated_at",
-    "endpoint_type",
-    "lwm2m_version",
-    "binding",
-    "queue_mode",
-    "sms_number",
-    "transport",
-    "links_text",
-    "root_path",
-    "content_formats",
-    "objects",
-    "identity",
-)
-
-#: The columns an Update rewrites when only the address, lifetime and time changed.
-REGISTRATION_UPDATE_COLUMNS = ("host", "port", "lifetime_s", "updated_at", "transport")
-
-
 def registration_row(reg: Registration) -> tuple[Any, ...]:
     """The SQLite row of a registration, one column per field (see :func:`registration_from_row`).
 

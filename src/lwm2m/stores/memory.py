@@ -10,12 +10,18 @@ import builtins
 import copy
 import heapq
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from lwm2m.coap.peer import Address
 from lwm2m.security.credentials import SecurityEntry
-from lwm2m.stores.base import JsonDoc, SecurityConflict, UnknownRegistration, check_json_doc
+from lwm2m.stores.base import (
+    AddDone,
+    JsonDoc,
+    SecurityConflict,
+    UnknownRegistration,
+    check_json_doc,
+)
 from lwm2m.stores.query import (
     RegistrationIndex,
     RegistrationPage,
@@ -23,6 +29,9 @@ from lwm2m.stores.query import (
     RegistrationStats,
 )
 from lwm2m.stores.records import ObservationRecord, Registration
+
+#: Called once a write-through ended: with None when durable, else with why it was refused.
+WriteDone = Callable[[BaseException | None], None]
 
 #: What a subclass must leave as it is for its writes to be done when they return.
 _SYNCHRONOUS_ONLY_AS_DEFINED_HERE = (
@@ -159,6 +168,30 @@ class MemoryRegistrationStore:
         """:meth:`update` with nothing to write through (only when :attr:`synchronous`)."""
         return self._renew(registration), registration
 
+    @property
+    def adds_by_callback(self) -> bool:
+        """True for a subclass with a callback form of its write-through (``_persist_add_then``)."""
+        return type(self)._persist_add_then is not MemoryRegistrationStore._persist_add_then
+
+    def add_then(self, registration: Registration, done: AddDone) -> None:
+        """:meth:`add` with a callback instead of a coroutine: index first, then write
+        through; a refused write undoes the indexing before ``done`` hears of it."""
+        old = self._put(registration)
+
+        def written(error: BaseException | None) -> None:
+            if error is None:
+                done(old, None)
+                return
+            self._drop(registration)
+            if old is not None:
+                self._index(old)
+            done(None, error)
+
+        try:
+            self._persist_add_then(registration, old, written)
+        except Exception as exc:  # refused before it was queued (a closed store)
+            written(exc)
+
     async def add(self, registration: Registration) -> tuple[Registration | None, Registration]:
         """Index first, then write through; a failed write undoes the indexing.
 
@@ -276,6 +309,13 @@ class MemoryRegistrationStore:
     def _persist_update(self, reg: Registration, old: Registration) -> Awaitable[None] | None:
         return None
 
+    def _persist_add_then(
+        self, reg: Registration, replaced: Registration | None, written: WriteDone
+    ) -> None:
+        """:meth:`_persist_add` telling its end to ``written(error or None)`` (the memory
+        store has nothing to write: at once)."""
+        written(None)
+
     def _persist_remove(self, reg: Registration) -> Awaitable[None] | None:
         return None
 
@@ -338,6 +378,9 @@ class MemoryObservationStore:
         if records:
             await self._persist_remove(records)
         return records
+
+    def may_hold_for_registration(self, registration_id: str) -> bool:
+        return registration_id in self._by_registration
 
     def _put(self, record: ObservationRecord) -> None:
         self._by_id[record.id] = record
@@ -456,6 +499,9 @@ class MemoryDocumentStore:
         """Deep copies, keys sorted (as the persistent stores return them)."""
         space = self._docs.get(namespace, {})
         return [(k, copy.deepcopy(space[k])) for k in sorted(space)]
+
+    def may_hold(self, namespace: str) -> bool:
+        return bool(self._docs.get(namespace))
 
     async def take_all(self, namespace: str) -> builtins.list[tuple[str, JsonDoc]]:
         """The namespace leaves the store whole (nobody else holds its documents)."""

@@ -737,6 +737,10 @@ class RedisObservationStore(MemoryObservationStore):
         reply = await self._r.script(self._remove_script, [], [self._r.prefix, observation_id])
         return ObservationRecord.from_dict(load_doc(reply[0])) if reply else None
 
+    def may_hold_for_registration(self, registration_id: str) -> bool:
+        """Another node may have written them: only Redis knows."""
+        return True
+
     async def remove_for_registration(self, registration_id: str) -> list[ObservationRecord]:
         """Every observation of the registration in Redis, not only those in memory."""
         for record in self.for_registration(registration_id):
@@ -892,6 +896,10 @@ class RedisDocumentStore:
         (raw,) = await self._r.run(("HGETALL", self._r.key(f"doc:{namespace}")))
         items = {_text(k): load_doc(v) for k, v in raw.items()}
         return [(k, items[k]) for k in sorted(items)]
+
+    def may_hold(self, namespace: str) -> bool:
+        """Another node may have written it: only Redis knows."""
+        return True
 
     async def take_all(self, namespace: str) -> list[tuple[str, JsonDoc]]:
         """HGETALL and DEL in one script: one round trip (pipelined: every De-register

@@ -24,13 +24,11 @@ import time
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.stores.base import JsonDoc, StoreError, check_json_doc
 from lwm2m.stores.codec import (
-    REGISTRATION_COLUMNS,
-    REGISTRATION_UPDATE_COLUMNS,
     dumps,
     load_doc,
     load_records,
@@ -45,6 +43,7 @@ from lwm2m.stores.memory import (
     MemoryRegistrationStore,
     MemorySecurityStore,
     StoreBundle,
+    WriteDone,
 )
 from lwm2m.stores.records import (
     ObservationRecord,
@@ -52,110 +51,100 @@ from lwm2m.stores.records import (
     Registration,
     security_entry_from_dict,
 )
-from lwm2m.stores.sqlite_bulk import (
-    delete_form,
-    insert_form,
-    register_form,
-    run_group,
-    single_statement,
-    update_form,
+from lwm2m.stores.sqlite_batch import BatchWriter, Job, JobResult, open_connection
+from lwm2m.stores.sqlite_process import WriterProcess
+from lwm2m.stores.sqlite_schema import (
+    REGISTRATION_COLUMNS,
+    REGISTRATION_DELETE,
+    REGISTRATION_SELECT,
+    REGISTRATION_TOUCH,
+    REGISTRATION_UPSERT,
+    SCHEMA,
+    Statement,
 )
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS registrations (
-    id TEXT PRIMARY KEY, endpoint TEXT NOT NULL UNIQUE, doc TEXT NOT NULL DEFAULT '',
-    host TEXT, port INTEGER, lifetime_s INTEGER, registered_at REAL, updated_at REAL,
-    endpoint_type INTEGER, lwm2m_version TEXT, binding TEXT, queue_mode INTEGER,
-    sms_number TEXT, transport TEXT, links_text TEXT, root_path TEXT, content_formats TEXT,
-    objects TEXT, identity TEXT);
-CREATE TABLE IF NOT EXISTS observations (
-    id TEXT PRIMARY KEY, registration_id TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS observations_by_registration ON observations (registration_id);
-CREATE TABLE IF NOT EXISTS security (endpoint TEXT PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    namespace TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (namespace, key));
-CREATE TABLE IF NOT EXISTS logs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, namespace TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS logs_by_namespace ON logs (namespace, seq);
-"""
-
-Statement = tuple[str, Sequence[Any]]
-
-#: A Register, or an Update that changed more than the address and lifetime: the whole row.
-#: The UNIQUE endpoint makes REPLACE delete a replaced registration's row (same name) in
-#: the same statement.
-_UPSERT_HEAD = f"INSERT OR REPLACE INTO registrations ({', '.join(REGISTRATION_COLUMNS)}) VALUES"
-REGISTRATION_UPSERT = f"{_UPSERT_HEAD} ({', '.join('?' * len(REGISTRATION_COLUMNS))})"
-#: An Update that changed only the address, lifetime or transport (the common one).
-REGISTRATION_TOUCH = (
-    f"UPDATE registrations SET {', '.join(f'{c} = ?' for c in REGISTRATION_UPDATE_COLUMNS)} "
-    "WHERE id = ?"
-)
-REGISTRATION_DELETE = "DELETE FROM registrations WHERE id = ?"
-register_form(REGISTRATION_UPSERT, insert_form(_UPSERT_HEAD, len(REGISTRATION_COLUMNS)))
-register_form(REGISTRATION_TOUCH, update_form("registrations", REGISTRATION_UPDATE_COLUMNS, "id"))
-register_form(REGISTRATION_DELETE, delete_form("registrations", "id"))
-_REGISTRATION_SELECT = f"SELECT {', '.join(REGISTRATION_COLUMNS)} FROM registrations"
+WriterKind = Literal["process", "thread"]
 
 
 class _Job:
-    __slots__ = ("fetch", "future", "statements")
+    """A queued write: its future, or (the hot path) the plain callback told of its end."""
+
+    __slots__ = ("callback", "fetch", "future", "statements")
 
     def __init__(
-        self, statements: list[Statement], future: asyncio.Future[Any], fetch: bool
+        self,
+        statements: list[Statement],
+        future: asyncio.Future[Any] | None,
+        fetch: bool,
+        callback: WriteDone | None = None,
     ) -> None:
         self.statements = statements
         self.future = future
         self.fetch = fetch
+        self.callback = callback
 
-
-def _single_statement(batch: list[_Job]) -> tuple[str, list[Any]] | None:
-    """The one statement that does all of ``batch``, or None: it reads, mixes
-    statements, or has no bulk form."""
-    first = batch[0].statements
-    if not first:
-        return None
-    sql = first[0][0]
-    rows: list[Sequence[Any]] = []
-    for job in batch:
-        if job.fetch:
-            return None
-        for q, params in job.statements:
-            if q != sql:
-                return None
-            rows.append(params)
-    return single_statement(sql, rows)
+    def end(self, result: Any, error: BaseException | None) -> None:
+        callback = self.callback
+        if callback is not None:
+            try:
+                callback(error)
+            except Exception:
+                logger.exception("a SQLite write's callback failed")
+            return
+        future = self.future
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class SqliteDatabase:
-    """One connection; the writes of one loop turn share one transaction and one fsync.
+    """One writing connection; the writes of one loop turn share one transaction and one fsync.
 
-    Group commit: every write submitted while the loop runs one turn (and
-    while the previous batch is being written) joins one batch. The whole
-    batch, its statements and its ``COMMIT`` (the fsync of the WAL), runs on
-    the writer thread: sqlite3 releases the GIL inside each statement's step
-    and during the fsync, so on a second core SQLite's B-tree work overlaps
-    the loop's CoAP work, and the next batch gathers meanwhile. Consecutive
-    identical statements go through one statement (:mod:`lwm2m.stores.sqlite_bulk`).
-    Every caller's future resolves (on the loop) after the COMMIT that contains its
-    statements returned: an acknowledged write is durable. A failed COMMIT
-    fails every write of the batch (none of them is acknowledged); a failing
-    statement fails only its own write. After the schema is set up, only
-    the writer thread touches the connection.
+    Group commit: every write submitted while the loop runs one turn joins
+    one batch, written by :class:`~lwm2m.stores.sqlite_batch.BatchWriter`:
+    its statements (consecutive identical ones through one statement, see
+    :mod:`lwm2m.stores.sqlite_bulk`), then its ``COMMIT`` (the fsync of the
+    WAL). Every caller's future resolves (on the loop) after the COMMIT that
+    contains its statements returned: an acknowledged write is durable. A
+    failed COMMIT fails every write of the batch (none of them is
+    acknowledged); a failing statement fails only its own write.
+
+    Where the writing connection lives (``writer``):
+    - ``"process"`` (the default): in the writer process
+      (:mod:`lwm2m.stores.sqlite_writer`). Each loop turn's batch goes down
+      a pipe at once; the writer joins what waits into one transaction. The
+      loop never waits for the GIL of a writer thread, and SQLite's CPU is
+      another process's: on two cores, a third more durable Registers/s.
+    - ``"thread"``: on a thread of this process, one batch at a time (the
+      next gathers meanwhile); for an embedding that cannot start processes.
+
+    The connection of this process (:attr:`connection`) sets the schema up and
+    reads at open time; after that only the writer writes.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, writer: WriterKind = "process") -> None:
+        if writer not in ("process", "thread"):
+            raise ValueError(f"writer must be 'process' or 'thread', not {writer!r}")
         self.path = path
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self.writer_kind: WriterKind = writer
+        self._conn = open_connection(str(path))
         self._conn.executescript(SCHEMA)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite {path.name}")
+        self._batch_writer = BatchWriter(self._conn)
+        self._thread: ThreadPoolExecutor | None = None
+        self._process: WriterProcess | None = None
+        if writer == "thread":
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite {path.name}")
+        else:
+            self._process = WriterProcess(path)
         self._pending: list[_Job] = []
         self._scheduled = False
-        self._writing = False
+        #: Batches handed over and not answered yet (at most one with a thread).
+        self._in_flight = 0
         self._idle: list[asyncio.Future[None]] = []
         self._closed = False
         #: Batches committed and writes they held, for the figures of bench/ and the logs.
@@ -164,8 +153,20 @@ class SqliteDatabase:
 
     @property
     def connection(self) -> sqlite3.Connection:
-        """The writing connection, for set-up before any write is queued (schema, migration)."""
+        """This process's connection, for set-up before any write is queued (schema,
+        migration, the reads at open)."""
         return self._conn
+
+    @property
+    def writer_process(self) -> WriterProcess | None:
+        """The writer process's handle (``writer="process"``)."""
+        return self._process
+
+    async def start(self) -> None:
+        """Start the writer process now, so that a failure to start is an error at open
+        (it is otherwise started by the first write)."""
+        if self._process is not None and self._process.pid is None:
+            await self._process.start()
 
     def read_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Synchronous read at open time (before any write is queued)."""
@@ -185,149 +186,69 @@ class SqliteDatabase:
         awaits it straight, one suspension for a whole Register)."""
         return self._enqueue(statements, fetch=False)
 
+    def submit_then(self, statements: list[Statement], written: WriteDone) -> None:
+        """:meth:`submit` with a callback: ``written(None)`` once durable, ``written(error)``
+        once refused, called from the batch's end itself (no future, no loop turn)."""
+        if self._closed:
+            raise StoreError("the SQLite store is closed")
+        self._queue(_Job(statements, None, False, written))
+
     def _enqueue(self, statements: list[Statement], *, fetch: bool) -> asyncio.Future[Any]:
         if self._closed:
             raise StoreError("the SQLite store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Job(statements, future, fetch))
-        if not self._scheduled and not self._writing:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue(_Job(statements, future, fetch))
+        return future
+
+    def _queue(self, job: _Job) -> None:
+        self._pending.append(job)
+        if not self._scheduled:
             # The rest of this loop turn's writes join the batch.
             self._scheduled = True
-            loop.call_soon(self._flush)
-        return future
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
-        if self._writing or not self._pending:
+        if not self._pending:
             self._wake_idle()
             return
+        process = self._process
+        if process is None and self._in_flight:
+            return  # the thread's batch ends, then this one goes (see _written)
         batch, self._pending = self._pending, []
-        self._writing = True
-        done = asyncio.get_running_loop().run_in_executor(self._writer, self._write, batch)
+        self._in_flight += 1
+        done: asyncio.Future[list[JobResult]]
+        jobs: list[Job] = [(job.fetch, job.statements) for job in batch]
+        if process is not None:
+            done = process.send(jobs)
+        else:
+            done = asyncio.get_running_loop().run_in_executor(
+                self._thread, self._batch_writer.write, jobs
+            )
         done.add_done_callback(lambda f: self._written(batch, f))
 
-    def _write(self, batch: list[_Job]) -> list[tuple[Any, BaseException | None]]:
-        """On the writer thread: the batch's statements, then its COMMIT.
-
-        A batch of one kind of write (a storm's Registers, Updates or
-        De-registers) that fits one statement runs as that statement alone,
-        its own transaction: SQLite steps once, so the writer takes the GIL
-        back from the loop once instead of for BEGIN, the statement and the
-        COMMIT (each time the loop is busy, that wait is a switch interval).
-        If it fails nothing of it is kept, and the batch runs the long way.
-
-        Raises when nothing of the batch is durable (no transaction, a
-        failure that is not a statement's, a failed COMMIT): every write of
-        the batch is then refused.
-        """
-        single = _single_statement(batch)
-        if single is not None:
-            try:
-                self._commit(single)
-                return [(None, None)] * len(batch)
-            except sqlite3.Error:
-                pass  # a row's constraint, or the disk: the long way tells which
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            results = self._run_statements(batch)
-            self._commit()
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        return results
-
-    def _commit(self, single: tuple[str, Sequence[Any]] | None = None) -> None:
-        """On the writer thread: the fsync, by the COMMIT of the open transaction or by
-        ``single``, a statement run as its own transaction. Tests replace it to simulate
-        a failing disk."""
-        if single is None:
-            self._conn.execute("COMMIT")
-        else:
-            self._conn.execute(*single)
-
-    def _written(
-        self,
-        batch: list[_Job],
-        done: asyncio.Future[list[tuple[Any, BaseException | None]]],
-    ) -> None:
-        self._writing = False
+    def _written(self, batch: list[_Job], done: asyncio.Future[list[JobResult]]) -> None:
+        self._in_flight -= 1
         exc = done.exception() if not done.cancelled() else StoreError("write cancelled")
         if exc is not None:
             logger.error("SQLite batch failed: %s (%d writes refused)", exc, len(batch))
-            failure = StoreError(f"SQLite commit failed: {exc}")
-            results: list[tuple[Any, BaseException | None]] = [(None, failure)] * len(batch)
+            failure = (
+                exc if isinstance(exc, StoreError) else StoreError(f"SQLite commit failed: {exc}")
+            )
+            for job in batch:
+                job.end(None, failure)
         else:
-            results = done.result()
             self.batches += 1
             self.batched_writes += len(batch)
-        for job, (rows, error) in zip(batch, results, strict=True):
-            _resolve(job.future, rows, error)
-        if self._pending:
+            for job, (rows, error) in zip(batch, done.result(), strict=True):
+                job.end(rows, None if error is None else StoreError(error))
+        if self._pending and not self._scheduled:
             self._flush()
         else:
             self._wake_idle()
 
-    def _run_statements(self, batch: list[_Job]) -> list[tuple[Any, BaseException | None]]:
-        """Run the batch's statements in the open transaction (not yet committed).
-
-        First all at once, consecutive identical statements through one
-        ``executemany``; when any fails, again job by job under savepoints, so
-        that only the failing job is refused.
-        """
-        conn = self._conn
-        try:
-            return self._run_grouped(batch)
-        except sqlite3.Error:
-            conn.execute("ROLLBACK")
-            conn.execute("BEGIN IMMEDIATE")
-        results: list[tuple[Any, BaseException | None]] = []
-        for job in batch:
-            conn.execute("SAVEPOINT job")
-            try:
-                rows: Any = None
-                for sql, params in job.statements:
-                    cur = conn.execute(sql, params)
-                    if job.fetch:
-                        rows = cur.fetchall()
-                conn.execute("RELEASE job")
-                results.append((rows, None))
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                results.append((None, StoreError(f"SQLite: {exc}")))
-        return results
-
-    def _run_grouped(self, batch: list[_Job]) -> list[tuple[Any, BaseException | None]]:
-        conn = self._conn
-        results: list[tuple[Any, BaseException | None]] = []
-        sql: str | None = None
-        rows_of: list[Sequence[Any]] = []
-        for job in batch:
-            if job.fetch:
-                if sql is not None:
-                    run_group(conn, sql, rows_of)
-                    sql, rows_of = None, []
-                rows: Any = None
-                for q, params in job.statements:
-                    rows = conn.execute(q, params).fetchall()
-                results.append((rows, None))
-                continue
-            for q, params in job.statements:
-                if q != sql:
-                    if sql is not None:
-                        run_group(conn, sql, rows_of)
-                    sql, rows_of = q, []
-                rows_of.append(params)
-            results.append((None, None))
-        if sql is not None:
-            run_group(conn, sql, rows_of)
-        return results
-
     def _wake_idle(self) -> None:
-        if self._writing or self._pending or self._scheduled:
+        if self._in_flight or self._pending or self._scheduled:
             return
         for waiter in self._idle:
             if not waiter.done():
@@ -339,26 +260,20 @@ class SqliteDatabase:
         if self._closed:
             return
         self._closed = True
-        if self._writing or self._pending or self._scheduled:
+        if self._in_flight or self._pending or self._scheduled:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._idle.append(waiter)
             await waiter
-        self._writer.shutdown(wait=True)
+        if self._process is not None:
+            await self._process.close()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
         self._conn.close()
 
 
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
 _POINT_READS = {
-    "id": f"{_REGISTRATION_SELECT} WHERE id = ?",
-    "endpoint": f"{_REGISTRATION_SELECT} WHERE endpoint = ?",
+    "id": f"{REGISTRATION_SELECT} WHERE id = ?",
+    "endpoint": f"{REGISTRATION_SELECT} WHERE endpoint = ?",
 }
 
 #: A row of the document format (before the columns) to columns, in SQL (JSON1).
@@ -481,7 +396,7 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
         self.loaded: asyncio.Future[int] | None = None
         migrate_registrations(db.connection)
         if load:
-            for reg in decode_rows(db.read_all(_REGISTRATION_SELECT)):
+            for reg in decode_rows(db.read_all(REGISTRATION_SELECT)):
                 self._load(reg)
             _settle_garbage_collector()
 
@@ -505,7 +420,7 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
         """On the loading thread: read and decode chunks, index them on the loop."""
         conn = sqlite3.connect(str(self._db.path))
         try:
-            cur = conn.execute(_REGISTRATION_SELECT)
+            cur = conn.execute(REGISTRATION_SELECT)
             while not self._stop_loading.is_set():
                 gate = self._load_gate
                 while gate is not None and not gate.wait(0.05):
@@ -588,6 +503,13 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
         if self._loading:
             self._touched.add(reg.endpoint)
         return self._db.submit([(REGISTRATION_UPSERT, registration_row(reg))])
+
+    def _persist_add_then(
+        self, reg: Registration, replaced: Registration | None, written: WriteDone
+    ) -> None:
+        if self._loading:
+            self._touched.add(reg.endpoint)
+        self._db.submit_then([(REGISTRATION_UPSERT, registration_row(reg))], written)
 
     def _persist_update(self, reg: Registration, old: Registration) -> Awaitable[None]:
         if self._loading:
@@ -730,6 +652,9 @@ class SqliteDocumentStore:
         )
         return [(str(k), load_doc(d)) for k, d in rows]
 
+    def may_hold(self, namespace: str) -> bool:
+        return namespace in self._namespaces
+
     async def take_all(self, namespace: str) -> list[tuple[str, JsonDoc]]:
         """Nothing read for a namespace that holds no document; else one DELETE ...
         RETURNING in the group commit, so of two takers each row goes to one."""
@@ -786,24 +711,41 @@ class SqliteStores(
         self._db = db
 
     @classmethod
-    async def open(cls, path: str | Path, *, load_in_background: bool = False) -> SqliteStores:
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        load_in_background: bool = False,
+        writer: WriterKind = "process",
+    ) -> SqliteStores:
         """Open (and create) the file off the event loop: reading it back may take a while.
 
         ``load_in_background``: return at once and read the registrations back
         while serving (see :class:`SqliteRegistrationStore`); the command does
         this, so a restart with a million registrations answers at once.
+        ``writer``: where the writing connection lives (see :class:`SqliteDatabase`).
         """
         loop = asyncio.get_running_loop()
         try:
-            db = await loop.run_in_executor(None, SqliteDatabase, Path(path))
+            db = await loop.run_in_executor(
+                None, functools.partial(SqliteDatabase, Path(path), writer=writer)
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {path}: {exc}") from None
+        try:
             stores = await loop.run_in_executor(
                 None, functools.partial(cls, db, load_registrations=not load_in_background)
             )
-            if load_in_background:
-                stores.registrations.start_loading()
-            return stores
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store {path}: {exc}") from None
+            # After the set-up (schema, migration) of this process's connection.
+            await db.start()
+        except BaseException as exc:
+            await db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open SQLite store {path}: {exc}") from None
+            raise
+        if load_in_background:
+            stores.registrations.start_loading()
+        return stores
 
     async def close(self) -> None:
         """Flush pending writes and close the file."""
