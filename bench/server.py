@@ -133,22 +133,29 @@ def cpu_s(pid: int) -> float:
     process): per request, a figure the shared load moves less."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    try:
-        kids = [int(k) for k in children.read_text().split()]
-    except (FileNotFoundError, ValueError):
-        kids = []
-    for kid in kids:
+    for kid in _children(pid):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             own += cpu_s(kid)
     return own
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its live children (the SQLite writer process)."""
+    total = float("nan")
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            total = int(line.split()[1]) / 1024
+    for kid in _children(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += rss_mb(kid)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (FileNotFoundError, ValueError):
+        return []
 
 
 ENGINE = """

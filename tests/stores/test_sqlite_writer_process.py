@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -175,12 +176,21 @@ async def test_the_writer_outlasts_sigterm_and_sigint_and_ends_with_its_input(
     assert await _stored(tmp_path) == ["ep-1"]
 
 
-async def test_a_writer_that_cannot_start_is_an_error_at_open(
-    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+async def test_a_writer_that_cannot_start_leaves_the_writes_to_a_thread(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(sqlite_process.sys, "executable", str(tmp_path / "no-python"))
-    with pytest.raises(StoreError, match="cannot start the SQLite writer process"):
-        await SqliteStores.open(tmp_path / SQLITE_FILENAME)
+    with caplog.at_level(logging.WARNING, logger="lwm2m.stores.sqlite"):
+        stores = await SqliteStores.open(tmp_path / SQLITE_FILENAME)
+    assert "cannot start the SQLite writer process" in caplog.text
+    assert "on a thread of this process instead" in caplog.text
+    try:
+        assert stores._db.writer_kind == "thread" and stores._db.writer_process is None
+        await stores.registrations.add(_reg(1))
+    finally:
+        await stores.close()
+    monkeypatch.undo()
+    assert await _stored(tmp_path) == ["ep-1"]
 
 
 async def test_a_writer_that_cannot_open_the_file_says_so(tmp_path: FsPath) -> None:

@@ -163,10 +163,22 @@ class SqliteDatabase:
         return self._process
 
     async def start(self) -> None:
-        """Start the writer process now, so that a failure to start is an error at open
-        (it is otherwise started by the first write)."""
-        if self._process is not None and self._process.pid is None:
+        """Start the writer process now (it is otherwise started by the first write).
+
+        If it cannot start (no usable ``sys.executable`` in an embedding, a
+        process limit), the writes go to a thread of this process instead, with
+        a warning: the same group commit, slower under a storm.
+        """
+        if self._process is None or self._process.pid is not None:
+            return
+        try:
             await self._process.start()
+        except StoreError as exc:
+            logger.warning("%s: writing %s on a thread of this process instead", exc, self.path)
+            await self._process.close()
+            self._process = None
+            self.writer_kind = "thread"
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite {self.path.name}")
 
     def read_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Synchronous read at open time (before any write is queued)."""
