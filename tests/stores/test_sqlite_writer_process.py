@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -246,3 +247,30 @@ def test_garbage_is_a_frame_error_or_an_incomplete_frame(data: bytes) -> None:
     reader = FrameReader()
     with contextlib.suppress(FrameError):
         reader.feed(data)
+
+
+async def test_a_new_writer_that_dies_at_start_refuses_the_writes_sent_to_it(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sqlite_process, "RESTART_AFTER_S", 0.0)
+    stores = await open_stores("sqlite", tmp_path)
+    assert isinstance(stores, SqliteStores)
+    writer = stores._db.writer_process
+    assert writer is not None and writer.pid is not None
+    os.kill(writer.pid, signal.SIGKILL)
+    while writer.pid is not None:  # its end of output is seen
+        await asyncio.sleep(0.01)
+    # The next writer is started by the next write, and ends at once.
+    monkeypatch.setattr(sqlite_process.sys, "executable", "/bin/false")
+    with caplog.at_level(logging.ERROR):
+        with pytest.raises(StoreError, match="writer process ended"):
+            await stores.registrations.add(_reg(1))
+        assert stores.registrations.get_by_endpoint("ep-1") is None
+        monkeypatch.undo()
+        monkeypatch.setattr(sqlite_process, "RESTART_AFTER_S", 0.0)
+        await stores.registrations.add(_reg(2))  # a sound writer again
+        gc.collect()  # the failed start's future is gone now: no "never retrieved" error
+        await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
+    await stores.close()
+    assert await _stored(tmp_path) == ["ep-2"]

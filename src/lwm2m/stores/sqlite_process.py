@@ -223,8 +223,10 @@ class WriterProcess:
             _, future = self._waiting.popleft()
             if not future.done():
                 future.set_exception(failure)
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(StoreError(f"the SQLite writer process did not start: {why}"))
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_exception(StoreError(f"the SQLite writer process did not start: {why}"))
+            ready.exception()  # retrieved: only start() awaits it, a restart by send() does not
 
     def _detach(self) -> None:
         """Forget the current process's pipes (it is gone or going)."""
