@@ -75,6 +75,18 @@ async def _stored(path: FsPath) -> list[str]:
         await reopened.close()
 
 
+async def _open_with_writer(
+    path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SqliteStores, WriterProcess]:
+    """The stores, their running writer process, and a writer restarted at once after a death."""
+    monkeypatch.setattr(sqlite_process, "RESTART_AFTER_S", 0.0)
+    stores = await open_stores("sqlite", path)
+    assert isinstance(stores, SqliteStores)
+    writer = stores._db.writer_process
+    assert writer is not None and writer.pid is not None
+    return stores, writer
+
+
 async def test_the_writes_run_in_the_writer_process(tmp_path: FsPath) -> None:
     stores = await open_stores("sqlite", tmp_path)
     assert isinstance(stores, SqliteStores)
@@ -96,12 +108,9 @@ async def test_the_writes_run_in_the_writer_process(tmp_path: FsPath) -> None:
 async def test_a_killed_writer_refuses_what_it_had_not_answered_and_a_new_one_takes_over(
     tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_process, "RESTART_AFTER_S", 0.0)
-    stores = await open_stores("sqlite", tmp_path)
-    assert isinstance(stores, SqliteStores)
-    writer = stores._db.writer_process
-    assert writer is not None and writer.pid is not None
+    stores, writer = await _open_with_writer(tmp_path, monkeypatch)
     first_pid = writer.pid
+    assert first_pid is not None
     await stores.registrations.add(_reg(0))
     adds = [asyncio.ensure_future(stores.registrations.add(_reg(n))) for n in range(1, 301)]
     await asyncio.sleep(0)  # sent down the pipe
@@ -252,11 +261,8 @@ def test_garbage_is_a_frame_error_or_an_incomplete_frame(data: bytes) -> None:
 async def test_a_new_writer_that_dies_at_start_refuses_the_writes_sent_to_it(
     tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(sqlite_process, "RESTART_AFTER_S", 0.0)
-    stores = await open_stores("sqlite", tmp_path)
-    assert isinstance(stores, SqliteStores)
-    writer = stores._db.writer_process
-    assert writer is not None and writer.pid is not None
+    stores, writer = await _open_with_writer(tmp_path, monkeypatch)
+    assert writer.pid is not None
     os.kill(writer.pid, signal.SIGKILL)
     while writer.pid is not None:  # its end of output is seen
         await asyncio.sleep(0.01)

@@ -990,11 +990,13 @@ class Endpoint:
             self._engine.respond(request._request_id, response, self._loop.time())
 
     def _answer_later(self, request: IncomingRequest, result: object) -> None:
-        """Send the answer of a :class:`Later` handler, with the others of this loop turn."""
+        """Send the answer of a handler that did not answer on the spot (awaited, or a
+        :class:`Later`), with the others of this loop turn."""
         if self._closed:
             return
         self._answer(request, result)
         if not self._in_eager_step and not self._flush_pending:
+            # One pump per loop turn for all the handlers answering in it, not one each.
             self._flush_pending = True
             self._loop.call_soon(self._flush)
 
@@ -1007,10 +1009,4 @@ class Endpoint:
         except Exception:
             logger.exception("handler failed for %r", request)
             result = _INTERNAL_ERROR
-        if self._closed:
-            return
-        self._answer(request, result)
-        if not self._in_eager_step and not self._flush_pending:
-            # One pump per loop turn for all the handlers answering in it, not one each.
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)
+        self._answer_later(request, result)
