@@ -222,6 +222,10 @@ async def test_a_batch_larger_than_the_pipe_and_a_large_answer(tmp_path: FsPath)
         await stores.close()
 
 
+def _containers(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(inner, max_size=4) | st.tuples(inner, inner)
+
+
 messages = st.recursive(
     st.none()
     | st.booleans()
@@ -229,7 +233,7 @@ messages = st.recursive(
     | st.floats(allow_nan=False)
     | st.text()
     | st.binary(),
-    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner),
+    _containers,
     max_leaves=20,
 )
 
