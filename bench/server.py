@@ -133,7 +133,7 @@ def cpu_s(pid: int) -> float:
     process): per request, a figure the shared load moves less."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    for kid in _children(pid):
+    for kid in _child_pids(pid):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             own += cpu_s(kid)
     return own
@@ -145,13 +145,13 @@ def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             total = int(line.split()[1]) / 1024
-    for kid in _children(pid):
+    for kid in _child_pids(pid):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             total += rss_mb(kid)
     return total
 
 
-def _children(pid: int) -> list[int]:
+def _child_pids(pid: int) -> list[int]:
     try:
         return [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except (FileNotFoundError, ValueError):
