@@ -102,6 +102,29 @@ async def test_failing_statement_refuses_only_its_own_write(
 
 
 @both_writers
+async def test_a_value_sqlite_cannot_store_refuses_only_its_own_write(
+    tmp_path: FsPath, writer: WriterKind
+) -> None:
+    stores = await _open(tmp_path, writer)
+    db = stores._db
+    insert = "INSERT INTO documents (namespace, key, doc) VALUES (?, ?, ?)"
+    results = await asyncio.gather(
+        db.execute([(insert, ("ns", "a", "{}"))]),
+        db.execute([(insert, ("ns", "b", object()))]),
+        db.execute([(insert, ("ns", "c", "{}"))]),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], StoreError)
+    await stores.close()
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        assert [k for k, _ in await reopened.documents.items("ns")] == ["a", "c"]
+    finally:
+        await reopened.close()
+
+
+@both_writers
 async def test_writes_of_one_loop_turn_share_a_commit(tmp_path: FsPath, writer: WriterKind) -> None:
     stores = await _open(tmp_path, writer)
     try:

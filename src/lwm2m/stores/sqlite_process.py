@@ -135,12 +135,41 @@ class WriterProcess:
             except StoreError as exc:
                 future.set_exception(exc)
                 return future
+        try:
+            data = frame((self._seq + 1, jobs))
+        except ValueError:  # a value marshal cannot carry: refuse its job, send the rest
+            return self._send_sendable(jobs)
         self._seq += 1
         self._waiting.append((self._seq, future))
-        self._out += frame((self._seq, jobs))
+        self._out += data
         if not self._writing_out:
             self._write_out()
         return future
+
+    def _send_sendable(self, jobs: list[Job]) -> asyncio.Future[list[JobResult]]:
+        """:meth:`send` of the jobs whose values can be sent; the others are refused, as
+        SQLite refuses a value it cannot bind (the thread writer's way)."""
+        refused: dict[int, str] = {}
+        for i, job in enumerate(jobs):
+            try:
+                frame(job)
+            except ValueError as exc:
+                refused[i] = f"SQLite: a value of this write cannot be stored: {exc}"
+        sent = self.send([job for i, job in enumerate(jobs) if i not in refused])
+        merged: asyncio.Future[list[JobResult]] = asyncio.get_running_loop().create_future()
+
+        def merge(done: asyncio.Future[list[JobResult]]) -> None:
+            error = done.exception()
+            if error is not None:
+                merged.set_exception(error)
+                return
+            results = iter(done.result())
+            merged.set_result(
+                [(None, refused[i]) if i in refused else next(results) for i in range(len(jobs))]
+            )
+
+        sent.add_done_callback(merge)
+        return merged
 
     def _write_out(self) -> None:
         out = self._out
