@@ -12,6 +12,7 @@ from lwm2m.coap.codes import Code
 from lwm2m.server import LwM2MServer, ServerConfig
 from lwm2m.stores import SQLITE_FILENAME, open_stores
 from lwm2m.stores.sqlite import SqliteStores
+from lwm2m.web.metrics import Metrics
 
 
 async def test_register_refused_when_its_batch_fails_to_commit(tmp_path: FsPath) -> None:
@@ -86,4 +87,33 @@ async def test_every_acknowledged_register_survives_kill_9_in_a_storm(tmp_path: 
         assert not missing, f"{len(missing)} acknowledged registrations lost: {sorted(missing)[:5]}"
         assert len(acknowledged) >= 400
     finally:
+        await stores.close()
+
+
+async def test_the_server_counts_commits_writes_and_writer_deaths_for_metrics(
+    tmp_path: FsPath,
+) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    assert isinstance(stores, SqliteStores)
+    peers = [await RawPeer.create() for _ in range(10)]
+    try:
+        async with LwM2MServer(stores, config=ServerConfig(coap_port=0)) as server:
+            replies = await asyncio.gather(
+                *(
+                    peer.request(register_message((f"ep=counted-{n}",)), server.coap_address)
+                    for n, peer in enumerate(peers)
+                )
+            )
+            assert [r.code for r in replies] == [Code.CREATED] * len(peers)
+            counters = server.counters()
+            assert counters["sqlite_writes_total"] == len(peers)
+            assert 1 <= counters["sqlite_commits_total"] <= len(peers)
+            assert counters["sqlite_writer_deaths_total"] == 0
+            rendered = Metrics().render(
+                registrations=None, bootstrap_configs=None, backend_counters=counters
+            )
+            assert "# TYPE lwm2m_sqlite_writer_deaths_total counter" in rendered
+    finally:
+        for peer in peers:
+            peer.close()
         await stores.close()

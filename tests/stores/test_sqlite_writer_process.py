@@ -126,6 +126,9 @@ async def test_a_killed_writer_refuses_what_it_had_not_answered_and_a_new_one_ta
     # The next write starts a new writer.
     await stores.registrations.add(_reg(1000))
     assert writer.pid is not None and writer.pid != first_pid
+    counters = stores.counters()
+    assert counters["sqlite_writer_deaths_total"] == 1
+    assert counters["sqlite_writes_total"] == 302 - len(refused)
     await stores.close()
     stored = set(await _stored(tmp_path))
     # Every acknowledged write is durable (a refused one may or may not be: it was never

@@ -759,6 +759,17 @@ class SqliteStores(
             stores.registrations.start_loading()
         return stores
 
+    def counters(self) -> dict[str, float]:
+        """For /metrics: group commits, the writes they held, and the writer process's
+        restarts after it died (an alert: each refused the writes it had not answered)."""
+        db = self._db
+        process = db.writer_process
+        return {
+            "sqlite_commits_total": float(db.batches),
+            "sqlite_writes_total": float(db.batched_writes),
+            "sqlite_writer_deaths_total": float(process.deaths if process is not None else 0),
+        }
+
     async def close(self) -> None:
         """Flush pending writes and close the file."""
         await self.registrations.stop_loading()
