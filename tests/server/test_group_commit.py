@@ -15,6 +15,17 @@ from lwm2m.stores.sqlite import SqliteStores
 from lwm2m.web.metrics import Metrics
 
 
+async def _register_each(peers: list[RawPeer], server: LwM2MServer, prefix: str) -> list[Code]:
+    """The answer codes of one Register from each peer, all at once (one batch)."""
+    replies = await asyncio.gather(
+        *(
+            peer.request(register_message((f"ep={prefix}-{n}",)), server.coap_address)
+            for n, peer in enumerate(peers)
+        )
+    )
+    return [Code(r.code) for r in replies]
+
+
 async def test_register_refused_when_its_batch_fails_to_commit(tmp_path: FsPath) -> None:
     # The writer on a thread, to swap its COMMIT for a failing disk (the writer process
     # runs the same BatchWriter).
@@ -27,13 +38,8 @@ async def test_register_refused_when_its_batch_fails_to_commit(tmp_path: FsPath)
     peers = [await RawPeer.create() for _ in range(16)]
     try:
         async with LwM2MServer(stores, config=ServerConfig(coap_port=0)) as server:
-            replies = await asyncio.gather(
-                *(
-                    peer.request(register_message((f"ep=lost-{n}",)), server.coap_address)
-                    for n, peer in enumerate(peers)
-                )
-            )
-            assert [r.code for r in replies] == [Code.INTERNAL_SERVER_ERROR] * len(peers)
+            codes = await _register_each(peers, server, "lost")
+            assert codes == [Code.INTERNAL_SERVER_ERROR] * len(peers)
             assert server.registrations() == []
             del stores._db._batch_writer.commit  # the disk is back
             reply = await peers[0].request(register_message(("ep=kept",)), server.coap_address)
@@ -98,13 +104,7 @@ async def test_the_server_counts_commits_writes_and_writer_deaths_for_metrics(
     peers = [await RawPeer.create() for _ in range(10)]
     try:
         async with LwM2MServer(stores, config=ServerConfig(coap_port=0)) as server:
-            replies = await asyncio.gather(
-                *(
-                    peer.request(register_message((f"ep=counted-{n}",)), server.coap_address)
-                    for n, peer in enumerate(peers)
-                )
-            )
-            assert [r.code for r in replies] == [Code.CREATED] * len(peers)
+            assert await _register_each(peers, server, "counted") == [Code.CREATED] * len(peers)
             counters = server.counters()
             assert counters["sqlite_writes_total"] == len(peers)
             assert 1 <= counters["sqlite_commits_total"] <= len(peers)

@@ -76,47 +76,35 @@ async def test_failed_commit_refuses_every_write_of_the_batch(tmp_path: FsPath) 
     assert await _stored_endpoints(tmp_path) == ["ep-0", "ep-21"]
 
 
+_INSERT_DOC = "INSERT INTO documents (namespace, key, doc) VALUES (?, ?, ?)"
+
+
 @both_writers
-async def test_failing_statement_refuses_only_its_own_write(
-    tmp_path: FsPath, writer: WriterKind
+@pytest.mark.parametrize(
+    "failing",
+    [
+        # a failing second statement: the job's first one goes back with it
+        [(_INSERT_DOC, ("ns", "b", "{}")), ("INSERT INTO no_such_table VALUES (1)", ())],
+        # a value SQLite cannot store (nor the writer process's pipe carry)
+        [(_INSERT_DOC, ("ns", "b", object()))],
+    ],
+    ids=["statement", "value"],
+)
+async def test_a_failing_write_refuses_only_itself(
+    tmp_path: FsPath, writer: WriterKind, failing: list[tuple[str, tuple[object, ...]]]
 ) -> None:
     stores = await _open(tmp_path, writer)
     db = stores._db
-    insert = "INSERT INTO documents (namespace, key, doc) VALUES (?, ?, ?)"
     results = await asyncio.gather(
-        db.execute([(insert, ("ns", "a", "{}"))]),
-        db.execute([(insert, ("ns", "b", "{}")), ("INSERT INTO no_such_table VALUES (1)", ())]),
-        db.execute([(insert, ("ns", "c", "{}"))]),
+        db.execute([(_INSERT_DOC, ("ns", "a", "{}"))]),
+        db.execute(failing),
+        db.execute([(_INSERT_DOC, ("ns", "c", "{}"))]),
         return_exceptions=True,
     )
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], StoreError)
     await stores.close()
 
-    reopened = await open_stores("sqlite", tmp_path)
-    try:
-        # The failing job's first statement went back with it.
-        assert [k for k, _ in await reopened.documents.items("ns")] == ["a", "c"]
-    finally:
-        await reopened.close()
-
-
-@both_writers
-async def test_a_value_sqlite_cannot_store_refuses_only_its_own_write(
-    tmp_path: FsPath, writer: WriterKind
-) -> None:
-    stores = await _open(tmp_path, writer)
-    db = stores._db
-    insert = "INSERT INTO documents (namespace, key, doc) VALUES (?, ?, ?)"
-    results = await asyncio.gather(
-        db.execute([(insert, ("ns", "a", "{}"))]),
-        db.execute([(insert, ("ns", "b", object()))]),
-        db.execute([(insert, ("ns", "c", "{}"))]),
-        return_exceptions=True,
-    )
-    assert results[0] is None and results[2] is None
-    assert isinstance(results[1], StoreError)
-    await stores.close()
     reopened = await open_stores("sqlite", tmp_path)
     try:
         assert [k for k, _ in await reopened.documents.items("ns")] == ["a", "c"]
