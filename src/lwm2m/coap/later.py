@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Later(Generic[T]):
         """Call ``callback(value)`` once resolved: at once if it already is."""
         callbacks = self._callbacks
         if callbacks is None:
-            _call(callback, self._value)
+            _run((callback,), self._value)
         else:
             callbacks.append(callback)
 
@@ -60,11 +60,7 @@ class Later(Generic[T]):
             raise RuntimeError("Later resolved twice")
         self._value = value
         self._callbacks = None
-        for callback in callbacks:
-            try:
-                callback(value)
-            except Exception:
-                logger.exception("callback %r of a Later failed", callback)
+        _run(callbacks, value)
 
     def __await__(self) -> Generator[Any, None, T]:
         if self._callbacks is None:
@@ -79,9 +75,11 @@ class Later(Generic[T]):
         return (yield from future)
 
 
-def _call(callback: Callable[[T], object], value: T) -> None:
-    """A failing callback is logged; the others still run (as the loop does for a Future's)."""
-    try:
-        callback(value)
-    except Exception:
-        logger.exception("callback %r of a Later failed", callback)
+def _run(callbacks: Sequence[Callable[[T], object]], value: T) -> None:
+    """Call each with ``value``; a failing one is logged and the others still run (as the
+    loop does for a Future's callbacks)."""
+    for callback in callbacks:
+        try:
+            callback(value)
+        except Exception:
+            logger.exception("callback %r of a Later failed", callback)
