@@ -263,9 +263,7 @@ class Registrar:
 
         def done(old: Registration | None, error: BaseException | None) -> None:
             if isinstance(error, RegistrationConflict):
-                rejection = RegistrationRejected(Code.CONFLICT, str(error), "conflict")
-                self._refused(message, peer, rejection)
-                answer.resolve(rejection.to_response())
+                answer.resolve(self._conflict(error, message, peer).to_response())
             elif error is not None:
                 failure = error if isinstance(error, StoreError) else StoreError(str(error))
                 answer.resolve(_store_failure(failure))
@@ -310,13 +308,19 @@ class Registrar:
         try:
             old, new = await self.registrations.add(registration)
         except RegistrationConflict as exc:  # a shared store saw another node's client first
-            rejection = RegistrationRejected(Code.CONFLICT, str(exc), "conflict")
-            self._refused(message, peer, rejection)
-            raise rejection from None
+            raise self._conflict(exc, message, peer) from None
         if old is not None:
             replaced = self._replaced(old, new)
             return replaced if isinstance(replaced, Message) else await replaced
         return self._registered(new, None)
+
+    def _conflict(
+        self, exc: RegistrationConflict, message: Message, peer: Peer
+    ) -> RegistrationRejected:
+        """The 4.09 of a name the store found held by another client, told to the operator."""
+        rejection = RegistrationRejected(Code.CONFLICT, str(exc), "conflict")
+        self._refused(message, peer, rejection)
+        return rejection
 
     def _checked_registration(self, message: Message, peer: Peer) -> Registration:
         """:meth:`_new_registration`, its refusal told to the operator."""

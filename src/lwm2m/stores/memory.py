@@ -182,9 +182,7 @@ class MemoryRegistrationStore:
             if error is None:
                 done(old, None)
                 return
-            self._drop(registration)
-            if old is not None:
-                self._index(old)
+            self._unput(registration, old)
             done(None, error)
 
         try:
@@ -205,11 +203,15 @@ class MemoryRegistrationStore:
                 await pending
         except Exception:
             # Not durable, so not acknowledged: the memory view goes back too.
-            self._drop(registration)
-            if old is not None:
-                self._index(old)
+            self._unput(registration, old)
             raise
         return old, registration
+
+    def _unput(self, registration: Registration, old: Registration | None) -> None:
+        """Undo :meth:`_put` of a registration whose write was refused."""
+        self._drop(registration)
+        if old is not None:
+            self._index(old)
 
     async def update(self, registration: Registration) -> tuple[Registration, Registration]:
         """As :meth:`add`: the memory view goes back when the write-through fails."""
