@@ -131,14 +131,13 @@ class SqliteDatabase:
         if writer not in ("process", "thread"):
             raise ValueError(f"writer must be 'process' or 'thread', not {writer!r}")
         self.path = path
-        self.writer_kind: WriterKind = writer
         self._conn = open_connection(str(path))
         self._conn.executescript(SCHEMA)
         self._batch_writer = BatchWriter(self._conn)
         self._thread: ThreadPoolExecutor | None = None
         self._process: WriterProcess | None = None
         if writer == "thread":
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite {path.name}")
+            self._write_on_a_thread()
         else:
             self._process = WriterProcess(path)
         self._pending: list[_Job] = []
@@ -156,6 +155,15 @@ class SqliteDatabase:
         """This process's connection, for set-up before any write is queued (schema,
         migration, the reads at open)."""
         return self._conn
+
+    @property
+    def writer_kind(self) -> WriterKind:
+        """Where the writes go now (a process that could not start left them to a thread)."""
+        return "thread" if self._process is None else "process"
+
+    def _write_on_a_thread(self) -> None:
+        self._process = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite {self.path.name}")
 
     @property
     def writer_process(self) -> WriterProcess | None:
@@ -176,9 +184,7 @@ class SqliteDatabase:
         except StoreError as exc:
             logger.warning("%s: writing %s on a thread of this process instead", exc, self.path)
             await self._process.close()
-            self._process = None
-            self.writer_kind = "thread"
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite {self.path.name}")
+            self._write_on_a_thread()
 
     def read_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Synchronous read at open time (before any write is queued)."""
@@ -201,18 +207,16 @@ class SqliteDatabase:
     def submit_then(self, statements: list[Statement], written: WriteDone) -> None:
         """:meth:`submit` with a callback: ``written(None)`` once durable, ``written(error)``
         once refused, called from the batch's end itself (no future, no loop turn)."""
-        if self._closed:
-            raise StoreError("the SQLite store is closed")
         self._queue(_Job(statements, None, False, written))
 
     def _enqueue(self, statements: list[Statement], *, fetch: bool) -> asyncio.Future[Any]:
-        if self._closed:
-            raise StoreError("the SQLite store is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue(_Job(statements, future, fetch))
         return future
 
     def _queue(self, job: _Job) -> None:
+        if self._closed:
+            raise StoreError("the SQLite store is closed")
         self._pending.append(job)
         if not self._scheduled:
             # The rest of this loop turn's writes join the batch.
