@@ -62,19 +62,13 @@ class WriterProcess:
         self._ready: asyncio.Future[int] | None = None
         self._started_at = -RESTART_AFTER_S
         self._closing = False
-        #: Batches the writer committed and the messages they answered (figures for bench/).
-        self.batches = 0
+        #: Times the writer died (for /metrics).
         self.deaths = 0
 
     @property
     def pid(self) -> int | None:
         """The running writer's process id."""
         return self._proc.pid if self._proc is not None else None
-
-    @property
-    def outstanding(self) -> int:
-        """Messages sent and not answered yet."""
-        return len(self._waiting)
 
     # -- start
     async def start(self) -> None:
@@ -112,9 +106,6 @@ class WriterProcess:
         self._from_child = proc.stdout.fileno()
         os.set_blocking(self._to_child, False)
         os.set_blocking(self._from_child, False)
-        self._reader = FrameReader()
-        self._out = bytearray()
-        self._writing_out = False
         self._ready = loop.create_future()
         loop.add_reader(self._from_child, self._on_readable)
 
@@ -213,7 +204,6 @@ class WriterProcess:
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(message[1])
                 continue
-            self.batches += 1
             for seq, outcome in message:
                 expected, future = self._waiting.popleft()
                 if expected != seq:  # cannot happen with a sane writer
@@ -231,11 +221,7 @@ class WriterProcess:
         if proc is None:
             return
         self._detach()
-        status = proc.poll()
-        if status is None:
-            with contextlib.suppress(OSError):
-                proc.kill()
-            status = proc.wait()
+        status = _reap(proc)
         refused = len(self._waiting)
         if not self._closing:
             self.deaths += 1
@@ -266,6 +252,7 @@ class WriterProcess:
                 loop.remove_writer(self._to_child)
         self._writing_out = False
         self._out = bytearray()
+        self._reader = FrameReader()  # a frame cut by the death is not the next writer's
         proc = self._proc
         self._proc = None
         if proc is not None:
@@ -278,9 +265,7 @@ class WriterProcess:
         proc = self._proc
         self._detach()
         if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.kill()
-            proc.wait()
+            _reap(proc)
 
     # -- stop
     async def close(self) -> None:
@@ -309,3 +294,11 @@ class WriterProcess:
         assert proc.stdout is not None
         with contextlib.suppress(OSError):
             proc.stdout.close()
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> int:
+    """The exit status of a writer whose pipes are closed; killed first if still running."""
+    if proc.poll() is None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+    return proc.wait()
