@@ -269,13 +269,11 @@ class LwM2MServer:
     def counters(self) -> dict[str, float]:
         """Monotonic counters for /metrics (Prometheus ``_total`` names)."""
         secure = self._coaps
-        counters = {
+        return {
             "dtls_handshakes_total": float(secure.handshakes_completed if secure else 0),
             "dtls_handshake_failures_total": float(secure.handshakes_failed if secure else 0),
+            **self.stores.counters(),
         }
-        if isinstance(self.stores, SqliteStores):
-            counters.update(self.stores.counters())
-        return counters
 
     # ================================================================== lifecycle
     async def start(self) -> None:

@@ -330,6 +330,10 @@ class Stores(Protocol):
         """JSON documents and logs (bootstrap configurations and session history)."""
         ...
 
+    def counters(self) -> dict[str, float]:
+        """The backend's own counters for /metrics (Prometheus names, without ``lwm2m_``)."""
+        ...
+
     async def close(self) -> None:
         """Release the backend (files, connections); the stores are unusable afterwards."""
         ...

@@ -568,6 +568,10 @@ class StoreBundle(Generic[RegT, ObsT, SecT, DocT]):
         """Typed as the backend's class (see :attr:`registrations`)."""
         return self._documents
 
+    def counters(self) -> dict[str, float]:
+        """None in memory; a backend with its own machinery (SQLite) overrides it."""
+        return {}
+
     async def close(self) -> None:
         """Nothing to release in memory; backends override it."""
         return None
