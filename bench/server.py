@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,31 +132,37 @@ def run_loadgen(
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process and its live children (the SQLite writer
     process): per request, a figure the shared load moves less."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    for kid in _child_pids(pid):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            own += cpu_s(kid)
-    return own
+    return _with_children(pid, _own_cpu_s)
 
 
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its live children (the SQLite writer process)."""
-    total = float("nan")
+    return _with_children(pid, _own_rss_mb)
+
+
+def _own_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            total = int(line.split()[1]) / 1024
-    for kid in _child_pids(pid):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += rss_mb(kid)
-    return total
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def _child_pids(pid: int) -> list[int]:
+def _with_children(pid: int, figure: Callable[[int], float]) -> float:
+    """``figure`` of ``pid`` plus that of each live descendant (one gone meanwhile counts 0)."""
+    total = figure(pid)
     try:
-        return [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except (FileNotFoundError, ValueError):
-        return []
+        kids = []
+    for kid in kids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += _with_children(kid, figure)
+    return total
 
 
 ENGINE = """
