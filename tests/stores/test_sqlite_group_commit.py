@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path as FsPath
 
 import pytest
+from sqlite_helpers import stored_endpoints
 
 from lwm2m.coap.peer import PeerIdentity
 from lwm2m.stores import SQLITE_FILENAME, StoreError, open_stores, sqlite_bulk
@@ -30,15 +31,6 @@ def _reg(n: int, **changes: object) -> Registration:
         ),
     )
     return Registration(**{**{f: getattr(reg, f) for f in reg.__slots__}, **changes})  # type: ignore[arg-type]
-
-
-async def _stored_endpoints(path: FsPath) -> list[str]:
-    """The endpoints of the registrations the SQLite file holds, opened afresh, sorted."""
-    reopened = await open_stores("sqlite", path)
-    try:
-        return sorted(r.endpoint for r in reopened.registrations.list())
-    finally:
-        await reopened.close()
 
 
 async def _open(path: FsPath, writer: WriterKind = "thread") -> SqliteStores:
@@ -73,7 +65,7 @@ async def test_failed_commit_refuses_every_write_of_the_batch(tmp_path: FsPath) 
     await stores.registrations.add(_reg(21))
     await stores.close()
 
-    assert await _stored_endpoints(tmp_path) == ["ep-0", "ep-21"]
+    assert await stored_endpoints(tmp_path) == ["ep-0", "ep-21"]
 
 
 _INSERT_DOC = "INSERT INTO documents (namespace, key, doc) VALUES (?, ?, ?)"
@@ -186,7 +178,7 @@ async def test_a_batch_of_one_kind_of_write_is_one_statement_and_its_own_commit(
     assert len(traced) == 2, traced
     assert traced[0].startswith("INSERT OR REPLACE INTO registrations")
     assert traced[1].startswith("DELETE FROM registrations")
-    assert await _stored_endpoints(tmp_path) == sorted(r.endpoint for r in held[10:])
+    assert await stored_endpoints(tmp_path) == sorted(r.endpoint for r in held[10:])
 
 
 async def test_a_failing_row_of_a_single_statement_batch_refuses_only_its_write(
@@ -211,7 +203,7 @@ async def test_a_failing_row_of_a_single_statement_batch_refuses_only_its_write(
     assert [isinstance(r, StoreError) for r in results] == [False] * 3 + [True] + [False] * 2
     assert "BEGIN IMMEDIATE" in traced  # the one statement failed: the batch went the long way
     await stores.close()
-    assert await _stored_endpoints(tmp_path) == [f"ep-{n}" for n in range(5)]
+    assert await stored_endpoints(tmp_path) == [f"ep-{n}" for n in range(5)]
 
 
 def test_single_statement_is_the_statement_itself_for_one_row_and_none_past_the_limit(

@@ -23,6 +23,7 @@ from pathlib import Path as FsPath
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlite_helpers import stored_endpoints
 
 from lwm2m.stores import SQLITE_FILENAME, StoreError, open_stores, sqlite_process
 from lwm2m.stores.records import ObjectLinks, RegisteredObject, Registration
@@ -67,14 +68,6 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
-async def _stored(path: FsPath) -> list[str]:
-    reopened = await open_stores("sqlite", path)
-    try:
-        return sorted(r.endpoint for r in reopened.registrations.list())
-    finally:
-        await reopened.close()
-
-
 async def _open_with_writer(
     path: FsPath, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[SqliteStores, WriterProcess]:
@@ -102,7 +95,7 @@ async def test_the_writes_run_in_the_writer_process(tmp_path: FsPath) -> None:
     assert db.connection.total_changes == 0
     await stores.close()
     assert _wait_gone(pid, 5.0)
-    assert await _stored(tmp_path) == sorted(f"ep-{n}" for n in range(40))
+    assert await stored_endpoints(tmp_path) == sorted(f"ep-{n}" for n in range(40))
 
 
 async def test_a_killed_writer_refuses_what_it_had_not_answered_and_a_new_one_takes_over(
@@ -130,7 +123,7 @@ async def test_a_killed_writer_refuses_what_it_had_not_answered_and_a_new_one_ta
     assert counters["sqlite_writer_deaths_total"] == 1
     assert counters["sqlite_writes_total"] == 302 - len(refused)
     await stores.close()
-    stored = set(await _stored(tmp_path))
+    stored = set(await stored_endpoints(tmp_path))
     # Every acknowledged write is durable (a refused one may or may not be: it was never
     # acknowledged, so the client registers again).
     acknowledged = {f"ep-{n}" for n in range(1, 301) if n not in refused} | {"ep-0", "ep-1000"}
@@ -166,7 +159,7 @@ async def test_the_writer_ends_with_a_server_killed_by_sigkill(tmp_path: FsPath)
     assert proc.returncode == -signal.SIGKILL
     writer_pid = int(out.split()[0])
     assert await asyncio.get_running_loop().run_in_executor(None, _wait_gone, writer_pid)
-    assert await _stored(tmp_path) == sorted(f"ep-{n}" for n in range(50))
+    assert await stored_endpoints(tmp_path) == sorted(f"ep-{n}" for n in range(50))
 
 
 async def test_the_writer_outlasts_sigterm_and_sigint_and_ends_with_its_input(
@@ -186,7 +179,7 @@ async def test_the_writer_outlasts_sigterm_and_sigint_and_ends_with_its_input(
     assert writer.pid == pid and writer.deaths == 0
     await stores.close()
     assert _wait_gone(pid, 5.0)
-    assert await _stored(tmp_path) == ["ep-1"]
+    assert await stored_endpoints(tmp_path) == ["ep-1"]
 
 
 async def test_a_writer_that_cannot_start_leaves_the_writes_to_a_thread(
@@ -203,7 +196,7 @@ async def test_a_writer_that_cannot_start_leaves_the_writes_to_a_thread(
     finally:
         await stores.close()
     monkeypatch.undo()
-    assert await _stored(tmp_path) == ["ep-1"]
+    assert await stored_endpoints(tmp_path) == ["ep-1"]
 
 
 async def test_a_writer_that_cannot_open_the_file_says_so(tmp_path: FsPath) -> None:
@@ -286,4 +279,4 @@ async def test_a_new_writer_that_dies_at_start_refuses_the_writes_sent_to_it(
         await asyncio.sleep(0)
     assert "never retrieved" not in caplog.text
     await stores.close()
-    assert await _stored(tmp_path) == ["ep-2"]
+    assert await stored_endpoints(tmp_path) == ["ep-2"]
