@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lwm2m.protocol.attributes import (
     AttributeError_,
@@ -60,6 +62,68 @@ def test_register_defaults_and_round_trip() -> None:
 def test_register_rejects(query: list[str], message: str) -> None:
     with pytest.raises(RegistrationParamError, match=message):
         parse_register_query(query)
+
+
+def _outcome(query: tuple[str, ...] | list[str]) -> object:
+    try:
+        return parse_register_query(query)
+    except RegistrationParamError as exc:
+        return ("refused", str(exc))
+
+
+_NAMES = st.sampled_from(
+    ["a", "dev-1", "", "x" * 64, "IMEI:490154203237518", "00D09E-Router-12345", "bad\x01"]
+)
+_TAIL_ITEMS = st.sampled_from(
+    [
+        "lt=300",
+        "lt=0",
+        "lwm2m=1.1",
+        "lwm2m=9.9",
+        "b=UQ",
+        "b=X",
+        "Q",
+        "Q=1",
+        "sms=+4912345",
+        "ept=1",
+        "ept=2",
+        "ept=3",
+        "ept=65",
+        "ep=other",
+        "foo=1",
+        "lt",
+    ]
+)
+
+
+@given(tail=st.lists(_TAIL_ITEMS, max_size=4).map(tuple), first=_NAMES, second=_NAMES)
+def test_register_query_with_a_tail_seen_before_parses_as_a_new_one(
+    tail: tuple[str, ...], first: str, second: str
+) -> None:
+    """A storm's Registers differ only in ``ep``: the second query with the same rest
+    (answered from the first one's parse) gives what a full parse gives, refusals
+    included, whatever the first one gave."""
+    _outcome((f"ep={first}", *tail))
+    query = (f"ep={second}", *tail)
+    assert _outcome(query) == _outcome(list(query))  # a list takes the full parse
+
+
+@pytest.mark.parametrize(
+    ("tail", "first", "second", "message"),
+    [
+        (("ept=2",), "IMEI:490154203237518", "a", "not a URN"),
+        (("ept=1", "lt=60"), "00D09E-Router-12345", "IMEI:490154203237518", "OUI-PC"),
+        (("lt=300",), "a", "", "ep is empty"),
+        (("lt=300", "b=UQ"), "a", "x" * 64, "64 bytes long"),
+        (("lwm2m=1.1",), "a", "bad\x01", "control characters"),
+    ],
+)
+def test_register_query_with_a_tail_seen_before_still_checks_the_name(
+    tail: tuple[str, ...], first: str, second: str, message: str
+) -> None:
+    parse_register_query((f"ep={first}", *tail))
+    with pytest.raises(RegistrationParamError, match=message):
+        parse_register_query((f"ep={second}", *tail))
 
 
 @pytest.mark.parametrize(

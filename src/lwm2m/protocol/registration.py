@@ -172,7 +172,45 @@ _UPDATE_KEYS = frozenset({"ep", "ept", "lt", "sms", "lwm2m", "b", "Q"})
 _BOOTSTRAP_KEYS = frozenset({"ep", "ept", "pct"})
 
 
+#: The parameters after ``ep`` already parsed, by their exact text: a fleet sends
+#: the same ``lt``, ``lwm2m`` and ``b`` a million times, only the name differs.
+#: Only tails that parsed without error are kept, at most this many.
+_REGISTER_TAILS: dict[tuple[str, ...], RegisterParams] = {}
+_REGISTER_TAILS_LIMIT = 1024
+
+
 def parse_register_query(query: Iterable[str]) -> RegisterParams:
+    """The Register's parameters, or :class:`RegistrationParamError`.
+
+    A query whose first item is ``ep=`` and whose rest was seen before (a storm's
+    Registers) is answered from that rest's parse; only the name is checked again.
+    The result and every refusal are the same as a full parse.
+    """
+    if type(query) is tuple and query and query[0][:3] == "ep=":
+        known = _REGISTER_TAILS.get(query[1:])
+        if known is not None:
+            endpoint = query[0][3:]
+            try:
+                validate_endpoint_name(endpoint, known.endpoint_type)
+            except EndpointNameError as exc:
+                raise RegistrationParamError(str(exc)) from None
+            return RegisterParams(
+                endpoint,
+                known.endpoint_type,
+                known.lifetime_s,
+                known.sms_number,
+                known.lwm2m_version,
+                known.binding,
+                known.queue_mode,
+            )
+        params = _parse_register_query(query)
+        if len(_REGISTER_TAILS) < _REGISTER_TAILS_LIMIT:
+            _REGISTER_TAILS[query[1:]] = params
+        return params
+    return _parse_register_query(query)
+
+
+def _parse_register_query(query: Iterable[str]) -> RegisterParams:
     params = _split(query, _REGISTER_KEYS)
     ept = _ept(params)
     endpoint = _endpoint(params, ept, required=True)
