@@ -209,6 +209,62 @@ async def test_updates_leave_the_indexes_a_fresh_store_would_build() -> None:
         )
 
 
+async def test_replacing_registers_leave_the_indexes_a_fresh_store_would_build() -> None:
+    """A Register replacing one of its name takes a shortcut too (one pass, counts moved
+    only when what they count differs): after a random mix of them, every index, the
+    address lookup and the expiry answer as a store filled with the end result."""
+    from dataclasses import replace
+
+    from lwm2m.stores.memory import MemoryRegistrationStore
+
+    rnd = random.Random(12)
+    regs = fleet(60)
+    store = MemoryRegistrationStore()
+    for r in regs:
+        await store.add(r)
+    current = {r.endpoint: r for r in regs}
+    replaced_ids = set()
+    for n in range(400):
+        old = current[rnd.choice(sorted(current))]
+        changes: dict[str, Any] = rnd.choice(
+            [
+                {},  # the storm's: same everything but the id and the time
+                {"address": (f"10.9.{rnd.randrange(4)}.1", 5683 + rnd.randrange(3))},
+                {"binding": rnd.choice(["U", "UQ", "T"]), "queue_mode": rnd.random() < 0.5},
+                {"lwm2m_version": rnd.choice(["1.0", "1.1"])},
+                {"identity": rnd.choice([None, PeerIdentity(psk_identity=b"r%d" % n)])},
+                {"registered_at": old.registered_at + rnd.choice([1, 59, 61, 3600])},
+            ]
+        )
+        new = replace(old, id=f"r{n}", **changes)
+        gone, added = await store.add(new)
+        assert gone is old and added is new
+        replaced_ids.add(old.id)
+        current[new.endpoint] = new
+    fresh = MemoryRegistrationStore()
+    for r in current.values():
+        await fresh.add(r)
+    for q in QUERIES:
+        assert store.query(q) == fresh.query(q), q
+    assert store.stats(NOW) == fresh.stats(NOW)
+    assert sorted(r.id for r in store.list()) == sorted(r.id for r in current.values())
+    assert all(store.get(i) is None for i in replaced_ids)
+    # No entry of a replaced registration is left behind in the lookups (a slow leak).
+    assert all(store.get(rid) is not None for rid in store._by_address.values())
+    assert len(store._by_endpoint) == len(current)
+    holders: dict[Any, int] = {}
+    for r in current.values():
+        holders[r.address] = holders.get(r.address, 0) + 1
+    for r in current.values():
+        assert store.get_by_endpoint(r.endpoint) is r
+        if holders[r.address] == 1:
+            assert store.get_by_address(r.address) is r
+    for horizon in (NOW, NOW + 400, NOW + 90_000):
+        assert sorted(r.id for r in store.expired(horizon)) == sorted(
+            r.id for r in fresh.expired(horizon)
+        )
+
+
 async def test_text_search_between_changes_sees_each_change() -> None:
     """Search lines are made at the search after a change: a search between Registers,
     moves, re-Registers and De-registers finds what is live then, and only that."""

@@ -244,9 +244,25 @@ class MemoryRegistrationStore:
     def _put(self, registration: Registration) -> Registration | None:
         """Index ``registration`` in the place of the one of its name; returns that one."""
         old = self.get_by_endpoint(registration.endpoint)
-        if old is not None:
+        if old is None:
+            self._index(registration)
+            return None
+        by_id = self._by_id
+        if by_id.get(old.id) is not old or registration.id in by_id:
             self._drop(old)
-        self._index(registration)
+            self._index(registration)
+            return old
+        # The usual replacement (every Register of a storm after its first round):
+        # _drop(old) then _index(registration) in one pass over the indexes.
+        del by_id[old.id]
+        by_id[registration.id] = registration
+        self._by_endpoint[registration.endpoint] = registration.id
+        by_address = self._by_address
+        if by_address.get(old.address) == old.id:
+            del by_address[old.address]
+        by_address[registration.address] = registration.id
+        self._query_index.swapped(old, registration)
+        self._push_deadline(registration)
         return old
 
     def _renew(self, registration: Registration) -> Registration:

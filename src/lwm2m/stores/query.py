@@ -163,6 +163,28 @@ class RegistrationIndex:
             self._count(old, -1)
             self._count(new, 1)
 
+    def swapped(self, old: Registration, new: Registration) -> None:
+        """:meth:`removed` of ``old`` then :meth:`added` of ``new``, its successor under the
+        same name (a Register replacing one, the whole of a storm after its first
+        round): the counts move only when what they count differs, which it rarely does."""
+        name = new.endpoint
+        by_name = self._by_name
+        if old.endpoint != name or by_name.get(name) is not old:
+            self.removed(old)
+            self.added(new)
+            return
+        by_name[name] = new
+        self._stale.add(name)
+        if (
+            new.queue_mode != old.queue_mode
+            or new.binding != old.binding
+            or new.lwm2m_version != old.lwm2m_version
+            or (new.identity is None) != (old.identity is None)
+            or new.registered_at // 60 != old.registered_at // 60
+        ):
+            self._count(old, -1)
+            self._count(new, 1)
+
     def removed(self, reg: Registration) -> None:
         """The store no longer holds ``reg``; its name leaves the sorted list at the next query."""
         if self._by_name.get(reg.endpoint) is reg:
