@@ -149,6 +149,16 @@ def _store_failure(exc: StoreError) -> Message:
     ).to_response()
 
 
+def _same_client(existing: Registration, peer: Peer) -> bool:
+    """``identity_key`` of both equal; without DTLS on either side (a plain UDP fleet),
+    the hosts compared as they are, without building the keys."""
+    if existing.identity is None and peer.identity is None:
+        return existing.address[0] == peer.address[0]
+    return identity_key(existing.identity, existing.address[0]) == identity_key(
+        peer.identity, peer.address[0]
+    )
+
+
 def identity_key(peer_identity: PeerIdentity | None, address_host: str) -> tuple[str, bytes]:
     """What makes two requests come from "the same client" (conflict rule)."""
     if peer_identity is not None:
@@ -347,29 +357,29 @@ class Registrar:
         if (
             existing is not None
             and existing.expires_at + self.config.lifetime_grace_s >= now
-            and identity_key(existing.identity, existing.address[0])
-            != identity_key(peer.identity, peer.address[0])
+            and not _same_client(existing, peer)
         ):
             raise RegistrationRejected(
                 Code.CONFLICT,
                 f"endpoint name {params.endpoint!r} is registered by another client",
                 "conflict",
             )
+        # Positional (in the order of the fields): a fifth cheaper than by keyword.
         return Registration(
-            id=self._unique_id(),
-            endpoint=params.endpoint,
-            address=peer.address,
-            lifetime_s=params.lifetime_s,
-            registered_at=now,
-            updated_at=now,
-            endpoint_type=params.endpoint_type,
-            lwm2m_version=params.lwm2m_version,
-            binding=params.binding,
-            queue_mode=params.queue_mode,
-            sms_number=params.sms_number,
-            links=links,
-            identity=peer.identity,
-            transport=peer.transport,
+            self._unique_id(),
+            params.endpoint,
+            peer.address,
+            params.lifetime_s,
+            now,
+            now,
+            params.endpoint_type,
+            params.lwm2m_version,
+            params.binding,
+            params.queue_mode,
+            params.sms_number,
+            links,
+            peer.identity,
+            peer.transport,
         )
 
     def _replaced_now(self, old: Registration, now: float) -> None:

@@ -60,6 +60,9 @@ class MemoryRegistrationStore:
             getattr(cls, name) is getattr(MemoryRegistrationStore, name)
             for name in _SYNCHRONOUS_ONLY_AS_DEFINED_HERE
         )
+        self._adds_by_callback = (
+            cls._persist_add_then is not MemoryRegistrationStore._persist_add_then
+        )
 
     # -- reads
     def get(self, registration_id: str) -> Registration | None:
@@ -171,7 +174,7 @@ class MemoryRegistrationStore:
     @property
     def adds_by_callback(self) -> bool:
         """True for a subclass with a callback form of its write-through (``_persist_add_then``)."""
-        return type(self)._persist_add_then is not MemoryRegistrationStore._persist_add_then
+        return self._adds_by_callback
 
     def add_then(self, registration: Registration, done: AddDone) -> None:
         """:meth:`add` with a callback instead of a coroutine: index first, then write
