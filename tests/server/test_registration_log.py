@@ -56,3 +56,22 @@ def test_info_disabled_costs_no_budget(caplog: pytest.LogCaptureFixture) -> None
     for n in range(10):
         log.line("registered dev-%d", n)
     assert caplog.records == [] and log.suppressed == 0
+
+
+def test_beyond_the_budget_with_debug_off_there_is_nothing_to_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The storm's case at the default level: the registrar gets no emitter, builds no
+    line, and the summary still counts what was left out."""
+    logger = logging.getLogger("test.registration_log.info")
+    caplog.set_level(logging.INFO, logger=logger.name)
+    clock = Clock()
+    log = RegistrationLog(logger, lines_per_s=10.0, burst=2.0, clock=clock)
+    emitters = [log.emitter() for _ in range(5)]
+    assert emitters[:2] == [logger.info, logger.info]
+    assert emitters[2:] == [None, None, None]
+    assert log.suppressed == 3
+    caplog.set_level(logging.DEBUG, logger=logger.name)
+    assert log.emitter() == logger.debug and log.suppressed == 4
+    clock.now += 1.0  # ten tokens back, two kept (the burst)
+    assert log.emitter() == logger.info

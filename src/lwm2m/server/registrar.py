@@ -383,25 +383,27 @@ class Registrar:
         )
 
     def _replaced_now(self, old: Registration, now: float) -> None:
-        self.log.line(
-            "deregistered %s (replaced by a new registration) id=%s", old.endpoint, old.id
-        )
+        emit = self.log.emitter()
+        if emit is not None:
+            emit("deregistered %s (replaced by a new registration) id=%s", old.endpoint, old.id)
         self.events.publish(DeregistrationEvent(old.endpoint, now, registration=old, replaced=True))
 
     def _registered(self, new: Registration, old: Registration | None) -> Message:
         log = self.log
         log.registered += 1
-        log.line(
-            "registered %s id=%s from %s:%d lt=%d lwm2m=%s b=%s%s",
-            new.endpoint,
-            new.id,
-            new.address[0],
-            new.address[1],
-            new.lifetime_s,
-            new.lwm2m_version,
-            new.binding,
-            " (queue mode)" if new.queue_mode else "",
-        )
+        emit = log.emitter()
+        if emit is not None:
+            emit(
+                "registered %s id=%s from %s:%d lt=%d lwm2m=%s b=%s%s",
+                new.endpoint,
+                new.id,
+                new.address[0],
+                new.address[1],
+                new.lifetime_s,
+                new.lwm2m_version,
+                new.binding,
+                " (queue mode)" if new.queue_mode else "",
+            )
         self.events.publish(
             RegistrationEvent(new.endpoint, new.registered_at, registration=new, replaced=old)
         )

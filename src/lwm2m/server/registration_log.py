@@ -62,21 +62,26 @@ class RegistrationLog:
 
     def line(self, msg: str, *args: object) -> None:
         """One registration's line: INFO within the budget, else DEBUG (and counted)."""
+        emit = self.emitter()
+        if emit is not None:
+            emit(msg, *args)
+
+    def emitter(self) -> Callable[..., None] | None:
+        """Where the next line goes: ``logger.info`` within the budget, else (counted)
+        ``logger.debug``; None when that goes nowhere (DEBUG off), so that a storm's
+        Registers beyond the budget do not even build their lines' arguments."""
         logger = self._logger
         if not logger.isEnabledFor(logging.INFO):
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(msg, *args)
-            return
+            return logger.debug if logger.isEnabledFor(logging.DEBUG) else None
         if self._tokens < 1.0:
             now = self._clock()
             self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
             self._last = now
             if self._tokens < 1.0:
                 self.suppressed += 1
-                logger.debug(msg, *args)
-                return
+                return logger.debug if logger.isEnabledFor(logging.DEBUG) else None
         self._tokens -= 1.0
-        logger.info(msg, *args)
+        return logger.info
 
     def summary(self, live: int) -> None:
         """One INFO line with the counts since the last summary (none when nothing happened)."""
