@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -10,6 +11,7 @@ from test_stores import stores  # noqa: F401  (fixture; redis_url is in tests/co
 
 from lwm2m.coap.peer import PeerIdentity
 from lwm2m.stores import open_stores
+from lwm2m.stores.memory import MemoryRegistrationStore
 from lwm2m.stores.query import RegistrationQuery, SortKey
 from lwm2m.stores.records import Registration
 
@@ -168,15 +170,9 @@ def test_sort_keys_are_the_rest_names() -> None:
 async def test_updates_leave_the_indexes_a_fresh_store_would_build() -> None:
     """Updates take a shortcut through the indexes (only what changed moves): after a
     random mix of them, every index answers as a store filled with the end result."""
-    from dataclasses import replace
-
-    from lwm2m.stores.memory import MemoryRegistrationStore
-
     rnd = random.Random(11)
     regs = fleet(60)
-    store = MemoryRegistrationStore()
-    for r in regs:
-        await store.add(r)
+    store = await _memory_store_with(regs)
     current = {r.id: r for r in regs}
     for _ in range(400):
         old = current[rnd.choice(sorted(current))]
@@ -191,37 +187,16 @@ async def test_updates_leave_the_indexes_a_fresh_store_would_build() -> None:
         new = replace(old, **changes)
         await store.update(new)
         current[new.id] = new
-    fresh = MemoryRegistrationStore()
-    for r in current.values():
-        await fresh.add(r)
-    for q in QUERIES:
-        assert store.query(q) == fresh.query(q), q
-    assert store.stats(NOW) == fresh.stats(NOW)
-    holders: dict[Any, int] = {}
-    for r in current.values():
-        holders[r.address] = holders.get(r.address, 0) + 1
-    for r in current.values():
-        if holders[r.address] == 1:  # a shared address goes to whoever claimed it last
-            assert store.get_by_address(r.address) is r
-    for horizon in (NOW, NOW + 400, NOW + 90_000):
-        assert sorted(r.id for r in store.expired(horizon)) == sorted(
-            r.id for r in fresh.expired(horizon)
-        )
+    await _assert_as_fresh(store, list(current.values()))
 
 
 async def test_replacing_registers_leave_the_indexes_a_fresh_store_would_build() -> None:
     """A Register replacing one of its name takes a shortcut too (one pass, counts moved
     only when what they count differs): after a random mix of them, every index, the
     address lookup and the expiry answer as a store filled with the end result."""
-    from dataclasses import replace
-
-    from lwm2m.stores.memory import MemoryRegistrationStore
-
     rnd = random.Random(12)
     regs = fleet(60)
-    store = MemoryRegistrationStore()
-    for r in regs:
-        await store.add(r)
+    store = await _memory_store_with(regs)
     current = {r.endpoint: r for r in regs}
     replaced_ids = set()
     for n in range(400):
@@ -241,23 +216,33 @@ async def test_replacing_registers_leave_the_indexes_a_fresh_store_would_build()
         assert gone is old and added is new
         replaced_ids.add(old.id)
         current[new.endpoint] = new
-    fresh = MemoryRegistrationStore()
-    for r in current.values():
-        await fresh.add(r)
-    for q in QUERIES:
-        assert store.query(q) == fresh.query(q), q
-    assert store.stats(NOW) == fresh.stats(NOW)
+    await _assert_as_fresh(store, list(current.values()))
     assert sorted(r.id for r in store.list()) == sorted(r.id for r in current.values())
     assert all(store.get(i) is None for i in replaced_ids)
     # No entry of a replaced registration is left behind in the lookups (a slow leak).
     assert all(store.get(rid) is not None for rid in store._by_address.values())
     assert len(store._by_endpoint) == len(current)
+    assert all(store.get_by_endpoint(r.endpoint) is r for r in current.values())
+
+
+async def _memory_store_with(regs: list[Registration]) -> MemoryRegistrationStore:
+    store = MemoryRegistrationStore()
+    for r in regs:
+        await store.add(r)
+    return store
+
+
+async def _assert_as_fresh(store: Any, regs: list[Registration]) -> None:
+    """Every index of ``store`` answers as a store filled with ``regs`` alone."""
+    fresh = await _memory_store_with(regs)
+    for q in QUERIES:
+        assert store.query(q) == fresh.query(q), q
+    assert store.stats(NOW) == fresh.stats(NOW)
     holders: dict[Any, int] = {}
-    for r in current.values():
+    for r in regs:
         holders[r.address] = holders.get(r.address, 0) + 1
-    for r in current.values():
-        assert store.get_by_endpoint(r.endpoint) is r
-        if holders[r.address] == 1:
+    for r in regs:
+        if holders[r.address] == 1:  # a shared address goes to whoever claimed it last
             assert store.get_by_address(r.address) is r
     for horizon in (NOW, NOW + 400, NOW + 90_000):
         assert sorted(r.id for r in store.expired(horizon)) == sorted(
@@ -268,10 +253,6 @@ async def test_replacing_registers_leave_the_indexes_a_fresh_store_would_build()
 async def test_text_search_between_changes_sees_each_change() -> None:
     """Search lines are made at the search after a change: a search between Registers,
     moves, re-Registers and De-registers finds what is live then, and only that."""
-    from dataclasses import replace
-
-    from lwm2m.stores.memory import MemoryRegistrationStore
-
     rnd = random.Random(5)
     store = MemoryRegistrationStore()
     pool = fleet(40)
