@@ -678,7 +678,7 @@ class Endpoint:
                 if self._tracers:
                     self._trace("in", data, addr)
                 if engine.receive_datagram(data, addr, now) and self._listeners:
-                    self._notify_activity(Peer(addr))
+                    self._notify_activity(engine.plain_peer(addr))
             else:
                 for plaintext, peer in security.receive_datagram(data, addr, now):
                     if self._tracers:

@@ -883,15 +883,18 @@ class Engine:
             while separate and separate[0].answered:
                 separate.popleft()
             separate.append(incoming)
-        if identity is None:
-            peer = self._peers.get(address)
-            if peer is None:
-                if len(self._peers) >= _MAX_CACHED_PEERS:
-                    self._peers.clear()
-                peer = self._peers[address] = Peer(address)
-        else:
-            peer = Peer(address, identity)
+        peer = self.plain_peer(address) if identity is None else Peer(address, identity)
         self._events.append(RequestReceived(request_id, msg, peer))
+
+    def plain_peer(self, address: Address) -> Peer:
+        """The Peer of a plain-UDP address, one object per address while it is in use
+        (every request and every activity report of a busy peer would build one)."""
+        peer = self._peers.get(address)
+        if peer is None:
+            if len(self._peers) >= _MAX_CACHED_PEERS:
+                self._peers.clear()
+            peer = self._peers[address] = Peer(address)
+        return peer
 
     def _reply_now(
         self, request: Message, address: Address, entry: _Dedup, response: Message
