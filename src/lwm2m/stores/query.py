@@ -153,13 +153,7 @@ class RegistrationIndex:
         self._by_name[name] = new
         if new.address != old.address:
             self._stale.add(name)
-        if (
-            new.queue_mode != old.queue_mode
-            or new.secure != old.secure
-            or new.binding != old.binding
-            or new.lwm2m_version != old.lwm2m_version
-            or new.registered_at != old.registered_at
-        ):
+        if not _counted_alike(old, new):
             self._count(old, -1)
             self._count(new, 1)
 
@@ -175,13 +169,7 @@ class RegistrationIndex:
             return
         by_name[name] = new
         self._stale.add(name)
-        if (
-            new.queue_mode != old.queue_mode
-            or new.binding != old.binding
-            or new.lwm2m_version != old.lwm2m_version
-            or (new.identity is None) != (old.identity is None)
-            or new.registered_at // 60 != old.registered_at // 60
-        ):
+        if not _counted_alike(old, new):
             self._count(old, -1)
             self._count(new, 1)
 
@@ -326,6 +314,18 @@ def _series(counts: Mapping[int, int], now: float) -> tuple[tuple[float, int], .
     last = int(now // 60)
     return tuple(
         (float(m * 60), counts.get(m, 0)) for m in range(last - RECENT_MINUTES + 1, last + 1)
+    )
+
+
+def _counted_alike(a: Registration, b: Registration) -> bool:
+    """Whether :meth:`RegistrationIndex._count` counts ``a`` and ``b`` in the same places
+    (then replacing one by the other moves no count)."""
+    return (
+        a.queue_mode == b.queue_mode
+        and a.secure == b.secure
+        and a.binding == b.binding
+        and a.lwm2m_version == b.lwm2m_version
+        and a.registered_at // 60 == b.registered_at // 60
     )
 
 
