@@ -44,6 +44,7 @@ from lwm2m.bootstrap.history import (
 from lwm2m.bootstrap.session import DEFAULT_REQUEST_TIMEOUT_S, Requester, SessionRunner
 from lwm2m.bootstrap.store import ConfigStore
 from lwm2m.coap.codes import Code
+from lwm2m.coap.endpoint import SERVER_RECEIVE_BUFFER
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
 from lwm2m.formats.media import ContentFormat
@@ -203,17 +204,22 @@ class BootstrapServer:
         coap_tcp_port: int | None = None,
         coaps_tcp_port: int | None = None,
         tls: StreamSecurity | None = None,
+        receive_buffer: int | None = SERVER_RECEIVE_BUFFER,
     ) -> None:
         """Open the CoAP endpoint, and the CoAPs one when ``dtls`` is given (port 0: any free port).
 
         (The commands treat ``--coaps-port 0`` as "disabled" by passing no ``dtls``.)
         ``coap_tcp_port`` and ``coaps_tcp_port`` (with ``tls``) add CoAP over TCP
         and TLS (RFC 8323) for client-initiated bootstrap; None leaves them off.
+        ``receive_buffer``: of the UDP sockets (see :meth:`Endpoint.create`; None: the
+        system's default), for a fleet asking to be bootstrapped all at once.
         """
         from lwm2m.coap.endpoint import Endpoint
 
         holder: list[Endpoint] = []
-        plain = await Endpoint.create(host, coap_port, handler=self._handler(holder))
+        plain = await Endpoint.create(
+            host, coap_port, handler=self._handler(holder), receive_buffer=receive_buffer
+        )
         holder.append(plain)
         self._endpoints.append(plain)
         self._push_endpoint = plain
@@ -225,6 +231,7 @@ class BootstrapServer:
                 coaps_port,
                 handler=self._handler(secure_holder),
                 security=tapped(dtls, self.refusals),
+                receive_buffer=receive_buffer,
             )
             secure_holder.append(secure)
             self._endpoints.append(secure)

@@ -25,6 +25,7 @@ from lwm2m.cli.shutdown import (
     check_stop_timeout,
     disarm_watchdog,
 )
+from lwm2m.coap.endpoint import SERVER_RECEIVE_BUFFER
 from lwm2m.server.firmware.repository import DEFAULT_MAX_IMAGE_BYTES
 from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED
 from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S
@@ -167,6 +168,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest firmware image accepted (images live in DATA/firmware/)",
     )
     parser.add_argument(
+        "--udp-receive-buffer",
+        type=int,
+        default=SERVER_RECEIVE_BUFFER,
+        metavar="BYTES",
+        help="receive buffer asked for each UDP socket, to hold a storm of requests arriving "
+        "at once (the kernel caps it; Linux: net.core.rmem_max); 0: the system's default "
+        f"(default {SERVER_RECEIVE_BUFFER})",
+    )
+    parser.add_argument(
         "--public-host",
         help="host name devices reach this server by, used in firmware Package URIs "
         "(default: the bound address, or the local address routing to the device)",
@@ -179,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         problem = "--cluster-forward-timeout must be positive"
     if problem is None and not args.cluster_heartbeat > 0:
         problem = "--cluster-heartbeat must be a positive number of seconds"
+    if problem is None and args.udp_receive_buffer < 0:
+        problem = "--udp-receive-buffer must be a number of bytes, or 0 for the system's default"
     if problem is not None:
         logger.error("%s", problem)
         return 2
@@ -247,6 +259,7 @@ async def _main(args: argparse.Namespace) -> int:
                 max_queued=args.queue_size,
                 known_endpoints_only=args.known_endpoints_only,
                 public_host=args.public_host,
+                udp_receive_buffer=args.udp_receive_buffer or None,
             ),
         )
         gate = RequestGate()
@@ -299,7 +312,14 @@ async def _start_gated(server: Any, gate: RequestGate, args: argparse.Namespace,
 
     handler = gate.admit(server.handle_now)
     inline = server.inline_handlers
-    coap = await Endpoint.create(args.host, args.coap_port, handler=handler, inline_handlers=inline)
+    receive_buffer = server.config.udp_receive_buffer
+    coap = await Endpoint.create(
+        args.host,
+        args.coap_port,
+        handler=handler,
+        inline_handlers=inline,
+        receive_buffer=receive_buffer,
+    )
     coaps = None
     if dtls is not None and args.coaps_port:
         from lwm2m.coap.dtls import DtlsServer
@@ -311,6 +331,7 @@ async def _start_gated(server: Any, gate: RequestGate, args: argparse.Namespace,
                 handler=handler,
                 security=DtlsServer(dtls),
                 inline_handlers=inline,
+                receive_buffer=receive_buffer,
             )
         except BaseException:
             await coap.close()

@@ -69,6 +69,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Receive buffer a server asks for (:meth:`Endpoint.create` ``receive_buffer``): room for
+#: some thousands of requests arriving at once (a re-registration storm) where the default
+#: holds a few hundred. The kernel takes the memory only while datagrams wait in it.
+SERVER_RECEIVE_BUFFER: Final = 4 << 20
+
 _INTERNAL_ERROR = Message(Code.INTERNAL_SERVER_ERROR)
 _NOT_FOUND = Message(Code.NOT_FOUND)
 
@@ -322,6 +327,28 @@ MessageTracer = Callable[[str, Message, Address], None]
 """Sees every CoAP message: ``("in" | "out", message, peer address)``."""
 
 
+def _ask_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Ask for a receive buffer of ``size`` bytes; what the system caps is told, not fatal
+    (a smaller buffer drops more of a storm, it serves all the same)."""
+    if size <= 0:
+        raise ValueError(f"receive_buffer must be a positive number of bytes, not {size}")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError as exc:  # BSDs and macOS refuse above kern.ipc.maxsockbuf
+        logger.info("UDP receive buffer of %d bytes refused (%s): system default kept", size, exc)
+        return
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if sys.platform.startswith("linux"):
+        granted //= 2  # Linux reports twice the size it holds data for
+    if granted < size:
+        logger.info(
+            "UDP receive buffer capped at %d of the %d bytes asked for (Linux: raise "
+            "net.core.rmem_max): a storm of requests may overflow it and be retransmitted",
+            granted,
+            size,
+        )
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
@@ -398,6 +425,7 @@ class Endpoint:
         eager_handlers: bool | None = None,
         traffic: TrafficCounter | None = None,
         inline_handlers: bool = False,
+        receive_buffer: int | None = None,
     ) -> Endpoint:
         """Bind a UDP socket on (host, port) and start serving ``handler``.
 
@@ -421,6 +449,13 @@ class Endpoint:
         ``asyncio.timeout()``, ``wait_for()`` (3.12+) or ``current_task()``
         before their first suspension.  The handler runs in a copy of the
         context either way.
+
+        ``receive_buffer`` asks the kernel for a socket receive buffer of that
+        many bytes (None: the system's default, about 200 KB on Linux). A storm
+        of a few hundred requests at once overflows the default, and every
+        datagram dropped there costs its sender a retransmission two or more
+        seconds later. The kernel caps the request (Linux: at
+        ``net.core.rmem_max``); :attr:`receive_buffer` says what was granted.
         """
         loop = asyncio.get_running_loop()
         engine = Engine(params or TransmissionParameters(), rng=rng or random.Random())
@@ -432,6 +467,8 @@ class Endpoint:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            if receive_buffer is not None:
+                _ask_receive_buffer(sock, receive_buffer)
             sock.bind(sockaddr)
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: _Protocol(endpoint), sock=sock
@@ -447,6 +484,15 @@ class Endpoint:
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @property
+    def receive_buffer(self) -> int:
+        """The socket's receive buffer as the kernel reports it (Linux doubles what it
+        grants, for its own bookkeeping, and reports the double); 0 without a socket."""
+        sock = self._sock
+        if sock is None or sock.fileno() < 0:
+            return 0
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
     @property
     def closed(self) -> bool:

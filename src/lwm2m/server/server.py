@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lwm2m.coap.codes import Code, is_success_code
-from lwm2m.coap.endpoint import Handler
+from lwm2m.coap.endpoint import SERVER_RECEIVE_BUFFER, Handler
 from lwm2m.coap.errors import CoapError, RequestTimeout, ResetReceived
 from lwm2m.coap.later import Later
 from lwm2m.coap.message import Message
@@ -177,6 +177,8 @@ class ServerConfig:
     tcp_max_connections: int = 10_000
     #: Seconds between INFO summaries of registration activity (counts, not lines).
     summary_interval_s: float = 10.0
+    #: Bytes of receive buffer asked for the UDP sockets (None: the system's default).
+    udp_receive_buffer: int | None = SERVER_RECEIVE_BUFFER
 
 
 def _path(p: PathLike) -> Path:
@@ -287,6 +289,7 @@ class LwM2MServer:
             self.config.coap_port,
             handler=self.handle_now,
             inline_handlers=self.inline_handlers,
+            receive_buffer=self.config.udp_receive_buffer,
         )
         self._coap.add_activity_listener(self._activity)
         if self.config.dtls is not None:
@@ -299,6 +302,7 @@ class LwM2MServer:
                     handler=self.handle_now,
                     security=tapped(DtlsServer(self.config.dtls), self.refusals),
                     inline_handlers=self.inline_handlers,
+                    receive_buffer=self.config.udp_receive_buffer,
                 )
             except BaseException:
                 await self._coap.close()
