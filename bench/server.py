@@ -16,7 +16,9 @@ Printed, each figure the median of ``--rounds``:
 3. Register/s, Update/s, De-register/s of ``lwm2m server`` (the real command,
    default INFO logging) on each ``--store``, p50/p99 latency, and the ratio
    Register/s / engine GET/s measured in the same run (the headline: it moves
-   less with the machine than absolute rates);
+   less with the machine than absolute rates), and the CPUs other processes
+   took meanwhile (on a busy machine the durable Register, whose writer process
+   needs half a CPU besides the loop, loses more than a GET);
 4. with ``--million N``: N registrations with distinct payloads written to a
    SQLite file, the server's start-up time on it, its RSS per registration,
    Register latency while it holds them.
@@ -30,6 +32,7 @@ import argparse
 import contextlib
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -38,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,51 @@ def machine_line() -> str:
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
+
+
+def machine_cpu_s() -> float | None:
+    """CPU seconds the whole machine spent busy so far, stolen time included (Linux's
+    /proc/stat); None elsewhere."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's children that ended and were waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class OthersCpu:
+    """The CPUs that processes other than the measured ones took during a phase.
+
+    The figures of this machine move with what else runs on it: the durable
+    Register, whose writer process needs half a CPU besides the loop, loses
+    more to a busy machine than a plain GET does. Printed next to the
+    figures so that a run on a busy machine is seen as one.
+    """
+
+    def __init__(self) -> None:
+        self.taken: list[float] = []
+
+    def measure(self, ours: Callable[[], float], phase: Callable[[], Any]) -> Any:
+        """Run ``phase``; ``ours()`` is the CPU seconds of the process under test so far."""
+        machine, own, children = machine_cpu_s(), ours(), children_cpu_s()
+        started = time.perf_counter()
+        result = phase()
+        wall = time.perf_counter() - started
+        machine_after = machine_cpu_s()
+        if machine is not None and machine_after is not None:
+            spent = (ours() - own) + (children_cpu_s() - children)
+            self.taken.append(max(0.0, (machine_after - machine - spent) / wall))
+        return result
+
+    def median(self) -> str:
+        return f"{statistics.median(self.taken):.2f}" if self.taken else "?"
 
 
 def build_loadgen(workdir: Path) -> Path | None:
@@ -328,6 +377,7 @@ def main() -> int:
             results: list[Phases] = []
             engine_rates: list[float] = []
             engine_cpu: list[float] = []
+            others_get, others_storm = OthersCpu(), OthersCpu()
             for r in range(args.rounds):
                 # 2. our engine, plain CON GET, then 3. the server: one after the other, per round
                 engine = spawn([sys.executable, "-c", ENGINE], stdout=subprocess.PIPE)
@@ -335,7 +385,10 @@ def main() -> int:
                 eport = int(engine.stdout.readline())
                 wait_coap(eport, engine)
                 before = cpu_s(engine.pid)
-                got = run_loadgen(loadgen, "get", eport, args.seconds, *gen, "g")["get"]
+                got = others_get.measure(
+                    partial(cpu_s, engine.pid),
+                    partial(run_loadgen, loadgen, "get", eport, args.seconds, *gen, "g"),
+                )["get"]
                 engine_cpu.append((cpu_s(engine.pid) - before) / got["ok"] * 1e6)
                 engine_rates.append(got["rate"])
                 stop(engine)
@@ -348,7 +401,10 @@ def main() -> int:
                     print((data / "server.log").read_text()[-2000:])
                     raise
                 before = cpu_s(server.pid)
-                phases = run_loadgen(loadgen, "storm", port, args.seconds, *gen, f"s{r}")
+                phases = others_storm.measure(
+                    partial(cpu_s, server.pid),
+                    partial(run_loadgen, loadgen, "storm", port, args.seconds, *gen, f"s{r}"),
+                )
                 served = sum(phases[p]["ok"] for p in ("register", "update", "deregister"))
                 phases["rss"] = {"mb": rss_mb(server.pid)}
                 phases["cpu"] = {"us": (cpu_s(server.pid) - before) / served * 1e6}
@@ -384,6 +440,11 @@ def main() -> int:
                 f"{store}: {median(results, 'cpu', 'us'):.0f} us server CPU per request "
                 f"(Register, Update, De-register together); CPU ratio engine GET/registration "
                 f"{statistics.median(engine_cpu) / median(results, 'cpu', 'us'):.2f}"
+            )
+            print(
+                f"{store}: CPUs taken by other processes meanwhile (median): "
+                f"{others_get.median()} while the engine ran, {others_storm.median()} during "
+                f"the storm, of {os.cpu_count()} (a busy machine lowers the ratio)"
             )
 
         if args.million:
