@@ -22,6 +22,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 from playwright.async_api import async_playwright
@@ -30,6 +32,8 @@ from lwm2m.server.server import LwM2MServer, ServerConfig
 from lwm2m.stores import open_stores
 from lwm2m.stores.records import Registration
 from lwm2m.web.app import WebServer, create_app
+
+T = TypeVar("T")
 
 CHROMIUM = "/usr/bin/chromium"
 FIRST_ROW_JS = """new MutationObserver((_, observer) => {
@@ -59,11 +63,12 @@ DEBOUNCE_MS = 150
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 
 
-async def timed(call: object, repeat: int) -> tuple[float, object]:
-    times, result = [], None
+async def timed(call: Callable[[], Awaitable[T]], repeat: int) -> tuple[float, T]:
+    """Median ms of ``repeat`` calls, and the last call's result (``repeat`` 0: median raises)."""
+    times: list[float] = []
     for _ in range(repeat):
         start = time.perf_counter()
-        result = await call()  # type: ignore[operator]
+        result = await call()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000, result
 
@@ -106,7 +111,7 @@ async def main(args: argparse.Namespace) -> None:
             full_ms, full = await timed(lambda: http.get("/api/clients"), max(1, args.repeat // 3))
             print(
                 f"GET /api/clients (full list, old way): {full_ms:.0f} ms, {len(full.content) / 1e6:.1f} MB"
-            )  # type: ignore[attr-defined]
+            )
             await http.get("/api/clients", params={"limit": 100})
             page_ms, _ = await timed(
                 lambda: http.get("/api/clients", params={"limit": 100}), args.repeat
@@ -193,5 +198,12 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=100_000)
     parser.add_argument("--store", default="memory", choices=["memory", "sqlite"])
     parser.add_argument("--repeat", type=int, default=5)
-    asyncio.run(main(parser.parse_args()))
+    options = parser.parse_args()
+    # The searches type dev-0012 ... dev-0092: each must match rows, or the page never
+    # shows an answer and the search waits forever.
+    if options.clients < 10_000:
+        parser.error("--clients must be at least 10000 (the searched names dev-00N2.. must exist)")
+    if options.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    asyncio.run(main(options))
     sys.exit(0)

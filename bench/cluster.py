@@ -205,7 +205,9 @@ def storm(
     phases = run_loadgen(
         loadgen, "storm", port, args.seconds, args.endpoints, args.inflight, tag, sticky=True
     )
-    rates = {p: phases[p]["rate"] for p in ("register", "update", "deregister") if p in phases}
+    rates: dict[str, float] = {
+        p: phases[p]["rate"] for p in ("register", "update", "deregister") if p in phases
+    }
     served = sum(phases[p]["ok"] for p in rates)
     if served:
         spent = {pid: cpu_s(pid) - before[pid] for pid in watched}
@@ -214,6 +216,16 @@ def storm(
         if others:
             rates["others_us"] = sum(spent[pid] for pid in others) / served * 1e6
     return rates
+
+
+def _texts(mapping: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    """A Redis hash as text: redis-py types every reply ``bytes | str`` (``str`` with
+    ``decode_responses=True``, ``bytes`` without)."""
+
+    def text(value: bytes | str) -> str:
+        return value.decode() if isinstance(value, bytes) else value
+
+    return {text(key): text(value) for key, value in mapping.items()}
 
 
 def reads_per_s(
@@ -237,14 +249,14 @@ def reads_per_s(
         client = redis_py.Redis.from_url(url, decode_responses=True)
         deadline = time.monotonic() + 60
         while True:
-            ids = client.hgetall("lwm2m:reg:endpoint")
+            ids = _texts(client.hgetall("lwm2m:reg:endpoint"))
             mine = {ep: i for ep, i in ids.items() if ep.startswith(tag + "-")}
             if len(mine) == args.devices:
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(mine)} of {args.devices} devices registered")
             time.sleep(0.2)
-        owners = client.hgetall("lwm2m:reg:owner")
+        owners = _texts(client.hgetall("lwm2m:reg:owner"))
         by_id = {node_id: node for node_id, node in zip("abcdefgh", node_list, strict=False)}
         targets = [f"{by_id[owners[i]].base_url}/api/clients/{ep}/3/0/0" for ep, i in mine.items()]
         client.close()

@@ -204,7 +204,9 @@ class Storm(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         reply = codec.decode(data)
         if self.pending.pop(reply.mid, None) is not None:
-            self.codes[reply.code.dotted] = self.codes.get(reply.code.dotted, 0) + 1
+            code = reply.code  # an int for a code the codec has no name for
+            name = code.dotted if isinstance(code, Code) else f"{code >> 5}.{code & 0x1F:02d}"
+            self.codes[name] = self.codes.get(name, 0) + 1
         self.send_more()
 
 

@@ -54,10 +54,10 @@ def main() -> int:
                 served = sum(p["ok"] for p in phases.values())
                 for key, pid in pids.items():
                     figures[key].append((cpu_s(pid) - before[key]) / served * 1e6)
-    a, b, r = (statistics.median(figures[k]) for k in ("a", "b", "redis"))
+    cpu_a, cpu_b, cpu_redis = (statistics.median(figures[k]) for k in ("a", "b", "redis"))
     print(
-        f"CPU per request of node a: node a {a:,.0f} us, idle node b {b:,.0f} us, "
-        f"redis-server {r:,.0f} us (medians of {args.rounds})"
+        f"CPU per request of node a: node a {cpu_a:,.0f} us, idle node b {cpu_b:,.0f} us, "
+        f"redis-server {cpu_redis:,.0f} us (medians of {args.rounds})"
     )
     return 0
 

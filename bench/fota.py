@@ -26,8 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path as FsPath
 
 from lwm2m.client.client import LwM2MClient
-from lwm2m.client.config import ClientConfig
-from lwm2m.client.config import ServerConfig as ClientServerConfig
+from lwm2m.client.config import ClientConfig, FactoryAccount
 from lwm2m.client.objects.firmware import FirmwareUpdate, simulated_package
 from lwm2m.client.simulator import Simulator
 from lwm2m.model.registry import default_registry
@@ -64,7 +63,7 @@ async def run(args: argparse.Namespace) -> int:
         host, port = server.coap_address
         config = ClientConfig(
             "fota",
-            servers=(ClientServerConfig(f"coap://{host}:{port}", lifetime_s=600),),
+            servers=(FactoryAccount(f"coap://{host}:{port}", lifetime_s=600),),
             local_host="127.0.0.1",
         )
         sim = Simulator(config, args.count, registry=default_registry(), rate_per_s=1000)

@@ -292,7 +292,8 @@ def fill_sqlite(path: Path, count: int) -> None:
     from lwm2m.server.object_links import decode_links_payload
     from lwm2m.stores.codec import registration_row
     from lwm2m.stores.records import ObjectLinks, RegisteredObject, Registration
-    from lwm2m.stores.sqlite import REGISTRATION_UPSERT, SCHEMA, migrate_registrations
+    from lwm2m.stores.sqlite import migrate_registrations
+    from lwm2m.stores.sqlite_schema import REGISTRATION_UPSERT, SCHEMA
 
     conn = sqlite3.connect(str(path))
     conn.execute("PRAGMA journal_mode=WAL")
