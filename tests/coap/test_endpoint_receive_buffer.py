@@ -86,9 +86,9 @@ async def test_a_capped_buffer_is_told(caplog: pytest.LogCaptureFixture) -> None
     ]
 
 
-@pytest.mark.parametrize("size", [0, -1])
-async def test_a_buffer_of_no_bytes_is_refused(size: int) -> None:
-    with pytest.raises(ValueError, match="positive number of bytes"):
+@pytest.mark.parametrize("size", [0, -1, 1 << 31])
+async def test_a_buffer_of_no_bytes_or_beyond_a_c_int_is_refused(size: int) -> None:
+    with pytest.raises(ValueError, match=f"positive number of bytes up to {(1 << 31) - 1}, not"):
         await Endpoint.create("127.0.0.1", 0, handler=_answer, receive_buffer=size)
 
 
@@ -153,14 +153,16 @@ async def test_a_burst_beyond_the_default_buffer_is_answered_whole() -> None:
         await endpoint.close()
 
 
-def test_the_command_asks_for_the_storm_buffer_and_refuses_a_negative_one(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("size", ["-1", str(1 << 31)])
+def test_the_command_asks_for_the_storm_buffer_and_refuses_what_no_socket_takes(
+    size: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     argv = ["server"]
     assert build_parser(argv).parse_args(argv).udp_receive_buffer == SERVER_RECEIVE_BUFFER
-    argv = ["server", "--udp-receive-buffer", "-1"]
+    argv = ["server", "--udp-receive-buffer", size]
     with caplog.at_level(logging.ERROR):
         assert server_command.run(build_parser(argv).parse_args(argv)) == 2
-    assert "--udp-receive-buffer must be a number of bytes, or 0 for the system's default" in [
-        r.getMessage() for r in caplog.records
-    ]
+    assert (
+        "--udp-receive-buffer must be a number of bytes up to 2147483647, "
+        "or 0 for the system's default"
+    ) in [r.getMessage() for r in caplog.records]

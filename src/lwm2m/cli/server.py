@@ -25,7 +25,7 @@ from lwm2m.cli.shutdown import (
     check_stop_timeout,
     disarm_watchdog,
 )
-from lwm2m.coap.endpoint import SERVER_RECEIVE_BUFFER
+from lwm2m.coap.endpoint import MAX_RECEIVE_BUFFER, SERVER_RECEIVE_BUFFER
 from lwm2m.server.firmware.repository import DEFAULT_MAX_IMAGE_BYTES
 from lwm2m.server.queue import DEFAULT_AWAKE_TIME_S, DEFAULT_MAX_QUEUED
 from lwm2m.server.registrar import DEFAULT_LIFETIME_GRACE_S
@@ -189,8 +189,11 @@ def run(args: argparse.Namespace) -> int:
         problem = "--cluster-forward-timeout must be positive"
     if problem is None and not args.cluster_heartbeat > 0:
         problem = "--cluster-heartbeat must be a positive number of seconds"
-    if problem is None and args.udp_receive_buffer < 0:
-        problem = "--udp-receive-buffer must be a number of bytes, or 0 for the system's default"
+    if problem is None and not 0 <= args.udp_receive_buffer <= MAX_RECEIVE_BUFFER:
+        problem = (
+            f"--udp-receive-buffer must be a number of bytes up to {MAX_RECEIVE_BUFFER}, "
+            "or 0 for the system's default"
+        )
     if problem is not None:
         logger.error("%s", problem)
         return 2

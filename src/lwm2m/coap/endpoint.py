@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 #: some thousands of requests arriving at once (a re-registration storm) where the default
 #: holds a few hundred. The kernel takes the memory only while datagrams wait in it.
 SERVER_RECEIVE_BUFFER: Final = 4 << 20
+#: The largest receive buffer that can be asked for (the socket option is a C int).
+MAX_RECEIVE_BUFFER: Final = (1 << 31) - 1
 
 _INTERNAL_ERROR = Message(Code.INTERNAL_SERVER_ERROR)
 _NOT_FOUND = Message(Code.NOT_FOUND)
@@ -330,8 +332,11 @@ MessageTracer = Callable[[str, Message, Address], None]
 def _ask_receive_buffer(sock: socket.socket, size: int) -> None:
     """Ask for a receive buffer of ``size`` bytes; what the system caps is told, not fatal
     (a smaller buffer drops more of a storm, it serves all the same)."""
-    if size <= 0:
-        raise ValueError(f"receive_buffer must be a positive number of bytes, not {size}")
+    if not 0 < size <= MAX_RECEIVE_BUFFER:
+        raise ValueError(
+            f"receive_buffer must be a positive number of bytes up to {MAX_RECEIVE_BUFFER}, "
+            f"not {size}"
+        )
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
     except OSError as exc:  # BSDs and macOS refuse above kern.ipc.maxsockbuf
