@@ -219,13 +219,10 @@ def storm(
 
 
 def _texts(mapping: dict[bytes | str, bytes | str]) -> dict[str, str]:
-    """A Redis hash as text: redis-py types every reply ``bytes | str`` (``str`` with
-    ``decode_responses=True``, ``bytes`` without)."""
+    """A Redis hash as text (redis-py types every reply ``bytes | str``)."""
+    from lwm2m.stores.redis import reply_text
 
-    def text(value: bytes | str) -> str:
-        return value.decode() if isinstance(value, bytes) else value
-
-    return {text(key): text(value) for key, value in mapping.items()}
+    return {reply_text(key): reply_text(value) for key, value in mapping.items()}
 
 
 def reads_per_s(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from lwm2m.protocol.log_limit import LogLimiter
 from lwm2m.stores.base import StoreError
-from lwm2m.stores.redis import RedisConnection
+from lwm2m.stores.redis import RedisConnection, reply_text
 
 if TYPE_CHECKING:
     from lwm2m.server.server import LwM2MServer
@@ -188,7 +188,7 @@ class ClusterNodes:
         if self.redis is None:
             return [self.local_state()]
         (members,) = await self.redis.run(("SMEMBERS", self.redis.key("nodes")))
-        ids = sorted({_text(m) for m in members} | {self.node_id})
+        ids = sorted({reply_text(m) for m in members} | {self.node_id})
         live, last = await self.redis.run(
             ("MGET", *(self.key(i) for i in ids)), ("HMGET", self.redis.key("nodes:last"), *ids)
         )
@@ -307,10 +307,6 @@ class ClusterNodes:
 def _host_port(address: tuple[Any, ...]) -> str:
     host, port = str(address[0]), int(address[1])
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _opt(value: Any, kind: type) -> Any:

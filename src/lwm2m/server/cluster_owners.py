@@ -11,7 +11,7 @@ way.
 
 from __future__ import annotations
 
-from lwm2m.stores.redis import RedisConnection
+from lwm2m.stores.redis import RedisConnection, reply_text
 
 
 class ClusterOwners:
@@ -29,14 +29,10 @@ class ClusterOwners:
         (registration_id,) = await r.run(("HGET", r.key("reg:endpoint"), endpoint))
         if registration_id is None:
             return None
-        (owner,) = await r.run(("HGET", r.key("reg:owner"), _text(registration_id)))
-        return None if owner is None else _text(owner)
+        (owner,) = await r.run(("HGET", r.key("reg:owner"), reply_text(registration_id)))
+        return None if owner is None else reply_text(owner)
 
     async def alive(self, node_id: str) -> bool:
         """The node's liveness key exists (it heartbeated within its expiry)."""
         (exists,) = await self._redis.run(("EXISTS", self._redis.key(f"node:{node_id}")))
         return bool(exists)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -323,7 +323,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         raw, total = await self._r.run(
             ("HGETALL", self._r.key("reg:stats")), ("ZCARD", self._r.key("reg:names"))
         )
-        counts = {_text(k): int(v) for k, v in raw.items()}
+        counts = {reply_text(k): int(v) for k, v in raw.items()}
         minutes = {int(k[2:]): v for k, v in counts.items() if k.startswith("m:") and v > 0}
         return RegistrationStats(
             total=int(total),
@@ -356,7 +356,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         )
         if not pairs:
             return []
-        ids = [_text(i) for i, _ in pairs]
+        ids = [reply_text(i) for i, _ in pairs]
         (raws,) = await self._r.run(("HMGET", self._r.key("registrations"), *ids))
         result: list[Registration] = []
         for (_, deadline), raw in zip(pairs, raws, strict=True):
@@ -383,9 +383,9 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         """
         owner_key = self._r.key("reg:owner")
         (owner,) = await self._r.run(("HGET", owner_key, registration.id))
-        if owner is None or _text(owner) == self.node_id:
+        if owner is None or reply_text(owner) == self.node_id:
             return None
-        (alive,) = await self._r.run(("EXISTS", self._r.key("node:" + _text(owner))))
+        (alive,) = await self._r.run(("EXISTS", self._r.key("node:" + reply_text(owner))))
         if int(alive):
             return None
         try:
@@ -396,7 +396,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
             "took %s id=%s over from node %s (gone), now at %s:%d",
             new.endpoint,
             new.id,
-            _text(owner),
+            reply_text(owner),
             *address[:2],
         )
         return new
@@ -404,7 +404,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
     async def owner(self, registration_id: str) -> str | None:
         """The node that received the registration's last Register or Update."""
         (raw,) = await self._r.run(("HGET", self._r.key("reg:owner"), registration_id))
-        return None if raw is None else _text(raw)
+        return None if raw is None else reply_text(raw)
 
     # -- writes
     def _args(self, *values: str) -> list[str]:
@@ -431,7 +431,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
                 tag(registration),
             ),
         )
-        if _text(reply[0]) == "conflict":
+        if reply_text(reply[0]) == "conflict":
             raise RegistrationConflict(
                 f"endpoint name {registration.endpoint!r} is registered by another client"
             )
@@ -593,7 +593,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
         key = self._r.key("reg:names")
         if text is None:
             (raw,) = await self._r.run(("ZRANGE", key, "0", str(self.scan_limit - 1)))
-            return [_text(n) for n in raw]
+            return [reply_text(n) for n in raw]
         pattern = "*" + _glob_nocase(text) + "*"
         names: list[str] = []
         cursor: Any = 0
@@ -601,7 +601,7 @@ class RedisRegistrationStore(MemoryRegistrationStore):
             ((cursor, raw),) = await self._r.run(
                 ("ZSCAN", key, str(cursor), "MATCH", pattern, "COUNT", "5000")
             )
-            names += [_text(n) for n, _ in raw]
+            names += [reply_text(n) for n, _ in raw]
             if int(cursor) == 0:
                 break
         return names[: self.scan_limit]
@@ -674,7 +674,7 @@ class RedisObservationStore(MemoryObservationStore):
             for oid, value in raw.items():
                 record = ObservationRecord.from_dict(load_doc(value))
                 commands.append(
-                    ("SADD", self._r.key("obs:reg:" + record.registration_id), _text(oid))
+                    ("SADD", self._r.key("obs:reg:" + record.registration_id), reply_text(oid))
                 )
             if commands:
                 await self._r.run(*commands)
@@ -691,7 +691,7 @@ class RedisObservationStore(MemoryObservationStore):
             sets = await self._r.run(
                 *(("SMEMBERS", self._r.key("obs:reg:" + rid)) for rid in chunk)
             )
-            ids = [_text(i) for members in sets for i in members]
+            ids = [reply_text(i) for members in sets for i in members]
             if not ids:
                 continue
             (raws,) = await self._r.run(("HMGET", self._r.key("observations"), *ids))
@@ -828,10 +828,10 @@ class RedisSecurityStore(MemorySecurityStore):
             [],
             [self._r.prefix, entry.endpoint, security_text(entry), identity, self.node_id],
         )
-        if _text(reply[0]) == "conflict":
+        if reply_text(reply[0]) == "conflict":
             raise SecurityConflict(
                 f"PSK identity {entry.psk.identity if entry.psk else b''!r} is already used "
-                f"by endpoint {_text(reply[1])!r}"
+                f"by endpoint {reply_text(reply[1])!r}"
             )
         local = self._set(entry)
         old = reply[1] if len(reply) > 1 else None
@@ -894,7 +894,7 @@ class RedisDocumentStore:
     async def items(self, namespace: str) -> list[tuple[str, JsonDoc]]:
         """One HGETALL, sorted by key here (Redis hashes are unordered)."""
         (raw,) = await self._r.run(("HGETALL", self._r.key(f"doc:{namespace}")))
-        items = {_text(k): load_doc(v) for k, v in raw.items()}
+        items = {reply_text(k): load_doc(v) for k, v in raw.items()}
         return [(k, items[k]) for k in sorted(items)]
 
     def may_hold(self, namespace: str) -> bool:
@@ -906,7 +906,7 @@ class RedisDocumentStore:
         takes two namespaces, nearly always empty), and each document goes to one node."""
         name = self._r.key(f"doc:{namespace}")
         flat = await self._r.hot_script(self._take_all, [name], [])
-        items = {_text(flat[i]): load_doc(flat[i + 1]) for i in range(0, len(flat), 2)}
+        items = {reply_text(flat[i]): load_doc(flat[i + 1]) for i in range(0, len(flat), 2)}
         return [(k, items[k]) for k in sorted(items)]
 
     async def append(self, namespace: str, doc: JsonDoc, *, keep: int = 1000) -> None:
@@ -923,7 +923,9 @@ class RedisDocumentStore:
         return [load_doc(r) for r in raw]
 
 
-def _text(value: Any) -> str:
+def reply_text(value: Any) -> str:
+    """A Redis reply as text: ``bytes`` from a raw connection, ``str`` from redis-py with
+    ``decode_responses``, an integer from a counter."""
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
