@@ -43,9 +43,10 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
+T = TypeVar("T")
 Phases = dict[str, dict[str, float]]
 
 
@@ -87,17 +88,19 @@ class OthersCpu:
     def __init__(self) -> None:
         self.taken: list[float] = []
 
-    def measure(self, ours: Callable[[], float], phase: Callable[[], Any]) -> Any:
-        """Run ``phase``; ``ours()`` is the CPU seconds of the process under test so far."""
+    def measure(self, ours: Callable[[], float], phase: Callable[[], T]) -> tuple[T, float]:
+        """Run ``phase``; its result and the CPU seconds the process under test spent in it
+        (``ours()``: that process's CPU seconds so far)."""
         machine, own, children = machine_cpu_s(), ours(), children_cpu_s()
         started = time.perf_counter()
         result = phase()
         wall = time.perf_counter() - started
         machine_after = machine_cpu_s()
+        own_spent = ours() - own
         if machine is not None and machine_after is not None:
-            spent = (ours() - own) + (children_cpu_s() - children)
+            spent = own_spent + (children_cpu_s() - children)
             self.taken.append(max(0.0, (machine_after - machine - spent) / wall))
-        return result
+        return result, own_spent
 
     def summary(self) -> str:
         """The median over the rounds and the most of one round: one busy round moves the
@@ -389,12 +392,12 @@ def main() -> int:
                 assert engine.stdout is not None
                 eport = int(engine.stdout.readline())
                 wait_coap(eport, engine)
-                before = cpu_s(engine.pid)
-                got = others_get.measure(
+                phases, engine_spent = others_get.measure(
                     partial(cpu_s, engine.pid),
                     partial(run_loadgen, loadgen, "get", eport, args.seconds, *gen, "g"),
-                )["get"]
-                engine_cpu.append((cpu_s(engine.pid) - before) / got["ok"] * 1e6)
+                )
+                got = phases["get"]
+                engine_cpu.append(engine_spent / got["ok"] * 1e6)
                 engine_rates.append(got["rate"])
                 stop(engine)
                 data = tmp / f"{store}-{r}"
@@ -405,14 +408,13 @@ def main() -> int:
                 except (TimeoutError, RuntimeError):
                     print((data / "server.log").read_text()[-2000:])
                     raise
-                before = cpu_s(server.pid)
-                phases = others_storm.measure(
+                phases, server_spent = others_storm.measure(
                     partial(cpu_s, server.pid),
                     partial(run_loadgen, loadgen, "storm", port, args.seconds, *gen, f"s{r}"),
                 )
                 served = sum(phases[p]["ok"] for p in ("register", "update", "deregister"))
                 phases["rss"] = {"mb": rss_mb(server.pid)}
-                phases["cpu"] = {"us": (cpu_s(server.pid) - before) / served * 1e6}
+                phases["cpu"] = {"us": server_spent / served * 1e6}
                 stop(server)
                 results.append(phases)
             get_rate = statistics.median(engine_rates)
