@@ -1,0 +1,149 @@
+"""Duplicate detection: what the engine remembers of each message, and for how long.
+
+The entries are plain tuples, replaced rather than changed, so a message that
+reuses a (peer, MID) must never have its state overwritten by the older one's.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+
+from coap_engine_pair import CLIENT
+
+from lwm2m.coap.codec import decode, encode
+from lwm2m.coap.codes import Code, MessageType
+from lwm2m.coap.engine import Engine
+from lwm2m.coap.events import RequestReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.params import TransmissionParameters
+
+
+def con_get(mid: int, token: bytes) -> bytes:
+    return encode(Message(Code.GET, MessageType.CON, mid, token, uri_path=("x",)))
+
+
+def received(engine: Engine) -> list[RequestReceived]:
+    events = []
+    while (event := engine.next_event()) is not None:
+        assert isinstance(event, RequestReceived)
+        events.append(event)
+    return events
+
+
+def test_what_dedup_remembers_is_not_walked_by_the_collector() -> None:
+    # A busy endpoint remembers 100,000 messages: objects the collector tracks were walked
+    # again by every middle and full collection (a storm's longest pauses).
+    engine = Engine(rng=random.Random(1))
+    for i in range(300):
+        address = ("127.0.0.1", 40000 + i % 7)
+        engine.receive_datagram(con_get(i, i.to_bytes(2, "big")), address, 1.0)
+    for n, event in enumerate(received(engine)):
+        if n % 3 == 0:
+            engine.respond(event.request_id, Message(Code.CONTENT, payload=b"v"), 1.0)
+        elif n % 3 == 1:
+            engine.decline(event.request_id)
+        # the third stays pending
+    engine.receive_datagram(b"\x40\x01", CLIENT, 1.0)  # malformed: no entry, an RST
+    gc.collect()
+    assert len(engine._dedup) == 300
+    assert not any(gc.is_tracked(key) for key in engine._dedup)
+    assert not any(gc.is_tracked(entry) for entry in engine._dedup.values())
+    assert not any(gc.is_tracked(item) for item in engine._dedup_order)
+
+
+def test_the_answer_of_an_older_message_under_the_same_mid_stays_its_own() -> None:
+    engine = Engine(rng=random.Random(1))
+    engine.receive_datagram(con_get(7, b"old"), CLIENT, 0.0)
+    [older] = received(engine)
+    # The client reuses MID 7 for another request (a new token) while the first is pending.
+    engine.receive_datagram(con_get(7, b"new"), CLIENT, 1.0)
+    [newer] = received(engine)
+    engine.respond(older.request_id, Message(Code.CONTENT, payload=b"older"), 2.0)
+    engine.datagrams_to_send(2.0)
+    # A duplicate of the newer one, still unanswered: an empty ACK, not the older's answer.
+    engine.receive_datagram(con_get(7, b"new"), CLIENT, 3.0)
+    [(data, _)] = engine.datagrams_to_send(3.0)
+    ack = decode(data)
+    assert ack.type == MessageType.ACK and ack.code == Code.EMPTY and ack.mid == 7
+    engine.respond(newer.request_id, Message(Code.CONTENT, payload=b"newer"), 4.0)
+    [(data, _)] = engine.datagrams_to_send(4.0)
+    # Acknowledged already, so the answer goes as a separate response.
+    assert decode(data).payload == b"newer" and decode(data).type == MessageType.CON
+    # The duplicate is answered from memory with the empty ACK, as before.
+    engine.receive_datagram(con_get(7, b"new"), CLIENT, 5.0)
+    [(data, _)] = engine.datagrams_to_send(5.0)
+    assert decode(data).code == Code.EMPTY
+    assert received(engine) == []
+
+
+def test_a_duplicate_gets_the_answer_of_its_own_message() -> None:
+    engine = Engine(rng=random.Random(1))
+    engine.receive_datagram(con_get(7, b"old"), CLIENT, 0.0)
+    [older] = received(engine)
+    engine.respond(older.request_id, Message(Code.CONTENT, payload=b"older"), 0.0)
+    engine.datagrams_to_send(0.0)
+    engine.receive_datagram(con_get(7, b"new"), CLIENT, 1.0)
+    [newer] = received(engine)
+    engine.respond(newer.request_id, Message(Code.CONTENT, payload=b"newer"), 1.0)
+    engine.datagrams_to_send(1.0)
+    engine.receive_datagram(con_get(7, b"new"), CLIENT, 2.0)
+    [(data, _)] = engine.datagrams_to_send(2.0)
+    assert decode(data).payload == b"newer"
+    assert received(engine) == []
+
+
+def test_expiry_of_an_older_message_keeps_the_newer_under_the_same_mid() -> None:
+    params = TransmissionParameters()
+    lifetime = params.exchange_lifetime_s
+    engine = Engine(params, rng=random.Random(1))
+    engine.receive_datagram(con_get(7, b"old"), CLIENT, 0.0)
+    [older] = received(engine)
+    engine.respond(older.request_id, Message(Code.CONTENT, payload=b"older"), 0.0)
+    engine.receive_datagram(con_get(7, b"new"), CLIENT, 100.0)
+    [newer] = received(engine)
+    engine.respond(newer.request_id, Message(Code.CONTENT, payload=b"newer"), 100.0)
+    engine.datagrams_to_send(100.0)
+    engine.handle_timer(lifetime + 1.0)  # the older one's time is up, not the newer's
+    engine.receive_datagram(con_get(7, b"new"), CLIENT, lifetime + 2.0)
+    [(data, _)] = engine.datagrams_to_send(lifetime + 2.0)
+    assert decode(data).payload == b"newer"
+    assert received(engine) == []
+    engine.handle_timer(100.0 + lifetime + 1.0)
+    assert len(engine._dedup) == 0 and len(engine._dedup_order) == 0
+
+
+def test_the_size_bound_forgets_the_oldest_message_first() -> None:
+    engine = Engine(TransmissionParameters(max_dedup_entries=2), rng=random.Random(1))
+    engine.receive_datagram(con_get(1, b"a"), CLIENT, 0.0)
+    engine.receive_datagram(con_get(1, b"b"), CLIENT, 0.0)  # same MID, newer: replaces
+    engine.receive_datagram(con_get(2, b"c"), CLIENT, 0.0)
+    engine.receive_datagram(con_get(3, b"d"), CLIENT, 0.0)  # three remembered: MID 1 goes
+    for event in received(engine):
+        engine.respond(event.request_id, Message(Code.CONTENT, payload=event.message.token), 0.0)
+    engine.datagrams_to_send(0.0)
+    assert sorted(key[2] for key in engine._dedup) == [2, 3]
+    engine.receive_datagram(con_get(2, b"c"), CLIENT, 1.0)
+    [(data, _)] = engine.datagrams_to_send(1.0)
+    assert decode(data).payload == b"c"  # replayed
+    engine.receive_datagram(con_get(1, b"b"), CLIENT, 1.0)
+    assert len(received(engine)) == 1  # forgotten: a new request
+
+
+def test_an_empty_ack_for_an_older_message_leaves_the_newer_unacknowledged() -> None:
+    params = TransmissionParameters()
+    delay = params.separate_response_delay_s
+    engine = Engine(params, rng=random.Random(1))
+    engine.receive_datagram(con_get(7, b"old"), CLIENT, 0.0)
+    received(engine)
+    engine.receive_datagram(con_get(7, b"new"), CLIENT, delay / 2)  # MID 7 again
+    [newer] = received(engine)
+    engine.handle_timer(delay)  # the older one's handler is slow: its empty ACK goes out
+    engine.datagrams_to_send(delay)
+    # The newer one's duplicate finds it unanswered, so it is acknowledged now ...
+    engine.receive_datagram(con_get(7, b"new"), CLIENT, delay + 0.1)
+    engine.datagrams_to_send(delay + 0.1)
+    engine.respond(newer.request_id, Message(Code.CONTENT, payload=b"newer"), delay + 0.2)
+    [(data, _)] = engine.datagrams_to_send(delay + 0.2)
+    # ... and its answer goes as a separate response, which the client waits for.
+    assert decode(data).type == MessageType.CON and decode(data).payload == b"newer"
