@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import builtins
 import copy
-import heapq
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -22,6 +21,7 @@ from lwm2m.stores.base import (
     UnknownRegistration,
     check_json_doc,
 )
+from lwm2m.stores.deadlines import Deadlines
 from lwm2m.stores.query import (
     RegistrationIndex,
     RegistrationPage,
@@ -47,13 +47,14 @@ _SYNCHRONOUS_ONLY_AS_DEFINED_HERE = (
 
 
 class MemoryRegistrationStore:
-    """Registrations in dicts, with an expiry heap (lazy deletion) for :meth:`expired`."""
+    """Registrations in dicts, with their deadlines by the second (lazy deletion) for
+    :meth:`expired`."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, Registration] = {}
         self._by_endpoint: dict[str, str] = {}
         self._by_address: dict[Address, str] = {}
-        self._expiry: builtins.list[tuple[float, str]] = []
+        self._deadlines = Deadlines()
         self._query_index = RegistrationIndex()
         cls = type(self)
         self._synchronous = all(
@@ -87,27 +88,19 @@ class MemoryRegistrationStore:
         return len(self._by_id)
 
     def expired(self, now: float, grace_s: float = 0.0) -> builtins.list[Registration]:
-        """From the expiry heap, so the sweep costs the expired ones, not the fleet.
+        """From the deadlines index, so the sweep costs the expired ones, not the fleet.
 
-        Stale heap entries (updated or removed registrations) are skipped; the
-        expired ones stay in the heap until the caller removes them, so a sweep
-        that fails to remove one finds it again next time.
+        Stale entries (updated or removed registrations) are skipped; the expired
+        ones stay in the index until the caller removes them, so a sweep that fails
+        to remove one finds it again next time.
         """
-        result: builtins.list[Registration] = []
-        found: set[str] = set()
-        heap = self._expiry
-        while heap and heap[0][0] + grace_s < now:
-            expires_at, rid = heapq.heappop(heap)
-            reg = self._by_id.get(rid)
-            # Stale heap entries (updated or removed registrations) are skipped, and so is
-            # a second entry of one deadline (a lifetime changed, then changed back).
-            if reg is not None and reg.expires_at == expires_at and rid not in found:
-                found.add(rid)
-                result.append(reg)
-                # Keep it in the heap until it is really removed by the caller.
-        for reg in result:
-            heapq.heappush(heap, (reg.expires_at, reg.id))
-        return result
+        by_id = self._by_id
+
+        def deadline_of(rid: str) -> float | None:
+            reg = by_id.get(rid)
+            return None if reg is None else reg.expires_at
+
+        return [by_id[rid] for rid in self._deadlines.due(now, grace_s, deadline_of)]
 
     def query(self, query: RegistrationQuery) -> RegistrationPage:
         """One page of the REST API's client list, from the secondary index (:mod:`lwm2m.stores.query`)."""
@@ -287,11 +280,11 @@ class MemoryRegistrationStore:
         self._push_deadline(reg)
 
     def _push_deadline(self, reg: Registration) -> None:
-        heapq.heappush(self._expiry, (reg.expires_at, reg.id))
+        deadlines = self._deadlines
+        deadlines.push(reg.expires_at, reg.id)
         # Lazy deletion leaves stale entries behind; rebuild when they dominate.
-        if len(self._expiry) > 4 * len(self._by_id) + 64:
-            self._expiry = [(r.expires_at, r.id) for r in self._by_id.values()]
-            heapq.heapify(self._expiry)
+        if deadlines.entries > 4 * len(self._by_id) + 64:
+            deadlines.rebuild((r.expires_at, r.id) for r in self._by_id.values())
 
     def _replace(self, old: Registration, new: Registration) -> None:
         """``new`` (same id) in the place of ``old``: an Update touches only what it changed."""
