@@ -294,3 +294,29 @@ async def test_text_search_between_changes_sees_each_change() -> None:
     for reg in list(live.values()):
         await store.remove(reg.id)
     assert [store.query(q).total for q in searches] == [0] * len(searches)
+
+
+async def test_search_lines_cost_nothing_until_searched_and_after_many_changes() -> None:
+    """No name is noted for the search lines before the first text search, nor once
+    half the lines are outdated: the next search builds them all, and finds what a
+    search between every change would."""
+    rnd = random.Random(9)
+    store = MemoryRegistrationStore()
+    pool = fleet(40)
+    for reg in pool:
+        await store.add(reg)
+    index = store._query_index
+    assert not index._stale and not index._lines  # a just-loaded store holds no names twice
+    live = {reg.endpoint: reg for reg in pool}
+    search = RegistrationQuery(text="10.")
+    assert store.query(search).total == reference(list(live.values()), search)[0]
+    for step in range(120):  # three times the live names, no search in between
+        old = live[rnd.choice(sorted(live))]
+        new = replace(old, address=(f"10.{rnd.randrange(9)}.1.{step % 9}", 5683))
+        await store.update(new)
+        live[new.endpoint] = new
+    assert not index._lines and not index._stale
+    for text in ("10.3.", "10.8.1.", "meter"):
+        q = RegistrationQuery(text=text)
+        page = store.query(q)
+        assert (page.total, [r.endpoint for r in page.items]) == reference(list(live.values()), q)
