@@ -86,6 +86,24 @@ async def test_a_capped_buffer_is_told(caplog: pytest.LogCaptureFixture) -> None
     ]
 
 
+@linux_only
+async def test_a_capped_buffer_is_told_once_for_all_the_sockets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    asked = 3 * _rmem_max()  # a size no other test asks for: told once in this process
+    if asked >= 1 << 31:
+        pytest.skip("net.core.rmem_max is too large to ask beyond it (a C int)")
+    with caplog.at_level(logging.INFO, logger="lwm2m.coap.endpoint"):
+        endpoints = [
+            await Endpoint.create("127.0.0.1", 0, handler=_answer, receive_buffer=asked)
+            for _ in range(3)
+        ]
+    for endpoint in endpoints:
+        assert endpoint.receive_buffer == 2 * _rmem_max()
+        await endpoint.close()
+    assert sum("capped" in r.getMessage() for r in caplog.records) == 1
+
+
 @pytest.mark.parametrize("size", [0, -1, 1 << 31])
 async def test_a_buffer_of_no_bytes_or_beyond_a_c_int_is_refused(size: int) -> None:
     with pytest.raises(ValueError, match=f"positive number of bytes up to {(1 << 31) - 1}, not"):

@@ -329,6 +329,10 @@ MessageTracer = Callable[[str, Message, Address], None]
 """Sees every CoAP message: ``("in" | "out", message, peer address)``."""
 
 
+#: (granted, asked) receive buffer sizes already told as capped, by this process.
+_CAPS_TOLD: set[tuple[int, int]] = set()
+
+
 def _ask_receive_buffer(sock: socket.socket, size: int) -> None:
     """Ask for a receive buffer of ``size`` bytes; what the system caps is told, not fatal
     (a smaller buffer drops more of a storm, it serves all the same)."""
@@ -345,7 +349,9 @@ def _ask_receive_buffer(sock: socket.socket, size: int) -> None:
     granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     if sys.platform.startswith("linux"):
         granted //= 2  # Linux reports twice the size it holds data for
-    if granted < size:
+    if granted < size and (granted, size) not in _CAPS_TOLD:
+        # Once: a server opens up to four sockets (CoAP and CoAPS, IPv4 and IPv6).
+        _CAPS_TOLD.add((granted, size))
         logger.info(
             "UDP receive buffer capped at %d of the %d bytes asked for (Linux: raise "
             "net.core.rmem_max): a storm of requests may overflow it and be retransmitted",
