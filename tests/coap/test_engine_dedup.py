@@ -31,6 +31,18 @@ def received(engine: Engine) -> list[RequestReceived]:
     return events
 
 
+def arrive(engine: Engine, mid: int, token: bytes, now: float) -> list[Message]:
+    """A CON GET from CLIENT: what the engine sends back at once."""
+    engine.receive_datagram(con_get(mid, token), CLIENT, now)
+    return [decode(data) for data, _ in engine.datagrams_to_send(now)]
+
+
+def answer(engine: Engine, event: RequestReceived, payload: bytes, now: float) -> list[Message]:
+    """The application's answer to ``event``: what goes out."""
+    engine.respond(event.request_id, Message(Code.CONTENT, payload=payload), now)
+    return [decode(data) for data, _ in engine.datagrams_to_send(now)]
+
+
 def test_what_dedup_remembers_is_not_walked_by_the_collector() -> None:
     # A busy endpoint remembers 100,000 messages: objects the collector tracks were walked
     # again by every middle and full collection (a storm's longest pauses).
@@ -54,60 +66,39 @@ def test_what_dedup_remembers_is_not_walked_by_the_collector() -> None:
 
 def test_the_answer_of_an_older_message_under_the_same_mid_stays_its_own() -> None:
     engine = Engine(rng=random.Random(1))
-    engine.receive_datagram(con_get(7, b"old"), CLIENT, 0.0)
+    arrive(engine, 7, b"old", 0.0)
     [older] = received(engine)
     # The client reuses MID 7 for another request (a new token) while the first is pending.
-    engine.receive_datagram(con_get(7, b"new"), CLIENT, 1.0)
+    arrive(engine, 7, b"new", 1.0)
     [newer] = received(engine)
-    engine.respond(older.request_id, Message(Code.CONTENT, payload=b"older"), 2.0)
-    engine.datagrams_to_send(2.0)
+    answer(engine, older, b"older", 2.0)
     # A duplicate of the newer one, still unanswered: an empty ACK, not the older's answer.
-    engine.receive_datagram(con_get(7, b"new"), CLIENT, 3.0)
-    [(data, _)] = engine.datagrams_to_send(3.0)
-    ack = decode(data)
+    [ack] = arrive(engine, 7, b"new", 3.0)
     assert ack.type == MessageType.ACK and ack.code == Code.EMPTY and ack.mid == 7
-    engine.respond(newer.request_id, Message(Code.CONTENT, payload=b"newer"), 4.0)
-    [(data, _)] = engine.datagrams_to_send(4.0)
     # Acknowledged already, so the answer goes as a separate response.
-    assert decode(data).payload == b"newer" and decode(data).type == MessageType.CON
+    [separate] = answer(engine, newer, b"newer", 4.0)
+    assert separate.payload == b"newer" and separate.type == MessageType.CON
     # The duplicate is answered from memory with the empty ACK, as before.
-    engine.receive_datagram(con_get(7, b"new"), CLIENT, 5.0)
-    [(data, _)] = engine.datagrams_to_send(5.0)
-    assert decode(data).code == Code.EMPTY
+    [replayed] = arrive(engine, 7, b"new", 5.0)
+    assert replayed.code == Code.EMPTY
     assert received(engine) == []
 
 
-def test_a_duplicate_gets_the_answer_of_its_own_message() -> None:
-    engine = Engine(rng=random.Random(1))
-    engine.receive_datagram(con_get(7, b"old"), CLIENT, 0.0)
-    [older] = received(engine)
-    engine.respond(older.request_id, Message(Code.CONTENT, payload=b"older"), 0.0)
-    engine.datagrams_to_send(0.0)
-    engine.receive_datagram(con_get(7, b"new"), CLIENT, 1.0)
-    [newer] = received(engine)
-    engine.respond(newer.request_id, Message(Code.CONTENT, payload=b"newer"), 1.0)
-    engine.datagrams_to_send(1.0)
-    engine.receive_datagram(con_get(7, b"new"), CLIENT, 2.0)
-    [(data, _)] = engine.datagrams_to_send(2.0)
-    assert decode(data).payload == b"newer"
-    assert received(engine) == []
-
-
-def test_expiry_of_an_older_message_keeps_the_newer_under_the_same_mid() -> None:
+def test_a_duplicate_gets_its_own_answer_and_the_older_one_expires_alone() -> None:
     params = TransmissionParameters()
     lifetime = params.exchange_lifetime_s
     engine = Engine(params, rng=random.Random(1))
-    engine.receive_datagram(con_get(7, b"old"), CLIENT, 0.0)
+    arrive(engine, 7, b"old", 0.0)
     [older] = received(engine)
-    engine.respond(older.request_id, Message(Code.CONTENT, payload=b"older"), 0.0)
-    engine.receive_datagram(con_get(7, b"new"), CLIENT, 100.0)
+    answer(engine, older, b"older", 0.0)
+    arrive(engine, 7, b"new", 100.0)
     [newer] = received(engine)
-    engine.respond(newer.request_id, Message(Code.CONTENT, payload=b"newer"), 100.0)
-    engine.datagrams_to_send(100.0)
+    answer(engine, newer, b"newer", 100.0)
+    [replayed] = arrive(engine, 7, b"new", 101.0)  # a duplicate gets its own message's answer
+    assert replayed.payload == b"newer"
     engine.handle_timer(lifetime + 1.0)  # the older one's time is up, not the newer's
-    engine.receive_datagram(con_get(7, b"new"), CLIENT, lifetime + 2.0)
-    [(data, _)] = engine.datagrams_to_send(lifetime + 2.0)
-    assert decode(data).payload == b"newer"
+    [replayed] = arrive(engine, 7, b"new", lifetime + 2.0)
+    assert replayed.payload == b"newer"
     assert received(engine) == []
     engine.handle_timer(100.0 + lifetime + 1.0)
     assert len(engine._dedup) == 0 and len(engine._dedup_order) == 0
@@ -115,18 +106,16 @@ def test_expiry_of_an_older_message_keeps_the_newer_under_the_same_mid() -> None
 
 def test_the_size_bound_forgets_the_oldest_message_first() -> None:
     engine = Engine(TransmissionParameters(max_dedup_entries=2), rng=random.Random(1))
-    engine.receive_datagram(con_get(1, b"a"), CLIENT, 0.0)
-    engine.receive_datagram(con_get(1, b"b"), CLIENT, 0.0)  # same MID, newer: replaces
-    engine.receive_datagram(con_get(2, b"c"), CLIENT, 0.0)
-    engine.receive_datagram(con_get(3, b"d"), CLIENT, 0.0)  # three remembered: MID 1 goes
+    arrive(engine, 1, b"a", 0.0)
+    arrive(engine, 1, b"b", 0.0)  # same MID, newer: replaces
+    arrive(engine, 2, b"c", 0.0)
+    arrive(engine, 3, b"d", 0.0)  # three remembered: MID 1 goes
     for event in received(engine):
-        engine.respond(event.request_id, Message(Code.CONTENT, payload=event.message.token), 0.0)
-    engine.datagrams_to_send(0.0)
+        answer(engine, event, event.message.token, 0.0)
     assert sorted(key[2] for key in engine._dedup) == [2, 3]
-    engine.receive_datagram(con_get(2, b"c"), CLIENT, 1.0)
-    [(data, _)] = engine.datagrams_to_send(1.0)
-    assert decode(data).payload == b"c"  # replayed
-    engine.receive_datagram(con_get(1, b"b"), CLIENT, 1.0)
+    [replayed] = arrive(engine, 2, b"c", 1.0)
+    assert replayed.payload == b"c"
+    arrive(engine, 1, b"b", 1.0)
     assert len(received(engine)) == 1  # forgotten: a new request
 
 
@@ -134,16 +123,14 @@ def test_an_empty_ack_for_an_older_message_leaves_the_newer_unacknowledged() -> 
     params = TransmissionParameters()
     delay = params.separate_response_delay_s
     engine = Engine(params, rng=random.Random(1))
-    engine.receive_datagram(con_get(7, b"old"), CLIENT, 0.0)
+    arrive(engine, 7, b"old", 0.0)
     received(engine)
-    engine.receive_datagram(con_get(7, b"new"), CLIENT, delay / 2)  # MID 7 again
+    arrive(engine, 7, b"new", delay / 2)  # MID 7 again
     [newer] = received(engine)
     engine.handle_timer(delay)  # the older one's handler is slow: its empty ACK goes out
     engine.datagrams_to_send(delay)
     # The newer one's duplicate finds it unanswered, so it is acknowledged now ...
-    engine.receive_datagram(con_get(7, b"new"), CLIENT, delay + 0.1)
-    engine.datagrams_to_send(delay + 0.1)
-    engine.respond(newer.request_id, Message(Code.CONTENT, payload=b"newer"), delay + 0.2)
-    [(data, _)] = engine.datagrams_to_send(delay + 0.2)
+    arrive(engine, 7, b"new", delay + 0.1)
     # ... and its answer goes as a separate response, which the client waits for.
-    assert decode(data).type == MessageType.CON and decode(data).payload == b"newer"
+    [separate] = answer(engine, newer, b"newer", delay + 0.2)
+    assert separate.type == MessageType.CON and separate.payload == b"newer"
