@@ -12,7 +12,7 @@ from test_stores import stores  # noqa: F401  (fixture; redis_url is in tests/co
 from lwm2m.coap.peer import PeerIdentity
 from lwm2m.stores import open_stores
 from lwm2m.stores.memory import MemoryRegistrationStore
-from lwm2m.stores.query import RegistrationQuery, SortKey
+from lwm2m.stores.query import RegistrationIndex, RegistrationQuery, SortKey
 from lwm2m.stores.records import Registration
 
 NOW = 1_800_000_000.0
@@ -320,3 +320,36 @@ async def test_search_lines_cost_nothing_until_searched_and_after_many_changes()
         q = RegistrationQuery(text=text)
         page = store.query(q)
         assert (page.total, [r.endpoint for r in page.items]) == reference(list(live.values()), q)
+
+
+async def test_names_removed_and_added_again_between_queries_are_listed_once() -> None:
+    """The sorted names skip removed ones and hold each live one once, however names
+    leave and come back between two queries (only the removed ones are remembered)."""
+    rnd = random.Random(11)
+    store = MemoryRegistrationStore()
+    pool = fleet(30)
+    live: dict[str, Registration] = {}
+    everyone = RegistrationQuery()
+    for step in range(600):
+        reg = rnd.choice(pool)
+        if reg.endpoint in live and rnd.random() < 0.5:
+            await store.remove(live.pop(reg.endpoint).id)
+        else:
+            new = replace(reg, id=f"{reg.id}-{step}")
+            await store.add(new)
+            live[new.endpoint] = new
+        if rnd.random() < 0.15:
+            page = store.query(everyone)
+            assert [r.endpoint for r in page.items] == sorted(live)
+            index = store._query_index
+            assert len(index._sorted) == len(set(index._sorted)) == len(live)
+            assert not index._gone
+    assert [r.endpoint for r in store.query(everyone).items] == sorted(live)
+
+
+def test_a_name_added_again_while_live_is_listed_once() -> None:
+    index = RegistrationIndex()
+    first, *_ = fleet(1)
+    index.added(first)
+    index.added(replace(first, id="other"))  # the same name, told twice
+    assert [r.id for r in index.query(RegistrationQuery()).items] == ["other"]

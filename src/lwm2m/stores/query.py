@@ -131,9 +131,14 @@ class RegistrationIndex:
         self._lines_kept = False
         #: Names whose search line is missing, outdated or belongs to a removed name.
         self._stale: set[str] = set()
+        #: The names in name order as of the last query, removed ones included until the next.
         self._sorted: list[str] = []
+        #: Names added since the last query, not in :attr:`_sorted` yet.
         self._pending: list[str] = []
-        self._members: set[str] = set()
+        #: Names in one of those two lists that are no longer live. Only these, not every
+        #: listed name (a set of a million names is 34 MB): a name that is live or here is
+        #: listed, any other is not.
+        self._gone: set[str] = set()
         self._queue = 0
         self._secure = 0
         self._binding: Counter[str] = Counter()
@@ -143,12 +148,18 @@ class RegistrationIndex:
     def added(self, reg: Registration) -> None:
         """The store now holds ``reg`` (after :meth:`removed` of the one it replaces)."""
         name = reg.endpoint
-        self._by_name[name] = reg
+        by_name = self._by_name
+        listed = name in by_name
+        by_name[name] = reg
         if self._lines_kept:
             self._note_stale(name)
         self._count(reg, 1)
-        if name not in self._members:
-            self._members.add(name)
+        if listed:
+            return
+        gone = self._gone
+        if name in gone:
+            gone.discard(name)  # listed still, and live again
+        else:
             self._pending.append(name)
 
     def replaced(self, old: Registration, new: Registration) -> None:
@@ -183,6 +194,7 @@ class RegistrationIndex:
         """The store no longer holds ``reg``; its name leaves the sorted list at the next query."""
         if self._by_name.get(reg.endpoint) is reg:
             del self._by_name[reg.endpoint]
+            self._gone.add(reg.endpoint)
             if self._lines_kept:
                 self._note_stale(reg.endpoint)
         self._count(reg, -1)
@@ -250,11 +262,11 @@ class RegistrationIndex:
                 self._sorted.extend(self._pending)
                 self._sorted.sort()
             self._pending.clear()
-        if len(self._members) != len(self._by_name):
+        gone = self._gone
+        if gone:
             # Removed names are dropped here rather than on the registration path.
-            live = self._by_name
-            self._sorted = [n for n in self._sorted if n in live]
-            self._members = set(self._sorted)
+            self._sorted = [n for n in self._sorted if n not in gone]
+            gone.clear()
         return self._sorted
 
     def _search_lines(self) -> dict[str, str]:
