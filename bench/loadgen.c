@@ -15,6 +15,12 @@
  *       load balancer hashing on the address keeps it on one node).
  *   loadgen get HOST PORT SECONDS [ENDPOINTS [INFLIGHT]]
  *       plain CON GET /bench.
+ *   loadgen open HOST PORT SECONDS [ENDPOINTS [SOCKETS [PREFIX [RATE]]]]
+ *       Register at RATE a second for SECONDS whatever the answers (an open
+ *       loop, as a fleet coming back does), round-robin over SOCKETS; no
+ *       retransmission, an unanswered request is counted lost. A closed loop
+ *       hides the server's pauses (they delay only what is in flight); this
+ *       shows them in its tail: one line phase=open ... max_us=.
  *   loadgen respond PORT
  *       a trivial CoAP responder (answers from the header bytes): the
  *       generator's own ceiling is measured against it.
@@ -275,6 +281,65 @@ static void run(enum phase phase, double seconds) {
     free(lat);
 }
 
+enum { RING = 8192 }; /* per socket, by MID: send times of an open loop's requests */
+
+static void run_open(double seconds, double rate) {
+    double *sent_at = calloc((size_t)nlanes * RING, sizeof *sent_at);
+    size_t cap = 1 << 20, nlat = 0;
+    double *lat = malloc(cap * sizeof *lat);
+    long sent = 0, ok = 0, errors = 0;
+    int ep = 0;
+    double start = now(), stop_at = start + seconds, next_at = start;
+    unsigned char in[1500];
+    for (;;) {
+        double t = now();
+        if (t >= stop_at + 2.0) break; /* the last answers' time */
+        while (t < stop_at && next_at <= t) {
+            int li = (int)(sent % nlanes);
+            struct lane *l = &lanes[li];
+            build(l, P_REGISTER, ep);
+            ep = (ep + 1) % nendpoints;
+            sent_at[(size_t)li * RING + l->mid % RING] = now();
+            send(l->fd, l->buf, (size_t)l->len, 0);
+            sent++;
+            next_at = start + (double)sent / rate;
+        }
+        double wait = t < stop_at ? next_at - now() : 0.05;
+        if (wait < 0) wait = 0;
+        if (wait > 0.005) wait = 0.005;
+        struct timespec ts = {0, (long)(wait * 1e9)};
+        if (ppoll(pfds, (nfds_t)nlanes, &ts, NULL) <= 0) continue;
+        double r_t = now();
+        for (int li = 0; li < nlanes; li++) {
+            if (!(pfds[li].revents & POLLIN)) continue;
+            ssize_t n;
+            while ((n = recv(lanes[li].fd, in, sizeof in, MSG_DONTWAIT)) > 0) {
+                if (n < 4 || (in[0] >> 4 & 3) != 2 || in[1] == 0) continue; /* ACKs with a code */
+                double *slot = &sent_at[(size_t)li * RING + (in[2] << 8 | in[3]) % RING];
+                if (*slot == 0) continue;
+                if (in[1] == 0x41) {
+                    ok++;
+                } else if (++errors <= 5) {
+                    fprintf(stderr, "open: answer %d.%02d\n", in[1] >> 5, in[1] & 31);
+                }
+                if (nlat == cap) lat = realloc(lat, (cap *= 2) * sizeof *lat);
+                lat[nlat++] = r_t - *slot;
+                *slot = 0;
+            }
+        }
+    }
+    qsort(lat, nlat, sizeof *lat, cmp_double);
+    double p50 = nlat ? lat[nlat / 2] : 0, p99 = nlat ? lat[(size_t)((double)nlat * 0.99)] : 0;
+    double worst = nlat ? lat[nlat - 1] : 0;
+    printf("phase=open ok=%ld errors=%ld lost=%ld sent=%ld seconds=%.3f rate=%.0f p50_us=%.0f "
+           "p99_us=%.0f max_us=%.0f\n",
+           ok, errors, sent - ok - errors, sent, seconds, (double)sent / seconds, p50 * 1e6,
+           p99 * 1e6, worst * 1e6);
+    fflush(stdout);
+    free(lat);
+    free(sent_at);
+}
+
 static int respond(int port) {
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -320,6 +385,7 @@ int main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: loadgen storm|get HOST PORT SECONDS [ENDPOINTS [INFLIGHT [PREFIX "
                         "[sticky]]]]\n"
+                        "       loadgen open HOST PORT SECONDS [ENDPOINTS [SOCKETS [PREFIX [RATE]]]]\n"
                         "       loadgen respond PORT\n");
         return 2;
     }
@@ -328,7 +394,11 @@ int main(int argc, char **argv) {
     if (argc > 5) nendpoints = atoi(argv[5]);
     if (argc > 6) nlanes = atoi(argv[6]);
     if (argc > 7) prefix = argv[7];
-    if (argc > 8) sticky = strcmp(argv[8], "sticky") == 0;
+    double rate = 0;
+    if (argc > 8) {
+        sticky = strcmp(argv[8], "sticky") == 0;
+        rate = atof(argv[8]);
+    }
     if (nlanes < 1 || nlanes > MAXLANES || nendpoints < 1) return 2;
     locations = calloc((size_t)nendpoints, sizeof *locations);
     server.sin_family = AF_INET;
@@ -352,6 +422,12 @@ int main(int argc, char **argv) {
         run(P_REGISTER, seconds);
         run(P_UPDATE, seconds);
         run(P_DEREGISTER, seconds);
+    } else if (strcmp(mode, "open") == 0) {
+        if (!(rate > 0)) {
+            fprintf(stderr, "open: RATE must be a positive number of requests a second\n");
+            return 2;
+        }
+        run_open(seconds, rate);
     } else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;

@@ -110,6 +110,10 @@ class OthersCpu:
         return f"{statistics.median(self.taken):.2f} (at most {max(self.taken):.2f})"
 
 
+#: Source ports of the open loop: a request of each every 20 ms at 12,800/s.
+OPEN_SOCKETS = 256
+
+
 def build_loadgen(workdir: Path) -> Path | None:
     """Compile loadgen.c; None (and says why) when there is no C compiler."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
@@ -156,8 +160,10 @@ def run_loadgen(
     prefix: str,
     *,
     sticky: bool = False,
+    rate: float | None = None,
 ) -> Phases:
-    """``sticky``: each name always from one lane (source port), as a real device."""
+    """``sticky``: each name always from one lane (source port), as a real device.
+    ``rate``: the requests a second of the ``open`` mode."""
     done = subprocess.run(
         [
             str(loadgen),
@@ -169,6 +175,7 @@ def run_loadgen(
             str(inflight),
             prefix,
             *(["sticky"] if sticky else []),
+            *([] if rate is None else [str(rate)]),
         ],
         check=True,
         capture_output=True,
@@ -346,7 +353,16 @@ def main() -> int:
     parser.add_argument("--log-level", default="INFO", help="of the server under test")
     parser.add_argument("--million", type=int, default=0, help="registrations for the hold test")
     parser.add_argument("--hold-only", action="store_true", help="only the --million test")
+    parser.add_argument(
+        "--open-rate",
+        type=float,
+        default=0.0,
+        help="after each storm, Registers at this rate a second whatever the answers (an open "
+        "loop: its tail shows the server's pauses, which the storm's closed loop hides); 0: none",
+    )
     args = parser.parse_args()
+    if not args.open_rate >= 0:  # NaN too
+        parser.error(f"--open-rate must be 0 (none) or requests a second, not {args.open_rate}")
     if args.million < 0 or (args.hold_only and args.million == 0):
         parser.error("--hold-only needs --million N with N > 0 (the registrations to hold)")
     stores = args.store or ["sqlite", "memory"]
@@ -415,6 +431,11 @@ def main() -> int:
                 served = sum(phases[p]["ok"] for p in ("register", "update", "deregister"))
                 phases["rss"] = {"mb": rss_mb(server.pid)}
                 phases["cpu"] = {"us": server_spent / served * 1e6}
+                if args.open_rate > 0:
+                    phases |= run_loadgen(
+                        loadgen, "open", port, args.seconds, args.endpoints, OPEN_SOCKETS,
+                        f"o{r}", rate=args.open_rate,
+                    )  # fmt: skip
                 stop(server)
                 results.append(phases)
             get_rate = statistics.median(engine_rates)
@@ -437,6 +458,15 @@ def main() -> int:
                     f"p99 {median(results, phase, 'p99_us') / 1000:.1f} ms "
                     f"(errors {sum(x[phase]['errors'] for x in results):.0f}, "
                     f"retransmits {sum(x[phase]['retransmits'] for x in results):.0f})"
+                )
+            if args.open_rate > 0:
+                print(
+                    f"{store}: open loop, Register at {args.open_rate:,.0f}/s after the storm: "
+                    f"p50 {median(results, 'open', 'p50_us') / 1000:.1f} ms "
+                    f"p99 {median(results, 'open', 'p99_us') / 1000:.1f} ms "
+                    f"max {median(results, 'open', 'max_us') / 1000:.1f} ms (medians; "
+                    f"lost {sum(x['open']['lost'] for x in results):.0f} of "
+                    f"{sum(x['open']['sent'] for x in results):.0f})"
                 )
             print(
                 f"{store}: ratio Register/engine GET {statistics.median(ratios):.2f} "
