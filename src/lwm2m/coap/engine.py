@@ -501,12 +501,7 @@ class Engine:
         if incoming.mtype == _CON:
             if not incoming.acked:
                 data = encode_as(response, _ACK, incoming.mid, incoming.token)
-                dedup = self._dedup
-                key = incoming.dedup_key
-                entry = dedup.get(key)
-                if entry is not None and entry[_ID] == request_id:
-                    dedup[key] = (entry[_TOKEN], entry[_EXPIRES], request_id, data)
-                self._out.append((data, incoming.address))
+                self._reply_and_remember(incoming.dedup_key, data, incoming.address, request_id)
                 return
             mid = self._next_mid()
             data = encode_as(response, _CON, mid, incoming.token)
@@ -653,12 +648,15 @@ class Engine:
             return
         logger.debug("duplicate %s MID %d from %s: ignored", mtype.name, mid, address)
 
-    def _reply_and_remember(self, key: _DedupKey, data: bytes, address: Address) -> None:
-        """Send ``data``, the reply to the message of ``key`` received just now, and keep it
-        for that message's duplicates."""
+    def _reply_and_remember(
+        self, key: _DedupKey, data: bytes, address: Address, entry_id: int | None = None
+    ) -> None:
+        """Send ``data``, the reply to the message of ``key``, and keep it for that message's
+        duplicates: the message of id ``entry_id`` only, when it is not the one received just
+        now (a newer message under the same key keeps its own entry)."""
         dedup = self._dedup
         entry = dedup.get(key)
-        if entry is not None:
+        if entry is not None and (entry_id is None or entry[_ID] == entry_id):
             dedup[key] = (entry[_TOKEN], entry[_EXPIRES], entry[_ID], data)
         self._out.append((data, address))
 
@@ -740,12 +738,9 @@ class Engine:
 
     def _send_empty_ack(self, incoming: _Incoming) -> None:
         incoming.acked = True
-        data = encode_empty(_ACK, incoming.mid)
-        key = incoming.dedup_key
-        entry = self._dedup.get(key)
-        if entry is not None and entry[_ID] == incoming.id:
-            self._dedup[key] = (entry[_TOKEN], entry[_EXPIRES], incoming.id, data)
-        self._out.append((data, incoming.address))
+        self._reply_and_remember(
+            incoming.dedup_key, encode_empty(_ACK, incoming.mid), incoming.address, incoming.id
+        )
 
     def _on_ack(self, msg: Message, address: Address, now: float) -> None:
         tx = self._by_mid.get((address, msg.mid))
