@@ -274,7 +274,7 @@ class RegistrationIndex:
         search made now, or all of them when they are not kept."""
         live = self._by_name
         if not self._lines_kept:
-            self._lines = {name: f"{name.lower()}\t{_address(reg)}" for name, reg in live.items()}
+            self._lines = {name: _search_line(name, reg) for name, reg in live.items()}
             self._lines_kept = True
         elif self._stale:
             lines = self._lines
@@ -283,7 +283,7 @@ class RegistrationIndex:
                 if reg is None:
                     lines.pop(name, None)
                 else:
-                    lines[name] = f"{name.lower()}\t{_address(reg)}"
+                    lines[name] = _search_line(name, reg)
             self._stale.clear()
         return self._lines
 
@@ -366,6 +366,11 @@ def _counted_alike(a: Registration, b: Registration) -> bool:
 def _address(reg: Registration) -> str:
     host, port = reg.address[0], reg.address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _search_line(name: str, reg: Registration) -> str:
+    """What a text search looks in: the endpoint name (any case) and the address."""
+    return f"{name.lower()}\t{_address(reg)}"
 
 
 _SORT_KEYS: dict[SortKey, Callable[[Registration], Any]] = {
