@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import resource
@@ -361,7 +362,7 @@ def main() -> int:
         "loop: its tail shows the server's pauses, which the storm's closed loop hides); 0: none",
     )
     args = parser.parse_args()
-    if not args.open_rate >= 0:  # NaN too
+    if not 0 <= args.open_rate < math.inf:  # NaN too
         parser.error(f"--open-rate must be 0 (none) or requests a second, not {args.open_rate}")
     if args.million < 0 or (args.hold_only and args.million == 0):
         parser.error("--hold-only needs --million N with N > 0 (the registrations to hold)")
