@@ -6,10 +6,15 @@ operation. The app runs over in-memory backends with one client, ``dev-1``,
 so that generated requests reach the device-operation code too.
 
 The check that schema-valid requests are accepted is not run on the
-operations whose bodies are validated beyond what a JSON schema says: a
+operations whose input is validated beyond what a JSON schema says: a
 security entry's PEM certificates and a bootstrap configuration (checked by
-lwm2m.security.credentials and lwm2m.protocol.bootstrap_config, which answer 400 with
-the reason). Every other check runs on them.
+lwm2m.security.credentials and lwm2m.protocol.bootstrap_config), the rules
+between attributes of Write-Attributes (pmin <= pmax, lt < gt ..., at least
+one given; lwm2m.protocol.attributes), and a path given twice to a composite
+operation. Each answers 400 with the reason, and every other check runs on
+them. Paths and content formats carry patterns that match exactly what the
+parsers take (tests/web/test_param_patterns.py), so the check does run on
+every other operation with a path or a format.
 
 ``GET /api/event`` is excluded: it is an endless text/event-stream that a
 request/response fuzzer cannot consume; tests/web/test_events.py covers it.
@@ -31,11 +36,15 @@ _app = build_app(_devices, FakeBootstrap(), count_events=False, trusted_hosts=("
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app)
 
-SEMANTIC_BODIES = {
+SEMANTIC_INPUT = {
     ("PUT", "/api/security/clients"),
     ("POST", "/api/security/clients"),
     ("PUT", "/api/bootstrap/{endpoint}"),
     ("POST", "/api/bootstrap/{endpoint}"),
+    ("PUT", "/api/clients/{endpoint}/{path}/attributes"),
+    ("GET", "/api/clients/{endpoint}/composite"),
+    ("POST", "/api/clients/{endpoint}/composite/observe"),
+    ("DELETE", "/api/clients/{endpoint}/composite/observe"),
 }
 
 
@@ -47,6 +56,7 @@ def test_every_operation_is_fuzzed() -> None:
     assert len(fuzzed) == len(operations) - 1
     assert ("PUT", "/api/clients/{endpoint}/{path}") in fuzzed
     assert ("POST", "/api/bootstrap/{endpoint}/push") in fuzzed
+    assert SEMANTIC_INPUT.issubset(operations)
 
 
 def _operations() -> list[schemathesis.APIOperation]:
@@ -61,6 +71,6 @@ def _operations() -> list[schemathesis.APIOperation]:
 )
 def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
     excluded = []
-    if (case.method.upper(), case.path) in SEMANTIC_BODIES:
+    if (case.method.upper(), case.path) in SEMANTIC_INPUT:
         excluded.append(positive_data_acceptance)
     case.call_and_validate(excluded_checks=excluded)

@@ -21,6 +21,7 @@ from lwm2m.model.path import Path, PathError
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.web.backend import ClientInfo, DeviceResponse, InvalidInput, LinkInfo
+from lwm2m.web.param_patterns import BLANKS
 from lwm2m.web.request_bodies import node_from_body
 
 #: Leshan's default, in seconds (its ``timeout`` parameter is in seconds too).
@@ -41,7 +42,7 @@ def parse_path(text: str) -> Path:
 
 def parse_paths(text: str) -> list[Path]:
     """The ``paths`` parameter of composite operations: comma-separated paths."""
-    items = [p.strip() for p in text.split(",") if p.strip()]
+    items = [p.strip(BLANKS) for p in text.split(",") if p.strip(BLANKS)]
     if not items:
         raise InvalidInput("paths: at least one path is required")
     result = []
@@ -57,14 +58,19 @@ def parse_format(text: str | None) -> ContentFormat | None:
     """``format=`` as Leshan spells it (``TLV``, ``SENML_JSON``) or ours (``senml+json``, 112)."""
     if text is None or text == "":
         return None
-    norm = text.strip().lower().replace("_", "-")
-    if norm in SHORT_NAMES:
-        return SHORT_NAMES[norm]
-    try:
-        return ContentFormat.parse(norm)
-    except ValueError:
-        names = ", ".join(sorted(SHORT_NAMES))
-        raise InvalidInput(f"format: unknown content format {text!r} (known: {names})") from None
+    # Only ASCII, only blanks stripped: the API takes what FORMAT_PATTERN says, no
+    # more (str.lower and ContentFormat.parse alone would also take the Kelvin sign
+    # for "k", other whitespace and non-ASCII digits).
+    norm = text.strip(BLANKS).lower().replace("_", "-")
+    if text.isascii() and norm == norm.strip():
+        if norm in SHORT_NAMES:
+            return SHORT_NAMES[norm]
+        try:
+            return ContentFormat.parse(norm)
+        except ValueError:
+            pass
+    names = ", ".join(sorted(SHORT_NAMES))
+    raise InvalidInput(f"format: unknown content format {text!r} (known: {names})")
 
 
 def parse_timeout(value: float | None) -> float:

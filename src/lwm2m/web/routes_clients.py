@@ -17,6 +17,7 @@ from typing import Annotated, Any, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 
 from lwm2m.coap.codes import Code
 from lwm2m.formats.media import ContentFormat
@@ -67,6 +68,7 @@ from lwm2m.web.client_query import (
 )
 from lwm2m.web.errors import DEVICE_ERRORS, STORE_ERRORS
 from lwm2m.web.metrics import Metrics
+from lwm2m.web.param_patterns import FORMAT_PATTERN, PATH_PATTERN, PATHS_PATTERN
 from lwm2m.web.present import (
     client_json,
     node_from_json,
@@ -93,11 +95,27 @@ FORMAT_Q = Query(
     default=None,
     description="Content format: TLV, JSON, SENML_JSON, SENML_CBOR, CBOR, TEXT, OPAQUE (or a number).",
     max_length=40,
+    json_schema_extra={"pattern": FORMAT_PATTERN},
 )
-NODEFORMAT_Q = Query(default=None, description="Leshan's name for format.", max_length=40)
+NODEFORMAT_Q = Query(
+    default=None,
+    description="Leshan's name for format.",
+    max_length=40,
+    json_schema_extra={"pattern": FORMAT_PATTERN},
+)
+# The patterns are the schema's word only: the parsers (parse_path ...) check the
+# text and name the precise reason, which a pattern mismatch would not.
+PATH_P = PathParam(
+    description="An LwM2M path without the leading slash: 3, 3/0, 3/0/1, 5/0/1/2.",
+    json_schema_extra={"pattern": PATH_PATTERN},
+)
 WHEN = "ISO 8601 date-time (no zone: UTC) or Unix seconds; exclusive."
 SORT_Q = Query(default=None, description="Sort key; -key descends (default endpoint).")
-PATHS_Q = Query(description="Comma-separated paths: /3/0/1,/3/0/2", max_length=4000)
+PATHS_Q = Query(
+    description="Comma-separated paths: /3/0/1,/3/0/2",
+    max_length=4000,
+    json_schema_extra={"pattern": PATHS_PATTERN},
+)
 
 _JSON_BODY: dict[str, Any] = {
     "requestBody": {
@@ -490,7 +508,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         responses=DEVICE_ERRORS,
     )
     async def discover(
-        endpoint: str, path: str, timeout: float | None = TIMEOUT_Q
+        endpoint: str, path: str = PATH_P, timeout: float | None = TIMEOUT_Q
     ) -> dict[str, Any]:
         await known(endpoint)
         p = parse_path(path)
@@ -509,7 +527,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     async def write_attributes(
         request: Request,
         endpoint: str,
-        path: str,
+        path: str = PATH_P,
         pmin: str | None = Query(default=None, max_length=20),
         pmax: str | None = Query(default=None, max_length=20),
         gt: str | None = Query(default=None, max_length=40),
@@ -556,7 +574,10 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         responses=DEVICE_ERRORS,
     )
     async def observe(
-        endpoint: str, path: str, format: str | None = FORMAT_Q, timeout: float | None = TIMEOUT_Q
+        endpoint: str,
+        path: str = PATH_P,
+        format: str | None = FORMAT_Q,
+        timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
         return await with_path(
             "observe", ObserveRequest, _with_node, endpoint, path, format, timeout
@@ -571,7 +592,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     )
     async def cancel_observe(
         endpoint: str,
-        path: str,
+        path: str = PATH_P,
         active: bool = Query(default=True),
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
@@ -589,7 +610,10 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         responses=DEVICE_ERRORS,
     )
     async def read(
-        endpoint: str, path: str, format: str | None = FORMAT_Q, timeout: float | None = TIMEOUT_Q
+        endpoint: str,
+        path: str = PATH_P,
+        format: str | None = FORMAT_Q,
+        timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
         return await with_path("read", ReadRequest, _with_node, endpoint, path, format, timeout)
 
@@ -605,7 +629,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     async def write(
         request: Request,
         endpoint: str,
-        path: str,
+        path: str = PATH_P,
         replace: bool = Query(default=True),
         format: str | None = FORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
@@ -634,7 +658,7 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
     async def execute_or_create(
         request: Request,
         endpoint: str,
-        path: str,
+        path: str = PATH_P,
         format: str | None = FORMAT_Q,
         timeout: float | None = TIMEOUT_Q,
     ) -> dict[str, Any]:
@@ -659,7 +683,9 @@ def build_clients_router(devices: DeviceManager, metrics: Metrics) -> APIRouter:
         summary="Delete",
         responses=DEVICE_ERRORS,
     )
-    async def delete(endpoint: str, path: str, timeout: float | None = TIMEOUT_Q) -> dict[str, Any]:
+    async def delete(
+        endpoint: str, path: str = PATH_P, timeout: float | None = TIMEOUT_Q
+    ) -> dict[str, Any]:
         await known(endpoint)
         p = parse_path(path)
         if not p.is_instance:

@@ -1,0 +1,111 @@
+"""The schema's patterns for paths and formats say yes exactly where the parsers do.
+
+A schema stricter than the parser misleads a reader; one looser than the parser
+makes a schema-following client meet 400s (the fuzzer found ``.../limit/attributes``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from lwm2m.web.backend import InvalidInput
+from lwm2m.web.param_patterns import FORMAT_PATTERN, PATH_PATTERN, PATHS_PATTERN, decimal_up_to
+from lwm2m.web.present import parse_format, parse_path, parse_paths
+
+
+def _accepts(parse: object, text: str) -> bool:
+    try:
+        parse(text)  # type: ignore[operator]
+    except InvalidInput:
+        return False
+    return True
+
+
+def _matches(pattern: str, text: str) -> bool:
+    # JSON Schema reads "$" as the end of the text, which Python spells \Z.
+    return re.search(pattern.removesuffix("$") + r"\Z", text) is not None
+
+
+@pytest.mark.parametrize("limit", [0, 1, 9, 10, 19, 99, 100, 255, 1000, 65534, 65535])
+def test_decimal_up_to_matches_exactly_zero_to_limit(limit: int) -> None:
+    group = re.compile(decimal_up_to(limit))
+    top = min(limit * 10 + 10, 70_000)
+    accepted = {n for n in range(top) if group.fullmatch(str(n))}
+    assert accepted == set(range(limit + 1))
+    assert not group.fullmatch("0" + str(limit))  # no leading zero
+    assert not group.fullmatch("")
+
+
+def test_decimal_up_to_refuses_a_negative_limit() -> None:
+    with pytest.raises(ValueError, match="limit must be >= 0"):
+        decimal_up_to(-1)
+
+
+_PATHISH = st.text(alphabet="0123456789/ ,\n", max_size=30)
+_EDGES = ["3", "/3/0/1", "3/0/1/2", "65535/65534/65535/65534", "65535/65535", "03", ""]
+
+
+@settings(max_examples=400)
+@given(st.one_of(_PATHISH, st.from_regex(PATH_PATTERN.removesuffix("$") + r"\Z"), st.text()))
+@example("3/0/1/2/3")
+@example("3\n")
+@example("65536")
+def test_path_pattern_agrees_with_parse_path(text: str) -> None:
+    assert _matches(PATH_PATTERN, text) == _accepts(parse_path, text), text
+
+
+@pytest.mark.parametrize("text", _EDGES)
+def test_path_pattern_edges(text: str) -> None:
+    assert _matches(PATH_PATTERN, text) == _accepts(parse_path, text)
+
+
+def _no_repeat(text: str) -> bool:
+    # parse_paths also refuses a path given twice: no regular expression says that.
+    items = [p.strip(" \t") for p in text.split(",") if p.strip(" \t")]
+    try:
+        return len({str(parse_path(p)) for p in items}) == len(items)
+    except InvalidInput:
+        return True
+
+
+@settings(max_examples=400)
+@given(
+    st.one_of(_PATHISH, st.from_regex(PATHS_PATTERN.removesuffix("$") + r"\Z"), st.text()).filter(
+        _no_repeat
+    )
+)
+@example(" 3/0/1 , ,/3/0/2,")
+@example(",")
+@example("3 4")
+@example("3,\n4")
+@example("3,\x1c4")
+def test_paths_pattern_agrees_with_parse_paths(text: str) -> None:
+    assert _matches(PATHS_PATTERN, text) == _accepts(parse_paths, text), text
+
+
+_NAMES = ["TLV", "senml_json", "SenML+CBOR", "application/vnd.oma.lwm2m+tlv", "011542", "1542"]
+
+
+@settings(max_examples=400)
+@given(
+    st.one_of(
+        st.sampled_from(_NAMES),
+        st.from_regex(FORMAT_PATTERN.removesuffix("$") + r"\Z"),
+        st.text(alphabet="tlvjsonTLV_-+0123456789 ", max_size=12),
+        st.text(max_size=40),
+    )
+)
+@example(" tlv\t")
+@example("\ntlv")
+@example("\ufefftlv")
+@example("lin\u212a")
+@example("\u0661\u0661\u0665\u0664\u0662")
+@example("text/plain;charset=UTF_8")
+@example("11545")
+@example("")
+def test_format_pattern_agrees_with_parse_format(text: str) -> None:
+    assert _matches(FORMAT_PATTERN, text) == _accepts(parse_format, text), repr(text)
