@@ -240,3 +240,52 @@ async def test_handle_now_and_handle_agree() -> None:
         Code.DELETED,
         Code.NOT_FOUND,
     ]
+
+
+async def _contacts_of(registrar: Registrar) -> list[tuple[str, bool]]:
+    seen: list[tuple[str, bool]] = []
+    stored = registrar.registrations
+
+    def on_contact(reg: Registration, updated: bool) -> None:
+        # Told once the registration is stored, with the registration itself.
+        assert stored.get(reg.id) == reg
+        seen.append((reg.id, updated))
+
+    registrar.on_contact = on_contact
+    return seen
+
+
+async def test_the_contact_hook_sees_each_register_and_update_with_its_registration() -> None:
+    """What the server does after a Register or an Update (queued requests, reconnects,
+    dormant observations) is handed the registration, not looked up by address."""
+    registrar = Registrar(MemoryRegistrationStore(), None, EventBus())
+    contacts = await _contacts_of(registrar)
+    created = await _resolved(registrar.answer(register_message(QUERY), PEER))
+    rid = created.location_path[1]
+    update = Message(Code.POST, uri_path=("rd", rid), uri_query=("lt=600",))
+    assert (await _resolved(registrar.answer(update, Peer(("127.0.0.1", 5001))))).code == (
+        Code.CHANGED
+    )
+    refused = await _resolved(registrar.answer(register_message(("lt=300",)), PEER))
+    assert refused.code == Code.BAD_REQUEST
+    unknown = Message(Code.POST, uri_path=("rd", "nosuchid"))
+    assert (await _resolved(registrar.answer(unknown, PEER))).code == Code.NOT_FOUND
+    assert contacts == [(rid, False), (rid, True)]
+    reg = registrar.registrations.get(rid)
+    assert reg is not None and reg.address == ("127.0.0.1", 5001) and reg.lifetime_s == 600
+    deleted = await _resolved(registrar.answer(Message(Code.DELETE, uri_path=("rd", rid)), PEER))
+    assert deleted.code == Code.DELETED and len(contacts) == 2
+
+
+async def test_the_contact_hook_of_a_durable_register_waits_for_the_commit(tmp_path: Path) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    try:
+        registrar = Registrar(stores.registrations, None, EventBus())
+        contacts = await _contacts_of(registrar)
+        answer = registrar.answer(register_message(QUERY), PEER)
+        assert isinstance(answer, Later) and not answer.done
+        assert contacts == []  # nothing told before the batch commits
+        created = await answer
+        assert contacts == [(created.location_path[1], False)]
+    finally:
+        await stores.close()

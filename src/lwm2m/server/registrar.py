@@ -106,6 +106,13 @@ RemovedCallback = Callable[[Registration, str], Awaitable[None] | None]
 returns what is left to await, or None when it is all done (a replaced registration
 that left nothing behind: a storm's Register then needs no coroutine)."""
 
+ContactCallback = Callable[[Registration, bool], None]
+"""Called with the registration a Register (False) or an Update (True) just made or
+renewed, once it is stored and before its answer is sent. The server sends what
+was queued for a queue-mode client, wakes what waits for it to come back, and
+restores dormant observations after an Update. Handed the registration itself, it
+looks nothing up, and the answer needs no wrapper to run it after."""
+
 
 def _bad(diagnostic: str, reason: str = "bad_request") -> RegistrationRejected:
     return RegistrationRejected(Code.BAD_REQUEST, diagnostic, reason)
@@ -191,6 +198,7 @@ class Registrar:
         config: RegistrarConfig | None = None,
         clock: Callable[[], float] = time.time,
         on_removed: RemovedCallback | None = None,
+        on_contact: ContactCallback | None = None,
         new_id: Callable[[], str] | None = None,
         refusals: RefusalLog | None = None,
     ) -> None:
@@ -200,6 +208,7 @@ class Registrar:
         self.config = config or RegistrarConfig()
         self.clock = clock
         self.on_removed = on_removed
+        self.on_contact = on_contact
         self._new_id = new_id or _random_id
         #: Where refused Registers are logged, counted and remembered for the operator.
         self.refusals = (
@@ -407,6 +416,8 @@ class Registrar:
         self.events.publish(
             RegistrationEvent(new.endpoint, new.registered_at, registration=new, replaced=old)
         )
+        if self.on_contact is not None:
+            self.on_contact(new, False)
         return Message(Code.CREATED, location_path=("rd", new.id))
 
     # ------------------------------------------------------------------ update
@@ -472,6 +483,8 @@ class Registrar:
         self.events.publish(
             UpdatedEvent(new.endpoint, new.updated_at, previous=old, registration=new)
         )
+        if self.on_contact is not None:
+            self.on_contact(new, True)
         return Message(Code.CHANGED)
 
     # ------------------------------------------------------------------ de-register

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from lwm2m.coap.codes import Code, is_success_code
 from lwm2m.coap.endpoint import SERVER_RECEIVE_BUFFER, Handler
 from lwm2m.coap.errors import CoapError, RequestTimeout, ResetReceived
-from lwm2m.coap.later import Later
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
 from lwm2m.formats.errors import FormatError
@@ -241,6 +240,7 @@ class LwM2MServer:
             ),
             clock=clock,
             on_removed=self._registration_removed,
+            on_contact=self._client_contact,
             refusals=self.refusals,
         )
         self._coap: ServerEndpoint | None = None
@@ -525,37 +525,24 @@ class LwM2MServer:
         peer: Peer = request.peer
         path = message.uri_path
         if path and path[0] == "rd":
-            answer = self.registrar.answer(message, peer)
-            if isinstance(answer, Message):
-                self._registration_answered(answer, peer)
-                return answer
-            if isinstance(answer, Later):
-                answer.then(lambda response: self._registration_answered(response, peer))
-                return answer
-            return self._registration_answered_later(answer, peer)
+            return self.registrar.answer(message, peer)
         if path == ("dp",):
             return self._handle_send(message, peer)
         if path and path[0] == URI_SEGMENT and self.firmware is not None:
             return serve_firmware(self.firmware, message)
         return Message(Code.NOT_FOUND)
 
-    async def _registration_answered_later(self, answer: Awaitable[Message], peer: Peer) -> Message:
-        response = await answer
-        self._registration_answered(response, peer)
-        return response
-
-    def _registration_answered(self, response: Message, peer: Peer) -> None:
-        """After a Register or an Update: queued requests, waiting reconnects, observations."""
-        if response.code in (Code.CREATED, Code.CHANGED):
-            reg = self.stores.registrations.get_by_address(peer.address)
-            if reg is not None:
-                if self.queue.on_activity(reg):
-                    self._spawn(self._send_queued(reg.id))
-                waiting = self._reconnects.pop(reg.endpoint, None)
-                if waiting is not None:
-                    waiting.set()
-                if response.code == Code.CHANGED and self._has_dormant_observations(reg):
-                    self._spawn(self.restore_observations(reg))
+    def _client_contact(self, reg: Registration, updated: bool) -> None:
+        """After a Register or an Update (the registrar's ``on_contact``): queued
+        requests, waiting reconnects, dormant observations."""
+        if self.queue.on_activity(reg):
+            self._spawn(self._send_queued(reg.id))
+        if self._reconnects:
+            waiting = self._reconnects.pop(reg.endpoint, None)
+            if waiting is not None:
+                waiting.set()
+        if updated and self._has_dormant_observations(reg):
+            self._spawn(self.restore_observations(reg))
 
     def firmware_uri(self, image_id: str, registration: Registration, method: str) -> str:
         """The Package URI (/5/0/1) to give a device for pulling ``image_id``.
