@@ -43,9 +43,17 @@ async def test_two_server_processes_see_each_other_and_a_stop_leaves_the_list(
         proc_a, url_a = await stack.enter_async_context(server_process(redis_url, tmp_path, "a"))
         _, url_b = await stack.enter_async_context(server_process(redis_url, tmp_path, "b"))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-        body = (await http.get(url_b + "/api/cluster")).json()
+        # Node a tells its HTTP address in a beat right after it binds (beat_soon), which
+        # may land just after its "REST API on" line: wait for it, a few seconds at most.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while True:
+            body = (await http.get(url_b + "/api/cluster")).json()
+            nodes = {n["id"]: n for n in body["nodes"]}
+            if nodes.get("a", {}).get("http") == url_a or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.05)
         assert body["node"] == "b" and body["shared"] is True
-        nodes = {n["id"]: n for n in body["nodes"]}
         assert nodes["a"]["alive"] and nodes["b"]["alive"]
         assert nodes["a"]["http"] == url_a
         metrics = (await http.get(url_a + "/metrics")).text
