@@ -20,6 +20,8 @@ from lwm2m.coap.codes import Code
 from lwm2m.coap.later import Later
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Peer
+from lwm2m.model.path import Path as LwPath
+from lwm2m.protocol.attributes import AttributeUpdate
 from lwm2m.protocol.events import EventBus
 from lwm2m.server.events import DeregistrationEvent, RegistrationEvent, ServerEvent, UpdatedEvent
 from lwm2m.server.registrar import Registrar
@@ -289,3 +291,21 @@ async def test_the_contact_hook_of_a_durable_register_waits_for_the_commit(tmp_p
         assert contacts == [(created.location_path[1], False)]
     finally:
         await stores.close()
+
+
+async def test_a_de_register_leaves_work_only_where_the_client_left_something() -> None:
+    """Attributes the server gave a client are forgotten when it De-registers; a client
+    that holds nothing ends without a coroutine (a storm of De-registers)."""
+    server = LwM2MServer(MemoryStores(), config=ServerConfig(coap_port=0))
+    plain = await _resolved(server.handle_now(_Request(register_message(QUERY), PEER)))
+    reg = server.stores.registrations.get(plain.location_path[1])
+    assert reg is not None
+    assert server._registration_removed(reg, "deregistered") is None
+
+    other = Peer(("127.0.0.1", 5002))
+    given = await _resolved(server.handle_now(_Request(register_message(("ep=dev2",)), other)))
+    await server.attributes.record("dev2", LwPath.parse("/3/0/9"), AttributeUpdate((("pmin", 5),)))
+    assert await server.attributes.of("dev2")
+    bye = Message(Code.DELETE, uri_path=("rd", given.location_path[1]))
+    assert (await _resolved(server.handle_now(_Request(bye, other)))).code == Code.DELETED
+    assert await server.attributes.of("dev2") == {}

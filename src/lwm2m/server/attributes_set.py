@@ -63,6 +63,11 @@ class ServerAttributes:
                     continue  # not written by us: skip
         return dict(sorted(found.items()))
 
+    def may_hold(self, endpoint: str) -> bool:
+        """False when the store knows, without I/O, that ``endpoint`` has none: its
+        De-register then ends without a coroutine."""
+        return self.documents.may_hold(namespace(endpoint))
+
     async def forget(self, endpoint: str) -> None:
         """The client left: what it was told no longer holds."""
         await self.documents.take_all(namespace(endpoint))

@@ -652,10 +652,11 @@ class LwM2MServer:
         self, registration: Registration, reason: str
     ) -> Awaitable[None] | None:
         """What a registration's end leaves to do; None when it left nothing (a storm's
-        replaced registrations: no coroutine each)."""
+        replaced registrations, and De-registers of clients given no attributes and
+        holding no observation or queued request: no coroutine each)."""
         self.queue.forget(registration.id)
         if (
-            reason == "replaced"
+            (reason == "replaced" or not self.attributes.may_hold(registration.endpoint))
             and not self.queued.may_hold(registration.id)
             and not self.observations.may_hold(registration.id)
         ):
