@@ -134,3 +134,19 @@ def test_an_empty_ack_for_an_older_message_leaves_the_newer_unacknowledged() -> 
     # ... and its answer goes as a separate response, which the client waits for.
     [separate] = answer(engine, newer, b"newer", delay + 0.2)
     assert separate.type == MessageType.CON and separate.payload == b"newer"
+
+
+def test_a_duplicate_of_a_request_not_yet_handed_out_gets_nothing() -> None:
+    """An endpoint that reads a turn's datagrams before dispatching them (uvloop) can hold
+    a request and its retransmission at once: the copy gets no empty ACK of its own, the
+    original's answer is the one the peer sees. Once the application holds the request
+    and has not answered, a copy is acknowledged (RFC 7252 4.2: separate response)."""
+    engine = Engine(rng=random.Random(3))
+    assert arrive(engine, 7, b"t7", 1.0) == []
+    assert arrive(engine, 7, b"t7", 1.0) == []  # not handed out yet: nothing said
+    [event] = received(engine)
+    assert event.message.mid == 7
+    [ack] = arrive(engine, 7, b"t7", 1.5)  # handed out, unanswered: empty ACK
+    assert (ack.type, ack.code, ack.mid) == (MessageType.ACK, Code.EMPTY, 7)
+    [reply] = answer(engine, event, b"v", 2.0)  # the separate response (CON)
+    assert (reply.type, reply.payload) == (MessageType.CON, b"v")

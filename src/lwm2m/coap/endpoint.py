@@ -40,6 +40,7 @@ from lwm2m.coap.events import (
 )
 from lwm2m.coap.exchanges import Exchanges
 from lwm2m.coap.later import Later
+from lwm2m.coap.loop import reads_datagrams_in_batches
 from lwm2m.coap.message import Message
 from lwm2m.coap.params import TransmissionParameters
 from lwm2m.coap.peer import Address, Peer, PeerIdentity, normalize_address
@@ -396,6 +397,8 @@ class Endpoint:
             tuple[Coroutine[Any, Any, None], contextvars.Context, Callable[[Any], None]],
         ] = {}
         self._flush_pending = False  # a _flush is scheduled for this loop turn
+        #: Datagrams dispatched once per loop turn (uvloop) rather than one by one.
+        self._batch_reads = reads_datagrams_in_batches(loop)
         self._in_eager_step = False  # a handler's eager first step runs inside _pump
         self._sock: socket.socket | None = None
         self._engine = engine
@@ -748,10 +751,20 @@ class Endpoint:
         except Exception:
             # Nothing a peer sends may stop the endpoint.
             logger.exception("failed to process a datagram from %s", addr)
-        try:
-            self._pump(now)
-        except Exception:
-            logger.exception("failed to dispatch after a datagram from %s", addr)
+        if not self._batch_reads:
+            try:
+                self._pump(now)
+            except Exception:
+                logger.exception("failed to dispatch after a datagram from %s", addr)
+        elif not self._flush_pending:
+            # One pump per loop turn for every datagram read in it (uvloop reads up to 32
+            # a wake-up), not one each: their requests are dispatched and their answers
+            # leave together, once this turn's reads are done. Answered one by one, each
+            # answer woke its sender on its own and each pump re-armed the timer: a storm
+            # of Registers on the memory store cost 34 us of CPU a request, 21 us so (the
+            # SQLite store's answers were already sent a commit at a time).
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
 
     def _notify_activity(self, peer: Peer) -> None:
         for cb in self._listeners:
@@ -1009,7 +1022,8 @@ class Endpoint:
         return task
 
     def _flush(self) -> None:
-        """Send what the handlers that finished during this loop turn answered."""
+        """Dispatch the datagrams read during this loop turn, and send what they and the
+        handlers that finished in it answered."""
         self._flush_pending = False
         if self._closed:
             return

@@ -168,6 +168,9 @@ class Engine:
         self._events: deque[Event] = deque()
         self._mid = rng.randrange(0x10000)
         self._next_id = 1
+        #: The id of the last request handed out by next_event (ids grow in that order):
+        #: a duplicate of a later one came before the application saw its original.
+        self._delivered = 0
         # message layer
         # Duplicate detection: plain tuples of atomic values (see _DedupEntry), in arrival
         # order in _dedup_order.
@@ -263,7 +266,12 @@ class Engine:
 
     def next_event(self) -> Event | None:
         events = self._events
-        return events.popleft() if events else None
+        if not events:
+            return None
+        event = events.popleft()
+        if type(event) is RequestReceived:
+            self._delivered = event.request_id
+        return event
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         out = self._out
@@ -638,6 +646,13 @@ class Engine:
                 logger.debug("duplicate NON MID %d from %s: ignored", mid, address)
             return
         incoming = self._incoming.get(entry[_ID])
+        if incoming is not None and incoming.id > self._delivered:
+            # Its original waits in the events, not yet handed out: the answer the
+            # application gives it is the one the peer gets; nothing to say before.
+            logger.debug(
+                "duplicate %s MID %d from %s: original not dispatched yet", mtype.name, mid, address
+            )
+            return
         if mtype == _CON and incoming is not None and not incoming.answered and not incoming.acked:
             # The peer's ACK timer ran out while the handler is busy: ACK now,
             # answer later as a separate response.

@@ -31,3 +31,10 @@ def new_event_loop(*, prefer_uvloop: bool = True) -> asyncio.AbstractEventLoop:
             loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
             return loop
     return asyncio.new_event_loop()
+
+
+def reads_datagrams_in_batches(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when ``loop`` hands a socket's waiting datagrams over in one go (uvloop:
+    libuv reads up to 32 each wake-up), so answering them together pays. asyncio's
+    own loop reads one datagram a readiness event: a deferred answer only waits."""
+    return type(loop).__module__.split(".", 1)[0] == "uvloop"
