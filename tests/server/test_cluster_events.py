@@ -188,6 +188,14 @@ async def test_a_batch_relays_its_good_events_and_drops_its_bad_ones(
         assert (b.relay.received, b.relay.malformed, b.relay.ignored) == (2, 2, 1)
 
 
+async def _relayed(node: Node, count: int) -> None:
+    """Until ``node`` counted ``count`` relayed events (5 s at most): its count goes up once
+    PUBLISH has answered, which can be after a subscriber got the message."""
+    async with asyncio.timeout(5):
+        while node.relay.relayed < count:
+            await asyncio.sleep(0.01)
+
+
 async def test_the_events_of_one_loop_turn_go_in_one_message(
     redis_url: str, tmp_path: FsPath
 ) -> None:
@@ -206,6 +214,7 @@ async def test_the_events_of_one_loop_turn_go_in_one_message(
             assert len(docs) == 1 and docs[0]["v"] == 2 and docs[0]["origin"] == "a"
             endpoints = [item["event"]["endpoint"] for item in docs[0]["events"]]
             assert endpoints == [f"dev-{n}" for n in range(300)]
+            await _relayed(a, 300)
             assert a.relay.relayed == 300
         finally:
             await pubsub.aclose()
@@ -267,6 +276,7 @@ async def test_own_messages_and_relayed_events_are_not_relayed_again(
                         break
             # What went through the channel: the two test messages and a's fence only.
             assert origins == ["a", "x", "a"]
+            await _relayed(a, 1)
             assert a.relay.relayed == 1 and a.relay.received == 1
         finally:
             await pubsub.aclose()
