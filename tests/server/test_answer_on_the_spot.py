@@ -244,7 +244,7 @@ async def test_handle_now_and_handle_agree() -> None:
     ]
 
 
-async def _contacts_of(registrar: Registrar) -> list[tuple[str, bool]]:
+def _contacts_of(registrar: Registrar) -> list[tuple[str, bool]]:
     seen: list[tuple[str, bool]] = []
     stored = registrar.registrations
 
@@ -261,7 +261,7 @@ async def test_the_contact_hook_sees_each_register_and_update_with_its_registrat
     """What the server does after a Register or an Update (queued requests, reconnects,
     dormant observations) is handed the registration, not looked up by address."""
     registrar = Registrar(MemoryRegistrationStore(), None, EventBus())
-    contacts = await _contacts_of(registrar)
+    contacts = _contacts_of(registrar)
     created = await _resolved(registrar.answer(register_message(QUERY), PEER))
     rid = created.location_path[1]
     update = Message(Code.POST, uri_path=("rd", rid), uri_query=("lt=600",))
@@ -283,7 +283,7 @@ async def test_the_contact_hook_of_a_durable_register_waits_for_the_commit(tmp_p
     stores = await open_stores("sqlite", tmp_path)
     try:
         registrar = Registrar(stores.registrations, None, EventBus())
-        contacts = await _contacts_of(registrar)
+        contacts = _contacts_of(registrar)
         answer = registrar.answer(register_message(QUERY), PEER)
         assert isinstance(answer, Later) and not answer.done
         assert contacts == []  # nothing told before the batch commits

@@ -7,19 +7,26 @@ makes a schema-following client meet 400s (the fuzzer found ``.../limit/attribut
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lwm2m.web.backend import InvalidInput
-from lwm2m.web.param_patterns import FORMAT_PATTERN, PATH_PATTERN, PATHS_PATTERN, decimal_up_to
+from lwm2m.web.param_patterns import (
+    BLANKS,
+    FORMAT_PATTERN,
+    PATH_PATTERN,
+    PATHS_PATTERN,
+    decimal_up_to,
+)
 from lwm2m.web.present import parse_format, parse_path, parse_paths
 
 
-def _accepts(parse: object, text: str) -> bool:
+def _accepts(parse: Callable[[str], object], text: str) -> bool:
     try:
-        parse(text)  # type: ignore[operator]
+        parse(text)
     except InvalidInput:
         return False
     return True
@@ -65,7 +72,7 @@ def test_path_pattern_edges(text: str) -> None:
 
 def _no_repeat(text: str) -> bool:
     # parse_paths also refuses a path given twice: no regular expression says that.
-    items = [p.strip(" \t") for p in text.split(",") if p.strip(" \t")]
+    items = [p.strip(BLANKS) for p in text.split(",") if p.strip(BLANKS)]
     try:
         return len({str(parse_path(p)) for p in items}) == len(items)
     except InvalidInput:

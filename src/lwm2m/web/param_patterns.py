@@ -56,7 +56,7 @@ _RESOURCE_INSTANCE = decimal_up_to(MAX_RESOURCE_INSTANCE_ID)
 #: because ``\s`` means different characters in Python, ECMA-262 (the schema's
 #: dialect) and the Rust engine of jsonschema-rs.
 BLANKS = " \t"
-_BLANK = r"[ \t]"
+_BLANK_CLASS = BLANKS.replace("\t", r"\t")  # the same two, spelled for a character class
 
 #: One path below the root, the leading slash optional (``3``, ``/3/0/1``, ``5/0/1/2``).
 _ONE_PATH = f"/?{_OBJECT}(?:/{_INSTANCE}(?:/{_RESOURCE}(?:/{_RESOURCE_INSTANCE})?)?)?"
@@ -66,7 +66,8 @@ PATH_PATTERN = f"^{_ONE_PATH}$"
 #: Comma-separated paths; blanks around an item and empty items are ignored,
 #: at least one path is required. (Repeating a path is refused, which a regular
 #: expression does not say.)
-PATHS_PATTERN = rf"^[ \t,]*{_ONE_PATH}(?:{_BLANK}*,[ \t,]*{_ONE_PATH})*[ \t,]*$"
+_GAP = f"[{_BLANK_CLASS},]*"  # blanks and empty items between paths
+PATHS_PATTERN = f"^{_GAP}{_ONE_PATH}(?:[{_BLANK_CLASS}]*,{_GAP}{_ONE_PATH})*{_GAP}$"
 
 
 def _spelling(name: str) -> str:
@@ -88,7 +89,8 @@ def _format_pattern() -> str:
     names = sorted({*SHORT_NAMES, *media_types}, key=lambda n: (-len(n), n))
     choices = [_spelling(n) for n in names] + ["0*(?:" + "|".join(map(str, numbers)) + ")"]
     # Empty means "the default format"; blanks around the value are ignored.
-    return f"^(?:{_BLANK}*(?:" + "|".join(choices) + f"){_BLANK}*)?$"
+    blanks = f"[{_BLANK_CLASS}]*"
+    return f"^(?:{blanks}(?:" + "|".join(choices) + f"){blanks})?$"
 
 
 FORMAT_PATTERN = _format_pattern()
