@@ -116,3 +116,15 @@ _NAMES = ["TLV", "senml_json", "SenML+CBOR", "application/vnd.oma.lwm2m+tlv", "0
 @example("")
 def test_format_pattern_agrees_with_parse_format(text: str) -> None:
     assert _matches(FORMAT_PATTERN, text) == _accepts(parse_format, text), repr(text)
+
+
+@pytest.mark.parametrize("text", ["\ntlv", "lin\u212a", "\u0661\u0661\u0665\u0664\u0662", "tlvv"])
+def test_a_format_outside_the_pattern_is_refused_with_the_known_names(text: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^format: unknown content format .* \(known: .*tlv"):
+        parse_format(text)
+
+
+@pytest.mark.parametrize("text", ["limit", "3/0/1/2/3", "65536", "3//1"])
+def test_a_path_outside_the_pattern_is_refused_with_the_reason(text: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^invalid path: "):
+        parse_path(text)
