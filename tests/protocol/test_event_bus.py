@@ -52,3 +52,26 @@ async def test_get_times_out_and_ends_when_closed() -> None:
     bus.close()
     assert [e.endpoint async for e in sub] == ["a"]
     assert bus.subscriber_count == 0
+
+
+def test_heard_while_a_listener_or_a_subscription_is_there() -> None:
+    """What lets a publisher skip building events nobody gets (a storm's Registers)."""
+    bus: EventBus[SleepingEvent] = EventBus()
+    assert not bus.heard
+    remove = bus.add_listener(lambda event: None)
+    assert bus.heard
+    remove()
+    assert not bus.heard
+    remove()  # twice: still nothing
+    assert not bus.heard
+    everything = bus.subscribe()
+    one = bus.subscribe("ep")
+    assert bus.heard
+    everything.close()
+    assert bus.heard  # the endpoint's subscription still gets events
+    one.close()
+    assert not bus.heard
+    bus.add_listener(lambda event: None)
+    bus.subscribe("ep")
+    bus.close()
+    assert bus.heard  # the listener stays

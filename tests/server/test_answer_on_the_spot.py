@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Awaitable
 from pathlib import Path
 
+import pytest
 from server_helpers import register_message
 
 from lwm2m.coap.codes import Code
@@ -309,3 +310,49 @@ async def test_a_de_register_leaves_work_only_where_the_client_left_something() 
     bye = Message(Code.DELETE, uri_path=("rd", given.location_path[1]))
     assert (await _resolved(server.handle_now(_Request(bye, other)))).code == Code.DELETED
     assert await server.attributes.of("dev2") == {}
+
+
+async def test_no_event_is_built_while_nothing_hears_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A storm with no listener and no SSE subscriber builds no event; a subscriber that
+    comes gets every event from then on, on both kinds of store."""
+    import lwm2m.server.registrar as registrar_module
+
+    built: list[str] = []
+    for name in ("RegistrationEvent", "DeregistrationEvent", "UpdatedEvent"):
+        real = getattr(registrar_module, name)
+
+        def counted(*args: object, _real: type = real, **kwargs: object) -> object:
+            built.append(_real.__name__)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(registrar_module, name, counted)
+    sqlite = await open_stores("sqlite", tmp_path)
+    try:
+        for store in (MemoryRegistrationStore(), sqlite.registrations):
+            built.clear()
+            registrar = Registrar(store, None, EventBus())
+            for _ in range(2):  # the second replaces the first
+                created = await _resolved(registrar.answer(register_message(QUERY), PEER))
+            rid = created.location_path[1]
+            update = Message(Code.POST, uri_path=("rd", rid), uri_query=("lt=600",))
+            assert (await _resolved(registrar.answer(update, PEER))).code == Code.CHANGED
+            bye = Message(Code.DELETE, uri_path=("rd", rid))
+            assert (await _resolved(registrar.answer(bye, PEER))).code == Code.DELETED
+            assert built == []
+
+            with registrar.events.subscribe() as subscription:
+                for _ in range(2):
+                    created = await _resolved(registrar.answer(register_message(QUERY), PEER))
+                rid = created.location_path[1]
+                update = Message(Code.POST, uri_path=("rd", rid), uri_query=("lt=600",))
+                await _resolved(registrar.answer(update, PEER))
+                await _resolved(registrar.answer(Message(Code.DELETE, uri_path=("rd", rid)), PEER))
+                got = [type(subscription.get_nowait()).__name__ for _ in range(5)]
+            expected = ["RegistrationEvent", "DeregistrationEvent", "RegistrationEvent"]
+            expected += ["UpdatedEvent", "DeregistrationEvent"]
+            assert got == expected
+            assert built == expected
+    finally:
+        await sqlite.close()

@@ -156,10 +156,14 @@ async def test_success_without_new_version_is_unconfirmed(rig: Rig) -> None:
 
 async def test_offline_device_waits_then_updates_when_it_registers(rig: Rig) -> None:
     image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
+    # With no campaign running, campaigns listen to nothing: the registrar builds no event.
+    assert not rig.server.events.heard
     campaign = await rig.campaigns.create(
         {"firmware": image.id, "endpoints": ["dev-0", "dev-1"], "timeout": 20}
     )
     await until(lambda: all(r.phase.value == "waiting" for r in campaign.devices.values()))
+    # The Register that wakes dev-0's driver reaches it as an event.
+    assert rig.server.events.heard
     sim = fleet(rig.server, 1)  # dev-0 comes online; dev-1 never does
     await sim.start()
     try:
@@ -172,6 +176,7 @@ async def test_offline_device_waits_then_updates_when_it_registers(rig: Rig) -> 
         await sim.stop()
     assert campaign.devices["dev-1"].phase.value == "cancelled"
     assert campaign.state is CampaignState.CANCELLED
+    assert not rig.server.events.heard
 
 
 async def test_offline_device_fails_at_its_deadline(rig: Rig) -> None:

@@ -16,6 +16,8 @@ Rules:
    ask for one endpoint's events only.
 4. Synchronous listeners run inside :meth:`EventBus.publish`; one that
    raises is logged and the others still run.
+5. An event nobody receives need not exist: a publisher on a hot path (a
+   Register of a storm) builds its event only when :attr:`EventBus.heard`.
 """
 
 from __future__ import annotations
@@ -119,6 +121,19 @@ class EventBus(Generic[E]):
         self._all: list[Subscription[E]] = []
         self._by_endpoint: dict[str, list[Subscription[E]]] = {}
         self._listeners: list[Callable[[E], None]] = []
+        self._heard = False
+
+    @property
+    def heard(self) -> bool:
+        """Whether a published event reaches anything (a listener or a subscription).
+
+        Publishing with nothing to receive costs the event's construction and
+        a call for nothing; a storm of Registers publishes two per request.
+        """
+        return self._heard
+
+    def _recount(self) -> None:
+        self._heard = bool(self._listeners or self._all or self._by_endpoint)
 
     def subscribe(
         self, endpoint: str | None = None, *, buffer: int | None = None
@@ -129,6 +144,7 @@ class EventBus(Generic[E]):
             self._all.append(sub)
         else:
             self._by_endpoint.setdefault(endpoint, []).append(sub)
+        self._heard = True
         return sub
 
     def add_listener(self, listener: Callable[[E], None]) -> Callable[[], None]:
@@ -138,10 +154,12 @@ class EventBus(Generic[E]):
         which a bounded subscription could drop.
         """
         self._listeners.append(listener)
+        self._heard = True
 
         def remove() -> None:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+                self._recount()
 
         return remove
 
@@ -171,9 +189,10 @@ class EventBus(Generic[E]):
         if sub.endpoint is None:
             if sub in self._all:
                 self._all.remove(sub)
-            return
-        subs = self._by_endpoint.get(sub.endpoint)
-        if subs and sub in subs:
-            subs.remove(sub)
-            if not subs:
-                del self._by_endpoint[sub.endpoint]
+        else:
+            subs = self._by_endpoint.get(sub.endpoint)
+            if subs and sub in subs:
+                subs.remove(sub)
+                if not subs:
+                    del self._by_endpoint[sub.endpoint]
+        self._recount()

@@ -395,7 +395,9 @@ class Registrar:
         emit = self.log.emitter()
         if emit is not None:
             emit("deregistered %s (replaced by a new registration) id=%s", old.endpoint, old.id)
-        self.events.publish(DeregistrationEvent(old.endpoint, now, registration=old, replaced=True))
+        events = self.events
+        if events.heard:
+            events.publish(DeregistrationEvent(old.endpoint, now, registration=old, replaced=True))
 
     def _registered(self, new: Registration, old: Registration | None) -> Message:
         log = self.log
@@ -413,9 +415,11 @@ class Registrar:
                 new.binding,
                 " (queue mode)" if new.queue_mode else "",
             )
-        self.events.publish(
-            RegistrationEvent(new.endpoint, new.registered_at, registration=new, replaced=old)
-        )
+        events = self.events
+        if events.heard:
+            events.publish(
+                RegistrationEvent(new.endpoint, new.registered_at, registration=new, replaced=old)
+            )
         if self.on_contact is not None:
             self.on_contact(new, False)
         return Message(Code.CREATED, location_path=("rd", new.id))
@@ -480,9 +484,11 @@ class Registrar:
                 old.address[1],
             )
         log.line("updated %s id=%s lt=%d", new.endpoint, new.id, new.lifetime_s)
-        self.events.publish(
-            UpdatedEvent(new.endpoint, new.updated_at, previous=old, registration=new)
-        )
+        events = self.events
+        if events.heard:
+            events.publish(
+                UpdatedEvent(new.endpoint, new.updated_at, previous=old, registration=new)
+            )
         if self.on_contact is not None:
             self.on_contact(new, True)
         return Message(Code.CHANGED)
@@ -509,11 +515,16 @@ class Registrar:
         else:
             self.log.deregistered += 1
         self.log.line("deregistered %s id=%s (%s)", removed.endpoint, removed.id, reason)
-        self.events.publish(
-            DeregistrationEvent(
-                removed.endpoint, self.clock(), registration=removed, expired=reason == "expired"
+        events = self.events
+        if events.heard:
+            events.publish(
+                DeregistrationEvent(
+                    removed.endpoint,
+                    self.clock(),
+                    registration=removed,
+                    expired=reason == "expired",
+                )
             )
-        )
         pending = self.on_removed(removed, reason) if self.on_removed is not None else None
         if pending is not None:
             await pending

@@ -149,7 +149,6 @@ class CampaignManager:
     # ================================================================ lifecycle
     async def start(self) -> None:
         """Load stored campaigns and resume the running ones (after a restart)."""
-        self._stop_routing = self.server.events.add_listener(self._route_event)
         if self.cluster is None:
             self.repository.in_use = self.in_use
         else:
@@ -169,6 +168,7 @@ class CampaignManager:
         """Stop driving (nothing is changed in the store: a restart resumes)."""
         runs = list(self._runs.values())
         self._runs.clear()
+        self._route_while_running()
         for run in runs:
             run.task.cancel()
         for run in runs:
@@ -401,6 +401,7 @@ class CampaignManager:
             run.go.set()
         run.task = asyncio.create_task(self._run(run))
         self._runs[campaign.id] = run
+        self._route_while_running()
         self._publish_progress(campaign)
 
     async def _run(self, run: _Run) -> None:
@@ -440,6 +441,7 @@ class CampaignManager:
             raise
         if self._runs.get(campaign.id) is run:
             del self._runs[campaign.id]
+            self._route_while_running()
             await self._finish(campaign)
 
     async def _run_cluster(self, run: _Run, cluster: CampaignCluster) -> None:
@@ -475,6 +477,7 @@ class CampaignManager:
             raise
         if self._runs.get(campaign.id) is run:
             del self._runs[campaign.id]
+            self._route_while_running()
             await self._finish(campaign)
 
     async def _take(
@@ -869,12 +872,25 @@ class CampaignManager:
         return None
 
     # ------------------------------------------------------------------- events
+    def _route_while_running(self) -> None:
+        """Listen to the server's events while a campaign runs here, and only then.
+
+        Without a listener (nor an SSE subscriber) the registrar builds no
+        event at all (``EventBus.heard``): a storm with no campaign running
+        pays nothing for campaigns.
+        """
+        if self._runs and self._stop_routing is None:
+            self._stop_routing = self.server.events.add_listener(self._route_event)
+        elif not self._runs and self._stop_routing is not None:
+            self._stop_routing()
+            self._stop_routing = None
+
     def _route_event(self, event: ServerEvent) -> None:
         """A server event into the inboxes of the devices' drivers, as it is published.
 
         A listener rather than a subscription: every event of a registration
-        storm went through a buffer and a task step here even with no campaign
-        running; now it costs one test of ``_runs``, and nothing is dropped.
+        storm went through a buffer and a task step here; nothing is dropped.
+        It listens only while a campaign runs (:meth:`_route_while_running`).
         """
         if not self._runs or event.origin is not None:
             # Relayed from another cluster node: that node owns the device and drives
