@@ -9,6 +9,7 @@ from pathlib import Path as FsPath
 import pytest
 from sqlite_helpers import stored_endpoints
 
+from lwm2m.coap.dispatch_end import dispatching
 from lwm2m.coap.peer import PeerIdentity
 from lwm2m.stores import SQLITE_FILENAME, StoreError, open_stores, sqlite_bulk
 from lwm2m.stores.codec import dumps, registration_row, registration_text
@@ -113,6 +114,43 @@ async def test_writes_of_one_loop_turn_share_a_commit(tmp_path: FsPath, writer: 
         assert stores._db.batches < 50
     finally:
         await stores.close()
+
+
+@both_writers
+async def test_a_batch_gathered_in_a_dispatch_leaves_as_the_dispatch_ends(
+    tmp_path: FsPath, writer: WriterKind
+) -> None:
+    """The writes queued by the requests the endpoint dispatches together go to the writer
+    as that dispatch ends (not a loop iteration later); elsewhere the batch gathers until
+    the loop's next iteration, as before."""
+    stores = await _open(tmp_path, writer)
+    db = stores._db
+    try:
+        added: list[BaseException | None] = []
+        with dispatching():
+            for n in range(5):
+                stores.registrations.add_then(_reg(n), lambda old, error: added.append(error))
+            assert len(db._pending) == 5 and db._in_flight == 0
+        assert db._pending == [] and db._in_flight == 1  # handed over as the block ends
+        while len(added) < 5:
+            await asyncio.sleep(0.01)
+        assert added == [None] * 5
+
+        queued: list[BaseException | None] = []
+        db.submit_then([(REGISTRATION_UPSERT, registration_row(_reg(10)))], queued.append)
+        assert len(db._pending) == 1 and db._in_flight == 0  # no dispatch: next iteration
+        await asyncio.sleep(0)
+        assert db._pending == [] and db._in_flight == 1
+        while len(queued) < 1:
+            await asyncio.sleep(0.01)
+        assert queued == [None]
+    finally:
+        await stores.close()
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        assert len(reopened.registrations) == 6
+    finally:
+        await reopened.close()
 
 
 @both_writers

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from lwm2m.coap.codec import decode
 from lwm2m.coap.codes import Code, is_response_code, is_success_code
+from lwm2m.coap.dispatch_end import dispatching
 from lwm2m.coap.engine import Engine
 from lwm2m.coap.errors import (
     CoapError,
@@ -1028,7 +1029,10 @@ class Endpoint:
         if self._closed:
             return
         try:
-            self._pump(self._loop.time())
+            # What the handlers queued to gather (the SQLite store's group commit) leaves
+            # as this dispatch ends, not a loop iteration later (see coap.dispatch_end).
+            with dispatching():
+                self._pump(self._loop.time())
         except Exception:
             logger.exception("failed to send the handlers' answers")
 

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
+from lwm2m.coap.dispatch_end import at_dispatch_end
 from lwm2m.security.credentials import SecurityEntry
 from lwm2m.stores.base import JsonDoc, StoreError, check_json_doc
 from lwm2m.stores.codec import (
@@ -219,9 +220,11 @@ class SqliteDatabase:
             raise StoreError("the SQLite store is closed")
         self._pending.append(job)
         if not self._scheduled:
-            # The rest of this loop turn's writes join the batch.
+            # The rest of this loop turn's writes join the batch: those of the requests the
+            # endpoint dispatches now, or (outside a dispatch) of the rest of this turn.
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            if not at_dispatch_end(self._flush):
+                asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
