@@ -121,7 +121,6 @@ class EventBus(Generic[E]):
         self._all: list[Subscription[E]] = []
         self._by_endpoint: dict[str, list[Subscription[E]]] = {}
         self._listeners: list[Callable[[E], None]] = []
-        self._heard = False
 
     @property
     def heard(self) -> bool:
@@ -130,10 +129,7 @@ class EventBus(Generic[E]):
         Publishing with nothing to receive costs the event's construction and
         a call for nothing; a storm of Registers publishes two per request.
         """
-        return self._heard
-
-    def _recount(self) -> None:
-        self._heard = bool(self._listeners or self._all or self._by_endpoint)
+        return bool(self._listeners or self._all or self._by_endpoint)
 
     def subscribe(
         self, endpoint: str | None = None, *, buffer: int | None = None
@@ -144,7 +140,6 @@ class EventBus(Generic[E]):
             self._all.append(sub)
         else:
             self._by_endpoint.setdefault(endpoint, []).append(sub)
-        self._heard = True
         return sub
 
     def add_listener(self, listener: Callable[[E], None]) -> Callable[[], None]:
@@ -154,12 +149,10 @@ class EventBus(Generic[E]):
         which a bounded subscription could drop.
         """
         self._listeners.append(listener)
-        self._heard = True
 
         def remove() -> None:
             if listener in self._listeners:
                 self._listeners.remove(listener)
-                self._recount()
 
         return remove
 
@@ -189,10 +182,9 @@ class EventBus(Generic[E]):
         if sub.endpoint is None:
             if sub in self._all:
                 self._all.remove(sub)
-        else:
-            subs = self._by_endpoint.get(sub.endpoint)
-            if subs and sub in subs:
-                subs.remove(sub)
-                if not subs:
-                    del self._by_endpoint[sub.endpoint]
-        self._recount()
+            return
+        subs = self._by_endpoint.get(sub.endpoint)
+        if subs and sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self._by_endpoint[sub.endpoint]
