@@ -57,6 +57,10 @@ def test_what_dedup_remembers_is_not_walked_by_the_collector() -> None:
             engine.decline(event.request_id)
         # the third stays pending
     engine.receive_datagram(b"\x40\x01", CLIENT, 1.0)  # malformed: no entry, an RST
+    # Twice: an order entry holds its key, a tuple, and is untracked only once the key is;
+    # a collection that examines the entry before the key leaves it for the next one (the
+    # collector's order varies: failed 1 run of 3 on Python 3.12 and 3.13 in a whole suite).
+    gc.collect()
     gc.collect()
     assert len(engine._dedup) == 300
     assert not any(gc.is_tracked(key) for key in engine._dedup)

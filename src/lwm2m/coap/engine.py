@@ -1446,7 +1446,9 @@ _TOKEN: Final = 0
 _EXPIRES: Final = 1
 _ID: Final = 2
 _REPLY: Final = 3
-#: The arrival order, for expiry and the size bound: (key, id, expires).
+#: The arrival order, for expiry and the size bound: (key, id, expires). It holds the key,
+#: a tuple: the collector untracks it once the key is untracked, which may take a second
+#: collection when the first one happens to examine it before its key.
 _DedupOrder = tuple[_DedupKey, int, float]
 
 
