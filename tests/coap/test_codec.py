@@ -219,3 +219,57 @@ def test_truncations_never_crash(msg: Message, data: st.DataObject) -> None:
     cut = data.draw(st.integers(min_value=0, max_value=len(wire)))
     with contextlib.suppress(MessageFormatError):
         decode(wire[:cut])
+
+
+def _option_bytes(options: list[tuple[int, bytes]]) -> bytes:
+    """RFC 7252 3.1 option encoding, written out plainly (options sorted by number)."""
+    out = bytearray()
+    last = 0
+    for number, value in options:
+        nibbles = []
+        for field in (number - last, len(value)):
+            if field < 13:
+                nibbles.append((field, b""))
+            elif field < 269:
+                nibbles.append((13, bytes((field - 13,))))
+            else:
+                nibbles.append((14, (field - 269).to_bytes(2, "big")))
+        (d, d_ext), (n, n_ext) = nibbles
+        out += bytes(((d << 4) | n,)) + d_ext + n_ext + value
+        last = number
+    return bytes(out)
+
+
+_STRING_RUNS = {8: "location_path", 11: "uri_path", 15: "uri_query", 20: "location_query"}
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(_STRING_RUNS)),
+            # Short and long values, valid text and bytes that are not UTF-8.
+            st.one_of(
+                st.text(max_size=20).map(str.encode).filter(lambda v: len(v) <= 255),
+                st.binary(max_size=20),
+            ),
+        ),
+        max_size=12,
+    ).map(lambda options: sorted(options, key=lambda o: o[0]))
+)
+@settings(max_examples=500)
+def test_runs_of_repeated_text_options(options: list[tuple[int, bytes]]) -> None:
+    """Each value of a run of Uri-Path, Uri-Query, Location-Path or Location-Query lands
+    in its field in order when it is UTF-8, else in other_options (the codec reads a run's
+    one-byte-header repeats in one go; a long value or bad text inside a run included)."""
+    header = bytes((0x40, int(Code.GET), 0x12, 0x34))
+    msg = decode(header + _option_bytes(options))
+    expected: dict[str, list[str]] = {field: [] for field in _STRING_RUNS.values()}
+    other: list[tuple[int, bytes]] = []
+    for number, value in options:
+        try:
+            expected[_STRING_RUNS[number]].append(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            other.append((number, value))
+    for field, values in expected.items():
+        assert getattr(msg, field) == tuple(values), field
+    assert msg.other_options == tuple(other)

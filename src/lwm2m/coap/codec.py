@@ -151,10 +151,28 @@ def decode(data: bytes) -> Message:
                     except UnicodeDecodeError:
                         pass
                     else:
-                        if repeatable:
-                            kw[field] = (*kw.get(field, ()), text)  # type: ignore[misc]
-                        else:
+                        if not repeatable:
                             kw[field] = text
+                            continue
+                        # The rest of a run of this option (Uri-Path, Uri-Query...) in one
+                        # go: each repeat is a header byte below 13 (delta 0, a length
+                        # under 13) and its text. Anything else (a longer value, bad
+                        # UTF-8, the next option, the payload) is left to the loop.
+                        items = [text]
+                        while pos < n:
+                            byte = data[pos]
+                            if byte >= 13 or byte < min_len:
+                                break
+                            end = pos + 1 + byte
+                            if end > n:
+                                break
+                            try:
+                                items.append(data[pos + 1 : end].decode("utf-8"))
+                            except UnicodeDecodeError:
+                                break
+                            pos = end
+                        earlier = kw.get(field)
+                        kw[field] = (*earlier, *items) if earlier else tuple(items)  # type: ignore[misc]
                         continue
                 elif kind == _UINT:
                     kw[field] = int.from_bytes(value, "big")
