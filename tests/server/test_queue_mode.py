@@ -125,3 +125,84 @@ async def test_leaving_queue_mode_releases_waiting_requests(
     response = await asyncio.wait_for(read, 5)
     assert response.content.value == "ACME"  # type: ignore[union-attr]
     assert server.is_awake("leaving")
+
+
+async def test_any_datagram_of_a_sleeping_client_wakes_it(
+    server: LwM2MServer, make_device: Any
+) -> None:
+    """Not only an Update: a request to another path (here one the server refuses) from the
+    client's address sends what waits for it (the endpoint's activity listener)."""
+    client = Answering()
+    device = await make_device(client.handle)
+    await device.register("q", "b=UQ")
+    reg = server.get_registration("q")
+    assert reg is not None
+    server.queue.sleep_now(reg.id)
+    read = asyncio.ensure_future(server.read("q", "/3/0/0"))
+    while server.queue.queued(reg.id) == 0:
+        await asyncio.sleep(0)
+    answer = await device.endpoint.request(
+        Message(Code.GET, uri_path=("nothing",)), server.coap_address, timeout=5
+    )
+    assert answer.code == Code.NOT_FOUND
+    response = await asyncio.wait_for(read, 5)
+    assert response.content.value == "ACME"  # type: ignore[union-attr]
+
+
+async def test_no_lookup_per_datagram_while_no_client_is_in_queue_mode(
+    clock: Any, raw: Any
+) -> None:
+    """The activity listener looks up the sender's registration only while some
+    registration is in queue mode: a fleet without it pays no lookup per datagram."""
+
+    stores = MemoryStores()
+    lookups: list[tuple[str, int]] = []
+    registrations = stores.registrations
+    plain_lookup = registrations.get_by_address
+
+    def counted(address: tuple[str, int]) -> Any:
+        lookups.append(address)
+        return plain_lookup(address)
+
+    registrations.get_by_address = counted  # type: ignore[method-assign]
+    srv = LwM2MServer(stores, config=ServerConfig(coap_port=0), clock=clock)
+    await srv.start()
+    try:
+        device = await Endpoint.create("127.0.0.1", 0, handler=Answering().handle)
+        try:
+            response = await device.request(
+                register_message(("ep=plain", "b=U")), srv.coap_address, timeout=5
+            )
+            assert response.code == Code.CREATED
+            assert not registrations.holds_queue_mode
+            updated = await device.request(
+                Message(Code.POST, uri_path=response.location_path), srv.coap_address, timeout=5
+            )
+            assert updated.code == Code.CHANGED
+            assert lookups == []
+            # A client in queue mode: from then on, each datagram is looked up.
+            response = await device.request(
+                register_message(("ep=sleepy", "b=UQ")), srv.coap_address, timeout=5
+            )
+            assert response.code == Code.CREATED
+            assert registrations.holds_queue_mode
+            await device.request(
+                Message(Code.POST, uri_path=response.location_path), srv.coap_address, timeout=5
+            )
+            assert lookups
+            # Gone again (de-registered): no more lookups.
+            await device.request(
+                Message(Code.DELETE, uri_path=response.location_path), srv.coap_address, timeout=5
+            )
+            assert not registrations.holds_queue_mode
+            lookups.clear()
+            await device.request(
+                Message(Code.POST, uri_path=("rd", srv.get_registration("plain").id)),  # type: ignore[union-attr]
+                srv.coap_address,
+                timeout=5,
+            )
+            assert lookups == []
+        finally:
+            await device.close()
+    finally:
+        await srv.stop()

@@ -639,7 +639,10 @@ class LwM2MServer:
         return None
 
     def _activity(self, peer: Peer) -> None:
-        reg = self.stores.registrations.get_by_address(peer.address)
+        registrations = self.stores.registrations
+        if not registrations.holds_queue_mode:
+            return  # a fleet without queue mode: no lookup per datagram
+        reg = registrations.get_by_address(peer.address)
         if reg is not None and reg.queue_mode and self.queue.on_activity(reg):
             self._spawn(self._send_queued(reg.id))
 

@@ -68,6 +68,12 @@ class RegistrationStore(Protocol):
         """A snapshot, safe to iterate while registrations come and go."""
         ...
 
+    @property
+    def holds_queue_mode(self) -> bool:
+        """Whether a registration in queue mode is held (in memory): the server looks up the
+        registration of each datagram's sender, to wake a sleeping client, only then."""
+        ...
+
     def __len__(self) -> int: ...
 
     def query(self, query: RegistrationQuery) -> RegistrationPage:

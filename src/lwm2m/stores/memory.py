@@ -110,6 +110,10 @@ class MemoryRegistrationStore:
         """Fleet counts, kept up to date on every change; ``now`` is wall-clock seconds."""
         return self._query_index.stats(now)
 
+    @property
+    def holds_queue_mode(self) -> bool:
+        return self._query_index.queue_mode > 0
+
     # -- the whole fleet's reads: memory holds it all, so they are the reads above
     @property
     def partial(self) -> bool:

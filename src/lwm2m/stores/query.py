@@ -226,6 +226,11 @@ class RegistrationIndex:
         matches.sort(key=key, reverse=query.descending)
         return RegistrationPage(len(matches), tuple(matches[query.offset : stop]))
 
+    @property
+    def queue_mode(self) -> int:
+        """Registrations in queue mode (the count :meth:`stats` gives, without building them)."""
+        return self._queue
+
     def stats(self, now: float) -> RegistrationStats:
         """The counts as they are now; ``now`` (wall clock) ends the per-minute series."""
         return RegistrationStats(
