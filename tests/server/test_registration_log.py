@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+from server_helpers import register_message
 
+from lwm2m.coap.codes import Code
+from lwm2m.coap.endpoint import Endpoint
+from lwm2m.server import LwM2MServer, ServerConfig
 from lwm2m.server.registration_log import RegistrationLog
+from lwm2m.stores.memory import MemoryStores
 
 
 class Clock:
@@ -75,3 +80,27 @@ def test_beyond_the_budget_with_debug_off_there_is_nothing_to_call(
     assert log.emitter() == logger.debug and log.suppressed == 4
     clock.now += 1.0  # ten tokens back, two kept (the burst)
     assert log.emitter() == logger.info
+
+
+async def test_a_register_replacing_a_registration_is_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A re-Register (every request of a storm after its first round) logs one line that
+    names the registration it replaces, not a de-registration line too."""
+    server = LwM2MServer(MemoryStores(), config=ServerConfig(coap_port=0))
+    await server.start()
+    device = await Endpoint.create("127.0.0.1", 0)
+    caplog.set_level(logging.INFO, logger="lwm2m.server.registrar")
+    try:
+        first = await device.request(register_message(("ep=again",)), server.coap_address)
+        second = await device.request(register_message(("ep=again",)), server.coap_address)
+    finally:
+        await device.close()
+        await server.stop()
+    assert first.code == second.code == Code.CREATED
+    old_id, new_id = first.location_path[1], second.location_path[1]
+    lines = [r.getMessage() for r in caplog.records if r.name == "lwm2m.server.registrar"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"registered again id={old_id} ") and "replacing" not in lines[0]
+    assert lines[1].startswith(f"registered again id={new_id} ")
+    assert lines[1].endswith(f", replacing id={old_id}")

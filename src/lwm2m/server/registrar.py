@@ -392,9 +392,8 @@ class Registrar:
         )
 
     def _replaced_now(self, old: Registration, now: float) -> None:
-        emit = self.log.emitter()
-        if emit is not None:
-            emit("deregistered %s (replaced by a new registration) id=%s", old.endpoint, old.id)
+        # Its log line is the new one's ("registered ... replacing id="): one line, and one
+        # look at the log's budget, per Register of a storm.
         events = self.events
         if events.heard:
             events.publish(DeregistrationEvent(old.endpoint, now, registration=old, replaced=True))
@@ -405,7 +404,7 @@ class Registrar:
         emit = log.emitter()
         if emit is not None:
             emit(
-                "registered %s id=%s from %s:%d lt=%d lwm2m=%s b=%s%s",
+                "registered %s id=%s from %s:%d lt=%d lwm2m=%s b=%s%s%s",
                 new.endpoint,
                 new.id,
                 new.address[0],
@@ -414,6 +413,7 @@ class Registrar:
                 new.lwm2m_version,
                 new.binding,
                 " (queue mode)" if new.queue_mode else "",
+                "" if old is None else f", replacing id={old.id}",
             )
         events = self.events
         if events.heard:
