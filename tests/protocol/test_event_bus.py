@@ -8,8 +8,8 @@ import pytest
 
 from lwm2m.bootstrap.events import SessionFinished
 from lwm2m.bootstrap.server import BootstrapServer
-from lwm2m.protocol.events import EventBus
-from lwm2m.server.events import SleepingEvent
+from lwm2m.protocol.events import EventBus, event_kind
+from lwm2m.server.events import AwakeEvent, ServerEvent, SleepingEvent
 from lwm2m.server.server import LwM2MServer
 
 
@@ -75,3 +75,45 @@ def test_heard_while_a_listener_or_a_subscription_is_there() -> None:
     bus.subscribe("ep")
     bus.close()
     assert bus.heard  # the listener stays
+
+
+def test_a_listener_naming_kinds_gets_those_only_and_is_heard_for_those_only() -> None:
+    bus: EventBus[ServerEvent] = EventBus()
+    assert not bus.hears("sleeping")
+    asleep: list[ServerEvent] = []
+    remove = bus.add_listener(asleep.append, kinds=("sleeping",))
+    assert bus.heard
+    assert bus.hears("sleeping") and not bus.hears("awake")
+    bus.publish(SleepingEvent("a", 1.0, "rid"))
+    bus.publish(AwakeEvent("a", 2.0, "rid"))
+    assert [type(e) for e in asleep] == [SleepingEvent]
+    # A listener of every kind, and a subscription, hear every kind.
+    everything: list[ServerEvent] = []
+    remove_all = bus.add_listener(everything.append)
+    assert bus.hears("awake")
+    remove_all()
+    assert not bus.hears("awake")
+    with bus.subscribe("b"):
+        assert bus.hears("awake")
+    assert not bus.hears("awake")
+    remove()
+    assert not bus.heard and not bus.hears("sleeping")
+
+
+def test_a_remover_removes_its_own_entry_only() -> None:
+    """The same function added twice (once for a kind, once for all) is two listeners."""
+    bus: EventBus[ServerEvent] = EventBus()
+    seen: list[ServerEvent] = []
+    remove_one = bus.add_listener(seen.append, kinds=("sleeping",))
+    bus.add_listener(seen.append)
+    remove_one()
+    bus.publish(AwakeEvent("a", 2.0, "rid"))
+    assert len(seen) == 1  # the listener of every kind is still there
+    remove_one()  # a second call changes nothing
+    assert bus.hears("awake")
+
+
+def test_event_kind_is_the_value_of_the_class_type() -> None:
+    assert event_kind(SleepingEvent("a", 1.0, "rid")) == "sleeping"
+    assert event_kind(SessionFinished("s", "ep", 1.0)) == SessionFinished.type.value
+    assert event_kind(object()) is None

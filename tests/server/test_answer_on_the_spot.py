@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from server_helpers import register_message
 
+from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.coap.codes import Code
 from lwm2m.coap.later import Later
 from lwm2m.coap.message import Message
@@ -356,3 +357,47 @@ async def test_no_event_is_built_while_nothing_hears_them(
             assert built == expected
     finally:
         await sqlite.close()
+
+
+async def test_a_listener_of_registrations_only_gets_no_other_event_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What ``lwm2m server``'s embedded bootstrap server listens to: REGISTRATION events.
+    A storm then builds those only, not the de-registration of each replaced registration
+    nor an event per Update or De-register."""
+    import lwm2m.server.registrar as registrar_module
+
+    built: list[str] = []
+    for name in ("RegistrationEvent", "DeregistrationEvent", "UpdatedEvent"):
+        real = getattr(registrar_module, name)
+
+        def counted(*args: object, _real: type = real, **kwargs: object) -> object:
+            built.append(_real.__name__)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(registrar_module, name, counted)
+    registrar = Registrar(MemoryRegistrationStore(), None, EventBus())
+    heard: list[object] = []
+    registrar.events.add_listener(heard.append, kinds=("registration",))
+    for _ in range(2):
+        created = await _resolved(registrar.answer(register_message(QUERY), PEER))
+    rid = created.location_path[1]
+    update = Message(Code.POST, uri_path=("rd", rid), uri_query=("lt=600",))
+    assert (await _resolved(registrar.answer(update, PEER))).code == Code.CHANGED
+    bye = Message(Code.DELETE, uri_path=("rd", rid))
+    assert (await _resolved(registrar.answer(bye, PEER))).code == Code.DELETED
+    assert built == ["RegistrationEvent", "RegistrationEvent"]
+    assert [type(e).__name__ for e in heard] == built
+
+
+async def test_the_embedded_bootstrap_server_listens_to_registrations_only() -> None:
+    server = LwM2MServer()
+    assert not server.events.heard
+    bootstrap = BootstrapServer()
+    bootstrap.follow_server(server)
+    try:
+        assert server.events.hears("registration")
+        assert not server.events.hears("updated") and not server.events.hears("deregistration")
+    finally:
+        await bootstrap.close()
+    assert not server.events.heard

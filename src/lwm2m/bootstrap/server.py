@@ -291,7 +291,11 @@ class BootstrapServer:
         # A listener, not a subscription: it runs as each event is published and returns at
         # once for all but REGISTRATION, so a storm of Updates costs it nothing (a
         # subscription woke a task and went through an async iterator for every event).
-        self._unfollow.append(server.events.add_listener(self.registration_listener()))
+        # Named kind: the server builds no other event for it (a storm's Updates and the
+        # de-registrations of replaced registrations) while nothing else listens.
+        self._unfollow.append(
+            server.events.add_listener(self.registration_listener(), kinds=("registration",))
+        )
 
     async def close(self) -> None:
         for unfollow in self._unfollow:

@@ -17,7 +17,9 @@ Rules:
 4. Synchronous listeners run inside :meth:`EventBus.publish`; one that
    raises is logged and the others still run.
 5. An event nobody receives need not exist: a publisher on a hot path (a
-   Register of a storm) builds its event only when :attr:`EventBus.heard`.
+   Register of a storm) builds its event only when :meth:`EventBus.hears` its
+   kind (the value of its class's ``type``): a listener may name the kinds it
+   wants, and gets only those.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Generic, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,14 @@ class EndpointEvent(Protocol):
 
 
 E = TypeVar("E", bound=EndpointEvent)
+
+
+def event_kind(event: object) -> str | None:
+    """What a listener names to get ``event``: the value of its class's ``type`` (the events
+    of both roles have one, an enum); None for an event without one."""
+    kind = getattr(type(event), "type", None)
+    value = getattr(kind, "value", None)
+    return value if isinstance(value, str) else None
 
 
 class Subscription(Generic[E]):
@@ -120,7 +130,8 @@ class EventBus(Generic[E]):
         self._buffer_size = buffer_size
         self._all: list[Subscription[E]] = []
         self._by_endpoint: dict[str, list[Subscription[E]]] = {}
-        self._listeners: list[Callable[[E], None]] = []
+        #: Each listener with the kinds it asked for (None: every event).
+        self._listeners: list[tuple[Callable[[E], None], frozenset[str] | None]] = []
 
     @property
     def heard(self) -> bool:
@@ -130,6 +141,16 @@ class EventBus(Generic[E]):
         a call for nothing; a storm of Registers publishes two per request.
         """
         return bool(self._listeners or self._all or self._by_endpoint)
+
+    def hears(self, kind: str) -> bool:
+        """Whether an event of ``kind`` (see :func:`event_kind`) reaches anything: a
+        subscription (they get every kind), or a listener that did not leave it out."""
+        if self._all or self._by_endpoint:
+            return True
+        for _, kinds in self._listeners:  # noqa: SIM110 - no generator per call (hot path)
+            if kinds is None or kind in kinds:
+                return True
+        return False
 
     def subscribe(
         self, endpoint: str | None = None, *, buffer: int | None = None
@@ -142,26 +163,38 @@ class EventBus(Generic[E]):
             self._by_endpoint.setdefault(endpoint, []).append(sub)
         return sub
 
-    def add_listener(self, listener: Callable[[E], None]) -> Callable[[], None]:
-        """Call ``listener`` with every event as it is published; returns the remover.
+    def add_listener(
+        self, listener: Callable[[E], None], *, kinds: Iterable[str] | None = None
+    ) -> Callable[[], None]:
+        """Call ``listener`` with every event as it is published, or with those of ``kinds``
+        only; returns the remover.
 
         For bookkeeping that must see every event (a history, a counter),
-        which a bounded subscription could drop.
+        which a bounded subscription could drop. Naming the kinds spares the
+        publishers the others' events while nothing else hears them.
         """
-        self._listeners.append(listener)
+        entry = (listener, None if kinds is None else frozenset(kinds))
+        self._listeners.append(entry)
 
         def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            for i, known in enumerate(self._listeners):
+                if known is entry:
+                    del self._listeners[i]
+                    return
 
         return remove
 
     def publish(self, event: E) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                logger.exception("event listener failed on %r", event)
+        listeners = self._listeners
+        if listeners:
+            kind = event_kind(event)
+            for listener, kinds in list(listeners):
+                if kinds is not None and kind not in kinds:
+                    continue
+                try:
+                    listener(event)
+                except Exception:
+                    logger.exception("event listener failed on %r", event)
         for sub in self._all:
             sub._push(event)
         subs = self._by_endpoint.get(event.endpoint)

@@ -48,6 +48,7 @@ from lwm2m.protocol.registration import (
 )
 from lwm2m.server.events import (
     DeregistrationEvent,
+    EventType,
     RegistrationEvent,
     ServerEventBus,
     UpdatedEvent,
@@ -66,6 +67,11 @@ if TYPE_CHECKING:
     from lwm2m.security.credentials import X509Expectation
 
 logger = logging.getLogger(__name__)
+
+#: The kinds of the events published here, as :meth:`ServerEventBus.hears` takes them.
+_REGISTRATION = EventType.REGISTRATION.value
+_UPDATED = EventType.UPDATED.value
+_DEREGISTRATION = EventType.DEREGISTRATION.value
 
 #: Reason phrase of the seed's Table 23 (seed 000 change 5).
 X509_NAME_MISMATCH = "Endpoint Client Name does not match with CN field of X.509 Certificates"
@@ -395,7 +401,7 @@ class Registrar:
         # Its log line is the new one's ("registered ... replacing id="): one line, and one
         # look at the log's budget, per Register of a storm.
         events = self.events
-        if events.heard:
+        if events.hears(_DEREGISTRATION):
             events.publish(DeregistrationEvent(old.endpoint, now, registration=old, replaced=True))
 
     def _registered(self, new: Registration, old: Registration | None) -> Message:
@@ -416,7 +422,7 @@ class Registrar:
                 "" if old is None else f", replacing id={old.id}",
             )
         events = self.events
-        if events.heard:
+        if events.hears(_REGISTRATION):
             events.publish(
                 RegistrationEvent(new.endpoint, new.registered_at, registration=new, replaced=old)
             )
@@ -485,7 +491,7 @@ class Registrar:
             )
         log.line("updated %s id=%s lt=%d", new.endpoint, new.id, new.lifetime_s)
         events = self.events
-        if events.heard:
+        if events.hears(_UPDATED):
             events.publish(
                 UpdatedEvent(new.endpoint, new.updated_at, previous=old, registration=new)
             )
@@ -516,7 +522,7 @@ class Registrar:
             self.log.deregistered += 1
         self.log.line("deregistered %s id=%s (%s)", removed.endpoint, removed.id, reason)
         events = self.events
-        if events.heard:
+        if events.hears(_DEREGISTRATION):
             events.publish(
                 DeregistrationEvent(
                     removed.endpoint,
