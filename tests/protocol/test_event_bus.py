@@ -117,3 +117,16 @@ def test_event_kind_is_the_value_of_the_class_type() -> None:
     assert event_kind(SleepingEvent("a", 1.0, "rid")) == "sleeping"
     assert event_kind(SessionFinished("s", "ep", 1.0)) == SessionFinished.type.value
     assert event_kind(object()) is None
+
+
+def test_an_event_without_a_kind_reaches_only_the_listeners_of_every_kind() -> None:
+    class Untyped:
+        endpoint = "a"
+
+    bus: EventBus[Untyped] = EventBus()
+    named: list[Untyped] = []
+    every: list[Untyped] = []
+    bus.add_listener(named.append, kinds=("sleeping",))
+    bus.add_listener(every.append)
+    bus.publish(Untyped())
+    assert named == [] and len(every) == 1

@@ -187,10 +187,13 @@ class EventBus(Generic[E]):
     def publish(self, event: E) -> None:
         listeners = self._listeners
         if listeners:
-            kind = event_kind(event)
+            kind: str | None = None
             for listener, kinds in list(listeners):
-                if kinds is not None and kind not in kinds:
-                    continue
+                if kinds is not None:
+                    if kind is None:
+                        kind = event_kind(event) or ""
+                    if kind not in kinds:
+                        continue
                 try:
                     listener(event)
                 except Exception:
