@@ -401,3 +401,27 @@ async def test_the_embedded_bootstrap_server_listens_to_registrations_only() -> 
     finally:
         await bootstrap.close()
     assert not server.events.heard
+
+
+async def test_a_durable_update_is_answered_by_its_commit_with_a_later(tmp_path: Path) -> None:
+    """SQLite: an Update is a Later too, resolved from its batch's commit (no coroutine);
+    the renewed lifetime is on disk once it is answered, and an unknown id is a 4.04."""
+    stores = await open_stores("sqlite", tmp_path)
+    try:
+        registrar = Registrar(stores.registrations, None, EventBus())
+        created = await _resolved(registrar.answer(register_message(QUERY), PEER))
+        rid = created.location_path[1]
+        update = Message(Code.POST, uri_path=("rd", rid), uri_query=("lt=600",))
+        pending = registrar.answer(update, PEER)
+        assert isinstance(pending, Later) and not pending.done  # the commit is to come
+        assert (await pending).code == Code.CHANGED
+        unknown = Message(Code.POST, uri_path=("rd", "nobody"), uri_query=("lt=600",))
+        assert (await _resolved(registrar.answer(unknown, PEER))).code == Code.NOT_FOUND
+    finally:
+        await stores.close()
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        stored = reopened.registrations.get(rid)
+        assert stored is not None and stored.lifetime_s == 600
+    finally:
+        await reopened.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path as FsPath
 
@@ -12,6 +13,7 @@ from sqlite_helpers import stored_endpoints
 from lwm2m.coap.dispatch_end import dispatching
 from lwm2m.coap.peer import PeerIdentity
 from lwm2m.stores import SQLITE_FILENAME, StoreError, open_stores, sqlite_bulk
+from lwm2m.stores.base import UnknownRegistration
 from lwm2m.stores.codec import dumps, registration_row, registration_text
 from lwm2m.stores.records import ObjectLinks, RegisteredObject, Registration
 from lwm2m.stores.sqlite import REGISTRATION_UPSERT, SqliteStores, WriterKind
@@ -254,3 +256,48 @@ def test_single_statement_is_the_statement_itself_for_one_row_and_none_past_the_
     assert single_statement("INSERT INTO documents VALUES (?, ?, ?)", [("a", "b", "c")]) is None
     monkeypatch.setattr(sqlite_bulk, "MAX_VARIABLES", len(row))
     assert single_statement(REGISTRATION_UPSERT, [row, row]) is None
+
+
+def _renewed(reg: Registration, lifetime_s: int) -> Registration:
+    return dataclasses.replace(reg, lifetime_s=lifetime_s, updated_at=reg.updated_at + 1)
+
+
+async def test_update_then_is_told_by_the_commit_and_goes_back_when_refused(
+    tmp_path: FsPath,
+) -> None:
+    """An Update's callback form: the memory view renewed at once, ``done(old, None)`` once
+    the batch committed; a refused commit puts the renewed registration back before
+    ``done(None, error)``; an unknown registration is refused at once."""
+    stores = await _open(tmp_path)
+    registrations = stores.registrations
+    try:
+        assert registrations.updates_by_callback
+        _, reg = await registrations.add(_reg(0))
+        told: list[tuple[Registration | None, BaseException | None]] = []
+        renewed = _renewed(reg, 600)
+        registrations.update_then(renewed, lambda old, error: told.append((old, error)))
+        assert registrations.get(reg.id) is renewed and told == []  # the commit is to come
+        while not told:
+            await asyncio.sleep(0.01)
+        assert told == [(reg, None)]
+
+        _fail_commit(stores)
+        told.clear()
+        registrations.update_then(_renewed(renewed, 900), lambda o, e: told.append((o, e)))
+        while not told:
+            await asyncio.sleep(0.01)
+        assert told[0][0] is None and isinstance(told[0][1], StoreError)
+        assert registrations.get(reg.id) is renewed  # went back
+        del stores._db._batch_writer.commit  # the real COMMIT again
+
+        told.clear()
+        registrations.update_then(_reg(7), lambda o, e: told.append((o, e)))
+        assert told[0][0] is None and isinstance(told[0][1], UnknownRegistration)
+    finally:
+        await stores.close()
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        stored = reopened.registrations.get(reg.id)
+        assert stored is not None and stored.lifetime_s == 600
+    finally:
+        await reopened.close()

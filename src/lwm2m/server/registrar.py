@@ -435,12 +435,33 @@ class Registrar:
         self, registration_id: str, message: Message, peer: Peer
     ) -> Message | Awaitable[Message]:
         store = self.registrations
-        if not store.synchronous:
-            return self._answered(self.update(registration_id, message, peer))
-        current = store.get(registration_id)
-        if current is None:
-            raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
-        return self._updated(*store.update_now(self._renewed(current, message, peer)))
+        if store.synchronous:
+            current = store.get(registration_id)
+            if current is None:
+                raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
+            return self._updated(*store.update_now(self._renewed(current, message, peer)))
+        if store.updates_by_callback and not store.partial:
+            # The whole fleet is in memory (SQLite): read there, and answer from the commit.
+            current = store.get(registration_id)
+            if current is None:
+                raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
+            return self._update_later(self._renewed(current, message, peer))
+        return self._answered(self.update(registration_id, message, peer))
+
+    def _update_later(self, registration: Registration) -> Later[Message]:
+        """A durable Update answered from the store's callback once its batch committed,
+        as :meth:`_register_later` (no coroutine per request)."""
+        answer: Later[Message] = Later()
+
+        def done(old: Registration | None, error: BaseException | None) -> None:
+            if error is None and old is not None:
+                answer.resolve(self._updated(old, registration))
+                return
+            failure = error if isinstance(error, StoreError) else StoreError(str(error))
+            answer.resolve(_store_failure(failure))
+
+        self.registrations.update_then(registration, done)
+        return answer
 
     async def update(self, registration_id: str, message: Message, peer: Peer) -> Message:
         # fetch: the registration may be another node's (a node that is gone: this

@@ -47,6 +47,10 @@ class UnknownRegistration(StoreError, KeyError):
 #: after a refused one.
 AddDone = Callable[[Registration | None, BaseException | None], None]
 
+#: ``done(the registration it renewed, None)`` after a durable update, ``done(None, error)``
+#: after a refused one.
+UpdateDone = Callable[[Registration | None, BaseException | None], None]
+
 
 @runtime_checkable
 class RegistrationStore(Protocol):
@@ -164,6 +168,19 @@ class RegistrationStore(Protocol):
         """:meth:`add` without a coroutine (only when :attr:`adds_by_callback`): indexed at
         once, then ``done(old, None)`` once durable, or ``done(None, error)`` once the
         memory view went back (the write was refused)."""
+        ...
+
+    @property
+    def updates_by_callback(self) -> bool:
+        """Whether :meth:`update_then` tells the end of a durable update by its callback
+        (as :attr:`adds_by_callback`)."""
+        ...
+
+    def update_then(self, registration: Registration, done: UpdateDone) -> None:
+        """:meth:`update` without a coroutine (only when :attr:`updates_by_callback`): the
+        memory view renewed at once, then ``done(old, None)`` once durable, or
+        ``done(None, error)`` once it went back (the write was refused) or when the
+        registration is not held (:class:`UnknownRegistration`)."""
         ...
 
 

@@ -19,6 +19,7 @@ from lwm2m.stores.base import (
     JsonDoc,
     SecurityConflict,
     UnknownRegistration,
+    UpdateDone,
     check_json_doc,
 )
 from lwm2m.stores.deadlines import Deadlines
@@ -63,6 +64,9 @@ class MemoryRegistrationStore:
         )
         self._adds_by_callback = (
             cls._persist_add_then is not MemoryRegistrationStore._persist_add_then
+        )
+        self._updates_by_callback = (
+            cls._persist_update_then is not MemoryRegistrationStore._persist_update_then
         )
 
     # -- reads
@@ -187,6 +191,32 @@ class MemoryRegistrationStore:
 
         try:
             self._persist_add_then(registration, old, written)
+        except Exception as exc:  # refused before it was queued (a closed store)
+            written(exc)
+
+    @property
+    def updates_by_callback(self) -> bool:
+        """True for a subclass with a callback form of its update (``_persist_update_then``)."""
+        return self._updates_by_callback
+
+    def update_then(self, registration: Registration, done: UpdateDone) -> None:
+        """:meth:`update` with a callback instead of a coroutine: renewed first, then written
+        through; a refused write puts the renewed registration back before ``done`` hears."""
+        try:
+            old = self._renew(registration)
+        except UnknownRegistration as exc:
+            done(None, exc)
+            return
+
+        def written(error: BaseException | None) -> None:
+            if error is None:
+                done(old, None)
+                return
+            self._replace(registration, old)
+            done(None, error)
+
+        try:
+            self._persist_update_then(registration, old, written)
         except Exception as exc:  # refused before it was queued (a closed store)
             written(exc)
 
@@ -332,6 +362,12 @@ class MemoryRegistrationStore:
     ) -> None:
         """:meth:`_persist_add` telling its end to ``written(error or None)`` (the memory
         store has nothing to write: at once)."""
+        written(None)
+
+    def _persist_update_then(
+        self, reg: Registration, old: Registration, written: WriteDone
+    ) -> None:
+        """:meth:`_persist_update` telling its end to ``written(error or None)``."""
         written(None)
 
     def _persist_remove(self, reg: Registration) -> Awaitable[None] | None:

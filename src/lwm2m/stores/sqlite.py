@@ -531,11 +531,20 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
         self._db.submit_then([(REGISTRATION_UPSERT, registration_row(reg))], written)
 
     def _persist_update(self, reg: Registration, old: Registration) -> Awaitable[None]:
+        return self._db.submit([self._update_statement(reg, old)])
+
+    def _persist_update_then(
+        self, reg: Registration, old: Registration, written: WriteDone
+    ) -> None:
+        self._db.submit_then([self._update_statement(reg, old)], written)
+
+    def _update_statement(self, reg: Registration, old: Registration) -> Statement:
+        """The columns an Update changed (address, lifetime, time), or the whole row."""
         if self._loading:
             self._touched.add(reg.endpoint)
         if _same_but_touched(old, reg):
-            return self._db.submit([(REGISTRATION_TOUCH, registration_update_row(reg))])
-        return self._db.submit([(REGISTRATION_UPSERT, registration_row(reg))])
+            return (REGISTRATION_TOUCH, registration_update_row(reg))
+        return (REGISTRATION_UPSERT, registration_row(reg))
 
     def _persist_remove(self, reg: Registration) -> Awaitable[None]:
         if self._loading:
