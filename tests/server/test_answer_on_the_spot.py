@@ -76,10 +76,11 @@ async def test_register_and_update_come_back_as_messages_on_the_memory_store() -
     reg = registrar.registrations.get(rid)
     assert reg is not None and reg.lifetime_s == 600
     assert [type(e) for e in events] == [RegistrationEvent, UpdatedEvent]
-    # A De-register has the end of a registration to await: the handle() path.
+    # A De-register whose end leaves nothing to await (no end hook here) is answered on the
+    # spot too.
     deleted = registrar.answer(Message(Code.DELETE, uri_path=("rd", rid)), PEER)
-    assert inspect.isawaitable(deleted)
-    assert (await deleted).code == Code.DELETED
+    assert isinstance(deleted, Message) and deleted.code == Code.DELETED
+    assert registrar.registrations.get(rid) is None
     assert [type(e) for e in events][-1] is DeregistrationEvent
 
 
@@ -423,5 +424,48 @@ async def test_a_durable_update_is_answered_by_its_commit_with_a_later(tmp_path:
     try:
         stored = reopened.registrations.get(rid)
         assert stored is not None and stored.lifetime_s == 600
+    finally:
+        await reopened.close()
+
+
+async def test_a_de_register_with_an_end_to_await_resolves_once_that_is_done() -> None:
+    """Memory store: the De-register's answer waits for the end hook's work (a Later),
+    and refusals (an unknown id, another client) are answered on the spot."""
+    ended: list[str] = []
+
+    async def on_removed(reg: Registration, reason: str) -> None:
+        await asyncio.sleep(0.01)
+        ended.append(reason)
+
+    registrar = Registrar(MemoryRegistrationStore(), None, EventBus(), on_removed=on_removed)
+    created = registrar.answer(register_message(QUERY), PEER)
+    assert isinstance(created, Message)
+    rid = created.location_path[1]
+    unknown = registrar.answer(Message(Code.DELETE, uri_path=("rd", "nobody")), PEER)
+    assert isinstance(unknown, Message) and unknown.code == Code.NOT_FOUND
+    deleted = registrar.answer(Message(Code.DELETE, uri_path=("rd", rid)), PEER)
+    assert isinstance(deleted, Later) and not deleted.done and ended == []
+    assert (await deleted).code == Code.DELETED and ended == ["deregistered"]
+
+
+async def test_a_durable_de_register_is_answered_by_its_commit_with_a_later(
+    tmp_path: Path,
+) -> None:
+    stores = await open_stores("sqlite", tmp_path)
+    try:
+        registrar = Registrar(stores.registrations, None, EventBus())
+        events = _recorded(registrar)
+        created = await _resolved(registrar.answer(register_message(QUERY), PEER))
+        rid = created.location_path[1]
+        pending = registrar.answer(Message(Code.DELETE, uri_path=("rd", rid)), PEER)
+        assert isinstance(pending, Later) and not pending.done  # the commit is to come
+        assert stores.registrations.get(rid) is None  # gone from memory at once
+        assert (await pending).code == Code.DELETED
+        assert [type(e) for e in events] == [RegistrationEvent, DeregistrationEvent]
+    finally:
+        await stores.close()
+    reopened = await open_stores("sqlite", tmp_path)
+    try:
+        assert reopened.registrations.get(rid) is None and len(reopened.registrations) == 0
     finally:
         await reopened.close()

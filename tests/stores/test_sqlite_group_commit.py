@@ -301,3 +301,37 @@ async def test_update_then_is_told_by_the_commit_and_goes_back_when_refused(
         assert stored is not None and stored.lifetime_s == 600
     finally:
         await reopened.close()
+
+
+async def test_remove_then_is_told_by_the_commit_and_comes_back_when_refused(
+    tmp_path: FsPath,
+) -> None:
+    stores = await _open(tmp_path)
+    registrations = stores.registrations
+    try:
+        assert registrations.removes_by_callback
+        _, first = await registrations.add(_reg(0))
+        _, second = await registrations.add(_reg(1))
+        told: list[tuple[Registration | None, BaseException | None]] = []
+        registrations.remove_then(first.id, lambda old, error: told.append((old, error)))
+        assert registrations.get(first.id) is None and told == []  # unindexed at once
+        while not told:
+            await asyncio.sleep(0.01)
+        assert told == [(first, None)]
+
+        _fail_commit(stores)
+        told.clear()
+        registrations.remove_then(second.id, lambda old, error: told.append((old, error)))
+        assert registrations.get(second.id) is None
+        while not told:
+            await asyncio.sleep(0.01)
+        assert told[0][0] is None and isinstance(told[0][1], StoreError)
+        assert registrations.get_by_endpoint("ep-1") is second  # back
+        del stores._db._batch_writer.commit  # the real COMMIT again
+
+        told.clear()
+        registrations.remove_then("nobody", lambda old, error: told.append((old, error)))
+        assert told == [(None, None)]  # none held: told at once
+    finally:
+        await stores.close()
+    assert await stored_endpoints(tmp_path) == ["ep-1"]

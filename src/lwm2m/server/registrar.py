@@ -235,10 +235,12 @@ class Registrar:
         """:meth:`handle`, answered on the spot where nothing needs to wait.
 
         On a :attr:`~lwm2m.stores.base.RegistrationStore.synchronous` store a
-        Register (unless it replaces a registration whose end has work to await)
-        and an Update are done without a coroutine, refusals included; so is a
-        wrong method or path on any store: the Message is returned. The rest (a
-        write to wait for, a De-register) is an awaitable of the Message.
+        Register (unless it replaces a registration whose end has work to await),
+        an Update and a De-register (unless its end has work to await) are done
+        without a coroutine, refusals included; so is a wrong method or path on
+        any store: the Message is returned. On a store that writes by callback
+        (SQLite) they are a :class:`~lwm2m.coap.later.Later` resolved by the
+        commit; the rest (a shared store's writes) is an awaitable of the Message.
         """
         path = message.uri_path
         try:
@@ -250,7 +252,7 @@ class Registrar:
                 if message.code in (Code.POST, Code.PUT):
                     return self._update_answer(path[1], message, peer)
                 if message.code == Code.DELETE:
-                    return self._answered(self.deregister(path[1], peer))
+                    return self._deregister_answer(path[1], peer)
                 raise RegistrationRejected(
                     Code.METHOD_NOT_ALLOWED, "use POST or PUT to update, DELETE to de-register"
                 )
@@ -521,14 +523,52 @@ class Registrar:
         return Message(Code.CHANGED)
 
     # ------------------------------------------------------------------ de-register
-    async def deregister(self, registration_id: str, peer: Peer) -> Message:
-        current = await self.registrations.fetch(registration_id)
+    def _deregister_answer(self, registration_id: str, peer: Peer) -> Message | Awaitable[Message]:
+        """A De-register on a store that removes by callback and holds the whole fleet
+        (memory, SQLite) without a coroutine: the Message at once when nothing is left to
+        wait for, else a Later resolved once the removal is durable (and the end's work
+        done)."""
+        store = self.registrations
+        if not (store.synchronous or store.removes_by_callback) or store.partial:
+            return self._answered(self.deregister(registration_id, peer))
+        current = self._deregistered_by(store.get(registration_id), peer)
+        answer: Later[Message] = Later()
+
+        def done(removed: Registration | None, error: BaseException | None) -> None:
+            if error is not None:
+                failure = error if isinstance(error, StoreError) else StoreError(str(error))
+                answer.resolve(_store_failure(failure))
+                return
+            if removed is None:  # gone meanwhile (another De-register of the same batch)
+                answer.resolve(
+                    RegistrationRejected(Code.NOT_FOUND, "no such registration").to_response()
+                )
+                return
+            pending = self._ended(removed, "deregistered")
+            if pending is None:
+                answer.resolve(Message(Code.DELETED))
+            else:
+                self._spawn_then(self._deleted_after(pending), answer)
+
+        store.remove_then(current.id, done)
+        return answer.result() if answer.done else answer
+
+    async def _deleted_after(self, pending: Awaitable[None]) -> Message:
+        await pending
+        return Message(Code.DELETED)
+
+    def _deregistered_by(self, current: Registration | None, peer: Peer) -> Registration:
+        """``current``, when it exists and ``peer`` may end it (else rejected)."""
         if current is None:
             raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
         if current.identity is not None and identity_key(current.identity, "") != identity_key(
             peer.identity, ""
         ):
             raise _bad("the de-register does not come from the registered client's identity")
+        return current
+
+    async def deregister(self, registration_id: str, peer: Peer) -> Message:
+        current = self._deregistered_by(await self.registrations.fetch(registration_id), peer)
         await self.remove(current, "deregistered")
         return Message(Code.DELETED)
 
@@ -537,6 +577,13 @@ class Registrar:
         removed = await self.registrations.remove(registration.id)
         if removed is None:
             return None
+        pending = self._ended(removed, reason)
+        if pending is not None:
+            await pending
+        return removed
+
+    def _ended(self, removed: Registration, reason: str) -> Awaitable[None] | None:
+        """Count, log and publish the end of ``removed``; the end hook's work, if any."""
         if reason == "expired":
             self.log.expired += 1
         else:
@@ -552,10 +599,7 @@ class Registrar:
                     expired=reason == "expired",
                 )
             )
-        pending = self.on_removed(removed, reason) if self.on_removed is not None else None
-        if pending is not None:
-            await pending
-        return removed
+        return self.on_removed(removed, reason) if self.on_removed is not None else None
 
     async def expire(self) -> list[Registration]:
         """Remove every registration past its lifetime plus the grace period."""

@@ -51,6 +51,10 @@ AddDone = Callable[[Registration | None, BaseException | None], None]
 #: after a refused one.
 UpdateDone = Callable[[Registration | None, BaseException | None], None]
 
+#: ``done(the registration removed, or None when none was held, None)`` after a durable
+#: removal, ``done(None, error)`` after a refused one.
+RemoveDone = Callable[[Registration | None, BaseException | None], None]
+
 
 @runtime_checkable
 class RegistrationStore(Protocol):
@@ -174,6 +178,19 @@ class RegistrationStore(Protocol):
     def updates_by_callback(self) -> bool:
         """Whether :meth:`update_then` tells the end of a durable update by its callback
         (as :attr:`adds_by_callback`)."""
+        ...
+
+    @property
+    def removes_by_callback(self) -> bool:
+        """Whether :meth:`remove_then` tells the end of a durable removal by its callback
+        (as :attr:`adds_by_callback`)."""
+        ...
+
+    def remove_then(self, registration_id: str, done: RemoveDone) -> None:
+        """:meth:`remove` without a coroutine (only when :attr:`removes_by_callback`):
+        unindexed at once, then ``done(removed, None)`` once durable (``done(None, None)``
+        at once when none is held), or ``done(None, error)`` once it is back (the write
+        was refused)."""
         ...
 
     def update_then(self, registration: Registration, done: UpdateDone) -> None:

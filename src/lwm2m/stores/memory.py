@@ -17,6 +17,7 @@ from lwm2m.security.credentials import SecurityEntry
 from lwm2m.stores.base import (
     AddDone,
     JsonDoc,
+    RemoveDone,
     SecurityConflict,
     UnknownRegistration,
     UpdateDone,
@@ -67,6 +68,9 @@ class MemoryRegistrationStore:
         )
         self._updates_by_callback = (
             cls._persist_update_then is not MemoryRegistrationStore._persist_update_then
+        )
+        self._removes_by_callback = (
+            cls._persist_remove_then is not MemoryRegistrationStore._persist_remove_then
         )
 
     # -- reads
@@ -255,6 +259,32 @@ class MemoryRegistrationStore:
             raise
         return old, registration
 
+    @property
+    def removes_by_callback(self) -> bool:
+        """True for a subclass with a callback form of its removal (``_persist_remove_then``)."""
+        return self._removes_by_callback
+
+    def remove_then(self, registration_id: str, done: RemoveDone) -> None:
+        """:meth:`remove` with a callback instead of a coroutine: unindexed first, then
+        written through; a refused write indexes the registration again before ``done``."""
+        old = self.get(registration_id)
+        if old is None:
+            done(None, None)
+            return
+        self._drop(old)
+
+        def written(error: BaseException | None) -> None:
+            if error is None:
+                done(old, None)
+                return
+            self._index(old)
+            done(None, error)
+
+        try:
+            self._persist_remove_then(old, written)
+        except Exception as exc:  # refused before it was queued (a closed store)
+            written(exc)
+
     async def remove(self, registration_id: str) -> Registration | None:
         """As :meth:`add`: the registration comes back when the write-through fails."""
         old = self.get(registration_id)
@@ -372,6 +402,10 @@ class MemoryRegistrationStore:
 
     def _persist_remove(self, reg: Registration) -> Awaitable[None] | None:
         return None
+
+    def _persist_remove_then(self, reg: Registration, written: WriteDone) -> None:
+        """:meth:`_persist_remove` telling its end to ``written(error or None)``."""
+        written(None)
 
 
 class MemoryObservationStore:

@@ -547,9 +547,15 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
         return (REGISTRATION_UPSERT, registration_row(reg))
 
     def _persist_remove(self, reg: Registration) -> Awaitable[None]:
+        return self._db.submit([self._remove_statement(reg)])
+
+    def _persist_remove_then(self, reg: Registration, written: WriteDone) -> None:
+        self._db.submit_then([self._remove_statement(reg)], written)
+
+    def _remove_statement(self, reg: Registration) -> Statement:
         if self._loading:
             self._touched.add(reg.endpoint)
-        return self._db.submit([(REGISTRATION_DELETE, (reg.id,))])
+        return (REGISTRATION_DELETE, (reg.id,))
 
 
 def _same_but_touched(old: Registration, new: Registration) -> bool:
