@@ -162,6 +162,11 @@ def _store_failure(exc: StoreError) -> Message:
     ).to_response()
 
 
+def _write_failure(error: BaseException | None) -> Message:
+    """The answer to a write the store's callback refused."""
+    return _store_failure(error if isinstance(error, StoreError) else StoreError(str(error)))
+
+
 def _same_client(existing: Registration, peer: Peer) -> bool:
     """``identity_key`` of both equal; without DTLS on either side (a plain UDP fleet),
     the hosts compared as they are, without building the keys."""
@@ -292,8 +297,7 @@ class Registrar:
             if isinstance(error, RegistrationConflict):
                 answer.resolve(self._conflict(error, message, peer).to_response())
             elif error is not None:
-                failure = error if isinstance(error, StoreError) else StoreError(str(error))
-                answer.resolve(_store_failure(failure))
+                answer.resolve(_write_failure(error))
             elif old is None:
                 answer.resolve(self._registered(registration, None))
             else:
@@ -437,18 +441,17 @@ class Registrar:
         self, registration_id: str, message: Message, peer: Peer
     ) -> Message | Awaitable[Message]:
         store = self.registrations
+        # The whole fleet in memory (memory, SQLite): read there; answer at once, or from
+        # the commit.
+        if not (store.synchronous or store.updates_by_callback) or store.partial:
+            return self._answered(self.update(registration_id, message, peer))
+        current = store.get(registration_id)
+        if current is None:
+            raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
+        renewed = self._renewed(current, message, peer)
         if store.synchronous:
-            current = store.get(registration_id)
-            if current is None:
-                raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
-            return self._updated(*store.update_now(self._renewed(current, message, peer)))
-        if store.updates_by_callback and not store.partial:
-            # The whole fleet is in memory (SQLite): read there, and answer from the commit.
-            current = store.get(registration_id)
-            if current is None:
-                raise RegistrationRejected(Code.NOT_FOUND, "no such registration")
-            return self._update_later(self._renewed(current, message, peer))
-        return self._answered(self.update(registration_id, message, peer))
+            return self._updated(*store.update_now(renewed))
+        return self._update_later(renewed)
 
     def _update_later(self, registration: Registration) -> Later[Message]:
         """A durable Update answered from the store's callback once its batch committed,
@@ -458,9 +461,8 @@ class Registrar:
         def done(old: Registration | None, error: BaseException | None) -> None:
             if error is None and old is not None:
                 answer.resolve(self._updated(old, registration))
-                return
-            failure = error if isinstance(error, StoreError) else StoreError(str(error))
-            answer.resolve(_store_failure(failure))
+            else:
+                answer.resolve(_write_failure(error))
 
         self.registrations.update_then(registration, done)
         return answer
@@ -536,10 +538,9 @@ class Registrar:
 
         def done(removed: Registration | None, error: BaseException | None) -> None:
             if error is not None:
-                failure = error if isinstance(error, StoreError) else StoreError(str(error))
-                answer.resolve(_store_failure(failure))
+                answer.resolve(_write_failure(error))
                 return
-            if removed is None:  # gone meanwhile (another De-register of the same batch)
+            if removed is None:  # not held any more: the store's contract allows it
                 answer.resolve(
                     RegistrationRejected(Code.NOT_FOUND, "no such registration").to_response()
                 )

@@ -519,16 +519,17 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
     # reads its row while loading; the hooks below mark the name, so that the loader skips
     # the stored row of a name written (or removed) since the load began.
     def _persist_add(self, reg: Registration, replaced: Registration | None) -> Awaitable[None]:
-        if self._loading:
-            self._touched.add(reg.endpoint)
-        return self._db.submit([(REGISTRATION_UPSERT, registration_row(reg))])
+        return self._db.submit([self._add_statement(reg)])
 
     def _persist_add_then(
         self, reg: Registration, replaced: Registration | None, written: WriteDone
     ) -> None:
+        self._db.submit_then([self._add_statement(reg)], written)
+
+    def _add_statement(self, reg: Registration) -> Statement:
         if self._loading:
             self._touched.add(reg.endpoint)
-        self._db.submit_then([(REGISTRATION_UPSERT, registration_row(reg))], written)
+        return (REGISTRATION_UPSERT, registration_row(reg))
 
     def _persist_update(self, reg: Registration, old: Registration) -> Awaitable[None]:
         return self._db.submit([self._update_statement(reg, old)])
