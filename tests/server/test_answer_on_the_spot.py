@@ -49,6 +49,22 @@ def _recorded(registrar: Registrar) -> list[ServerEvent]:
     return seen
 
 
+def _count_built_events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the registrar's events as it builds them, from now on."""
+    import lwm2m.server.registrar as registrar_module
+
+    built: list[str] = []
+    for name in ("RegistrationEvent", "DeregistrationEvent", "UpdatedEvent"):
+        real = getattr(registrar_module, name)
+
+        def counted(*args: object, _real: type = real, **kwargs: object) -> object:
+            built.append(_real.__name__)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(registrar_module, name, counted)
+    return built
+
+
 async def _resolved(answer: Message | Awaitable[Message]) -> Message:
     return answer if isinstance(answer, Message) else await answer
 
@@ -319,17 +335,7 @@ async def test_no_event_is_built_while_nothing_hears_them(
 ) -> None:
     """A storm with no listener and no SSE subscriber builds no event; a subscriber that
     comes gets every event from then on, on both kinds of store."""
-    import lwm2m.server.registrar as registrar_module
-
-    built: list[str] = []
-    for name in ("RegistrationEvent", "DeregistrationEvent", "UpdatedEvent"):
-        real = getattr(registrar_module, name)
-
-        def counted(*args: object, _real: type = real, **kwargs: object) -> object:
-            built.append(_real.__name__)
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(registrar_module, name, counted)
+    built = _count_built_events(monkeypatch)
     sqlite = await open_stores("sqlite", tmp_path)
     try:
         for store in (MemoryRegistrationStore(), sqlite.registrations):
@@ -366,17 +372,7 @@ async def test_a_listener_of_registrations_only_gets_no_other_event_built(
     """What ``lwm2m server``'s embedded bootstrap server listens to: REGISTRATION events.
     A storm then builds those only, not the de-registration of each replaced registration
     nor an event per Update or De-register."""
-    import lwm2m.server.registrar as registrar_module
-
-    built: list[str] = []
-    for name in ("RegistrationEvent", "DeregistrationEvent", "UpdatedEvent"):
-        real = getattr(registrar_module, name)
-
-        def counted(*args: object, _real: type = real, **kwargs: object) -> object:
-            built.append(_real.__name__)
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(registrar_module, name, counted)
+    built = _count_built_events(monkeypatch)
     registrar = Registrar(MemoryRegistrationStore(), None, EventBus())
     heard: list[object] = []
     registrar.events.add_listener(heard.append, kinds=("registration",))

@@ -32,6 +32,22 @@ class Answering:
         return Message(Code.CONTENT, payload=b"ACME", content_format=int(ContentFormat.TEXT))
 
 
+async def _asleep_with_a_read(
+    server: LwM2MServer, make_device: Any, name: str, *query: str
+) -> tuple[Any, asyncio.Future[Any]]:
+    """A device registered in queue mode as ``name`` (answering reads with "ACME"), asleep,
+    and a Read of it waiting in its queue."""
+    device = await make_device(Answering().handle)
+    await device.register(name, *query)
+    reg = server.get_registration(name)
+    assert reg is not None
+    server.queue.sleep_now(reg.id)
+    read = asyncio.ensure_future(server.read(name, "/3/0/0"))
+    while server.queue.queued(reg.id) == 0:
+        await asyncio.sleep(0)
+    return device, read
+
+
 async def _next(events: Any, kind: type) -> Any:
     while True:
         event = await asyncio.wait_for(events.get(), 5)
@@ -112,15 +128,7 @@ async def test_non_queue_client_is_always_awake(server: LwM2MServer, raw: Any) -
 async def test_leaving_queue_mode_releases_waiting_requests(
     server: LwM2MServer, make_device: Any
 ) -> None:
-    client = Answering()
-    device = await make_device(client.handle)
-    await device.register("leaving", "Q")
-    reg = server.get_registration("leaving")
-    assert reg is not None
-    server.queue.sleep_now(reg.id)
-    read = asyncio.ensure_future(server.read("leaving", "/3/0/0"))
-    while server.queue.queued(reg.id) == 0:
-        await asyncio.sleep(0)
+    device, read = await _asleep_with_a_read(server, make_device, "leaving", "Q")
     assert (await device.update("b=U")).code == Code.CHANGED
     response = await asyncio.wait_for(read, 5)
     assert response.content.value == "ACME"  # type: ignore[union-attr]
@@ -132,15 +140,7 @@ async def test_any_datagram_of_a_sleeping_client_wakes_it(
 ) -> None:
     """Not only an Update: a request to another path (here one the server refuses) from the
     client's address sends what waits for it (the endpoint's activity listener)."""
-    client = Answering()
-    device = await make_device(client.handle)
-    await device.register("q", "b=UQ")
-    reg = server.get_registration("q")
-    assert reg is not None
-    server.queue.sleep_now(reg.id)
-    read = asyncio.ensure_future(server.read("q", "/3/0/0"))
-    while server.queue.queued(reg.id) == 0:
-        await asyncio.sleep(0)
+    device, read = await _asleep_with_a_read(server, make_device, "q", "b=UQ")
     answer = await device.endpoint.request(
         Message(Code.GET, uri_path=("nothing",)), server.coap_address, timeout=5
     )
