@@ -30,7 +30,8 @@ def new_event_loop(*, prefer_uvloop: bool = True) -> asyncio.AbstractEventLoop:
         else:
             loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
             return loop
-    return asyncio.new_event_loop()
+    # asyncio's own loop even where the policy is uvloop's (install_best_event_loop ran).
+    return asyncio.DefaultEventLoopPolicy().new_event_loop()
 
 
 def reads_datagrams_in_batches(loop: asyncio.AbstractEventLoop) -> bool:
