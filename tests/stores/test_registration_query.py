@@ -220,7 +220,7 @@ async def test_replacing_registers_leave_the_indexes_a_fresh_store_would_build()
     assert sorted(r.id for r in store.list()) == sorted(r.id for r in current.values())
     assert all(store.get(i) is None for i in replaced_ids)
     # No entry of a replaced registration is left behind in the lookups (a slow leak).
-    assert all(store.get(rid) is not None for rid in store._by_address.values())
+    assert all(store.get(r.id) is r for r in store._by_address.values())
     assert len(store._by_endpoint) == len(current)
     assert all(store.get_by_endpoint(r.endpoint) is r for r in current.values())
 

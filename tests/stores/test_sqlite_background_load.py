@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from pathlib import Path as FsPath
 
@@ -87,5 +88,26 @@ async def test_close_while_loading(tmp_path: FsPath, gate: threading.Event) -> N
     reopened = await open_stores("sqlite", tmp_path)
     try:
         assert len(reopened.registrations) == 25
+    finally:
+        await reopened.close()
+
+
+async def test_a_queue_mode_registration_loaded_in_the_background_is_told(
+    tmp_path: FsPath, gate: threading.Event
+) -> None:
+    """A registration in queue mode read back while serving tells the store's watchers
+    (the server then hears every datagram), as one written since the store opened does."""
+    stores = await open_stores("sqlite", tmp_path)
+    await stores.registrations.add(_reg(1))
+    await stores.registrations.add(dataclasses.replace(_reg(2), queue_mode=True, binding="UQ"))
+    await stores.close()
+    reopened = await open_stores("sqlite", tmp_path, load_in_background=True)
+    told: list[str] = []
+    try:
+        reopened.registrations.watch_queue_mode(lambda: told.append("held"))
+        assert told == []  # nothing loaded yet: the loader waits at the gate
+        gate.set()
+        assert await asyncio.wait_for(reopened.registrations.loaded, 30) == 2
+        assert told == ["held"]
     finally:
         await reopened.close()

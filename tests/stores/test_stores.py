@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 from typing import Any
@@ -237,3 +238,32 @@ async def test_sqlite_skips_unreadable_rows(
         assert sum("unreadable stored security entry" in m for m in logged) == 3
     finally:
         await s2.close()
+
+
+async def test_queue_mode_watchers_hear_its_first_registration(stores: Any) -> None:
+    """``watch_queue_mode``: told when the store comes to hold a registration in queue mode
+    (by a Register or by an Update into it), again after holding none, never for others;
+    a failing watcher is logged and the write goes on."""
+    regs = stores.registrations
+    told: list[str] = []
+
+    def failing() -> None:
+        raise RuntimeError("a watcher's own bug")
+
+    regs.watch_queue_mode(failing)
+    regs.watch_queue_mode(lambda: told.append("held"))
+    plain = dataclasses.replace(reg("p", "plain", port=5001), queue_mode=False, binding="U")
+    await regs.add(plain)
+    assert told == [] and not regs.holds_queue_mode
+    await regs.update(dataclasses.replace(plain, queue_mode=True, binding="UQ"))
+    assert told == ["held"] and regs.holds_queue_mode
+    await regs.add(reg("q", "sleepy", port=5002))  # a second one: still held, not told
+    assert told == ["held"]
+    await regs.remove("p")
+    await regs.remove("q")
+    assert not regs.holds_queue_mode
+    await regs.add(reg("r", "sleepy", port=5003))
+    assert told == ["held", "held"]
+    late: list[str] = []
+    regs.watch_queue_mode(lambda: late.append("held"))  # held already: told at once
+    assert late == ["held"]

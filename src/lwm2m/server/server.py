@@ -256,6 +256,11 @@ class LwM2MServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expiry_task: asyncio.Task[None] | None = None
         self._started = False
+        #: The endpoints whose datagrams :meth:`_activity` hears once a registration in
+        #: queue mode is held (before, it would have nothing to do for any of them).
+        self._activity_sources: list[ServerEndpoint | TcpEndpoint] = []
+        self._hearing_activity = False
+        self.stores.registrations.watch_queue_mode(self._queue_mode_held)
 
     @property
     def inline_handlers(self) -> bool:
@@ -291,7 +296,7 @@ class LwM2MServer:
             inline_handlers=self.inline_handlers,
             receive_buffer=self.config.udp_receive_buffer,
         )
-        self._coap.add_activity_listener(self._activity)
+        self._hear(self._coap)
         if self.config.dtls is not None:
             from lwm2m.coap.dtls import DtlsServer
 
@@ -308,7 +313,7 @@ class LwM2MServer:
                 await self._coap.close()
                 self._coap = None
                 raise
-            self._coaps.add_activity_listener(self._activity)
+            self._hear(self._coaps)
         try:
             await self._start_tcp(self.handle_now)
         except BaseException:
@@ -333,9 +338,9 @@ class LwM2MServer:
         """
         self._coap = coap
         self._coaps = coaps
-        coap.add_activity_listener(self._activity)
+        self._hear(coap)
         if coaps is not None:
-            coaps.add_activity_listener(self._activity)
+            self._hear(coaps)
         await self._start_tcp(tcp_handler or self.handle_now)
         await self._after_start()
 
@@ -354,7 +359,7 @@ class LwM2MServer:
                 config=tcp_config,
                 max_connections=config.tcp_max_connections,
             )
-            self._coap_tcp.add_activity_listener(self._activity)
+            self._hear(self._coap_tcp)
         if config.coaps_tcp_port is not None:
             if config.dtls is None:
                 raise ValueError("coaps+tcp needs credentials: set the dtls config too")
@@ -374,7 +379,7 @@ class LwM2MServer:
                     await self._coap_tcp.close()
                     self._coap_tcp = None
                 raise
-            self._coaps_tcp.add_activity_listener(self._activity)
+            self._hear(self._coaps_tcp)
 
     async def _after_start(self) -> None:
         assert self._coap is not None
@@ -422,6 +427,7 @@ class LwM2MServer:
         for ep in (self._coap, self._coaps, self._coap_tcp, self._coaps_tcp):
             if ep is not None:
                 await ep.close()
+        self._activity_sources.clear()
         self.events.close()
         self.refusals.close()
 
@@ -638,10 +644,25 @@ class LwM2MServer:
                 return await self.stores.registrations.take_over(reg, peer.address)
         return None
 
+    def _hear(self, endpoint: ServerEndpoint | TcpEndpoint) -> None:
+        """Hear ``endpoint``'s datagrams (:meth:`_activity`), now or once queue mode is held."""
+        self._activity_sources.append(endpoint)
+        if self._hearing_activity:
+            endpoint.add_activity_listener(self._activity)
+
+    def _queue_mode_held(self) -> None:
+        """The store holds a registration in queue mode: from now on every datagram
+        counts as its sender's activity. Until then a storm's datagrams cost no call."""
+        if self._hearing_activity:
+            return
+        self._hearing_activity = True
+        for endpoint in self._activity_sources:
+            endpoint.add_activity_listener(self._activity)
+
     def _activity(self, peer: Peer) -> None:
         registrations = self.stores.registrations
         if not registrations.holds_queue_mode:
-            return  # a fleet without queue mode: no lookup per datagram
+            return  # queue mode was held, and is no longer: no lookup per datagram
         reg = registrations.get_by_address(peer.address)
         if reg is not None and reg.queue_mode and self.queue.on_activity(reg):
             self._spawn(self._send_queued(reg.id))

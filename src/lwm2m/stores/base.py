@@ -82,6 +82,13 @@ class RegistrationStore(Protocol):
         registration of each datagram's sender, to wake a sleeping client, only then."""
         ...
 
+    def watch_queue_mode(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever :attr:`holds_queue_mode` turns true (at once when it
+        is): the server hears its endpoints' datagrams only from then on, so a fleet
+        without queue mode costs no call per datagram. Called from within the write that
+        indexed the registration: it must not touch the store."""
+        ...
+
     def __len__(self) -> int: ...
 
     def query(self, query: RegistrationQuery) -> RegistrationPage:

@@ -54,10 +54,13 @@ class MemoryRegistrationStore:
 
     def __init__(self) -> None:
         self._by_id: dict[str, Registration] = {}
-        self._by_endpoint: dict[str, str] = {}
-        self._by_address: dict[Address, str] = {}
+        #: The registration held at each address (the object, so a lookup is one probe).
+        self._by_address: dict[Address, Registration] = {}
         self._deadlines = Deadlines()
         self._query_index = RegistrationIndex()
+        #: The registration held under each name: the query index's own dict, which it keeps
+        #: as the store indexes (one probe a lookup, one dict for both; twice a Register).
+        self._by_endpoint = self._query_index.by_name
         cls = type(self)
         self._synchronous = all(
             getattr(cls, name) is getattr(MemoryRegistrationStore, name)
@@ -79,14 +82,12 @@ class MemoryRegistrationStore:
         return self._by_id.get(registration_id)
 
     def get_by_endpoint(self, endpoint: str) -> Registration | None:
-        """Through the endpoint index, so a name lookup costs what an id lookup does."""
-        rid = self._by_endpoint.get(endpoint)
-        return None if rid is None else self._by_id.get(rid)
+        """Through the name index, so a name lookup costs what an id lookup does."""
+        return self._by_endpoint.get(endpoint)
 
     def get_by_address(self, address: Address) -> Registration | None:
         """Through the address index: Send and queue-mode wake-ups name the client by address only."""
-        rid = self._by_address.get(address)
-        return None if rid is None else self._by_id.get(rid)
+        return self._by_address.get(address)
 
     def list(self) -> builtins.list[Registration]:
         """A copy, so callers may remove registrations while iterating."""
@@ -121,6 +122,12 @@ class MemoryRegistrationStore:
     @property
     def holds_queue_mode(self) -> bool:
         return self._query_index.queue_mode > 0
+
+    def watch_queue_mode(self, callback: Callable[[], None]) -> None:
+        """Told by the query index, whose count of queue-mode registrations leaves 0."""
+        self._query_index.queue_mode_watchers.append(callback)
+        if self.holds_queue_mode:
+            callback()
 
     # -- the whole fleet's reads: memory holds it all, so they are the reads above
     @property
@@ -316,12 +323,11 @@ class MemoryRegistrationStore:
         # _drop(old) then _index(registration) in one pass over the indexes.
         del by_id[old.id]
         by_id[registration.id] = registration
-        self._by_endpoint[registration.endpoint] = registration.id
         by_address = self._by_address
-        if by_address.get(old.address) == old.id:
+        if by_address.get(old.address) is old:
             del by_address[old.address]
-        by_address[registration.address] = registration.id
-        self._query_index.swapped(old, registration)
+        by_address[registration.address] = registration
+        self._query_index.swapped(old, registration)  # the name index's entry too
         self._push_deadline(registration)
         return old
 
@@ -338,9 +344,8 @@ class MemoryRegistrationStore:
         if previous is not None:
             self._query_index.removed(previous)
         self._by_id[reg.id] = reg
-        self._by_endpoint[reg.endpoint] = reg.id
-        self._by_address[reg.address] = reg.id
-        self._query_index.added(reg)
+        self._by_address[reg.address] = reg
+        self._query_index.added(reg)  # the name index's entry too
         self._push_deadline(reg)
 
     def _push_deadline(self, reg: Registration) -> None:
@@ -357,20 +362,22 @@ class MemoryRegistrationStore:
             self._index(new)
             return
         self._by_id[new.id] = new
-        if new.address != old.address and self._by_address.get(old.address) == old.id:
+        if new.address != old.address and self._by_address.get(old.address) is old:
             del self._by_address[old.address]
-        self._by_address[new.address] = new.id
+        self._by_address[new.address] = new
         if new.expires_at != old.expires_at:
             self._push_deadline(new)
         self._query_index.replaced(old, new)
 
     def _drop(self, reg: Registration) -> None:
-        if self._by_id.pop(reg.id, None) is not None:
-            self._query_index.removed(reg)
-        if self._by_endpoint.get(reg.endpoint) == reg.id:
-            del self._by_endpoint[reg.endpoint]
-        if self._by_address.get(reg.address) == reg.id:
-            del self._by_address[reg.address]
+        """Unindex the registration of ``reg``'s id: the one held, should ``reg`` be an
+        older copy of it (the indexes hold the held one, under its name and address)."""
+        held = self._by_id.pop(reg.id, None)
+        if held is None:
+            return
+        self._query_index.removed(held)  # the name index's entry too
+        if self._by_address.get(held.address) is held:
+            del self._by_address[held.address]
 
     def _load(self, reg: Registration) -> None:
         """Index a registration read back from a backend (no write-through)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from operator import attrgetter
 from typing import Any
 
 from lwm2m.stores.records import Registration
+
+logger = logging.getLogger(__name__)
 
 #: The chart of the overview covers this many minutes.
 RECENT_MINUTES = 60
@@ -140,10 +143,18 @@ class RegistrationIndex:
         #: listed, any other is not.
         self._gone: set[str] = set()
         self._queue = 0
+        #: Told when :attr:`queue_mode` leaves 0 (``RegistrationStore.watch_queue_mode``).
+        self.queue_mode_watchers: list[Callable[[], None]] = []
         self._secure = 0
         self._binding: Counter[str] = Counter()
         self._version: Counter[str] = Counter()
         self._minutes: Counter[int] = Counter()
+
+    @property
+    def by_name(self) -> Mapping[str, Registration]:
+        """The registration held under each name, kept by the calls below: the store's name
+        lookup reads this dict rather than keep one of its own."""
+        return self._by_name
 
     def added(self, reg: Registration) -> None:
         """The store now holds ``reg`` (after :meth:`removed` of the one it replaces)."""
@@ -245,7 +256,10 @@ class RegistrationIndex:
     # Private
 
     def _count(self, reg: Registration, delta: int) -> None:
-        self._queue += delta if reg.queue_mode else 0
+        if reg.queue_mode:
+            self._queue += delta
+            if delta > 0 and self._queue == 1:
+                self._tell_queue_mode()
         self._secure += delta if reg.secure else 0
         self._binding[reg.binding] += delta
         self._version[reg.lwm2m_version] += delta
@@ -256,6 +270,13 @@ class RegistrationIndex:
             minutes[minute] = left
         else:
             minutes.pop(minute, None)
+
+    def _tell_queue_mode(self) -> None:
+        for watcher in self.queue_mode_watchers:
+            try:
+                watcher()
+            except Exception:
+                logger.exception("a queue-mode watcher failed")
 
     def _names(self) -> list[str]:
         """The sorted live endpoint names, after merging what changed since the last query."""
@@ -361,7 +382,7 @@ def _counted_alike(a: Registration, b: Registration) -> bool:
     (then replacing one by the other moves no count)."""
     return (
         a.queue_mode == b.queue_mode
-        and a.secure == b.secure
+        and (a.identity is None) == (b.identity is None)  # .secure, without two calls
         and a.binding == b.binding
         and a.lwm2m_version == b.lwm2m_version
         and a.registered_at // 60 == b.registered_at // 60

@@ -534,8 +534,8 @@ class RedisRegistrationStore(MemoryRegistrationStore):
     def _keep(self, reg: Registration, *, owned: bool) -> None:
         """Into memory: owned ones stay, the others join the cache (the oldest leave)."""
         other = self._by_endpoint.get(reg.endpoint)
-        if other is not None and other != reg.id:
-            self._forget(other)
+        if other is not None and other.id != reg.id:
+            self._forget(other.id)
         self._load(reg)
         if owned:
             self._owned.add(reg.id)

@@ -510,10 +510,10 @@ class SqliteRegistrationStore(MemoryRegistrationStore):
 
     def get_by_endpoint(self, endpoint: str) -> Registration | None:
         """From memory; while loading, from the row when not loaded yet."""
-        rid = self._by_endpoint.get(endpoint)
-        if rid is not None:
-            return self._by_id.get(rid)
-        return self._read_one("endpoint", endpoint) if self._loading else None
+        reg = self._by_endpoint.get(endpoint)
+        if reg is None and self._loading:
+            reg = self._read_one("endpoint", endpoint)
+        return reg
 
     # The memory store's add, update and remove read the old registration with get(), which
     # reads its row while loading; the hooks below mark the name, so that the loader skips
