@@ -219,7 +219,8 @@ class RequestGate:
             if isinstance(pending, (Message, NoResponse)):
                 return pending
             self._in_flight += 1
-            self._idle.clear()
+            if self._in_flight == 1:  # else already cleared (a call each, a storm's every request)
+                self._idle.clear()
             if isinstance(pending, Later):
                 pending.then(self._finished)
                 return pending

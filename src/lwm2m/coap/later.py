@@ -60,7 +60,11 @@ class Later(Generic[T]):
             raise RuntimeError("Later resolved twice")
         self._value = value
         self._callbacks = None
-        _run(callbacks, value)
+        for callback in callbacks:  # _run's loop, without its call (once per durable Register)
+            try:
+                callback(value)
+            except Exception:
+                logger.exception("callback %r of a Later failed", callback)
 
     def __await__(self) -> Generator[Any, None, T]:
         if self._callbacks is None:

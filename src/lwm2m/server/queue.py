@@ -75,10 +75,11 @@ class QueueMode:
         moment to send what is queued for it.
         """
         if not registration.queue_mode:
+            if registration.id not in self._clients:
+                return False  # never in queue mode here: a storm's every client
             # Left queue mode (Update without Q): waiting requests may go now.
-            known = registration.id in self._clients
             self.forget(registration.id, gone=False)
-            return known
+            return True
         woke = False
         state = self._clients.get(registration.id)
         if state is None:

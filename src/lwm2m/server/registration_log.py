@@ -71,15 +71,16 @@ class RegistrationLog:
         ``logger.debug``; None when that goes nowhere (DEBUG off), so that a storm's
         Registers beyond the budget do not even build their lines' arguments."""
         logger = self._logger
-        if not logger.isEnabledFor(logging.INFO):
-            return logger.debug if logger.isEnabledFor(logging.DEBUG) else None
         if self._tokens < 1.0:
             now = self._clock()
             self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
             self._last = now
             if self._tokens < 1.0:
+                # Beyond the budget (a storm): one level check, not two, a request.
                 self.suppressed += 1
                 return logger.debug if logger.isEnabledFor(logging.DEBUG) else None
+        if not logger.isEnabledFor(logging.INFO):
+            return logger.debug if logger.isEnabledFor(logging.DEBUG) else None
         self._tokens -= 1.0
         return logger.info
 
