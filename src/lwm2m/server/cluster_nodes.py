@@ -281,8 +281,9 @@ class ClusterNodes:
         wake = self._wake
         assert wake is not None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), max(0.0, next_beat - loop.time()))
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see campaigns._drive
+                async with asyncio.timeout(max(0.0, next_beat - loop.time())):
+                    await wake.wait()
             wake.clear()
             next_beat += self.interval_s
             if next_beat < loop.time():  # the loop was held up: no burst of beats after it

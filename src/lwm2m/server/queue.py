@@ -130,7 +130,8 @@ class QueueMode:
                 await state.wake.wait()
             else:
                 try:
-                    await asyncio.wait_for(state.wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):  # a cancel is never lost (3.11)
+                        await state.wake.wait()
                 except TimeoutError:
                     raise ClientTimeout(
                         f"client {registration.endpoint!r} stayed asleep for {timeout} s"

@@ -466,8 +466,11 @@ class CampaignManager:
                             await self._take(run, cluster, record, slots)
                     elif owner is None or owner not in alive:
                         await self._tend_unreachable(run, cluster, record)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancellation
+                # that comes as its wait ends (stop() then waited for the whole run).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(run.wake.wait(), self.poll_s)
+                    async with asyncio.timeout(self.poll_s):
+                        await run.wake.wait()
             if run.drivers:
                 await asyncio.gather(*run.drivers.values(), return_exceptions=True)
         except asyncio.CancelledError:
@@ -689,7 +692,10 @@ class CampaignManager:
                 # Wake up now and then to notice that the device moved to another node.
                 wait = self.poll_s if wait is None else min(wait, self.poll_s)
             try:
-                event = await asyncio.wait_for(inbox.get(), wait)
+                # Not wait_for: on Python 3.11 it returns the event when the cancel of a
+                # stop() comes as the event does, and the driver went on to its deadline.
+                async with asyncio.timeout(wait):
+                    event = await inbox.get()
             except TimeoutError:
                 if self.cluster is not None and not await self.cluster.reachable_here(
                     record.endpoint
