@@ -20,6 +20,7 @@ from campaign_helpers import (
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.objects.firmware import AcceptingInstaller, update_fails
+from lwm2m.server.events import UpdatedEvent
 from lwm2m.server.firmware.campaign_records import CampaignError, CampaignState
 from lwm2m.stores import open_stores
 from lwm2m.stores.memory import MemoryStores
@@ -327,3 +328,37 @@ async def test_filter_and_image_target_are_checked_on_each_device(rig: Rig) -> N
     }
     assert "filter" in campaign.devices["dev-0"].error
     assert firmware(sim.clients[0]).installer.installed == []  # type: ignore[attr-defined]
+
+
+async def test_stop_is_not_held_by_an_event_that_comes_with_it(tmp_path: FsPath) -> None:
+    """A device's event that reaches its driver in the loop turn of ``stop()`` does not keep
+    the driver running: on Python 3.11 a driver waiting with ``asyncio.wait_for`` lost the
+    cancel then, and ``stop()`` waited for the device's deadline."""
+    release = asyncio.Event()
+
+    def held(client: LwM2MClient, index: int) -> None:
+        firmware(client).installer = CountingInstaller(release)
+
+    rig = await start_rig(MemoryStores(), tmp_path)
+    image = await rig.repository.add(package("2.0"), name="demo", version="2.0")
+    sim = fleet(rig.server, 1, customize=held)
+    await sim.start()
+    try:
+        await until(lambda: len(rig.server.registrations()) == 1)
+        campaign = await rig.campaigns.create(
+            {"firmware": image.id, "endpoints": ["dev-0"], "timeout": 60}
+        )
+        await until(lambda: campaign.devices["dev-0"].executed)  # installing, held back
+        await until(lambda: campaign.devices["dev-0"].phase.value == "updating")
+        reg = rig.server.get_registration("dev-0")
+        assert reg is not None
+        # The device's Update, published as the stop begins (same loop turn).
+        rig.server.events.publish(
+            UpdatedEvent("dev-0", reg.updated_at, previous=reg, registration=reg)
+        )
+        async with asyncio.timeout(20):  # a hang detector: the deadline is 60 s away
+            await rig.campaigns.stop()
+    finally:
+        release.set()
+        await sim.stop()
+        await rig.server.stop()

@@ -38,7 +38,6 @@ Rules (docs/compliance.md, "Registration timing and retries"):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import random
@@ -51,6 +50,7 @@ from lwm2m.coap.codes import Code
 from lwm2m.coap.errors import CoapError
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.formats.media import ContentFormat
 from lwm2m.protocol.registration import DEFAULT_LIFETIME_S, RegisterParams
 
@@ -482,9 +482,7 @@ class ServerSession:
         self._cancel_deadline()
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait([task])
         was_registered = self.state is RegistrationState.REGISTERED
         self.state = RegistrationState.DEREGISTERED
         if not was_registered or not self.location:

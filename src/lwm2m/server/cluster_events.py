@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.protocol.events import EventBus
 from lwm2m.protocol.log_limit import LogLimiter
 from lwm2m.server.cluster_event_codec import event_from_json, event_to_json
@@ -155,11 +156,7 @@ class ClusterEvents:
             sender = self._tasks[0]
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(sender), timeout)
-            for task in self._tasks:
-                task.cancel()
-            for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(self._tasks)
             self._tasks = []
         await self._subscription.close()
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from lwm2m.coap.codes import MessageType, is_success_code
 from lwm2m.coap.errors import CoapError
 from lwm2m.coap.message import Message
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.coap.tcp_connection import ConnectionLost
 from lwm2m.formats.errors import FormatError
 from lwm2m.model.nodes import Node
@@ -230,9 +231,7 @@ class Observations:
     async def _stop(self, live: _Live, *, active: bool) -> None:
         task = live.task
         if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait([task])
         with contextlib.suppress(CoapError, Exception):
             await live.handle.cancel(active=active)
 

@@ -34,6 +34,7 @@ from lwm2m.coap.endpoint import SERVER_RECEIVE_BUFFER, Handler
 from lwm2m.coap.errors import CoapError, RequestTimeout, ResetReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address, Peer
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.formats.errors import FormatError
 from lwm2m.formats.media import ContentFormat
 from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Value
@@ -410,13 +411,7 @@ class LwM2MServer:
         if not self._started:
             return
         self._started = False
-        for task in (self._expiry_task, *self._tasks):
-            if task is not None:
-                task.cancel()
-        for task in (self._expiry_task, *self._tasks):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await cancel_and_wait([self._expiry_task, *self._tasks])
         self._tasks.clear()
         self.queue.close()
         self.queued.close()

@@ -20,6 +20,7 @@ from lwm2m.bootstrap.events import BootstrapEvent, FailureReason
 from lwm2m.coap.codes import Code
 from lwm2m.coap.message import Message
 from lwm2m.coap.peer import Address
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.formats.errors import FormatError
 from lwm2m.model.registry import ModelRegistry
 from lwm2m.protocol.attributes import AttributeError_
@@ -62,7 +63,6 @@ from lwm2m.web.backend import (
     WebEvent,
 )
 from lwm2m.web.coaplog import coap_log_event
-from lwm2m.web.events import cancel_and_wait
 from lwm2m.web.present import client_json, composite_json, notification_json
 
 if TYPE_CHECKING:

@@ -37,9 +37,10 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.web.backend import BootstrapManager, ClusterView, DeviceManager
 from lwm2m.web.errors import STORE_ERRORS, ApiError, error_response, install_error_handlers
-from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource, cancel_and_wait
+from lwm2m.web.events import DEFAULT_KEEPALIVE_S, EventHub, EventSource
 from lwm2m.web.forwarding import Forwarding, install_forwarding
 from lwm2m.web.metrics import CONTENT_TYPE, Metrics
 from lwm2m.web.refusals import RefusalSource, refusal_counters

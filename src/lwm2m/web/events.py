@@ -14,8 +14,8 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
 
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.web.backend import WebEvent
 
 logger = logging.getLogger(__name__)
@@ -25,15 +25,6 @@ EventSource = Callable[[str | None], AsyncIterator[WebEvent]]
 DEFAULT_KEEPALIVE_S = 15.0
 #: A stream's own buffer: a browser that stops reading loses old events, not memory.
 STREAM_BUFFER = 1000
-
-
-async def cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until each has ended, whatever it ended with."""
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 def format_event(event: WebEvent) -> bytes:

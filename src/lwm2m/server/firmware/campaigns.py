@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lwm2m.coap.codes import Code
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.model.nodes import LwM2MObject, Node, ObjectInstance, Resource
 from lwm2m.model.path import Path
 from lwm2m.protocol.errors import RemoteError
@@ -169,11 +170,7 @@ class CampaignManager:
         runs = list(self._runs.values())
         self._runs.clear()
         self._route_while_running()
-        for run in runs:
-            run.task.cancel()
-        for run in runs:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await run.task
+        await cancel_and_wait(run.task for run in runs)
         if self._lease_task is not None:
             self._lease_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

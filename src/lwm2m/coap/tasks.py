@@ -1,0 +1,27 @@
+"""Ending tasks at a stop without losing the stopper's own cancellation.
+
+Why not ``task.cancel()`` then ``await task`` under ``suppress(CancelledError)``:
+the ``CancelledError`` that await raises may be the awaiting task's own (a stop
+bounded by ``asyncio.timeout``, a shutdown cancelling everything), and
+suppressing it left that stop running, unbounded. ``asyncio.wait`` raises only
+the waiter's own cancellation, never the tasks' outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
+    """Cancel ``tasks`` (None entries skipped) and wait until each has ended, whatever it
+    ended with; a cancellation of the caller itself is raised, not swallowed."""
+    pending = [task for task in tasks if task is not None]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for task in pending:
+        if not task.cancelled():
+            task.exception()  # retrieved: whatever it ended with is not logged again
