@@ -24,6 +24,7 @@ from lwm2m.client.config import MODE_PSK, ClientConfig, ClientConfigError, Facto
 from lwm2m.client.ddf_objects import add_generic_objects
 from lwm2m.client.state import StateFileError
 from lwm2m.coap.params import TransmissionParameters
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.model.definitions import ObjectDef
 from lwm2m.model.registry import ModelRegistry, default_registry
 
@@ -334,9 +335,7 @@ async def _run_many(
     progress = asyncio.ensure_future(report_progress(simulator, signals.requested))
     starting = asyncio.ensure_future(simulator.start())
     await signals.requested.wait()
-    starting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await starting
+    await cancel_and_wait([starting])
     await progress
     print(simulator.summary().line(), file=sys.stderr)
     print(

@@ -11,7 +11,6 @@ long as the server keeps answering (see :meth:`Simulator.stop`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
@@ -22,6 +21,7 @@ from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.registration import RegistrationState
 from lwm2m.client.scheduler import Scheduler
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.model.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -157,9 +157,7 @@ class Simulator:
         device).
         """
         if self._starting is not None and not self._starting.done():
-            self._starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._starting
+            await cancel_and_wait([self._starting])
         for client in self.clients:
             client.begin_stop()
         pending = [c for c in self.clients if c.registered_anywhere()]
@@ -199,9 +197,7 @@ class Simulator:
                     break
                 await asyncio.wait({work}, timeout=idle_left)
         finally:
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
+            await cancel_and_wait([work])
             if release:
                 await asyncio.gather(
                     *(c.stop(deregister=False) for c in self.clients), return_exceptions=True

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 
-async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any] | None]) -> None:
     """Cancel ``tasks`` (None entries skipped) and wait until each has ended, whatever it
     ended with; a cancellation of the caller itself is raised, not swallowed."""
     pending = [task for task in tasks if task is not None]

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.protocol.log_limit import LogLimiter
 from lwm2m.stores.base import StoreError
 from lwm2m.stores.redis import RedisConnection, reply_text
@@ -153,9 +154,7 @@ class ClusterNodes:
     async def stop(self, *, clean: bool = True) -> None:
         """Stop beating; ``clean`` DELetes the key now (else it expires: a crash, in tests)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
         if clean and self.redis is not None:
             state = self._state(self._clock())

@@ -31,6 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.stores.base import StoreError
 from lwm2m.stores.redis_raw import RawConnection, open_raw
 
@@ -137,9 +138,7 @@ class Subscription:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._listener), 1.0)
             if not self._listener.done():
-                self._listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._listener
+                await cancel_and_wait([self._listener])
 
     async def _subscribe(self) -> Any:
         try:

@@ -22,7 +22,6 @@ ignored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -30,6 +29,7 @@ from collections.abc import Callable
 
 from lwm2m.coap.dtls_binding import TICKET_KEYS_LEN
 from lwm2m.coap.dtls_tickets import TicketKey
+from lwm2m.coap.tasks import cancel_and_wait
 from lwm2m.stores.base import StoreError
 from lwm2m.stores.redis import RedisConnection
 
@@ -130,10 +130,7 @@ class RedisTicketKeys:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([task])
 
     async def _refresh_later(self) -> None:
         await asyncio.sleep(self.refresh_interval_s)

@@ -170,11 +170,7 @@ class CampaignManager:
         runs = list(self._runs.values())
         self._runs.clear()
         self._route_while_running()
-        await cancel_and_wait(run.task for run in runs)
-        if self._lease_task is not None:
-            self._lease_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lease_task
+        await cancel_and_wait([*(run.task for run in runs), self._lease_task])
         if self.cluster is not None:
             await self.cluster.stop()
         if self._stop_routing is not None:
