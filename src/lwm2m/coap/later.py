@@ -60,11 +60,7 @@ class Later(Generic[T]):
             raise RuntimeError("Later resolved twice")
         self._value = value
         self._callbacks = None
-        for callback in callbacks:  # _run's loop, without its call (once per durable Register)
-            try:
-                callback(value)
-            except Exception:
-                logger.exception("callback %r of a Later failed", callback)
+        _run(callbacks, value)
 
     def __await__(self) -> Generator[Any, None, T]:
         if self._callbacks is None:

@@ -248,7 +248,7 @@ class QueuedRequests:
 
     def may_hold(self, registration_id: str) -> bool:
         """False when the store knows, without I/O, that nothing is queued for it."""
-        return self.documents.may_hold(NAMESPACE_PREFIX + registration_id)  # namespace()
+        return self.documents.may_hold(namespace(registration_id))
 
     async def drop_registration(self, registration_id: str) -> None:
         """The registration is gone: its queued requests will never go."""

@@ -34,10 +34,7 @@ class Deadlines:
 
     def push(self, deadline: float, key: str) -> None:
         """``key``'s deadline is now ``deadline`` (an earlier entry of it becomes stale)."""
-        try:
-            second = math.floor(deadline)  # _second's usual case, without its call
-        except (OverflowError, ValueError):
-            second = _second(deadline)
+        second = _second(deadline)
         bucket = self._buckets.get(second)
         if bucket is None:
             self._buckets[second] = [key]
