@@ -153,7 +153,9 @@ async def test_no_lookup_per_datagram_while_no_client_is_in_queue_mode(
     clock: Any, raw: Any
 ) -> None:
     """The activity listener looks up the sender's registration only while some
-    registration is in queue mode: a fleet without it pays no lookup per datagram."""
+    registration is in queue mode: a fleet without it pays no lookup per datagram. It is
+    not even called before the first client in queue mode (a storm's datagrams cost no
+    call for it), and hears every datagram from then on: a sleeping client still wakes."""
 
     stores = MemoryStores()
     lookups: list[tuple[str, int]] = []
@@ -166,6 +168,14 @@ async def test_no_lookup_per_datagram_while_no_client_is_in_queue_mode(
 
     registrations.get_by_address = counted  # type: ignore[method-assign]
     srv = LwM2MServer(stores, config=ServerConfig(coap_port=0), clock=clock)
+    heard: list[Any] = []
+    plain_activity = srv._activity
+
+    def heard_by(peer: Any) -> None:
+        heard.append(peer)
+        plain_activity(peer)
+
+    srv._activity = heard_by  # type: ignore[method-assign]
     await srv.start()
     try:
         device = await Endpoint.create("127.0.0.1", 0, handler=Answering().handle)
@@ -180,12 +190,21 @@ async def test_no_lookup_per_datagram_while_no_client_is_in_queue_mode(
             )
             assert updated.code == Code.CHANGED
             assert lookups == []
+            assert heard == []
             # A client in queue mode: from then on, each datagram is looked up.
             response = await device.request(
                 register_message(("ep=sleepy", "b=UQ")), srv.coap_address, timeout=5
             )
             assert response.code == Code.CREATED
             assert registrations.holds_queue_mode
+            sleepy = srv.get_registration("sleepy")
+            assert sleepy is not None
+            srv.queue.sleep_now(sleepy.id)
+            # Any datagram from its address wakes it now (here a ping: an empty CON).
+            await device.ping(srv.coap_address, timeout=5)
+            assert heard
+            assert srv.queue.is_awake_id(sleepy.id)
+            lookups.clear()
             await device.request(
                 Message(Code.POST, uri_path=response.location_path), srv.coap_address, timeout=5
             )
@@ -202,48 +221,6 @@ async def test_no_lookup_per_datagram_while_no_client_is_in_queue_mode(
                 timeout=5,
             )
             assert lookups == []
-        finally:
-            await device.close()
-    finally:
-        await srv.stop()
-
-
-async def test_datagrams_are_not_heard_until_a_client_is_in_queue_mode(clock: Any) -> None:
-    """The server's activity listener is not even called while no registration is in queue
-    mode (a storm's datagrams cost no call for it), and hears every datagram from the first
-    one on: the wake-up of a sleeping client still works."""
-    stores = MemoryStores()
-    srv = LwM2MServer(stores, config=ServerConfig(coap_port=0), clock=clock)
-    heard: list[Any] = []
-    plain_activity = srv._activity
-
-    def counted(peer: Any) -> None:
-        heard.append(peer)
-        plain_activity(peer)
-
-    srv._activity = counted  # type: ignore[method-assign]
-    await srv.start()
-    try:
-        device = await Endpoint.create("127.0.0.1", 0, handler=Answering().handle)
-        try:
-            plain = await device.request(
-                register_message(("ep=plain", "b=U")), srv.coap_address, timeout=5
-            )
-            await device.request(
-                Message(Code.POST, uri_path=plain.location_path), srv.coap_address, timeout=5
-            )
-            assert heard == []
-            sleepy = await device.request(
-                register_message(("ep=sleepy", "b=UQ")), srv.coap_address, timeout=5
-            )
-            assert sleepy.code == Code.CREATED
-            reg = srv.get_registration("sleepy")
-            assert reg is not None
-            srv.queue.sleep_now(reg.id)
-            # Any datagram from its address wakes it now (here a ping: an empty CON).
-            await device.ping(srv.coap_address, timeout=5)
-            assert heard
-            assert srv.queue.is_awake_id(reg.id)
         finally:
             await device.close()
     finally:
