@@ -320,3 +320,53 @@ async def test_bootstrap_events_travel_on_their_own_lane(redis_url: str, tmp_pat
         finally:
             for relay in relays:
                 await relay.stop()
+
+
+async def test_a_cancelled_stop_still_ends_the_sender_and_the_subscription_then_raises(
+    redis_url: str, tmp_path: FsPath
+) -> None:
+    """A shutdown that bounds the relay's stop must see its cancellation come back: the
+    stop used to swallow it (``suppress(CancelledError)`` around its wait for the sender)
+    and went on as if it had not been cancelled."""
+    from lwm2m.server.cluster_events import ClusterEvents, server_lane
+
+    async with cluster_node(redis_url, tmp_path, "a") as node:
+        relay = ClusterEvents(node.stores.redis, "a", [server_lane(node.server.events)])
+        never_done = asyncio.Event()
+
+        async def stuck_sender() -> None:  # a sender held up by Redis, say
+            await never_done.wait()
+
+        relay._send_loop = stuck_sender  # type: ignore[method-assign]
+        await relay.start()
+        sender = relay._tasks[0]
+        stopping = asyncio.create_task(relay.stop(timeout=30))
+        await asyncio.sleep(0.05)
+        assert not stopping.done()  # waiting for the sender, within its 30 s
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(stopping, 5)
+        assert sender.cancelled()
+        assert not relay._subscription.up.is_set()
+        assert relay._subscription._listener is not None and relay._subscription._listener.done()
+
+
+async def test_a_crashed_sender_is_logged_and_the_stop_still_closes_the_subscription(
+    redis_url: str, tmp_path: FsPath, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lwm2m.server.cluster_events import ClusterEvents, server_lane
+
+    async with cluster_node(redis_url, tmp_path, "a") as node:
+        relay = ClusterEvents(node.stores.redis, "a", [server_lane(node.server.events)])
+
+        async def crashing_sender() -> None:
+            raise RuntimeError("sender bug")
+
+        relay._send_loop = crashing_sender  # type: ignore[method-assign]
+        await relay.start()
+        await asyncio.sleep(0)
+        with caplog.at_level(logging.ERROR, logger="lwm2m.server.cluster_events"):
+            await relay.stop(timeout=5)
+        assert "sender bug" in caplog.text
+        assert not relay._subscription.up.is_set()
+        assert relay._subscription._listener is not None and relay._subscription._listener.done()

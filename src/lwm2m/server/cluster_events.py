@@ -34,7 +34,6 @@ carries the events of both roles without this package importing the other role.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -146,19 +145,31 @@ class ClusterEvents:
         self._tasks = [asyncio.create_task(self._send_loop(), name="cluster events out")]
 
     async def stop(self, timeout: float = 2.0) -> None:
-        """Stop listening; what is queued is sent within ``timeout`` seconds, then dropped."""
+        """Stop listening; what is queued is sent within ``timeout`` seconds, then dropped.
+
+        A stop that is itself cancelled (a shutdown bounded in time) still ends the
+        sender and closes the subscription, then raises its cancellation: the wait is
+        ``asyncio.wait``, which tells the caller's own cancellation from the sender's end.
+        """
         for remove in self._removers:
             remove()
         self._removers.clear()
         self._closing = True
         self._wake.set()
-        if self._tasks:
-            sender = self._tasks[0]
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(sender), timeout)
-            await cancel_and_wait(self._tasks)
-            self._tasks = []
-        await self._subscription.close()
+        tasks, self._tasks = self._tasks, []
+        try:
+            if tasks:
+                await asyncio.wait(tasks[:1], timeout=timeout)
+        finally:
+            try:
+                sender = tasks[0] if tasks else None
+                if sender is not None and sender.done() and not sender.cancelled():
+                    failure = sender.exception()
+                    if failure is not None:
+                        logger.error("the cluster event sender failed: %r", failure)
+                await cancel_and_wait(tasks)
+            finally:
+                await self._subscription.close()
 
     def counters(self) -> dict[str, float]:
         """For /metrics."""
