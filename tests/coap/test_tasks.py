@@ -1,4 +1,5 @@
-"""cancel_and_wait: tasks end whatever they end with; the caller's own cancel is kept."""
+"""cancel_and_wait and wait_then_cancel: tasks end whatever they end with; the caller's own
+cancel is kept."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 
 import pytest
 
-from lwm2m.coap.tasks import cancel_and_wait
+from lwm2m.coap.tasks import cancel_and_wait, wait_then_cancel
 
 
 async def test_every_task_ends_and_no_outcome_is_reported_later(
@@ -58,3 +59,29 @@ async def test_a_cancel_of_the_caller_is_not_swallowed() -> None:
     assert not task.done()
     release.set()
     await task
+
+
+async def test_wait_then_cancel_lets_a_task_finish_in_time_and_cancels_one_that_does_not() -> None:
+    async def quick() -> int:
+        await asyncio.sleep(0.01)
+        return 7
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    finishing, hanging = asyncio.ensure_future(quick()), asyncio.ensure_future(stuck())
+    await wait_then_cancel([finishing, None, hanging], 0.2)
+    assert finishing.result() == 7
+    assert hanging.cancelled()
+
+
+async def test_wait_then_cancel_cancelled_itself_still_ends_its_tasks_then_raises() -> None:
+    """The shape it replaced (``wait_for(shield(task))`` under ``suppress``) either
+    swallowed the caller's cancel or left the task running."""
+    hanging = asyncio.ensure_future(asyncio.Event().wait())
+    waiting = asyncio.ensure_future(wait_then_cancel([hanging], 30))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert hanging.cancelled()

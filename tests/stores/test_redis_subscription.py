@@ -121,3 +121,21 @@ async def test_the_feed_comes_back_after_redis_restarts(
     finally:
         await feed.close()
         await client.aclose()
+
+
+async def test_a_cancelled_close_still_ends_its_listener_then_raises(connection: Any) -> None:
+    """A close bounded by a shutdown's deadline: its cancel comes while it waits for the
+    listener (here one that does not end by itself); the listener must not outlive it."""
+    feed = Subscription(connection, ["t:a"], lambda channel, data: None, name="test")
+    await feed.start()
+    assert feed._listener is not None
+    feed._listener.cancel()  # stand in a listener that ignores the closed connection
+    feed._listener = asyncio.ensure_future(asyncio.Event().wait())
+    stuck = feed._listener
+    closing = asyncio.ensure_future(feed.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # within its 1 s for the listener
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert stuck.cancelled()

@@ -25,3 +25,16 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any] | None]) -> None:
     for task in pending:
         if not task.cancelled():
             task.exception()  # retrieved: whatever it ended with is not logged again
+
+
+async def wait_then_cancel(tasks: Iterable[asyncio.Future[Any] | None], timeout: float) -> None:
+    """Give ``tasks`` up to ``timeout`` seconds to end by themselves, then
+    :func:`cancel_and_wait` the rest. A cancellation of the caller still ends them
+    all and is then raised (``asyncio.wait_for`` under ``suppress`` swallowed it, or
+    left the tasks running)."""
+    pending = [task for task in tasks if task is not None]
+    try:
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+    finally:
+        await cancel_and_wait(pending)

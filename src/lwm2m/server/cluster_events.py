@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from lwm2m.coap.tasks import cancel_and_wait
+from lwm2m.coap.tasks import wait_then_cancel
 from lwm2m.protocol.events import EventBus
 from lwm2m.protocol.log_limit import LogLimiter
 from lwm2m.server.cluster_event_codec import event_from_json, event_to_json
@@ -148,8 +148,8 @@ class ClusterEvents:
         """Stop listening; what is queued is sent within ``timeout`` seconds, then dropped.
 
         A stop that is itself cancelled (a shutdown bounded in time) still ends the
-        sender and closes the subscription, then raises its cancellation: the wait is
-        ``asyncio.wait``, which tells the caller's own cancellation from the sender's end.
+        sender and closes the subscription, then raises its cancellation
+        (:func:`~lwm2m.coap.tasks.wait_then_cancel`).
         """
         for remove in self._removers:
             remove()
@@ -158,18 +158,12 @@ class ClusterEvents:
         self._wake.set()
         tasks, self._tasks = self._tasks, []
         try:
-            if tasks:
-                await asyncio.wait(tasks[:1], timeout=timeout)
+            await wait_then_cancel(tasks, timeout)
+            for task in tasks:
+                if not task.cancelled() and task.exception() is not None:
+                    logger.error("the cluster event sender failed: %r", task.exception())
         finally:
-            try:
-                sender = tasks[0] if tasks else None
-                if sender is not None and sender.done() and not sender.cancelled():
-                    failure = sender.exception()
-                    if failure is not None:
-                        logger.error("the cluster event sender failed: %r", failure)
-                await cancel_and_wait(tasks)
-            finally:
-                await self._subscription.close()
+            await self._subscription.close()
 
     def counters(self) -> dict[str, float]:
         """For /metrics."""

@@ -31,7 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from lwm2m.coap.tasks import cancel_and_wait
+from lwm2m.coap.tasks import wait_then_cancel
 from lwm2m.stores.base import StoreError
 from lwm2m.stores.redis_raw import RawConnection, open_raw
 
@@ -134,11 +134,11 @@ class Subscription:
         if self._pubsub is not None:
             with contextlib.suppress(OSError, self._redis.error):
                 await self._pubsub.aclose()
-        if self._listener is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._listener), 1.0)
-            if not self._listener.done():
-                await cancel_and_wait([self._listener])
+        listener = self._listener
+        if listener is not None:
+            await wait_then_cancel([listener], 1.0)
+            if not listener.cancelled():
+                listener.result()  # a listener's failure is the close's, as it was
 
     async def _subscribe(self) -> Any:
         try:
