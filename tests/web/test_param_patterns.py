@@ -9,10 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from web_fakes import FakeBootstrap, FakeDevices
 
+from lwm2m.web.app import build_app
 from lwm2m.web.backend import InvalidInput
 from lwm2m.web.param_patterns import (
     BLANKS,
@@ -22,6 +26,7 @@ from lwm2m.web.param_patterns import (
     decimal_up_to,
 )
 from lwm2m.web.present import parse_format, parse_path, parse_paths
+from lwm2m.web.routes_stores import ADDRESS_PATTERN
 
 
 def _accepts(parse: Callable[[str], object], text: str) -> bool:
@@ -130,12 +135,12 @@ def test_a_path_outside_the_pattern_is_refused_with_the_reason(text: str) -> Non
         parse_path(text)
 
 
+def _app() -> FastAPI:
+    return build_app(FakeDevices(), FakeBootstrap(), count_events=False)
+
+
 def _schema_patterns() -> list[str]:
-    from web_fakes import FakeBootstrap, FakeDevices
-
-    from lwm2m.web.app import build_app
-
-    document = build_app(FakeDevices(), FakeBootstrap(), count_events=False).openapi()
+    document = _app().openapi()
     found: list[str] = []
 
     def walk(node: object) -> None:
@@ -171,16 +176,9 @@ async def test_the_push_address_is_refused_exactly_where_its_pattern_says(host: 
     """Python's reading of the pattern is every dialect's, once it has no shorthand class
     (the test above): a 400 exactly for the addresses outside it, else the unknown
     endpoint's 404."""
-    import httpx
-    from web_fakes import FakeBootstrap, FakeDevices
-
-    from lwm2m.web.app import build_app
-    from lwm2m.web.routes_stores import ADDRESS_PATTERN
-
-    app = build_app(FakeDevices(), FakeBootstrap(), count_events=False)
     address = f"{host}:69"
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+        transport=httpx.ASGITransport(app=_app()), base_url="http://127.0.0.1"
     ) as http:
         response = await http.post("/api/bootstrap/nobody/push", params={"address": address})
     expected = 404 if _matches(ADDRESS_PATTERN, address) else 400
